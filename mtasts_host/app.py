@@ -1,0 +1,115 @@
+"""The ASGI application: policies on ``mta-sts.*`` hosts, anything else through Starlette."""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import names
+from .config import load_config
+from .store import PolicyStore
+
+POLICY_PATH = "/.well-known/mta-sts.txt"
+
+_Headers = tuple[tuple[bytes, bytes], ...]
+
+
+def _plain(status: int, text: str, *extra: tuple[bytes, bytes]) -> tuple[int, _Headers, bytes]:
+    body = text.encode() + b"\n"
+    headers = (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+        *extra,
+    )
+    return status, headers, body
+
+
+_NO_POLICY = _plain(404, "No MTA-STS policy is served for this host.")
+_NOT_FOUND = _plain(404, f"Not found. The MTA-STS policy is at {POLICY_PATH}.")
+_NOT_ALLOWED = _plain(405, "Method not allowed.", (b"allow", b"GET, HEAD"))
+_BAD_HOST = _plain(400, "Bad request: more than one Host header.")
+
+
+class PolicyHostMiddleware:
+    """
+    Answer every request for an ``mta-sts.*`` host from the store; pass the others on.
+
+    This is the hot path, so it works on the raw ASGI scope with responses rendered at load
+    time. It never redirects and ignores conditional and range headers: senders accept
+    only a plain 200 (RFC 8461 section 3.3).
+    """
+
+    def __init__(self, app: ASGIApp, store: PolicyStore) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host: bytes | None = None
+        for key, value in scope["headers"]:
+            if key == b"host":
+                if host is not None:
+                    await _send(send, scope, *_BAD_HOST)
+                    return
+                host = value
+        domain = _policy_domain(host) if host else None
+        if domain is None:
+            await self.app(scope, receive, send)
+            return
+        if _route_path(scope) != POLICY_PATH:
+            status, headers, body = _NOT_FOUND
+        elif scope["method"] not in ("GET", "HEAD"):
+            status, headers, body = _NOT_ALLOWED
+        else:
+            served = self.store.lookup(domain)
+            if served is None:
+                status, headers, body = _NO_POLICY
+            else:
+                status, headers, body = 200, served.headers, served.body
+        await _send(send, scope, status, headers, body)
+
+
+def _policy_domain(host: bytes) -> str | None:
+    try:
+        text = host.decode("ascii") if host.isascii() else host.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return names.policy_domain_of_host(text)
+
+
+def _route_path(scope: Scope) -> str:
+    # As Starlette's Mount does: the path below the mount point, if we are mounted.
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+async def _send(send: Send, scope: Scope, status: int, headers: _Headers, body: bytes) -> None:
+    # A fresh headers list each time: middleware of a host app may change it in place.
+    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def create_app(config_path: str | os.PathLike[str]) -> Starlette:
+    """
+    Load the configuration and return the ASGI application that serves it.
+
+    Args:
+        config_path: the YAML configuration file.
+
+    Raises:
+        ConfigError: the configuration is invalid.
+    """
+    store = PolicyStore(load_config(config_path))
+    app = Starlette(middleware=[Middleware(PolicyHostMiddleware, store=store)])
+    # No trailing-slash redirects: senders never follow a 3xx (RFC 8461 section 3.3).
+    app.router.redirect_slashes = False
+    app.state.store = store
+    return app

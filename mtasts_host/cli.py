@@ -1,0 +1,121 @@
+"""The ``mtasts-host`` command: serve, check and dns."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+from starlette.applications import Starlette
+
+from . import __version__, dns
+from .app import create_app
+from .config import Config, ConfigError, load_config
+from .store import build_snapshot
+
+_ENV = "MTASTS_HOST_"
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ
+    parser = argparse.ArgumentParser(
+        prog="mtasts-host",
+        description="Serve RFC 8461 MTA-STS policies for many domains from one YAML file.",
+        epilog=f"Every option can also be set as an environment variable {_ENV}<OPTION>.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    config = env.get(_ENV + "CONFIG")
+
+    serve = commands.add_parser("serve", help="serve the policies over HTTP (behind a TLS proxy)")
+    serve.add_argument(
+        "--config", default=config, metavar="PATH", help="the YAML file [MTASTS_HOST_CONFIG]"
+    )
+    serve.add_argument(
+        "--host",
+        default=env.get(_ENV + "HOST", "127.0.0.1"),
+        help="address to bind (default: %(default)s) [MTASTS_HOST_HOST]",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(env.get(_ENV + "PORT", "8080")),
+        help="port to bind (default: %(default)s) [MTASTS_HOST_PORT]",
+    )
+    serve.add_argument(
+        "--uds",
+        default=env.get(_ENV + "UDS"),
+        help="bind to this Unix socket instead [MTASTS_HOST_UDS]",
+    )
+    serve.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=env.get(_ENV + "PROXY_HEADERS", "1") not in ("0", "false", "no"),
+        help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips, as "
+        "uvicorn does (default: on) [MTASTS_HOST_PROXY_HEADERS]",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=env.get(_ENV + "FORWARDED_ALLOW_IPS"),
+        help="comma-separated proxy addresses to trust, or '*' (default: "
+        "127.0.0.1) [MTASTS_HOST_FORWARDED_ALLOW_IPS]",
+    )
+
+    check = commands.add_parser("check", help="validate the file and list every domain")
+    check.add_argument("config", nargs="?", default=config, metavar="PATH")
+
+    records = commands.add_parser("dns", help="print the DNS records to publish")
+    records.add_argument("config", nargs="?", default=config, metavar="PATH")
+    records.add_argument("--format", choices=("zone", "json"), default="zone")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.config is None:
+        parser.error("no configuration file: give PATH or set MTASTS_HOST_CONFIG")
+    try:
+        app = create_app(args.config) if args.command == "serve" else None
+        config = app.state.store.config if app else load_config(args.config)
+    except ConfigError as exc:
+        problems = exc.problems if args.command == "check" else exc.problems[:1]
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if len(exc.problems) > len(problems):
+            more = len(exc.problems) - len(problems)
+            print(f"... and {more} more; run 'mtasts-host check' to see them", file=sys.stderr)
+        return 1
+    for warning in config.warnings:
+        print(warning, file=sys.stderr)
+    if app is not None:
+        _serve(app, args)
+    elif args.command == "check":
+        _check(config)
+    else:
+        print(dns.to_json(config) if args.format == "json" else dns.to_zone(config))
+    return 0
+
+
+def _check(config: Config) -> None:
+    for domain, served in build_snapshot(config).served.items():
+        policy = served.policy
+        print(
+            f"{domain}: mode={policy.mode.value} mx={len(policy.mx)} "
+            f"max_age={policy.max_age} id={served.id}"
+        )
+
+
+def _serve(app: Starlette, args: argparse.Namespace) -> None:
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        uds=args.uds,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        workers=1,
+    )

@@ -1,0 +1,398 @@
+"""The YAML configuration file: read, validate every value once, and turn it into policies."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import _yaml, names
+from .policy import DEFAULT_MAX_AGE, MAX_AGE_LIMIT, MAX_BODY_SIZE, VERSION, Mode, Policy
+
+DEFAULT_DNS_TTL = 3600
+_MAX_DNS_TTL = 2_147_483_647  # RFC 2181 section 8
+_WEEK = 604_800
+# Plain decimal only: YAML 1.1 reads 010 as octal and 1_0 as ten, which nobody means here.
+_DIGITS = re.compile(r"0|[1-9][0-9]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One error or warning, located as precisely as the file allows."""
+
+    path: str
+    line: int | None
+    key: str
+    message: str
+    column: int | None = None
+    warning: bool = False
+
+    def __str__(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        parts = [where, "warning" if self.warning else "", self.key, self.message]
+        return ": ".join(part for part in parts if part)
+
+
+class ConfigError(Exception):
+    """
+    The configuration cannot be used. ``problems`` holds every error found, in file order;
+    the message is one line per problem.
+    """
+
+    def __init__(self, path: str, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.path = path
+        self.problems = tuple(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainConfig:
+    """Everything configured for one policy domain."""
+
+    policy: Policy
+    cname: str | None = None
+    """Target of the ``mta-sts.<domain>`` CNAME record, if the operator names one."""
+    tlsrpt_rua: tuple[str, ...] = ()
+    """Report URIs for the ``_smtp._tls.<domain>`` TXT record (RFC 8460)."""
+    dns_ttl: int = DEFAULT_DNS_TTL
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A validated configuration: policy domain (A-labels) to its settings, and warnings."""
+
+    path: str
+    domains: Mapping[str, DomainConfig]
+    warnings: tuple[Problem, ...] = ()
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """
+    Read and validate a configuration file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, too large, or invalid in any way.
+    """
+    name = os.fspath(path)
+    try:
+        # O_NONBLOCK: a FIFO in place of the file must give an error, not a hang.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(name, [Problem(name, None, "", _os_reason(exc))]) from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ConfigError(name, [Problem(name, None, "", f"{kind}; expected a YAML file")])
+    with os.fdopen(fd, "rb") as file:
+        data = file.read(_yaml.MAX_FILE_SIZE + 1)
+    if len(data) > _yaml.MAX_FILE_SIZE:
+        message = f"larger than {_yaml.MAX_FILE_SIZE // 2**20} MiB; refusing to parse it"
+        raise ConfigError(name, [Problem(name, None, "", message)])
+    return parse_config(data, name)
+
+
+def parse_config(data: bytes, path: str = "<config>") -> Config:
+    """
+    Validate configuration text; ``path`` only names it in messages.
+
+    Raises:
+        ConfigError: the text is not a valid configuration.
+    """
+    try:
+        root = _yaml.read_bytes(data)
+    except _yaml.YAMLProblem as exc:
+        raise ConfigError(path, [Problem(path, exc.line, "", exc.message, exc.column)]) from exc
+    return _Reader(path).read(root)
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    return (exc.strerror or str(exc)).lower()
+
+
+class _Invalid(ValueError):
+    """A value failed validation; the message says what was expected."""
+
+
+def _got(node: _yaml.Node) -> str:
+    if isinstance(node, _yaml.Mapping):
+        return "a mapping"
+    if isinstance(node, _yaml.Sequence):
+        return "a list"
+    return "nothing" if node.is_null else repr(node.text)
+
+
+def _text(node: _yaml.Node, expected: str) -> str:
+    if not isinstance(node, _yaml.Scalar) or node.is_null:
+        raise _Invalid(f"expected {expected}, got {_got(node)}")
+    return node.text
+
+
+def _integer(node: _yaml.Node, low: int, high: int) -> int:
+    expected = f"an integer {low}..{high}"
+    if not (isinstance(node, _yaml.Scalar) and node.plain and _DIGITS.fullmatch(node.text)):
+        raise _Invalid(f"expected {expected}, got {_got(node)}")
+    value = int(node.text)
+    if not low <= value <= high:
+        raise _Invalid(f"expected {expected}, got {node.text!r}")
+    return value
+
+
+def _items(node: _yaml.Node) -> list[_yaml.Node]:
+    """A list, or one scalar standing for a list of one."""
+    if isinstance(node, _yaml.Sequence):
+        return node.items
+    if isinstance(node, _yaml.Scalar) and not node.is_null:
+        return [node]
+    raise _Invalid(f"expected a list, got {_got(node)}")
+
+
+def _mode(node: _yaml.Node) -> Mode:
+    expected = "one of enforce, testing, none"
+    text = _text(node, expected)
+    try:
+        return Mode(text)
+    except ValueError:
+        raise _Invalid(f"expected {expected}, got {text!r}") from None
+
+
+def _version(node: _yaml.Node) -> str:
+    text = _text(node, repr(VERSION))
+    if text != VERSION:
+        raise _Invalid(f"expected {VERSION!r} (the only version RFC 8461 defines), got {text!r}")
+    return text
+
+
+def _max_age(node: _yaml.Node) -> int:
+    return _integer(node, 0, MAX_AGE_LIMIT)
+
+
+def _dns_ttl(node: _yaml.Node) -> int:
+    return _integer(node, 0, _MAX_DNS_TTL)
+
+
+def _cname(node: _yaml.Node) -> str:
+    try:
+        return names.host_name(_text(node, "a host name"))
+    except ValueError as exc:
+        raise _Invalid(f"{exc}, got {_got(node)}") from None
+
+
+def _uri(text: str) -> str:
+    if not (text.startswith("mailto:") and "@" in text) and not text.startswith("https://"):
+        raise _Invalid(f"expected a 'mailto:' address or an 'https://' URL, got {text!r}")
+    if not text.isascii() or any(c in text for c in ',!; "\\') or not text.isprintable():
+        raise _Invalid(f"commas, '!', ';', quotes and spaces must be percent-encoded, got {text!r}")
+    return text
+
+
+# Each key a policy block may hold, with the function that validates its value. The mx and
+# tlsrpt_rua lists are validated item by item in _Reader, so that errors name the item.
+_FIELDS: dict[str, Callable[[_yaml.Node], Any]] = {
+    "version": _version,
+    "mode": _mode,
+    "mx": _items,
+    "max_age": _max_age,
+    "cname": _cname,
+    "tlsrpt_rua": _items,
+    "dns_ttl": _dns_ttl,
+}
+_TOP_LEVEL = ("defaults", "domains")
+_BROKEN = object()  # a value that failed validation and has been reported
+
+
+def _unknown(key: str, valid: tuple[str, ...] | list[str]) -> str:
+    close = [k for k in valid if key.startswith(k) or k.startswith(key)]
+    close = close or difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {key!r}{hint} (expected one of: {', '.join(valid)})"
+
+
+class _Reader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.errors: list[Problem] = []
+        self.warnings: list[Problem] = []
+        self._mx_cache: dict[str, str] = {}
+        self._configs: dict[DomainConfig, DomainConfig] = {}
+
+    def error(self, line: int, key: str, message: str) -> None:
+        self.errors.append(Problem(self.path, line, key, message))
+
+    def warn(self, line: int, key: str, message: str) -> None:
+        self.warnings.append(Problem(self.path, line, key, message, warning=True))
+
+    def read(self, root: _yaml.Node | None) -> Config:
+        if root is None or (isinstance(root, _yaml.Scalar) and root.is_null):
+            self.error(1, "", "the file is empty; expected a mapping with a 'domains' key")
+        elif not isinstance(root, _yaml.Mapping):
+            self.error(root.line, "", f"expected a mapping with a 'domains' key, got {_got(root)}")
+        else:
+            top = self.mapping(root, "", _TOP_LEVEL)
+            defaults: dict[str, Any] = {}
+            if "defaults" in top:
+                defaults = self.fields(top["defaults"][1], "defaults")
+            if "domains" not in top:
+                self.error(root.line, "domains", "missing; expected a mapping of domain names")
+            else:
+                node = top["domains"][1]
+                domains = self.domains(node, defaults)
+                if not domains and not self.errors:
+                    self.error(node.line, "domains", "expected at least one domain, got none")
+                if not self.errors:
+                    return Config(self.path, domains, tuple(self.warnings))
+        raise ConfigError(self.path, sorted(self.errors, key=lambda p: p.line or 0))
+
+    def mapping(
+        self, node: _yaml.Node, where: str, valid: tuple[str, ...] | None
+    ) -> dict[str, tuple[_yaml.Scalar, _yaml.Node]]:
+        """The entries of a mapping, reporting duplicate and (if ``valid``) unknown keys."""
+        if isinstance(node, _yaml.Scalar) and node.is_null:
+            return {}
+        if not isinstance(node, _yaml.Mapping):
+            self.error(node.line, where, f"expected a mapping, got {_got(node)}")
+            return {}
+        entries: dict[str, tuple[_yaml.Scalar, _yaml.Node]] = {}
+        prefix = f"{where}." if where else ""
+        for key, value in node.items:
+            if valid is not None and key.text not in valid:
+                self.error(key.line, prefix + key.text, _unknown(key.text, valid))
+            elif key.text in entries:
+                first = entries[key.text][0].line
+                self.error(key.line, prefix + key.text, f"duplicate key (first on line {first})")
+            else:
+                entries[key.text] = (key, value)
+        return entries
+
+    def fields(self, node: _yaml.Node, where: str) -> dict[str, Any]:
+        """The validated values of one policy block; a failed value becomes _BROKEN."""
+        values: dict[str, Any] = {}
+        if not isinstance(node, _yaml.Mapping | _yaml.Scalar) or (
+            isinstance(node, _yaml.Scalar) and not node.is_null
+        ):
+            self.error(node.line, where, f"expected a mapping, got {_got(node)}")
+            return {"": _BROKEN}
+        for name, (key, value) in self.mapping(node, where, tuple(_FIELDS)).items():
+            try:
+                values[name] = _FIELDS[name](value)
+            except _Invalid as exc:
+                self.error(value.line, f"{where}.{name}", str(exc))
+                values[name] = _BROKEN
+                continue
+            if name == "mx":
+                values[name] = self.mx(values[name], f"{where}.mx")
+            elif name == "tlsrpt_rua":
+                values[name] = self.rua(values[name], f"{where}.tlsrpt_rua")
+            values[name + "@"] = key.line
+        return values
+
+    def mx(self, items: list[_yaml.Node], where: str) -> Any:
+        patterns: dict[str, None] = {}
+        ok = True
+        for index, item in enumerate(items):
+            text = item.text if isinstance(item, _yaml.Scalar) else None
+            pattern = self._mx_cache.get(text) if text is not None else None
+            if pattern is None:
+                try:
+                    raw = _text(item, "an mx pattern")
+                    pattern = names.mx_pattern(raw)
+                except ValueError as exc:
+                    shown = "" if isinstance(exc, _Invalid) else f", got {_got(item)}"
+                    self.error(item.line, f"{where}[{index}]", f"{exc}{shown}")
+                    ok = False
+                    continue
+                self._mx_cache[raw] = pattern
+            if pattern in patterns:
+                self.warn(item.line, f"{where}[{index}]", f"duplicate of {pattern!r}, removed")
+            patterns[pattern] = None
+        return tuple(patterns) if ok else _BROKEN
+
+    def rua(self, items: list[_yaml.Node], where: str) -> Any:
+        uris: list[str] = []
+        for index, item in enumerate(items):
+            try:
+                uris.append(_uri(_text(item, "a report URI")))
+            except _Invalid as exc:
+                self.error(item.line, f"{where}[{index}]", str(exc))
+                return _BROKEN
+        return tuple(uris)
+
+    def domains(self, node: _yaml.Node, defaults: dict[str, Any]) -> dict[str, DomainConfig]:
+        domains: dict[str, DomainConfig] = {}
+        lines: dict[str, int] = {}
+        for text, (key, value) in self.mapping(node, "domains", None).items():
+            where = f"domains.{text}"
+            try:
+                name = names.policy_domain(text)
+            except ValueError as exc:
+                self.error(key.line, where, f"{exc}, got {text!r}")
+                continue
+            if name in lines:
+                self.error(key.line, where, f"same domain as {name!r} on line {lines[name]}")
+                continue
+            lines[name] = key.line
+            values = {**defaults, **self.fields(value, where)}
+            domain = self.domain(name, values, where, key.line)
+            if domain is not None:
+                domains[name] = self._configs.setdefault(domain, domain)
+        return domains
+
+    def domain(
+        self, name: str, values: dict[str, Any], where: str, line: int
+    ) -> DomainConfig | None:
+        if _BROKEN in values.values():
+            return None
+        mode = values.get("mode")
+        if mode is None:
+            self.error(
+                line,
+                f"{where}.mode",
+                "missing; expected one of enforce, testing, none (set it here or in 'defaults')",
+            )
+            return None
+        mx: tuple[str, ...] = values.get("mx", ())
+        max_age: int = values.get("max_age", DEFAULT_MAX_AGE)
+        if mode is not Mode.NONE and not mx:
+            self.error(
+                values.get("mx@", line),
+                f"{where}.mx",
+                f"mode {mode.value} needs at least one mx pattern",
+            )
+            return None
+        if not mx:
+            self.warn(
+                line,
+                where,
+                "mode none without mx: Stalwart rejects such a policy; "
+                "keep the old mx patterns while withdrawing it",
+            )
+        if mode is Mode.ENFORCE and max_age < _WEEK:
+            self.warn(
+                values.get("max_age@", line),
+                f"{where}.max_age",
+                f"{max_age} is under a week; RFC 8461 expects weeks or greater in enforce",
+            )
+        cname = values.get("cname")
+        if cname is not None and cname == names.POLICY_HOST_PREFIX + name:
+            self.error(values["cname@"], f"{where}.cname", "the CNAME would point to itself")
+            return None
+        policy = Policy(mode, mx, max_age)
+        size = len(policy.render())
+        if size > MAX_BODY_SIZE:
+            self.error(
+                line, where, f"the policy is {size} bytes; senders accept at most {MAX_BODY_SIZE}"
+            )
+            return None
+        return DomainConfig(
+            policy, cname, values.get("tlsrpt_rua", ()), values.get("dns_ttl", DEFAULT_DNS_TTL)
+        )

@@ -1,0 +1,57 @@
+"""The DNS records an operator publishes for each configured domain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from .config import Config
+from .names import POLICY_HOST_PREFIX
+from .policy import policy_id
+
+_TXT_STRING = 255  # octets in one character-string of a TXT record (RFC 1035 section 3.3)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    name: str
+    type: str
+    ttl: int
+    value: str
+
+
+def records(config: Config) -> Iterator[Record]:
+    """
+    Per domain: the ``_mta-sts`` TXT record with the policy id, the ``mta-sts`` CNAME if a
+    target is configured, and the ``_smtp._tls`` TXT record if report URIs are configured.
+    """
+    for domain, settings in config.domains.items():
+        ttl = settings.dns_ttl
+        txt = f"v=STSv1; id={policy_id(settings.policy.render())}"
+        yield Record(f"_mta-sts.{domain}", "TXT", ttl, txt)
+        if settings.cname is not None:
+            yield Record(POLICY_HOST_PREFIX + domain, "CNAME", ttl, settings.cname)
+        if settings.tlsrpt_rua:
+            rua = ",".join(settings.tlsrpt_rua)
+            yield Record(f"_smtp._tls.{domain}", "TXT", ttl, f"v=TLSRPTv1; rua={rua}")
+
+
+def to_json(config: Config) -> str:
+    return json.dumps([asdict(record) for record in records(config)], indent=2)
+
+
+def to_zone(config: Config) -> str:
+    """The records as zone-file lines, with absolute names."""
+    lines = []
+    for record in records(config):
+        if record.type == "TXT":
+            # Long values are split into several strings; senders join them without spaces.
+            value = " ".join(
+                f'"{record.value[i : i + _TXT_STRING]}"'
+                for i in range(0, len(record.value), _TXT_STRING)
+            )
+        else:
+            value = record.value + "."
+        lines.append(f"{record.name}.\t{record.ttl}\tIN\t{record.type}\t{value}")
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""DNS names as MTA-STS uses them: policy domains, MX patterns and policy hosts."""
+
+from __future__ import annotations
+
+import re
+
+import idna
+
+POLICY_HOST_PREFIX = "mta-sts."
+
+# RFC 5321 "Domain": letters, digits and inner hyphens, 1..63 octets a label.
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_MAX_NAME = 253
+
+
+def host_name(text: str) -> str:
+    """
+    Normalise a fully qualified host name to lower-case A-labels without a trailing dot.
+
+    Raises:
+        ValueError: the text is not a host name; the message says what was expected.
+    """
+    name = text[:-1] if text.endswith(".") else text
+    if not name.isascii():
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise ValueError(f"not a valid international host name ({exc})") from None
+    name = name.lower()
+    labels = name.split(".")
+    if len(labels) < 2 or not all(labels):
+        raise ValueError("expected a fully qualified host name like 'mail.example.com'")
+    if labels[-1].isdigit() or ":" in name:
+        raise ValueError("expected a host name, not an IP address")
+    for label in labels:
+        if not _LABEL.fullmatch(label):
+            raise ValueError(
+                f"label {label!r} is not a host name label "
+                "(letters, digits and inner hyphens, at most 63)"
+            )
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except idna.IDNAError:
+                raise ValueError(f"label {label!r} is not a valid A-label") from None
+    if len(name) > _MAX_NAME:
+        raise ValueError(f"name is {len(name)} characters long, at most {_MAX_NAME} allowed")
+    return name
+
+
+def policy_domain(text: str) -> str:
+    """
+    Normalise a policy domain as configured: a host name that is not itself a policy host.
+
+    Raises:
+        ValueError: the text is not a policy domain.
+    """
+    if "*" in text or "/" in text:
+        raise ValueError("expected a plain domain name like 'example.com'")
+    name = host_name(text)
+    if name.startswith(POLICY_HOST_PREFIX):
+        domain = name[len(POLICY_HOST_PREFIX) :]
+        raise ValueError(f"expected the policy domain, not its policy host; use {domain!r}")
+    return name
+
+
+def mx_pattern(text: str) -> str:
+    """
+    Normalise an RFC 8461 ``mx`` pattern: a host name, or ``*.`` and a host name.
+
+    Raises:
+        ValueError: the text is not an mx pattern.
+    """
+    if text.startswith("."):
+        raise ValueError(f"the leading-dot form is not RFC 8461; use '*{text}'")
+    wildcard = text.startswith("*.")
+    name = text[2:] if wildcard else text
+    if "*" in name:
+        raise ValueError("a wildcard must be the whole leftmost label, as in '*.example.net'")
+    return ("*." if wildcard else "") + host_name(name)
+
+
+def policy_domain_of_host(host: str) -> str | None:
+    """
+    Return the policy domain that a Host header asks for, or None if it is no policy host.
+
+    The header is matched case-insensitively, without its port and one trailing dot;
+    international names may come as U-labels or A-labels. The result is only a lookup key:
+    it is not checked further, since a key that is not configured simply finds nothing.
+    """
+    host = host.lower()
+    if host.startswith("["):
+        return None
+    name, colon, port = host.rpartition(":")
+    if colon:
+        if not port.isdigit():
+            return None
+        host = name
+    if host.endswith("."):
+        host = host[:-1]
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            return None
+    if not host.startswith(POLICY_HOST_PREFIX):
+        return None
+    return host[len(POLICY_HOST_PREFIX) :]

@@ -1,0 +1,80 @@
+"""The policies being served: one immutable snapshot, replaced whole."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import Config
+from .policy import Policy, policy_id
+
+# RFC 8461 section 8.2 suggests 60 s for proxies in front of a multi-domain policy host; it
+# bounds how long a proxy may serve an old policy after a reload.
+CACHE_CONTROL = b"max-age=60"
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A policy as it goes on the wire, computed once per distinct policy at load time."""
+
+    policy: Policy
+    body: bytes
+    id: str
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One configuration and the responses rendered from it; never changed once built."""
+
+    config: Config
+    served: Mapping[str, Served]
+    loaded_at: float
+
+
+def _serve(policy: Policy) -> Served:
+    body = policy.render()
+    headers = (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", CACHE_CONTROL),
+        (b"x-content-type-options", b"nosniff"),
+    )
+    return Served(policy, body, policy_id(body), headers)
+
+
+def build_snapshot(config: Config) -> Snapshot:
+    """Render every policy of ``config``; domains with equal policies share one ``Served``."""
+    rendered: dict[Policy, Served] = {}
+    served = {}
+    for domain, settings in config.domains.items():
+        policy = settings.policy
+        entry = rendered.get(policy)
+        if entry is None:
+            entry = rendered[policy] = _serve(policy)
+        served[domain] = entry
+    return Snapshot(config, served, time.time())
+
+
+class PolicyStore:
+    """
+    Holds the current snapshot. Readers take ``snapshot`` once per request; ``replace``
+    swaps in a whole new one with a single assignment, so no reader ever sees a mix.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.snapshot = build_snapshot(config)
+
+    @property
+    def config(self) -> Config:
+        return self.snapshot.config
+
+    def replace(self, config: Config) -> Snapshot:
+        """Serve ``config`` from now on; return the snapshot it replaced."""
+        old, self.snapshot = self.snapshot, build_snapshot(config)
+        return old
+
+    def lookup(self, domain: str) -> Served | None:
+        """The response for a policy domain (normalised, A-labels), or None."""
+        return self.snapshot.served.get(domain)

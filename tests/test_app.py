@@ -1,0 +1,224 @@
+"""HTTP behaviour of the app through Starlette's TestClient (the notes' cases 1-21)."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Host, Mount, Route
+from starlette.testclient import TestClient
+
+from mtasts_host import create_app
+
+from .conftest import BODY_D, MakeClient, WriteConfig
+
+PATH = "/.well-known/mta-sts.txt"
+
+
+def assert_policy(response: object, body: bytes = BODY_D) -> None:
+    assert getattr(response, "status_code", None) == 200
+    assert response.content == body  # type: ignore[attr-defined]
+    headers = response.headers  # type: ignore[attr-defined]
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert headers["content-length"] == str(len(body))
+    assert headers["cache-control"] == "max-age=60"
+    assert headers["x-content-type-options"] == "nosniff"
+    for absent in ("set-cookie", "location", "content-encoding", "etag", "last-modified"):
+        assert absent not in headers
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "mta-sts.example.com",  # case 1
+        "MTA-STS.Example.COM",  # case 2: Host is case-insensitive
+        "mta-sts.example.com:443",  # case 3: port stripped
+        "mta-sts.example.com.",  # case 4: one trailing dot
+        "mta-sts.example.com.:8443",  # dot and port together
+    ],
+)
+def test_policy_served_for_host(client: TestClient, host: str) -> None:
+    assert_policy(client.get(PATH, headers={"host": host}))
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "mta-sts.unknown.test",  # case 5
+        "example.com",  # case 6: no mta-sts. prefix
+        "mta-sts.sub.example.com",  # case 7: no parent fallback
+        "mta-sts.mta-sts.example.com",  # case 8
+        "mta-sts.",
+        "mta-sts.example.com..",  # only one trailing dot is removed
+        "mta-sts.example.com:https",  # a port must be a number
+        "[::1]:8080",
+        "mta-sts.example.com.evil.test",
+        "xmta-sts.example.com",
+    ],
+)
+def test_no_policy_for_other_hosts(client: TestClient, host: str) -> None:
+    response = client.get(PATH, headers={"host": host})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/plain")
+    assert b"STSv1" not in response.content
+
+
+def test_unknown_policy_host_says_so(client: TestClient) -> None:
+    response = client.get(PATH, headers={"host": "mta-sts.unknown.test"})
+    assert response.text == "No MTA-STS policy is served for this host.\n"
+    assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("host", [b"", b"\xff\xfe", b"mta-sts.\xc3"])
+def test_missing_or_garbage_host_is_404(client: TestClient, host: bytes) -> None:
+    # case 9: never 200, never 5xx
+    response = client.get(PATH, headers={b"host": host})
+    assert response.status_code == 404
+
+
+def test_two_host_headers_are_refused(client: TestClient) -> None:
+    headers = [("host", "mta-sts.example.com"), ("host", "mta-sts.other.test")]
+    response = client.get(PATH, headers=headers)
+    assert response.status_code == 400
+
+
+def test_international_host_in_either_form(make_client: MakeClient) -> None:
+    client = make_client("domains:\n  bücher.example: {mode: testing, mx: mx.example.net}\n")
+    expected = b"version: STSv1\r\nmode: testing\r\nmx: mx.example.net\r\nmax_age: 604800\r\n"
+    for host in (
+        "mta-sts.xn--bcher-kva.example",
+        "mta-sts.bücher.example",
+        "MTA-STS.BÜCHER.example",
+    ):
+        response = client.get(PATH, headers={b"host": host.encode()})
+        assert_policy(response, expected)
+
+
+def test_head_has_get_headers_and_no_body(client: TestClient) -> None:
+    # case 10
+    response = client.head(PATH)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-length"] == str(len(BODY_D))
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "FOO"])
+def test_other_methods_are_405(client: TestClient, method: str) -> None:
+    # case 11
+    response = client.request(method, PATH)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
+    assert "location" not in response.headers
+
+
+def test_query_string_is_ignored(client: TestClient) -> None:
+    # case 12
+    assert_policy(client.get(PATH + "?x=1"))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        PATH + "/",  # case 13: not a redirect
+        "/.well-known/MTA-STS.txt",  # case 14
+        "/mta-sts.txt",  # case 14
+        "/",  # case 15
+        "/.well-known/",
+        "/.well-known/mta-sts.txt.bak",
+        "//.well-known/mta-sts.txt",
+        "/healthz",  # operational paths are not answered on policy hosts
+    ],
+)
+def test_other_paths_are_404_not_redirects(client: TestClient, path: str) -> None:
+    response = client.get(path, follow_redirects=False)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "location" not in response.headers
+
+
+def test_other_path_of_unknown_host_is_404(client: TestClient) -> None:
+    response = client.post("/x", headers={"host": "mta-sts.unknown.test"})
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-forwarded-proto": "http"},  # case 16
+        {"if-none-match": "*"},  # case 17
+        {"if-modified-since": "Fri, 01 Jan 2100 00:00:00 GMT"},  # case 17
+        {"range": "bytes=0-5"},  # case 18
+        {"accept-encoding": "gzip, br"},  # bodies are never compressed
+        {"cookie": "a=b"},
+    ],
+)
+def test_request_headers_never_change_the_answer(
+    client: TestClient, headers: dict[str, str]
+) -> None:
+    assert_policy(client.get(PATH, headers=headers))
+
+
+def test_no_accept_encoding_no_content_encoding(client: TestClient) -> None:
+    # case 21
+    response = client.get(PATH, headers={"accept-encoding": ""})
+    assert_policy(response)
+
+
+def test_non_policy_host_gets_plain_404(client: TestClient) -> None:
+    response = client.get("/", headers={"host": "10.0.0.1:8080"})
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+def test_several_domains_each_get_their_own_policy(make_client: MakeClient) -> None:
+    client = make_client(
+        """\
+        defaults: {mode: testing, mx: [mx.example.net]}
+        domains:
+          a.example: {}
+          b.example: {mode: enforce, max_age: 1209600}
+          c.example: {mode: none}
+        """
+    )
+    bodies = {
+        "a.example": b"mode: testing\r\nmx: mx.example.net\r\nmax_age: 604800\r\n",
+        "b.example": b"mode: enforce\r\nmx: mx.example.net\r\nmax_age: 1209600\r\n",
+        "c.example": b"mode: none\r\nmx: mx.example.net\r\nmax_age: 604800\r\n",
+    }
+    for domain, tail in bodies.items():
+        response = client.get(PATH, headers={"host": f"mta-sts.{domain}"})
+        assert_policy(response, b"version: STSv1\r\n" + tail)
+
+
+def test_app_state_exposes_the_store(write_config: WriteConfig) -> None:
+    app = create_app(write_config())
+    served = app.state.store.lookup("example.com")
+    assert served.body == BODY_D
+
+
+@pytest.mark.parametrize("prefix", ["", "/policies"])
+def test_mounted_in_starlette(write_config: WriteConfig, prefix: str) -> None:
+    def home(request: object) -> PlainTextResponse:
+        return PlainTextResponse("host app")
+
+    policies = create_app(write_config())
+    parent = Starlette(routes=[Route("/home", home), Mount(prefix or "/", app=policies)])
+    with TestClient(parent, base_url="http://mta-sts.example.com") as client:
+        assert_policy(client.get(prefix + PATH))
+        assert client.get(prefix + PATH + "/").status_code == 404
+
+
+def test_mounted_under_host_route(write_config: WriteConfig) -> None:
+    def home(request: object) -> PlainTextResponse:
+        return PlainTextResponse("host app")
+
+    parent = Starlette(
+        routes=[
+            Host("mta-sts.{domain}", app=create_app(write_config())),
+            Route("/", home),
+        ]
+    )
+    with TestClient(parent, base_url="http://mta-sts.example.com") as client:
+        assert_policy(client.get(PATH))
+        assert client.get("/", headers={"host": "www.example.com"}).text == "host app"

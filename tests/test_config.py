@@ -1,0 +1,454 @@
+"""Loading and validating the YAML file (the notes' cases 27-41, plus hostile files)."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mtasts_host import ConfigError, Mode, Policy, load_config
+from mtasts_host.config import DomainConfig, parse_config
+
+from .conftest import WriteConfig
+
+
+def parse(text: str) -> dict[str, DomainConfig]:
+    return dict(parse_config(textwrap.dedent(text).encode(), "config.yaml").domains)
+
+
+def errors(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(textwrap.dedent(text).encode(), "config.yaml")
+    return str(info.value).splitlines()
+
+
+def warnings(text: str) -> list[str]:
+    return [str(w) for w in parse_config(textwrap.dedent(text).encode(), "config.yaml").warnings]
+
+
+def one_domain(fields: str) -> str:
+    return f"domains:\n  example.com: {{{fields}}}\n"
+
+
+def test_the_issue_example() -> None:
+    domains = parse(
+        """\
+        defaults:
+          mode: testing
+          max_age: 604800
+          mx: [mail.example.net]
+        domains:
+          example.com:
+            mode: enforce
+            mx:
+              - mail.example.com
+              - "*.mx.example.net"
+            max_age: 1209600
+          example.org: {}
+          example.net:
+            mode: none
+        """
+    )
+    assert domains == {
+        "example.com": DomainConfig(
+            Policy(Mode.ENFORCE, ("mail.example.com", "*.mx.example.net"), 1209600)
+        ),
+        "example.org": DomainConfig(Policy(Mode.TESTING, ("mail.example.net",), 604800)),
+        "example.net": DomainConfig(Policy(Mode.NONE, ("mail.example.net",), 604800)),
+    }
+
+
+def test_the_example_file_is_valid() -> None:
+    config = load_config(Path(__file__).parent.parent / "config.example.yaml")
+    assert set(config.domains) == {"example.com", "example.org", "example.net"}
+    assert config.warnings == ()
+
+
+def test_max_age_defaults_to_one_week() -> None:
+    assert parse(one_domain("mode: testing, mx: a.example"))["example.com"].policy.max_age == 604800
+
+
+def test_null_domain_takes_defaults() -> None:
+    domains = parse("defaults: {mode: none}\ndomains:\n  example.com:\n")
+    assert domains["example.com"].policy == Policy(Mode.NONE, ())
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        # case 27: case-sensitive, and only the three modes
+        (
+            "mode: Enforce, mx: a.example",
+            "mode: expected one of enforce, testing, none, got 'Enforce'",
+        ),
+        (
+            "mode: report, mx: a.example",
+            "mode: expected one of enforce, testing, none, got 'report'",
+        ),
+        (
+            "mode: [enforce], mx: a.example",
+            "mode: expected one of enforce, testing, none, got a list",
+        ),
+        # case 28
+        ("mode: enforce, mx: []", "mx: mode enforce needs at least one mx pattern"),
+        ("mode: testing", "mx: mode testing needs at least one mx pattern"),
+        # cases 29 and 30: a bool must not pass as an int
+        ("mode: none, max_age: -1", "max_age: expected an integer 0..31557600, got '-1'"),
+        (
+            "mode: none, max_age: 31557601",
+            "max_age: expected an integer 0..31557600, got '31557601'",
+        ),
+        ("mode: none, max_age: 1.5", "max_age: expected an integer 0..31557600, got '1.5'"),
+        ("mode: none, max_age: abc", "max_age: expected an integer 0..31557600, got 'abc'"),
+        ("mode: none, max_age: yes", "max_age: expected an integer 0..31557600, got 'yes'"),
+        ("mode: none, max_age: true", "max_age: expected an integer 0..31557600, got 'true'"),
+        ("mode: none, max_age: 1d", "max_age: expected an integer 0..31557600, got '1d'"),
+        ("mode: none, max_age: '86400'", "max_age: expected an integer 0..31557600, got '86400'"),
+        ("mode: none, max_age: 0x10", "max_age: expected an integer 0..31557600, got '0x10'"),
+        ("mode: none, max_age: 010", "max_age: expected an integer 0..31557600, got '010'"),
+        ("mode: none, max_age: 1_000", "max_age: expected an integer 0..31557600, got '1_000'"),
+        ("mode: none, max_age: ", "max_age: expected an integer 0..31557600, got nothing"),
+        # case 39
+        (
+            "mode: none, version: STSv2",
+            "version: expected 'STSv1' (the only version RFC 8461 defines), got 'STSv2'",
+        ),
+        # optional keys
+        (
+            "mode: none, cname: 'a b'",
+            "cname: expected a fully qualified host name like 'mail.example.com', got 'a b'",
+        ),
+        ("mode: none, cname: mta-sts.example.com", "cname: the CNAME would point to itself"),
+        ("mode: none, dns_ttl: -5", "dns_ttl: expected an integer 0..2147483647, got '-5'"),
+        (
+            "mode: none, tlsrpt_rua: [ftp://x]",
+            "tlsrpt_rua[0]: expected a 'mailto:' address or an 'https://' URL, got 'ftp://x'",
+        ),
+        (
+            "mode: none, tlsrpt_rua: ['mailto:a@x.example,b@x.example']",
+            "tlsrpt_rua[0]: commas, '!', "
+            "';', quotes and spaces must be percent-encoded, got 'mailto:a@x.example,b@x.example'",
+        ),
+        (
+            "mode: none, tlsrpt_rua: mailto:nobody",
+            "tlsrpt_rua[0]: expected a 'mailto:' address or an 'https://' URL, got 'mailto:nobody'",
+        ),
+    ],
+)
+def test_invalid_field(fields: str, message: str) -> None:
+    assert errors(one_domain(fields)) == [f"config.yaml:2: domains.example.com.{message}"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        (".example.net", "the leading-dot form is not RFC 8461; use '*.example.net'"),
+        ("'*'", "a wildcard must be the whole leftmost label, as in '*.example.net'"),
+        ("'*.'", "expected a fully qualified host name like 'mail.example.com'"),
+        ("'*.*.example.net'", "a wildcard must be the whole leftmost label, as in '*.example.net'"),
+        (
+            "'mail*.example.com'",
+            "a wildcard must be the whole leftmost label, as in '*.example.net'",
+        ),
+        ("'*example.com'", "a wildcard must be the whole leftmost label, as in '*.example.net'"),
+        (
+            "mail_1.example.com",
+            "label 'mail_1' is not a host name label (letters, digits and "
+            "inner hyphens, at most 63)",
+        ),
+        (
+            "-mail.example.com",
+            "label '-mail' is not a host name label (letters, digits and "
+            "inner hyphens, at most 63)",
+        ),
+        (
+            "mail-.example.com",
+            "label 'mail-' is not a host name label (letters, digits and "
+            "inner hyphens, at most 63)",
+        ),
+        ("mail..example.com", "expected a fully qualified host name like 'mail.example.com'"),
+        (
+            "a" * 64 + ".example.com",
+            f"label '{'a' * 64}' is not a host name label (letters, "
+            "digits and inner hyphens, at most 63)",
+        ),
+        (".".join(["a" * 63] * 4), "name is 255 characters long, at most 253 allowed"),
+        ("192.0.2.1", "expected a host name, not an IP address"),
+        ("'2001:db8::1'", "expected a fully qualified host name like 'mail.example.com'"),
+        ("''", "expected a fully qualified host name like 'mail.example.com'"),
+        ("localhost", "expected a fully qualified host name like 'mail.example.com'"),
+        ("xn--zz.example.com", "label 'xn--zz' is not a valid A-label"),
+        ("[a.example]", None),
+    ],
+)
+def test_invalid_mx_pattern(pattern: str, message: str | None) -> None:
+    # case 32: each pattern is rejected and named
+    shown = {"[a.example]": "a list"}.get(pattern)
+    got = shown or repr(pattern.strip("'"))
+    expected = message or "expected an mx pattern"
+    line = f"config.yaml:4: domains.example.com.mx[0]: {expected}, got {got}"
+    assert errors(f"domains:\n  example.com:\n    mode: enforce\n    mx:\n    - {pattern}\n") == [
+        line.replace(":4:", ":5:")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "normalised"),
+    [
+        ("mäil.example.com", "xn--mil-qla.example.com"),  # case 33: A-labels only
+        ("MAIL.Example.com.", "mail.example.com"),  # case 34
+        ("'*.MX.example.NET'", "*.mx.example.net"),
+        ("xn--mil-qla.example.com", "xn--mil-qla.example.com"),
+    ],
+)
+def test_mx_normalised(pattern: str, normalised: str) -> None:
+    domains = parse(one_domain(f"mode: enforce, mx: [{pattern}]"))
+    assert domains["example.com"].policy.mx == (normalised,)
+    assert domains["example.com"].policy.render().isascii()
+
+
+def test_duplicate_mx_removed_with_warning() -> None:
+    # case 35
+    text = one_domain("mode: enforce, mx: [a.example.com, A.example.com., b.example.com]")
+    assert parse(text)["example.com"].policy.mx == ("a.example.com", "b.example.com")
+    assert warnings(text) == [
+        "config.yaml:2: warning: domains.example.com.mx[1]: duplicate of 'a.example.com', removed"
+    ]
+
+
+def test_none_without_mx_warns_about_stalwart() -> None:
+    # case 28
+    assert warnings(one_domain("mode: none")) == [
+        "config.yaml:2: warning: domains.example.com: mode none without mx: Stalwart rejects "
+        "such a policy; keep the old mx patterns while withdrawing it"
+    ]
+
+
+def test_short_max_age_in_enforce_warns() -> None:
+    # case 31
+    assert warnings(one_domain("mode: enforce, mx: a.example, max_age: 3600")) == [
+        "config.yaml:2: warning: domains.example.com.max_age: 3600 is under a week; RFC 8461 "
+        "expects weeks or greater in enforce"
+    ]
+    assert warnings(one_domain("mode: none, mx: a.example, max_age: 86400")) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        # case 36
+        (
+            "mta-sts.example.com",
+            "expected the policy domain, not its policy host; use "
+            "'example.com', got 'mta-sts.example.com'",
+        ),
+        ("'*.example.com'", "expected a plain domain name like 'example.com', got '*.example.com'"),
+        (
+            "http://example.com",
+            "expected a plain domain name like 'example.com', got 'http://example.com'",
+        ),
+        ("192.0.2.1", "expected a host name, not an IP address, got '192.0.2.1'"),
+        ("example", "expected a fully qualified host name like 'mail.example.com', got 'example'"),
+    ],
+)
+def test_invalid_domain_key(key: str, message: str) -> None:
+    shown = key.strip("'")
+    assert errors(f"domains:\n  {key}: {{mode: none}}\n") == [
+        f"config.yaml:2: domains.{shown}: {message}"
+    ]
+
+
+def test_domain_keys_normalised() -> None:
+    # case 36 (Example.COM), and the issue: U-labels become A-labels
+    domains = parse("domains:\n  Example.COM: {mode: none}\n  bücher.example.: {mode: none}\n")
+    assert list(domains) == ["example.com", "xn--bcher-kva.example"]
+
+
+def test_same_domain_twice_after_normalisation() -> None:
+    # case 37
+    assert errors("domains:\n  example.com: {mode: none}\n  EXAMPLE.com.: {mode: none}\n") == [
+        "config.yaml:3: domains.EXAMPLE.com.: same domain as 'example.com' on line 2"
+    ]
+
+
+def test_duplicate_yaml_key() -> None:
+    assert errors(one_domain("mode: none, mode: enforce")) == [
+        "config.yaml:2: domains.example.com.mode: duplicate key (first on line 2)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        # case 38: typos are errors, with the nearest valid key
+        ("maxage", "; did you mean 'max_age'?"),
+        ("mx_hosts", "; did you mean 'mx'?"),
+        ("modes", "; did you mean 'mode'?"),
+        ("max-age", "; did you mean 'max_age'?"),
+        ("foo", ""),
+    ],
+)
+def test_unknown_domain_key(key: str, hint: str) -> None:
+    assert errors(one_domain(f"mode: none, {key}: 1")) == [
+        f"config.yaml:2: domains.example.com.{key}: unknown key {key!r}{hint} (expected one "
+        "of: version, mode, mx, max_age, cname, tlsrpt_rua, dns_ttl)"
+    ]
+
+
+def test_unknown_top_level_key() -> None:
+    assert errors("domain:\n  example.com: {mode: none}\n") == [
+        "config.yaml:1: domain: unknown key 'domain'; did you mean 'domains'? (expected one of: "
+        "defaults, domains)",
+        "config.yaml:1: domains: missing; expected a mapping of domain names",
+    ]
+
+
+def test_mode_is_never_guessed() -> None:
+    assert errors("defaults: {mx: a.example}\ndomains:\n  example.com: {}\n") == [
+        "config.yaml:3: domains.example.com.mode: missing; expected one of enforce, testing, "
+        "none (set it here or in 'defaults')"
+    ]
+
+
+def test_errors_in_defaults_are_reported_once() -> None:
+    text = "defaults: {mode: enforced}\ndomains:\n  a.example: {}\n  b.example: {}\n"
+    assert errors(text) == [
+        "config.yaml:1: defaults.mode: expected one of enforce, testing, none, got 'enforced'"
+    ]
+
+
+def test_every_error_is_reported() -> None:
+    text = """\
+    domains:
+      a.example: {mode: enforced}
+      b.example: {mode: enforce, mx: [mail_1.example]}
+      c.example: {mode: none, max_age: 1y}
+    """
+    assert len(errors(text)) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "config.yaml:1: the file is empty; expected a mapping with a 'domains' key"),
+        (
+            "# nothing\n",
+            "config.yaml:1: the file is empty; expected a mapping with a 'domains' key",
+        ),
+        ("- a\n", "config.yaml:1: expected a mapping with a 'domains' key, got a list"),
+        ("domains: {}\n", "config.yaml:1: domains: expected at least one domain, got none"),
+        ("domains: [a]\n", "config.yaml:1: domains: expected a mapping, got a list"),
+        (
+            "domains:\n  a.example: enforce\n",
+            "config.yaml:2: domains.a.example: expected a mapping, got 'enforce'",
+        ),
+        ("domains:\n  ? [a]\n  : 1\n", "config.yaml:2: mapping keys must be plain names"),
+        ("a: 1\n---\nb: 2\n", "config.yaml:2: expected a single YAML document"),
+        (
+            "domains: {a.example: {mode: none}\n",
+            "config.yaml:2:1: while parsing a flow mapping did not find expected ',' or '}'",
+        ),
+        (
+            "domains:\n\ta: 1\n",
+            "config.yaml:2:1: while scanning for the next token found "
+            "character that cannot start any token",
+        ),
+        (
+            "x: !!python/object:os.system 1\n",
+            "config.yaml:1: YAML tags like "
+            "'tag:yaml.org,2002:python/object:os.system' are not supported",
+        ),
+        (
+            "domains:\n  a.example: &x {mode: none}\n  b.example: *x\n",
+            "config.yaml:3: YAML aliases are not supported; use 'defaults' to share values",
+        ),
+    ],
+)
+def test_file_level_errors(text: str, message: str) -> None:
+    assert errors(text) == [message]
+
+
+def test_binary_garbage(write_config: WriteConfig) -> None:
+    path = write_config("domains:\n")
+    path.write_bytes(b"domains:\n  a.example: {mode: none}\n\xff\xfe\x00\x01garbage")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}:3: not UTF-8 text (byte 0xff)"
+
+
+def test_control_characters(write_config: WriteConfig) -> None:
+    path = write_config("domains:\n")
+    path.write_bytes(b"domains:\n  a.example: {mode: none}\x00\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}:2: unacceptable character #x0000: control characters are not allowed"
+    )
+
+
+def test_alias_bomb_is_refused_at_once(write_config: WriteConfig) -> None:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join(["*" + chr(97 + i)] * 9) + "]"
+        for i in range(8)
+    ]
+    with pytest.raises(ConfigError, match="aliases are not supported"):
+        load_config(write_config("\n".join(lines) + "\n"))
+
+
+@pytest.mark.parametrize(
+    ("depth", "message"),
+    [
+        (100, "config.yaml:1: nested deeper than 64 levels"),
+        (100_000, "config.yaml:1:1009: while increasing flow level exceeded maximum nesting depth"),
+    ],
+)
+def test_deep_nesting_is_refused(depth: int, message: str) -> None:
+    assert errors("domains: " + "[" * depth + "]" * depth + "\n") == [message]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "nope.yaml")
+    assert str(info.value) == f"{tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value) == f"{tmp_path}: a directory; expected a YAML file"
+
+
+def test_fifo_does_not_hang(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "fifo")
+    assert str(info.value) == f"{tmp_path / 'fifo'}: not a regular file; expected a YAML file"
+
+
+def test_huge_file_refused_before_parsing(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as file:
+        file.truncate(33 * 2**20)  # sparse: instant, and all NULs, which would never parse
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: larger than 32 MiB; refusing to parse it"
+
+
+def test_policy_too_large_for_senders() -> None:
+    # case 41: 400 patterns of 200 characters make a body of about 82 KB
+    label = "m" * 60
+    patterns = [f"{label}.{label}.{label}.m{i}.example" for i in range(400)]
+    text = one_domain(f"mode: enforce, mx: [{', '.join(patterns)}]")
+    assert errors(text)[0].startswith("config.yaml:2: domains.example.com: the policy is ")
+    assert errors(text)[0].endswith(" bytes; senders accept at most 65536")
+
+
+def test_error_carries_its_problems() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(one_domain("mode: bad").encode(), "c.yaml")
+    (problem,) = info.value.problems
+    assert (problem.path, problem.line, problem.key) == ("c.yaml", 2, "domains.example.com.mode")
+    assert info.value.path == "c.yaml"

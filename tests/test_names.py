@@ -1,0 +1,49 @@
+"""Host names, mx patterns and the Host header."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtasts_host import names
+
+
+@pytest.mark.parametrize(
+    ("host", "domain"),
+    [
+        ("mta-sts.example.com", "example.com"),
+        ("MTA-STS.EXAMPLE.COM", "example.com"),
+        ("mta-sts.example.com:8080", "example.com"),
+        ("mta-sts.example.com.", "example.com"),
+        ("mta-sts.bücher.example", "xn--bcher-kva.example"),
+        ("mta-sts.xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ("mta-sts.sub.example.com", "sub.example.com"),  # looked up exactly, never its parent
+        ("example.com", None),
+        ("[::1]:443", None),
+        ("mta-sts.example.com:x", None),
+        ("mta-sts.\u2488.example", None),  # not IDNA-encodable
+    ],
+)
+def test_policy_domain_of_host(host: str, domain: str | None) -> None:
+    assert names.policy_domain_of_host(host) == domain
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Mail.Example.COM.", "mail.example.com"),
+        ("mäil.example.com", "xn--mil-qla.example.com"),
+        ("a.b", "a.b"),
+        ("1.example", "1.example"),
+    ],
+)
+def test_host_name(text: str, name: str) -> None:
+    assert names.host_name(text) == name
+
+
+def test_invalid_international_name() -> None:
+    with pytest.raises(ValueError, match=r"^not a valid international host name \("):
+        names.host_name("a\u2488.example")
+
+
+def test_mx_pattern_keeps_the_wildcard() -> None:
+    assert names.mx_pattern("*.MX.example.net.") == "*.mx.example.net"

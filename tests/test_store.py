@@ -1,0 +1,41 @@
+"""The snapshot of served policies."""
+
+from __future__ import annotations
+
+from mtasts_host import Mode, Policy, PolicyStore
+from mtasts_host.config import Config, DomainConfig
+from mtasts_host.policy import policy_id
+
+TESTING = DomainConfig(Policy(Mode.TESTING, ("mx.example.net",)))
+ENFORCE = DomainConfig(Policy(Mode.ENFORCE, ("mx.example.net",)))
+
+
+def config(**domains: DomainConfig) -> Config:
+    return Config("c.yaml", {name.replace("_", "."): d for name, d in domains.items()})
+
+
+def test_lookup_is_exact() -> None:
+    store = PolicyStore(config(a_example=TESTING))
+    served = store.lookup("a.example")
+    assert served is not None
+    assert served.body == TESTING.policy.render()
+    assert served.id == policy_id(served.body)
+    assert store.lookup("b.example") is None
+    assert store.lookup("x.a.example") is None
+
+
+def test_equal_policies_share_one_response() -> None:
+    store = PolicyStore(config(a_example=TESTING, b_example=TESTING, c_example=ENFORCE))
+    assert store.lookup("a.example") is store.lookup("b.example")
+    assert store.lookup("a.example") is not store.lookup("c.example")
+
+
+def test_replace_swaps_everything_at_once() -> None:
+    store = PolicyStore(config(a_example=TESTING))
+    before = store.snapshot
+    old = store.replace(config(b_example=ENFORCE))
+    assert old is before
+    assert store.lookup("a.example") is None
+    assert store.lookup("b.example") is not None
+    assert store.config.domains.keys() == {"b.example"}
+    assert before.served.keys() == {"a.example"}  # the old snapshot itself is untouched
