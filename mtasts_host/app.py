@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -10,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import names
 from .config import load_config
+from .reload import Reloader
 from .store import PolicyStore
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -44,11 +47,17 @@ class PolicyHostMiddleware:
     only a plain 200 (RFC 8461 section 3.3).
     """
 
-    def __init__(self, app: ASGIApp, store: PolicyStore) -> None:
+    def __init__(self, app: ASGIApp, store: PolicyStore, reloader: Reloader | None) -> None:
         self.app = app
         self.store = store
+        self.reloader = reloader
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.reloader is not None:
+            # Started by the first event of any kind, not by the lifespan: a mounted app
+            # never sees the lifespan (encode/starlette#649), and a forked worker gets here.
+            self.reloader.start()
+            self.reloader = None
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -97,19 +106,36 @@ async def _send(send: Send, scope: Scope, status: int, headers: _Headers, body: 
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
-def create_app(config_path: str | os.PathLike[str]) -> Starlette:
+def create_app(config_path: str | os.PathLike[str], *, watch: bool = True) -> Starlette:
     """
     Load the configuration and return the ASGI application that serves it.
 
     Args:
         config_path: the YAML configuration file.
+        watch: reload the file whenever it changes. Watching starts with the first request
+            or lifespan event, so it also works when the app is mounted in another one.
+            ``app.state.reloader.stop()`` ends it; the app's own lifespan does that at
+            shutdown. Either way the watcher never keeps the process alive.
 
     Raises:
         ConfigError: the configuration is invalid.
     """
     store = PolicyStore(load_config(config_path))
-    app = Starlette(middleware=[Middleware(PolicyHostMiddleware, store=store)])
+    reloader = Reloader(store, config_path)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        reloader.stop()
+
+    app = Starlette(
+        middleware=[
+            Middleware(PolicyHostMiddleware, store=store, reloader=reloader if watch else None)
+        ],
+        lifespan=lifespan,
+    )
     # No trailing-slash redirects: senders never follow a 3xx (RFC 8461 section 3.3).
     app.router.redirect_slashes = False
     app.state.store = store
+    app.state.reloader = reloader
     return app

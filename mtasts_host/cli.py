@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import uvicorn
@@ -110,6 +113,14 @@ def _check(config: Config) -> None:
 
 
 def _serve(app: Starlette, args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
+    reloader = app.state.reloader
+
+    def reload_on_sighup(signum: int, frame: object) -> None:
+        # A thread, not the handler itself: the handler interrupts the event loop's thread.
+        threading.Thread(target=reloader.reload, name="mtasts-host-sighup", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, reload_on_sighup)
     uvicorn.run(
         app,
         host=args.host,

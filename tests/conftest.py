@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from mtasts_host import create_app
@@ -38,21 +40,33 @@ def write_config(tmp_path: Path) -> WriteConfig:
     return write
 
 
-@pytest.fixture
-def make_client(write_config: WriteConfig) -> Iterator[MakeClient]:
-    """A TestClient for an app serving the given YAML, sending Host: mta-sts.example.com."""
-    clients: list[TestClient] = []
+@pytest.fixture(params=[False, True], ids=["static", "watching"])
+def make_client(request: pytest.FixtureRequest, write_config: WriteConfig) -> Iterator[MakeClient]:
+    """
+    A TestClient for an app serving the given YAML, sending Host: mta-sts.example.com; each
+    test runs against a static and a watching app.
+    """
+    apps: list[Starlette] = []
 
     def make(text: str = CONFIG_D, host: str = "mta-sts.example.com") -> TestClient:
-        client = TestClient(create_app(write_config(text)), base_url=f"http://{host}")
-        clients.append(client)
-        return client
+        app = create_app(write_config(text), watch=request.param)
+        apps.append(app)
+        return TestClient(app, base_url=f"http://{host}")
 
     yield make
-    for client in clients:
-        client.close()
+    for app in apps:
+        app.state.reloader.stop()
 
 
 @pytest.fixture
 def client(make_client: MakeClient) -> TestClient:
     return make_client()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    """Poll until predicate() is true; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.01)

@@ -61,7 +61,12 @@ class Process:
 
 @contextlib.contextmanager
 def running(
-    argv: Sequence[str], log: Path, host: str, port: int, env: dict[str, str] | None = None
+    argv: Sequence[str],
+    log: Path,
+    host: str,
+    port: int,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[Process]:
     """Start a process that listens on host:port; stop it afterwards."""
     with log.open("wb") as out:
@@ -71,6 +76,7 @@ def running(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
     server = Process(process, log, host, port)
     try:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
+import os
+import signal
+import subprocess
+import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,7 +18,7 @@ from mtasts_host import dns
 from mtasts_host.config import load_config
 from mtasts_host.policy import policy_id
 
-from .conftest import BODY_D, WriteConfig
+from .conftest import BODY_D, CONFIG_D, WriteConfig, wait_until
 from .servers import (
     PYTHON,
     Process,
@@ -24,6 +30,7 @@ from .servers import (
     serve_argv,
 )
 
+INVALID_CONFIG = CONFIG_D.replace("mode: enforce", "mode: enforced")
 SEVERAL = """\
 defaults: {mode: testing, mx: [mx1.example.net, mx2.example.net], max_age: 1209600}
 domains:
@@ -119,8 +126,6 @@ def test_absolute_form_uses_the_host_header(server: Process) -> None:
 
 
 def test_startup_failure_is_one_line(write_config: WriteConfig, tmp_path: Path) -> None:
-    import subprocess
-
     path = write_config("domains:\n  a.example: {mode: enforced}\n")
     completed = subprocess.run(
         serve_argv(path, free_port()), capture_output=True, text=True, timeout=60, check=False
@@ -202,3 +207,78 @@ def test_real_clients_accept_every_policy_over_tls(
         assert int(parsed["max_age"]) == policy.max_age
     # A domain whose TXT record points here but that is not configured gets no policy.
     assert results["unknown.test"][0] in ("FETCH_ERROR", "INVALID")
+
+
+def http_get(port: int, host: str = "mta-sts.example.com") -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/.well-known/mta-sts.txt", headers={"Host": host})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def serves(port: int, body: bytes) -> bool:
+    return http_get(port) == (200, body)
+
+
+def test_sighup_reloads(write_config: WriteConfig, tmp_path: Path) -> None:
+    path = write_config()
+    port = free_port()
+    with running(serve_argv(path, port), tmp_path / "server.log", "127.0.0.1", port) as server:
+        # Same size, inode and mtime: the watcher cannot tell, so only SIGHUP reloads it.
+        before = path.stat()
+        with path.open("r+") as file:
+            file.write(CONFIG_D.replace("604800", "604801"))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        expected = BODY_D.replace(b"604800", b"604801")
+        threading.Event().wait(0.5)  # the watcher has had its chance and must not have taken it
+        assert http_get(port) == (200, BODY_D)
+        server.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: http_get(port) == (200, expected))
+    assert f"reloaded {path}: changed 1: example.com id=" in server.output()
+
+
+def test_reload_while_serving(write_config: WriteConfig, tmp_path: Path) -> None:
+    path = write_config()
+    port = free_port()
+    versions = [CONFIG_D.replace("604800", str(604800 + i)) for i in range(20)]
+    bodies = {BODY_D} | {BODY_D.replace(b"604800", str(604800 + i).encode()) for i in range(20)}
+    seen: list[tuple[int, bytes]] = []
+    stop = threading.Event()
+
+    def fetch() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(3000):  # bounded, however fast the edits go
+            if stop.is_set():
+                break
+            connection.request(
+                "GET", "/.well-known/mta-sts.txt", headers={"Host": "mta-sts.example.com"}
+            )
+            response = connection.getresponse()
+            seen.append((response.status, response.read()))
+        connection.close()
+
+    with running(serve_argv(path, port), tmp_path / "server.log", "127.0.0.1", port) as server:
+        clients = [threading.Thread(target=fetch) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        try:
+            for i, text in enumerate(versions):
+                tmp = path.with_name("new.yaml")
+                tmp.write_text(INVALID_CONFIG if i % 5 == 4 else text)
+                os.replace(tmp, path)
+                if i % 5 != 4:
+                    expected = BODY_D.replace(b"604800", str(604800 + i).encode())
+                    wait_until(partial(serves, port, expected))
+                else:
+                    wait_until(lambda: "rejected" in server.output())
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(30)
+    assert len(seen) > 100
+    assert {status for status, _ in seen} == {200}
+    assert {body for _, body in seen} <= bodies
+    assert "Traceback" not in server.output()

@@ -1,0 +1,198 @@
+"""Hot reload: watch the configuration's directory, validate the new file, swap or keep."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import watchfiles
+
+from .config import ConfigError, load_config
+from .policy import Mode
+from .store import PolicyStore, Snapshot
+
+logger = logging.getLogger(__name__)
+
+# Editors and config tools write in bursts (temp file, rename, chmod): wait for 30 ms of quiet,
+# at most 300 ms, so that a reload sees the finished file and still lands well within a second.
+DEBOUNCE_MS = 300
+STEP_MS = 30
+
+_Signature = tuple[int, int, int, int] | None
+
+
+class ConfigFilter:
+    """
+    Let through only changes that can alter what the configuration path reads: the file's
+    own name, and Kubernetes ConfigMap bookkeeping (``..data`` and the ``..<timestamp>``
+    directories that the kubelet swaps in by symlink). Editor swap and backup files, and
+    anything else in the directory, are ignored.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.name = path.name
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        name = os.path.basename(path)
+        return name == self.name or name.startswith("..")
+
+
+@dataclass
+class ReloadStatus:
+    """What operators see about reloads: counts, the last error, and when it all happened."""
+
+    succeeded: int = 0
+    failed: int = 0
+    last_success: float = field(default_factory=time.time)
+    last_error: str | None = None
+    last_error_at: float | None = None
+
+
+def _signature(path: Path) -> _Signature:
+    try:
+        st = os.stat(path)  # follows symlinks, so a ConfigMap swap changes the inode
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class Reloader:
+    """
+    Keeps ``store`` in step with the file at ``path``.
+
+    ``start()`` runs the watcher in a daemon thread, so it needs no event loop or lifespan and
+    never keeps the process alive; ``stop()`` ends it. ``reload()`` may be called from any
+    thread (SIGHUP does): reloads are serialised, and each one validates the whole file
+    before it replaces every policy in one assignment.
+    """
+
+    def __init__(
+        self, store: PolicyStore, path: str | os.PathLike[str], *, debounce_ms: int = DEBOUNCE_MS
+    ) -> None:
+        self.store = store
+        self.path = Path(path)
+        self.status = ReloadStatus(last_success=store.snapshot.loaded_at)
+        self.debounce_ms = debounce_ms
+        self._signature = _signature(self.path)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start watching, once; later calls do nothing."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._watch, name="mtasts-host-reload", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop watching and wait for the watcher thread to end."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def _watch(self) -> None:
+        directory = self.path.parent
+        changes = watchfiles.watch(
+            directory,
+            watch_filter=ConfigFilter(self.path),
+            debounce=self.debounce_ms,
+            step=STEP_MS,
+            stop_event=self._stop,
+            recursive=False,
+            raise_interrupt=False,
+        )
+        logger.debug("watching %s for changes to %s", directory, self.path.name)
+        # A change between loading and watching would otherwise go unseen.
+        self.reload_if_changed()
+        self.run(changes)
+
+    def run(self, changes: Iterable[set[tuple[watchfiles.Change, str]]]) -> None:
+        """Reload for each batch of changes until the stream ends."""
+        for _batch in changes:
+            self.reload_if_changed()
+
+    def reload_if_changed(self) -> bool:
+        """Reload if the file is not the one last read (by inode, size and mtime)."""
+        if _signature(self.path) == self._signature:
+            return False
+        return self.reload()
+
+    def reload(self) -> bool:
+        """
+        Read and validate the file; serve it if valid, else keep the current policies.
+
+        Returns:
+            True if the new configuration is now served.
+        """
+        with self._lock:
+            self._signature = _signature(self.path)
+            try:
+                config = load_config(self.path)
+            except ConfigError as exc:
+                self.status.failed += 1
+                self.status.last_error = str(exc.problems[0])
+                self.status.last_error_at = time.time()
+                more = len(exc.problems) - 1
+                logger.error(
+                    "reload of %s rejected, still serving the last good policies: %s%s",
+                    self.path,
+                    exc.problems[0],
+                    f" (and {more} more)" if more else "",
+                )
+                return False
+            old = self.store.replace(config)
+            self.status.succeeded += 1
+            self.status.last_success = self.store.snapshot.loaded_at
+            self.status.last_error = None
+            self.status.last_error_at = None
+        for warning in config.warnings:
+            logger.warning("%s", warning)
+        _log_changes(self.path, old, self.store.snapshot)
+        return True
+
+
+def _log_changes(path: Path, old: Snapshot, new: Snapshot) -> None:
+    before, after = old.served, new.served
+    added = [f"{d} id={after[d].id}" for d in after if d not in before]
+    changed = [
+        f"{d} id={after[d].id}" for d in after if d in before and after[d].id != before[d].id
+    ]
+    removed = [d for d in before if d not in after]
+    if not (added or changed or removed):
+        logger.info("reloaded %s: no policy changed", path)
+        return
+    parts = [
+        f"{label} {len(items)}: {', '.join(items)}"
+        for label, items in (("added", added), ("changed", changed), ("removed", removed))
+        if items
+    ]
+    logger.info(
+        "reloaded %s: %s; update the _mta-sts TXT id of each added or changed domain",
+        path,
+        "; ".join(parts),
+    )
+    now = time.time()
+    for domain in removed:
+        policy = before[domain].policy
+        if policy.mode is Mode.NONE:
+            continue
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + policy.max_age))
+        logger.warning(
+            "%s was removed while in mode %s: senders that cached its policy keep applying it "
+            "until %s (max_age %s). RFC 8461 section 8.3: serve mode none with a short max_age "
+            "and a new TXT id, and remove the domain only after the old max_age has passed",
+            domain,
+            policy.mode.value,
+            until,
+            policy.max_age,
+        )

@@ -1,0 +1,268 @@
+"""Hot reload: the loop on a fake change stream, then the real watcher on a real directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import watchfiles
+
+from mtasts_host import PolicyStore, load_config
+from mtasts_host.reload import ConfigFilter, Reloader
+
+from .conftest import BODY_D, CONFIG_D, WriteConfig, wait_until
+
+TESTING = CONFIG_D.replace("mode: enforce", "mode: testing")
+BODY_TESTING = BODY_D.replace(b"mode: enforce", b"mode: testing")
+INVALID = CONFIG_D.replace("mode: enforce", "mode: enforced")
+
+
+def make_reloader(path: Path, debounce_ms: int = 50) -> Reloader:
+    return Reloader(PolicyStore(load_config(path)), path, debounce_ms=debounce_ms)
+
+
+def body(reloader: Reloader, domain: str = "example.com") -> bytes | None:
+    served = reloader.store.lookup(domain)
+    return served.body if served else None
+
+
+def serves(reloader: Reloader, expected: bytes) -> Callable[[], bool]:
+    return lambda: body(reloader) == expected
+
+
+# -- the loop, driven by a fake change stream --------------------------------------------------
+
+
+def test_each_batch_reloads_a_changed_file(write_config: WriteConfig) -> None:
+    path = write_config()
+    reloader = make_reloader(path)
+    seen: list[bytes | None] = []
+
+    def changes() -> Iterator[set[tuple[watchfiles.Change, str]]]:
+        for text in (TESTING, INVALID, CONFIG_D):
+            path.write_text(text)
+            yield {(watchfiles.Change.modified, str(path))}
+            seen.append(body(reloader))
+
+    reloader.run(changes())
+    assert seen == [BODY_TESTING, BODY_TESTING, BODY_D]
+    assert body(reloader) == BODY_D
+    assert (reloader.status.succeeded, reloader.status.failed) == (2, 1)
+
+
+def test_unchanged_file_is_not_reloaded(write_config: WriteConfig) -> None:
+    reloader = make_reloader(write_config())
+    reloader.run([{(watchfiles.Change.modified, "x")}] * 3)
+    assert reloader.status.succeeded == 0
+
+
+def test_invalid_file_keeps_the_last_good_policies(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_config()
+    reloader = make_reloader(path)
+    snapshot = reloader.store.snapshot
+    path.write_text(INVALID)
+    assert reloader.reload() is False
+    assert reloader.store.snapshot is snapshot
+    problem = (
+        f"{path}:3: domains.example.com.mode: expected one of enforce, testing, none, "
+        "got 'enforced'"
+    )
+    assert reloader.status.last_error == problem
+    assert caplog.messages == [
+        f"reload of {path} rejected, still serving the last good policies: {problem}"
+    ]
+    assert caplog.records[0].levelno == logging.ERROR
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (None, "{path}: no such file"),
+        ("", "{path}:1: the file is empty; expected a mapping with a 'domains' key"),
+    ],
+    ids=["missing", "empty"],
+)
+def test_missing_or_empty_file_mid_deploy(
+    write_config: WriteConfig, text: str | None, problem: str
+) -> None:
+    path = write_config()
+    reloader = make_reloader(path)
+    if text is None:
+        path.unlink()
+    else:
+        path.write_text(text)
+    assert reloader.reload_if_changed() is False
+    assert body(reloader) == BODY_D
+    assert reloader.status.last_error == problem.format(path=path)
+
+
+def test_success_clears_the_error_and_logs_the_changes(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_config(CONFIG_D + "  example.org: {mode: testing, mx: mx.example.net}\n")
+    reloader = make_reloader(path)
+    path.write_text(INVALID)
+    reloader.reload()
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    path.write_text(TESTING + "  example.net: {mode: none, mx: mx.example.net}\n")
+    assert reloader.reload() is True
+    assert reloader.status.last_error is None
+    new = reloader.store.snapshot.served
+    assert caplog.messages[0] == (
+        f"reloaded {path}: added 1: example.net id={new['example.net'].id}; changed 1: "
+        f"example.com id={new['example.com'].id}; removed 1: example.org; update the "
+        "_mta-sts TXT id of each added or changed domain"
+    )
+    assert caplog.messages[1].startswith(
+        "example.org was removed while in mode testing: senders that cached its policy keep "
+        "applying it until "
+    )
+    assert caplog.messages[1].endswith(
+        "(max_age 604800). RFC 8461 section 8.3: serve mode none with a short max_age and a new "
+        "TXT id, and remove the domain only after the old max_age has passed"
+    )
+    assert caplog.records[1].levelno == logging.WARNING
+
+
+@pytest.mark.parametrize(
+    ("name", "passes"),
+    [
+        ("config.yaml", True),
+        ("..data", True),  # the ConfigMap symlink
+        ("..2026_11_27_10_00_00.123", True),  # a ConfigMap data directory
+        ("..data_tmp", True),
+        (".config.yaml.swp", False),  # vim
+        ("config.yaml~", False),  # backups
+        ("4913", False),  # vim's write test
+        (".#config.yaml", False),  # emacs lock
+        ("config.yaml.tmp", False),
+        ("other.yaml", False),
+    ],
+)
+def test_filter(name: str, passes: bool) -> None:
+    check = ConfigFilter(Path("/etc/mtasts-host/config.yaml"))
+    assert check(watchfiles.Change.modified, f"/etc/mtasts-host/{name}") is passes
+
+
+# -- the real watcher -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def watching(write_config: WriteConfig) -> Iterator[Reloader]:
+    reloader = make_reloader(write_config())
+    reloader.start()
+    yield reloader
+    reloader.stop()
+    assert reloader._thread is not None
+    assert not reloader._thread.is_alive()
+
+
+def replace_by_rename(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_rewrite_in_place(watching: Reloader) -> None:
+    for text, expected in [(TESTING, BODY_TESTING), (CONFIG_D, BODY_D), (TESTING, BODY_TESTING)]:
+        watching.path.write_text(text)
+        wait_until(serves(watching, expected))
+
+
+def test_replace_by_rename(watching: Reloader) -> None:
+    for text, expected in [(TESTING, BODY_TESTING), (CONFIG_D, BODY_D)]:
+        replace_by_rename(watching.path, text)
+        wait_until(serves(watching, expected))
+
+
+def test_delete_and_recreate(watching: Reloader) -> None:
+    watching.path.unlink()
+    wait_until(lambda: watching.status.failed >= 1)
+    assert body(watching) == BODY_D  # nothing is lost while the file is away
+    watching.path.write_text(TESTING)
+    wait_until(lambda: body(watching) == BODY_TESTING)
+    assert watching.status.last_error is None
+
+
+def test_bad_edit_then_good_edit(watching: Reloader) -> None:
+    watching.path.write_text(INVALID)
+    wait_until(lambda: watching.status.failed == 1)
+    assert body(watching) == BODY_D
+    watching.path.write_text(TESTING)
+    wait_until(lambda: body(watching) == BODY_TESTING)
+
+
+def test_unrelated_files_do_not_reload(watching: Reloader) -> None:
+    directory = watching.path.parent
+    for name in (".config.yaml.swp", "config.yaml~", "4913", "notes.txt"):
+        (directory / name).write_text(INVALID)
+    threading.Event().wait(1.0)  # several debounce periods: any reload would have happened
+    assert (watching.status.succeeded, watching.status.failed) == (0, 0)
+
+
+def configmap_swap(directory: Path, version: int, text: str) -> None:
+    """What the kubelet does: a new data directory, then an atomic swap of the ..data link."""
+    data = directory / f"..2026_11_27_00_00_{version:02d}.000"
+    data.mkdir()
+    (data / "config.yaml").write_text(text)
+    old = (directory / "..data").resolve() if (directory / "..data").exists() else None
+    tmp = directory / "..data_tmp"
+    tmp.symlink_to(data.name)
+    os.replace(tmp, directory / "..data")
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def test_configmap_symlink_swaps(tmp_path: Path) -> None:
+    directory = tmp_path / "configmap"
+    directory.mkdir()
+    configmap_swap(directory, 1, CONFIG_D)
+    (directory / "config.yaml").symlink_to("..data/config.yaml")
+    reloader = make_reloader(directory / "config.yaml")
+    reloader.start()
+    try:
+        for version, (text, expected) in enumerate(
+            [(TESTING, BODY_TESTING), (CONFIG_D, BODY_D), (TESTING, BODY_TESTING)], start=2
+        ):
+            configmap_swap(directory, version, text)
+            wait_until(serves(reloader, expected))
+        assert reloader.status.failed == 0
+    finally:
+        reloader.stop()
+
+
+def test_hundred_updates(watching: Reloader) -> None:
+    for i in range(100):
+        text = CONFIG_D.replace("max_age: 604800", f"max_age: {700000 + i}")
+        replace_by_rename(watching.path, text)
+        wait_until(serves(watching, BODY_D.replace(b"604800", str(700000 + i).encode())))
+
+
+def test_change_before_watching_starts_is_seen(write_config: WriteConfig) -> None:
+    path = write_config()
+    reloader = make_reloader(path)
+    path.write_text(TESTING)
+    reloader.start()
+    try:
+        wait_until(lambda: body(reloader) == BODY_TESTING)
+    finally:
+        reloader.stop()
+
+
+def test_start_is_idempotent_and_stop_ends_the_thread(write_config: WriteConfig) -> None:
+    reloader = make_reloader(write_config())
+    reloader.start()
+    thread = reloader._thread
+    reloader.start()
+    assert reloader._thread is thread
+    reloader.stop()
+    assert thread is not None
+    assert not thread.is_alive()
