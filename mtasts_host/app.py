@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import names
+from . import names, ops
 from .config import load_config
+from .logs import ACCESS_LOGGER
+from .metrics import UNKNOWN, RequestCounts
+from .metrics import registry as metrics_registry
 from .reload import Reloader
 from .store import PolicyStore
+
+access_logger = logging.getLogger(ACCESS_LOGGER)
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
 
@@ -47,10 +55,19 @@ class PolicyHostMiddleware:
     only a plain 200 (RFC 8461 section 3.3).
     """
 
-    def __init__(self, app: ASGIApp, store: PolicyStore, reloader: Reloader | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: PolicyStore,
+        reloader: Reloader | None,
+        requests: RequestCounts | None,
+        access_log: bool,
+    ) -> None:
         self.app = app
         self.store = store
         self.reloader = reloader
+        self.requests = requests
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.reloader is not None:
@@ -61,6 +78,7 @@ class PolicyHostMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        start = time.perf_counter() if self.access_log else 0.0
         host: bytes | None = None
         for key, value in scope["headers"]:
             if key == b"host":
@@ -70,19 +88,63 @@ class PolicyHostMiddleware:
                 host = value
         domain = _policy_domain(host) if host else None
         if domain is None:
-            await self.app(scope, receive, send)
+            if self.access_log:
+                await self._pass_logged(scope, receive, send, start)
+            else:
+                await self.app(scope, receive, send)
             return
+        served = self.store.lookup(domain)
         if _route_path(scope) != POLICY_PATH:
             status, headers, body = _NOT_FOUND
         elif scope["method"] not in ("GET", "HEAD"):
             status, headers, body = _NOT_ALLOWED
+        elif served is None:
+            status, headers, body = _NO_POLICY
         else:
-            served = self.store.lookup(domain)
-            if served is None:
-                status, headers, body = _NO_POLICY
-            else:
-                status, headers, body = 200, served.headers, served.body
+            status, headers, body = 200, served.headers, served.body
+        if self.requests is not None:
+            self.requests[domain if served else UNKNOWN, status] += 1
         await _send(send, scope, status, headers, body)
+        if self.access_log:
+            sent = 0 if scope["method"] == "HEAD" else len(body)
+            _log_access(scope, start, status, sent, domain if served else None)
+
+    async def _pass_logged(self, scope: Scope, receive: Receive, send: Send, start: float) -> None:
+        status, sent = 500, 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            _log_access(scope, start, status, sent, None)
+
+
+def _log_access(scope: Scope, start: float, status: int, sent: int, domain: str | None) -> None:
+    headers = dict(scope["headers"])
+    client = scope.get("client")
+    access_logger.info(
+        "request",
+        extra={
+            "fields": {
+                "domain": domain,
+                "host": headers.get(b"host", b"").decode("latin-1"),
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "bytes": sent,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+                "user_agent": headers.get(b"user-agent", b"").decode("latin-1"),
+                "client": client[0] if client else None,
+            }
+        },
+    )
 
 
 def _policy_domain(host: bytes) -> str | None:
@@ -106,7 +168,13 @@ async def _send(send: Send, scope: Scope, status: int, headers: _Headers, body: 
     await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
-def create_app(config_path: str | os.PathLike[str], *, watch: bool = True) -> Starlette:
+def create_app(
+    config_path: str | os.PathLike[str],
+    *,
+    watch: bool = True,
+    metrics: bool = True,
+    access_log: bool = True,
+) -> Starlette:
     """
     Load the configuration and return the ASGI application that serves it.
 
@@ -116,26 +184,35 @@ def create_app(config_path: str | os.PathLike[str], *, watch: bool = True) -> St
             or lifespan event, so it also works when the app is mounted in another one.
             ``app.state.reloader.stop()`` ends it; the app's own lifespan does that at
             shutdown. Either way the watcher never keeps the process alive.
+        metrics: count policy requests and serve ``/metrics`` on non-policy hosts.
+        access_log: log one line per request to the ``mtasts_host.access`` logger.
 
     Raises:
         ConfigError: the configuration is invalid.
     """
     store = PolicyStore(load_config(config_path))
     reloader = Reloader(store, config_path)
+    requests: RequestCounts | None = Counter() if metrics else None
+    registry = metrics_registry(reloader, requests) if requests is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         reloader.stop()
 
+    policy_hosts = Middleware(
+        PolicyHostMiddleware,
+        store=store,
+        reloader=reloader if watch else None,
+        requests=requests,
+        access_log=access_log,
+    )
     app = Starlette(
-        middleware=[
-            Middleware(PolicyHostMiddleware, store=store, reloader=reloader if watch else None)
-        ],
-        lifespan=lifespan,
+        routes=ops.routes(reloader, registry), middleware=[policy_hosts], lifespan=lifespan
     )
     # No trailing-slash redirects: senders never follow a 3xx (RFC 8461 section 3.3).
     app.router.redirect_slashes = False
     app.state.store = store
     app.state.reloader = reloader
+    app.state.registry = registry
     return app

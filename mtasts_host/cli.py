@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import uvicorn
 from starlette.applications import Starlette
 
-from . import __version__, dns
+from . import __version__, dns, logs
 from .app import create_app
 from .config import Config, ConfigError, load_config
 from .store import build_snapshot
 
 _ENV = "MTASTS_HOST_"
+logger = logging.getLogger("mtasts_host")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(_ENV + name, "1").lower() not in ("0", "false", "no", "off")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,9 +61,30 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--proxy-headers",
         action=argparse.BooleanOptionalAction,
-        default=env.get(_ENV + "PROXY_HEADERS", "1") not in ("0", "false", "no"),
+        default=_flag(env, "PROXY_HEADERS"),
         help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips, as "
         "uvicorn does (default: on) [MTASTS_HOST_PROXY_HEADERS]",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=env.get(_ENV + "LOG_FORMAT", "text"),
+        help="text lines or one JSON object per line (default: %(default)s) "
+        "[MTASTS_HOST_LOG_FORMAT]",
+    )
+    serve.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=_flag(env, "ACCESS_LOG"),
+        help="log every request with its policy domain, status, size, duration and "
+        "User-Agent (default: on) [MTASTS_HOST_ACCESS_LOG]",
+    )
+    serve.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=_flag(env, "METRICS"),
+        help="serve Prometheus metrics at /metrics on non-policy hosts (default: on) "
+        "[MTASTS_HOST_METRICS]",
     )
     serve.add_argument(
         "--forwarded-allow-ips",
@@ -81,8 +108,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.config is None:
         parser.error("no configuration file: give PATH or set MTASTS_HOST_CONFIG")
+    if args.command == "serve":
+        logging.config.dictConfig(logs.config(args.log_format))
     try:
-        app = create_app(args.config) if args.command == "serve" else None
+        app = (
+            create_app(args.config, metrics=args.metrics, access_log=args.access_log)
+            if args.command == "serve"
+            else None
+        )
         config = app.state.store.config if app else load_config(args.config)
     except ConfigError as exc:
         problems = exc.problems if args.command == "check" else exc.problems[:1]
@@ -93,7 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"... and {more} more; run 'mtasts-host check' to see them", file=sys.stderr)
         return 1
     for warning in config.warnings:
-        print(warning, file=sys.stderr)
+        if app is not None:
+            logger.warning("%s", warning)
+        else:
+            print(warning, file=sys.stderr)
     if app is not None:
         _serve(app, args)
     elif args.command == "check":
@@ -113,7 +149,6 @@ def _check(config: Config) -> None:
 
 
 def _serve(app: Starlette, args: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     reloader = app.state.reloader
 
     def reload_on_sighup(signum: int, frame: object) -> None:
@@ -129,4 +164,6 @@ def _serve(app: Starlette, args: argparse.Namespace) -> None:
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
         workers=1,
+        log_config=logs.config(args.log_format),
+        access_log=False,  # ours replaces uvicorn's: it names the policy domain
     )

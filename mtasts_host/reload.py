@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 # at most 300 ms, so that a reload sees the finished file and still lands well within a second.
 DEBOUNCE_MS = 300
 STEP_MS = 30
+RECHECK_MS = 500
 
 _Signature = tuple[int, int, int, int] | None
 
@@ -110,9 +111,12 @@ class Reloader:
             stop_event=self._stop,
             recursive=False,
             raise_interrupt=False,
+            # An empty batch every half second: the file is stat()ed then too, which catches
+            # a change made before the watch was set up (it starts with the first batch).
+            yield_on_timeout=True,
+            rust_timeout=RECHECK_MS,
         )
         logger.debug("watching %s for changes to %s", directory, self.path.name)
-        # A change between loading and watching would otherwise go unseen.
         self.reload_if_changed()
         self.run(changes)
 

@@ -266,3 +266,12 @@ def test_start_is_idempotent_and_stop_ends_the_thread(write_config: WriteConfig)
     reloader.stop()
     assert thread is not None
     assert not thread.is_alive()
+
+
+def test_an_empty_batch_still_checks_the_file(write_config: WriteConfig) -> None:
+    # The watcher yields an empty batch on every idle timeout: a change it never saw is found.
+    path = write_config()
+    reloader = make_reloader(path)
+    path.write_text(TESTING)
+    reloader.run([set()])
+    assert body(reloader) == BODY_TESTING

@@ -1,0 +1,73 @@
+"""Log output: one line per event, as text or JSON, with untrusted values escaped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+ACCESS_LOGGER = "mtasts_host.access"
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    return f"{seconds}.{int(record.msecs):03d}Z"
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = getattr(record, "fields", {})
+    return fields
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: event key=value ...``; strings are JSON-quoted, so a quote or a
+    newline from a client stays inside its value and cannot start a line of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_timestamp(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        for key, value in _fields(record).items():
+            text = json.dumps(value) if isinstance(value, str) else value
+            line += f" {key}={text}"
+        if record.exc_info:
+            line += " " + json.dumps(self.formatException(record.exc_info))
+        return line
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, event and the record's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": _timestamp(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+            **_fields(record),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=True, default=str)
+
+
+def config(log_format: str = "text", level: str = "info") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for the whole process, uvicorn's loggers included."""
+    formatter = {"text": TextFormatter, "json": JSONFormatter}[log_format]
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "default",
+        "stream": "ext://sys.stderr",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": {"()": formatter}},
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": level.upper()},
+        "loggers": {
+            # uvicorn's own access log is replaced by ours, which knows the policy domain.
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+        },
+    }

@@ -1,0 +1,75 @@
+"""Prometheus metrics, collected from the live state at scrape time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from .reload import Reloader
+
+UNKNOWN = "_unknown_"
+"""The one label value for every policy host that is not configured, so that nobody can
+create series by sending made-up Host headers."""
+
+RequestCounts = Counter[tuple[str, int]]
+"""Policy requests by (policy domain or UNKNOWN, HTTP status); counted on the hot path as a
+plain dictionary increment, turned into metrics only when scraped."""
+
+
+class _Collector:
+    def __init__(self, reloader: Reloader, requests: RequestCounts) -> None:
+        self.reloader = reloader
+        self.requests = requests
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "mtasts_policy_requests",
+            f"Requests to policy hosts by policy domain ({UNKNOWN} for hosts not configured) "
+            "and HTTP status.",
+            labels=["domain", "status"],
+        )
+        for (domain, status), count in list(self.requests.items()):
+            requests.add_metric([domain, str(status)], count)
+        yield requests
+
+        state = self.reloader.status
+        reloads = CounterMetricFamily(
+            "mtasts_reloads", "Configuration reloads by outcome.", labels=["outcome"]
+        )
+        reloads.add_metric(["success"], state.succeeded)
+        reloads.add_metric(["failure"], state.failed)
+        yield reloads
+        yield GaugeMetricFamily(
+            "mtasts_last_reload_failed",
+            "1 if the last reload was rejected and older policies are still served.",
+            value=int(state.last_error is not None),
+        )
+        yield GaugeMetricFamily(
+            "mtasts_config_loaded_timestamp_seconds",
+            "When the configuration being served was loaded (start-up or last good reload).",
+            value=state.last_success,
+        )
+
+        served = self.reloader.store.snapshot.served
+        yield GaugeMetricFamily("mtasts_domains", "Policy domains served.", value=len(served))
+        info = InfoMetricFamily(
+            "mtasts_policy", "The policy served for each domain.", labels=["domain"]
+        )
+        for domain, entry in served.items():
+            info.add_metric([domain], {"mode": entry.policy.mode.value, "id": entry.id})
+        yield info
+
+
+def registry(reloader: Reloader, requests: RequestCounts) -> CollectorRegistry:
+    """A registry of its own per app, so that several apps in one process never collide."""
+    result = CollectorRegistry(auto_describe=False)
+    result.register(_Collector(reloader, requests))
+    return result

@@ -1,0 +1,75 @@
+"""Operational endpoints, answered only on hosts that are not ``mta-sts.*`` policy hosts."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, exposition
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from . import names
+from .reload import Reloader
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def routes(reloader: Reloader, registry: CollectorRegistry | None) -> list[BaseRoute]:
+    """The routes for ``/healthz``, ``/readyz``, ``/tls-allowed`` and, if on, ``/metrics``."""
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        # Ready as soon as the app exists: it cannot be created without a valid config, and a
+        # rejected reload keeps the last good policies, so it is reported but not fatal.
+        status = reloader.status
+        detail = {
+            "status": "ready",
+            "config": str(reloader.path),
+            "loaded_at": _iso(status.last_success),
+            "domains": len(reloader.store.snapshot.served),
+            "reloads_succeeded": status.succeeded,
+            "reloads_failed": status.failed,
+            "last_error": status.last_error,
+            "last_error_at": _iso(status.last_error_at),
+        }
+        if request.query_params.get("format") == "json" or "json" in request.headers.get(
+            "accept", ""
+        ):
+            return JSONResponse(detail)
+        text = "".join(
+            f"{key}: {'-' if value is None else value}\n" for key, value in detail.items()
+        )
+        return PlainTextResponse(text)
+
+    async def tls_allowed(request: Request) -> Response:
+        # Caddy's on-demand TLS asks before it requests a certificate for a name.
+        name = request.query_params.get("domain")
+        if not name:
+            return PlainTextResponse("missing ?domain=\n", status_code=400)
+        domain = names.policy_domain_of_host(name)
+        if domain is None or reloader.store.lookup(domain) is None:
+            return PlainTextResponse("not a policy host served here\n", status_code=404)
+        return PlainTextResponse("ok\n")
+
+    result: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/tls-allowed", tls_allowed, methods=["GET"]),
+    ]
+    if registry is not None:
+
+        async def metrics(request: Request) -> Response:
+            # Rendering a series per domain takes a while for large configs: off the loop.
+            body = await run_in_threadpool(exposition.generate_latest, registry)
+            return Response(body, media_type=exposition.CONTENT_TYPE_LATEST)
+
+        result.append(Route("/metrics", metrics, methods=["GET"]))
+    return result

@@ -1,0 +1,95 @@
+"""Log lines: formats, fields, and untrusted values that must not forge lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from mtasts_host.logs import JSONFormatter, TextFormatter
+
+from .conftest import BODY_D, WriteConfig
+from .servers import free_port, raw_request, running, serve_argv
+
+HOSTILE_UA = b'x" level=error event="forged\\n" \t\xff\xfe'
+
+
+def record(message: str, **fields: object) -> logging.LogRecord:
+    entry = logging.LogRecord("mtasts_host.access", logging.INFO, __file__, 1, message, (), None)
+    entry.fields = fields
+    return entry
+
+
+def test_text_quotes_strings() -> None:
+    line = TextFormatter().format(record("request", host='a"\nb', status=200, domain=None))
+    assert line.endswith(
+        ' INFO    mtasts_host.access: request host="a\\"\\nb" status=200 domain=None'
+    )
+    assert "\n" not in line
+
+
+def test_json_is_one_object_per_line() -> None:
+    line = JSONFormatter().format(record("request", user_agent='a\n"b\u2028', bytes=5))
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["level"] == "info"
+    assert entry["event"] == "request"
+    assert entry["logger"] == "mtasts_host.access"
+    assert entry["user_agent"] == 'a\n"b\u2028'
+    assert entry["time"].endswith("Z")
+
+
+def request(port: int, host: bytes, user_agent: bytes) -> bytes:
+    return raw_request(
+        port,
+        b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: "
+        + host
+        + b"\r\nUser-Agent: "
+        + user_agent
+        + b"\r\nConnection: close\r\n\r\n",
+    )
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_access_log_of_a_real_server(
+    write_config: WriteConfig, tmp_path: Path, log_format: str
+) -> None:
+    port = free_port()
+    argv = serve_argv(write_config(), port, "--log-format", log_format)
+    with running(argv, tmp_path / "server.log", "127.0.0.1", port) as server:
+        assert request(port, b"mta-sts.example.com", b"postfix-mta-sts-resolver").endswith(BODY_D)
+        request(port, b'mta-sts.evil"\xff.test', HOSTILE_UA)
+    lines = server.output().splitlines()
+    access = [line for line in lines if "mtasts_host.access" in line]
+    assert len(access) == 2
+    if log_format == "json":
+        entries = [json.loads(line) for line in lines]  # every line, uvicorn's included
+        good, evil = (e for e in entries if e["logger"] == "mtasts_host.access")
+        assert good["domain"] == "example.com"
+        assert (good["status"], good["bytes"]) == (200, len(BODY_D))
+        assert good["user_agent"] == "postfix-mta-sts-resolver"
+        assert good["duration_ms"] >= 0
+        assert evil["domain"] is None
+        assert evil["status"] == 404
+        assert evil["user_agent"] == HOSTILE_UA.decode("latin-1")
+        assert evil["event"] == "request"
+    else:
+        good_line, evil_line = access
+        assert ' domain="example.com" ' in good_line
+        assert ' user_agent="postfix-mta-sts-resolver" ' in good_line
+        assert " status=404 " in evil_line
+        assert "\t" not in evil_line
+        assert evil_line.isascii()  # \xff and \xfe are escaped, not written raw
+        assert evil_line.count(" level=error") == 1  # only inside the quoted value
+        assert 'user_agent="x\\" level=error event=\\"forged' in evil_line
+
+
+def test_no_access_log(write_config: WriteConfig, tmp_path: Path) -> None:
+    port = free_port()
+    argv = serve_argv(write_config(), port, "--no-access-log")
+    with running(argv, tmp_path / "server.log", "127.0.0.1", port) as server:
+        assert request(port, b"mta-sts.example.com", b"x").endswith(BODY_D)
+    assert "mtasts_host.access" not in server.output()
+    assert "Uvicorn running" in server.output()

@@ -1,0 +1,133 @@
+"""Operational endpoints: health, readiness, metrics and the TLS allow-list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from mtasts_host import create_app
+
+from .conftest import CONFIG_D, WriteConfig
+
+OPS = "http://10.0.0.7:8080"  # a probe to the pod address
+PATH = "/.well-known/mta-sts.txt"
+
+
+@pytest.fixture
+def app_client(write_config: WriteConfig) -> Iterator[TestClient]:
+    app = create_app(write_config(), watch=False)
+    with TestClient(app, base_url=OPS) as client:
+        yield client
+
+
+def metric(client: TestClient, name: str, **labels: str) -> float | None:
+    text = client.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return None
+
+
+def test_healthz(app_client: TestClient) -> None:
+    response = app_client.get("/healthz")
+    assert (response.status_code, response.text) == (200, "ok\n")
+
+
+def test_readyz_text(app_client: TestClient) -> None:
+    response = app_client.get("/readyz")
+    assert response.status_code == 200
+    lines = response.text.splitlines()
+    assert lines[0] == "status: ready"
+    assert lines[1].startswith("config: ")
+    assert lines[1].endswith("config.yaml")
+    assert "domains: 1" in lines
+    assert "last_error: -" in lines
+
+
+def test_readyz_reports_a_rejected_reload(write_config: WriteConfig) -> None:
+    path = write_config()
+    app = create_app(path, watch=False)
+    path.write_text(CONFIG_D.replace("mode: enforce", "mode: enforced"))
+    assert app.state.reloader.reload() is False
+    with TestClient(app, base_url=OPS) as client:
+        detail = client.get("/readyz?format=json").json()
+        assert client.get("/readyz", headers={"accept": "application/json"}).json() == detail
+        assert metric(client, "mtasts_reloads_total", outcome="failure") == 1
+        assert metric(client, "mtasts_last_reload_failed") == 1
+        # still serving the last good policy
+        assert client.get(PATH, headers={"host": "mta-sts.example.com"}).status_code == 200
+    assert detail["status"] == "ready"
+    assert detail["domains"] == 1
+    assert detail["reloads_failed"] == 1
+    assert detail["last_error"] == (
+        f"{path}:3: domains.example.com.mode: expected one of enforce, testing, none, "
+        "got 'enforced'"
+    )
+    assert detail["last_error_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/tls-allowed?domain=x"])
+def test_ops_endpoints_are_not_on_policy_hosts(app_client: TestClient, path: str) -> None:
+    for host in ("mta-sts.example.com", "mta-sts.unknown.test"):
+        assert app_client.get(path, headers={"host": host}).status_code == 404
+
+
+def test_metrics_count_requests_and_reloads(write_config: WriteConfig) -> None:
+    path = write_config(CONFIG_D + "  example.org: {mode: none, mx: mx.example.net}\n")
+    app = create_app(path, watch=False)
+    with TestClient(app, base_url=OPS) as client:
+        response = client.get("/metrics")
+        assert response.headers["content-type"].startswith("text/plain")
+        for host in ["mta-sts.example.com"] * 3 + ["mta-sts.a.test", "mta-sts.b.test"]:
+            client.get(PATH, headers={"host": host})
+        client.get("/nope", headers={"host": "mta-sts.example.com"})
+        client.post(PATH, headers={"host": "mta-sts.example.org"})
+        count = "mtasts_policy_requests_total"
+        assert metric(client, count, domain="example.com", status="200") == 3
+        assert metric(client, count, domain="example.com", status="404") == 1
+        assert metric(client, count, domain="example.org", status="405") == 1
+        assert metric(client, count, domain="_unknown_", status="404") == 2
+        assert metric(client, "mtasts_domains") == 2
+        ident = app.state.store.lookup("example.com").id
+        assert metric(client, "mtasts_policy_info", domain="example.com", id=ident) == 1
+        assert metric(client, "mtasts_policy_info", domain="example.org", mode="none") == 1
+        assert metric(client, "mtasts_reloads_total", outcome="success") == 0
+
+        loaded = metric(client, "mtasts_config_loaded_timestamp_seconds")
+        assert loaded is not None
+        path.write_text(CONFIG_D)
+        assert app.state.reloader.reload() is True
+        assert metric(client, "mtasts_reloads_total", outcome="success") == 1
+        assert metric(client, "mtasts_domains") == 1
+        reloaded = metric(client, "mtasts_config_loaded_timestamp_seconds")
+        assert reloaded is not None
+        assert reloaded >= loaded
+        assert metric(client, "mtasts_policy_info", domain="example.org") is None
+
+
+def test_metrics_can_be_turned_off(write_config: WriteConfig) -> None:
+    app = create_app(write_config(), watch=False, metrics=False)
+    with TestClient(app, base_url=OPS) as client:
+        assert client.get("/metrics").status_code == 404
+        assert client.get(PATH, headers={"host": "mta-sts.example.com"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("domain=mta-sts.example.com", 200),
+        ("domain=MTA-STS.Example.COM.", 200),  # normalised like the Host header
+        ("domain=example.com", 404),  # the bare domain
+        ("domain=mta-sts.sub.example.com", 404),  # a deeper name
+        ("domain=www.example.com", 404),
+        ("domain=mta-sts.unknown.test", 404),
+        ("domain=", 400),
+        ("", 400),
+    ],
+)
+def test_tls_allowed(app_client: TestClient, query: str, status: int) -> None:
+    assert app_client.get(f"/tls-allowed?{query}").status_code == status
