@@ -137,6 +137,7 @@ def _log_access(scope: Scope, start: float, status: int, sent: int, domain: str 
                 "host": headers.get(b"host", b"").decode("latin-1"),
                 "method": scope["method"],
                 "path": scope["path"],
+                "query": scope["query_string"].decode("latin-1"),
                 "status": status,
                 "bytes": sent,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),

@@ -98,7 +98,13 @@ def _parser() -> argparse.ArgumentParser:
 
     records = commands.add_parser("dns", help="print the DNS records to publish")
     records.add_argument("config", nargs="?", default=config, metavar="PATH")
-    records.add_argument("--format", choices=("zone", "json"), default="zone")
+    records.add_argument(
+        "--format",
+        choices=("zone", "json", "hosts"),
+        default="zone",
+        help="zone-file lines, a JSON list, or just the policy host names, one a line, for "
+        "certificate and ingress lists (default: %(default)s)",
+    )
     return parser
 
 
@@ -135,7 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "check":
         _check(config)
     else:
-        print(dns.to_json(config) if args.format == "json" else dns.to_zone(config))
+        print(
+            {"json": dns.to_json, "zone": dns.to_zone, "hosts": dns.to_hosts}[args.format](config)
+        )
     return 0
 
 

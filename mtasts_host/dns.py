@@ -55,3 +55,8 @@ def to_zone(config: Config) -> str:
             value = record.value + "."
         lines.append(f"{record.name}.\t{record.ttl}\tIN\t{record.type}\t{value}")
     return "\n".join(lines)
+
+
+def to_hosts(config: Config) -> str:
+    """The policy host names, one a line: what the TLS certificates must cover."""
+    return "\n".join(POLICY_HOST_PREFIX + domain for domain in config.domains)

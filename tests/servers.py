@@ -13,11 +13,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dnslib import RCODE, DNSRecord
 from dnslib.server import DNSLogger, DNSServer
 from dnslib.zoneresolver import ZoneResolver
 
+from mtasts_host import dns
+from mtasts_host.config import load_config
+from mtasts_host.policy import policy_id
+
 PYTHON = sys.executable
 STARTUP_TIMEOUT = 20.0
+
+# Real senders look up _mta-sts.<domain> and fetch https://mta-sts.<domain>/ on port 443. The
+# tests give them a DNS server and TLS endpoints on loopback addresses of their own.
+NAMESERVER = "127.53.0.1"
+UVICORN_TLS_ADDRESS = "127.44.3.1"
+NGINX_ADDRESS = "127.44.3.2"
+CADDY_ADDRESS = "127.44.3.3"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -111,10 +123,23 @@ def raw_request(port: int, request: bytes, host: str = "127.0.0.1", timeout: flo
     return b"".join(chunks)
 
 
+class _Zone(ZoneResolver):  # type: ignore[misc]
+    """dnslib's zone resolver, but a name that exists without the asked type is NODATA, not
+    NXDOMAIN: glibc may drop the A answer when the AAAA query says the name does not exist."""
+
+    def resolve(self, request: DNSRecord, handler: object) -> DNSRecord:
+        reply = super().resolve(request, handler)
+        if reply.header.rcode == RCODE.NXDOMAIN and any(
+            request.q.qname == name for name, _, _ in self.zone
+        ):
+            reply.header.rcode = RCODE.NOERROR
+        return reply
+
+
 @contextlib.contextmanager
 def dns_server(zone: str, address: str) -> Iterator[None]:
     """An authoritative DNS server on address:53 (UDP and TCP) answering from zone text."""
-    resolver = ZoneResolver(zone)
+    resolver = _Zone(zone)
     logger = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
     servers = [
         DNSServer(resolver, address=address, port=53, tcp=tcp, logger=logger)
@@ -184,4 +209,37 @@ def fetch_with_client(
     if completed.returncode != 0:
         raise RuntimeError(f"{client} failed:\n{completed.stderr[-3000:]}")
     results: dict[str, list[object]] = json.loads(completed.stdout.splitlines()[-1])
+    # What the client logged (its reasons for refusing a policy), for failure messages.
+    results["_log"] = [completed.stderr[-3000:]]
     return results
+
+
+def zone_for(config_path: Path, address: str, extra_domains: tuple[str, ...] = ()) -> str:
+    """What the operator publishes (``mtasts-host dns``), plus A records for the policy hosts;
+    ``extra_domains`` get a TXT record and an address but no configured policy."""
+    config = load_config(config_path)
+    lines = [dns.to_zone(config)]
+    for domain in (*config.domains, *extra_domains):
+        lines.append(f"mta-sts.{domain}. 60 IN A {address}")
+    for domain in extra_domains:
+        lines.append(f'_mta-sts.{domain}. 60 IN TXT "v=STSv1; id=unknown1"')
+    return "\n".join(lines) + "\n"
+
+
+def assert_accepted(results: dict[str, list[object]], config_path: Path) -> None:
+    """Every configured domain's policy was fetched and accepted as served; others were not."""
+    served = load_config(config_path).domains
+    for domain, settings in served.items():
+        policy = settings.policy
+        status, detail = results[domain]
+        assert status == "VALID", (domain, detail, results["_log"])
+        assert isinstance(detail, list)
+        ident, parsed, warnings = detail
+        assert ident == policy_id(policy.render())
+        assert warnings == []
+        assert isinstance(parsed, dict)
+        assert parsed["mode"] == policy.mode.value
+        assert parsed["mx"] == list(policy.mx)
+        assert int(parsed["max_age"]) == policy.max_age
+    for domain in results.keys() - served.keys() - {"_log"}:
+        assert results[domain][0] in ("FETCH_ERROR", "INVALID"), (domain, results[domain])

@@ -10,7 +10,7 @@ import pytest
 from mtasts_host.cli import main
 from mtasts_host.policy import policy_id
 
-from .conftest import BODY_D, WriteConfig
+from .conftest import BODY_D, CONFIG_D, WriteConfig
 
 BAD = """\
 domains:
@@ -90,3 +90,9 @@ def test_serve_refuses_a_bad_config_in_one_line(
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(tmp_path / "x.yaml")]) == 1
     assert capsys.readouterr().err == f"{tmp_path / 'x.yaml'}: no such file\n"
+
+
+def test_dns_hosts(write_config: WriteConfig, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(CONFIG_D + "  bücher.example: {mode: none, mx: mx.example.net}\n")
+    assert main(["dns", "--format", "hosts", str(path)]) == 0
+    assert capsys.readouterr().out == "mta-sts.example.com\nmta-sts.xn--bcher-kva.example\n"

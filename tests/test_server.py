@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import trustme
 
-from mtasts_host import dns
 from mtasts_host.config import load_config
 from mtasts_host.policy import policy_id
 
 from .conftest import BODY_D, CONFIG_D, WriteConfig, wait_until
 from .servers import (
+    NAMESERVER,
     PYTHON,
+    UVICORN_TLS_ADDRESS,
     Process,
     dns_server,
     fetch_with_client,
@@ -28,6 +29,7 @@ from .servers import (
     raw_request,
     running,
     serve_argv,
+    zone_for,
 )
 
 INVALID_CONFIG = CONFIG_D.replace("mode: enforce", "mode: enforced")
@@ -137,26 +139,11 @@ def test_startup_failure_is_one_line(write_config: WriteConfig, tmp_path: Path) 
     )
 
 
-# Real senders fetch https://mta-sts.<domain>/ on port 443 after a TXT lookup. The tests give
-# them a DNS server and a TLS endpoint on loopback addresses of their own.
-POLICY_ADDRESS = "127.44.3.1"
-NAMESERVER = "127.53.0.1"
 _TLS_UVICORN = (
     "import sys, uvicorn; from mtasts_host import create_app; "
     "uvicorn.run(create_app(sys.argv[1]), host=sys.argv[2], port=443, "
     "ssl_certfile=sys.argv[3], ssl_keyfile=sys.argv[4], log_level='warning')"
 )
-
-
-def zone_for(config_path: Path, address: str, extra_domains: tuple[str, ...] = ()) -> str:
-    """What the operator publishes (``mtasts-host dns``), plus A records for the policy hosts."""
-    config = load_config(config_path)
-    lines = [dns.to_zone(config)]
-    for domain in (*config.domains, *extra_domains):
-        lines.append(f"mta-sts.{domain}. 60 IN A {address}")
-    for domain in extra_domains:
-        lines.append(f'_mta-sts.{domain}. 60 IN TXT "v=STSv1; id=unknown1"')
-    return "\n".join(lines) + "\n"
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +167,14 @@ def test_real_clients_accept_every_policy_over_tls(
         "-c",
         _TLS_UVICORN,
         str(config),
-        POLICY_ADDRESS,
+        UVICORN_TLS_ADDRESS,
         str(tmp_path / "cert.pem"),
         str(tmp_path / "key.pem"),
     ]
-    zone = zone_for(config, POLICY_ADDRESS, ("unknown.test",))
+    zone = zone_for(config, UVICORN_TLS_ADDRESS, ("unknown.test",))
     with (
         dns_server(zone, NAMESERVER),
-        running(argv, tmp_path / "uvicorn.log", POLICY_ADDRESS, 443),
+        running(argv, tmp_path / "uvicorn.log", UVICORN_TLS_ADDRESS, 443),
     ):
         results = fetch_with_client(
             client, [*domains, "unknown.test"], NAMESERVER, tmp_path / "ca.pem", tmp_path

@@ -1,0 +1,29 @@
+# mtasts-host: one process, one worker; run several containers to scale.
+#   docker build -t mtasts-host .
+#   docker run -p 8080:8080 -v "$PWD/policies:/etc/mtasts-host:ro" --read-only mtasts-host
+FROM python:3.12-slim AS build
+WORKDIR /src
+# Dependencies first, so that a source change does not reinstall them.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && pip install --no-cache-dir --prefix=/install -r requirements.txt
+COPY README.md ./
+COPY mtasts_host ./mtasts_host
+RUN pip install --no-cache-dir --no-deps --prefix=/install .
+
+FROM python:3.12-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MTASTS_HOST_CONFIG=/etc/mtasts-host/config.yaml \
+    MTASTS_HOST_HOST=0.0.0.0 \
+    MTASTS_HOST_PORT=8080
+RUN groupadd --system --gid 10001 mtasts \
+    && useradd --system --uid 10001 --gid mtasts --no-create-home --shell /usr/sbin/nologin mtasts
+COPY --from=build /install /usr/local
+COPY config.example.yaml /etc/mtasts-host/config.yaml
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"]
+ENTRYPOINT ["mtasts-host"]
+CMD ["serve"]

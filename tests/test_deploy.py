@@ -1,0 +1,333 @@
+"""The deployment files, run for real: nginx and Caddy in front, the container's command line,
+and the Kubernetes manifests."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shlex
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import yaml
+from kubernetes_validate import validate as kubernetes_validate
+
+from mtasts_host.cli import main
+from mtasts_host.config import parse_config
+
+from .conftest import wait_until
+from .servers import (
+    CADDY_ADDRESS,
+    NAMESERVER,
+    NGINX_ADDRESS,
+    Process,
+    assert_accepted,
+    dns_server,
+    fetch_with_client,
+    free_port,
+    running,
+    serve_argv,
+    zone_for,
+)
+from .test_server import SEVERAL, http_get
+
+ROOT = Path(__file__).parent.parent
+DEPLOY = ROOT / "deploy"
+CLIENTS = ["postfix-mta-sts-resolver", "checkdmarc"]
+UNKNOWN = "unknown.test"
+
+
+@pytest.fixture(scope="module")
+def policies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Process]]:
+    """A real ``mtasts-host serve`` with several domains, as the proxies' upstream."""
+    tmp = tmp_path_factory.mktemp("upstream")
+    config = tmp / "config.yaml"
+    config.write_text(SEVERAL)
+    port = free_port()
+    with running(serve_argv(config, port), tmp / "serve.log", "127.0.0.1", port) as server:
+        yield config, server
+    assert "Traceback" not in server.output()
+
+
+def domains_of(config: Path) -> list[str]:
+    return list(parse_config(config.read_bytes()).domains)
+
+
+def handshake(address: str, name: str, ca_file: Path) -> None:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with (
+        socket.create_connection((address, 443), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname=name),
+    ):
+        pass
+
+
+# -- nginx -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nginx(
+    policies: tuple[Path, Process], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """nginx running deploy/nginx/mtasts-host.conf as shipped, but for paths and addresses."""
+    config, upstream = policies
+    tmp = tmp_path_factory.mktemp("nginx")
+    certs = tmp / "certs"
+    certs.mkdir()
+    ca = trustme.CA()
+    for domain in domains_of(config):
+        name = f"mta-sts.{domain}"
+        cert = ca.issue_cert(name)
+        cert.private_key_pem.write_to_path(str(certs / f"{name}.key"))
+        (certs / f"{name}.crt").write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
+    site = (DEPLOY / "nginx" / "mtasts-host.conf").read_text()
+    for old, new in [
+        ("/etc/ssl/mta-sts/", f"{certs}/"),
+        ("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream.port};"),
+        ("listen 443 ", f"listen {NGINX_ADDRESS}:443 "),
+        ("listen [::]:443 ssl;", ""),
+        ("listen [::]:443 ssl default_server;", ""),
+    ]:
+        assert old in site, old
+        site = site.replace(old, new)
+    (tmp / "site.conf").write_text(site)
+    (tmp / "nginx.conf").write_text(
+        f"""
+        user root;
+        worker_processes 1;
+        pid {tmp}/nginx.pid;
+        error_log {tmp}/error.log;
+        events {{ worker_connections 256; }}
+        http {{
+            access_log {tmp}/access.log;
+            client_body_temp_path {tmp}/client; proxy_temp_path {tmp}/proxy;
+            fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+            include {tmp}/site.conf;
+        }}
+        """
+    )
+    argv = ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]
+    with running(argv, tmp / "nginx.log", NGINX_ADDRESS, 443):
+        yield tmp / "ca.pem"
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_real_clients_through_nginx(
+    client: str, nginx: Path, policies: tuple[Path, Process], tmp_path: Path
+) -> None:
+    config, _ = policies
+    domains = domains_of(config)
+    with dns_server(zone_for(config, NGINX_ADDRESS, (UNKNOWN,)), NAMESERVER):
+        results = fetch_with_client(client, [*domains, UNKNOWN], NAMESERVER, nginx, tmp_path)
+    assert_accepted(results, config)
+
+
+def test_nginx_gives_no_certificate_to_other_names(nginx: Path) -> None:
+    handshake(NGINX_ADDRESS, "mta-sts.example.com", nginx)
+    for name in (f"mta-sts.{UNKNOWN}", "example.com", "mta-sts.sub.example.com"):
+        with pytest.raises(ssl.SSLError):
+            handshake(NGINX_ADDRESS, name, nginx)
+
+
+# -- Caddy -----------------------------------------------------------------------------------
+
+# Test-only global options: Caddy's internal CA instead of ACME, no admin API, our address.
+_CADDY_TEST_GLOBALS = """
+	local_certs
+	skip_install_trust
+	admin off
+	default_bind {address}
+	storage file_system {storage}
+"""
+
+
+@pytest.fixture(scope="module")
+def caddy(
+    policies: tuple[Path, Process], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """Caddy running deploy/caddy/Caddyfile with on-demand TLS from its internal CA."""
+    _, upstream = policies
+    tmp = tmp_path_factory.mktemp("caddy")
+    caddyfile = (DEPLOY / "caddy" / "Caddyfile").read_text()
+    globals_ = _CADDY_TEST_GLOBALS.format(address=CADDY_ADDRESS, storage=tmp / "storage")
+    assert caddyfile.count("\n{\n") == 1
+    (tmp / "Caddyfile").write_text(caddyfile.replace("\n{\n", "\n{\n" + globals_, 1))
+    env = {
+        "MTASTS_HOST_UPSTREAM": f"127.0.0.1:{upstream.port}",
+        "HOME": str(tmp),
+        "XDG_DATA_HOME": str(tmp / "data"),
+        "XDG_CONFIG_HOME": str(tmp / "config"),
+    }
+    argv = ["caddy", "run", "--config", str(tmp / "Caddyfile"), "--adapter", "caddyfile"]
+    with running(argv, tmp / "caddy.log", CADDY_ADDRESS, 443, env=env) as process:
+        root = tmp / "storage" / "pki" / "authorities" / "local" / "root.crt"
+        wait_until(root.exists, timeout=20)
+        yield root
+    assert "panic" not in process.output()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_real_clients_through_caddy(
+    client: str, caddy: Path, policies: tuple[Path, Process], tmp_path: Path
+) -> None:
+    config, _ = policies
+    domains = domains_of(config)
+    with dns_server(zone_for(config, CADDY_ADDRESS, (UNKNOWN,)), NAMESERVER):
+        results = fetch_with_client(client, [*domains, UNKNOWN], NAMESERVER, caddy, tmp_path)
+    assert_accepted(results, config)
+
+
+def test_caddy_issues_certificates_only_for_served_names(
+    caddy: Path, policies: tuple[Path, Process]
+) -> None:
+    _, upstream = policies
+    handshake(CADDY_ADDRESS, "mta-sts.example.org", caddy)
+    for name in (f"mta-sts.{UNKNOWN}", "example.org", "mta-sts.sub.example.org"):
+        with pytest.raises(ssl.SSLError):
+            handshake(CADDY_ADDRESS, name, caddy)
+    asked = [line for line in upstream.output().splitlines() if "/tls-allowed" in line]
+    assert any(
+        f'query="domain=mta-sts.{UNKNOWN}"' in line and "status=404" in line for line in asked
+    )
+    assert any(
+        'query="domain=mta-sts.example.org"' in line and "status=200" in line for line in asked
+    )
+
+
+# -- the container -----------------------------------------------------------------------------
+
+
+def dockerfile() -> dict[str, Any]:
+    """The final stage's ENV, ENTRYPOINT, CMD and HEALTHCHECK command."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    final = text.split("\nFROM ")[-1]
+    result: dict[str, Any] = {"env": {}}
+    for line in final.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word == "ENV":
+            result["env"].update(dict(pair.split("=", 1) for pair in shlex.split(rest)))
+        elif word in ("ENTRYPOINT", "CMD", "USER", "EXPOSE"):
+            result[word] = json.loads(rest) if rest.startswith("[") else rest
+        elif word == "HEALTHCHECK":
+            result[word] = json.loads(rest[rest.index("CMD ") + 4 :])
+    return result
+
+
+def test_the_image_command_line(tmp_path: Path) -> None:
+    image = dockerfile()
+    assert image["ENTRYPOINT"] == ["mtasts-host"]
+    assert image["USER"] == "10001:10001"
+    assert image["EXPOSE"] == "8080"
+    assert image["env"]["MTASTS_HOST_CONFIG"] == "/etc/mtasts-host/config.yaml"
+    # The same command and environment, with the config at a path of ours and loopback only.
+    port = free_port()
+    env = {
+        **image["env"],
+        "MTASTS_HOST_CONFIG": str(ROOT / "config.example.yaml"),
+        "MTASTS_HOST_HOST": "127.0.0.1",
+        "MTASTS_HOST_PORT": str(port),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    argv = [*image["ENTRYPOINT"], *image["CMD"]]
+    healthcheck = [arg.replace(":8080/", f":{port}/") for arg in image["HEALTHCHECK"]]
+    assert healthcheck != image["HEALTHCHECK"]
+    with running(
+        argv, tmp_path / "container.log", "127.0.0.1", port, env=env, cwd=tmp_path
+    ) as server:
+        assert http_get(port)[0] == 200
+        check = subprocess.run(healthcheck, env=env, timeout=10, check=False)
+        assert check.returncode == 0
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(10) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 5
+    assert "Traceback" not in server.output()
+
+
+# -- Kubernetes --------------------------------------------------------------------------------
+
+K8S = DEPLOY / "kubernetes"
+
+
+def manifests() -> dict[str, dict[str, Any]]:
+    return {path.name: yaml.safe_load(path.read_text()) for path in sorted(K8S.glob("*.yaml"))}
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = manifests()["kustomization.yaml"]
+    assert sorted(kustomization["resources"]) == sorted(
+        name for name in manifests() if name != "kustomization.yaml"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+)
+def test_manifest_is_valid_kubernetes(name: str) -> None:
+    kubernetes_validate(manifests()[name], "1.37.0", strict=True)
+
+
+def configmap_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(manifests()["configmap.yaml"]["data"]["config.yaml"])
+    return path
+
+
+def test_configmap_passes_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(configmap_config(tmp_path))]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_ingress_carries_every_policy_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["dns", "--format", "hosts", str(configmap_config(tmp_path))]) == 0
+    hosts = capsys.readouterr().out.split()
+    ingress = manifests()["ingress.yaml"]
+    assert ingress["spec"]["tls"][0]["hosts"] == hosts
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == hosts
+    assert "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
+
+
+def test_deployment_is_locked_down() -> None:
+    deployment = manifests()["deployment.yaml"]
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert spec["replicas"] == 2
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    assert "subPath" not in container["volumeMounts"][0]  # subPath mounts never update
+    annotations = spec["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_deployment_probes_answer_on_a_running_server(tmp_path: Path) -> None:
+    (container,) = manifests()["deployment.yaml"]["spec"]["template"]["spec"]["containers"]
+    port = free_port()
+    argv = serve_argv(configmap_config(tmp_path), port, *container["args"][1:])
+    with running(argv, tmp_path / "serve.log", "127.0.0.1", port):
+        for probe in ("livenessProbe", "readinessProbe"):
+            path = container[probe]["httpGet"]["path"]
+            # kubelet probes the pod address, which is not an mta-sts.* host
+            connection = http.client.HTTPConnection("127.0.0.1", port)
+            connection.request("GET", path, headers={"Host": f"10.1.2.3:{port}"})
+            assert 200 <= connection.getresponse().status < 300
+            connection.close()
+        scraped = http_get(port, host=f"10.1.2.3:{port}")
+        assert scraped[0] == 404  # the policy path is not served on the pod address
