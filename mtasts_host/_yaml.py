@@ -1,9 +1,10 @@
 """
 Read a YAML document into plain nodes that remember their line, safely and fast.
 
-The file is operator input, so it is bounded before parsing and built from libyaml's event
+The file is operator input, so it is bounded before parsing and read from libyaml's event
 stream with no aliases, tags or constructors: an alias bomb stops at its first alias, and
-nothing is ever resolved into Python objects that the configuration does not ask for.
+nothing is resolved into Python objects that the configuration does not ask for. A large
+mapping can be read entry by entry, so a 100,000-domain file never exists as one tree.
 """
 
 from __future__ import annotations
@@ -59,86 +60,117 @@ class Mapping:
 Node = Scalar | Sequence | Mapping
 
 
-def read_bytes(data: bytes) -> Node | None:
+class Document:
     """
-    Parse one YAML document; return None for a document with no content.
+    One YAML document, read front to back: ``node()`` takes the next node whole, and
+    ``entries()`` walks a mapping key by key, leaving each value for the caller to take.
 
-    Raises:
+    Raises (from every method):
         YAMLProblem: the text is not UTF-8 or not YAML, or uses what a config never needs.
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise YAMLProblem(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", line) from None
-    try:
-        return _build(yaml.parse(text, Loader=_Loader))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = " ".join(part for part in (exc.context, exc.problem) if part)
-        if mark is None:
-            raise YAMLProblem(message) from None
-        raise YAMLProblem(message, mark.line + 1, mark.column + 1) from None
-    except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        message = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
-        raise YAMLProblem(message, line) from None
-    except yaml.YAMLError as exc:  # pragma: no cover - every parser error above carries a mark
-        raise YAMLProblem(str(exc)) from None
 
+    def __init__(self, data: bytes) -> None:
+        try:
+            self._text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise YAMLProblem(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", line) from None
+        self._loader = _Loader(self._text)
+        self._peeked: yaml.Event | None = None
+        self._next()  # the stream start
+        self.empty = isinstance(self._next(), yaml.StreamEndEvent)
+        """No document at all: an empty file, or only comments."""
 
-def _build(events: Iterator[yaml.Event]) -> Node | None:
-    root: Node | None = None
-    documents = 0
-    stack: list[Sequence | Mapping] = []
-    pending_keys: list[Scalar | None] = []
-    for event in events:
+    def _next(self) -> yaml.Event:
+        event, self._peeked = self._peeked or self._read(), None
+        return event
+
+    def _peek(self) -> yaml.Event:
+        if self._peeked is None:
+            self._peeked = self._read()
+        return self._peeked
+
+    def _read(self) -> yaml.Event:
+        try:
+            event: yaml.Event = self._loader.get_event()  # type: ignore[assignment]  # never None here
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            message = " ".join(part for part in (exc.context, exc.problem) if part)
+            if mark is None:  # pragma: no cover - libyaml marks every error
+                raise YAMLProblem(message) from None
+            raise YAMLProblem(message, mark.line + 1, mark.column + 1) from None
+        except yaml.reader.ReaderError as exc:
+            line = self._text.count("\n", 0, exc.position) + 1
+            message = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+            raise YAMLProblem(message, line) from None
+        except yaml.YAMLError as exc:  # pragma: no cover - every parser error above is caught
+            raise YAMLProblem(str(exc)) from None
         line = event.start_mark.line + 1  # type: ignore[union-attr]  # parsers always mark
-        node: Node
-        if isinstance(event, yaml.ScalarEvent):
-            if event.tag is not None:
-                raise YAMLProblem(f"YAML tags like {event.tag!r} are not supported", line)
-            node = Scalar(line, event.value, event.implicit[0])
-        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-            if event.tag is not None:
-                raise YAMLProblem(f"YAML tags like {event.tag!r} are not supported", line)
-            if len(stack) >= _MAX_DEPTH:
-                raise YAMLProblem(f"nested deeper than {_MAX_DEPTH} levels", line)
-            collection: Sequence | Mapping = (
-                Mapping(line, [])
-                if isinstance(event, yaml.MappingStartEvent)
-                else Sequence(line, [])
-            )
-            stack.append(collection)
-            pending_keys.append(None)
-            continue
-        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            node = stack.pop()
-            pending_keys.pop()
-        elif isinstance(event, yaml.AliasEvent):
+        if event.__class__ is yaml.AliasEvent:
             raise YAMLProblem(
                 "YAML aliases are not supported; use 'defaults' to share values", line
             )
-        elif isinstance(event, yaml.DocumentStartEvent):
-            documents += 1
-            if documents > 1:
-                raise YAMLProblem("expected a single YAML document", line)
-            continue
-        else:
-            continue
-        if not stack:
-            root = node
-            continue
-        parent = stack[-1]
-        if isinstance(parent, Sequence):
-            parent.items.append(node)
-        elif pending_keys[-1] is None:
-            if not isinstance(node, Scalar):
-                raise YAMLProblem("mapping keys must be plain names", node.line)
-            pending_keys[-1] = node
-        else:
-            key = pending_keys[-1]
-            assert key is not None
-            parent.items.append((key, node))
-            pending_keys[-1] = None
-    return root
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            raise YAMLProblem(f"YAML tags like {tag!r} are not supported", line)
+        return event
+
+    def is_mapping(self) -> bool:
+        """Whether the next node is a mapping."""
+        return isinstance(self._peek(), yaml.MappingStartEvent)
+
+    def node(self) -> Node:
+        """Read the next node whole."""
+        stack: list[Sequence | Mapping] = []
+        keys: list[Scalar | None] = []
+        while True:
+            event = self._next()
+            kind = event.__class__
+            line = event.start_mark.line + 1  # type: ignore[union-attr]
+            node: Node
+            if kind is yaml.ScalarEvent:
+                node = Scalar(line, event.value, event.implicit[0])  # type: ignore[attr-defined]
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if len(stack) >= _MAX_DEPTH:
+                    raise YAMLProblem(f"nested deeper than {_MAX_DEPTH} levels", line)
+                stack.append(
+                    Mapping(line, []) if kind is yaml.MappingStartEvent else Sequence(line, [])
+                )
+                keys.append(None)
+                continue
+            else:  # the end of a mapping or sequence: nothing else can come inside a node
+                node = stack.pop()
+                keys.pop()
+            if not stack:
+                return node
+            parent = stack[-1]
+            if isinstance(parent, Sequence):
+                parent.items.append(node)
+            elif keys[-1] is None:
+                if not isinstance(node, Scalar):
+                    raise YAMLProblem("mapping keys must be plain names", node.line)
+                keys[-1] = node
+            else:
+                parent.items.append((keys[-1], node))
+                keys[-1] = None
+
+    def entries(self) -> Iterator[Scalar]:
+        """
+        Walk the mapping that comes next: yield each key, after which the caller must read
+        its value with ``node()`` or ``entries()`` before asking for the next key.
+        """
+        self._next()  # the mapping start
+        while not isinstance(self._peek(), yaml.MappingEndEvent):
+            key = self.node()
+            if not isinstance(key, Scalar):
+                raise YAMLProblem("mapping keys must be plain names", key.line)
+            yield key
+        self._next()
+
+    def end(self) -> None:
+        """Check that nothing but the end of the stream follows the document."""
+        self._next()  # the document end
+        event = self._next()
+        if not isinstance(event, yaml.StreamEndEvent):
+            line = event.start_mark.line + 1  # type: ignore[union-attr]
+            raise YAMLProblem("expected a single YAML document", line)

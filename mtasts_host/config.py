@@ -6,7 +6,7 @@ import difflib
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,11 +107,12 @@ def parse_config(data: bytes, path: str = "<config>") -> Config:
     Raises:
         ConfigError: the text is not a valid configuration.
     """
+    reader = _Reader(path)
     try:
-        root = _yaml.read_bytes(data)
+        return reader.read(_yaml.Document(data))
     except _yaml.YAMLProblem as exc:
-        raise ConfigError(path, [Problem(path, exc.line, "", exc.message, exc.column)]) from exc
-    return _Reader(path).read(root)
+        problem = Problem(path, exc.line, "", exc.message, exc.column)
+        raise ConfigError(path, [*reader.errors, problem]) from exc
 
 
 def _os_reason(exc: OSError) -> str:
@@ -232,26 +233,67 @@ class _Reader:
     def warn(self, line: int, key: str, message: str) -> None:
         self.warnings.append(Problem(self.path, line, key, message, warning=True))
 
-    def read(self, root: _yaml.Node | None) -> Config:
-        if root is None or (isinstance(root, _yaml.Scalar) and root.is_null):
+    def read(self, document: _yaml.Document) -> Config:
+        domains: dict[str, DomainConfig] = {}
+        if document.empty:
             self.error(1, "", "the file is empty; expected a mapping with a 'domains' key")
-        elif not isinstance(root, _yaml.Mapping):
-            self.error(root.line, "", f"expected a mapping with a 'domains' key, got {_got(root)}")
-        else:
-            top = self.mapping(root, "", _TOP_LEVEL)
-            defaults: dict[str, Any] = {}
-            if "defaults" in top:
-                defaults = self.fields(top["defaults"][1], "defaults")
-            if "domains" not in top:
-                self.error(root.line, "domains", "missing; expected a mapping of domain names")
+        elif not document.is_mapping():
+            root = document.node()
+            if isinstance(root, _yaml.Scalar) and root.is_null:
+                self.error(1, "", "the file is empty; expected a mapping with a 'domains' key")
             else:
-                node = top["domains"][1]
-                domains = self.domains(node, defaults)
-                if not domains and not self.errors:
-                    self.error(node.line, "domains", "expected at least one domain, got none")
-                if not self.errors:
-                    return Config(self.path, domains, tuple(self.warnings))
+                message = f"expected a mapping with a 'domains' key, got {_got(root)}"
+                self.error(root.line, "", message)
+        else:
+            domains = self.top_level(document)
+        if not document.empty:
+            document.end()
+        if not self.errors:
+            return Config(self.path, domains, tuple(self.warnings))
         raise ConfigError(self.path, sorted(self.errors, key=lambda p: p.line or 0))
+
+    def top_level(self, document: _yaml.Document) -> dict[str, DomainConfig]:
+        seen: dict[str, int] = {}
+        defaults: dict[str, Any] = {}
+        domains: dict[str, DomainConfig] = {}
+        deferred: _yaml.Node | None = None
+        for key in document.entries():
+            if key.text not in _TOP_LEVEL:
+                self.error(key.line, key.text, _unknown(key.text, _TOP_LEVEL))
+                document.node()
+            elif key.text in seen:
+                message = f"duplicate key (first on line {seen[key.text]})"
+                self.error(key.line, key.text, message)
+                document.node()
+            elif key.text == "defaults":
+                defaults = self.fields(document.node(), "defaults")
+            elif "defaults" in seen or not document.is_mapping():
+                # With the defaults known, validate each domain as it is read: a large file
+                # never exists as one tree.
+                domains = self.domains(self.pairs(document), defaults, key.line)
+            else:
+                deferred = document.node()  # defaults may still follow
+            seen.setdefault(key.text, key.line)
+        if deferred is not None:
+            domains = self.domains(self.pairs(deferred), defaults, seen["domains"])
+        elif "domains" not in seen:
+            self.error(1, "domains", "missing; expected a mapping of domain names")
+        return domains
+
+    def pairs(
+        self, source: _yaml.Document | _yaml.Node
+    ) -> Iterator[tuple[_yaml.Scalar, _yaml.Node]]:
+        """The entries of the ``domains`` mapping, from the document or from a node."""
+        if isinstance(source, _yaml.Document):
+            if not source.is_mapping():
+                yield from self.pairs(source.node())
+                return
+            for key in source.entries():
+                yield key, source.node()
+        elif isinstance(source, _yaml.Mapping):
+            yield from source.items
+        elif not (isinstance(source, _yaml.Scalar) and source.is_null):
+            self.error(source.line, "domains", f"expected a mapping, got {_got(source)}")
 
     def mapping(
         self, node: _yaml.Node, where: str, valid: tuple[str, ...] | None
@@ -327,15 +369,21 @@ class _Reader:
                 return _BROKEN
         return tuple(uris)
 
-    def domains(self, node: _yaml.Node, defaults: dict[str, Any]) -> dict[str, DomainConfig]:
+    def domains(
+        self,
+        pairs: Iterable[tuple[_yaml.Scalar, _yaml.Node]],
+        defaults: dict[str, Any],
+        line: int,
+    ) -> dict[str, DomainConfig]:
         domains: dict[str, DomainConfig] = {}
         lines: dict[str, int] = {}
-        for text, (key, value) in self.mapping(node, "domains", None).items():
-            where = f"domains.{text}"
+        errors = len(self.errors)
+        for key, value in pairs:
+            where = f"domains.{key.text}"
             try:
-                name = names.policy_domain(text)
+                name = names.policy_domain(key.text)
             except ValueError as exc:
-                self.error(key.line, where, f"{exc}, got {text!r}")
+                self.error(key.line, where, f"{exc}, got {key.text!r}")
                 continue
             if name in lines:
                 self.error(key.line, where, f"same domain as {name!r} on line {lines[name]}")
@@ -345,6 +393,8 @@ class _Reader:
             domain = self.domain(name, values, where, key.line)
             if domain is not None:
                 domains[name] = self._configs.setdefault(domain, domain)
+        if not lines and len(self.errors) == errors:
+            self.error(line, "domains", "expected at least one domain, got none")
         return domains
 
     def domain(

@@ -345,7 +345,10 @@ def test_every_error_is_reported() -> None:
             "config.yaml:2: domains.a.example: expected a mapping, got 'enforce'",
         ),
         ("domains:\n  ? [a]\n  : 1\n", "config.yaml:2: mapping keys must be plain names"),
-        ("a: 1\n---\nb: 2\n", "config.yaml:2: expected a single YAML document"),
+        (
+            "domains: {a.example: {mode: none}}\n---\nb: 2\n",
+            "config.yaml:2: expected a single YAML document",
+        ),
         (
             "domains: {a.example: {mode: none}\n",
             "config.yaml:2:1: while parsing a flow mapping did not find expected ',' or '}'",
@@ -356,7 +359,7 @@ def test_every_error_is_reported() -> None:
             "character that cannot start any token",
         ),
         (
-            "x: !!python/object:os.system 1\n",
+            "domains: !!python/object:os.system 1\n",
             "config.yaml:1: YAML tags like "
             "'tag:yaml.org,2002:python/object:os.system' are not supported",
         ),
