@@ -60,6 +60,13 @@ class Mapping:
 Node = Scalar | Sequence | Mapping
 
 
+_NODE_STARTS = frozenset((yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent))
+
+
+def _line(event: yaml.Event) -> int:
+    return event.start_mark.line + 1  # type: ignore[union-attr]  # parsers always mark
+
+
 class Document:
     """
     One YAML document, read front to back: ``node()`` takes the next node whole, and
@@ -105,14 +112,13 @@ class Document:
             raise YAMLProblem(message, line) from None
         except yaml.YAMLError as exc:  # pragma: no cover - every parser error above is caught
             raise YAMLProblem(str(exc)) from None
-        line = event.start_mark.line + 1  # type: ignore[union-attr]  # parsers always mark
-        if event.__class__ is yaml.AliasEvent:
-            raise YAMLProblem(
-                "YAML aliases are not supported; use 'defaults' to share values", line
-            )
-        tag = getattr(event, "tag", None)
-        if tag is not None:
-            raise YAMLProblem(f"YAML tags like {tag!r} are not supported", line)
+        kind = event.__class__
+        if kind in _NODE_STARTS and event.tag is not None:  # type: ignore[attr-defined]
+            message = f"YAML tags like {event.tag!r} are not supported"  # type: ignore[attr-defined]
+            raise YAMLProblem(message, _line(event))
+        if kind is yaml.AliasEvent:
+            message = "YAML aliases are not supported; use 'defaults' to share values"
+            raise YAMLProblem(message, _line(event))
         return event
 
     def is_mapping(self) -> bool:
@@ -126,7 +132,7 @@ class Document:
         while True:
             event = self._next()
             kind = event.__class__
-            line = event.start_mark.line + 1  # type: ignore[union-attr]
+            line = _line(event)
             node: Node
             if kind is yaml.ScalarEvent:
                 node = Scalar(line, event.value, event.implicit[0])  # type: ignore[attr-defined]
@@ -172,5 +178,4 @@ class Document:
         self._next()  # the document end
         event = self._next()
         if not isinstance(event, yaml.StreamEndEvent):
-            line = event.start_mark.line + 1  # type: ignore[union-attr]
-            raise YAMLProblem("expected a single YAML document", line)
+            raise YAMLProblem("expected a single YAML document", _line(event))

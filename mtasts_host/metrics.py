@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
@@ -19,9 +19,25 @@ UNKNOWN = "_unknown_"
 """The one label value for every policy host that is not configured, so that nobody can
 create series by sending made-up Host headers."""
 
-RequestCounts = Counter[tuple[str, int]]
-"""Policy requests by (policy domain or UNKNOWN, HTTP status); counted on the hot path as a
-plain dictionary increment, turned into metrics only when scraped."""
+
+class RequestCounts:
+    """
+    Policy requests by policy domain (or UNKNOWN) and HTTP status, counted on the hot path
+    as plain dictionary increments and turned into metrics only when scraped. Successes,
+    by far the most, are keyed by the domain alone, which saves building a key each time.
+    """
+
+    __slots__ = ("ok", "other")
+
+    def __init__(self) -> None:
+        self.ok: defaultdict[str, int] = defaultdict(int)
+        self.other: defaultdict[tuple[str, int], int] = defaultdict(int)
+
+    def items(self) -> Iterator[tuple[tuple[str, int], int]]:
+        # list(): a snapshot taken at once, while requests go on counting in the event loop.
+        for domain, count in list(self.ok.items()):
+            yield (domain, 200), count
+        yield from list(self.other.items())
 
 
 class _Collector:
@@ -36,7 +52,7 @@ class _Collector:
             "and HTTP status.",
             labels=["domain", "status"],
         )
-        for (domain, status), count in list(self.requests.items()):
+        for (domain, status), count in self.requests.items():
             requests.add_metric([domain, str(status)], count)
         yield requests
 

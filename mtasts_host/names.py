@@ -11,6 +11,11 @@ POLICY_HOST_PREFIX = "mta-sts."
 # RFC 5321 "Domain": letters, digits and inner hyphens, 1..63 octets a label.
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _MAX_NAME = 253
+# Two or more ASCII labels, the last not all digits (that would be an IP address).
+_PLAIN_NAME = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+    r"(?=[A-Za-z0-9-]*[A-Za-z-])[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
 
 
 def host_name(text: str) -> str:
@@ -21,6 +26,8 @@ def host_name(text: str) -> str:
         ValueError: the text is not a host name; the message says what was expected.
     """
     name = text[:-1] if text.endswith(".") else text
+    if _PLAIN_NAME.fullmatch(name) and len(name) <= _MAX_NAME and "xn--" not in name:
+        return name.lower()  # the common case, checked in one match
     if not name.isascii():
         try:
             name = idna.encode(name, uts46=True).decode("ascii")
