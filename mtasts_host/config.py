@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _yaml, names
+from ._gc import collector_paused
 from .policy import DEFAULT_MAX_AGE, MAX_AGE_LIMIT, MAX_BODY_SIZE, VERSION, Mode, Policy
 
 DEFAULT_DNS_TTL = 3600
@@ -74,9 +75,14 @@ class Config:
     warnings: tuple[Problem, ...] = ()
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
+def load_config(path: str | os.PathLike[str], previous: Config | None = None) -> Config:
     """
     Read and validate a configuration file.
+
+    Args:
+        path: the file.
+        previous: the configuration it replaces, if any: settings that did not change are
+            shared with it, so that a reload of a large file leaves little memory behind.
 
     Raises:
         ConfigError: the file is missing, unreadable, too large, or invalid in any way.
@@ -97,19 +103,20 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     if len(data) > _yaml.MAX_FILE_SIZE:
         message = f"larger than {_yaml.MAX_FILE_SIZE // 2**20} MiB; refusing to parse it"
         raise ConfigError(name, [Problem(name, None, "", message)])
-    return parse_config(data, name)
+    return parse_config(data, name, previous)
 
 
-def parse_config(data: bytes, path: str = "<config>") -> Config:
+def parse_config(data: bytes, path: str = "<config>", previous: Config | None = None) -> Config:
     """
     Validate configuration text; ``path`` only names it in messages.
 
     Raises:
         ConfigError: the text is not a valid configuration.
     """
-    reader = _Reader(path)
+    reader = _Reader(path, previous)
     try:
-        return reader.read(_yaml.Document(data))
+        with collector_paused():
+            return reader.read(_yaml.Document(data))
     except _yaml.YAMLProblem as exc:
         problem = Problem(path, exc.line, "", exc.message, exc.column)
         raise ConfigError(path, [*reader.errors, problem]) from exc
@@ -220,12 +227,14 @@ def _unknown(key: str, valid: tuple[str, ...] | list[str]) -> str:
 
 
 class _Reader:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, previous: Config | None = None) -> None:
         self.path = path
         self.errors: list[Problem] = []
         self.warnings: list[Problem] = []
         self._mx_cache: dict[str, str] = {}
-        self._configs: dict[DomainConfig, DomainConfig] = {}
+        self._configs: dict[DomainConfig, DomainConfig] = (
+            {settings: settings for settings in previous.domains.values()} if previous else {}
+        )
 
     def error(self, line: int, key: str, message: str) -> None:
         self.errors.append(Problem(self.path, line, key, message))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import watchfiles
 
+from ._gc import release_free_memory
 from .config import ConfigError, load_config
 from .policy import Mode
 from .store import PolicyStore, Snapshot
@@ -141,7 +142,7 @@ class Reloader:
         with self._lock:
             self._signature = _signature(self.path)
             try:
-                config = load_config(self.path)
+                config = load_config(self.path, self.store.config)
             except ConfigError as exc:
                 self.status.failed += 1
                 self.status.last_error = str(exc.problems[0])
@@ -162,6 +163,8 @@ class Reloader:
         for warning in config.warnings:
             logger.warning("%s", warning)
         _log_changes(self.path, old, self.store.snapshot)
+        del old
+        release_free_memory()
         return True
 
 

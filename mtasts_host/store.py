@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ._gc import collector_paused
 from .config import Config
 from .policy import Policy, policy_id
 
@@ -44,16 +45,22 @@ def _serve(policy: Policy) -> Served:
     return Served(policy, body, policy_id(body), headers)
 
 
-def build_snapshot(config: Config) -> Snapshot:
-    """Render every policy of ``config``; domains with equal policies share one ``Served``."""
+def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot:
+    """
+    Render every policy of ``config``; domains with equal policies share one ``Served``, and
+    so do policies unchanged since ``previous``.
+    """
     rendered: dict[Policy, Served] = {}
+    if previous is not None:
+        rendered = {entry.policy: entry for entry in previous.served.values()}
     served = {}
-    for domain, settings in config.domains.items():
-        policy = settings.policy
-        entry = rendered.get(policy)
-        if entry is None:
-            entry = rendered[policy] = _serve(policy)
-        served[domain] = entry
+    with collector_paused():
+        for domain, settings in config.domains.items():
+            policy = settings.policy
+            entry = rendered.get(policy)
+            if entry is None:
+                entry = rendered[policy] = _serve(policy)
+            served[domain] = entry
     return Snapshot(config, served, time.time())
 
 
@@ -72,7 +79,8 @@ class PolicyStore:
 
     def replace(self, config: Config) -> Snapshot:
         """Serve ``config`` from now on; return the snapshot it replaced."""
-        old, self.snapshot = self.snapshot, build_snapshot(config)
+        old = self.snapshot
+        self.snapshot = build_snapshot(config, old)
         return old
 
     def lookup(self, domain: str) -> Served | None:

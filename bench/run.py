@@ -1,0 +1,441 @@
+"""
+The benchmark: throughput, latency, memory, load and reload time of mtasts-host, each next to
+a baseline measured in the same run.
+
+- floor: a bare ASGI callable on the same uvicorn (httptools, uvloop, no access log) that
+  returns a constant policy; what mtasts-host could reach at best in Python.
+- ceiling: nginx serving the same policies as static files, chosen by Host.
+
+Servers are pinned to core 0 and wrk to core 1 where the machine has two. Every load run is
+bounded by --duration; the whole run takes a few minutes.
+
+Usage: python bench/run.py [--duration SECONDS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+PATH = "/.well-known/mta-sts.txt"
+PIN = os.cpu_count() is not None and os.cpu_count() >= 2  # type: ignore[operator]
+
+WRK_SCRIPT = """
+local hosts = {}
+for line in io.lines(os.getenv("HOSTS_FILE")) do hosts[#hosts + 1] = line end
+local i = 0
+local close = os.getenv("CONN_CLOSE") == "1"
+request = function()
+  i = i + 1
+  local headers = { Host = hosts[(i % #hosts) + 1] }
+  if close then headers["Connection"] = "close" end
+  return wrk.format("GET", "/.well-known/mta-sts.txt", headers)
+end
+"""
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def pinned(argv: Sequence[str], core: int) -> list[str]:
+    return ["taskset", "-c", str(core), *argv] if PIN and shutil.which("taskset") else list(argv)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+@contextlib.contextmanager
+def server(
+    argv: Sequence[str], port: int, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        pinned(argv, 0), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(port, process)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(
+    port: int, hosts: Path, work: Path, *, connections: int, duration: int, close: bool = False
+) -> Load:
+    script = work / "hosts.lua"
+    script.write_text(WRK_SCRIPT)
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}{PATH}",
+    ]
+    env = {**os.environ, "HOSTS_FILE": str(hosts), "CONN_CLOSE": "1" if close else "0"}
+    out = subprocess.run(
+        pinned(argv, 1), env=env, capture_output=True, text=True, check=True, timeout=duration + 60
+    ).stdout
+    percentiles = re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
+    latency = {p: _ms(value, unit) for p, value, unit in percentiles}
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Load(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=latency["50"],
+        p99_ms=latency["99"],
+        errors=int(non2xx.group(1)) if non2xx else 0,
+    )
+
+
+def write_config(path: Path, domains: int, max_age: int = 604800) -> Path:
+    with path.open("w") as out:
+        out.write(f"defaults: {{mode: enforce, max_age: {max_age}}}\ndomains:\n")
+        for i in range(domains):
+            out.write(f"  d{i}.example.com: {{mx: [mail.d{i}.example.com, '*.mx.example.net']}}\n")
+    return path
+
+
+def write_hosts(path: Path, domains: int) -> Path:
+    path.write_text("".join(f"mta-sts.d{i}.example.com\n" for i in range(domains)))
+    return path
+
+
+def mtasts_argv(config: Path, port: int) -> list[str]:
+    return [
+        PYTHON,
+        "-m",
+        "mtasts_host",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+
+
+def floor_argv(port: int) -> list[str]:
+    return [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "bench.floor:app",
+        "--port",
+        str(port),
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def nginx_site(work: Path, config: Path, port: int) -> list[str]:
+    """Static copies of the policies mtasts-host serves, one directory per policy host."""
+    sys.path.insert(0, str(ROOT))
+    from mtasts_host.config import load_config
+    from mtasts_host.store import build_snapshot
+
+    root = work / "static"
+    for domain, served in build_snapshot(load_config(config)).served.items():
+        directory = root / f"mta-sts.{domain}" / ".well-known"
+        directory.mkdir(parents=True)
+        (directory / "mta-sts.txt").write_bytes(served.body)
+    (work / "nginx.conf").write_text(f"""
+        user root;
+        worker_processes 1;
+        pid {work}/nginx.pid;
+        error_log {work}/error.log;
+        events {{ worker_connections 1024; }}
+        http {{
+            access_log off;
+            client_body_temp_path {work}/c; proxy_temp_path {work}/p;
+            fastcgi_temp_path {work}/f; uwsgi_temp_path {work}/u; scgi_temp_path {work}/s;
+            server {{
+                listen 127.0.0.1:{port};
+                root {root}/$host;
+                location = {PATH} {{
+                    default_type "text/plain; charset=utf-8";
+                    add_header Cache-Control "max-age=60";
+                    add_header X-Content-Type-Options nosniff;
+                    etag off;
+                }}
+            }}
+        }}
+    """)
+    return ["nginx", "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"]
+
+
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def get(port: int, host: str) -> bytes:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", PATH, headers={"Host": host})
+        return connection.getresponse().read()
+    finally:
+        connection.close()
+
+
+def row(name: str, *cells: object) -> None:
+    print(f"  {name:<62}" + "".join(f"{c:>12}" for c in cells))
+
+
+def throughput(work: Path, duration: int, rounds: int) -> None:
+    print(
+        f"\n== Throughput and latency (wrk, 1 thread, requests spread over every domain; "
+        f"median of {rounds} interleaved rounds of {duration} s) =="
+    )
+    configs = {n: write_config(work / f"d{n}.yaml", n) for n in (10, 10_000, 100_000)}
+    hosts = {n: write_hosts(work / f"hosts{n}.txt", n) for n in configs}
+    nginx_work = work / "nginx"
+    nginx_work.mkdir()
+    servers: dict[str, Callable[[int], list[str]]] = {
+        "floor": floor_argv,
+        "mtasts-host": lambda p: mtasts_argv(configs[10_000], p),
+        "nginx": lambda p: nginx_site(nginx_work, configs[10_000], p),
+        "mtasts-host, 10 domains": lambda p: mtasts_argv(configs[10], p),
+        "mtasts-host, 100,000 domains": lambda p: mtasts_argv(configs[100_000], p),
+    }
+    modes = {
+        "keep-alive, 16 connections": (16, False),
+        "Connection: close, 16 connections": (16, True),
+        "keep-alive, 64 connections": (64, False),
+    }
+    plan = [(name, mode) for name in ("floor", "mtasts-host", "nginx") for mode in modes]
+    plan += [(name, "keep-alive, 16 connections") for name in list(servers)[3:]]
+    runs: dict[tuple[str, str], list[Load]] = {key: [] for key in plan}
+    with contextlib.ExitStack() as stack:
+        ports = {}
+        for name, argv in servers.items():
+            ports[name] = free_port()
+            stack.enter_context(server(argv(ports[name]), ports[name], cwd=ROOT))
+        for _ in range(rounds):
+            for name, mode in plan:
+                connections, close = modes[mode]
+                domains = 10 if "10 domains" in name else 100_000 if "100,000" in name else 10_000
+                runs[name, mode].append(
+                    wrk(
+                        ports[name],
+                        hosts[domains],
+                        work,
+                        connections=connections,
+                        duration=duration,
+                        close=close,
+                    )
+                )
+    results = {key: median_load(loads) for key, loads in runs.items()}
+    row("", "requests/s", "p50 ms", "p99 ms", "non-2xx")
+    for (name, mode), load in results.items():
+        label = f"{name} (10,000 domains)" if name in ("mtasts-host", "nginx") else name
+        row(
+            f"{label}, {mode}",
+            f"{load.rps:,.0f}",
+            f"{load.p50_ms:.2f}",
+            f"{load.p99_ms:.2f}",
+            load.errors,
+        )
+    print("\n  ratios")
+    for mode in modes:
+        floor, ours, nginx = (results[name, mode] for name in ("floor", "mtasts-host", "nginx"))
+        row(f"{mode}: mtasts-host / floor, throughput", f"{ours.rps / floor.rps:.2f}")
+        row(f"{mode}: mtasts-host / floor, p99", f"{ours.p99_ms / floor.p99_ms:.2f}")
+        row(f"{mode}: nginx / mtasts-host, throughput", f"{nginx.rps / ours.rps:.2f}")
+    few = results["mtasts-host, 10 domains", "keep-alive, 16 connections"]
+    many = results["mtasts-host, 100,000 domains", "keep-alive, 16 connections"]
+    row("100,000 domains / 10 domains, throughput", f"{many.rps / few.rps:.2f}")
+
+
+def median_load(loads: list[Load]) -> Load:
+    return Load(
+        rps=statistics.median(load.rps for load in loads),
+        p50_ms=statistics.median(load.p50_ms for load in loads),
+        p99_ms=statistics.median(load.p99_ms for load in loads),
+        errors=sum(load.errors for load in loads),
+    )
+
+
+def memory_and_reload(work: Path, duration: int) -> None:
+    print("\n== Load time and memory ==")
+    row("", "load s", "start-up s", "RSS MiB", "peak MiB", "RSS / floor")
+    port = free_port()
+    with server(floor_argv(port), port, cwd=ROOT) as floor:
+        time.sleep(0.5)
+        floor_rss = rss_mib(floor.pid)
+    row("floor (bare uvicorn app)", "-", "-", f"{floor_rss:.0f}", "-")
+    yaml_baseline = subprocess.run(
+        [
+            PYTHON,
+            "-c",
+            "import sys, time, yaml; t = time.perf_counter(); "
+            "yaml.load(open(sys.argv[1]), Loader=yaml.CSafeLoader); print(time.perf_counter() - t)",
+            str(work / "d10000.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    row("yaml.load(CSafeLoader), 10k domains", f"{float(yaml_baseline):.2f}", "-", "-", "-")
+    for n in (10_000, 100_000):
+        config = work / f"d{n}.yaml"
+        load = subprocess.run(
+            [
+                PYTHON,
+                "-c",
+                "import sys, time; from mtasts_host import load_config, PolicyStore; "
+                "t = time.perf_counter(); PolicyStore(load_config(sys.argv[1])); "
+                "print(time.perf_counter() - t)",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        ).stdout
+        port = free_port()
+        started = time.perf_counter()
+        with server(mtasts_argv(config, port), port, cwd=ROOT) as process:
+            startup = time.perf_counter() - started
+            for i in range(0, n, max(1, n // 200)):
+                get(port, f"mta-sts.d{i}.example.com")
+            time.sleep(1)
+            rss, peak = rss_mib(process.pid), rss_mib(process.pid, "VmHWM")
+            row(
+                f"mtasts-host, {n:,} domains",
+                f"{float(load):.2f}",
+                f"{startup:.2f}",
+                f"{rss:.0f}",
+                f"{peak:.0f}",
+                f"{rss / floor_rss:.1f}",
+            )
+            if n == 100_000:
+                reload_under_load(work, config, port, process, duration)
+
+
+def reload_under_load(
+    work: Path, config: Path, port: int, process: subprocess.Popen[bytes], duration: int
+) -> None:
+    """Rewrite the 100,000-domain file while wrk runs; report the p99 and the reload."""
+    hosts = work / "hosts100000.txt"
+    quiet = wrk(port, hosts, work, connections=16, duration=duration)
+    Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # reset the peak RSS
+    result: dict[str, Load] = {}
+    loader = threading.Thread(
+        target=lambda: result.update(load=wrk(port, hosts, work, connections=16, duration=duration))
+    )
+    loader.start()
+    time.sleep(duration / 4)
+    new = work / "next.yaml"
+    write_config(new, 100_000, max_age=1209600)
+    os.replace(new, config)
+    written = time.perf_counter()
+    while not get(port, "mta-sts.d99999.example.com").endswith(b"max_age: 1209600\r\n"):
+        if time.perf_counter() - written > 60:
+            raise TimeoutError("the reload of 100,000 domains did not land within 60 s")
+        time.sleep(0.01)
+    landed = time.perf_counter() - written
+    loader.join()
+    during = result["load"]
+    peak = rss_mib(process.pid, "VmHWM")
+    time.sleep(1)
+    after = rss_mib(process.pid)
+    print("\n== Reloading 100,000 domains while wrk keeps 16 connections busy ==")
+    row("", "requests/s", "p99 ms", "non-2xx")
+    row("without a reload", f"{quiet.rps:,.0f}", f"{quiet.p99_ms:.2f}", quiet.errors)
+    row("with a reload in the middle", f"{during.rps:,.0f}", f"{during.p99_ms:.2f}", during.errors)
+    row("ratio p99 during reload / without", f"{during.p99_ms / quiet.p99_ms:.2f}")
+    row("write to new policy served, s", f"{landed:.2f}")
+    row("peak RSS during the reload, MiB", f"{peak:.0f}")
+    row("RSS after the reload, MiB", f"{after:.0f}")
+
+
+def reload_latency(edits: int) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import reload  # the reload-latency benchmark of its own
+
+    with tempfile.TemporaryDirectory() as base, tempfile.TemporaryDirectory() as served:
+        baseline = reload.summary(reload.watchfiles_latencies(Path(base), edits))
+        ours = reload.summary(reload.serve_latencies(Path(served), edits))
+    print(f"\n== Reload latency of a small config, {edits} edits (ms) ==")
+    row("", "median", "worst")
+    row("watchfiles notices the change", f"{baseline[0]:.1f}", f"{baseline[1]:.1f}")
+    row("mtasts-host serves the change", f"{ours[0]:.1f}", f"{ours[1]:.1f}")
+    row("ratio", f"{ours[0] / baseline[0]:.2f}", f"{ours[1] / baseline[1]:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds per measurement")
+    parser.add_argument("--edits", type=int, default=25)
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: scripts/test installs it (Debian package {tool})")
+    print(
+        f"mtasts-host benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, "
+        f"servers pinned: {PIN}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        throughput(work, args.duration, args.rounds)
+        memory_and_reload(work, args.duration)
+    reload_latency(args.edits)
+
+
+if __name__ == "__main__":
+    main()
