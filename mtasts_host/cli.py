@@ -87,6 +87,22 @@ def _parser() -> argparse.ArgumentParser:
         "[MTASTS_HOST_METRICS]",
     )
     serve.add_argument(
+        "--timeout-keep-alive",
+        type=int,
+        default=int(env.get(_ENV + "TIMEOUT_KEEP_ALIVE", "5")),
+        metavar="SECONDS",
+        help="close idle keep-alive connections after this long (default: %(default)s) "
+        "[MTASTS_HOST_TIMEOUT_KEEP_ALIVE]",
+    )
+    serve.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=int(env.get(_ENV + "LIMIT_CONCURRENCY", "0")) or None,
+        metavar="N",
+        help="answer 503 beyond this many connections and tasks at once (default: no "
+        "limit) [MTASTS_HOST_LIMIT_CONCURRENCY]",
+    )
+    serve.add_argument(
         "--forwarded-allow-ips",
         default=env.get(_ENV + "FORWARDED_ALLOW_IPS"),
         help="comma-separated proxy addresses to trust, or '*' (default: "
@@ -172,6 +188,10 @@ def _serve(app: Starlette, args: argparse.Namespace) -> None:
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
         workers=1,
+        timeout_keep_alive=args.timeout_keep_alive,
+        limit_concurrency=args.limit_concurrency,
+        # In-flight requests finish; idle connections are closed; never longer than this.
+        timeout_graceful_shutdown=5,
         log_config=logs.config(args.log_format),
         access_log=False,  # ours replaces uvicorn's: it names the policy domain
     )

@@ -136,6 +136,28 @@ class _Zone(ZoneResolver):  # type: ignore[misc]
         return reply
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """Read one whole HTTP/1.1 response with a Content-Length from a connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 @contextlib.contextmanager
 def dns_server(zone: str, address: str) -> Iterator[None]:
     """An authoritative DNS server on address:53 (UDP and TCP) answering from zone text."""

@@ -97,6 +97,9 @@ def test_unknown_host_on_the_wire(server: Process) -> None:
         + b"b" * 100_000
         + b"\r\nConnection: close\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # TLS to a plain port
+        b"GET / HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
+        + b"X-A: b\r\n" * 5000
+        + b"Connection: close\r\n\r\n",
         b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
         b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\nConnection: close\r\n\r\n0\r\n\r\n",
     ],
@@ -109,6 +112,7 @@ def test_unknown_host_on_the_wire(server: Process) -> None:
         "long-target",
         "huge-header",
         "tls-hello",
+        "many-headers",
         "smuggling",
     ],
 )
