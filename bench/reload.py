@@ -6,7 +6,7 @@ The baseline, measured in the same run, is watchfiles itself: the time from the 
 write to its ``watch()`` yielding the change, with the same debounce settings. The ratio shows
 what loading, validating, swapping and serving add on top of noticing the change.
 
-Usage: python bench/reload.py [--edits N]
+Usage, from the project root: python -m bench.reload [--edits N]
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 import watchfiles
 
 from mtasts_host.reload import DEBOUNCE_MS, STEP_MS
+from tests.servers import free_port
 
 CONFIG = """\
 domains:
@@ -35,13 +35,6 @@ domains:
     max_age: {max_age}
 """
 TIMEOUT = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write(path: Path, max_age: int) -> float:

@@ -9,7 +9,7 @@ a baseline measured in the same run.
 Servers are pinned to core 0 and wrk to core 1 where the machine has two. Every load run is
 bounded by --duration; the whole run takes a few minutes.
 
-Usage: python bench/run.py [--duration SECONDS]
+Usage, from the project root: python -m bench.run [--duration SECONDS] [--rounds N]
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench import reload
+from mtasts_host.config import load_config
+from mtasts_host.store import build_snapshot
+from tests.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -63,24 +67,6 @@ def pinned(argv: Sequence[str], core: int) -> list[str]:
     return ["taskset", "-c", str(core), *argv] if PIN and shutil.which("taskset") else list(argv)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on port {port}")
-
-
 @contextlib.contextmanager
 def server(
     argv: Sequence[str], port: int, cwd: Path | None = None
@@ -89,7 +75,7 @@ def server(
         pinned(argv, 0), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_for(port, process)
+        wait_for_port("127.0.0.1", port, process)
         yield process
     finally:
         process.send_signal(signal.SIGTERM)
@@ -181,10 +167,6 @@ def floor_argv(port: int) -> list[str]:
 
 def nginx_site(work: Path, config: Path, port: int) -> list[str]:
     """Static copies of the policies mtasts-host serves, one directory per policy host."""
-    sys.path.insert(0, str(ROOT))
-    from mtasts_host.config import load_config
-    from mtasts_host.store import build_snapshot
-
     root = work / "static"
     for domain, served in build_snapshot(load_config(config)).served.items():
         directory = root / f"mta-sts.{domain}" / ".well-known"
@@ -404,9 +386,6 @@ def reload_under_load(
 
 
 def reload_latency(edits: int) -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    import reload  # the reload-latency benchmark of its own
-
     with tempfile.TemporaryDirectory() as base, tempfile.TemporaryDirectory() as served:
         baseline = reload.summary(reload.watchfiles_latencies(Path(base), edits))
         ours = reload.summary(reload.serve_latencies(Path(served), edits))

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import uvicorn
 from starlette.applications import Starlette
@@ -21,10 +21,6 @@ from .store import build_snapshot
 
 _ENV = "MTASTS_HOST_"
 logger = logging.getLogger("mtasts_host")
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    return env.get(_ENV + name, "1").lower() not in ("0", "false", "no", "off")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,33 +55,31 @@ def _parser() -> argparse.ArgumentParser:
         help="bind to this Unix socket instead [MTASTS_HOST_UDS]",
     )
     serve.add_argument(
-        "--proxy-headers",
-        action=argparse.BooleanOptionalAction,
-        default=_flag(env, "PROXY_HEADERS"),
-        help="trust X-Forwarded-For/-Proto from --forwarded-allow-ips, as "
-        "uvicorn does (default: on) [MTASTS_HOST_PROXY_HEADERS]",
-    )
-    serve.add_argument(
         "--log-format",
         choices=("text", "json"),
         default=env.get(_ENV + "LOG_FORMAT", "text"),
         help="text lines or one JSON object per line (default: %(default)s) "
         "[MTASTS_HOST_LOG_FORMAT]",
     )
-    serve.add_argument(
-        "--access-log",
-        action=argparse.BooleanOptionalAction,
-        default=_flag(env, "ACCESS_LOG"),
-        help="log every request with its policy domain, status, size, duration and "
-        "User-Agent (default: on) [MTASTS_HOST_ACCESS_LOG]",
-    )
-    serve.add_argument(
-        "--metrics",
-        action=argparse.BooleanOptionalAction,
-        default=_flag(env, "METRICS"),
-        help="serve Prometheus metrics at /metrics on non-policy hosts (default: on) "
-        "[MTASTS_HOST_METRICS]",
-    )
+    for flag, what in (
+        (
+            "proxy-headers",
+            "trust X-Forwarded-For/-Proto from --forwarded-allow-ips, as uvicorn does",
+        ),
+        (
+            "access-log",
+            "log every request with its policy domain, status, size, duration and User-Agent",
+        ),
+        ("metrics", "serve Prometheus metrics at /metrics on non-policy hosts"),
+        ("watch", "reload the file whenever it changes; SIGHUP reloads it in any case"),
+    ):
+        variable = _ENV + flag.upper().replace("-", "_")
+        serve.add_argument(
+            f"--{flag}",
+            action=argparse.BooleanOptionalAction,
+            default=env.get(variable, "1").lower() not in ("0", "false", "no", "off"),
+            help=f"{what} (default: on) [{variable}]",
+        )
     serve.add_argument(
         "--timeout-keep-alive",
         type=int,
@@ -134,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.config.dictConfig(logs.config(args.log_format))
     try:
         app = (
-            create_app(args.config, metrics=args.metrics, access_log=args.access_log)
+            create_app(
+                args.config, watch=args.watch, metrics=args.metrics, access_log=args.access_log
+            )
             if args.command == "serve"
             else None
         )

@@ -106,14 +106,13 @@ class Reloader:
         directory = self.path.parent
         changes = watchfiles.watch(
             directory,
-            watch_filter=ConfigFilter(self.path),
+            watch_filter=None,  # run() sorts the batches: every one is a chance to check
             debounce=self.debounce_ms,
             step=STEP_MS,
             stop_event=self._stop,
             recursive=False,
             raise_interrupt=False,
-            # An empty batch every half second: the file is stat()ed then too, which catches
-            # a change made before the watch was set up (it starts with the first batch).
+            # An empty batch after half a second without any change in the directory.
             yield_on_timeout=True,
             rust_timeout=RECHECK_MS,
         )
@@ -122,9 +121,18 @@ class Reloader:
         self.run(changes)
 
     def run(self, changes: Iterable[set[tuple[watchfiles.Change, str]]]) -> None:
-        """Reload for each batch of changes until the stream ends."""
-        for _batch in changes:
-            self.reload_if_changed()
+        """
+        For each batch of changes until the stream ends: reload if the batch touches the
+        configuration; otherwise (other files, or an empty batch on a quiet directory) reload
+        only if the file is not the one last read. The watch starts with the first batch, so
+        this also catches a change made while it was being set up.
+        """
+        relevant = ConfigFilter(self.path)
+        for batch in changes:
+            if any(relevant(change, path) for change, path in batch):
+                self.reload()
+            else:
+                self.reload_if_changed()
 
     def reload_if_changed(self) -> bool:
         """Reload if the file is not the one last read (by inode, size and mtime)."""

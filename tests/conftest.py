@@ -6,10 +6,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from mtasts_host import create_app
+
+# The same examples on every run: a property test must not turn a build red by chance.
+settings.register_profile("deterministic", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile("deterministic")
 
 # The notes' domain D and its canonical body B.
 CONFIG_D = """\

@@ -98,6 +98,25 @@ def running(
         server.stop()
 
 
+@contextlib.contextmanager
+def running_on_socket(argv: Sequence[str], log: Path, path: Path) -> Iterator[Process]:
+    """Start a server that listens on a Unix socket; stop it afterwards."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    server = Process(process, log, str(path), 0)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not path.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on {path}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        server.stop()
+
+
 def serve_argv(config: Path, port: int, *extra: str) -> list[str]:
     return [
         PYTHON,

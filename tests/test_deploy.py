@@ -122,17 +122,6 @@ def nginx(
         yield tmp / "ca.pem"
 
 
-@pytest.mark.parametrize("client", CLIENTS)
-def test_real_clients_through_nginx(
-    client: str, nginx: Path, policies: tuple[Path, Process], tmp_path: Path
-) -> None:
-    config, _ = policies
-    domains = domains_of(config)
-    with dns_server(zone_for(config, NGINX_ADDRESS, (UNKNOWN,)), NAMESERVER):
-        results = fetch_with_client(client, [*domains, UNKNOWN], NAMESERVER, nginx, tmp_path)
-    assert_accepted(results, config)
-
-
 def test_nginx_gives_no_certificate_to_other_names(nginx: Path) -> None:
     handshake(NGINX_ADDRESS, "mta-sts.example.com", nginx)
     for name in (f"mta-sts.{UNKNOWN}", "example.com", "mta-sts.sub.example.com"):
@@ -177,14 +166,24 @@ def caddy(
     assert "panic" not in process.output()
 
 
+@pytest.fixture(params=["nginx", "caddy"])
+def proxy(request: pytest.FixtureRequest) -> tuple[str, Path]:
+    """The address of a running proxy, and the only CA its clients trust."""
+    address = {"nginx": NGINX_ADDRESS, "caddy": CADDY_ADDRESS}[request.param]
+    ca_file: Path = request.getfixturevalue(request.param)
+    return address, ca_file
+
+
 @pytest.mark.parametrize("client", CLIENTS)
-def test_real_clients_through_caddy(
-    client: str, caddy: Path, policies: tuple[Path, Process], tmp_path: Path
+def test_real_clients_through_each_proxy(
+    client: str, proxy: tuple[str, Path], policies: tuple[Path, Process], tmp_path: Path
 ) -> None:
     config, _ = policies
-    domains = domains_of(config)
-    with dns_server(zone_for(config, CADDY_ADDRESS, (UNKNOWN,)), NAMESERVER):
-        results = fetch_with_client(client, [*domains, UNKNOWN], NAMESERVER, caddy, tmp_path)
+    address, ca_file = proxy
+    with dns_server(zone_for(config, address, (UNKNOWN,)), NAMESERVER):
+        results = fetch_with_client(
+            client, [*domains_of(config), UNKNOWN], NAMESERVER, ca_file, tmp_path
+        )
     assert_accepted(results, config)
 
 

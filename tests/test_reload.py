@@ -275,3 +275,44 @@ def test_an_empty_batch_still_checks_the_file(write_config: WriteConfig) -> None
     path.write_text(TESTING)
     reloader.run([set()])
     assert body(reloader) == BODY_TESTING
+
+
+def test_a_batch_naming_the_file_reloads_even_if_it_looks_unchanged(
+    write_config: WriteConfig,
+) -> None:
+    # Same size, inode and mtime (a coarse clock, or a tool that restores it): the event decides.
+    path = write_config()
+    reloader = make_reloader(path)
+    before = path.stat()
+    with path.open("r+") as file:
+        file.write(TESTING.replace("testing", "none   "))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    reloader.run([{(watchfiles.Change.modified, "/elsewhere/other.yaml")}])
+    assert body(reloader) == BODY_D
+    reloader.run([{(watchfiles.Change.modified, str(path))}])
+    assert body(reloader) == BODY_D.replace(b"mode: enforce", b"mode: none")
+
+
+def test_a_busy_directory_still_checks_the_file(tmp_path: Path) -> None:
+    # A log file written without pause beside the config: its batches are checks too.
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG_D)
+    reloader = make_reloader(path)
+    stop = threading.Event()
+
+    def write_log() -> None:
+        with (tmp_path / "server.log").open("a") as log:
+            while not stop.wait(0.01):
+                log.write("line\n")
+                log.flush()
+
+    writer = threading.Thread(target=write_log)
+    writer.start()
+    reloader.start()
+    try:
+        path.write_text(TESTING)  # possibly before the watch is set up
+        wait_until(lambda: body(reloader) == BODY_TESTING)
+    finally:
+        stop.set()
+        writer.join()
+        reloader.stop()
