@@ -89,26 +89,32 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
-async def _send(send: Send, scope: Scope, status: int, headers: _Headers, body: bytes) -> None:
-    # A fresh headers list each time: middleware of a host app may change it in place.
-    await send({"type": "http.response.start", "status": status, "headers": list(headers)})
-    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-
-
 class PolicyApp(Starlette):
     """
     A Starlette app that answers every request for an ``mta-sts.*`` host from the store
     itself, in front of Starlette's middleware and routing (which would cost about a fifth of
-    the throughput), and passes every other request to them.
+    the throughput), and passes every other request to them: the operational endpoints.
 
     Responses are rendered at load time. None is ever a redirect, and conditional and range
     headers are ignored: senders accept only a plain 200 (RFC 8461 section 3.3).
     """
 
-    store: PolicyStore
-    requests: RequestCounts | None
-    access_log: bool
-    _unstarted: Reloader | None
+    def __init__(self, reloader: Reloader, *, watch: bool, metrics: bool, access_log: bool) -> None:
+        self.store = reloader.store
+        self.reloader = reloader
+        """Reloads the configuration; ``reloader.stop()`` ends the watching, if any."""
+        self.requests = RequestCounts() if metrics else None
+        self.registry = metrics_registry(reloader, self.requests) if self.requests else None
+        self.access_log = access_log
+        self._unstarted = reloader if watch else None
+        super().__init__(routes=ops.routes(reloader, self.registry), lifespan=self._lifespan)
+        # No trailing-slash redirects: senders never follow a 3xx (RFC 8461 section 3.3).
+        self.router.redirect_slashes = False
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        yield
+        self.reloader.stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._unstarted is not None:
@@ -121,22 +127,25 @@ class PolicyApp(Starlette):
             return
         start = time.perf_counter() if self.access_log else 0.0
         host: bytes | None = None
+        repeated = False
         for key, value in scope["headers"]:
             if key == b"host":
-                if host is not None:
-                    await _send(send, scope, *_BAD_HOST)
-                    return
+                repeated = host is not None
+                if repeated:
+                    break
                 host = value
-        domain = _policy_domain(host) if host else None
-        if domain is None:
+        domain = _policy_domain(host) if host and not repeated else None
+        if domain is None and not repeated:
             if self.access_log:
                 await self._pass_logged(scope, receive, send, start)
             else:
                 await super().__call__(scope, receive, send)
             return
-        served = self.store.snapshot.served.get(domain)
+        served = self.store.snapshot.served.get(domain) if domain else None
         method = scope["method"]
-        if scope["path"] != POLICY_PATH and _route_path(scope) != POLICY_PATH:
+        if repeated:
+            status, headers, body = _BAD_HOST
+        elif scope["path"] != POLICY_PATH and _route_path(scope) != POLICY_PATH:
             status, headers, body = _NOT_FOUND
         elif method != "GET" and method != "HEAD":
             status, headers, body = _NOT_ALLOWED
@@ -146,10 +155,11 @@ class PolicyApp(Starlette):
             status, headers, body = 200, served.headers, served.body
         requests = self.requests
         if requests is not None:
+            label = domain if served is not None and domain else UNKNOWN
             if status == 200:
-                requests.ok[domain] += 1
+                requests.ok[label] += 1
             else:
-                requests.other[domain if served else UNKNOWN, status] += 1
+                requests.other[label, status] += 1
         # A fresh headers list each time: middleware of a host app may change it in place.
         await send({"type": "http.response.start", "status": status, "headers": list(headers)})
         if method == "HEAD":
@@ -189,32 +199,13 @@ def create_app(
         config_path: the YAML configuration file.
         watch: reload the file whenever it changes. Watching starts with the first request
             or lifespan event, so it also works when the app is mounted in another one.
-            ``app.state.reloader.stop()`` ends it; the app's own lifespan does that at
-            shutdown. Either way the watcher never keeps the process alive.
+            ``app.reloader.stop()`` ends it; the app's own lifespan does that at shutdown.
+            Either way the watcher never keeps the process alive.
         metrics: count policy requests and serve ``/metrics`` on non-policy hosts.
         access_log: log one line per request to the ``mtasts_host.access`` logger.
 
     Raises:
         ConfigError: the configuration is invalid.
     """
-    store = PolicyStore(load_config(config_path))
-    reloader = Reloader(store, config_path)
-    requests = RequestCounts() if metrics else None
-    registry = metrics_registry(reloader, requests) if requests is not None else None
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        reloader.stop()
-
-    app = PolicyApp(routes=ops.routes(reloader, registry), lifespan=lifespan)
-    app.store = store
-    app.requests = requests
-    app.access_log = access_log
-    app._unstarted = reloader if watch else None
-    # No trailing-slash redirects: senders never follow a 3xx (RFC 8461 section 3.3).
-    app.router.redirect_slashes = False
-    app.state.store = store
-    app.state.reloader = reloader
-    app.state.registry = registry
-    return app
+    reloader = Reloader(PolicyStore(load_config(config_path)), config_path)
+    return PolicyApp(reloader, watch=watch, metrics=metrics, access_log=access_log)

@@ -12,10 +12,9 @@ import threading
 from collections.abc import Sequence
 
 import uvicorn
-from starlette.applications import Starlette
 
 from . import __version__, dns, logs
-from .app import create_app
+from .app import PolicyApp, create_app
 from .config import Config, ConfigError, load_config
 from .store import build_snapshot
 
@@ -134,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "serve"
             else None
         )
-        config = app.state.store.config if app else load_config(args.config)
+        config = app.store.config if app else load_config(args.config)
     except ConfigError as exc:
         problems = exc.problems if args.command == "check" else exc.problems[:1]
         for problem in problems:
@@ -168,8 +167,8 @@ def _check(config: Config) -> None:
         )
 
 
-def _serve(app: Starlette, args: argparse.Namespace) -> None:
-    reloader = app.state.reloader
+def _serve(app: PolicyApp, args: argparse.Namespace) -> None:
+    reloader = app.reloader
 
     def reload_on_sighup(signum: int, frame: object) -> None:
         # A thread, not the handler itself: the handler interrupts the event loop's thread.

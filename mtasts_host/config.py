@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import _yaml, names
+from ._fields import POLICY_FIELDS, TOP_LEVEL, Invalid, got, string, unknown_key, uri
 from ._gc import collector_paused
-from .policy import DEFAULT_MAX_AGE, MAX_AGE_LIMIT, MAX_BODY_SIZE, VERSION, Mode, Policy
+from .policy import DEFAULT_MAX_AGE, MAX_BODY_SIZE, Mode, Policy
 
 DEFAULT_DNS_TTL = 3600
-_MAX_DNS_TTL = 2_147_483_647  # RFC 2181 section 8
 _WEEK = 604_800
-# Plain decimal only: YAML 1.1 reads 010 as octal and 1_0 as ten, which nobody means here.
-_DIGITS = re.compile(r"0|[1-9][0-9]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,102 +124,7 @@ def _os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-class _Invalid(ValueError):
-    """A value failed validation; the message says what was expected."""
-
-
-def _got(node: _yaml.Node) -> str:
-    if isinstance(node, _yaml.Mapping):
-        return "a mapping"
-    if isinstance(node, _yaml.Sequence):
-        return "a list"
-    return "nothing" if node.is_null else repr(node.text)
-
-
-def _text(node: _yaml.Node, expected: str) -> str:
-    if not isinstance(node, _yaml.Scalar) or node.is_null:
-        raise _Invalid(f"expected {expected}, got {_got(node)}")
-    return node.text
-
-
-def _integer(node: _yaml.Node, low: int, high: int) -> int:
-    expected = f"an integer {low}..{high}"
-    if not (isinstance(node, _yaml.Scalar) and node.plain and _DIGITS.fullmatch(node.text)):
-        raise _Invalid(f"expected {expected}, got {_got(node)}")
-    value = int(node.text)
-    if not low <= value <= high:
-        raise _Invalid(f"expected {expected}, got {node.text!r}")
-    return value
-
-
-def _items(node: _yaml.Node) -> list[_yaml.Node]:
-    """A list, or one scalar standing for a list of one."""
-    if isinstance(node, _yaml.Sequence):
-        return node.items
-    if isinstance(node, _yaml.Scalar) and not node.is_null:
-        return [node]
-    raise _Invalid(f"expected a list, got {_got(node)}")
-
-
-def _mode(node: _yaml.Node) -> Mode:
-    expected = "one of enforce, testing, none"
-    text = _text(node, expected)
-    try:
-        return Mode(text)
-    except ValueError:
-        raise _Invalid(f"expected {expected}, got {text!r}") from None
-
-
-def _version(node: _yaml.Node) -> str:
-    text = _text(node, repr(VERSION))
-    if text != VERSION:
-        raise _Invalid(f"expected {VERSION!r} (the only version RFC 8461 defines), got {text!r}")
-    return text
-
-
-def _max_age(node: _yaml.Node) -> int:
-    return _integer(node, 0, MAX_AGE_LIMIT)
-
-
-def _dns_ttl(node: _yaml.Node) -> int:
-    return _integer(node, 0, _MAX_DNS_TTL)
-
-
-def _cname(node: _yaml.Node) -> str:
-    try:
-        return names.host_name(_text(node, "a host name"))
-    except ValueError as exc:
-        raise _Invalid(f"{exc}, got {_got(node)}") from None
-
-
-def _uri(text: str) -> str:
-    if not (text.startswith("mailto:") and "@" in text) and not text.startswith("https://"):
-        raise _Invalid(f"expected a 'mailto:' address or an 'https://' URL, got {text!r}")
-    if not text.isascii() or any(c in text for c in ',!; "\\') or not text.isprintable():
-        raise _Invalid(f"commas, '!', ';', quotes and spaces must be percent-encoded, got {text!r}")
-    return text
-
-
-# Each key a policy block may hold, with the function that validates its value. The mx and
-# tlsrpt_rua lists are validated item by item in _Reader, so that errors name the item.
-_FIELDS: dict[str, Callable[[_yaml.Node], Any]] = {
-    "version": _version,
-    "mode": _mode,
-    "mx": _items,
-    "max_age": _max_age,
-    "cname": _cname,
-    "tlsrpt_rua": _items,
-    "dns_ttl": _dns_ttl,
-}
-_TOP_LEVEL = ("defaults", "domains")
 _BROKEN = object()  # a value that failed validation and has been reported
-
-
-def _unknown(key: str, valid: tuple[str, ...] | list[str]) -> str:
-    close = [k for k in valid if key.startswith(k) or k.startswith(key)]
-    close = close or difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key {key!r}{hint} (expected one of: {', '.join(valid)})"
 
 
 class _Reader:
@@ -251,7 +152,7 @@ class _Reader:
             if isinstance(root, _yaml.Scalar) and root.is_null:
                 self.error(1, "", "the file is empty; expected a mapping with a 'domains' key")
             else:
-                message = f"expected a mapping with a 'domains' key, got {_got(root)}"
+                message = f"expected a mapping with a 'domains' key, got {got(root)}"
                 self.error(root.line, "", message)
         else:
             domains = self.top_level(document)
@@ -267,8 +168,8 @@ class _Reader:
         domains: dict[str, DomainConfig] = {}
         deferred: _yaml.Node | None = None
         for key in document.entries():
-            if key.text not in _TOP_LEVEL:
-                self.error(key.line, key.text, _unknown(key.text, _TOP_LEVEL))
+            if key.text not in TOP_LEVEL:
+                self.error(key.line, key.text, unknown_key(key.text, TOP_LEVEL))
                 document.node()
             elif key.text in seen:
                 message = f"duplicate key (first on line {seen[key.text]})"
@@ -302,7 +203,7 @@ class _Reader:
         elif isinstance(source, _yaml.Mapping):
             yield from source.items
         elif not (isinstance(source, _yaml.Scalar) and source.is_null):
-            self.error(source.line, "domains", f"expected a mapping, got {_got(source)}")
+            self.error(source.line, "domains", f"expected a mapping, got {got(source)}")
 
     def mapping(
         self, node: _yaml.Node, where: str, valid: tuple[str, ...] | None
@@ -311,13 +212,13 @@ class _Reader:
         if isinstance(node, _yaml.Scalar) and node.is_null:
             return {}
         if not isinstance(node, _yaml.Mapping):
-            self.error(node.line, where, f"expected a mapping, got {_got(node)}")
+            self.error(node.line, where, f"expected a mapping, got {got(node)}")
             return {}
         entries: dict[str, tuple[_yaml.Scalar, _yaml.Node]] = {}
         prefix = f"{where}." if where else ""
         for key, value in node.items:
             if valid is not None and key.text not in valid:
-                self.error(key.line, prefix + key.text, _unknown(key.text, valid))
+                self.error(key.line, prefix + key.text, unknown_key(key.text, valid))
             elif key.text in entries:
                 first = entries[key.text][0].line
                 self.error(key.line, prefix + key.text, f"duplicate key (first on line {first})")
@@ -331,12 +232,12 @@ class _Reader:
         if not isinstance(node, _yaml.Mapping | _yaml.Scalar) or (
             isinstance(node, _yaml.Scalar) and not node.is_null
         ):
-            self.error(node.line, where, f"expected a mapping, got {_got(node)}")
+            self.error(node.line, where, f"expected a mapping, got {got(node)}")
             return {"": _BROKEN}
-        for name, (key, value) in self.mapping(node, where, tuple(_FIELDS)).items():
+        for name, (key, value) in self.mapping(node, where, tuple(POLICY_FIELDS)).items():
             try:
-                values[name] = _FIELDS[name](value)
-            except _Invalid as exc:
+                values[name] = POLICY_FIELDS[name](value)
+            except Invalid as exc:
                 self.error(value.line, f"{where}.{name}", str(exc))
                 values[name] = _BROKEN
                 continue
@@ -355,10 +256,10 @@ class _Reader:
             pattern = self._mx_cache.get(text) if text is not None else None
             if pattern is None:
                 try:
-                    raw = _text(item, "an mx pattern")
+                    raw = string(item, "an mx pattern")
                     pattern = names.mx_pattern(raw)
                 except ValueError as exc:
-                    shown = "" if isinstance(exc, _Invalid) else f", got {_got(item)}"
+                    shown = "" if isinstance(exc, Invalid) else f", got {got(item)}"
                     self.error(item.line, f"{where}[{index}]", f"{exc}{shown}")
                     ok = False
                     continue
@@ -372,8 +273,8 @@ class _Reader:
         uris: list[str] = []
         for index, item in enumerate(items):
             try:
-                uris.append(_uri(_text(item, "a report URI")))
-            except _Invalid as exc:
+                uris.append(uri(string(item, "a report URI")))
+            except Invalid as exc:
                 self.error(item.line, f"{where}[{index}]", str(exc))
                 return _BROKEN
         return tuple(uris)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from mtasts_host import create_app
+from mtasts_host.app import PolicyApp
 
 # The same examples on every run: a property test must not turn a build red by chance.
 settings.register_profile("deterministic", derandomize=True, deadline=None, print_blob=True)
@@ -51,7 +51,7 @@ def make_client(request: pytest.FixtureRequest, write_config: WriteConfig) -> It
     A TestClient for an app serving the given YAML, sending Host: mta-sts.example.com; each
     test runs against a static and a watching app.
     """
-    apps: list[Starlette] = []
+    apps: list[PolicyApp] = []
 
     def make(text: str = CONFIG_D, host: str = "mta-sts.example.com") -> TestClient:
         app = create_app(write_config(text), watch=request.param)
@@ -60,7 +60,7 @@ def make_client(request: pytest.FixtureRequest, write_config: WriteConfig) -> It
 
     yield make
     for app in apps:
-        app.state.reloader.stop()
+        app.reloader.stop()
 
 
 @pytest.fixture

@@ -193,7 +193,8 @@ def test_several_domains_each_get_their_own_policy(make_client: MakeClient) -> N
 
 def test_app_state_exposes_the_store(write_config: WriteConfig) -> None:
     app = create_app(write_config())
-    served = app.state.store.lookup("example.com")
+    served = app.store.lookup("example.com")
+    assert served is not None
     assert served.body == BODY_D
 
 

@@ -52,7 +52,7 @@ def test_readyz_reports_a_rejected_reload(write_config: WriteConfig) -> None:
     path = write_config()
     app = create_app(path, watch=False)
     path.write_text(CONFIG_D.replace("mode: enforce", "mode: enforced"))
-    assert app.state.reloader.reload() is False
+    assert app.reloader.reload() is False
     with TestClient(app, base_url=OPS) as client:
         detail = client.get("/readyz?format=json").json()
         assert client.get("/readyz", headers={"accept": "application/json"}).json() == detail
@@ -92,7 +92,9 @@ def test_metrics_count_requests_and_reloads(write_config: WriteConfig) -> None:
         assert metric(client, count, domain="example.org", status="405") == 1
         assert metric(client, count, domain="_unknown_", status="404") == 2
         assert metric(client, "mtasts_domains") == 2
-        ident = app.state.store.lookup("example.com").id
+        served = app.store.lookup("example.com")
+        assert served is not None
+        ident = served.id
         assert metric(client, "mtasts_policy_info", domain="example.com", id=ident) == 1
         assert metric(client, "mtasts_policy_info", domain="example.org", mode="none") == 1
         assert metric(client, "mtasts_reloads_total", outcome="success") == 0
@@ -100,7 +102,7 @@ def test_metrics_count_requests_and_reloads(write_config: WriteConfig) -> None:
         loaded = metric(client, "mtasts_config_loaded_timestamp_seconds")
         assert loaded is not None
         path.write_text(CONFIG_D)
-        assert app.state.reloader.reload() is True
+        assert app.reloader.reload() is True
         assert metric(client, "mtasts_reloads_total", outcome="success") == 1
         assert metric(client, "mtasts_domains") == 1
         reloaded = metric(client, "mtasts_config_loaded_timestamp_seconds")
