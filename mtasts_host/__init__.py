@@ -1,6 +1,6 @@
 """Serve RFC 8461 MTA-STS policies for many domains from one YAML file."""
 
-from .app import create_app
+from .app import PolicyApp, create_app
 from .config import Config, ConfigError, DomainConfig, load_config
 from .policy import Mode, Policy
 from .store import PolicyStore
@@ -13,6 +13,7 @@ __all__ = [
     "DomainConfig",
     "Mode",
     "Policy",
+    "PolicyApp",
     "PolicyStore",
     "create_app",
     "load_config",
