@@ -238,7 +238,10 @@ def test_the_image_command_line(tmp_path: Path) -> None:
         "MTASTS_HOST_PORT": str(port),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
-    argv = [*image["ENTRYPOINT"], *image["CMD"]]
+    # As with `docker run --read-only`: the whole root filesystem read-only, in a private
+    # mount namespace, so that any write the server attempted would fail.
+    read_only = ["unshare", "--mount", "sh", "-c", 'mount -o remount,bind,ro / && exec "$@"', "-"]
+    argv = [*read_only, *image["ENTRYPOINT"], *image["CMD"]]
     healthcheck = [arg.replace(":8080/", f":{port}/") for arg in image["HEALTHCHECK"]]
     assert healthcheck != image["HEALTHCHECK"]
     with running(
