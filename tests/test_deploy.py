@@ -12,7 +12,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -250,10 +249,8 @@ def test_the_image_command_line(tmp_path: Path) -> None:
         assert http_get(port)[0] == 200
         check = subprocess.run(healthcheck, env=env, timeout=10, check=False)
         assert check.returncode == 0
-        started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        assert server.process.wait(10) in (0, -signal.SIGTERM)
-        assert time.monotonic() - started < 5
+        assert server.process.wait(10) in (0, -signal.SIGTERM)  # TimeoutExpired past 10 s
     assert "Traceback" not in server.output()
 
 
