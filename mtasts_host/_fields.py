@@ -84,6 +84,13 @@ def _cname(node: _yaml.Node) -> str:
         raise Invalid(f"{exc}, got {got(node)}") from None
 
 
+def _txt_cname(node: _yaml.Node) -> str:
+    try:
+        return names.dns_name(string(node, "a DNS name"))
+    except ValueError as exc:
+        raise Invalid(f"{exc}, got {got(node)}") from None
+
+
 def uri(text: str) -> str:
     if not (text.startswith("mailto:") and "@" in text) and not text.startswith("https://"):
         raise Invalid(f"expected a 'mailto:' address or an 'https://' URL, got {text!r}")
@@ -100,6 +107,7 @@ POLICY_FIELDS: dict[str, Callable[[_yaml.Node], Any]] = {
     "mx": items,
     "max_age": _max_age,
     "cname": _cname,
+    "txt_cname": _txt_cname,
     "tlsrpt_rua": items,
     "dns_ttl": _dns_ttl,
 }

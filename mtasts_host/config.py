@@ -60,6 +60,9 @@ class DomainConfig:
     tlsrpt_rua: tuple[str, ...] = ()
     """Report URIs for the ``_smtp._tls.<domain>`` TXT record (RFC 8460)."""
     dns_ttl: int = DEFAULT_DNS_TTL
+    txt_cname: str | None = None
+    """Where ``_mta-sts.<domain>`` points by CNAME, if its TXT record is shared (RFC 8461
+    section 8.2): the domains pointing at one name form a group with one policy id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +308,24 @@ class _Reader:
                 domains[name] = self._configs.setdefault(domain, domain)
         if not lines and len(self.errors) == errors:
             self.error(line, "domains", "expected at least one domain, got none")
+        self.check_groups(domains, lines)
         return domains
+
+    def check_groups(self, domains: dict[str, DomainConfig], lines: dict[str, int]) -> None:
+        """Warn where domains share one ``_mta-sts`` record but not one policy."""
+        groups: dict[str, list[str]] = {}
+        for name, settings in domains.items():
+            if settings.txt_cname is not None:
+                groups.setdefault(settings.txt_cname, []).append(name)
+        for target, members in groups.items():
+            if len({domains[name].policy for name in members}) > 1:
+                self.warn(
+                    lines[members[0]],
+                    f"domains.{members[0]}.txt_cname",
+                    f"{', '.join(members)} share the _mta-sts record at {target} but not one "
+                    "policy: its id covers them all, so a change to any one makes senders "
+                    "fetch every one again",
+                )
 
     def domain(
         self, name: str, values: dict[str, Any], where: str, line: int
@@ -346,6 +366,11 @@ class _Reader:
         if cname is not None and cname == names.POLICY_HOST_PREFIX + name:
             self.error(values["cname@"], f"{where}.cname", "the CNAME would point to itself")
             return None
+        txt_cname = values.get("txt_cname")
+        if txt_cname is not None and txt_cname == f"_mta-sts.{name}":
+            message = "the CNAME would point to itself"
+            self.error(values["txt_cname@"], f"{where}.txt_cname", message)
+            return None
         policy = Policy(mode, mx, max_age)
         # Rendering is left to the store; only a policy that could be too large is measured.
         estimate = sum(len(pattern) + 6 for pattern in mx) + 64
@@ -356,5 +381,9 @@ class _Reader:
             )
             return None
         return DomainConfig(
-            policy, cname, values.get("tlsrpt_rua", ()), values.get("dns_ttl", DEFAULT_DNS_TTL)
+            policy,
+            cname,
+            values.get("tlsrpt_rua", ()),
+            values.get("dns_ttl", DEFAULT_DNS_TTL),
+            txt_cname,
         )

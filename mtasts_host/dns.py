@@ -23,18 +23,38 @@ class Record:
 
 def records(config: Config) -> Iterator[Record]:
     """
-    Per domain: the ``_mta-sts`` TXT record with the policy id, the ``mta-sts`` CNAME if a
-    target is configured, and the ``_smtp._tls`` TXT record if report URIs are configured.
+    Per domain: the ``_mta-sts`` TXT record with the policy id (or, with ``txt_cname``, a
+    CNAME to the shared record, which comes once per group), the ``mta-sts`` CNAME if a target
+    is configured, and the ``_smtp._tls`` TXT record if report URIs are configured.
     """
+    groups = txt_groups(config)
     for domain, settings in config.domains.items():
         ttl = settings.dns_ttl
-        txt = f"v=STSv1; id={policy_id(settings.policy.render())}"
-        yield Record(f"_mta-sts.{domain}", "TXT", ttl, txt)
+        target = settings.txt_cname
+        if target is None:
+            txt = f"v=STSv1; id={policy_id(settings.policy.render())}"
+            yield Record(f"_mta-sts.{domain}", "TXT", ttl, txt)
+        else:
+            yield Record(f"_mta-sts.{domain}", "CNAME", ttl, target)
+            if target in groups:
+                yield Record(target, "TXT", ttl, f"v=STSv1; id={groups.pop(target)}")
         if settings.cname is not None:
             yield Record(POLICY_HOST_PREFIX + domain, "CNAME", ttl, settings.cname)
         if settings.tlsrpt_rua:
             rua = ",".join(settings.tlsrpt_rua)
             yield Record(f"_smtp._tls.{domain}", "TXT", ttl, f"v=TLSRPTv1; rua={rua}")
+
+
+def txt_groups(config: Config) -> dict[str, str]:
+    """
+    The id of each shared ``_mta-sts`` record: the policy id if its domains serve one policy,
+    else an id over all their policies, so that it changes whenever any of them does.
+    """
+    bodies: dict[str, set[bytes]] = {}
+    for settings in config.domains.values():
+        if settings.txt_cname is not None:
+            bodies.setdefault(settings.txt_cname, set()).add(settings.policy.render())
+    return {target: policy_id(b"".join(sorted(group))) for target, group in bodies.items()}
 
 
 def to_json(config: Config) -> str:

@@ -10,6 +10,7 @@ POLICY_HOST_PREFIX = "mta-sts."
 
 # RFC 5321 "Domain": letters, digits and inner hyphens, 1..63 octets a label.
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_RECORD_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 _MAX_NAME = 253
 # Two or more ASCII labels, the last not all digits (that would be an IP address).
 _PLAIN_NAME = re.compile(
@@ -52,6 +53,24 @@ def host_name(text: str) -> str:
                 raise ValueError(f"label {label!r} is not a valid A-label") from None
     if len(name) > _MAX_NAME:
         raise ValueError(f"name is {len(name)} characters long, at most {_MAX_NAME} allowed")
+    return name
+
+
+def dns_name(text: str) -> str:
+    """
+    Normalise the owner name of a record, such as ``_mta-sts.provider.example``: like a host
+    name, but labels may hold underscores. ASCII only, lower case, no trailing dot.
+
+    Raises:
+        ValueError: the text is not such a name.
+    """
+    name = (text[:-1] if text.endswith(".") else text).lower()
+    labels = name.split(".")
+    if not name.isascii() or len(labels) < 2 or len(name) > _MAX_NAME:
+        raise ValueError("expected a DNS name like '_mta-sts.provider.example'")
+    for label in labels:
+        if not _RECORD_LABEL.fullmatch(label):
+            raise ValueError(f"label {label!r} is not a DNS label (letters, digits, '-' and '_')")
     return name
 
 

@@ -192,7 +192,8 @@ def _log_changes(path: Path, old: Snapshot, new: Snapshot) -> None:
         if items
     ]
     logger.info(
-        "reloaded %s: %s; update the _mta-sts TXT id of each added or changed domain",
+        "reloaded %s: %s; update the _mta-sts TXT id of each added or changed domain "
+        "('mtasts-host dns' prints the records, shared ones included)",
         path,
         "; ".join(parts),
     )

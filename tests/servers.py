@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dnslib import RCODE, DNSRecord
+from dnslib import QTYPE, RCODE, DNSRecord
 from dnslib.server import DNSLogger, DNSServer
 from dnslib.zoneresolver import ZoneResolver
 
@@ -143,11 +143,22 @@ def raw_request(port: int, request: bytes, host: str = "127.0.0.1", timeout: flo
 
 
 class _Zone(ZoneResolver):  # type: ignore[misc]
-    """dnslib's zone resolver, but a name that exists without the asked type is NODATA, not
-    NXDOMAIN: glibc may drop the A answer when the AAAA query says the name does not exist."""
+    """
+    dnslib's zone resolver, answering as a recursive resolver would: a CNAME is followed
+    within the zone (``_mta-sts`` delegation, RFC 8461 section 8.2), and a name that exists
+    without the asked type is NODATA, not NXDOMAIN (glibc may drop the A answer when the AAAA
+    query says the name does not exist).
+    """
 
     def resolve(self, request: DNSRecord, handler: object) -> DNSRecord:
         reply = super().resolve(request, handler)
+        qtype = QTYPE[request.q.qtype]
+        for answer in list(reply.rr):
+            if QTYPE[answer.rtype] == "CNAME" and qtype != "CNAME":
+                target = answer.rdata.label
+                reply.rr.extend(
+                    rr for name, rtype, rr in self.zone if name == target and rtype == qtype
+                )
         if reply.header.rcode == RCODE.NXDOMAIN and any(
             request.q.qname == name for name, _, _ in self.zone
         ):

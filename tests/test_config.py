@@ -123,6 +123,15 @@ def test_null_domain_takes_defaults() -> None:
         ("mode: none, cname: mta-sts.example.com", "cname: the CNAME would point to itself"),
         ("mode: none, dns_ttl: -5", "dns_ttl: expected an integer 0..2147483647, got '-5'"),
         (
+            "mode: none, txt_cname: _mta-sts.example.com",
+            "txt_cname: the CNAME would point to itself",
+        ),
+        (
+            "mode: none, txt_cname: 'a b.example'",
+            "txt_cname: label 'a b' is not a DNS label "
+            "(letters, digits, '-' and '_'), got 'a b.example'",
+        ),
+        (
             "mode: none, tlsrpt_rua: [ftp://x]",
             "tlsrpt_rua[0]: expected a 'mailto:' address or an 'https://' URL, got 'ftp://x'",
         ),
@@ -293,7 +302,7 @@ def test_duplicate_yaml_key() -> None:
 def test_unknown_domain_key(key: str, hint: str) -> None:
     assert errors(one_domain(f"mode: none, {key}: 1")) == [
         f"config.yaml:2: domains.example.com.{key}: unknown key {key!r}{hint} (expected one "
-        "of: version, mode, mx, max_age, cname, tlsrpt_rua, dns_ttl)"
+        "of: version, mode, mx, max_age, cname, txt_cname, tlsrpt_rua, dns_ttl)"
     ]
 
 

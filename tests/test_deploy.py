@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,14 @@ def handshake(address: str, name: str, ca_file: Path) -> None:
         context.wrap_socket(sock, server_hostname=name),
     ):
         pass
+
+
+def verifies(address: str, name: str, ca_file: Path) -> bool:
+    try:
+        handshake(address, name, ca_file)
+    except ssl.SSLError:
+        return False
+    return True
 
 
 # -- nginx -----------------------------------------------------------------------------------
@@ -161,6 +170,11 @@ def caddy(
     with running(argv, tmp / "caddy.log", CADDY_ADDRESS, 443, env=env) as process:
         root = tmp / "storage" / "pki" / "authorities" / "local" / "root.crt"
         wait_until(root.exists, timeout=20)
+        # The first handshake for a name has Caddy issue its certificate on demand, valid
+        # from the current second: wait until each verifies, or a client a moment later
+        # could find it "not yet valid".
+        for domain in domains_of(policies[0]):
+            wait_until(partial(verifies, CADDY_ADDRESS, f"mta-sts.{domain}", root), timeout=20)
         yield root
     assert "panic" not in process.output()
 

@@ -55,3 +55,50 @@ def test_long_txt_values_are_split_into_strings() -> None:
     assert all(len(s) <= 255 for s in strings.strip('"').split('" "'))
     rua = next(record for record in dns.records(config) if record.name.startswith("_smtp"))
     assert "".join(strings.strip('"').split('" "')) == rua.value
+
+
+GROUPED = textwrap.dedent(
+    """\
+    defaults: {mode: enforce, mx: mx.provider.example, txt_cname: _mta-sts.provider.example}
+    domains:
+      a.example: {}
+      b.example: {}
+      c.example: {txt_cname: _MTA-STS.Other.Example.}
+      d.example: {txt_cname: _mta-sts.other.example, max_age: 1209600}
+    """
+).encode()
+
+
+def test_an_id_group_shares_one_txt_record() -> None:
+    # RFC 8461 section 8.2: _mta-sts.<domain> CNAMEs to the provider's record, whose one id
+    # must change whenever any of the policies behind it does.
+    config = parse_config(GROUPED)
+    same = policy_id(config.domains["a.example"].policy.render())
+    c_body = config.domains["c.example"].policy.render()
+    d_body = config.domains["d.example"].policy.render()
+    mixed = policy_id(b"".join(sorted([c_body, d_body])))
+    assert [(r.name, r.type, r.value) for r in dns.records(config)] == [
+        ("_mta-sts.a.example", "CNAME", "_mta-sts.provider.example"),
+        ("_mta-sts.provider.example", "TXT", f"v=STSv1; id={same}"),
+        ("_mta-sts.b.example", "CNAME", "_mta-sts.provider.example"),
+        ("_mta-sts.c.example", "CNAME", "_mta-sts.other.example"),
+        ("_mta-sts.other.example", "TXT", f"v=STSv1; id={mixed}"),
+        ("_mta-sts.d.example", "CNAME", "_mta-sts.other.example"),
+    ]
+    assert mixed not in (policy_id(c_body), policy_id(d_body))
+
+
+def test_a_group_with_different_policies_is_warned_about() -> None:
+    warnings = [str(w) for w in parse_config(GROUPED, "config.yaml").warnings]
+    assert warnings == [
+        "config.yaml:5: warning: domains.c.example.txt_cname: c.example, d.example share the "
+        "_mta-sts record at _mta-sts.other.example but not one policy: its id covers them all, "
+        "so a change to any one makes senders fetch every one again"
+    ]
+
+
+def test_the_group_id_changes_with_any_member() -> None:
+    before = dns.txt_groups(parse_config(GROUPED))
+    after = dns.txt_groups(parse_config(GROUPED.replace(b"1209600", b"1209601")))
+    assert before["_mta-sts.provider.example"] == after["_mta-sts.provider.example"]
+    assert before["_mta-sts.other.example"] != after["_mta-sts.other.example"]

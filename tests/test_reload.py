@@ -119,7 +119,8 @@ def test_success_clears_the_error_and_logs_the_changes(
     assert caplog.messages[0] == (
         f"reloaded {path}: added 1: example.net id={new['example.net'].id}; changed 1: "
         f"example.com id={new['example.com'].id}; removed 1: example.org; update the "
-        "_mta-sts TXT id of each added or changed domain"
+        "_mta-sts TXT id of each added or changed domain ('mtasts-host dns' prints the "
+        "records, shared ones included)"
     )
     assert caplog.messages[1].startswith(
         "example.org was removed while in mode testing: senders that cached its policy keep "

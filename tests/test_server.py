@@ -46,6 +46,9 @@ domains:
   example.org: {}
   example.net: {mode: none, max_age: 86400}
   bücher.example: {mode: enforce}
+  # two hosted domains whose _mta-sts records are CNAMEs to one shared record
+  hosted1.example: {mode: testing, txt_cname: _mta-sts.provider.example}
+  hosted2.example: {mode: testing, txt_cname: _mta-sts.provider.example}
 """
 
 
