@@ -34,7 +34,7 @@ from pathlib import Path
 from bench import reload
 from mtasts_host.config import load_config
 from mtasts_host.store import build_snapshot
-from tests.servers import free_port, wait_for_port
+from tests.servers import free_port, serve_argv, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -134,17 +134,7 @@ def write_hosts(path: Path, domains: int) -> Path:
 
 
 def mtasts_argv(config: Path, port: int) -> list[str]:
-    return [
-        PYTHON,
-        "-m",
-        "mtasts_host",
-        "serve",
-        "--config",
-        str(config),
-        "--port",
-        str(port),
-        "--no-access-log",
-    ]
+    return serve_argv(config, port, "--no-access-log")
 
 
 def floor_argv(port: int) -> list[str]:

@@ -30,10 +30,10 @@ _Signature = tuple[int, int, int, int] | None
 
 class ConfigFilter:
     """
-    Let through only changes that can alter what the configuration path reads: the file's
-    own name, and Kubernetes ConfigMap bookkeeping (``..data`` and the ``..<timestamp>``
-    directories that the kubelet swaps in by symlink). Editor swap and backup files, and
-    anything else in the directory, are ignored.
+    Tell the changes that name the configuration: the file's own name, and Kubernetes
+    ConfigMap bookkeeping (``..data`` and the ``..<timestamp>`` directories that the kubelet
+    swaps in by symlink). Editor swap and backup files and anything else in the directory do
+    not: a batch of those only has the file's identity checked, which they leave unchanged.
     """
 
     def __init__(self, path: Path) -> None:
