@@ -15,6 +15,7 @@ from .policy import DEFAULT_MAX_AGE, MAX_BODY_SIZE, Mode, Policy
 
 DEFAULT_DNS_TTL = 3600
 _WEEK = 604_800
+_HOUR = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +356,12 @@ class _Reader:
                 where,
                 "mode none without mx: Stalwart rejects such a policy; "
                 "keep the old mx patterns while withdrawing it",
+            )
+        if max_age < _HOUR:
+            self.warn(
+                values.get("max_age@", line),
+                f"{where}.max_age",
+                f"{max_age} is under an hour; Stalwart caches such a policy for a day instead",
             )
         if mode is Mode.ENFORCE and max_age < _WEEK:
             self.warn(

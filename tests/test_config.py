@@ -244,6 +244,14 @@ def test_short_max_age_in_enforce_warns() -> None:
     assert warnings(one_domain("mode: none, mx: a.example, max_age: 86400")) == []
 
 
+@pytest.mark.parametrize("mode", ["testing", "none"])
+def test_max_age_under_an_hour_warns_about_stalwart(mode: str) -> None:
+    assert warnings(one_domain(f"mode: {mode}, mx: a.example, max_age: 600")) == [
+        "config.yaml:2: warning: domains.example.com.max_age: 600 is under an hour; Stalwart "
+        "caches such a policy for a day instead"
+    ]
+
+
 @pytest.mark.parametrize(
     ("key", "message"),
     [
