@@ -344,3 +344,22 @@ def test_deployment_probes_answer_on_a_running_server(tmp_path: Path) -> None:
             connection.close()
         scraped = http_get(port, host=f"10.1.2.3:{port}")
         assert scraped[0] == 404  # the policy path is not served on the pod address
+
+
+# -- Docker Compose ------------------------------------------------------------------------------
+
+
+def test_compose_wires_caddy_to_mtasts_host() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    services = compose["services"]
+    policies, caddy = services["mtasts-host"], services["caddy"]
+    assert policies["build"] == "../.."
+    assert policies["read_only"] is True
+    # the directory is mounted, so that files replaced by rename are seen
+    assert policies["volumes"] == ["./:/etc/mtasts-host:ro"]
+    assert policies["environment"]["MTASTS_HOST_CONFIG"] == "/etc/mtasts-host/config.yaml"
+    assert caddy["environment"]["MTASTS_HOST_UPSTREAM"] == "mtasts-host:8080"
+    caddyfile = caddy["volumes"][0].split(":")[0]
+    assert (DEPLOY / "compose" / caddyfile).resolve() == (DEPLOY / "caddy" / "Caddyfile")
+    assert caddy["ports"] == ["443:443"]
+    assert dockerfile()["EXPOSE"] == "8080"
