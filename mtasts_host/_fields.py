@@ -111,6 +111,7 @@ POLICY_FIELDS: dict[str, Callable[[_yaml.Node], Any]] = {
     "tlsrpt_rua": items,
     "dns_ttl": _dns_ttl,
 }
+POLICY_KEYS = tuple(POLICY_FIELDS)
 TOP_LEVEL = ("defaults", "domains")
 
 

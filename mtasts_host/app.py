@@ -17,7 +17,7 @@ from .logs import ACCESS_LOGGER
 from .metrics import UNKNOWN, RequestCounts
 from .metrics import registry as metrics_registry
 from .reload import Reloader
-from .store import PolicyStore
+from .store import PolicyStore, text_headers
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
 
@@ -28,14 +28,7 @@ _Headers = tuple[tuple[bytes, bytes], ...]
 
 def _plain(status: int, text: str, *extra: tuple[bytes, bytes]) -> tuple[int, _Headers, bytes]:
     body = text.encode() + b"\n"
-    headers = (
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        (b"x-content-type-options", b"nosniff"),
-        *extra,
-    )
-    return status, headers, body
+    return status, (*text_headers(body, b"no-store"), *extra), body
 
 
 _NO_POLICY = _plain(404, "No MTA-STS policy is served for this host.")

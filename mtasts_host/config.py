@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _yaml, names
-from ._fields import POLICY_FIELDS, TOP_LEVEL, Invalid, got, string, unknown_key, uri
+from ._fields import POLICY_FIELDS, POLICY_KEYS, TOP_LEVEL, Invalid, got, string, unknown_key, uri
 from ._gc import collector_paused
 from .policy import DEFAULT_MAX_AGE, MAX_BODY_SIZE, Mode, Policy
 
@@ -172,12 +172,7 @@ class _Reader:
         domains: dict[str, DomainConfig] = {}
         deferred: _yaml.Node | None = None
         for key in document.entries():
-            if key.text not in TOP_LEVEL:
-                self.error(key.line, key.text, unknown_key(key.text, TOP_LEVEL))
-                document.node()
-            elif key.text in seen:
-                message = f"duplicate key (first on line {seen[key.text]})"
-                self.error(key.line, key.text, message)
+            if not self.usable_key(key, "", TOP_LEVEL, seen):
                 document.node()
             elif key.text == "defaults":
                 defaults = self.fields(document.node(), "defaults")
@@ -187,7 +182,6 @@ class _Reader:
                 domains = self.domains(self.pairs(document), defaults, key.line)
             else:
                 deferred = document.node()  # defaults may still follow
-            seen.setdefault(key.text, key.line)
         if deferred is not None:
             domains = self.domains(self.pairs(deferred), defaults, seen["domains"])
         elif "domains" not in seen:
@@ -209,26 +203,35 @@ class _Reader:
         elif not (isinstance(source, _yaml.Scalar) and source.is_null):
             self.error(source.line, "domains", f"expected a mapping, got {got(source)}")
 
+    def usable_key(
+        self, key: _yaml.Scalar, where: str, valid: tuple[str, ...], seen: dict[str, int]
+    ) -> bool:
+        """Report an unknown or repeated key; else note where it was seen and say yes."""
+        path = f"{where}.{key.text}" if where else key.text
+        if key.text not in valid:
+            self.error(key.line, path, unknown_key(key.text, valid))
+        elif key.text in seen:
+            self.error(key.line, path, f"duplicate key (first on line {seen[key.text]})")
+        else:
+            seen[key.text] = key.line
+            return True
+        return False
+
     def mapping(
-        self, node: _yaml.Node, where: str, valid: tuple[str, ...] | None
+        self, node: _yaml.Node, where: str, valid: tuple[str, ...]
     ) -> dict[str, tuple[_yaml.Scalar, _yaml.Node]]:
-        """The entries of a mapping, reporting duplicate and (if ``valid``) unknown keys."""
+        """The entries of a mapping, reporting duplicate and unknown keys."""
         if isinstance(node, _yaml.Scalar) and node.is_null:
             return {}
         if not isinstance(node, _yaml.Mapping):
             self.error(node.line, where, f"expected a mapping, got {got(node)}")
             return {}
-        entries: dict[str, tuple[_yaml.Scalar, _yaml.Node]] = {}
-        prefix = f"{where}." if where else ""
-        for key, value in node.items:
-            if valid is not None and key.text not in valid:
-                self.error(key.line, prefix + key.text, unknown_key(key.text, valid))
-            elif key.text in entries:
-                first = entries[key.text][0].line
-                self.error(key.line, prefix + key.text, f"duplicate key (first on line {first})")
-            else:
-                entries[key.text] = (key, value)
-        return entries
+        seen: dict[str, int] = {}
+        return {
+            key.text: (key, value)
+            for key, value in node.items
+            if self.usable_key(key, where, valid, seen)
+        }
 
     def fields(self, node: _yaml.Node, where: str) -> dict[str, Any]:
         """The validated values of one policy block; a failed value becomes _BROKEN."""
@@ -238,7 +241,7 @@ class _Reader:
         ):
             self.error(node.line, where, f"expected a mapping, got {got(node)}")
             return {"": _BROKEN}
-        for name, (key, value) in self.mapping(node, where, tuple(POLICY_FIELDS)).items():
+        for name, (key, value) in self.mapping(node, where, POLICY_KEYS).items():
             try:
                 values[name] = POLICY_FIELDS[name](value)
             except Invalid as exc:

@@ -34,15 +34,19 @@ class Snapshot:
     loaded_at: float
 
 
-def _serve(policy: Policy) -> Served:
-    body = policy.render()
-    headers = (
+def text_headers(body: bytes, cache_control: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """The headers of every answer on a policy host, the policy or an error: plain text."""
+    return (
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
-        (b"cache-control", CACHE_CONTROL),
+        (b"cache-control", cache_control),
         (b"x-content-type-options", b"nosniff"),
     )
-    return Served(policy, body, policy_id(body), headers)
+
+
+def _serve(policy: Policy) -> Served:
+    body = policy.render()
+    return Served(policy, body, policy_id(body), text_headers(body, CACHE_CONTROL))
 
 
 def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot:
