@@ -1,23 +1,53 @@
-"""The values of a configuration file, one at a time: each validator takes a YAML node and
-returns the typed value, or raises Invalid saying what was expected and what was found."""
+"""
+The values of a configuration file, one rule set per kind of value.
+
+A parser takes a YAML node and returns the typed value, or raises ``Invalid`` saying what
+was expected and what was found. Lists are parsed item by item, each bad item reported
+under its own index. ``Block`` reads one mapping with such parsers, key by key.
+"""
 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from . import _yaml, names
+from ._problems import Problems
 from .policy import MAX_AGE_LIMIT, VERSION, Mode
 
-_MAX_DNS_TTL = 2_147_483_647  # RFC 2181 section 8
+T = TypeVar("T")
+
+MAX_DNS_TTL = 2_147_483_647  # RFC 2181 section 8
 # Plain decimal only: YAML 1.1 reads 010 as octal and 1_0 as ten, which nobody means here.
 _DIGITS = re.compile(r"0|[1-9][0-9]*")
 
 
 class Invalid(ValueError):
     """A value failed validation; the message says what was expected."""
+
+
+class Reported(Exception):
+    """A value failed validation and its problems have been reported already."""
+
+
+@dataclass(frozen=True, slots=True)
+class At:
+    """Where a value sits: its block and key, and so its key path; the problems of its file."""
+
+    where: str
+    name: str
+    problems: Problems
+
+    @property
+    def key(self) -> str:
+        return _path(self.where, self.name)
+
+
+Parser = Callable[[_yaml.Node, At], T]
 
 
 def got(node: _yaml.Node) -> str:
@@ -34,7 +64,7 @@ def string(node: _yaml.Node, expected: str) -> str:
     return node.text
 
 
-def _integer(node: _yaml.Node, low: int, high: int) -> int:
+def integer(node: _yaml.Node, low: int, high: int) -> int:
     expected = f"an integer {low}..{high}"
     if not (isinstance(node, _yaml.Scalar) and node.plain and _DIGITS.fullmatch(node.text)):
         raise Invalid(f"expected {expected}, got {got(node)}")
@@ -44,16 +74,42 @@ def _integer(node: _yaml.Node, low: int, high: int) -> int:
     return value
 
 
-def items(node: _yaml.Node) -> list[_yaml.Node]:
-    """A list, or one scalar standing for a list of one."""
+def _name(node: _yaml.Node, expected: str, normalise: Callable[[str], str]) -> str:
+    try:
+        return normalise(string(node, expected))
+    except Invalid:
+        raise
+    except ValueError as exc:
+        raise Invalid(f"{exc}, got {got(node)}") from None
+
+
+def _items(node: _yaml.Node, at: At, item: Callable[[_yaml.Node], T]) -> list[tuple[int, T]]:
+    """A list (or one scalar standing for a list of one), each item parsed and reported."""
     if isinstance(node, _yaml.Sequence):
-        return node.items
-    if isinstance(node, _yaml.Scalar) and not node.is_null:
-        return [node]
-    raise Invalid(f"expected a list, got {got(node)}")
+        nodes = node.items
+    elif isinstance(node, _yaml.Scalar) and not node.is_null:
+        nodes = [node]
+    else:
+        raise Invalid(f"expected a list, got {got(node)}")
+    values: list[tuple[int, T]] = []
+    for index, element in enumerate(nodes):
+        try:
+            values.append((element.line, item(element)))
+        except Invalid as exc:
+            at.problems.error(element.line, f"{at.key}[{index}]", str(exc))
+    if len(values) < len(nodes):
+        raise Reported
+    return values
 
 
-def _mode(node: _yaml.Node) -> Mode:
+def version(node: _yaml.Node, at: At) -> str:
+    value = string(node, repr(VERSION))
+    if value != VERSION:
+        raise Invalid(f"expected {VERSION!r} (the only version RFC 8461 defines), got {value!r}")
+    return value
+
+
+def mode(node: _yaml.Node, at: At) -> Mode:
     expected = "one of enforce, testing, none"
     value = string(node, expected)
     try:
@@ -62,36 +118,40 @@ def _mode(node: _yaml.Node) -> Mode:
         raise Invalid(f"expected {expected}, got {value!r}") from None
 
 
-def _version(node: _yaml.Node) -> str:
-    value = string(node, repr(VERSION))
-    if value != VERSION:
-        raise Invalid(f"expected {VERSION!r} (the only version RFC 8461 defines), got {value!r}")
-    return value
+# Large configurations repeat a few MX patterns many times: normalise each text once.
+_mx_pattern = functools.lru_cache(maxsize=4096)(names.mx_pattern)
 
 
-def _max_age(node: _yaml.Node) -> int:
-    return _integer(node, 0, MAX_AGE_LIMIT)
+def mx_patterns(node: _yaml.Node, at: At) -> tuple[str, ...]:
+    """RFC 8461 mx patterns, normalised; a repeated one is dropped with a warning."""
+    patterns: dict[str, None] = {}
+    for index, (line, pattern) in enumerate(
+        _items(node, at, lambda item: _name(item, "an mx pattern", _mx_pattern))
+    ):
+        if pattern in patterns:
+            at.problems.warn(line, f"{at.key}[{index}]", f"duplicate of {pattern!r}, removed")
+        patterns[pattern] = None
+    return tuple(patterns)
 
 
-def _dns_ttl(node: _yaml.Node) -> int:
-    return _integer(node, 0, _MAX_DNS_TTL)
+def max_age(node: _yaml.Node, at: At) -> int:
+    return integer(node, 0, MAX_AGE_LIMIT)
 
 
-def _cname(node: _yaml.Node) -> str:
-    try:
-        return names.host_name(string(node, "a host name"))
-    except ValueError as exc:
-        raise Invalid(f"{exc}, got {got(node)}") from None
+def dns_ttl(node: _yaml.Node, at: At) -> int:
+    return integer(node, 0, MAX_DNS_TTL)
 
 
-def _txt_cname(node: _yaml.Node) -> str:
-    try:
-        return names.dns_name(string(node, "a DNS name"))
-    except ValueError as exc:
-        raise Invalid(f"{exc}, got {got(node)}") from None
+def host_name(node: _yaml.Node, at: At) -> str:
+    return _name(node, "a host name", names.host_name)
 
 
-def uri(text: str) -> str:
+def dns_name(node: _yaml.Node, at: At) -> str:
+    return _name(node, "a DNS name", names.dns_name)
+
+
+def _report_uri(node: _yaml.Node) -> str:
+    text = string(node, "a report URI")
     if not (text.startswith("mailto:") and "@" in text) and not text.startswith("https://"):
         raise Invalid(f"expected a 'mailto:' address or an 'https://' URL, got {text!r}")
     if not text.isascii() or any(c in text for c in ',!; "\\') or not text.isprintable():
@@ -99,24 +159,82 @@ def uri(text: str) -> str:
     return text
 
 
-# Each key a policy block may hold, with the function that validates its value. The mx and
-# tlsrpt_rua lists are validated item by item by the caller, so that errors name the item.
-POLICY_FIELDS: dict[str, Callable[[_yaml.Node], Any]] = {
-    "version": _version,
-    "mode": _mode,
-    "mx": items,
-    "max_age": _max_age,
-    "cname": _cname,
-    "txt_cname": _txt_cname,
-    "tlsrpt_rua": items,
-    "dns_ttl": _dns_ttl,
-}
-POLICY_KEYS = tuple(POLICY_FIELDS)
-TOP_LEVEL = ("defaults", "domains")
+def report_uris(node: _yaml.Node, at: At) -> tuple[str, ...]:
+    """RFC 8460 ``rua`` URIs: mailto: or https:, with the reserved characters encoded."""
+    return tuple(uri for _, uri in _items(node, at, _report_uri))
 
 
-def unknown_key(key: str, valid: tuple[str, ...] | list[str]) -> str:
+def unknown_key(key: str, valid: Sequence[str]) -> str:
     close = [k for k in valid if key.startswith(k) or k.startswith(key)]
     close = close or difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown key {key!r}{hint} (expected one of: {', '.join(valid)})"
+
+
+def duplicate_key(seen: dict[str, int], key: _yaml.Scalar, where: str, problems: Problems) -> bool:
+    """Report a key already seen in its mapping; else note where it was seen."""
+    if key.text in seen:
+        message = f"duplicate key (first on line {seen[key.text]})"
+        problems.error(key.line, _path(where, key.text), message)
+        return True
+    seen[key.text] = key.line
+    return False
+
+
+_NONE: frozenset[str] = frozenset()  # one for all: each empty frozenset() is a new object
+
+
+def _path(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+class Block:
+    """
+    One mapping of the file, read key by key: ``get`` parses the value of a key, and
+    ``close`` reports every key that was not asked for as unknown, listing the ``keys``
+    there are. A null block is an empty one; anything else that is not a mapping is an error.
+    """
+
+    def __init__(
+        self, node: _yaml.Node, where: str, keys: Sequence[str], problems: Problems
+    ) -> None:
+        self.where = where
+        self.keys = keys
+        self.problems = problems
+        self.lines: dict[str, int] = {}
+        """The line of each key read successfully."""
+        self.failed = _NONE
+        """The keys whose values were invalid (and reported); "" if the block itself was."""
+        self._entries: dict[str, tuple[_yaml.Scalar, _yaml.Node]] = {}
+        if isinstance(node, _yaml.Mapping):
+            seen: dict[str, int] = {}
+            for key, value in node.items:
+                if not duplicate_key(seen, key, where, problems):
+                    self._entries[key.text] = (key, value)
+        elif not (isinstance(node, _yaml.Scalar) and node.is_null):
+            problems.error(node.line, where, f"expected a mapping, got {got(node)}")
+            self.failed = frozenset(("",))
+
+    def get(self, name: str, parse: Parser[T]) -> T | None:
+        entry = self._entries.pop(name, None)
+        if entry is None:
+            return None
+        key, value = entry
+        at = At(self.where, name, self.problems)
+        try:
+            result = parse(value, at)
+        except Invalid as exc:
+            self.problems.error(value.line, at.key, str(exc))
+        except Reported:
+            pass
+        else:
+            self.lines[name] = key.line
+            return result
+        self.failed |= {name}
+        return None
+
+    def close(self) -> None:
+        for key, _ in self._entries.values():
+            self.problems.error(
+                key.line, _path(self.where, key.text), unknown_key(key.text, self.keys)
+            )

@@ -472,3 +472,46 @@ def test_error_carries_its_problems() -> None:
     (problem,) = info.value.problems
     assert (problem.path, problem.line, problem.key) == ("c.yaml", 2, "domains.example.com.mode")
     assert info.value.path == "c.yaml"
+
+
+def test_defaults_may_follow_domains() -> None:
+    before = parse("defaults: {mode: testing, mx: a.example}\ndomains:\n  example.com: {}\n")
+    after = parse("domains:\n  example.com: {}\ndefaults: {mode: testing, mx: a.example}\n")
+    assert before == after == {"example.com": DomainConfig(Policy(Mode.TESTING, ("a.example",)))}
+
+
+def test_errors_are_the_same_in_either_key_order() -> None:
+    domains = "domains:\n  a.example: {mode: enforced}\n  b.example: {max_age: 1y}\n"
+    defaults = "defaults: {mx: mail_1.example}\n"
+    first = [line.split(":", 2)[2] for line in errors(defaults + domains)]
+    last = [line.split(":", 2)[2] for line in errors(domains + defaults)]
+    assert (
+        sorted(first)
+        == sorted(last)
+        == [
+            " defaults.mx[0]: label 'mail_1' is not a host name label (letters, digits and inner "
+            "hyphens, at most 63), got 'mail_1.example'",
+            " domains.a.example.mode: expected one of enforce, testing, none, got 'enforced'",
+            " domains.b.example.max_age: expected an integer 0..31557600, got '1y'",
+        ]
+    )
+
+
+def test_a_domain_overrides_a_broken_default() -> None:
+    # The domain's own mode replaces the broken one, so its mx error is still reported.
+    text = "defaults: {mode: enforced}\ndomains:\n  a.example: {mode: enforce, mx: []}\n"
+    assert errors(text) == [
+        "config.yaml:1: defaults.mode: expected one of enforce, testing, none, got 'enforced'",
+        "config.yaml:3: domains.a.example.mx: mode enforce needs at least one mx pattern",
+    ]
+
+
+def test_every_bad_report_uri_is_named() -> None:
+    assert errors(
+        one_domain("mode: none, tlsrpt_rua: [ftp://x, 'https://ok.example', gopher:y]")
+    ) == [
+        "config.yaml:2: domains.example.com.tlsrpt_rua[0]: expected a 'mailto:' address or an "
+        "'https://' URL, got 'ftp://x'",
+        "config.yaml:2: domains.example.com.tlsrpt_rua[2]: expected a 'mailto:' address or an "
+        "'https://' URL, got 'gopher:y'",
+    ]
