@@ -25,7 +25,7 @@ from pathlib import Path
 import watchfiles
 
 from mtasts_host.reload import DEBOUNCE_MS, STEP_MS
-from tests.servers import free_port
+from tests.processes import free_port
 
 CONFIG = """\
 domains:

@@ -34,7 +34,7 @@ from pathlib import Path
 from bench import reload
 from mtasts_host.config import load_config
 from mtasts_host.store import build_snapshot
-from tests.servers import free_port, serve_argv, wait_for_port
+from tests.processes import free_port, serve_argv, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable

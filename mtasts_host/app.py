@@ -11,30 +11,16 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
-from . import names, ops
+from . import answers, ops
 from .config import load_config
 from .logs import ACCESS_LOGGER
 from .metrics import UNKNOWN, RequestCounts
 from .metrics import registry as metrics_registry
 from .reload import Reloader
-from .store import PolicyStore, text_headers
+from .store import PolicyStore
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
-
-POLICY_PATH = "/.well-known/mta-sts.txt"
-
-_Headers = tuple[tuple[bytes, bytes], ...]
-
-
-def _plain(status: int, text: str, *extra: tuple[bytes, bytes]) -> tuple[int, _Headers, bytes]:
-    body = text.encode() + b"\n"
-    return status, (*text_headers(body, b"no-store"), *extra), body
-
-
-_NO_POLICY = _plain(404, "No MTA-STS policy is served for this host.")
-_NOT_FOUND = _plain(404, f"Not found. The MTA-STS policy is at {POLICY_PATH}.")
-_NOT_ALLOWED = _plain(405, "Method not allowed.", (b"allow", b"GET, HEAD"))
-_BAD_HOST = _plain(400, "Bad request: more than one Host header.")
+logger = logging.getLogger(__name__)
 
 
 def _log_access(scope: Scope, start: float, status: int, sent: int, domain: str | None) -> None:
@@ -59,22 +45,6 @@ def _log_access(scope: Scope, start: float, status: int, sent: int, domain: str 
     )
 
 
-def _policy_domain(host: bytes) -> str | None:
-    host = host.lower()
-    if (
-        host.startswith(b"mta-sts.")
-        and host.isascii()
-        and b":" not in host
-        and not host.endswith(b".")
-    ):
-        return host[8:].decode()  # the usual Host header, with nothing to strip
-    try:
-        text = host.decode("ascii") if host.isascii() else host.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return names.policy_domain_of_host(text)
-
-
 def _route_path(scope: Scope) -> str:
     # As Starlette's Mount does: the path below the mount point, if we are mounted.
     path: str = scope["path"]
@@ -88,26 +58,41 @@ class PolicyApp(Starlette):
     itself, in front of Starlette's middleware and routing (which would cost about a fifth of
     the throughput), and passes every other request to them: the operational endpoints.
 
-    Responses are rendered at load time. None is ever a redirect, and conditional and range
-    headers are ignored: senders accept only a plain 200 (RFC 8461 section 3.3).
+    Args:
+        store: the policies to serve.
+        reloader: keeps the store in step with its file, if given; it starts watching with
+            the app's first event of any kind.
+        metrics: count policy requests and serve ``/metrics`` on non-policy hosts.
+        access_log: log one line per request to the ``mtasts_host.access`` logger.
     """
 
-    def __init__(self, reloader: Reloader, *, watch: bool, metrics: bool, access_log: bool) -> None:
-        self.store = reloader.store
+    def __init__(
+        self,
+        store: PolicyStore,
+        *,
+        reloader: Reloader | None = None,
+        metrics: bool = True,
+        access_log: bool = True,
+    ) -> None:
+        self.store = store
         self.reloader = reloader
-        """Reloads the configuration; ``reloader.stop()`` ends the watching, if any."""
         self.requests = RequestCounts() if metrics else None
-        self.registry = metrics_registry(reloader, self.requests) if self.requests else None
+        self.registry = metrics_registry(store, self.requests) if self.requests else None
         self.access_log = access_log
-        self._unstarted = reloader if watch else None
-        super().__init__(routes=ops.routes(reloader, self.registry), lifespan=self._lifespan)
+        self._unstarted = reloader
+        super().__init__(routes=ops.routes(store, self.registry), lifespan=self._lifespan)
         # No trailing-slash redirects: senders never follow a 3xx (RFC 8461 section 3.3).
         self.router.redirect_slashes = False
+
+    def stop(self) -> None:
+        """Stop watching the configuration, if the app does; for a host app's lifespan."""
+        if self.reloader is not None:
+            self.reloader.stop()
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         yield
-        self.reloader.stop()
+        self.stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._unstarted is not None:
@@ -127,39 +112,36 @@ class PolicyApp(Starlette):
                 if repeated:
                     break
                 host = value
-        domain = _policy_domain(host) if host and not repeated else None
+        domain = answers.policy_domain(host) if host and not repeated else None
         if domain is None and not repeated:
             if self.access_log:
                 await self._pass_logged(scope, receive, send, start)
             else:
                 await super().__call__(scope, receive, send)
             return
-        served = self.store.snapshot.served.get(domain) if domain else None
         method = scope["method"]
-        if repeated:
-            status, headers, body = _BAD_HOST
-        elif scope["path"] != POLICY_PATH and _route_path(scope) != POLICY_PATH:
-            status, headers, body = _NOT_FOUND
-        elif method != "GET" and method != "HEAD":
-            status, headers, body = _NOT_ALLOWED
-        elif served is None:
-            status, headers, body = _NO_POLICY
+        if domain is None:
+            status, headers, body, served = answers.BAD_HOST
         else:
-            status, headers, body = 200, served.headers, served.body
+            path = scope["path"]
+            if path != answers.POLICY_PATH:
+                path = _route_path(scope)
+            status, headers, body, served = answers.answer(
+                self.store.snapshot, domain, path, method
+            )
         requests = self.requests
         if requests is not None:
-            label = domain if served is not None and domain else UNKNOWN
-            if status == 200:
-                requests.ok[label] += 1
+            if status == 200 and served is not None:
+                requests.ok[served] += 1
             else:
-                requests.other[label, status] += 1
+                requests.other[served or UNKNOWN, status] += 1
         # A fresh headers list each time: middleware of a host app may change it in place.
         await send({"type": "http.response.start", "status": status, "headers": list(headers)})
         if method == "HEAD":
             body = b""
         await send({"type": "http.response.body", "body": body})
         if self.access_log:
-            _log_access(scope, start, status, len(body), domain if served else None)
+            _log_access(scope, start, status, len(body), served)
 
     async def _pass_logged(self, scope: Scope, receive: Receive, send: Send, start: float) -> None:
         status, sent = 500, 0
@@ -179,26 +161,32 @@ class PolicyApp(Starlette):
 
 
 def create_app(
-    config_path: str | os.PathLike[str],
+    config: str | os.PathLike[str] | PolicyStore,
     *,
     watch: bool = True,
     metrics: bool = True,
     access_log: bool = True,
 ) -> PolicyApp:
     """
-    Load the configuration and return the ASGI application that serves it.
+    Return the ASGI application that serves a configuration.
 
     Args:
-        config_path: the YAML configuration file.
+        config: the YAML configuration file, or a store already holding one.
         watch: reload the file whenever it changes. Watching starts with the first request
             or lifespan event, so it also works when the app is mounted in another one.
-            ``app.reloader.stop()`` ends it; the app's own lifespan does that at shutdown.
-            Either way the watcher never keeps the process alive.
+            ``app.stop()`` ends it; the app's own lifespan does that at shutdown. Either way
+            the watcher never keeps the process alive.
         metrics: count policy requests and serve ``/metrics`` on non-policy hosts.
         access_log: log one line per request to the ``mtasts_host.access`` logger.
 
     Raises:
         ConfigError: the configuration is invalid.
     """
-    reloader = Reloader(PolicyStore(load_config(config_path)), config_path)
-    return PolicyApp(reloader, watch=watch, metrics=metrics, access_log=access_log)
+    store = config if isinstance(config, PolicyStore) else PolicyStore(load_config(config))
+    logger.info("serving %s", store.snapshot.describe())
+    return PolicyApp(
+        store,
+        reloader=Reloader(store) if watch else None,
+        metrics=metrics,
+        access_log=access_log,
+    )

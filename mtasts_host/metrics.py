@@ -13,7 +13,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from .reload import Reloader
+from .store import PolicyStore
 
 UNKNOWN = "_unknown_"
 """The one label value for every policy host that is not configured, so that nobody can
@@ -41,8 +41,8 @@ class RequestCounts:
 
 
 class _Collector:
-    def __init__(self, reloader: Reloader, requests: RequestCounts) -> None:
-        self.reloader = reloader
+    def __init__(self, store: PolicyStore, requests: RequestCounts) -> None:
+        self.store = store
         self.requests = requests
 
     def collect(self) -> Iterator[Metric]:
@@ -56,7 +56,7 @@ class _Collector:
             requests.add_metric([domain, str(status)], count)
         yield requests
 
-        state = self.reloader.status
+        snapshot, state = self.store.snapshot, self.store.status
         reloads = CounterMetricFamily(
             "mtasts_reloads", "Configuration reloads by outcome.", labels=["outcome"]
         )
@@ -71,10 +71,10 @@ class _Collector:
         yield GaugeMetricFamily(
             "mtasts_config_loaded_timestamp_seconds",
             "When the configuration being served was loaded (start-up or last good reload).",
-            value=state.last_success,
+            value=snapshot.loaded_at,
         )
 
-        served = self.reloader.store.snapshot.served
+        served = snapshot.served
         yield GaugeMetricFamily("mtasts_domains", "Policy domains served.", value=len(served))
         info = InfoMetricFamily(
             "mtasts_policy", "The policy served for each domain.", labels=["domain"]
@@ -84,8 +84,8 @@ class _Collector:
         yield info
 
 
-def registry(reloader: Reloader, requests: RequestCounts) -> CollectorRegistry:
+def registry(store: PolicyStore, requests: RequestCounts) -> CollectorRegistry:
     """A registry of its own per app, so that several apps in one process never collide."""
     result = CollectorRegistry(auto_describe=False)
-    result.register(_Collector(reloader, requests))
+    result.register(_Collector(store, requests))
     return result

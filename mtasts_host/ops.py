@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from . import names
-from .reload import Reloader
+from .store import PolicyStore
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -20,7 +20,7 @@ def _iso(timestamp: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
-def routes(reloader: Reloader, registry: CollectorRegistry | None) -> list[BaseRoute]:
+def routes(store: PolicyStore, registry: CollectorRegistry | None) -> list[BaseRoute]:
     """The routes for ``/healthz``, ``/readyz``, ``/tls-allowed`` and, if on, ``/metrics``."""
 
     async def healthz(request: Request) -> Response:
@@ -29,12 +29,13 @@ def routes(reloader: Reloader, registry: CollectorRegistry | None) -> list[BaseR
     async def readyz(request: Request) -> Response:
         # Ready as soon as the app exists: it cannot be created without a valid config, and a
         # rejected reload keeps the last good policies, so it is reported but not fatal.
-        status = reloader.status
+        snapshot, status = store.snapshot, store.status
         detail = {
             "status": "ready",
-            "config": str(reloader.path),
-            "loaded_at": _iso(status.last_success),
-            "domains": len(reloader.store.snapshot.served),
+            "config": snapshot.config.path,
+            "loaded_at": _iso(snapshot.loaded_at),
+            "domains": len(snapshot.served),
+            "digest": snapshot.digest,
             "reloads_succeeded": status.succeeded,
             "reloads_failed": status.failed,
             "last_error": status.last_error,
@@ -55,7 +56,7 @@ def routes(reloader: Reloader, registry: CollectorRegistry | None) -> list[BaseR
         if not name:
             return PlainTextResponse("missing ?domain=\n", status_code=400)
         domain = names.policy_domain_of_host(name)
-        if domain is None or reloader.store.lookup(domain) is None:
+        if domain is None or store.lookup(domain) is None:
             return PlainTextResponse("not a policy host served here\n", status_code=404)
         return PlainTextResponse("ok\n")
 

@@ -7,7 +7,6 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import watchfiles
@@ -44,17 +43,6 @@ class ConfigFilter:
         return name == self.name or name.startswith("..")
 
 
-@dataclass
-class ReloadStatus:
-    """What operators see about reloads: counts, the last error, and when it all happened."""
-
-    succeeded: int = 0
-    failed: int = 0
-    last_success: float = field(default_factory=time.time)
-    last_error: str | None = None
-    last_error_at: float | None = None
-
-
 def _signature(path: Path) -> _Signature:
     try:
         st = os.stat(path)  # follows symlinks, so a ConfigMap swap changes the inode
@@ -65,7 +53,7 @@ def _signature(path: Path) -> _Signature:
 
 class Reloader:
     """
-    Keeps ``store`` in step with the file at ``path``.
+    Keeps ``store`` in step with the file it was loaded from: one producer of snapshots.
 
     ``start()`` runs the watcher in a daemon thread, so it needs no event loop or lifespan and
     never keeps the process alive; ``stop()`` ends it. ``reload()`` may be called from any
@@ -73,12 +61,9 @@ class Reloader:
     before it replaces every policy in one assignment.
     """
 
-    def __init__(
-        self, store: PolicyStore, path: str | os.PathLike[str], *, debounce_ms: int = DEBOUNCE_MS
-    ) -> None:
+    def __init__(self, store: PolicyStore, *, debounce_ms: int = DEBOUNCE_MS) -> None:
         self.store = store
-        self.path = Path(path)
-        self.status = ReloadStatus(last_success=store.snapshot.loaded_at)
+        self.path = Path(store.config.path)
         self.debounce_ms = debounce_ms
         self._signature = _signature(self.path)
         self._lock = threading.Lock()
@@ -152,9 +137,7 @@ class Reloader:
             try:
                 config = load_config(self.path, self.store.config)
             except ConfigError as exc:
-                self.status.failed += 1
-                self.status.last_error = str(exc.problems[0])
-                self.status.last_error_at = time.time()
+                self.store.reject(str(exc.problems[0]))
                 more = len(exc.problems) - 1
                 logger.error(
                     "reload of %s rejected, still serving the last good policies: %s%s",
@@ -164,19 +147,15 @@ class Reloader:
                 )
                 return False
             old = self.store.replace(config)
-            self.status.succeeded += 1
-            self.status.last_success = self.store.snapshot.loaded_at
-            self.status.last_error = None
-            self.status.last_error_at = None
         for warning in config.warnings:
             logger.warning("%s", warning)
-        _log_changes(self.path, old, self.store.snapshot)
+        _log_changes(old, self.store.snapshot)
         del old
         release_free_memory()
         return True
 
 
-def _log_changes(path: Path, old: Snapshot, new: Snapshot) -> None:
+def _log_changes(old: Snapshot, new: Snapshot) -> None:
     before, after = old.served, new.served
     added = [f"{d} id={after[d].id}" for d in after if d not in before]
     changed = [
@@ -184,7 +163,7 @@ def _log_changes(path: Path, old: Snapshot, new: Snapshot) -> None:
     ]
     removed = [d for d in before if d not in after]
     if not (added or changed or removed):
-        logger.info("reloaded %s: no policy changed", path)
+        logger.info("reloaded %s; no policy changed", new.describe())
         return
     parts = [
         f"{label} {len(items)}: {', '.join(items)}"
@@ -192,9 +171,9 @@ def _log_changes(path: Path, old: Snapshot, new: Snapshot) -> None:
         if items
     ]
     logger.info(
-        "reloaded %s: %s; update the _mta-sts TXT id of each added or changed domain "
+        "reloaded %s; %s; update the _mta-sts TXT id of each added or changed domain "
         "('mtasts-host dns' prints the records, shared ones included)",
-        path,
+        new.describe(),
         "; ".join(parts),
     )
     now = time.time()

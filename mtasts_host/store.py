@@ -1,4 +1,4 @@
-"""The policies being served: one immutable snapshot, replaced whole."""
+"""The policies being served: one immutable snapshot, replaced whole, and how reloads went."""
 
 from __future__ import annotations
 
@@ -10,43 +10,34 @@ from ._gc import collector_paused
 from .config import Config
 from .policy import Policy, policy_id
 
-# RFC 8461 section 8.2 suggests 60 s for proxies in front of a multi-domain policy host; it
-# bounds how long a proxy may serve an old policy after a reload.
-CACHE_CONTROL = b"max-age=60"
-
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """A policy as it goes on the wire, computed once per distinct policy at load time."""
+    """A policy as served, rendered once per distinct policy at load time."""
 
     policy: Policy
     body: bytes
     id: str
-    headers: tuple[tuple[bytes, bytes], ...]
+    """The id for the ``_mta-sts`` TXT record (see ``policy_id``)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """One configuration and the responses rendered from it; never changed once built."""
+    """One configuration and the policies rendered from it; never changed once built."""
 
     config: Config
     served: Mapping[str, Served]
     loaded_at: float
+    digest: str
+    """A digest of every domain and its policy id: replicas serving the same policies
+    show the same digest."""
 
-
-def text_headers(body: bytes, cache_control: bytes) -> tuple[tuple[bytes, bytes], ...]:
-    """The headers of every answer on a policy host, the policy or an error: plain text."""
-    return (
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", cache_control),
-        (b"x-content-type-options", b"nosniff"),
-    )
-
-
-def _serve(policy: Policy) -> Served:
-    body = policy.render()
-    return Served(policy, body, policy_id(body), text_headers(body, CACHE_CONTROL))
+    def describe(self) -> str:
+        """``<file>: <n> domains, digest <digest>``, for start-up and reload log lines."""
+        count = len(self.served)
+        return (
+            f"{self.config.path}: {count} domain{'' if count == 1 else 's'}, digest {self.digest}"
+        )
 
 
 def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot:
@@ -63,19 +54,34 @@ def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot
             policy = settings.policy
             entry = rendered.get(policy)
             if entry is None:
-                entry = rendered[policy] = _serve(policy)
+                body = policy.render()
+                entry = rendered[policy] = Served(policy, body, policy_id(body))
             served[domain] = entry
-    return Snapshot(config, served, time.time())
+        listing = "".join(f"{domain} {entry.id}\n" for domain, entry in sorted(served.items()))
+    return Snapshot(config, served, time.time(), policy_id(listing.encode()))
+
+
+@dataclass
+class ReloadStatus:
+    """How reloads went: counts, and the last error while it is the latest news."""
+
+    succeeded: int = 0
+    failed: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
 
 
 class PolicyStore:
     """
-    Holds the current snapshot. Readers take ``snapshot`` once per request; ``replace``
-    swaps in a whole new one with a single assignment, so no reader ever sees a mix.
+    The hub: the current snapshot and the reload status. Everything that serves or reports
+    reads ``snapshot`` once per use; ``replace`` swaps in a whole new one with a single
+    assignment, so no reader ever sees a mix. Producers of snapshots (the reloader) call
+    ``replace`` or ``reject``.
     """
 
     def __init__(self, config: Config) -> None:
         self.snapshot = build_snapshot(config)
+        self.status = ReloadStatus()
 
     @property
     def config(self) -> Config:
@@ -85,8 +91,16 @@ class PolicyStore:
         """Serve ``config`` from now on; return the snapshot it replaced."""
         old = self.snapshot
         self.snapshot = build_snapshot(config, old)
+        self.status.succeeded += 1
+        self.status.last_error = self.status.last_error_at = None
         return old
 
+    def reject(self, error: str) -> None:
+        """Record a configuration that was not served, and why."""
+        self.status.failed += 1
+        self.status.last_error = error
+        self.status.last_error_at = time.time()
+
     def lookup(self, domain: str) -> Served | None:
-        """The response for a policy domain (normalised, A-labels), or None."""
+        """The policy served for a policy domain (normalised, A-labels), or None."""
         return self.snapshot.served.get(domain)

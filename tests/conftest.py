@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import logging
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from mtasts_host.app import PolicyApp
 settings.register_profile("deterministic", derandomize=True, deadline=None, print_blob=True)
 settings.load_profile("deterministic")
 
-# The notes' domain D and its canonical body B.
+# One domain D, and the policy body it serves (RFC 8461 section 3.2).
 CONFIG_D = """\
 domains:
   example.com:
@@ -28,9 +30,47 @@ BODY_D = (
     b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\n"
     b"mx: *.mx.example.net\r\nmax_age: 604800\r\n"
 )
+# D with one error: a reload of it must change nothing.
+INVALID_CONFIG = CONFIG_D.replace("mode: enforce", "mode: enforced")
+# Several domains: defaults, an international name, and an id group (RFC 8461 section 8.2).
+SEVERAL = """\
+defaults: {mode: testing, mx: [mx1.example.net, mx2.example.net], max_age: 1209600}
+domains:
+  example.com:
+    mode: enforce
+    mx: [mail.example.com, "*.mx.example.net"]
+    max_age: 604800
+  example.org: {}
+  example.net: {mode: none, max_age: 86400}
+  bücher.example: {mode: enforce}
+  # two hosted domains whose _mta-sts records are CNAMEs to one shared record
+  hosted1.example: {mode: testing, txt_cname: _mta-sts.provider.example}
+  hosted2.example: {mode: testing, txt_cname: _mta-sts.provider.example}
+"""
 
 WriteConfig = Callable[..., Path]
 MakeClient = Callable[..., TestClient]
+
+
+@pytest.fixture(autouse=True)
+def _stops_what_it_starts() -> Iterator[None]:
+    """
+    Every test stops the threads it starts, and leaves logging as it found it.
+
+    A watcher that outlives its test logs into whatever the root logger has then; and
+    ``mtasts-host serve`` run in-process configures logging for the whole process, with a
+    handler on the test's captured stderr, which pytest closes when the test ends.
+    """
+    threads = set(threading.enumerate())
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    started = [thread for thread in threading.enumerate() if thread not in threads]
+    for thread in started:
+        thread.join(5)  # one that is ending ends now; one left running fails the test
+    assert [thread.name for thread in started if thread.is_alive()] == []
 
 
 @pytest.fixture
@@ -60,7 +100,8 @@ def make_client(request: pytest.FixtureRequest, write_config: WriteConfig) -> It
 
     yield make
     for app in apps:
-        app.reloader.stop()
+        if app.reloader is not None:
+            app.reloader.stop()
 
 
 @pytest.fixture

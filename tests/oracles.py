@@ -1,9 +1,10 @@
 """
-Policy parsers of real senders, as test oracles (the notes' section 7.2 and case 26).
+Policy parsers of real senders, as test oracles: RFC 8461 section 3.2 defines the policy
+format, and these decide what is accepted in practice.
 
 Snawoot's postfix-mta-sts-resolver and checkdmarc are Python, so their own code is called.
 mox, go-mtasts and postfix-tlspol are Go: their parsing rules are ported here, each as strict
-as the original is where the notes record it (blank lines, colons in values, key syntax, mx
+as the original on what decides acceptance (blank lines, colons in values, key syntax, mx
 syntax). Each returns (mode, mx, max_age) or raises ValueError.
 """
 

@@ -1,6 +1,12 @@
-"""HTTP behaviour of the app through Starlette's TestClient (the notes' cases 1-21)."""
+"""
+HTTP behaviour of the app through Starlette's TestClient: the policy host and path, and a
+plain 200 or nothing (RFC 8461 section 3.3).
+"""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from starlette.applications import Starlette
@@ -8,7 +14,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Host, Mount, Route
 from starlette.testclient import TestClient
 
-from mtasts_host import create_app
+from mtasts_host import PolicyApp, create_app
 
 from .conftest import BODY_D, MakeClient, WriteConfig
 
@@ -30,10 +36,10 @@ def assert_policy(response: object, body: bytes = BODY_D) -> None:
 @pytest.mark.parametrize(
     "host",
     [
-        "mta-sts.example.com",  # case 1
-        "MTA-STS.Example.COM",  # case 2: Host is case-insensitive
-        "mta-sts.example.com:443",  # case 3: port stripped
-        "mta-sts.example.com.",  # case 4: one trailing dot
+        "mta-sts.example.com",
+        "MTA-STS.Example.COM",  # DNS names are case-insensitive (RFC 4343)
+        "mta-sts.example.com:443",  # Host may carry the port (RFC 9110 section 7.2)
+        "mta-sts.example.com.",  # one trailing dot: the absolute name
         "mta-sts.example.com.:8443",  # dot and port together
     ],
 )
@@ -44,10 +50,10 @@ def test_policy_served_for_host(client: TestClient, host: str) -> None:
 @pytest.mark.parametrize(
     "host",
     [
-        "mta-sts.unknown.test",  # case 5
-        "example.com",  # case 6: no mta-sts. prefix
-        "mta-sts.sub.example.com",  # case 7: no parent fallback
-        "mta-sts.mta-sts.example.com",  # case 8
+        "mta-sts.unknown.test",
+        "example.com",  # the policy host is mta-sts.<domain> (RFC 8461 section 3.3)
+        "mta-sts.sub.example.com",  # no parent fallback: each domain has its own policy
+        "mta-sts.mta-sts.example.com",
         "mta-sts.",
         "mta-sts.example.com..",  # only one trailing dot is removed
         "mta-sts.example.com:https",  # a port must be a number
@@ -71,7 +77,7 @@ def test_unknown_policy_host_says_so(client: TestClient) -> None:
 
 @pytest.mark.parametrize("host", [b"", b"\xff\xfe", b"mta-sts.\xc3"])
 def test_missing_or_garbage_host_is_404(client: TestClient, host: bytes) -> None:
-    # case 9: never 200, never 5xx
+    # never a policy, never a 5xx
     response = client.get(PATH, headers={b"host": host})
     assert response.status_code == 404
 
@@ -95,7 +101,6 @@ def test_international_host_in_either_form(make_client: MakeClient) -> None:
 
 
 def test_head_has_get_headers_and_no_body(client: TestClient) -> None:
-    # case 10
     response = client.head(PATH)
     assert response.status_code == 200
     assert response.content == b""
@@ -105,7 +110,6 @@ def test_head_has_get_headers_and_no_body(client: TestClient) -> None:
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "FOO"])
 def test_other_methods_are_405(client: TestClient, method: str) -> None:
-    # case 11
     response = client.request(method, PATH)
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, HEAD"
@@ -113,17 +117,16 @@ def test_other_methods_are_405(client: TestClient, method: str) -> None:
 
 
 def test_query_string_is_ignored(client: TestClient) -> None:
-    # case 12
     assert_policy(client.get(PATH + "?x=1"))
 
 
 @pytest.mark.parametrize(
     "path",
     [
-        PATH + "/",  # case 13: not a redirect
-        "/.well-known/MTA-STS.txt",  # case 14
-        "/mta-sts.txt",  # case 14
-        "/",  # case 15
+        PATH + "/",  # not a redirect: senders never follow one (RFC 8461 section 3.3)
+        "/.well-known/MTA-STS.txt",  # the path is case-sensitive (RFC 3986 section 6.2.2.1)
+        "/mta-sts.txt",
+        "/",
         "/.well-known/",
         "/.well-known/mta-sts.txt.bak",
         "//.well-known/mta-sts.txt",
@@ -145,10 +148,10 @@ def test_other_path_of_unknown_host_is_404(client: TestClient) -> None:
 @pytest.mark.parametrize(
     "headers",
     [
-        {"x-forwarded-proto": "http"},  # case 16
-        {"if-none-match": "*"},  # case 17
-        {"if-modified-since": "Fri, 01 Jan 2100 00:00:00 GMT"},  # case 17
-        {"range": "bytes=0-5"},  # case 18
+        {"x-forwarded-proto": "http"},  # no redirect to HTTPS
+        {"if-none-match": "*"},  # no 304: senders use no HTTP cache (RFC 8461 section 3.3)
+        {"if-modified-since": "Fri, 01 Jan 2100 00:00:00 GMT"},
+        {"range": "bytes=0-5"},  # no 206: a 200 is the only answer senders accept
         {"accept-encoding": "gzip, br"},  # bodies are never compressed
         {"cookie": "a=b"},
     ],
@@ -160,7 +163,6 @@ def test_request_headers_never_change_the_answer(
 
 
 def test_no_accept_encoding_no_content_encoding(client: TestClient) -> None:
-    # case 21
     response = client.get(PATH, headers={"accept-encoding": ""})
     assert_policy(response)
 
@@ -198,28 +200,47 @@ def test_app_state_exposes_the_store(write_config: WriteConfig) -> None:
     assert served.body == BODY_D
 
 
+def stopping(
+    policies: PolicyApp,
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    """A host app's lifespan that stops the mounted app's watcher, as the README says."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        policies.stop()
+
+    return lifespan
+
+
+def home(request: object) -> PlainTextResponse:
+    return PlainTextResponse("host app")
+
+
 @pytest.mark.parametrize("prefix", ["", "/policies"])
 def test_mounted_in_starlette(write_config: WriteConfig, prefix: str) -> None:
-    def home(request: object) -> PlainTextResponse:
-        return PlainTextResponse("host app")
-
     policies = create_app(write_config())
-    parent = Starlette(routes=[Route("/home", home), Mount(prefix or "/", app=policies)])
+    parent = Starlette(
+        routes=[Route("/home", home), Mount(prefix or "/", app=policies)],
+        lifespan=stopping(policies),
+    )
     with TestClient(parent, base_url="http://mta-sts.example.com") as client:
         assert_policy(client.get(prefix + PATH))
         assert client.get(prefix + PATH + "/").status_code == 404
+    assert policies.reloader is not None
+    assert policies.reloader._thread is not None  # watching began without our lifespan...
+    assert not policies.reloader._thread.is_alive()  # ...and the host's lifespan ended it
 
 
 def test_mounted_under_host_route(write_config: WriteConfig) -> None:
-    def home(request: object) -> PlainTextResponse:
-        return PlainTextResponse("host app")
-
+    policies = create_app(write_config())
     parent = Starlette(
-        routes=[
-            Host("mta-sts.{domain}", app=create_app(write_config())),
-            Route("/", home),
-        ]
+        routes=[Host("mta-sts.{domain}", app=policies), Route("/", home)],
+        lifespan=stopping(policies),
     )
     with TestClient(parent, base_url="http://mta-sts.example.com") as client:
         assert_policy(client.get(PATH))
         assert client.get("/", headers={"host": "www.example.com"}).text == "host app"
+    assert policies.reloader is not None
+    assert policies.reloader._thread is not None
+    assert not policies.reloader._thread.is_alive()

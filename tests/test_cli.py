@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,10 +73,10 @@ def test_no_config_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("MTASTS_HOST_CONFIG", raising=False)
-    with pytest.raises(SystemExit) as info:
-        main(["check"])
-    assert info.value.code == 2
-    assert "no configuration file: give PATH or set MTASTS_HOST_CONFIG" in capsys.readouterr().err
+    assert main(["check"]) == 2
+    assert capsys.readouterr().err == (
+        "mtasts-host: error: no configuration file: give PATH or set MTASTS_HOST_CONFIG\n"
+    )
 
 
 def test_serve_refuses_a_bad_config_in_one_line(
@@ -96,3 +99,115 @@ def test_dns_hosts(write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
     path = write_config(CONFIG_D + "  bücher.example: {mode: none, mx: mx.example.net}\n")
     assert main(["dns", "--format", "hosts", str(path)]) == 0
     assert capsys.readouterr().out == "mta-sts.example.com\nmta-sts.xn--bcher-kva.example\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (["--port", "x"], {}, "argument --port: expected a port 1..65535, got 'x'"),
+        (["--port", "80000"], {}, "argument --port: expected a port 1..65535, got '80000'"),
+        (["--port=-3"], {}, "argument --port: expected a port 1..65535, got '-3'"),
+        (["--port", "0"], {}, "argument --port: expected a port 1..65535, got '0'"),
+        ([], {"PORT": "x"}, "MTASTS_HOST_PORT: expected a port 1..65535, got 'x'"),
+        ([], {"PORT": "80000"}, "MTASTS_HOST_PORT: expected a port 1..65535, got '80000'"),
+        (
+            [],
+            {"LOG_FORMAT": "yaml"},
+            "MTASTS_HOST_LOG_FORMAT: expected one of text, json, got 'yaml'",
+        ),
+        (
+            ["--log-format", "yaml"],
+            {},
+            "argument --log-format: expected one of text, json, got 'yaml'",
+        ),
+        (
+            [],
+            {"WATCH": "maybe"},
+            "MTASTS_HOST_WATCH: expected one of 1, true, yes, on, 0, false, no, off, got 'maybe'",
+        ),
+        (
+            ["--timeout-keep-alive", "0"],
+            {},
+            "argument --timeout-keep-alive: expected a positive integer, got '0'",
+        ),
+        (
+            [],
+            {"LIMIT_CONCURRENCY": "-1"},
+            "MTASTS_HOST_LIMIT_CONCURRENCY: expected a positive integer, got '-1'",
+        ),
+        (["--host", ""], {}, "argument --host: expected a value, got ''"),
+        (["--nope"], {}, "unrecognized arguments: --nope"),
+    ],
+)
+def test_a_bad_option_is_one_usage_line(
+    argv: list[str],
+    environ: dict[str, str],
+    message: str,
+    write_config: WriteConfig,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in environ.items():
+        monkeypatch.setenv(f"MTASTS_HOST_{name}", value)
+    assert main(["serve", "--config", str(write_config()), *argv]) == 2
+    assert capsys.readouterr() == ("", f"mtasts-host: error: {message}\n")
+
+
+def test_the_command_line_wins_over_the_environment(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MTASTS_HOST_FORMAT", "json")
+    assert main(["dns", "--format", "hosts", str(write_config())]) == 0
+    assert capsys.readouterr().out == "mta-sts.example.com\n"
+
+
+def test_format_from_the_environment(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MTASTS_HOST_FORMAT", "hosts")
+    assert main(["dns", str(write_config())]) == 0
+    assert capsys.readouterr().out == "mta-sts.example.com\n"
+
+
+@pytest.mark.parametrize("command", ["check", "dns"])
+def test_config_option_as_well_as_path(
+    command: str, write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(write_config())
+    assert main([command, "--config", path]) == 0
+    by_option = capsys.readouterr()
+    assert main([command, path]) == 0
+    assert capsys.readouterr() == by_option
+
+
+def test_config_given_twice_differently(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", "a.yaml", "--config", "b.yaml"]) == 2
+    assert capsys.readouterr().err == (
+        "mtasts-host: error: give the configuration once: PATH or --config\n"
+    )
+
+
+def test_no_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert capsys.readouterr().err == (
+        "mtasts-host: error: the following arguments are required: command\n"
+    )
+
+
+def test_the_installed_command_prints_no_traceback(write_config: WriteConfig) -> None:
+    environ = {**os.environ, "MTASTS_HOST_PORT": "x", "MTASTS_HOST_CONFIG": str(write_config())}
+    result = subprocess.run(
+        [sys.executable, "-m", "mtasts_host", "serve"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2,
+        "",
+        "mtasts-host: error: MTASTS_HOST_PORT: expected a port 1..65535, got 'x'\n",
+    )

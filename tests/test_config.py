@@ -1,4 +1,4 @@
-"""Loading and validating the YAML file (the notes' cases 27-41, plus hostile files)."""
+"""Loading and validating the YAML file: every value against RFC 8461, plus hostile files."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_null_domain_takes_defaults() -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        # case 27: case-sensitive, and only the three modes
+        # the values are case-sensitive, and there are three (RFC 8461 section 3.2, %s)
         (
             "mode: Enforce, mx: a.example",
             "mode: expected one of enforce, testing, none, got 'Enforce'",
@@ -91,10 +91,10 @@ def test_null_domain_takes_defaults() -> None:
             "mode: [enforce], mx: a.example",
             "mode: expected one of enforce, testing, none, got a list",
         ),
-        # case 28
+        # enforce and testing need an mx (RFC 8461 section 3.2)
         ("mode: enforce, mx: []", "mx: mode enforce needs at least one mx pattern"),
         ("mode: testing", "mx: mode testing needs at least one mx pattern"),
-        # cases 29 and 30: a bool must not pass as an int
+        # 0..31557600, plain decimal (RFC 8461 section 3.2); a YAML bool is no integer
         ("mode: none, max_age: -1", "max_age: expected an integer 0..31557600, got '-1'"),
         (
             "mode: none, max_age: 31557601",
@@ -110,7 +110,7 @@ def test_null_domain_takes_defaults() -> None:
         ("mode: none, max_age: 010", "max_age: expected an integer 0..31557600, got '010'"),
         ("mode: none, max_age: 1_000", "max_age: expected an integer 0..31557600, got '1_000'"),
         ("mode: none, max_age: ", "max_age: expected an integer 0..31557600, got nothing"),
-        # case 39
+        # STSv1 is the only version (RFC 8461 section 3.2)
         (
             "mode: none, version: STSv2",
             "version: expected 'STSv1' (the only version RFC 8461 defines), got 'STSv2'",
@@ -193,7 +193,7 @@ def test_invalid_field(fields: str, message: str) -> None:
     ],
 )
 def test_invalid_mx_pattern(pattern: str, message: str | None) -> None:
-    # case 32: each pattern is rejected and named
+    # each pattern that is not ["*."] Domain (RFC 8461 section 3.2) is named
     shown = {"[a.example]": "a list"}.get(pattern)
     got = shown or repr(pattern.strip("'"))
     expected = message or "expected an mx pattern"
@@ -206,8 +206,8 @@ def test_invalid_mx_pattern(pattern: str, message: str | None) -> None:
 @pytest.mark.parametrize(
     ("pattern", "normalised"),
     [
-        ("mäil.example.com", "xn--mil-qla.example.com"),  # case 33: A-labels only
-        ("MAIL.Example.com.", "mail.example.com"),  # case 34
+        ("mäil.example.com", "xn--mil-qla.example.com"),  # A-labels only (RFC 8461 section 3.2)
+        ("MAIL.Example.com.", "mail.example.com"),  # no trailing dot (RFC 5321 4.1.2)
         ("'*.MX.example.NET'", "*.mx.example.net"),
         ("xn--mil-qla.example.com", "xn--mil-qla.example.com"),
     ],
@@ -219,7 +219,7 @@ def test_mx_normalised(pattern: str, normalised: str) -> None:
 
 
 def test_duplicate_mx_removed_with_warning() -> None:
-    # case 35
+    # one mx line per pattern
     text = one_domain("mode: enforce, mx: [a.example.com, A.example.com., b.example.com]")
     assert parse(text)["example.com"].policy.mx == ("a.example.com", "b.example.com")
     assert warnings(text) == [
@@ -228,7 +228,7 @@ def test_duplicate_mx_removed_with_warning() -> None:
 
 
 def test_none_without_mx_warns_about_stalwart() -> None:
-    # case 28
+    # Stalwart refuses a policy without mx, even in mode none
     assert warnings(one_domain("mode: none")) == [
         "config.yaml:2: warning: domains.example.com: mode none without mx: Stalwart rejects "
         "such a policy; keep the old mx patterns while withdrawing it"
@@ -236,7 +236,7 @@ def test_none_without_mx_warns_about_stalwart() -> None:
 
 
 def test_short_max_age_in_enforce_warns() -> None:
-    # case 31
+    # RFC 8461 section 3.2 expects max_age "in the range of weeks or greater"
     assert warnings(one_domain("mode: enforce, mx: a.example, max_age: 3600")) == [
         "config.yaml:2: warning: domains.example.com.max_age: 3600 is under a week; RFC 8461 "
         "expects weeks or greater in enforce"
@@ -255,7 +255,7 @@ def test_max_age_under_an_hour_warns_about_stalwart(mode: str) -> None:
 @pytest.mark.parametrize(
     ("key", "message"),
     [
-        # case 36
+        # keys are policy domains, exact names (RFC 8461 section 3.4: no wildcards)
         (
             "mta-sts.example.com",
             "expected the policy domain, not its policy host; use "
@@ -278,13 +278,13 @@ def test_invalid_domain_key(key: str, message: str) -> None:
 
 
 def test_domain_keys_normalised() -> None:
-    # case 36 (Example.COM), and the issue: U-labels become A-labels
+    # DNS names are case-insensitive (RFC 4343); U-labels become A-labels
     domains = parse("domains:\n  Example.COM: {mode: none}\n  bücher.example.: {mode: none}\n")
     assert list(domains) == ["example.com", "xn--bcher-kva.example"]
 
 
 def test_same_domain_twice_after_normalisation() -> None:
-    # case 37
+    # two keys for one domain would serve two policies
     assert errors("domains:\n  example.com: {mode: none}\n  EXAMPLE.com.: {mode: none}\n") == [
         "config.yaml:3: domains.EXAMPLE.com.: same domain as 'example.com' on line 2"
     ]
@@ -299,7 +299,7 @@ def test_duplicate_yaml_key() -> None:
 @pytest.mark.parametrize(
     ("key", "hint"),
     [
-        # case 38: typos are errors, with the nearest valid key
+        # typos are errors, with the nearest valid key
         ("maxage", "; did you mean 'max_age'?"),
         ("mx_hosts", "; did you mean 'mx'?"),
         ("modes", "; did you mean 'mode'?"),
@@ -458,7 +458,7 @@ def test_huge_file_refused_before_parsing(tmp_path: Path) -> None:
 
 
 def test_policy_too_large_for_senders() -> None:
-    # case 41: 400 patterns of 200 characters make a body of about 82 KB
+    # senders may refuse more than 64 KiB (RFC 8461 section 3.3); this is about 82 KB
     label = "m" * 60
     patterns = [f"{label}.{label}.{label}.m{i}.example" for i in range(400)]
     text = one_domain(f"mode: enforce, mx: [{', '.join(patterns)}]")

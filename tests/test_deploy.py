@@ -25,25 +25,14 @@ from kubernetes_validate import validate as kubernetes_validate
 from mtasts_host.cli import main
 from mtasts_host.config import parse_config
 
-from .conftest import wait_until
-from .servers import (
-    CADDY_ADDRESS,
-    NAMESERVER,
-    NGINX_ADDRESS,
-    Process,
-    assert_accepted,
-    dns_server,
-    fetch_with_client,
-    free_port,
-    running,
-    serve_argv,
-    zone_for,
-)
-from .test_server import SEVERAL, http_get
+from .clients import CADDY_ADDRESS, CLIENTS, NGINX_ADDRESS, assert_accepted, fetch_with_client
+from .conftest import SEVERAL, wait_until
+from .dnsserver import NAMESERVER, dns_server, zone_for
+from .processes import Process, free_port, running, serve_argv
+from .rawhttp import http_get
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
-CLIENTS = ["postfix-mta-sts-resolver", "checkdmarc"]
 UNKNOWN = "unknown.test"
 
 
@@ -130,6 +119,7 @@ def nginx(
         yield tmp / "ca.pem"
 
 
+@pytest.mark.system
 def test_nginx_gives_no_certificate_to_other_names(nginx: Path) -> None:
     handshake(NGINX_ADDRESS, "mta-sts.example.com", nginx)
     for name in (f"mta-sts.{UNKNOWN}", "example.com", "mta-sts.sub.example.com"):
@@ -187,6 +177,7 @@ def proxy(request: pytest.FixtureRequest) -> tuple[str, Path]:
     return address, ca_file
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("client", CLIENTS)
 def test_real_clients_through_each_proxy(
     client: str, proxy: tuple[str, Path], policies: tuple[Path, Process], tmp_path: Path
@@ -200,6 +191,7 @@ def test_real_clients_through_each_proxy(
     assert_accepted(results, config)
 
 
+@pytest.mark.system
 def test_caddy_issues_certificates_only_for_served_names(
     caddy: Path, policies: tuple[Path, Process]
 ) -> None:
@@ -236,6 +228,7 @@ def dockerfile() -> dict[str, Any]:
     return result
 
 
+@pytest.mark.system
 def test_the_image_command_line(tmp_path: Path) -> None:
     image = dockerfile()
     assert image["ENTRYPOINT"] == ["mtasts-host"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from .conftest import BODY_D, CONFIG_D, wait_until
-from .servers import PYTHON, free_port, running
-from .test_server import http_get
+from .processes import PYTHON, free_port, running
+from .rawhttp import serves
 
 README = Path(__file__).parent.parent / "README.md"
 RECIPES = [
@@ -33,12 +34,12 @@ def test_recipe_serves_and_reloads_when_mounted(recipe: str, tmp_path: Path) -> 
     port = free_port()
     argv = [PYTHON, "-m", "uvicorn", "recipe:app", "--port", str(port), "--app-dir", str(tmp_path)]
     with running(argv, tmp_path / "uvicorn.log", "127.0.0.1", port, cwd=tmp_path) as server:
-        assert http_get(port) == (200, BODY_D)
+        assert serves(port, BODY_D)
         new = tmp_path / "new.yaml"
         new.write_text(CONFIG_D.replace("mode: enforce", "mode: testing"))
         os.replace(new, policies)
         expected = BODY_D.replace(b"mode: enforce", b"mode: testing")
-        wait_until(lambda: http_get(port) == (200, expected))
+        wait_until(partial(serves, port, expected))
         # Shutting the parent down leaves nothing behind that keeps the process alive.
         # uvicorn shuts down gracefully, then re-raises SIGTERM to exit by it.
         server.process.send_signal(signal.SIGTERM)

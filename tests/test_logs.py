@@ -11,7 +11,8 @@ import pytest
 from mtasts_host.logs import JSONFormatter, TextFormatter
 
 from .conftest import BODY_D, WriteConfig
-from .servers import free_port, raw_request, running, serve_argv
+from .processes import free_port, running, serve_argv
+from .rawhttp import raw_request
 
 HOSTILE_UA = b'x" level=error event="forged\\n" \t\xff\xfe'
 

@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
 from mtasts_host import create_app
+from mtasts_host.reload import Reloader
 
 from .conftest import CONFIG_D, WriteConfig
 
@@ -52,7 +53,7 @@ def test_readyz_reports_a_rejected_reload(write_config: WriteConfig) -> None:
     path = write_config()
     app = create_app(path, watch=False)
     path.write_text(CONFIG_D.replace("mode: enforce", "mode: enforced"))
-    assert app.reloader.reload() is False
+    assert Reloader(app.store).reload() is False
     with TestClient(app, base_url=OPS) as client:
         detail = client.get("/readyz?format=json").json()
         assert client.get("/readyz", headers={"accept": "application/json"}).json() == detail
@@ -102,7 +103,7 @@ def test_metrics_count_requests_and_reloads(write_config: WriteConfig) -> None:
         loaded = metric(client, "mtasts_config_loaded_timestamp_seconds")
         assert loaded is not None
         path.write_text(CONFIG_D)
-        assert app.reloader.reload() is True
+        assert Reloader(app.store).reload() is True
         assert metric(client, "mtasts_reloads_total", outcome="success") == 1
         assert metric(client, "mtasts_domains") == 1
         reloaded = metric(client, "mtasts_config_loaded_timestamp_seconds")

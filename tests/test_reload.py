@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +16,14 @@ import watchfiles
 from mtasts_host import PolicyStore, load_config
 from mtasts_host.reload import ConfigFilter, Reloader
 
-from .conftest import BODY_D, CONFIG_D, WriteConfig, wait_until
+from .conftest import BODY_D, CONFIG_D, INVALID_CONFIG, WriteConfig, wait_until
 
 TESTING = CONFIG_D.replace("mode: enforce", "mode: testing")
 BODY_TESTING = BODY_D.replace(b"mode: enforce", b"mode: testing")
-INVALID = CONFIG_D.replace("mode: enforce", "mode: enforced")
 
 
 def make_reloader(path: Path, debounce_ms: int = 50) -> Reloader:
-    return Reloader(PolicyStore(load_config(path)), path, debounce_ms=debounce_ms)
+    return Reloader(PolicyStore(load_config(path)), debounce_ms=debounce_ms)
 
 
 def body(reloader: Reloader, domain: str = "example.com") -> bytes | None:
@@ -31,8 +31,9 @@ def body(reloader: Reloader, domain: str = "example.com") -> bytes | None:
     return served.body if served else None
 
 
-def serves(reloader: Reloader, expected: bytes) -> Callable[[], bool]:
-    return lambda: body(reloader) == expected
+def wait_for_body(reloader: Reloader, expected: bytes) -> None:
+    """Wait until the store serves ``expected`` for example.com."""
+    wait_until(lambda: body(reloader) == expected)
 
 
 # -- the loop, driven by a fake change stream --------------------------------------------------
@@ -44,7 +45,7 @@ def test_each_batch_reloads_a_changed_file(write_config: WriteConfig) -> None:
     seen: list[bytes | None] = []
 
     def changes() -> Iterator[set[tuple[watchfiles.Change, str]]]:
-        for text in (TESTING, INVALID, CONFIG_D):
+        for text in (TESTING, INVALID_CONFIG, CONFIG_D):
             path.write_text(text)
             yield {(watchfiles.Change.modified, str(path))}
             seen.append(body(reloader))
@@ -52,13 +53,13 @@ def test_each_batch_reloads_a_changed_file(write_config: WriteConfig) -> None:
     reloader.run(changes())
     assert seen == [BODY_TESTING, BODY_TESTING, BODY_D]
     assert body(reloader) == BODY_D
-    assert (reloader.status.succeeded, reloader.status.failed) == (2, 1)
+    assert (reloader.store.status.succeeded, reloader.store.status.failed) == (2, 1)
 
 
 def test_unchanged_file_is_not_reloaded(write_config: WriteConfig) -> None:
     reloader = make_reloader(write_config())
     reloader.run([{(watchfiles.Change.modified, "x")}] * 3)
-    assert reloader.status.succeeded == 0
+    assert reloader.store.status.succeeded == 0
 
 
 def test_invalid_file_keeps_the_last_good_policies(
@@ -67,14 +68,14 @@ def test_invalid_file_keeps_the_last_good_policies(
     path = write_config()
     reloader = make_reloader(path)
     snapshot = reloader.store.snapshot
-    path.write_text(INVALID)
+    path.write_text(INVALID_CONFIG)
     assert reloader.reload() is False
     assert reloader.store.snapshot is snapshot
     problem = (
         f"{path}:3: domains.example.com.mode: expected one of enforce, testing, none, "
         "got 'enforced'"
     )
-    assert reloader.status.last_error == problem
+    assert reloader.store.status.last_error == problem
     assert caplog.messages == [
         f"reload of {path} rejected, still serving the last good policies: {problem}"
     ]
@@ -100,7 +101,7 @@ def test_missing_or_empty_file_mid_deploy(
         path.write_text(text)
     assert reloader.reload_if_changed() is False
     assert body(reloader) == BODY_D
-    assert reloader.status.last_error == problem.format(path=path)
+    assert reloader.store.status.last_error == problem.format(path=path)
 
 
 def test_success_clears_the_error_and_logs_the_changes(
@@ -108,16 +109,18 @@ def test_success_clears_the_error_and_logs_the_changes(
 ) -> None:
     path = write_config(CONFIG_D + "  example.org: {mode: testing, mx: mx.example.net}\n")
     reloader = make_reloader(path)
-    path.write_text(INVALID)
+    path.write_text(INVALID_CONFIG)
     reloader.reload()
     caplog.clear()
     caplog.set_level(logging.INFO)
     path.write_text(TESTING + "  example.net: {mode: none, mx: mx.example.net}\n")
     assert reloader.reload() is True
-    assert reloader.status.last_error is None
+    assert reloader.store.status.last_error is None
     new = reloader.store.snapshot.served
+    digest = reloader.store.snapshot.digest
     assert caplog.messages[0] == (
-        f"reloaded {path}: added 1: example.net id={new['example.net'].id}; changed 1: "
+        f"reloaded {path}: 2 domains, digest {digest}; "
+        f"added 1: example.net id={new['example.net'].id}; changed 1: "
         f"example.com id={new['example.com'].id}; removed 1: example.org; update the "
         "_mta-sts TXT id of each added or changed domain ('mtasts-host dns' prints the "
         "records, shared ones included)"
@@ -156,12 +159,14 @@ def test_filter(name: str, passes: bool) -> None:
 # -- the real watcher -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def watching(write_config: WriteConfig) -> Iterator[Reloader]:
-    reloader = make_reloader(write_config())
+@contextlib.contextmanager
+def watching(reloader: Reloader) -> Iterator[Reloader]:
+    """Run the real watcher for the body of a with block: its thread has ended at the end."""
     reloader.start()
-    yield reloader
-    reloader.stop()
+    try:
+        yield reloader
+    finally:
+        reloader.stop()
     assert reloader._thread is not None
     assert not reloader._thread.is_alive()
 
@@ -172,41 +177,53 @@ def replace_by_rename(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def test_rewrite_in_place(watching: Reloader) -> None:
-    for text, expected in [(TESTING, BODY_TESTING), (CONFIG_D, BODY_D), (TESTING, BODY_TESTING)]:
-        watching.path.write_text(text)
-        wait_until(serves(watching, expected))
+def test_rewrite_in_place(write_config: WriteConfig) -> None:
+    with watching(make_reloader(write_config())) as reloader:
+        for text, expected in [
+            (TESTING, BODY_TESTING),
+            (CONFIG_D, BODY_D),
+            (TESTING, BODY_TESTING),
+        ]:
+            reloader.path.write_text(text)
+            wait_for_body(reloader, expected)
 
 
-def test_replace_by_rename(watching: Reloader) -> None:
-    for text, expected in [(TESTING, BODY_TESTING), (CONFIG_D, BODY_D)]:
-        replace_by_rename(watching.path, text)
-        wait_until(serves(watching, expected))
+def test_replace_by_rename(write_config: WriteConfig) -> None:
+    with watching(make_reloader(write_config())) as reloader:
+        for text, expected in [(TESTING, BODY_TESTING), (CONFIG_D, BODY_D)]:
+            replace_by_rename(reloader.path, text)
+            wait_for_body(reloader, expected)
 
 
-def test_delete_and_recreate(watching: Reloader) -> None:
-    watching.path.unlink()
-    wait_until(lambda: watching.status.failed >= 1)
-    assert body(watching) == BODY_D  # nothing is lost while the file is away
-    watching.path.write_text(TESTING)
-    wait_until(lambda: body(watching) == BODY_TESTING)
-    assert watching.status.last_error is None
+def test_delete_and_recreate(write_config: WriteConfig) -> None:
+    with watching(make_reloader(write_config())) as reloader:
+        reloader.path.unlink()
+        wait_until(lambda: reloader.store.status.failed >= 1)
+        assert body(reloader) == BODY_D  # nothing is lost while the file is away
+        reloader.path.write_text(TESTING)
+        wait_for_body(reloader, BODY_TESTING)
+        assert reloader.store.status.last_error is None
 
 
-def test_bad_edit_then_good_edit(watching: Reloader) -> None:
-    watching.path.write_text(INVALID)
-    wait_until(lambda: watching.status.failed == 1)
-    assert body(watching) == BODY_D
-    watching.path.write_text(TESTING)
-    wait_until(lambda: body(watching) == BODY_TESTING)
+def test_bad_edit_then_good_edit(write_config: WriteConfig) -> None:
+    with watching(make_reloader(write_config())) as reloader:
+        reloader.path.write_text(INVALID_CONFIG)
+        wait_until(lambda: reloader.store.status.failed >= 1)
+        assert body(reloader) == BODY_D
+        reloader.path.write_text(TESTING)
+        wait_for_body(reloader, BODY_TESTING)
 
 
-def test_unrelated_files_do_not_reload(watching: Reloader) -> None:
-    directory = watching.path.parent
-    for name in (".config.yaml.swp", "config.yaml~", "4913", "notes.txt"):
-        (directory / name).write_text(INVALID)
-    threading.Event().wait(1.0)  # several debounce periods: any reload would have happened
-    assert (watching.status.succeeded, watching.status.failed) == (0, 0)
+def test_unrelated_files_do_not_reload(write_config: WriteConfig) -> None:
+    with watching(make_reloader(write_config())) as reloader:
+        directory = reloader.path.parent
+        for name in (".config.yaml.swp", "config.yaml~", "4913", "readme.txt"):
+            (directory / name).write_text(INVALID_CONFIG)
+        # The edit that follows bounds the wait: once it is served, the files before it
+        # have been seen too, and they added no reload of their own.
+        replace_by_rename(reloader.path, TESTING)
+        wait_for_body(reloader, BODY_TESTING)
+    assert (reloader.store.status.succeeded, reloader.store.status.failed) == (1, 0)
 
 
 def configmap_swap(directory: Path, version: int, text: str) -> None:
@@ -227,35 +244,30 @@ def test_configmap_symlink_swaps(tmp_path: Path) -> None:
     directory.mkdir()
     configmap_swap(directory, 1, CONFIG_D)
     (directory / "config.yaml").symlink_to("..data/config.yaml")
-    reloader = make_reloader(directory / "config.yaml")
-    reloader.start()
-    try:
+    with watching(make_reloader(directory / "config.yaml")) as reloader:
         for version, (text, expected) in enumerate(
             [(TESTING, BODY_TESTING), (CONFIG_D, BODY_D), (TESTING, BODY_TESTING)], start=2
         ):
             configmap_swap(directory, version, text)
-            wait_until(serves(reloader, expected))
-        assert reloader.status.failed == 0
-    finally:
-        reloader.stop()
+            wait_for_body(reloader, expected)
+    assert reloader.store.status.failed == 0
 
 
-def test_hundred_updates(watching: Reloader) -> None:
-    for i in range(100):
-        text = CONFIG_D.replace("max_age: 604800", f"max_age: {700000 + i}")
-        replace_by_rename(watching.path, text)
-        wait_until(serves(watching, BODY_D.replace(b"604800", str(700000 + i).encode())))
+def test_hundred_updates(write_config: WriteConfig) -> None:
+    with watching(make_reloader(write_config())) as reloader:
+        for i in range(100):
+            text = CONFIG_D.replace("max_age: 604800", f"max_age: {700000 + i}")
+            expected = BODY_D.replace(b"604800", str(700000 + i).encode())
+            replace_by_rename(reloader.path, text)
+            wait_for_body(reloader, expected)
 
 
 def test_change_before_watching_starts_is_seen(write_config: WriteConfig) -> None:
     path = write_config()
     reloader = make_reloader(path)
     path.write_text(TESTING)
-    reloader.start()
-    try:
-        wait_until(lambda: body(reloader) == BODY_TESTING)
-    finally:
-        reloader.stop()
+    with watching(reloader):
+        wait_for_body(reloader, BODY_TESTING)
 
 
 def test_start_is_idempotent_and_stop_ends_the_thread(write_config: WriteConfig) -> None:
@@ -309,11 +321,10 @@ def test_a_busy_directory_still_checks_the_file(tmp_path: Path) -> None:
 
     writer = threading.Thread(target=write_log)
     writer.start()
-    reloader.start()
     try:
-        path.write_text(TESTING)  # possibly before the watch is set up
-        wait_until(lambda: body(reloader) == BODY_TESTING)
+        with watching(reloader):
+            path.write_text(TESTING)  # possibly before the watch is set up
+            wait_for_body(reloader, BODY_TESTING)
     finally:
         stop.set()
         writer.join()
-        reloader.stop()

@@ -15,41 +15,22 @@ from pathlib import Path
 import pytest
 import trustme
 
-from mtasts_host.config import load_config
-from mtasts_host.policy import policy_id
+from mtasts_host import PolicyStore
+from mtasts_host.config import load_config, parse_config
 
-from .conftest import BODY_D, CONFIG_D, WriteConfig, wait_until
-from .servers import (
-    NAMESERVER,
+from .clients import CLIENTS, UVICORN_TLS_ADDRESS, assert_accepted, fetch_with_client
+from .conftest import BODY_D, CONFIG_D, INVALID_CONFIG, SEVERAL, WriteConfig, wait_until
+from .dnsserver import NAMESERVER, dns_server, zone_for
+from .processes import (
     PYTHON,
-    UVICORN_TLS_ADDRESS,
     Process,
-    dns_server,
-    fetch_with_client,
     free_port,
-    raw_request,
-    read_response,
+    logged,
     running,
     running_on_socket,
     serve_argv,
-    zone_for,
 )
-
-INVALID_CONFIG = CONFIG_D.replace("mode: enforce", "mode: enforced")
-SEVERAL = """\
-defaults: {mode: testing, mx: [mx1.example.net, mx2.example.net], max_age: 1209600}
-domains:
-  example.com:
-    mode: enforce
-    mx: [mail.example.com, "*.mx.example.net"]
-    max_age: 604800
-  example.org: {}
-  example.net: {mode: none, max_age: 86400}
-  bücher.example: {mode: enforce}
-  # two hosted domains whose _mta-sts records are CNAMEs to one shared record
-  hosted1.example: {mode: testing, txt_cname: _mta-sts.provider.example}
-  hosted2.example: {mode: testing, txt_cname: _mta-sts.provider.example}
-"""
+from .rawhttp import POLICY_PATH, raw_request, read_response, serves
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +142,8 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-@pytest.mark.parametrize("client", ["postfix-mta-sts-resolver", "checkdmarc"])
+@pytest.mark.system
+@pytest.mark.parametrize("client", CLIENTS)
 def test_real_clients_accept_every_policy_over_tls(
     client: str, ca: trustme.CA, tmp_path: Path
 ) -> None:
@@ -181,6 +163,7 @@ def test_real_clients_accept_every_policy_over_tls(
         str(tmp_path / "cert.pem"),
         str(tmp_path / "key.pem"),
     ]
+    # A domain whose TXT record points here but that is not configured gets no policy.
     zone = zone_for(config, UVICORN_TLS_ADDRESS, ("unknown.test",))
     with (
         dns_server(zone, NAMESERVER),
@@ -189,35 +172,7 @@ def test_real_clients_accept_every_policy_over_tls(
         results = fetch_with_client(
             client, [*domains, "unknown.test"], NAMESERVER, tmp_path / "ca.pem", tmp_path
         )
-    served = load_config(config).domains
-    for domain in domains:
-        policy = served[domain].policy
-        status, detail = results[domain]
-        assert status == "VALID", (domain, detail)
-        assert isinstance(detail, list)
-        ident, parsed, warnings = detail
-        assert warnings == []
-        assert ident == policy_id(policy.render())
-        assert isinstance(parsed, dict)
-        assert parsed["mode"] == policy.mode.value
-        assert parsed["mx"] == list(policy.mx)
-        assert int(parsed["max_age"]) == policy.max_age
-    # A domain whose TXT record points here but that is not configured gets no policy.
-    assert results["unknown.test"][0] in ("FETCH_ERROR", "INVALID")
-
-
-def http_get(port: int, host: str = "mta-sts.example.com") -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/.well-known/mta-sts.txt", headers={"Host": host})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def serves(port: int, body: bytes) -> bool:
-    return http_get(port) == (200, body)
+    assert_accepted(results, config)
 
 
 def test_sighup_reloads(write_config: WriteConfig, tmp_path: Path) -> None:
@@ -225,56 +180,71 @@ def test_sighup_reloads(write_config: WriteConfig, tmp_path: Path) -> None:
     port = free_port()
     argv = serve_argv(path, port, "--no-watch")
     with running(argv, tmp_path / "server.log", "127.0.0.1", port) as server:
+        # Two edits and one SIGHUP: a server that watched would reload on its own as well.
         path.write_text(CONFIG_D.replace("604800", "604801"))
-        expected = BODY_D.replace(b"604800", b"604801")
-        threading.Event().wait(0.5)  # not watching: the change is not served by itself
-        assert http_get(port) == (200, BODY_D)
+        path.write_text(CONFIG_D.replace("604800", "604802"))
         server.process.send_signal(signal.SIGHUP)
-        wait_until(lambda: http_get(port) == (200, expected))
-    assert f"reloaded {path}: changed 1: example.com id=" in server.output()
+        wait_until(partial(serves, port, BODY_D.replace(b"604800", b"604802")))
+    output = server.output()
+    (reload,) = [line for line in output.splitlines() if f"reloaded {path}" in line]
+    assert "changed 1: example.com id=" in reload
+    # Start-up and reload name the file, the domains and the digest of what is served.
+    before = PolicyStore(parse_config(CONFIG_D.encode(), str(path))).snapshot.describe()
+    after = PolicyStore(load_config(path)).snapshot.describe()
+    assert f" INFO    mtasts_host.app: serving {before}\n" in output
+    assert f": reloaded {after}; changed 1: example.com id=" in reload
+
+
+def all_answered(seen: list[set[tuple[int, bytes]]], response: tuple[int, bytes]) -> bool:
+    return all(response in responses for responses in seen)
 
 
 def test_reload_while_serving(write_config: WriteConfig, tmp_path: Path) -> None:
     path = write_config()
     port = free_port()
-    versions = [CONFIG_D.replace("604800", str(604800 + i)) for i in range(20)]
-    bodies = {BODY_D} | {BODY_D.replace(b"604800", str(604800 + i).encode()) for i in range(20)}
-    seen: list[tuple[int, bytes]] = []
+    edits = [
+        (
+            CONFIG_D.replace("604800", str(604800 + i)),
+            BODY_D.replace(b"604800", str(604800 + i).encode()),
+        )
+        if i % 5 != 4
+        else (INVALID_CONFIG, None)  # every fifth edit is rejected
+        for i in range(20)
+    ]
+    seen: list[set[tuple[int, bytes]]] = [set() for _ in range(4)]  # what each client got
     stop = threading.Event()
 
-    def fetch() -> None:
+    def fetch(responses: set[tuple[int, bytes]]) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        for _ in range(3000):  # bounded, however fast the edits go
-            if stop.is_set():
-                break
-            connection.request(
-                "GET", "/.well-known/mta-sts.txt", headers={"Host": "mta-sts.example.com"}
-            )
+        while not stop.is_set():  # set once the edits are done, each bounded by wait_until
+            connection.request("GET", POLICY_PATH, headers={"Host": "mta-sts.example.com"})
             response = connection.getresponse()
-            seen.append((response.status, response.read()))
+            responses.add((response.status, response.read()))
         connection.close()
 
     with running(serve_argv(path, port), tmp_path / "server.log", "127.0.0.1", port) as server:
-        clients = [threading.Thread(target=fetch) for _ in range(4)]
+        clients = [threading.Thread(target=fetch, args=(responses,)) for responses in seen]
         for thread in clients:
             thread.start()
         try:
-            for i, text in enumerate(versions):
+            rejected = 0
+            for text, body in edits:
                 tmp = path.with_name("new.yaml")
-                tmp.write_text(INVALID_CONFIG if i % 5 == 4 else text)
+                tmp.write_text(text)
                 os.replace(tmp, path)
-                if i % 5 != 4:
-                    expected = BODY_D.replace(b"604800", str(604800 + i).encode())
-                    wait_until(partial(serves, port, expected))
+                if body is None:
+                    rejected += 1
+                    wait_until(partial(logged, server, "rejected", rejected))
                 else:
-                    wait_until(lambda: "rejected" in server.output())
+                    # every client is answered with each version, while the edits go on
+                    wait_until(partial(all_answered, seen, (200, body)))
         finally:
             stop.set()
             for thread in clients:
                 thread.join(30)
-    assert len(seen) > 100
-    assert {status for status, _ in seen} == {200}
-    assert {body for _, body in seen} <= bodies
+    bodies = {BODY_D} | {body for _, body in edits if body is not None}
+    for responses in seen:
+        assert responses <= {(200, body) for body in bodies}  # never an error or a torn body
     assert "Traceback" not in server.output()
 
 

@@ -39,3 +39,24 @@ def test_replace_swaps_everything_at_once() -> None:
     assert store.lookup("b.example") is not None
     assert store.config.domains.keys() == {"b.example"}
     assert before.served.keys() == {"a.example"}  # the old snapshot itself is untouched
+
+
+def test_digest_names_the_served_set() -> None:
+    one = PolicyStore(config(a_example=TESTING, b_example=ENFORCE)).snapshot
+    same = PolicyStore(config(b_example=ENFORCE, a_example=TESTING)).snapshot
+    other = PolicyStore(config(a_example=ENFORCE, b_example=TESTING)).snapshot
+    assert one.digest == same.digest != other.digest
+    assert len(one.digest) == 32
+    assert one.describe() == f"c.yaml: 2 domains, digest {one.digest}"
+
+
+def test_status_follows_replace_and_reject() -> None:
+    store = PolicyStore(config(a_example=TESTING))
+    store.reject("c.yaml:1: broken")
+    assert (store.status.failed, store.status.last_error) == (1, "c.yaml:1: broken")
+    assert store.status.last_error_at is not None
+    store.replace(config(a_example=ENFORCE))
+    status = store.status
+    assert (status.succeeded, status.failed) == (1, 1)
+    assert status.last_error is None
+    assert status.last_error_at is None

@@ -1,0 +1,39 @@
+"""
+The application for any ASGI server, configured from ``MTASTS_HOST_CONFIG`` and the other
+``MTASTS_HOST_*`` variables of ``serve``'s app options (``ACCESS_LOG``, ``METRICS``,
+``WATCH``)::
+
+    uvicorn mtasts_host.asgi:app
+    granian --interface asgi mtasts_host.asgi:app
+
+Importing this module loads the configuration; a bad one ends the process with the same
+one-line error as ``mtasts-host serve`` (exit status 1; 2 for a bad variable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .app import PolicyApp
+from .cli import APP_OPTIONS, build_app
+from .options import UsageError, resolve_all
+
+
+def _from_environment() -> PolicyApp:
+    args = argparse.Namespace(**{option.dest: None for option in APP_OPTIONS})
+    try:
+        resolve_all(args, APP_OPTIONS, os.environ)
+        if args.config is None:
+            raise UsageError("no configuration file: set MTASTS_HOST_CONFIG")
+    except UsageError as exc:
+        print(f"mtasts-host: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app = build_app(args)
+    if app is None:
+        raise SystemExit(1)
+    return app
+
+
+app = _from_environment()

@@ -1,0 +1,165 @@
+"""
+Command-line options and their ``MTASTS_HOST_*`` environment variables, parsed and checked by
+the same code: a bad value from either place is one usage error naming where it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, NoReturn, TypeVar
+
+ENV_PREFIX = "MTASTS_HOST_"
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
+
+
+def port(text: str) -> int:
+    """A TCP port, 1..65535."""
+    return _bounded(text, 1, 65535, "a port 1..65535")
+
+
+def positive_int(text: str) -> int:
+    return _bounded(text, 1, None, "a positive integer")
+
+
+def seconds(text: str) -> float:
+    """A positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise ValueError("expected a positive number of seconds")
+    return value
+
+
+def duration(text: str) -> float:
+    """Seconds, or a number with a unit (``30s``, ``15m``, ``1h``, ``1d``); at least 1 s."""
+    match = _DURATION.fullmatch(text.strip())
+    value = float(match[1]) * _UNITS[match[2] or "s"] if match else 0.0
+    if value < 1:
+        raise ValueError("expected a duration of at least 1 s, like 30s, 15m or 1h")
+    return value
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE or lowered in _FALSE:
+        return lowered in _TRUE
+    raise ValueError(f"expected one of {', '.join(_TRUE + _FALSE)}")
+
+
+def choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def text(value: str) -> str:
+    if not value:
+        raise ValueError("expected a value")
+    return value
+
+
+def _bounded(text: str, low: int, high: int | None, expected: str) -> int:
+    value = int(text) if text.isascii() and text.isdigit() else low - 1
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"expected {expected}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Option(Generic[T_co]):
+    """
+    One option of a command: ``--<name>`` on the command line, ``MTASTS_HOST_<NAME>`` in
+    the environment, ``default`` otherwise. ``parse`` raises ValueError saying what it
+    expected. A ``flag`` also has ``--no-<name>``.
+    """
+
+    name: str
+    parse: Callable[[str], T_co]
+    default: T_co | None
+    help: str
+    metavar: str | None = None
+    flag: bool = False
+
+    @property
+    def variable(self) -> str:
+        return ENV_PREFIX + self.name.upper().replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        shown = "on" if self.default is True else "off" if self.default is False else self.default
+        default = "" if shown is None else f"default: {shown}; "
+        help = f"{self.help} ({default}{self.variable})"
+        if self.flag:
+            action = argparse.BooleanOptionalAction
+            parser.add_argument(f"--{self.name}", action=action, default=None, help=help)
+        else:
+            parser.add_argument(
+                f"--{self.name}",
+                type=_argument(self.parse),
+                default=None,
+                metavar=self.metavar,
+                help=help,
+            )
+
+    def from_environment(self, environ: Mapping[str, str]) -> T_co | None:
+        """
+        The value of the environment variable, or the default if it is not set.
+
+        Raises:
+            UsageError: the variable's value is invalid.
+        """
+        raw = environ.get(self.variable)
+        if raw is None:
+            return self.default
+        try:
+            return self.parse(raw)
+        except ValueError as exc:
+            raise UsageError(f"{self.variable}: {exc}, got {raw!r}") from None
+
+
+class UsageError(Exception):
+    """A command line or environment that cannot be used; the message is one line."""
+
+
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line, raised rather than printed."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def resolve_all(
+    args: argparse.Namespace, options: Sequence[Option[object]], environ: Mapping[str, str]
+) -> None:
+    """Fill in each option that the command line left out, from the environment or default."""
+    for option in options:
+        if getattr(args, option.dest) is None:
+            setattr(args, option.dest, option.from_environment(environ))

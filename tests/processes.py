@@ -1,0 +1,121 @@
+"""Real processes for the tests: start one, wait until it listens, stop it afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PYTHON = sys.executable
+STARTUP_TIMEOUT = 20.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port}")
+
+
+@dataclass
+class Process:
+    process: subprocess.Popen[bytes]
+    log: Path
+    host: str
+    port: int
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+@contextlib.contextmanager
+def running(
+    argv: Sequence[str],
+    log: Path,
+    host: str,
+    port: int,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Iterator[Process]:
+    """Start a process that listens on host:port; stop it afterwards."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+        )
+    server = Process(process, log, host, port)
+    try:
+        wait_for_port(host, port, process)
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def running_on_socket(argv: Sequence[str], log: Path, path: Path) -> Iterator[Process]:
+    """Start a server that listens on a Unix socket; stop it afterwards."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    server = Process(process, log, str(path), 0)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not path.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on {path}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        server.stop()
+
+
+def serve_argv(config: Path, port: int, *extra: str) -> list[str]:
+    """The command line of ``mtasts-host serve`` on 127.0.0.1:port (the benchmark's too)."""
+    return [
+        PYTHON,
+        "-m",
+        "mtasts_host",
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(port),
+        *extra,
+    ]
+
+
+def logged(process: Process, text: str, times: int = 1) -> bool:
+    """Whether the process's output holds ``text`` at least ``times`` times."""
+    return process.output().count(text) >= times
