@@ -12,8 +12,7 @@ import difflib
 import functools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from . import _yaml, names
 from ._problems import Problems
@@ -34,8 +33,7 @@ class Reported(Exception):
     """A value failed validation and its problems have been reported already."""
 
 
-@dataclass(frozen=True, slots=True)
-class At:
+class At(NamedTuple):
     """Where a value sits: its block and key, and so its key path; the problems of its file."""
 
     where: str
@@ -122,12 +120,19 @@ def mode(node: _yaml.Node, at: At) -> Mode:
 _mx_pattern = functools.lru_cache(maxsize=4096)(names.mx_pattern)
 
 
+def _mx_item(node: _yaml.Node) -> str:
+    if isinstance(node, _yaml.Scalar) and not node.is_null:
+        try:
+            return _mx_pattern(node.text)
+        except ValueError as exc:
+            raise Invalid(f"{exc}, got {got(node)}") from None
+    raise Invalid(f"expected an mx pattern, got {got(node)}")
+
+
 def mx_patterns(node: _yaml.Node, at: At) -> tuple[str, ...]:
     """RFC 8461 mx patterns, normalised; a repeated one is dropped with a warning."""
     patterns: dict[str, None] = {}
-    for index, (line, pattern) in enumerate(
-        _items(node, at, lambda item: _name(item, "an mx pattern", _mx_pattern))
-    ):
+    for index, (line, pattern) in enumerate(_items(node, at, _mx_item)):
         if pattern in patterns:
             at.problems.warn(line, f"{at.key}[{index}]", f"duplicate of {pattern!r}, removed")
         patterns[pattern] = None

@@ -129,10 +129,14 @@ class Document:
         """Read the next node whole."""
         stack: list[Sequence | Mapping] = []
         keys: list[Scalar | None] = []
+        read = self._read  # the loop runs once per event of a 100,000-domain file: no detours
+        event: yaml.Event | None = self._peeked
+        self._peeked = None
         while True:
-            event = self._next()
+            if event is None:
+                event = read()
             kind = event.__class__
-            line = _line(event)
+            line = event.start_mark.line + 1  # type: ignore[union-attr]  # parsers always mark
             node: Node
             if kind is yaml.ScalarEvent:
                 node = Scalar(line, event.value, event.implicit[0])  # type: ignore[attr-defined]
@@ -143,12 +147,14 @@ class Document:
                     Mapping(line, []) if kind is yaml.MappingStartEvent else Sequence(line, [])
                 )
                 keys.append(None)
+                event = None
                 continue
             else:  # the end of a mapping or sequence: nothing else can come inside a node
                 node = stack.pop()
                 keys.pop()
             if not stack:
                 return node
+            event = None
             parent = stack[-1]
             if isinstance(parent, Sequence):
                 parent.items.append(node)

@@ -7,6 +7,7 @@ import stat
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import _yaml, names
 from ._fields import duplicate_key, got, unknown_key
@@ -96,8 +97,7 @@ def _os_reason(exc: OSError) -> str:
     return (exc.strerror or str(exc)).lower()
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(NamedTuple):
     """A domain as read, before ``defaults`` (which may come later) fill it in."""
 
     name: str
