@@ -72,7 +72,8 @@ def integer(node: _yaml.Node, low: int, high: int) -> int:
     return value
 
 
-def _name(node: _yaml.Node, expected: str, normalise: Callable[[str], str]) -> str:
+def normalised(node: _yaml.Node, expected: str, normalise: Callable[[str], str]) -> str:
+    """A string, normalised by a function that raises ValueError saying what it expected."""
     try:
         return normalise(string(node, expected))
     except Invalid:
@@ -148,11 +149,11 @@ def dns_ttl(node: _yaml.Node, at: At) -> int:
 
 
 def host_name(node: _yaml.Node, at: At) -> str:
-    return _name(node, "a host name", names.host_name)
+    return normalised(node, "a host name", names.host_name)
 
 
 def dns_name(node: _yaml.Node, at: At) -> str:
-    return _name(node, "a DNS name", names.dns_name)
+    return normalised(node, "a DNS name", names.dns_name)
 
 
 def _report_uri(node: _yaml.Node) -> str:

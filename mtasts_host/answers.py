@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from . import names
+from .policy import POLICY_PATH
 from .store import Snapshot
-
-POLICY_PATH = "/.well-known/mta-sts.txt"
 
 # RFC 8461 section 8.2 suggests 60 s for proxies in front of a multi-domain policy host; it
 # bounds how long a proxy may serve an old policy after a reload.

@@ -9,14 +9,16 @@ import time
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import answers, ops
 from .config import load_config
 from .logs import ACCESS_LOGGER
-from .metrics import UNKNOWN, RequestCounts
+from .metrics import UNKNOWN, RequestCounts, collector
 from .metrics import registry as metrics_registry
+from .policy import POLICY_PATH
 from .reload import Reloader
+from .reports import Reports
 from .store import PolicyStore
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
@@ -64,6 +66,8 @@ class PolicyApp(Starlette):
             the app's first event of any kind.
         metrics: count policy requests and serve ``/metrics`` on non-policy hosts.
         access_log: log one line per request to the ``mtasts_host.access`` logger.
+        reports: TLS reports: the intake on every host, in front of everything else, and
+            the ``/reports`` page, metrics and readiness on the operational hosts.
     """
 
     def __init__(
@@ -73,14 +77,24 @@ class PolicyApp(Starlette):
         reloader: Reloader | None = None,
         metrics: bool = True,
         access_log: bool = True,
+        reports: Reports | None = None,
     ) -> None:
         self.store = store
         self.reloader = reloader
+        self.reports = reports
         self.requests = RequestCounts() if metrics else None
         self.registry = metrics_registry(store, self.requests) if self.requests else None
+        self.details: list[ops.Detail] = []
+        """What ``/readyz`` adds about the capabilities; it never changes its status."""
         self.access_log = access_log
         self._unstarted = reloader
-        super().__init__(routes=ops.routes(store, self.registry), lifespan=self._lifespan)
+        routes = ops.routes(store, self.registry, self.details)
+        if reports is not None:
+            routes += reports.routes()
+            self.details.append(_reports_detail(reports))
+            if self.registry is not None:
+                self.registry.register(collector(reports.metrics))
+        super().__init__(routes=routes, lifespan=self._lifespan)
         # No trailing-slash redirects: senders never follow a 3xx (RFC 8461 section 3.3).
         self.router.redirect_slashes = False
 
@@ -104,6 +118,10 @@ class PolicyApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         start = time.perf_counter() if self.access_log else 0.0
+        reports = self.reports
+        if reports is not None and reports.matches(scope):
+            await self._logged(reports.handle, scope, receive, send, start)
+            return
         host: bytes | None = None
         repeated = False
         for key, value in scope["headers"]:
@@ -115,7 +133,7 @@ class PolicyApp(Starlette):
         domain = answers.policy_domain(host) if host and not repeated else None
         if domain is None and not repeated:
             if self.access_log:
-                await self._pass_logged(scope, receive, send, start)
+                await self._logged(super().__call__, scope, receive, send, start)
             else:
                 await super().__call__(scope, receive, send)
             return
@@ -124,7 +142,7 @@ class PolicyApp(Starlette):
             status, headers, body, served = answers.BAD_HOST
         else:
             path = scope["path"]
-            if path != answers.POLICY_PATH:
+            if path != POLICY_PATH:
                 path = _route_path(scope)
             status, headers, body, served = answers.answer(
                 self.store.snapshot, domain, path, method
@@ -143,7 +161,12 @@ class PolicyApp(Starlette):
         if self.access_log:
             _log_access(scope, start, status, len(body), served)
 
-    async def _pass_logged(self, scope: Scope, receive: Receive, send: Send, start: float) -> None:
+    async def _logged(
+        self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, start: float
+    ) -> None:
+        if not self.access_log:
+            await app(scope, receive, send)
+            return
         status, sent = 500, 0
 
         async def watch(message: Message) -> None:
@@ -155,7 +178,7 @@ class PolicyApp(Starlette):
             await send(message)
 
         try:
-            await super().__call__(scope, receive, watch)
+            await app(scope, receive, watch)
         finally:
             _log_access(scope, start, status, sent, None)
 
@@ -184,9 +207,23 @@ def create_app(
     """
     store = config if isinstance(config, PolicyStore) else PolicyStore(load_config(config))
     logger.info("serving %s", store.snapshot.describe())
+    reports = None
+    if store.config.reports is not None:
+        reports = Reports(store.config.reports, store)
+        problem = reports.open()  # never raises: the intake answers 503 until the store is up
+        if problem is not None:
+            logger.warning("TLS report store unavailable, intake answers 503: %s", problem)
     return PolicyApp(
         store,
         reloader=Reloader(store) if watch else None,
         metrics=metrics,
         access_log=access_log,
+        reports=reports,
     )
+
+
+def _reports_detail(reports: Reports) -> ops.Detail:
+    async def detail() -> dict[str, object]:
+        return {"reports_store": await reports.readiness() or "ok"}
+
+    return detail

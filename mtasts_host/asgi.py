@@ -17,8 +17,8 @@ import os
 import sys
 
 from .app import PolicyApp
-from .cli import APP_OPTIONS, build_app
 from .options import UsageError, resolve_all
+from .server import APP_OPTIONS, build_app
 
 
 def _from_environment() -> PolicyApp:

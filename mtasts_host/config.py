@@ -13,6 +13,7 @@ from . import _yaml, names
 from ._fields import duplicate_key, got, unknown_key
 from ._gc import collector_paused
 from ._problems import ConfigError, Problem, Problems
+from .blocks import ReportsSettings, read_reports_settings
 from .settings import (
     DEFAULT_DNS_TTL,
     DomainConfig,
@@ -31,7 +32,7 @@ __all__ = [
     "parse_config",
 ]
 
-_TOP_LEVEL = ("defaults", "domains")
+_TOP_LEVEL = ("defaults", "domains", "reports")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,8 @@ class Config:
     path: str
     domains: Mapping[str, DomainConfig]
     warnings: tuple[Problem, ...] = ()
+    reports: ReportsSettings | None = None
+    """TLS reports, if the ``reports:`` block asks for them."""
 
 
 def load_config(path: str | os.PathLike[str], previous: Config | None = None) -> Config:
@@ -82,13 +85,14 @@ def parse_config(data: bytes, path: str = "<config>", previous: Config | None = 
         ConfigError: the text is not a valid configuration.
     """
     problems = Problems(path)
+    reader = _Reader(problems, previous)
     try:
         with collector_paused():
-            domains = _Reader(problems, previous).read(_yaml.Document(data))
+            domains = reader.read(_yaml.Document(data))
     except _yaml.YAMLProblem as exc:
         problems.error(exc.line, "", exc.message, exc.column)
     problems.raise_errors()
-    return Config(path, domains, tuple(problems.warnings))
+    return Config(path, domains, tuple(problems.warnings), reader.reports)
 
 
 def _os_reason(exc: OSError) -> str:
@@ -120,6 +124,7 @@ class _Reader:
         self.problems = problems
         before = previous.domains.values() if previous else ()
         self._domains = {domain: domain for domain in before}
+        self.reports: ReportsSettings | None = None
         self.lines: dict[str, int] = {}
         """The line of each policy domain."""
 
@@ -147,6 +152,8 @@ class _Reader:
                 document.node()
             elif key.text == "defaults":
                 defaults = read_policy_settings(document.node(), "defaults", self.problems)
+            elif key.text == "reports":
+                self.reports = read_reports_settings(document.node(), "reports", self.problems)
             else:
                 entries = self.entries(document, key.line)
         document.end()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -89,3 +89,13 @@ def registry(store: PolicyStore, requests: RequestCounts) -> CollectorRegistry:
     result = CollectorRegistry(auto_describe=False)
     result.register(_Collector(store, requests))
     return result
+
+
+class _Source:
+    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        self.collect = collect
+
+
+def collector(collect: Callable[[], Iterable[Metric]]) -> _Source:
+    """A collector for a registry from a capability's function that yields its metrics."""
+    return _Source(collect)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, exposition
 from starlette.concurrency import run_in_threadpool
@@ -20,8 +22,23 @@ def _iso(timestamp: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
-def routes(store: PolicyStore, registry: CollectorRegistry | None) -> list[BaseRoute]:
-    """The routes for ``/healthz``, ``/readyz``, ``/tls-allowed`` and, if on, ``/metrics``."""
+def _text(value: object) -> str:
+    if value is None:
+        return "-"
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+Detail = Callable[[], Awaitable[Mapping[str, object]]]
+"""Something a capability adds to ``/readyz``: keys and values, never its status."""
+
+
+def routes(
+    store: PolicyStore, registry: CollectorRegistry | None, details: Sequence[Detail] = ()
+) -> list[BaseRoute]:
+    """
+    The routes for ``/healthz``, ``/readyz``, ``/tls-allowed`` and, if on, ``/metrics``.
+    ``details`` is read at each ``/readyz``, so capabilities may add to it later.
+    """
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -30,7 +47,7 @@ def routes(store: PolicyStore, registry: CollectorRegistry | None) -> list[BaseR
         # Ready as soon as the app exists: it cannot be created without a valid config, and a
         # rejected reload keeps the last good policies, so it is reported but not fatal.
         snapshot, status = store.snapshot, store.status
-        detail = {
+        detail: dict[str, object] = {
             "status": "ready",
             "config": snapshot.config.path,
             "loaded_at": _iso(snapshot.loaded_at),
@@ -41,13 +58,13 @@ def routes(store: PolicyStore, registry: CollectorRegistry | None) -> list[BaseR
             "last_error": status.last_error,
             "last_error_at": _iso(status.last_error_at),
         }
+        for extra in details:
+            detail.update(await extra())
         if request.query_params.get("format") == "json" or "json" in request.headers.get(
             "accept", ""
         ):
             return JSONResponse(detail)
-        text = "".join(
-            f"{key}: {'-' if value is None else value}\n" for key, value in detail.items()
-        )
+        text = "".join(f"{key}: {_text(value)}\n" for key, value in detail.items())
         return PlainTextResponse(text)
 
     async def tls_allowed(request: Request) -> Response:

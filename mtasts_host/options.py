@@ -66,6 +66,19 @@ def choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def several(parse: Callable[[str], T]) -> Callable[[str], tuple[T, ...]]:
+    """Values separated by commas or spaces, each parsed by ``parse``."""
+
+    def parse_all(text: str) -> tuple[T, ...]:
+        values = tuple(parse(item) for item in re.split(r"[\s,]+", text.strip()) if item)
+        if not values:
+            raise ValueError("expected at least one value")
+        return values
+
+    parse_all.__name__ = parse.__name__
+    return parse_all
+
+
 def text(value: str) -> str:
     if not value:
         raise ValueError("expected a value")
@@ -84,7 +97,8 @@ class Option(Generic[T_co]):
     """
     One option of a command: ``--<name>`` on the command line, ``MTASTS_HOST_<NAME>`` in
     the environment, ``default`` otherwise. ``parse`` raises ValueError saying what it
-    expected. A ``flag`` also has ``--no-<name>``.
+    expected. A ``flag`` also has ``--no-<name>``. A ``repeat`` option parses to a tuple
+    (see ``several``) and may be given several times, the values joined.
     """
 
     name: str
@@ -93,6 +107,7 @@ class Option(Generic[T_co]):
     help: str
     metavar: str | None = None
     flag: bool = False
+    repeat: bool = False
 
     @property
     def variable(self) -> str:
@@ -113,6 +128,7 @@ class Option(Generic[T_co]):
             parser.add_argument(
                 f"--{self.name}",
                 type=_argument(self.parse),
+                action="append" if self.repeat else "store",
                 default=None,
                 metavar=self.metavar,
                 help=help,
@@ -161,5 +177,8 @@ def resolve_all(
 ) -> None:
     """Fill in each option that the command line left out, from the environment or default."""
     for option in options:
-        if getattr(args, option.dest) is None:
+        value = getattr(args, option.dest)
+        if value is None:
             setattr(args, option.dest, option.from_environment(environ))
+        elif option.repeat:
+            setattr(args, option.dest, tuple(item for given in value for item in given))

@@ -7,6 +7,8 @@ import hashlib
 from dataclasses import dataclass
 
 VERSION = "STSv1"
+POLICY_PATH = "/.well-known/mta-sts.txt"
+"""Where senders fetch the policy on ``mta-sts.<domain>`` (RFC 8461 section 3.2)."""
 MAX_AGE_LIMIT = 31_557_600
 """The largest ``max_age`` RFC 8461 allows: 365.25 days."""
 DEFAULT_MAX_AGE = 604_800

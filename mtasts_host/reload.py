@@ -156,6 +156,9 @@ class Reloader:
 
 
 def _log_changes(old: Snapshot, new: Snapshot) -> None:
+    if old.config.reports != new.config.reports:
+        # The report store is opened once, with the app: a new one needs a new process.
+        logger.warning("%s: the reports block changed; restart to apply it", new.config.path)
     before, after = old.served, new.served
     added = [f"{d} id={after[d].id}" for d in after if d not in before]
     changed = [

@@ -13,11 +13,11 @@ from mtasts_host.answers import (
     NO_POLICY,
     NOT_ALLOWED,
     NOT_FOUND,
-    POLICY_PATH,
     answer,
     policy_domain,
 )
 from mtasts_host.config import Config, DomainConfig
+from mtasts_host.policy import POLICY_PATH
 from mtasts_host.store import Snapshot
 
 POLICY = Policy(Mode.ENFORCE, ("mail.example.com",))

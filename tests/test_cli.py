@@ -211,3 +211,58 @@ def test_the_installed_command_prints_no_traceback(write_config: WriteConfig) ->
         "",
         "mtasts-host: error: MTASTS_HOST_PORT: expected a port 1..65535, got 'x'\n",
     )
+
+
+REPORT = Path(__file__).parent / "reports" / "fixtures" / "rfc8460-appendix-b.json"
+
+
+def test_reports_need_their_block(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config()
+    assert main(["reports", "--config", str(path)]) == 2
+    assert main(["reports", "ingest", "--config", str(path), str(REPORT)]) == 75
+    assert capsys.readouterr().err == f"mtasts-host: error: {path} has no 'reports' block\n" * 2
+
+
+def test_reports_ingest_then_summary(
+    write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = f"sqlite:///{tmp_path / 'reports.db'}"
+    domain = json.loads(REPORT.read_text())["policies"][0]["policy"]["policy-domain"]
+    # The fixture's report is years old: keep reports for as long as it takes.
+    text = (
+        f"domains:\n  {domain}: {{mode: testing, mx: mx.{domain}}}\n"
+        f"reports: {{store: '{store}', retention_days: 36500}}\n"
+    )
+    path = write_config(text)
+    assert main(["reports", "ingest", "--config", str(path), str(REPORT)]) == 0
+    assert main(["reports", "ingest", "--config", str(path), str(REPORT)]) == 0  # a duplicate
+    capsys.readouterr()
+    assert main(["reports", "--config", str(path), "--days", "36500", "--format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["domains"][domain]
+    assert summary["reports"] == 1
+    assert summary["verdict"] == "not-ready"
+
+
+def test_reports_ingest_takes_files_or_a_maildir(
+    write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{tmp_path / 'r.db'}'}}\n")
+    argv = ["reports", "ingest", "--config", str(path), "--maildir", str(tmp_path), str(REPORT)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == "mtasts-host: error: give FILEs or --maildir, not both\n"
+
+
+def test_doctor_exit_statuses(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(write_config())
+    # Nothing answers on this port: every lookup times out, so checks fail.
+    argv = ["doctor", path, "--resolver", "127.0.0.1:9", "--timeout", "0.2", "--format", "json"]
+    assert main(argv) == 1
+    findings = json.loads(capsys.readouterr().out)["domains"]["example.com"]
+    assert {finding["check"] for finding in findings} >= {"dns-txt", "dns-id", "https"}
+    assert main([*argv, "--domain", "other.example"]) == 2
+    assert main(["doctor", str(write_config(BAD))]) == 2
+    assert main(["doctor", path, "--timeout", "0"]) == 2

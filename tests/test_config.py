@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from mtasts_host import ConfigError, Mode, Policy, load_config
+from mtasts_host.blocks import ReportsSettings
 from mtasts_host.config import DomainConfig, parse_config
 
-from .conftest import WriteConfig
+from .conftest import CONFIG_D, WriteConfig
 
 
 def parse(text: str) -> dict[str, DomainConfig]:
@@ -317,7 +318,7 @@ def test_unknown_domain_key(key: str, hint: str) -> None:
 def test_unknown_top_level_key() -> None:
     assert errors("domain:\n  example.com: {mode: none}\n") == [
         "config.yaml:1: domain: unknown key 'domain'; did you mean 'domains'? (expected one of: "
-        "defaults, domains)",
+        "defaults, domains, reports)",
         "config.yaml:1: domains: missing; expected a mapping of domain names",
     ]
 
@@ -515,3 +516,53 @@ def test_every_bad_report_uri_is_named() -> None:
         "config.yaml:2: domains.example.com.tlsrpt_rua[2]: expected a 'mailto:' address or an "
         "'https://' URL, got 'gopher:y'",
     ]
+
+
+def test_reports_block() -> None:
+    text = CONFIG_D + "reports: {store: 'sqlite:////var/lib/r.db', retention_days: 30}\n"
+    config = parse_config(text.encode(), "config.yaml")
+    assert config.reports == ReportsSettings("sqlite:////var/lib/r.db", "/tlsrpt", 30)
+    assert parse_config(CONFIG_D.encode()).reports is None
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ("{}", "config.yaml:6: reports.store: missing; expected a store URL"),
+        (
+            "{store: 'mysql://x'}",
+            "config.yaml:6: reports.store: expected a sqlite:/// or postgresql:// URL, "
+            "got 'mysql://x'",
+        ),
+        (
+            "{store: 'sqlite:///'}",
+            "config.yaml:6: reports.store: expected sqlite:///relative.db or "
+            "sqlite:////absolute.db, got 'sqlite:///'",
+        ),
+        (
+            "{store: 'sqlite:///:memory:'}",
+            "config.yaml:6: reports.store: an in-memory SQLite store would lose every report; "
+            "give a file, got 'sqlite:///:memory:'",
+        ),
+        (
+            "{store: 'sqlite:///r.db', path: tlsrpt}",
+            "config.yaml:6: reports.path: expected a URL path like '/tlsrpt', got 'tlsrpt'",
+        ),
+        (
+            "{store: 'sqlite:///r.db', path: /metrics}",
+            "config.yaml:6: reports.path: '/metrics' is taken; choose another path, like '/tlsrpt'",
+        ),
+        (
+            "{store: 'sqlite:///r.db', retention_days: 0}",
+            "config.yaml:6: reports.retention_days: expected an integer 1..36500, got '0'",
+        ),
+        (
+            "{store: 'sqlite:///r.db', retention: 5}",
+            "config.yaml:6: reports.retention: unknown key 'retention'; did you mean "
+            "'retention_days'? (expected one of: store, path, retention_days)",
+        ),
+        ("[a]", "config.yaml:6: reports: expected a mapping, got a list"),
+    ],
+)
+def test_invalid_reports_block(block: str, message: str) -> None:
+    assert errors(CONFIG_D + f"reports: {block}\n") == [message]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +13,7 @@ from mtasts_host import create_app
 from mtasts_host.reload import Reloader
 
 from .conftest import CONFIG_D, WriteConfig
+from .reports.conftest import encode, recent, report
 
 OPS = "http://10.0.0.7:8080"  # a probe to the pod address
 PATH = "/.well-known/mta-sts.txt"
@@ -134,3 +136,38 @@ def test_metrics_can_be_turned_off(write_config: WriteConfig) -> None:
 )
 def test_tls_allowed(app_client: TestClient, query: str, status: int) -> None:
     assert app_client.get(f"/tls-allowed?{query}").status_code == status
+
+
+def fresh_report() -> bytes:
+    return encode(report(day=recent(), report_id=f"r{recent()}"))
+
+
+def test_reports_wired_into_the_app(write_config: WriteConfig, tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'reports.db'}"
+    app = create_app(write_config(CONFIG_D + f"reports: {{store: '{store}'}}\n"), watch=False)
+    with TestClient(app, base_url=OPS) as client:
+        assert client.get("/readyz?format=json").json()["reports_store"] == "ok"
+        assert metric(client, "mtasts_tlsrpt_store_up") == 1
+        # The intake answers on every host, the policy hosts included.
+        host = {"host": "mta-sts.example.com"}
+        assert client.post("/tlsrpt", content=fresh_report(), headers=host).status_code == 201
+        assert client.post("/tlsrpt", content=fresh_report(), headers=host).status_code == 200
+        assert metric(client, "mtasts_tlsrpt_reports_total", outcome="stored") == 1
+        assert client.get("/reports").status_code == 200
+        assert client.get("/reports", headers={"host": "mta-sts.example.com"}).status_code == 404
+
+
+def test_an_unreachable_report_store_leaves_the_policies_served(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'missing' / 'reports.db'}"
+    app = create_app(write_config(CONFIG_D + f"reports: {{store: '{store}'}}\n"), watch=False)
+    with TestClient(app, base_url=OPS) as client:
+        ready = client.get("/readyz?format=json")
+        assert ready.status_code == 200
+        assert ready.json()["reports_store"].endswith("unable to open database file")
+        policy = client.get(PATH, headers={"host": "mta-sts.example.com"})
+        assert policy.status_code == 200
+        host = {"host": "mta-sts.example.com"}
+        intake = client.post("/tlsrpt", content=fresh_report(), headers=host)
+        assert intake.status_code == 503

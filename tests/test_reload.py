@@ -328,3 +328,13 @@ def test_a_busy_directory_still_checks_the_file(tmp_path: Path) -> None:
     finally:
         stop.set()
         writer.join()
+
+
+def test_a_changed_reports_block_asks_for_a_restart(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_config()
+    reloader = make_reloader(path)
+    path.write_text(CONFIG_D + "reports: {store: 'sqlite:///r.db'}\n")
+    assert reloader.reload() is True
+    assert f"{path}: the reports block changed; restart to apply it" in caplog.messages

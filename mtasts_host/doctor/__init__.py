@@ -1,0 +1,21 @@
+"""``mtasts-host doctor``: check the live world (DNS, HTTPS, MX hosts) against the config."""
+
+from .background import Background
+from .dnsprobe import resolver_address
+from .findings import Check, Finding, Report, Status
+from .metrics import families
+from .runner import DoctorError, DoctorOptions, check, run
+
+__all__ = [
+    "Background",
+    "Check",
+    "DoctorError",
+    "DoctorOptions",
+    "Finding",
+    "Report",
+    "Status",
+    "check",
+    "families",
+    "resolver_address",
+    "run",
+]

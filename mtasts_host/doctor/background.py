@@ -1,0 +1,119 @@
+"""The doctor run again and again in the background of ``serve``, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+from prometheus_client.core import Metric
+
+from ..store import PolicyStore
+from .findings import Report, Status
+from .metrics import families
+from .runner import DoctorOptions, check, validate
+
+logger = logging.getLogger(__name__)
+
+
+class Background:
+    """
+    Runs the doctor every ``interval`` seconds, in a daemon thread with an event loop of its
+    own, so that policy answers never wait for it; ``latest`` holds the last report. Each
+    run checks the configuration the store serves at that moment.
+
+    Logs one line per run, and one per finding whose status changed since the run before.
+
+    Raises:
+        DoctorError: the options cannot work (see ``validate``).
+    """
+
+    def __init__(self, store: PolicyStore, options: DoctorOptions, interval: float) -> None:
+        validate(options)
+        self.store = store
+        self.options = options
+        self.interval = interval
+        self.latest: Report | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[Report]] | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the first run now, in a daemon thread; once only."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="mtasts-host-doctor")
+            self._thread.daemon = True  # never keeps the process alive at exit
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel the run in progress, if any, and wait up to ``timeout`` s for the thread."""
+        self._stopping.set()
+        with self._lock:
+            running = self._running
+        if running is not None:
+            loop, task = running
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(task.cancel)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def collect(self) -> Iterator[Metric]:
+        """The latest report's metric families (see ``families``): with this method the
+        instance is a collector, to register on a ``CollectorRegistry``."""
+        return families(self.latest)
+
+    def detail(self) -> dict[str, object]:
+        """For ``/readyz``: the interval, and the latest results (see ``Report.summary``)."""
+        latest = self.latest
+        summary = latest.summary() if latest is not None else {"finished_at": None}
+        return {"interval_seconds": self.interval, **summary}
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            began = time.monotonic()
+            try:
+                report = asyncio.run(self._once())
+            except asyncio.CancelledError:
+                return
+            except Exception:
+                logger.exception("doctor: the run failed")
+            else:
+                self._publish(report)
+            self._stopping.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+    async def _once(self) -> Report:
+        task = asyncio.current_task()
+        assert task is not None
+        with self._lock:
+            if self._stopping.is_set():
+                raise asyncio.CancelledError
+            self._running = asyncio.get_running_loop(), task
+        try:
+            return await check(self.store.config, self.options)
+        finally:
+            with self._lock:
+                self._running = None
+
+    def _publish(self, report: Report) -> None:
+        before = {}
+        if self.latest is not None:
+            before = {(f.domain, f.check): f.status for f in self.latest.findings()}
+        self.latest = report
+        findings = report.findings()
+        for finding in findings:
+            if before.get((finding.domain, finding.check), Status.OK) is not finding.status:
+                level = logging.INFO if finding.status is Status.OK else logging.WARNING
+                logger.log(level, "doctor: %s", finding)
+        failing = sum(finding.status is Status.FAIL for finding in findings)
+        warning = sum(finding.status is Status.WARN for finding in findings)
+        logger.info(
+            "doctor: %d domains checked in %.1f s: %d failing, %d warning",
+            len(report.domains),
+            report.finished_at - report.started_at,
+            failing,
+            warning,
+        )

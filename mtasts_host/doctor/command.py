@@ -1,0 +1,113 @@
+"""
+The doctor's options, for ``mtasts-host doctor`` and for ``serve --doctor-interval``, and the
+command itself, for the CLI to call once it has parsed them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..app import PolicyApp
+from ..config import Config
+from ..metrics import collector
+from ..options import Option, choice, duration, port, seconds, several, text
+from .background import Background
+from .dnsprobe import resolver_address
+from .runner import DoctorError, DoctorOptions, run
+
+logger = logging.getLogger(__name__)
+
+
+def _network(timeout: str) -> tuple[Option[object], ...]:
+    return (
+        Option(
+            "resolver",
+            resolver_address,
+            None,
+            "send every DNS query to this server (default: the system's)",
+            "HOST[:PORT]",
+        ),
+        Option("ca-file", text, None, "more trust anchors for HTTPS and SMTP", "PEM"),
+        Option("https-port", port, 443, "the port of the policy hosts"),
+        Option("smtp-port", port, 25, "the port of the MX hosts"),
+        Option(timeout, seconds, 10.0, "the bound of each network step, in seconds", "S"),
+    )
+
+
+OPTIONS = (
+    Option(
+        "domain",
+        several(text),
+        None,
+        "only this configured domain; may be given several times",
+        "D",
+        repeat=True,
+    ),
+    Option("format", choice("text", "json"), "text", "one line a problem, or JSON"),
+    *_network("timeout"),
+)
+SERVE_OPTIONS = (
+    Option(
+        "doctor-interval",
+        duration,
+        None,
+        "run the doctor's checks this often in the background (seconds, or 30s, 15m, 1h)",
+        "DURATION",
+    ),
+    *_network("doctor-timeout"),
+)
+
+
+def _options(args: argparse.Namespace, timeout: float, domains: tuple[str, ...]) -> DoctorOptions:
+    return DoctorOptions(
+        resolver=args.resolver,
+        ca_file=args.ca_file,
+        https_port=args.https_port,
+        smtp_port=args.smtp_port,
+        timeout=timeout,
+        domains=domains,
+    )
+
+
+def doctor(config: Config, args: argparse.Namespace) -> int:
+    """
+    ``mtasts-host doctor``: check every configured domain (or ``--domain``) and print what
+    to fix.
+
+    Returns:
+        0 when nothing fails, 1 when a check fails, 2 when the options cannot work.
+    """
+    try:
+        report = run(config, _options(args, args.timeout, args.domain or ()))
+    except DoctorError as exc:
+        print(f"mtasts-host: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.to_json() if args.format == "json" else report.to_text())
+    return report.exit_code()
+
+
+def start_background(app: PolicyApp, args: argparse.Namespace) -> Background | None:
+    """
+    Start the doctor in the background of ``serve`` if ``--doctor-interval`` asks for it:
+    its findings go to the metrics and to ``/readyz``.
+
+    Raises:
+        DoctorError: the options cannot work.
+    """
+    if args.doctor_interval is None:
+        return None
+    background = Background(
+        app.store, _options(args, args.doctor_timeout, ()), args.doctor_interval
+    )
+    if app.registry is not None:
+        app.registry.register(collector(background.collect))
+
+    async def detail() -> dict[str, object]:
+        return {"doctor": background.detail()}
+
+    app.details.append(detail)
+    background.start()
+    logger.info("doctor: checking every %s s", args.doctor_interval)
+    return background

@@ -1,0 +1,236 @@
+"""
+The rules for what DNS answers: ``dns-txt``, ``dns-id``, ``mx-coverage`` and ``tlsrpt``.
+Each takes what was observed and what the config says, and returns one finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..policy import Mode, policy_id
+from . import records
+from .facts import Authority, Names, Txt
+from .findings import Check, Finding, Status
+
+NULL_MX = "."
+"""How the probe reports a null MX (RFC 7505): the domain accepts no mail."""
+
+
+def published_id(txt: Txt) -> str | None:
+    """The id senders read from ``txt``: that of its only STS record, if that is valid."""
+    candidates = records.selected(txt.records, records.STS_VERSION)
+    if txt.error is not None or len(candidates) != 1:
+        return None
+    try:
+        return records.sts_id(candidates[0])
+    except ValueError:
+        return None
+
+
+def dns_txt(domain: str, txt: Txt, expected: str) -> Finding:
+    """
+    ``_mta-sts.<domain>``, CNAMEs followed, holds exactly one valid ``v=STSv1`` record.
+
+    Args:
+        expected: what to publish, as ``mtasts-host dns`` prints it: the record in quotes,
+            or for ``txt_cname`` the CNAME and the record at its target.
+    """
+
+    def fail(message: str) -> Finding:
+        return Finding(domain, Check.DNS_TXT, Status.FAIL, message)
+
+    if txt.error is not None:
+        return fail(f"could not look up {txt.name}: {txt.error}; check the domain's DNS")
+    candidates = records.selected(txt.records, records.STS_VERSION)
+    where = txt.name if txt.target == txt.name else f"{txt.name} (CNAME to {txt.target})"
+    if not candidates:
+        return fail(
+            f"no v=STSv1 TXT record at {where}: senders see no MTA-STS policy; "
+            f"publish {expected} (mtasts-host dns prints it)"
+        )
+    if len(candidates) > 1:
+        return fail(
+            f"{len(candidates)} v=STSv1 TXT records at {where}: senders then ignore MTA-STS "
+            f"(RFC 8461 section 3.1); keep only {expected}"
+        )
+    try:
+        records.sts_id(candidates[0])
+    except ValueError as exc:
+        return fail(
+            f"the record {candidates[0]!r} at {where} is invalid: {exc}; senders then ignore "
+            f"MTA-STS; publish {expected} instead"
+        )
+    return Finding(domain, Check.DNS_TXT, Status.OK, f"{where}: '{candidates[0]}'")
+
+
+def dns_id(
+    domain: str,
+    txt: Txt,
+    expected_id: str,
+    authorities: Sequence[Authority] = (),
+    served: bytes | None = None,
+    body: bytes = b"",
+) -> Finding:
+    """
+    The published id is ``expected_id``, the one ``mtasts-host dns`` prints for the name.
+
+    Args:
+        authorities: what each authoritative server of the record's zone answers; a
+            disagreement among them, or one that does not answer, is a warning.
+        served: the policy body ``mta-sts.<domain>`` serves, if it could be fetched, and
+        body: the one this config serves: they tell which is newer when the ids differ.
+    """
+    published = published_id(txt)
+    record = f"v=STSv1; id={expected_id}"
+    if published is None:
+        message = f"no valid v=STSv1 record at {txt.name} to read an id from (see dns-txt)"
+        return Finding(domain, Check.DNS_ID, Status.FAIL, message)
+    if all(authority.error is not None for authority in authorities):
+        # No name server answers from here while a resolver does: the network between them
+        # and the doctor, more likely than a lame delegation; nothing to judge.
+        authorities = ()
+    answers = _authority_ids(authorities)
+    if published != expected_id:
+        if answers and set(answers.values()) == {expected_id}:
+            message = (
+                f"resolvers still see id={published}, but every authoritative server answers "
+                f"id={expected_id} already: wait for the cached record's TTL to pass"
+            )
+            return Finding(domain, Check.DNS_ID, Status.WARN, message)
+        return Finding(domain, Check.DNS_ID, Status.FAIL, _newer(published, record, served, body))
+    disagreeing = {server: id_ for server, id_ in answers.items() if id_ != expected_id}
+    if disagreeing:
+        others = ", ".join(f"{server} answers {id_}" for server, id_ in disagreeing.items())
+        message = (
+            f"the authoritative servers of {txt.target} disagree: {others}, not "
+            f"id={expected_id}: resolvers get one or the other; make every name server "
+            "serve the current zone (check zone transfers and SOA serials)"
+        )
+        return Finding(domain, Check.DNS_ID, Status.WARN, message)
+    return Finding(domain, Check.DNS_ID, Status.OK, f"id={published}, as this config gives")
+
+
+def _authority_ids(authorities: Sequence[Authority]) -> dict[str, str]:
+    """Each authoritative server (``name (address)``) and what it gives as the id."""
+    result = {}
+    for authority in authorities:
+        label = f"{authority.server} ({authority.address})"
+        if authority.error is not None:
+            result[label] = f"nothing ({authority.error})"
+        else:
+            answer = published_id(Txt(authority.server, authority.records))
+            result[label] = answer or "no valid record"
+    return result
+
+
+def _newer(published: str, record: str, served: bytes | None, body: bytes) -> str:
+    """What to do when the published id differs: which side changed last decides."""
+    if served == body:
+        return (
+            f"DNS has id={published}, but the policy changed since: publish the new id, "
+            f"'{record}' (the new body is served already)"
+        )
+    if served is not None and policy_id(served) == published:
+        return (
+            f"DNS has id={published}, the id of the body mta-sts serves now, not of this "
+            f"config: the server does not serve this config yet; reload it, then publish "
+            f"'{record}'"
+        )
+    if served is not None:
+        return (
+            f"DNS has id={published}, the id of neither this config nor the body served: the "
+            "TXT changed but the body did not; senders may cache the served body under "
+            f"that id (RFC 8461 section 8.1); serve this config, then publish '{record}'"
+        )
+    return f"DNS has id={published}: publish '{record}' once this config's policy is served"
+
+
+def mx_hosts(domain: str, mx: Names) -> tuple[str, ...]:
+    """
+    The hosts senders deliver to: the MX hosts, or without MX records the domain itself
+    (the implicit MX, RFC 5321 section 5.1); none for a null MX.
+    """
+    if mx.error is not None:
+        return ()
+    if not mx.values:
+        return (domain,)
+    return tuple(host for host in mx.values if host != NULL_MX)
+
+
+def matches(pattern: str, host: str) -> bool:
+    """RFC 8461 section 4.1: ``*.`` stands for exactly one whole leftmost label."""
+    host = host.lower().removesuffix(".")
+    if pattern.startswith("*."):
+        label, dot, parent = host.partition(".")
+        return bool(label and dot) and parent == pattern[2:]
+    return host == pattern
+
+
+def mx_coverage(domain: str, mode: Mode, patterns: Sequence[str], mx: Names) -> Finding:
+    """Every MX host matches a pattern (a failure in enforce), every pattern an MX host."""
+    strict = Status.FAIL if mode is Mode.ENFORCE else Status.WARN
+    if mx.error is not None:
+        message = f"could not look up the MX records of {domain}: {mx.error}"
+        return Finding(domain, Check.MX_COVERAGE, strict, message)
+    hosts = mx_hosts(domain, mx)
+    if NULL_MX in mx.values and not hosts:
+        message = f"{domain} has a null MX (RFC 7505) and receives no mail: set mode none"
+        return Finding(domain, Check.MX_COVERAGE, Status.WARN, message)
+    uncovered = [host for host in hosts if not any(matches(p, host) for p in patterns)]
+    unused = [p for p in patterns if not any(matches(p, host) for host in hosts)]
+    problems = []
+    if uncovered:
+        consequence = (
+            "senders in enforce mode refuse to deliver to it"
+            if mode is Mode.ENFORCE
+            else "senders will refuse it once the mode is enforce"
+        )
+        names = ", ".join(uncovered)
+        problems.append(
+            f"MX {names} {'match' if len(uncovered) > 1 else 'matches'} no mx pattern: "
+            f"{consequence}; add it to the policy's mx list"
+        )
+    if unused:
+        problems.append(
+            f"mx {', '.join(unused)} {'match' if len(unused) > 1 else 'matches'} no MX "
+            f"of {domain} ({', '.join(hosts) or 'none'}): remove it unless an MX is about to "
+            "use it"
+        )
+    if problems:
+        status = strict if uncovered else Status.WARN
+        return Finding(domain, Check.MX_COVERAGE, status, "; ".join(problems))
+    message = f"every MX ({', '.join(hosts)}) matches the policy, every pattern an MX"
+    return Finding(domain, Check.MX_COVERAGE, Status.OK, message)
+
+
+def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
+    """One valid ``v=TLSRPTv1`` record, with the ``rua`` the config gives, if any."""
+    expected = f"v=TLSRPTv1; rua={','.join(configured)}"
+
+    def finding(status: Status, message: str) -> Finding:
+        return Finding(domain, Check.TLSRPT, status, message)
+
+    if txt.error is not None:
+        return finding(Status.WARN, f"could not look up {txt.name}: {txt.error}")
+    candidates = records.selected(txt.records, records.TLSRPT_VERSION)
+    if not candidates:
+        if configured:
+            message = f"no v=TLSRPTv1 record at {txt.name}: senders send no reports; publish "
+            return finding(Status.WARN, message + f"'{expected}'")
+        return finding(Status.OK, f"no TLS-RPT record at {txt.name}, and none configured")
+    if len(candidates) > 1:
+        message = f"{len(candidates)} v=TLSRPTv1 records at {txt.name}: senders then send no "
+        keep = f"keep only '{expected}'" if configured else "keep one"
+        return finding(Status.FAIL, message + f"reports (RFC 8460 section 3); {keep}")
+    try:
+        rua = records.tlsrpt_rua(candidates[0])
+    except ValueError as exc:
+        message = f"the record {candidates[0]!r} at {txt.name} is invalid: {exc}"
+        return finding(Status.FAIL, message + "; senders then send no reports")
+    if not configured:
+        message = f"{txt.name} sends reports to {','.join(rua)}, but the config sets no "
+        return finding(Status.WARN, message + "tlsrpt_rua: add it there, or remove the record")
+    if sorted(rua) != sorted(configured):
+        message = f"{txt.name} sends reports to {','.join(rua)}, the config to "
+        return finding(Status.WARN, message + f"{','.join(configured)}: publish '{expected}'")
+    return finding(Status.OK, f"reports go to {','.join(rua)}, as configured")

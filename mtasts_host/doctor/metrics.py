@@ -1,0 +1,43 @@
+"""The doctor's latest findings as Prometheus metric families, collected at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from .findings import Report
+
+
+def families(report: Report | None) -> Iterator[Metric]:
+    """
+    ``mtasts_doctor_check{domain,check}`` (0 ok, 1 warn, 2 fail),
+    ``mtasts_certificate_expiry_timestamp_seconds{host}`` and
+    ``mtasts_doctor_last_run_timestamp_seconds``, from ``report``; families without samples
+    before the first run ends. The labels come from the config: its domains, the check ids,
+    policy hosts and the MX hosts the policies name.
+    """
+    checks = GaugeMetricFamily(
+        "mtasts_doctor_check",
+        "The doctor's last result per domain and check: 0 ok, 1 warn, 2 fail.",
+        labels=["domain", "check"],
+    )
+    expiry = GaugeMetricFamily(
+        "mtasts_certificate_expiry_timestamp_seconds",
+        "When the certificate of a policy host or MX host expires (the earliest, if its "
+        "addresses differ), for certificates that verified in the doctor's last run.",
+        labels=["host"],
+    )
+    last_run = GaugeMetricFamily(
+        "mtasts_doctor_last_run_timestamp_seconds", "When the doctor's last run ended."
+    )
+    if report is not None:
+        for domain, findings in report.domains.items():
+            for finding in findings:
+                checks.add_metric([domain, finding.check.value], finding.status.level)
+        for host, not_after in sorted(report.certificates.items()):
+            expiry.add_metric([host], not_after)
+        last_run.add_metric([], report.finished_at)
+    yield checks
+    yield expiry
+    yield last_run

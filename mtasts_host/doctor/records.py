@@ -1,0 +1,96 @@
+"""
+The TXT records senders read: ``_mta-sts`` (RFC 8461 section 3.1) and ``_smtp._tls``
+(RFC 8460 section 3). Which records count, and their syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+STS_VERSION = "v=STSv1"
+TLSRPT_VERSION = "v=TLSRPTv1"
+
+_DELIMITER = re.compile(r"[ \t]*;[ \t]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+_VALUE = re.compile(r"[\x21-\x3a\x3c\x3e-\x7e]+")  # no '=', ';', space or CTL
+_ID = re.compile(r"[A-Za-z0-9]{1,32}")
+_URI_LIST = re.compile(r"[ \t]*,[ \t]*")
+
+
+def selected(records: Iterable[str], version: str) -> list[str]:
+    """
+    The records a sender considers: those beginning with ``version``; any other TXT record
+    at the name is ignored, as RFC 8461 and RFC 8460 tell senders to.
+    """
+    return [record for record in records if record.startswith(version)]
+
+
+def _fields(record: str, version: str) -> list[tuple[str, str]]:
+    """
+    The ``name=value`` fields after the version, in order.
+
+    Raises:
+        ValueError: the record does not follow ``version *(";" field) [";"]``.
+    """
+    parts = _DELIMITER.split(record)
+    if parts[0] != version:
+        raise ValueError(f"it must begin with {version!r} and a ';'")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()  # one delimiter may end the record
+    fields = []
+    for part in parts[1:]:
+        name, equals, value = part.partition("=")
+        if not equals or not _NAME.fullmatch(name):
+            raise ValueError(f"{part!r} is not a field (name=value)")
+        fields.append((name, value))
+    return fields
+
+
+def _one(fields: list[tuple[str, str]], name: str) -> str:
+    values = [value for key, value in fields if key == name]
+    if not values:
+        raise ValueError(f"it has no {name} field")
+    if len(values) > 1:
+        raise ValueError(f"it has {len(values)} {name} fields")
+    return values[0]
+
+
+def _extensions(fields: list[tuple[str, str]], known: str) -> None:
+    for name, value in fields:
+        if name != known and not _VALUE.fullmatch(value):
+            raise ValueError(f"the value of {name!r} holds a space, '=', ';' or is empty")
+
+
+def sts_id(record: str) -> str:
+    """
+    The ``id`` of an ``_mta-sts`` record; extension fields are allowed.
+
+    Raises:
+        ValueError: the record is invalid; the message says how.
+    """
+    fields = _fields(record, STS_VERSION)
+    value = _one(fields, "id")
+    if not _ID.fullmatch(value):
+        raise ValueError(f"its id {value!r} is not 1 to 32 letters and digits")
+    _extensions(fields, "id")
+    return value
+
+
+def tlsrpt_rua(record: str) -> tuple[str, ...]:
+    """
+    The ``rua`` URIs of a ``_smtp._tls`` record; extension fields are allowed.
+
+    Raises:
+        ValueError: the record is invalid; the message says how.
+    """
+    fields = _fields(record, TLSRPT_VERSION)
+    value = _one(fields, "rua")
+    uris = tuple(_URI_LIST.split(value))
+    for uri in uris:
+        if not (uri.startswith("mailto:") and "@" in uri) and not uri.startswith("https://"):
+            raise ValueError(f"rua {uri!r} is not a 'mailto:' address or an 'https://' URL")
+        if not uri.isascii() or not uri.isprintable() or any(c in uri for c in ',!; "\\'):
+            raise ValueError(f"rua {uri!r} must percent-encode commas, '!', ';' and spaces")
+    _extensions(fields, "rua")
+    return uris

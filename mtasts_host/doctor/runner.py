@@ -1,0 +1,255 @@
+"""
+One run of the doctor: every configured domain (or those asked for) probed concurrently,
+with a bounded number at once, and judged by the checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import dns.resolver
+
+from .. import dns as records_to_publish
+from .. import names
+from ..config import Config, DomainConfig
+from ..policy import Mode
+from . import dnschecks, tlschecks
+from .dnsprobe import Lookup
+from .facts import Fetch, Names, Session
+from .findings import Finding, Report
+from .records import sts_id
+from .tlsprobe import fetch_policy, starttls, tls_context
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class DoctorError(ValueError):
+    """The options cannot work: a domain not configured, an unreadable CA file, no resolver."""
+
+
+@dataclass(frozen=True, slots=True)
+class DoctorOptions:
+    """How the doctor reaches the world."""
+
+    resolver: tuple[str, int] | None = None
+    """The one DNS server for every query (see ``resolver_address``); None: the system's."""
+    ca_file: str | None = None
+    """More trust anchors (PEM) for HTTPS and SMTP, beside the system's store."""
+    https_port: int = 443
+    smtp_port: int = 25
+    timeout: float = 10.0
+    """The bound of each network step: one lookup, one HTTPS fetch, one SMTP dialogue."""
+    domains: tuple[str, ...] = ()
+    """Only these configured domains; all of them if empty."""
+    concurrency: int = 64
+    """Domains checked at once. A domain's own probes run at once too, so a host that never
+    answers costs one timeout, and so do as many domains as this."""
+    helo: str | None = None
+    """The name given in EHLO; the host name if None."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    """What the config says about one domain's records and policy."""
+
+    record: str
+    """What to publish at ``_mta-sts``, in words, as ``mtasts-host dns`` prints it."""
+    id: str
+    body: bytes
+
+
+def _expected(config: Config) -> dict[str, _Expected]:
+    """Per domain, the id ``mtasts-host dns`` prints for its name, shared groups included."""
+    txt = {r.name: r.value for r in records_to_publish.records(config) if r.type == "TXT"}
+    result = {}
+    for domain, settings in config.domains.items():
+        target = settings.txt_cname
+        value = txt[target or f"_mta-sts.{domain}"]
+        record = f"'{value}'" if target is None else f"a CNAME to {target}, where '{value}' is"
+        result[domain] = _Expected(record, sts_id(value), settings.policy.render())
+    return result
+
+
+def select(config: Config, domains: Sequence[str]) -> list[str]:
+    """
+    The domains to check, in config order: ``domains`` (any case, U-labels too), or all.
+
+    Raises:
+        DoctorError: one of ``domains`` is not configured.
+    """
+    if not domains:
+        return list(config.domains)
+    wanted = set()
+    for text in domains:
+        try:
+            name = names.policy_domain(text)
+        except ValueError as exc:
+            raise DoctorError(f"--domain {text!r}: {exc}") from None
+        if name not in config.domains:
+            raise DoctorError(f"--domain {text!r}: not configured in {config.path}")
+        wanted.add(name)
+    return [domain for domain in config.domains if domain in wanted]
+
+
+class _Shared(Generic[K, V]):
+    """Each key's lookup or probe runs once per run, however many domains ask for it."""
+
+    def __init__(self, make: Callable[[K], Coroutine[Any, Any, V]]) -> None:
+        self._make = make
+        self._tasks: dict[K, asyncio.Task[V]] = {}
+
+    def __call__(self, key: K) -> asyncio.Task[V]:
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._tasks[key] = asyncio.ensure_future(self._make(key))
+        return task
+
+
+class _Run:
+    def __init__(self, options: DoctorOptions, lookup: Lookup, context: ssl.SSLContext) -> None:
+        self.options = options
+        self.lookup = lookup
+        self.context = context
+        self.helo = options.helo or socket.gethostname()
+        self.addresses = _Shared(lookup.addresses)
+        self.authorities = _Shared(lookup.authorities)
+        self.smtp = _Shared(self._starttls)
+        self.certificates: dict[str, float] = {}
+
+    async def _starttls(self, key: tuple[str, str]) -> Session:
+        address, host = key
+        options = self.options
+        return await starttls(
+            address, host, options.smtp_port, self.context, options.timeout, self.helo
+        )
+
+    async def _policy_host(self, host: str) -> tuple[Names, tuple[Fetch, ...]]:
+        found = await self.addresses(host)
+        options = self.options
+        fetches = await asyncio.gather(
+            *(
+                fetch_policy(address, host, options.https_port, self.context, options.timeout)
+                for address in found.values
+            )
+        )
+        return found, tuple(fetches)
+
+    async def _mx(self, domain: str) -> tuple[Names, dict[str, Names], tuple[Session, ...]]:
+        mx = await self.lookup.mx(domain)
+        hosts = dnschecks.mx_hosts(domain, mx)
+        found = dict(zip(hosts, await asyncio.gather(*map(self.addresses, hosts)), strict=True))
+        keys = [(address, host) for host in hosts for address in found[host].values]
+        return mx, found, tuple(await asyncio.gather(*map(self.smtp, keys)))
+
+    def _note(self, sessions: Sequence[Session]) -> None:
+        for session in sessions:
+            if session.not_after is not None:
+                known = self.certificates.get(session.host, session.not_after)
+                self.certificates[session.host] = min(known, session.not_after)
+
+    async def domain(
+        self, domain: str, settings: DomainConfig, expected: _Expected
+    ) -> list[Finding]:
+        """Every check that applies to ``domain``, in the order of ``Check``."""
+        policy = settings.policy
+        full = policy.mode is not Mode.NONE
+        txt_task = asyncio.ensure_future(self.lookup.txt(f"_mta-sts.{domain}"))
+        https_task = asyncio.ensure_future(self._policy_host(f"mta-sts.{domain}"))
+        if full:
+            mx_task = asyncio.ensure_future(self._mx(domain))
+            tlsrpt_task = asyncio.ensure_future(self.lookup.txt(f"_smtp._tls.{domain}"))
+        txt = await txt_task
+        published = dnschecks.published_id(txt)
+        authorities = await self.authorities(txt.target) if published else ()
+        addresses, fetches = await https_task
+        served = next((f.answer.body for f in fetches if f.answer and f.answer.status == 200), None)
+        sessions = [fetch.session for fetch in fetches]
+        self._note(sessions)
+        now = time.time()
+        findings = [
+            dnschecks.dns_txt(domain, txt, expected.record),
+            dnschecks.dns_id(domain, txt, expected.id, authorities, served, expected.body),
+        ]
+        if full:
+            findings.append(tlschecks.https(domain, addresses, sessions, now))
+        announced = published == expected.id
+        findings.append(tlschecks.policy(domain, fetches, expected.body, announced))
+        if full:
+            mx, found, mx_sessions = await mx_task
+            hosts = dnschecks.mx_hosts(domain, mx)
+            # Only the MX hosts the policy names get a metric series: the config bounds them.
+            self._note(
+                [s for s in mx_sessions if any(dnschecks.matches(p, s.host) for p in policy.mx)]
+            )
+            findings += [
+                dnschecks.mx_coverage(domain, policy.mode, policy.mx, mx),
+                tlschecks.mx_tls(domain, policy.mode, hosts, found, mx_sessions, now),
+                dnschecks.tlsrpt(domain, await tlsrpt_task, settings.tlsrpt_rua),
+            ]
+        return findings
+
+
+def _prepare(options: DoctorOptions) -> tuple[ssl.SSLContext, Lookup]:
+    try:
+        context = tls_context(options.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise DoctorError(f"--ca-file {options.ca_file}: {exc}") from None
+    try:
+        lookup = Lookup(options.resolver, options.timeout)
+    except dns.resolver.NoResolverConfiguration:
+        raise DoctorError("no system resolver (/etc/resolv.conf): give --resolver") from None
+    return context, lookup
+
+
+def validate(options: DoctorOptions) -> None:
+    """
+    Check what can be checked before any run: the CA file, and that there is a resolver.
+
+    Raises:
+        DoctorError: the options cannot work; the message names the option.
+    """
+    _prepare(options)
+
+
+async def check(config: Config, options: DoctorOptions | None = None) -> Report:
+    """
+    Check the domains of ``config`` against the world, concurrently.
+
+    Raises:
+        DoctorError: a domain asked for is not configured, the CA file is unusable, or there
+            is no resolver.
+    """
+    options = options or DoctorOptions()
+    started = time.time()
+    domains = select(config, options.domains)
+    context, lookup = _prepare(options)
+    expected = _expected(config)
+    run = _Run(options, lookup, context)
+    results: dict[str, tuple[Finding, ...]] = {}
+    queue = iter(domains)
+
+    async def worker() -> None:
+        for domain in queue:
+            findings = await run.domain(domain, config.domains[domain], expected[domain])
+            results[domain] = tuple(findings)
+
+    await asyncio.gather(*(worker() for _ in range(min(options.concurrency, len(domains)))))
+    ordered = {domain: results[domain] for domain in domains}
+    return Report(ordered, dict(run.certificates), started, time.time())
+
+
+def run(config: Config, options: DoctorOptions | None = None) -> Report:
+    """
+    ``check`` with an event loop of its own: for the command line and for threads.
+
+    Raises:
+        DoctorError: as ``check``.
+    """
+    return asyncio.run(check(config, options))

@@ -1,0 +1,193 @@
+"""
+The rules for what the TLS endpoints answer: ``https`` and ``policy`` for the policy host,
+``mx-tls`` for the MX hosts. Each takes what was observed and returns one finding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+from ..policy import MAX_BODY_SIZE, Mode, policy_id
+from .facts import Failure, Fetch, Names, Session
+from .findings import Check, Finding, Status
+
+EXPIRY_WARNING = 14 * 86400
+"""Warn this long before a certificate expires: time for one failed automatic renewal."""
+
+_ADVICE = {
+    Failure.TIMEOUT: "check that the server runs and that no firewall drops the connection",
+    Failure.UNREACHABLE: "check that the server runs and listens on that port",
+    Failure.NO_STARTTLS: "offer STARTTLS with a certificate for the MX name",
+    Failure.PROTOCOL: "check what listens there",
+    Failure.HANDSHAKE: "offer TLS 1.2 or 1.3 and a certificate for this name (SNI)",
+    Failure.EXPIRED: "renew the certificate",
+    Failure.NOT_YET_VALID: "check the server's clock, or wait until the certificate is valid",
+    Failure.NAME: "use a certificate that names this host as a DNS name (the CN does not count)",
+    Failure.UNTRUSTED: "use a certificate from a public CA and serve the full chain",
+    Failure.INVALID: "replace the certificate",
+}
+
+
+def _date(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+
+
+def judge(session: Session, now: float) -> tuple[Status, str] | None:
+    """A session's problem: FAIL if it has no valid TLS, WARN if it expires soon; else None."""
+    where = f"{session.host} ({session.address})"
+    if session.failure is Failure.NO_ROUTE:
+        return None
+    if session.failure is not None:
+        return Status.FAIL, f"{where}: {session.detail}; {_ADVICE[session.failure]}"
+    if session.not_after is not None and session.not_after - now < EXPIRY_WARNING:
+        days = max(0, round((session.not_after - now) / 86400))
+        left = f"{days} day{'' if days == 1 else 's'}"
+        message = f"{where}: the certificate expires {_date(session.not_after)}, in {left}"
+        return Status.WARN, message + ": renew it"
+    return None
+
+
+def _unreachable(sessions: Sequence[Session]) -> bool:
+    """Every address is out of reach from here (IPv6 only, on a host without IPv6)."""
+    return all(session.failure is Failure.NO_ROUTE for session in sessions)
+
+
+def _valid_until(sessions: Sequence[Session]) -> str:
+    dates = [s.not_after for s in sessions if s.not_after is not None]
+    return f"certificate valid until {_date(min(dates))}" if dates else "no address checked"
+
+
+def https(domain: str, addresses: Names, sessions: Sequence[Session], now: float) -> Finding:
+    """``mta-sts.<domain>`` resolves, and each address presents a valid certificate."""
+    host = f"mta-sts.{domain}"
+
+    def finding(status: Status, message: str) -> Finding:
+        return Finding(domain, Check.HTTPS, status, message)
+
+    if addresses.error is not None:
+        return finding(Status.FAIL, f"could not look up {host}: {addresses.error}")
+    if not addresses.values:
+        message = f"{host} has no address: point it at your TLS proxy (A/AAAA or CNAME)"
+        return finding(Status.FAIL, message)
+    if _unreachable(sessions):
+        return finding(Status.WARN, f"no address of {host} is reachable from here")
+    problems = [problem for problem in (judge(s, now) for s in sessions) if problem]
+    if problems:
+        status = max((status for status, _ in problems), key=lambda status: status.level)
+        return finding(status, "; ".join(message for _, message in problems))
+    versions = sorted({s.version for s in sessions if s.version})
+    message = f"{host} ({', '.join(addresses.values)}): {', '.join(versions)}, "
+    return finding(Status.OK, message + _valid_until(sessions))
+
+
+def _first_difference(got: bytes, expected: bytes) -> str:
+    got_lines, expected_lines = got.splitlines(keepends=True), expected.splitlines(keepends=True)
+    for number, (line, want) in enumerate(zip(got_lines, expected_lines, strict=False), 1):
+        if line != want:
+            return f"line {number} is {line!r}, expected {want!r}"
+    if len(got_lines) > len(expected_lines):
+        return f"line {len(expected_lines) + 1} {got_lines[len(expected_lines)]!r} is extra"
+    if len(got_lines) < len(expected_lines):
+        return f"line {len(got_lines) + 1} {expected_lines[len(got_lines)]!r} is missing"
+    return "the line endings differ"
+
+
+def _judge_fetch(fetch: Fetch, expected: bytes) -> str | None:
+    where = fetch.session.address
+    answer = fetch.answer
+    if answer is None:
+        return f"{where}: {fetch.error}"
+    if 300 <= answer.status < 400:
+        return (
+            f"{where}: answers {answer.status}, a redirect to {answer.location}: senders never "
+            "follow redirects (RFC 8461 section 3.3); serve the policy itself there (look for "
+            "http-to-https, www or CDN redirect rules)"
+        )
+    if answer.status != 200:
+        return (
+            f"{where}: answers {answer.status}, not 200: senders then have no policy; check that "
+            "the proxy passes the Host header on to mtasts-host and serves no error page"
+        )
+    media_type = (answer.content_type or "").split(";")[0].strip().lower()
+    if media_type != "text/plain":
+        return (
+            f"{where}: answers with Content-Type {answer.content_type!r}, not text/plain: "
+            "strict senders reject it; serve mtasts-host's answer unchanged"
+        )
+    if answer.too_large:
+        return f"{where}: the body is larger than {MAX_BODY_SIZE} bytes: senders refuse it"
+    if answer.body != expected:
+        return (
+            f"{where}: serves another body than this config (id {policy_id(answer.body)}): "
+            f"{_first_difference(answer.body, expected)}; a stale cache or another server "
+            "in front answers, or the server has not loaded this config"
+        )
+    return None
+
+
+def policy(domain: str, fetches: Sequence[Fetch], expected: bytes, announced: bool) -> Finding:
+    """
+    Each address of ``mta-sts.<domain>`` answers 200, ``text/plain``, at most 64 KiB, with
+    ``expected`` byte for byte, without a redirect.
+
+    Args:
+        announced: whether DNS already publishes this config's id, which makes a stale body
+            worse: senders may cache it under the new id (RFC 8461 section 8.1).
+    """
+    host = f"mta-sts.{domain}"
+    fetched = [fetch for fetch in fetches if fetch.session.failure is None]
+    if not fetched:
+        message = f"not fetched: https://{host}/ is not reachable with valid TLS (see https)"
+        return Finding(domain, Check.POLICY, Status.FAIL, message)
+    problems = [problem for problem in (_judge_fetch(f, expected) for f in fetched) if problem]
+    if problems:
+        if announced and any("another body" in problem for problem in problems):
+            problems.append(
+                "DNS already announces this config's id: senders may cache the wrong body "
+                "under it for max_age (RFC 8461 section 8.1)"
+            )
+        return Finding(domain, Check.POLICY, Status.FAIL, "; ".join(problems))
+    message = f"https://{host}/.well-known/mta-sts.txt serves this config's policy, "
+    return Finding(domain, Check.POLICY, Status.OK, message + f"{len(expected)} bytes")
+
+
+def mx_tls(
+    domain: str,
+    mode: Mode,
+    hosts: Sequence[str],
+    addresses: Mapping[str, Names],
+    sessions: Sequence[Session],
+    now: float,
+) -> Finding:
+    """
+    Every address of every MX host offers STARTTLS with a valid certificate for its name:
+    a failure in enforce, a warning in testing; an expiry within 14 days warns in both.
+    """
+    strict = Status.FAIL if mode is Mode.ENFORCE else Status.WARN
+
+    def finding(status: Status, message: str) -> Finding:
+        return Finding(domain, Check.MX_TLS, status, message)
+
+    if not hosts:
+        return finding(strict, "no MX host to check (see mx-coverage)")
+    problems: list[tuple[Status, str]] = []
+    for host in hosts:
+        names = addresses[host]
+        if names.error is not None:
+            problems.append((strict, f"{host}: could not look up its address: {names.error}"))
+        elif not names.values:
+            problems.append((strict, f"{host} has no address: senders cannot reach it"))
+    for session in sessions:
+        problem = judge(session, now)
+        if problem is not None:
+            status, message = problem
+            problems.append((strict if status is Status.FAIL else status, message))
+    if problems:
+        status = max((status for status, _ in problems), key=lambda status: status.level)
+        return finding(status, "; ".join(message for _, message in problems))
+    if _unreachable(sessions):
+        return finding(Status.WARN, "no MX address is reachable from here")
+    count = f"{len(sessions)} address{'' if len(sessions) == 1 else 'es'}"
+    message = f"STARTTLS on {count} of {', '.join(hosts)}, "
+    return finding(Status.OK, message + _valid_until(sessions))

@@ -1,0 +1,214 @@
+"""
+TLS connections, with asyncio: the policy fetched over HTTPS, and an SMTP dialogue up to
+STARTTLS. Each is bounded by one timeout as a whole, and returns what it saw, never raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import ssl
+
+from .. import __version__
+from ..policy import MAX_BODY_SIZE
+from .facts import Answer, Failure, Fetch, Session
+
+POLICY_PATH = "/.well-known/mta-sts.txt"
+USER_AGENT = f"mtasts-host-doctor/{__version__}"
+
+# OpenSSL's X509_V_ERR_* codes, as ssl.SSLCertVerificationError.verify_code gives them.
+_VERIFY_FAILURES = {
+    9: Failure.NOT_YET_VALID,
+    10: Failure.EXPIRED,
+    62: Failure.NAME,
+    2: Failure.UNTRUSTED,  # unable to get the issuer certificate
+    18: Failure.UNTRUSTED,  # self-signed certificate
+    19: Failure.UNTRUSTED,  # self-signed certificate in the chain
+    20: Failure.UNTRUSTED,  # unable to get the local issuer certificate
+    21: Failure.UNTRUSTED,  # unable to verify the first certificate
+}
+_BROKEN = (OSError, EOFError, ValueError, asyncio.LimitOverrunError)
+"""What a connection raises when the server misbehaves: SSL errors are OSErrors."""
+_NO_ROUTE = (errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTUNREACH)
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """
+    What senders check: the system's trust store (and ``ca_file``), TLS 1.2 or newer, the
+    host name against the certificate's DNS names only (RFC 8461 section 3.3).
+
+    Raises:
+        OSError, ssl.SSLError: ``ca_file`` cannot be read or holds no certificate.
+    """
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.hostname_checks_common_name = False
+    return context
+
+
+def _failure(exc: BaseException, host: str, address: str, port: int) -> tuple[Failure, str]:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        failure = _VERIFY_FAILURES.get(exc.verify_code, Failure.INVALID)
+        reason = str(exc.verify_message).rstrip(".")
+        return failure, {
+            Failure.EXPIRED: "the certificate has expired",
+            Failure.NOT_YET_VALID: "the certificate is not valid yet",
+            Failure.NAME: f"the certificate is not valid for {host}",
+            Failure.UNTRUSTED: f"the certificate does not chain to a trusted root ({reason})",
+        }.get(failure, f"the certificate fails verification ({reason})")
+    if isinstance(exc, ssl.SSLError):
+        return Failure.HANDSHAKE, f"the TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return Failure.PROTOCOL, "the server closed the connection"
+    if isinstance(exc, ConnectionRefusedError):
+        return Failure.UNREACHABLE, f"connection refused on port {port}"
+    if isinstance(exc, OSError):
+        if exc.errno in _NO_ROUTE and ipaddress.ip_address(address).version == 6:
+            return Failure.NO_ROUTE, f"no route to port {port}"
+        return Failure.UNREACHABLE, f"{(exc.strerror or str(exc)).lower()} on port {port}"
+    return Failure.PROTOCOL, f"the server's answers make no sense ({exc})"
+
+
+def _session(host: str, address: str, writer: asyncio.StreamWriter) -> Session:
+    tls = writer.get_extra_info("ssl_object")
+    certificate = tls.getpeercert()
+    not_after = ssl.cert_time_to_seconds(certificate["notAfter"])
+    return Session(host, address, tls.version() or "", not_after)
+
+
+async def _handshake(
+    writer: asyncio.StreamWriter, host: str, address: str, context: ssl.SSLContext
+) -> Session:
+    await writer.start_tls(context, server_hostname=host)
+    return _session(host, address, writer)
+
+
+async def fetch_policy(
+    address: str, host: str, port: int, context: ssl.SSLContext, timeout: float
+) -> Fetch:
+    """GET the policy from ``address`` with SNI ``host``, never following a redirect."""
+    step = "no connection"
+    writer = None
+    session = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(address, port)
+            step = "no TLS handshake"
+            session = await _handshake(writer, host, address, context)
+            try:
+                return Fetch(session, await _get(reader, writer, host))
+            except _BROKEN as exc:
+                return Fetch(session, error=f"the HTTP answer is broken ({exc})")
+    except TimeoutError:
+        if session is not None:
+            return Fetch(session, error=f"no HTTP answer within {timeout:g} s")
+        detail = f"{step} within {timeout:g} s on port {port}"
+        return Fetch(Session(host, address, failure=Failure.TIMEOUT, detail=detail))
+    except _BROKEN as exc:
+        failure, detail = _failure(exc, host, address, port)
+        return Fetch(Session(host, address, failure=failure, detail=detail))
+    finally:
+        if writer is not None:
+            writer.transport.abort()
+
+
+async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> Answer:
+    request = (
+        f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"
+        "Accept: */*\r\nConnection: close\r\n\r\n"
+    )
+    writer.write(request.encode("ascii"))
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    status_line, *header_lines = head.split("\r\n")
+    version, _, rest = status_line.partition(" ")
+    if not version.startswith("HTTP/1."):
+        raise ValueError(f"not HTTP: {status_line[:40]!r}")
+    status = int(rest[:3])
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers.setdefault(name.strip().lower(), value.strip())
+    answer = Answer(status, headers.get("content-type"), headers.get("location"))
+    if status != 200:
+        return answer
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body, too_large = await _chunked(reader)
+    elif "content-length" in headers:
+        length = int(headers["content-length"])
+        too_large = length > MAX_BODY_SIZE
+        body = b"" if too_large else await reader.readexactly(length)
+    else:
+        body = await reader.read(MAX_BODY_SIZE + 1)
+        while len(body) <= MAX_BODY_SIZE and (more := await reader.read(MAX_BODY_SIZE + 1)):
+            body += more
+        too_large = len(body) > MAX_BODY_SIZE
+    return Answer(status, answer.content_type, answer.location, body[:MAX_BODY_SIZE], too_large)
+
+
+async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    body = b""
+    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+        if len(body) + size > MAX_BODY_SIZE:
+            return body, True
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)
+    return body, False
+
+
+async def _reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
+    """One SMTP reply: its code and its lines' text."""
+    lines = []
+    while True:
+        line = (await reader.readuntil(b"\n")).decode("latin-1").rstrip("\r\n")
+        if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
+            raise ValueError(f"not SMTP: {line[:40]!r}")
+        lines.append(line[4:])
+        if line[3:4] != "-" or len(lines) > 100:
+            return int(line[:3]), lines
+
+
+async def starttls(
+    address: str, host: str, port: int, context: ssl.SSLContext, timeout: float, helo: str
+) -> Session:
+    """Greeting, EHLO, STARTTLS and the TLS handshake with ``host`` as the name to verify."""
+    step = "no connection"
+    writer = None
+
+    def refused(failure: Failure, detail: str) -> Session:
+        return Session(host, address, failure=failure, detail=detail)
+
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(address, port)
+            step = "no greeting"
+            code, lines = await _reply(reader)
+            if code != 220:
+                return refused(Failure.PROTOCOL, f"greets with {code} {' '.join(lines)}")
+            step = "no answer to EHLO"
+            writer.write(f"EHLO {helo}\r\n".encode())
+            code, lines = await _reply(reader)
+            if code != 250:
+                return refused(Failure.PROTOCOL, f"answers EHLO with {code} {' '.join(lines)}")
+            if not any(line.upper().split()[:1] == ["STARTTLS"] for line in lines[1:]):
+                return refused(Failure.NO_STARTTLS, "does not offer STARTTLS")
+            step = "no answer to STARTTLS"
+            writer.write(b"STARTTLS\r\n")
+            code, lines = await _reply(reader)
+            if code != 220:
+                detail = f"answers STARTTLS with {code} {' '.join(lines)}"
+                return refused(Failure.NO_STARTTLS, detail)
+            step = "no TLS handshake"
+            session = await _handshake(writer, host, address, context)
+            writer.write(b"QUIT\r\n")
+            return session
+    except TimeoutError:
+        return refused(Failure.TIMEOUT, f"{step} within {timeout:g} s on port {port}")
+    except _BROKEN as exc:
+        return refused(*_failure(exc, host, address, port))
+    finally:
+        if writer is not None:
+            writer.transport.abort()

@@ -1,0 +1,68 @@
+"""
+A report as it arrives: gzip or JSON by its first bytes, whatever its Content-Type says, and
+never larger than the limits, however well it compresses.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from .report import BadReport
+
+MAX_WIRE_SIZE = 1 << 20
+"""1 MiB as sent: a day's report of a large sender compresses to a few KiB."""
+MAX_REPORT_SIZE = 20 << 20
+"""20 MiB decompressed: twice the ten megabytes RFC 8460 section 5.2 calls a common limit."""
+GZIP_MAGIC = b"\x1f\x8b"
+"""The first two bytes of gzip data (RFC 8460 section 6.5, RFC 1952)."""
+
+
+class TooLarge(Exception):
+    """A report over a size limit; the message is one line saying which."""
+
+
+def is_gzip(data: bytes) -> bool:
+    return data[:2] == GZIP_MAGIC
+
+
+def report_text(data: bytes, limit: int = MAX_REPORT_SIZE) -> bytes:
+    """
+    The JSON text of a report body: decompressed if it starts with the gzip magic bytes,
+    as it is otherwise.
+
+    Raises:
+        TooLarge: the text is, or would decompress to, more than ``limit`` bytes. A gzip
+            bomb is stopped at ``limit`` bytes of output, never inflated whole.
+        BadReport: the gzip data is corrupt or truncated.
+    """
+    if not is_gzip(data):
+        if len(data) > limit:
+            raise TooLarge(f"the report is larger than {_mib(limit)}")
+        return data
+    out = bytearray()
+    pending = data
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        while True:
+            # One byte more than allowed tells "exactly at the limit" from "beyond it".
+            out += inflater.decompress(pending, limit + 1 - len(out))
+            if len(out) > limit:
+                raise TooLarge(f"the report decompresses to more than {_mib(limit)}")
+            if inflater.unconsumed_tail:
+                pending = inflater.unconsumed_tail
+                continue
+            if not inflater.eof:
+                raise BadReport("corrupt gzip: the data ends before the end of the stream")
+            rest = inflater.unused_data
+            if is_gzip(rest):  # RFC 1952 allows several members, one after the other
+                pending, inflater = rest, zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                continue
+            if rest.strip(b"\x00"):
+                raise BadReport("corrupt gzip: data after the end of the stream")
+            return bytes(out)
+    except zlib.error as exc:
+        raise BadReport(f"corrupt gzip: {exc}") from exc
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB"

@@ -1,0 +1,215 @@
+"""
+The ``mtasts-host reports`` commands, for the CLI to call once it has parsed its options:
+the summary of each domain, and the intake by mail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from typing import BinaryIO, TextIO
+
+from .. import names
+from ..config import Config
+from ..options import Option, choice, positive_int, text
+from ..policy import Mode
+from . import mail
+from .intake import Intake
+from .service import read_summaries
+from .settings import DEFAULT_THRESHOLDS, ReportsSettings, Thresholds
+from .store import StoreUnavailable, open_store
+from .summary import DomainSummary
+
+EX_UNAVAILABLE = 69
+"""``reports`` could not read the store (sysexits.h ``EX_UNAVAILABLE``)."""
+EX_TEMPFAIL = mail.EX_TEMPFAIL
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ValueError("expected a share of sessions from 0 to 1, like 0.001")
+    return value
+
+
+OPTIONS = (
+    Option("domain", text, None, "only this configured domain", "D"),
+    Option("days", positive_int, 30, "reports whose date range ended in the last N days", "N"),
+    Option("format", choice("text", "json"), "text", "a few lines a domain, or JSON"),
+    Option(
+        "window-days",
+        positive_int,
+        DEFAULT_THRESHOLDS.window_days,
+        "the days of reports the verdict looks at",
+        "N",
+    ),
+    Option(
+        "min-organizations",
+        positive_int,
+        DEFAULT_THRESHOLDS.min_organizations,
+        "the reporting organisations a testing domain needs to be ready",
+        "N",
+    ),
+    Option(
+        "max-failure-rate",
+        _rate,
+        DEFAULT_THRESHOLDS.max_failure_rate,
+        "the share of failed sessions a ready domain stays under",
+        "RATE",
+    ),
+)
+INGEST_OPTIONS = (
+    Option("maildir", text, None, "take the messages in DIR/new, moving each to DIR/cur", "DIR"),
+)
+
+
+def summary(config: Config, args: argparse.Namespace) -> int:
+    """``mtasts-host reports``, with the options parsed: see ``summary_command``."""
+    if config.reports is None:
+        print(f"mtasts-host: error: {config.path} has no 'reports' block", file=sys.stderr)
+        return 2
+    return summary_command(
+        config.reports,
+        {domain: settings.policy.mode for domain, settings in config.domains.items()},
+        out=sys.stdout,
+        err=sys.stderr,
+        domain=args.domain,
+        days=args.days,
+        format=args.format,
+        thresholds=Thresholds(args.window_days, args.min_organizations, args.max_failure_rate),
+    )
+
+
+def ingest(config: Config, args: argparse.Namespace) -> int:
+    """``mtasts-host reports ingest``, with the options parsed: see ``ingest_command``."""
+    if config.reports is None:
+        print(f"mtasts-host: error: {config.path} has no 'reports' block", file=sys.stderr)
+        return EX_TEMPFAIL
+    if args.files and args.maildir:
+        print("mtasts-host: error: give FILEs or --maildir, not both", file=sys.stderr)
+        return 2
+    return ingest_command(
+        config.reports,
+        files=args.files,
+        maildir=args.maildir,
+        stdin=sys.stdin.buffer,
+        log=sys.stderr,
+    )
+
+
+def summary_command(
+    settings: ReportsSettings,
+    modes: Mapping[str, Mode],
+    *,
+    out: TextIO,
+    err: TextIO,
+    domain: str | None = None,
+    days: int = 30,
+    format: str = "text",
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    now: float | None = None,
+) -> int:
+    """
+    ``mtasts-host reports``: print each configured domain's summary and verdict.
+
+    Args:
+        settings: the ``reports:`` block.
+        modes: the configured domains and their modes.
+        domain: only this one (it must be configured).
+        days: the period, in days up to now.
+        format: ``text`` or ``json`` (``{"domains": {"<domain>": {...}}}``).
+
+    Returns:
+        0; 1 for a domain that is not configured; 69 when the store cannot be read.
+    """
+    if domain is not None:
+        try:
+            name = names.policy_domain(domain)
+        except ValueError:
+            name = domain
+        if name not in modes:
+            print(f"mtasts-host: {domain!r} is not a configured domain", file=err)
+            return 1
+        modes = {name: modes[name]}
+    try:
+        store = open_store(settings.store)
+        summaries = read_summaries(store, modes, days=days, now=now, thresholds=thresholds)
+    except (ValueError, StoreUnavailable) as exc:
+        print(f"mtasts-host: report store unavailable: {exc}", file=err)
+        return EX_UNAVAILABLE
+    out.write(to_json(summaries) if format == "json" else to_text(summaries))
+    return 0
+
+
+def ingest_command(
+    settings: ReportsSettings,
+    *,
+    files: Sequence[str] = (),
+    maildir: str | None = None,
+    stdin: BinaryIO,
+    log: TextIO,
+) -> int:
+    """
+    ``mtasts-host reports ingest``: store the reports in files, in a maildir's ``new/``, or
+    else in the one message on standard input (as Postfix's ``pipe`` delivers it).
+
+    Returns:
+        0 when stored or duplicate, 65 (``EX_DATAERR``) for a message without a report or
+        with a bad one, 75 (``EX_TEMPFAIL``) when the store is unavailable.
+    """
+    try:
+        store = open_store(settings.store)
+    except ValueError as exc:
+        print(f"mtasts-host: {exc}", file=log)
+        return mail.EX_TEMPFAIL
+    intake = Intake(store, settings.retention_days)
+    if maildir is not None:
+        return mail.ingest_maildir(intake, maildir, log)
+    if files:
+        return mail.ingest_files(intake, files, log)
+    return mail.ingest_stdin(intake, stdin, log)
+
+
+def to_json(summaries: Mapping[str, DomainSummary]) -> str:
+    """``{"domains": {"<domain>": {...}}}``, one document."""
+    domains = {domain: summary.to_json() for domain, summary in summaries.items()}
+    return json.dumps({"domains": domains}, indent=2) + "\n"
+
+
+def to_text(summaries: Mapping[str, DomainSummary]) -> str:
+    """A few lines per domain; what senders wrote is shown with control characters escaped."""
+    lines = []
+    for domain, summary in summaries.items():
+        organizations = ", ".join(_printable(name) for name in summary.organizations)
+        lines += [
+            f"{domain} ({summary.mode.value}): {summary.verdict.value}",
+            f"  {summary.verdict_reason}",
+            f"  last {summary.days} days: {summary.reports} reports from "
+            f"{len(summary.organizations)} organizations"
+            + (f" ({organizations})" if organizations else ""),
+            f"  sessions: {summary.successful_sessions} successful, "
+            f"{summary.failed_sessions} failed",
+        ]
+        if summary.failures_by_type:
+            lines.append(f"  failures by type: {_counts(summary.failures_by_type)}")
+            lines.append(f"  failures by MX: {_counts(summary.failures_by_mx)}")
+        for kind, sessions in summary.other_policies.items():
+            lines.append(
+                f"  {kind} policies (not counted): {sessions.reports} reports, "
+                f"{sessions.successful} successful, {sessions.failed} failed"
+            )
+    return "".join(line + "\n" for line in lines)
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{_printable(key)} {count}" for key, count in counts.items())
+
+
+def _printable(text: str) -> str:
+    # A report's values must not move a terminal's cursor or change its colours.
+    return "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in text)

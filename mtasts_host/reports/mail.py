@@ -1,0 +1,141 @@
+"""
+The intake by mail: reports in RFC 5322 messages (RFC 8460 section 5.3), bare report files,
+and a maildir, with the exit codes of sysexits.h that a mail server acts on.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+from .body import GZIP_MAGIC, TooLarge
+from .intake import Intake
+from .report import BadReport
+from .store import Outcome, StoreUnavailable
+
+EX_OK = 0
+EX_DATAERR = 65
+"""A message without a report, or with a bad one: Postfix bounces it."""
+EX_TEMPFAIL = 75
+"""The store is unavailable: Postfix keeps the message and delivers it again later."""
+MAX_MESSAGE_SIZE = 64 << 20
+"""Read no more of a message: its reports are at most 1 MiB each once decoded from base64."""
+REPORT_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
+REPORT_SUFFIXES = (".json", ".json.gz")
+
+
+def reports_in(data: bytes) -> list[bytes]:
+    """
+    The report bodies in a file: the file itself if it is a bare report (gzip, or JSON
+    text), else the parts of the message whose type is ``application/tlsrpt+gzip`` or
+    ``+json``, or whose file name ends in ``.json`` or ``.json.gz``.
+    """
+    if data.startswith(GZIP_MAGIC) or data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+        return [data]
+    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    found = []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        name = (part.get_filename() or "").strip().lower()
+        if part.get_content_type() in REPORT_TYPES or name.endswith(REPORT_SUFFIXES):
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes) and payload:
+                found.append(payload)
+    return found
+
+
+def ingest(intake: Intake, data: bytes, name: str, log: TextIO) -> int:
+    """
+    Store the reports of one file or message; write one line per report to ``log``.
+
+    Returns:
+        ``EX_OK`` when every report is stored or a duplicate, ``EX_TEMPFAIL`` when the store
+        is unavailable, ``EX_DATAERR`` when there is no report, or a bad one.
+    """
+    if len(data) > MAX_MESSAGE_SIZE:
+        intake.reject("message too large")
+        print(f"{name}: larger than {MAX_MESSAGE_SIZE >> 20} MiB; not read", file=log)
+        return EX_DATAERR
+    bodies = reports_in(data)
+    if not bodies:
+        intake.reject("no report")
+        print(f"{name}: no TLS report (application/tlsrpt+gzip or +json) found", file=log)
+        return EX_DATAERR
+    status = EX_OK
+    for body in bodies:
+        try:
+            outcome, report = intake.accept(body)
+        except (BadReport, TooLarge) as exc:
+            print(f"{name}: bad report: {exc}", file=log)
+            status = max(status, EX_DATAERR)
+        except StoreUnavailable as exc:
+            print(f"{name}: report store unavailable: {exc}", file=log)
+            return EX_TEMPFAIL
+        else:
+            done = "stored" if outcome is Outcome.STORED else "duplicate, already stored"
+            print(
+                f"{name}: {done}: report {report.report_id!r} from {report.organization_name!r}",
+                file=log,
+            )
+    return status
+
+
+def ingest_files(intake: Intake, paths: Iterable[str | Path], log: TextIO) -> int:
+    """Ingest files; return the worst exit code (``EX_TEMPFAIL`` stops at once)."""
+    status = EX_OK
+    for path in paths:
+        try:
+            data = _read(Path(path))
+        except OSError as exc:
+            print(f"{path}: {exc.strerror or exc}", file=log)
+            status = max(status, EX_DATAERR)
+            continue
+        status = max(status, ingest(intake, data, str(path), log))
+        if status == EX_TEMPFAIL:
+            break
+    return status
+
+
+def ingest_stdin(intake: Intake, stdin: BinaryIO, log: TextIO) -> int:
+    """Ingest one message from standard input, as Postfix's ``pipe`` delivers it."""
+    return ingest(intake, stdin.read(MAX_MESSAGE_SIZE + 1), "<stdin>", log)
+
+
+def ingest_maildir(intake: Intake, maildir: str | Path, log: TextIO) -> int:
+    """
+    Ingest the messages in ``new/`` and move each handled one to ``cur/``: marked seen
+    (``:2,S``) when its reports are stored, flagged (``:2,F``) when it has none or a bad
+    one, so that it is not read again. Stops, leaving the rest in ``new/``, when the store
+    is unavailable.
+    """
+    root = Path(maildir)
+    new, cur = root / "new", root / "cur"
+    try:
+        names = sorted(entry.name for entry in os.scandir(new) if not entry.name.startswith("."))
+    except OSError as exc:
+        print(f"{new}: {exc.strerror or exc}", file=log)
+        return EX_DATAERR
+    status = EX_OK
+    for name in names:
+        try:
+            data = _read(new / name)
+        except OSError:
+            continue  # taken by another reader meanwhile
+        result = ingest(intake, data, str(new / name), log)
+        if result == EX_TEMPFAIL:
+            return EX_TEMPFAIL
+        flags = "S" if result == EX_OK else "F"
+        base = name.split(":2,", 1)[0]
+        os.replace(new / name, cur / f"{base}:2,{flags}")
+        status = max(status, result)
+    return status
+
+
+def _read(path: Path) -> bytes:
+    with path.open("rb") as file:
+        return file.read(MAX_MESSAGE_SIZE + 1)

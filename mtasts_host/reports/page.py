@@ -1,0 +1,162 @@
+"""
+The ``/reports`` page: one section per domain with a chart of its daily sessions, its top
+failure types, the organisations reporting and the verdict. One self-contained HTML
+document: inline SVG and CSS, no script, no external asset; every value from a report is
+escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from html import escape
+
+from .store import DAY
+from .summary import Day, DomainSummary
+
+CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
+"""Nothing but the document itself: even an escaping mistake could load or run nothing."""
+TOP = 5
+"""Failure types and MX hosts listed per domain."""
+
+_STYLE = """
+body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
+section{border-top:1px solid #ccc;padding:.5em 0 1em}
+h2{margin:.3em 0}.verdict{font-weight:bold;padding:.1em .5em;border-radius:.3em}
+.ready,.ok{background:#d4f4d4}.not-ready,.none{background:#eee}.failing{background:#f8d0d0}
+table{border-collapse:collapse}td,th{padding:.1em .8em .1em 0;text-align:left}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+svg .ok{fill:#3a3}svg .fail{fill:#c33}svg text{font-size:11px;fill:#555}
+.problem{background:#f8d0d0;padding:.5em}
+"""
+
+
+def render_page(
+    summaries: Mapping[str, DomainSummary],
+    *,
+    generated: datetime,
+    problem: str | None = None,
+) -> str:
+    """
+    The page for the given summaries.
+
+    Args:
+        summaries: per configured domain, as ``summarize`` returns them.
+        generated: the time shown as "as of".
+        problem: why the store could not be read, shown instead of the domains.
+    """
+    parts = [
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>",
+        "<meta name=viewport content='width=device-width'>",
+        "<title>TLS reports</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>TLS reports (RFC 8460)</h1>",
+        f"<p>MTA-STS sessions as of {generated.astimezone(UTC):%Y-%m-%d %H:%M} UTC.</p>",
+    ]
+    if problem is not None:
+        parts.append(f"<p class=problem>Report store unavailable: {escape(problem)}</p>")
+    for summary in summaries.values():
+        parts.append(_section(summary))
+    if not summaries and problem is None:
+        parts.append("<p>No domains are configured.</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _section(summary: DomainSummary) -> str:
+    domain = escape(summary.domain)
+    verdict = summary.verdict.value
+    rows = [
+        ("reports", summary.reports),
+        ("successful sessions", summary.successful_sessions),
+        ("failed sessions", summary.failed_sessions),
+    ]
+    return "\n".join(
+        [
+            f"<section id='{domain}'>",
+            f"<h2>{domain}</h2>",
+            f"<p>mode {escape(summary.mode.value)}: <span class='verdict {verdict}'>"
+            f"{verdict}</span> {escape(summary.verdict_reason)}</p>",
+            "<table>"
+            + "".join(f"<tr><th>{name}</th><td class=n>{value}</td></tr>" for name, value in rows)
+            + "</table>",
+            chart(summary.daily, summary.domain),
+            _listing("Top failure types", summary.failures_by_type),
+            _listing("Failures by MX host", summary.failures_by_mx),
+            "<h3>Reporting organizations</h3>",
+            _items(summary.organizations) or "<p>none in this period</p>",
+            _others(summary),
+            "</section>",
+        ]
+    )
+
+
+def _listing(title: str, counts: Mapping[str, int]) -> str:
+    if not counts:
+        return f"<h3>{title}</h3><p>none</p>"
+    rows = "".join(
+        f"<tr><td>{escape(key)}</td><td class=n>{count}</td></tr>"
+        for key, count in list(counts.items())[:TOP]
+    )
+    return f"<h3>{title}</h3><table>{rows}</table>"
+
+
+def _items(values: Iterable[str]) -> str:
+    items = "".join(f"<li>{escape(value)}</li>" for value in values)
+    return f"<ul>{items}</ul>" if items else ""
+
+
+def _others(summary: DomainSummary) -> str:
+    if not summary.other_policies:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(kind)}</td><td class=n>{sessions.reports}</td>"
+        f"<td class=n>{sessions.successful}</td><td class=n>{sessions.failed}</td></tr>"
+        for kind, sessions in summary.other_policies.items()
+    )
+    return (
+        "<h3>Other policies (not counted above)</h3><table><tr><th>policy type</th>"
+        f"<th>reports</th><th>successful</th><th>failed</th></tr>{rows}</table>"
+    )
+
+
+def chart(days: tuple[Day, ...], label: str, width: int = 600) -> str:
+    """
+    An SVG bar chart of daily successful (top) and failed (bottom) sessions. Each has its own
+    scale: failures are a thousandth of the sessions or less, and would not show on one.
+    """
+    if not days:
+        return ""
+    top, bottom, gap = 80, 50, 14
+    height = top + bottom + 2 * gap
+    step = width / len(days)
+    most_ok = max(day.successful for day in days) or 1
+    most_failed = max(day.failed for day in days) or 1
+    bars = []
+    for n, day in enumerate(days):
+        x = n * step + 1
+        date = _date(day.day)
+        tip = f"<title>{date}: {day.successful} successful, {day.failed} failed</title>"
+        ok = top * day.successful / most_ok
+        failed = bottom * day.failed / most_failed
+        bars.append(
+            f"<g>{tip}<rect class=ok x='{x:.1f}' y='{gap + top - ok:.1f}' "
+            f"width='{step - 2:.1f}' height='{ok:.1f}'/>"
+            f"<rect class=fail x='{x:.1f}' y='{2 * gap + top:.1f}' "
+            f"width='{step - 2:.1f}' height='{failed:.1f}'/></g>"
+        )
+    first, last = _date(days[0].day), _date(days[-1].day)
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + gap}' "
+        f"viewBox='0 0 {width} {height + gap}' role=img "
+        f"aria-label='daily sessions of {escape(label)}, {first} to {last}'>"
+        f"<text x='0' y='{gap - 3}'>successful per day (max {most_ok})</text>"
+        f"<text x='0' y='{2 * gap + top - 3}'>failed per day (max {most_failed})</text>"
+        + "".join(bars)
+        + f"<text x='0' y='{height + gap - 2}'>{first}</text>"
+        f"<text x='{width}' y='{height + gap - 2}' text-anchor='end'>{last}</text></svg>"
+    )
+
+
+def _date(day: int) -> str:
+    return datetime.fromtimestamp(day * DAY, UTC).strftime("%Y-%m-%d")

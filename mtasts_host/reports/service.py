@@ -1,0 +1,165 @@
+"""
+The reports capability inside a running server: the intake on every host, the ``/reports``
+page, the metrics and the store's readiness, for the app to wire in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+
+import anyio
+import anyio.to_thread
+from prometheus_client.core import Metric
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from ..policy import Mode
+from ..store import PolicyStore
+from . import metrics, page
+from .http import IntakeEndpoint
+from .intake import Intake
+from .settings import DEFAULT_THRESHOLDS, ReportsSettings, Thresholds
+from .store import DAY, ReportStore, StoreUnavailable, open_store
+from .summary import DomainSummary, since_day, summarize
+
+logger = logging.getLogger(__name__)
+
+READINESS_WAIT = 0.5
+"""Seconds ``/readyz`` waits for the store: a probe must never time out on its account."""
+READINESS_STALE = 10.0
+"""Seconds after which ``/readyz`` asks the store again instead of telling the last news."""
+
+
+def read_summaries(
+    store: ReportStore,
+    modes: Mapping[str, Mode],
+    *,
+    days: int = 30,
+    now: float | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> dict[str, DomainSummary]:
+    """
+    Summarise the stored reports of each configured domain (blocking).
+
+    Raises:
+        StoreUnavailable: the store cannot be read.
+    """
+    today = int((time.time() if now is None else now) // DAY)
+    first = since_day(today, max(days, thresholds.window_days))
+    totals, failures = store.totals(first), store.failure_totals(first)
+    return summarize(modes, totals, failures, today=today, days=days, thresholds=thresholds)
+
+
+class Reports:
+    """
+    TLS reports in a running server.
+
+    Args:
+        settings: the ``reports:`` block.
+        policies: the served configuration: its domains and their modes, read at each use,
+            so reloads apply at once.
+        thresholds: when a ``testing`` domain is ready.
+        clock: seconds since the epoch, for the tests.
+
+    Raises:
+        ValueError: ``settings.store`` names no supported store.
+    """
+
+    def __init__(
+        self,
+        settings: ReportsSettings,
+        policies: PolicyStore,
+        *,
+        thresholds: Thresholds = DEFAULT_THRESHOLDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.policies = policies
+        self.thresholds = thresholds
+        self.clock = clock
+        self.store = open_store(settings.store)
+        self.intake = Intake(self.store, settings.retention_days, clock=clock)
+        self.endpoint = IntakeEndpoint(self.intake, settings.path)
+        self._probing = False
+
+    def modes(self) -> dict[str, Mode]:
+        """The configured domains and their modes, as served now."""
+        return {
+            domain: served.policy.mode for domain, served in self.policies.snapshot.served.items()
+        }
+
+    def open(self) -> str | None:
+        """
+        Create or upgrade the tables and prune old reports, at start-up (blocking). Never
+        raises: the server starts anyway and the intake answers 503 until the store is back.
+
+        Returns:
+            the problem, or None if the store is ready.
+        """
+        try:
+            self.intake.use(self.store.upgrade)
+            self.intake.use(self.intake.prune)
+        except StoreUnavailable:
+            pass
+        return self.intake.problem
+
+    def matches(self, scope: Scope) -> bool:
+        """Whether a request is for the intake; the app sends those to ``handle``."""
+        return self.endpoint.matches(scope)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer an intake request (see ``IntakeEndpoint``)."""
+        await self.endpoint(scope, receive, send)
+
+    def routes(self) -> list[BaseRoute]:
+        """``GET /reports``, for the operational hosts only, never the ``mta-sts.*`` ones."""
+        return [Route("/reports", self._page, methods=["GET"])]
+
+    def summaries(self, days: int = 30) -> dict[str, DomainSummary]:
+        """Every configured domain's summary (blocking)."""
+        return self.intake.use(
+            lambda: read_summaries(
+                self.store, self.modes(), days=days, now=self.clock(), thresholds=self.thresholds
+            )
+        )
+
+    def metrics(self) -> Iterator[Metric]:
+        """The reports' metric families, for the app's collector (blocking)."""
+        return metrics.metric_families(self.intake, self.policies.snapshot.served.keys())
+
+    async def readiness(self) -> str | None:
+        """
+        None while the store works, else why it does not, for ``/readyz`` (which stays
+        200: policies are served all the same). Asks the store again when the last news is
+        stale, waiting at most ``READINESS_WAIT`` seconds for the answer.
+        """
+        if time.monotonic() - self.intake.checked_at > READINESS_STALE and not self._probing:
+            self._probing = True
+            with anyio.move_on_after(READINESS_WAIT):
+                await anyio.to_thread.run_sync(self._probe, abandon_on_cancel=True)
+        return self.intake.problem
+
+    def _probe(self) -> None:
+        try:
+            self.intake.probe()
+        finally:
+            self._probing = False
+
+    async def _page(self, request: Request) -> Response:
+        generated = datetime.fromtimestamp(self.clock(), UTC)
+        headers = {
+            "content-security-policy": page.CONTENT_SECURITY_POLICY,
+            "cache-control": "no-store",
+        }
+        try:
+            summaries = await run_in_threadpool(self.summaries)
+        except StoreUnavailable as exc:
+            html = page.render_page({}, generated=generated, problem=str(exc))
+            return HTMLResponse(html, status_code=503, headers=headers)
+        return HTMLResponse(page.render_page(summaries, generated=generated), headers=headers)

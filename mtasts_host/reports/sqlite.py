@@ -1,0 +1,57 @@
+"""The SQLite store: one file, in WAL mode, so readers never wait for the writer."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+
+from ..blocks import store_url
+from .store import Connection, ReportStore, StoreUnavailable
+
+BUSY_TIMEOUT = 10.0
+"""Seconds a writer waits for another (another request, or ``reports ingest``)."""
+
+
+def sqlite_path(url: str) -> str:
+    """
+    The file a ``sqlite:///`` URL names: ``sqlite:///reports.db`` is relative,
+    ``sqlite:////var/lib/reports.db`` absolute (as SQLAlchemy writes them).
+
+    Raises:
+        ValueError: not such a URL, or an in-memory database, which every call would lose.
+    """
+    return store_url(url)[len("sqlite:///") :]
+
+
+class SQLiteStore(ReportStore):
+    id_type = "INTEGER PRIMARY KEY AUTOINCREMENT"
+    blob_type = "BLOB"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.path = sqlite_path(url)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        try:
+            # isolation_level=None: the transaction is ours, begun IMMEDIATE so that two
+            # writers queue for the lock instead of failing on upgrade from a read.
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+        try:
+            try:
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = NORMAL")
+                connection.execute("BEGIN IMMEDIATE")
+                yield connection
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+        finally:
+            connection.close()

@@ -1,0 +1,314 @@
+"""
+Where reports are kept: the raw report (gzip) and its counts as rows, in SQLite or
+PostgreSQL, through the same parameterised SQL. Each call opens its own connection, so a
+store that was unreachable is used again as soon as it is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import schema
+from .report import Report
+
+DAY = 86_400
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or written now; the message says why, in one line."""
+
+
+class Outcome(enum.Enum):
+    """What became of a report handed to the store."""
+
+    STORED = "stored"
+    """Stored now, raw and counted."""
+    DUPLICATE = "duplicate"
+    """Already stored: the same ``organization-name`` and ``report-id``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The sessions of one domain and policy type reported by one organisation on one day."""
+
+    domain: str
+    policy_type: str
+    organization: str
+    day: int
+    """The UTC day the reports cover (days since 1970-01-01): the day of their end."""
+    reports: int
+    successful: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailureTotals:
+    """Failed sessions of one domain and policy type, by day, result type and MX host."""
+
+    domain: str
+    policy_type: str
+    day: int
+    result_type: str
+    mx: str
+    """``receiving-mx-hostname``, or ``""`` where the sender left it out."""
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCounts:
+    """All stored STS sessions of one domain, by result, and when its last report came."""
+
+    domain: str
+    successful: int
+    failures: dict[str, int]
+    last_received: int
+
+
+def report_day(report: Report) -> int:
+    """The UTC day a report covers: the day of its last second."""
+    start, end = int(report.start.timestamp()), int(report.end.timestamp())
+    return max(start, end - 1) // DAY
+
+
+class Connection(Protocol):
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+
+class ReportStore:
+    """
+    Base of both stores: the SQL is written once with ``?`` placeholders; a subclass
+    provides connections, in a transaction, and turns its driver's errors into
+    ``StoreUnavailable``.
+    """
+
+    id_type = ""
+    blob_type = ""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._schema_checked = False
+        self._lock = threading.Lock()
+
+    def transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        """A connection in a transaction that commits at the end, or rolls back on error."""
+        raise NotImplementedError
+
+    def lock_schema(self, connection: Connection) -> None:
+        """Keep other processes from upgrading the schema at the same time."""
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        if not self._schema_checked:
+            with self._lock:
+                if not self._schema_checked:
+                    self.upgrade()
+        with self.transaction() as connection:
+            yield connection
+
+    def upgrade(self) -> int:
+        """
+        Create the tables, or bring them to the latest version; return that version.
+
+        Raises:
+            StoreUnavailable: the store cannot be reached, or its schema is newer than this
+                program.
+        """
+        with self.transaction() as connection:
+            self.lock_schema(connection)
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS tlsrpt_schema (version INTEGER NOT NULL)"
+            )
+            (current,) = connection.execute("SELECT MAX(version) FROM tlsrpt_schema").fetchone()
+            current = current or 0
+            if current > schema.LATEST:
+                raise StoreUnavailable(
+                    f"the store has schema version {current}; this mtasts-host knows up to "
+                    f"{schema.LATEST}: upgrade mtasts-host"
+                )
+            for version in range(current + 1, schema.LATEST + 1):
+                for statement in schema.VERSIONS[version - 1]:
+                    connection.execute(statement.format(id=self.id_type, blob=self.blob_type))
+                connection.execute("INSERT INTO tlsrpt_schema (version) VALUES (?)", (version,))
+        self._schema_checked = True
+        return schema.LATEST
+
+    def version(self) -> int:
+        """The schema version the store has (0 for an empty store)."""
+        with self.transaction() as connection:
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS tlsrpt_schema (version INTEGER NOT NULL)"
+            )
+            (current,) = connection.execute("SELECT MAX(version) FROM tlsrpt_schema").fetchone()
+        return int(current or 0)
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers."""
+        with self._connection() as connection:
+            connection.execute("SELECT 1 FROM tlsrpt_schema")
+
+    def add(self, report: Report, raw: bytes, received: float) -> Outcome:
+        """
+        Store a report and its counts in one transaction: all of it or nothing.
+
+        Args:
+            report: the parsed report.
+            raw: the report as received, gzip-compressed.
+            received: when it arrived, in seconds since the epoch.
+        """
+        with self._connection() as connection:
+            row = connection.execute(
+                "INSERT INTO tlsrpt_reports (organization, report_id, start_time, end_time, day,"
+                " received, contact, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (organization, report_id) DO NOTHING RETURNING id",
+                (
+                    report.organization_name,
+                    report.report_id,
+                    int(report.start.timestamp()),
+                    int(report.end.timestamp()),
+                    report_day(report),
+                    int(received),
+                    report.contact_info,
+                    raw,
+                ),
+            ).fetchone()
+            if row is None:
+                return Outcome.DUPLICATE
+            key = row[0]
+            for n, policy in enumerate(report.policies):
+                connection.execute(
+                    "INSERT INTO tlsrpt_policies (report, position, policy_type, domain,"
+                    " successful, failed) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        n,
+                        policy.policy_type.value,
+                        policy.domain,
+                        policy.successful,
+                        policy.failed,
+                    ),
+                )
+                for m, failure in enumerate(policy.failures):
+                    connection.execute(
+                        "INSERT INTO tlsrpt_failures (report, policy, position, result_type,"
+                        " reported_type, mx, receiving_ip, sending_ip, sessions)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            key,
+                            n,
+                            m,
+                            failure.result_type.value,
+                            failure.reported_type,
+                            failure.receiving_mx_hostname,
+                            failure.receiving_ip,
+                            failure.sending_mta_ip,
+                            failure.sessions,
+                        ),
+                    )
+        return Outcome.STORED
+
+    def totals(self, since_day: int) -> list[Totals]:
+        """Sessions by domain, policy type, organisation and day, from ``since_day`` on."""
+        with self._connection() as connection:
+            rows = connection.execute(
+                "SELECT p.domain, p.policy_type, r.organization, r.day, COUNT(DISTINCT r.id),"
+                " CAST(SUM(p.successful) AS BIGINT), CAST(SUM(p.failed) AS BIGINT)"
+                " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
+                " WHERE r.day >= ?"
+                " GROUP BY p.domain, p.policy_type, r.organization, r.day",
+                (since_day,),
+            ).fetchall()
+        return [Totals(*row) for row in rows]
+
+    def failure_totals(self, since_day: int) -> list[FailureTotals]:
+        """Failed sessions by domain, policy type, day, result type and MX host."""
+        with self._connection() as connection:
+            rows = connection.execute(
+                "SELECT p.domain, p.policy_type, r.day, f.result_type, COALESCE(f.mx, ''),"
+                " CAST(SUM(f.sessions) AS BIGINT)"
+                " FROM tlsrpt_failures f"
+                " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
+                " JOIN tlsrpt_reports r ON r.id = f.report"
+                " WHERE r.day >= ?"
+                " GROUP BY p.domain, p.policy_type, r.day, f.result_type, COALESCE(f.mx, '')",
+                (since_day,),
+            ).fetchall()
+        return [FailureTotals(*row) for row in rows]
+
+    def session_counts(self) -> list[SessionCounts]:
+        """Every stored STS session by domain and result, for the metrics."""
+        with self._connection() as connection:
+            sums = connection.execute(
+                "SELECT p.domain, CAST(SUM(p.successful) AS BIGINT), MAX(r.received)"
+                " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
+                " WHERE p.policy_type = 'sts' GROUP BY p.domain"
+            ).fetchall()
+            failed = connection.execute(
+                "SELECT p.domain, f.result_type, CAST(SUM(f.sessions) AS BIGINT)"
+                " FROM tlsrpt_failures f"
+                " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
+                " WHERE p.policy_type = 'sts' GROUP BY p.domain, f.result_type"
+            ).fetchall()
+        failures: dict[str, dict[str, int]] = {}
+        for domain, result_type, sessions in failed:
+            failures.setdefault(domain, {})[result_type] = sessions
+        return [
+            SessionCounts(domain, successful, failures.get(domain, {}), last)
+            for domain, successful, last in sums
+        ]
+
+    def raw(self, organization: str, report_id: str) -> bytes | None:
+        """The report as received (gzip), or None if it is not stored."""
+        with self._connection() as connection:
+            row = connection.execute(
+                "SELECT raw FROM tlsrpt_reports WHERE organization = ? AND report_id = ?",
+                (organization, report_id),
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def prune(self, before: float) -> int:
+        """Delete the reports whose date range ended before ``before``; return how many."""
+        with self._connection() as connection:
+            # Children first: SQLite enforces ON DELETE CASCADE only when asked to.
+            connection.execute(
+                "DELETE FROM tlsrpt_failures WHERE report IN"
+                " (SELECT id FROM tlsrpt_reports WHERE end_time < ?)",
+                (int(before),),
+            )
+            connection.execute(
+                "DELETE FROM tlsrpt_policies WHERE report IN"
+                " (SELECT id FROM tlsrpt_reports WHERE end_time < ?)",
+                (int(before),),
+            )
+            cursor = connection.execute(
+                "DELETE FROM tlsrpt_reports WHERE end_time < ?", (int(before),)
+            )
+            return int(cursor.rowcount)
+
+
+def open_store(url: str) -> ReportStore:
+    """
+    The store a URL names, without connecting to it yet: the first call connects, creating
+    or upgrading the tables.
+
+    Args:
+        url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+            ``postgresql://user@host/database`` (any libpq URL).
+
+    Raises:
+        ValueError: the URL names no store this program supports, or psycopg is missing.
+    """
+    scheme = url.partition(":")[0].lower()
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgreSQLStore
+
+        return PostgreSQLStore(url)
+    raise ValueError(f"expected a sqlite:/// or postgresql:// URL, got {url!r}")

@@ -1,0 +1,241 @@
+"""
+What the stored reports say about each configured domain, and whether it is ready for
+``enforce``: pure functions of the store's totals, so every rule is tested without a store.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ..policy import Mode
+from .report import PolicyType
+from .settings import DEFAULT_THRESHOLDS, Thresholds
+from .store import FailureTotals, Totals
+
+UNREPORTED_MX = "(not reported)"
+"""The ``failures_by_mx`` key for failures whose sender gave no ``receiving-mx-hostname``."""
+
+
+class Verdict(enum.Enum):
+    """One word for a domain, from the STS sessions of the verdict window."""
+
+    READY = "ready"
+    """``testing``: enough organisations report, and almost nothing fails: enforce it."""
+    NOT_READY = "not-ready"
+    """``testing``: not yet; the reason says what is missing."""
+    OK = "ok"
+    """``enforce``: no failed sessions."""
+    FAILING = "failing"
+    """``enforce``: senders report failures; mail may be bouncing."""
+    NONE = "none"
+    """``none``: the policy is withdrawn; there is nothing to judge."""
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """The STS sessions of one UTC day (days since 1970-01-01)."""
+
+    day: int
+    successful: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Sessions:
+    """Reports and sessions of one policy type other than ``sts``, shown apart."""
+
+    reports: int = 0
+    successful: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DomainSummary:
+    """A domain's MTA-STS view over a number of days, and its verdict."""
+
+    domain: str
+    mode: Mode
+    days: int
+    reports: int
+    organizations: tuple[str, ...]
+    successful_sessions: int
+    failed_sessions: int
+    failures_by_type: Mapping[str, int]
+    """Result type to failed sessions, most first, from the failure details."""
+    failures_by_mx: Mapping[str, int]
+    verdict: Verdict
+    verdict_reason: str
+    daily: tuple[Day, ...] = ()
+    """One entry per day of the period, oldest first, for the chart."""
+    other_policies: Mapping[str, Sessions] = field(default_factory=dict)
+    """``tlsa``, ``no-policy-found`` and unknown types: stored and shown, never counted."""
+
+    def to_json(self) -> dict[str, object]:
+        """The keys of ``mtasts-host reports --format json``."""
+        return {
+            "mode": self.mode.value,
+            "reports": self.reports,
+            "organizations": list(self.organizations),
+            "successful_sessions": self.successful_sessions,
+            "failed_sessions": self.failed_sessions,
+            "failures_by_type": dict(self.failures_by_type),
+            "failures_by_mx": dict(self.failures_by_mx),
+            "verdict": self.verdict.value,
+            "verdict_reason": self.verdict_reason,
+            "other_policies": {
+                kind: {
+                    "reports": sessions.reports,
+                    "successful_sessions": sessions.successful,
+                    "failed_sessions": sessions.failed,
+                }
+                for kind, sessions in self.other_policies.items()
+            },
+        }
+
+
+def since_day(today: int, days: int) -> int:
+    """
+    The first day of the last ``days`` days: a report whose date range ended in them covers
+    that day or a later one (a day's report ends at the next midnight).
+    """
+    return today - days
+
+
+def summarize(
+    modes: Mapping[str, Mode],
+    totals: Iterable[Totals],
+    failures: Iterable[FailureTotals],
+    *,
+    today: int,
+    days: int = 30,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> dict[str, DomainSummary]:
+    """
+    Summarise each configured domain, in the order of ``modes``.
+
+    Args:
+        modes: the configured domains and their modes; reports for any other domain are
+            left out.
+        totals, failures: the store's rows from at least ``since_day(today, max(days,
+            thresholds.window_days))`` on.
+        today: the current UTC day (days since 1970-01-01).
+        days: the period of the summary; the verdict looks at ``thresholds.window_days``.
+    """
+    first, window = since_day(today, days), since_day(today, thresholds.window_days)
+    by_domain: dict[str, list[Totals]] = {domain: [] for domain in modes}
+    for row in totals:
+        if row.domain in by_domain:
+            by_domain[row.domain].append(row)
+    failed_by_domain: dict[str, list[FailureTotals]] = {domain: [] for domain in modes}
+    for failure in failures:
+        if failure.domain in failed_by_domain and failure.policy_type == PolicyType.STS.value:
+            failed_by_domain[failure.domain].append(failure)
+    result = {}
+    for domain, mode in modes.items():
+        rows = by_domain[domain]
+        sts = [row for row in rows if row.policy_type == PolicyType.STS.value]
+        period = [row for row in sts if row.day >= first]
+        details = [row for row in failed_by_domain[domain] if row.day >= first]
+        recent = [row for row in failed_by_domain[domain] if row.day >= window]
+        verdict, reason = judge(mode, [row for row in sts if row.day >= window], recent, thresholds)
+        result[domain] = DomainSummary(
+            domain=domain,
+            mode=mode,
+            days=days,
+            reports=sum(row.reports for row in period),
+            organizations=tuple(sorted({row.organization for row in period})),
+            successful_sessions=sum(row.successful for row in period),
+            failed_sessions=sum(row.failed for row in period),
+            failures_by_type=_most_first((row.result_type, row.sessions) for row in details),
+            failures_by_mx=_most_first((row.mx or UNREPORTED_MX, row.sessions) for row in details),
+            verdict=verdict,
+            verdict_reason=reason,
+            daily=_daily(period, first, today),
+            other_policies=_others(row for row in rows if row.day >= first),
+        )
+    return result
+
+
+def judge(
+    mode: Mode,
+    totals: Iterable[Totals],
+    failures: Iterable[FailureTotals],
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> tuple[Verdict, str]:
+    """The verdict on a domain from its STS totals and failures of the verdict window."""
+    rows = list(totals)
+    window = f"the last {thresholds.window_days} days"
+    organizations = len({row.organization for row in rows})
+    successful = sum(row.successful for row in rows)
+    failed = sum(row.failed for row in rows)
+    sessions = successful + failed
+    if mode is Mode.NONE:
+        return Verdict.NONE, "mode none: no policy is in force"
+    if mode is Mode.ENFORCE:
+        if failed:
+            common = _most_first((row.result_type, row.sessions) for row in failures)
+            top = f", most often {next(iter(common))}" if common else ""
+            return Verdict.FAILING, f"{_n(failed, 'failed session')} in {window}{top}"
+        if not rows:
+            return Verdict.OK, f"no failed sessions: no reports in {window}"
+        return Verdict.OK, (
+            f"no failed sessions in {window}: {_n(sessions, 'session')} from "
+            f"{_n(organizations, 'organization')}"
+        )
+    missing = []
+    if not rows:
+        missing.append(f"no reports in {window}")
+    elif organizations < thresholds.min_organizations:
+        missing.append(
+            f"reports from {_n(organizations, 'organization')} in {window}, "
+            f"{thresholds.min_organizations} needed"
+        )
+    if rows and not sessions:
+        missing.append(f"no sessions reported in {window}")
+    elif sessions and failed >= sessions * thresholds.max_failure_rate:
+        missing.append(
+            f"{failed} of {_n(sessions, 'session')} failed ({failed / sessions:.2%}) in {window}, "
+            f"under {thresholds.max_failure_rate:.2%} needed"
+        )
+    if missing:
+        return Verdict.NOT_READY, "; ".join(missing)
+    return Verdict.READY, (
+        f"{_n(sessions, 'session')} from {_n(organizations, 'organization')} in {window}, "
+        f"{failed} failed ({failed / sessions:.3%})"
+    )
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _most_first(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for key, count in pairs:
+        counts[key] += count
+    # Most first, then by name: the same totals always print the same way.
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _daily(rows: Iterable[Totals], first: int, today: int) -> tuple[Day, ...]:
+    successful: Counter[int] = Counter()
+    failed: Counter[int] = Counter()
+    for row in rows:
+        successful[row.day] += row.successful
+        failed[row.day] += row.failed
+    return tuple(Day(day, successful[day], failed[day]) for day in range(first, today + 1))
+
+
+def _others(rows: Iterable[Totals]) -> dict[str, Sessions]:
+    others: dict[str, Sessions] = {}
+    for row in rows:
+        if row.policy_type == PolicyType.STS.value:
+            continue
+        seen = others.get(row.policy_type, Sessions())
+        others[row.policy_type] = Sessions(
+            seen.reports + row.reports, seen.successful + row.successful, seen.failed + row.failed
+        )
+    return dict(sorted(others.items()))

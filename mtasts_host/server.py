@@ -1,0 +1,154 @@
+"""``mtasts-host serve``: the app under uvicorn, with SIGHUP and the doctor beside it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.config
+import signal
+import sys
+import threading
+
+import uvicorn
+
+from . import logs
+from ._problems import ConfigError
+from .app import PolicyApp, create_app
+from .doctor import DoctorError
+from .doctor import command as doctor
+from .options import Option, boolean, choice, port, positive_int, text
+from .reload import Reloader
+
+logger = logging.getLogger("mtasts_host")
+
+CONFIG = Option("config", text, None, "the YAML file; or give it as PATH", "PATH")
+APP_OPTIONS = (
+    CONFIG,
+    Option(
+        "access-log",
+        boolean,
+        True,
+        "log every request with its policy domain, status, size, duration and User-Agent",
+        flag=True,
+    ),
+    Option(
+        "metrics",
+        boolean,
+        True,
+        "serve Prometheus metrics at /metrics on non-policy hosts",
+        flag=True,
+    ),
+    Option(
+        "watch",
+        boolean,
+        True,
+        "reload the file whenever it changes; SIGHUP reloads it in any case",
+        flag=True,
+    ),
+)
+"""The options that shape the app itself, wherever it runs (see ``mtasts_host.asgi``)."""
+
+SERVE_OPTIONS = (
+    *APP_OPTIONS,
+    Option("host", text, "127.0.0.1", "address to bind"),
+    Option("port", port, 8080, "port to bind"),
+    Option("uds", text, None, "bind to this Unix socket instead", "PATH"),
+    Option("log-format", choice("text", "json"), "text", "text lines or one JSON object a line"),
+    Option(
+        "proxy-headers",
+        boolean,
+        True,
+        "trust X-Forwarded-For/-Proto from --forwarded-allow-ips, as uvicorn does",
+        flag=True,
+    ),
+    Option(
+        "timeout-keep-alive",
+        positive_int,
+        5,
+        "close idle keep-alive connections after this many seconds",
+        "SECONDS",
+    ),
+    Option(
+        "limit-concurrency",
+        positive_int,
+        None,
+        "answer 503 beyond this many connections and tasks at once (default: no limit)",
+        "N",
+    ),
+    Option(
+        "forwarded-allow-ips",
+        text,
+        None,
+        "comma-separated proxy addresses to trust, or '*' (default: 127.0.0.1)",
+        "IPS",
+    ),
+    *doctor.SERVE_OPTIONS,
+)
+
+
+def build_app(args: argparse.Namespace) -> PolicyApp | None:
+    """The app the ``APP_OPTIONS`` in ``args`` describe; None if the config is invalid, with
+    its first error printed and its warnings logged."""
+    try:
+        app = create_app(
+            args.config, watch=args.watch, metrics=args.metrics, access_log=args.access_log
+        )
+    except ConfigError as exc:
+        print_problems(exc, every=False)
+        return None
+    for warning in app.store.config.warnings:
+        logger.warning("%s", warning)
+    return app
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.config.dictConfig(logs.config(args.log_format))
+    app = build_app(args)
+    if app is None:
+        return 1
+    try:
+        background = doctor.start_background(app, args)
+    except DoctorError as exc:
+        print(f"mtasts-host: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        _run(app, args)
+    finally:
+        if background is not None:
+            background.stop()
+    return 0
+
+
+def _run(app: PolicyApp, args: argparse.Namespace) -> None:
+    reloader = app.reloader or Reloader(app.store)
+
+    def reload_on_sighup(signum: int, frame: object) -> None:
+        # A thread, not the handler itself: the handler interrupts the event loop's thread.
+        threading.Thread(target=reloader.reload, name="mtasts-host-sighup", daemon=True).start()
+
+    signal.signal(signal.SIGHUP, reload_on_sighup)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        uds=args.uds,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        workers=1,
+        timeout_keep_alive=args.timeout_keep_alive,
+        limit_concurrency=args.limit_concurrency,
+        # In-flight requests finish; idle connections are closed; never longer than this.
+        timeout_graceful_shutdown=5,
+        log_config=logs.config(args.log_format),
+        access_log=False,  # ours replaces uvicorn's: it names the policy domain
+    )
+
+
+def print_problems(exc: ConfigError, *, every: bool) -> None:
+    """Print the first (or every) problem of ``exc`` to stderr, one line each."""
+    problems = exc.problems if every else exc.problems[:1]
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if len(exc.problems) > len(problems):
+        more = len(exc.problems) - len(problems)
+        print(f"... and {more} more; run 'mtasts-host check' to see them", file=sys.stderr)

@@ -1,0 +1,179 @@
+"""
+The real servers of the doctor's test world, each on loopback addresses of 127.60.0.0/16:
+knot (authoritative DNS), nginx running deploy/nginx (HTTPS), aiosmtpd (SMTP with or without
+STARTTLS), and a listener that accepts and never speaks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import selectors
+import socket
+import ssl
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import trustme
+from aiosmtpd.controller import Controller
+
+from ..processes import running
+
+ROOT = Path(__file__).parent.parent.parent
+NGINX_SITE = ROOT / "deploy" / "nginx" / "mtasts-host.conf"
+
+
+def days(count: float) -> datetime.datetime:
+    """``count`` days from now (negative: ago), for certificate validity."""
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=count)
+
+
+def issue(
+    ca: trustme.CA,
+    path: Path,
+    *names: str,
+    not_before: datetime.datetime | None = None,
+    not_after: datetime.datetime | None = None,
+) -> trustme.LeafCert:
+    """A certificate for ``names``, written as ``path``.crt (full chain) and ``path``.key."""
+    cert = ca.issue_cert(*names, not_before=not_before, not_after=not_after)
+    cert.private_key_pem.write_to_path(f"{path}.key")
+    Path(f"{path}.crt").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    return cert
+
+
+def server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    return context
+
+
+@contextlib.contextmanager
+def knot(tmp: Path, address: str, port: int, zones: Mapping[str, str]) -> Iterator[None]:
+    """knotd in the foreground, serving ``zones`` (origin to zone text) on address:port."""
+    tmp.mkdir()
+    (tmp / "zones").mkdir()
+    lines = [
+        "server:",
+        f'    rundir: "{tmp}"',
+        f"    listen: {address}@{port}",
+        "log:",
+        "  - target: stderr",
+        "    any: warning",
+        "database:",
+        f'    storage: "{tmp}/db"',
+        "template:",
+        "  - id: default",
+        f'    storage: "{tmp}/zones"',
+        "    zonefile-sync: -1",
+        "    zonefile-load: whole",
+        "    journal-content: none",
+        "zone:",
+    ]
+    for origin, text in zones.items():
+        (tmp / "zones" / f"{origin}.zone").write_text(text)
+        lines += [f"  - domain: {origin}", f"    file: {origin}.zone"]
+    (tmp / "knot.conf").write_text("\n".join(lines) + "\n")
+    with running(["knotd", "-c", str(tmp / "knot.conf")], tmp / "knot.log", address, port):
+        yield
+
+
+def zone(origin: str, servers: Sequence[str], records: Sequence[str]) -> str:
+    """Zone text: an SOA, NS records for ``servers``, then ``records``."""
+    head = [
+        f"$ORIGIN {origin}.",
+        "$TTL 60",
+        f"@ SOA {servers[0]}. hostmaster.{origin}. 1 3600 600 86400 60",
+        *(f"@ NS {server}." for server in servers),
+    ]
+    return "\n".join([*head, *records]) + "\n"
+
+
+@contextlib.contextmanager
+def nginx(
+    tmp: Path, certs: Path, upstream: int, address: str, port: int, extra: str
+) -> Iterator[None]:
+    """nginx running deploy/nginx/mtasts-host.conf as shipped, but for paths and addresses,
+    beside the test's own ``extra`` server blocks."""
+    tmp.mkdir()
+    site = NGINX_SITE.read_text()
+    for old, new in [
+        ("/etc/ssl/mta-sts/", f"{certs}/"),
+        ("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream};"),
+        ("listen 443 ", f"listen {address}:{port} "),
+        ("listen [::]:443 ssl;", ""),
+        ("listen [::]:443 ssl default_server;", ""),
+    ]:
+        assert old in site, old
+        site = site.replace(old, new)
+    (tmp / "site.conf").write_text(site)
+    user = "user root;" if os.geteuid() == 0 else ""  # else workers could not read the keys
+    (tmp / "nginx.conf").write_text(
+        f"""
+        {user}
+        worker_processes 1;
+        pid {tmp}/nginx.pid;
+        error_log {tmp}/error.log;
+        events {{ worker_connections 512; }}
+        http {{
+            access_log {tmp}/access.log;
+            client_body_temp_path {tmp}/client; proxy_temp_path {tmp}/proxy;
+            fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+            include {tmp}/site.conf;
+            {extra}
+        }}
+        """
+    )
+    argv = ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]
+    with running(argv, tmp / "nginx.log", address, port):
+        yield
+
+
+@contextlib.contextmanager
+def smtp(address: str, port: int, context: ssl.SSLContext | None) -> Iterator[None]:
+    """An aiosmtpd server that offers STARTTLS with ``context``, or no STARTTLS."""
+    controller = Controller(
+        object(),
+        hostname=address,
+        port=port,
+        server_hostname="mx.test",
+        tls_context=context,
+    )
+    controller.start()
+    try:
+        yield
+    finally:
+        controller.stop()
+
+
+@contextlib.contextmanager
+def silent(address: str, ports: Sequence[int]) -> Iterator[None]:
+    """A listener that accepts every connection on ``ports`` and never says a word."""
+    listeners = [socket.create_server((address, port), backlog=512) for port in ports]
+    selector = selectors.DefaultSelector()
+    for listener in listeners:
+        selector.register(listener, selectors.EVENT_READ)
+    wake, waker = socket.socketpair()
+    selector.register(wake, selectors.EVENT_READ)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            for key, _ in selector.select():
+                if key.fileobj is wake:
+                    return
+                assert isinstance(key.fileobj, socket.socket)
+                accepted.append(key.fileobj.accept()[0])
+
+    thread = threading.Thread(target=accept, name="silent-listener", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        waker.send(b"x")
+        thread.join(5)
+        for sock in (*accepted, *listeners, wake, waker):
+            sock.close()
+        selector.close()

@@ -1,0 +1,42 @@
+"""The shipped alerting rules: valid for Prometheus, right in promtool's unit tests, and about
+metrics the doctor exports."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from mtasts_host.doctor import families
+
+RULES = Path(__file__).parent.parent.parent / "deploy" / "prometheus"
+
+
+def promtool(*args: str) -> str:
+    result = subprocess.run(
+        ["promtool", *args], cwd=RULES, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_promtool_checks_the_rules() -> None:
+    assert "SUCCESS: 2 rules found" in promtool("check", "rules", "mtasts-host.rules.yaml")
+
+
+def test_promtool_unit_tests_pass() -> None:
+    assert "SUCCESS" in promtool("test", "rules", "mtasts-host.rules.test.yaml")
+
+
+def test_rules_use_only_metrics_the_doctor_exports() -> None:
+    groups = yaml.safe_load((RULES / "mtasts-host.rules.yaml").read_text())["groups"]
+    used = {
+        name
+        for group in groups
+        for rule in group["rules"]
+        for name in re.findall(r"mtasts_[a-z_]+", rule["expr"])
+    }
+    assert used == {"mtasts_doctor_check", "mtasts_certificate_expiry_timestamp_seconds"}
+    assert used <= {family.name for family in families(None)}

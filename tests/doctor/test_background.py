@@ -1,0 +1,67 @@
+"""The doctor in the background of ``serve``: runs, reports, and stops when told."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from mtasts_host.doctor import Background, DoctorError, DoctorOptions
+from mtasts_host.store import PolicyStore
+
+from ..conftest import wait_until
+from .conftest import World
+
+
+def _doctor_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "mtasts-host-doctor"]
+
+
+def test_runs_in_a_thread_and_keeps_the_latest_report(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mtasts_host.doctor")
+    options = dataclasses.replace(world.options, domains=("good.test", "oldid.test"))
+    background = Background(PolicyStore(world.config), options, interval=3600)
+    assert background.detail() == {"interval_seconds": 3600, "finished_at": None}
+    background.start()
+    try:
+        wait_until(lambda: background.latest is not None, timeout=20)
+    finally:
+        background.stop()
+    assert _doctor_threads() == []
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(background)
+    metrics = generate_latest(registry).decode()
+    assert 'mtasts_doctor_check{check="dns-id",domain="oldid.test"} 2.0' in metrics
+    assert 'mtasts_certificate_expiry_timestamp_seconds{host="mta-sts.good.test"}' in metrics
+    detail = background.detail()
+    assert detail["status"] == "fail"
+    problems = detail["problems"]
+    assert isinstance(problems, list)
+    assert [(p["domain"], p["check"]) for p in problems] == [("oldid.test", "dns-id")]
+    messages = [record.getMessage() for record in caplog.records]
+    assert [m for m in messages if "fail" in m and m.startswith("doctor: oldid")] != []
+    assert messages[-1].startswith("doctor: 2 domains checked in ")
+    assert messages[-1].endswith(" s: 1 failing, 0 warning")
+
+
+def test_stop_cancels_a_run_in_progress(world: World) -> None:
+    options = dataclasses.replace(world.options, timeout=30.0)
+    background = Background(PolicyStore(world.slow), options, interval=3600)
+    background.start()
+    time.sleep(0.5)  # the run is under way: fifty hosts that never answer
+    started = time.monotonic()
+    background.stop()
+    assert time.monotonic() - started < 5
+    assert _doctor_threads() == []
+    assert background.latest is None
+
+
+def test_options_that_cannot_work_fail_at_once(world: World) -> None:
+    with pytest.raises(DoctorError, match=r"^--ca-file /nonexistent\.pem: "):
+        Background(PolicyStore(world.config), DoctorOptions(ca_file="/nonexistent.pem"), 60)

@@ -1,0 +1,359 @@
+"""The DNS rules, on observed answers: ``dns-txt``, ``dns-id``, ``mx-coverage`` and ``tlsrpt``."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtasts_host.doctor.dnschecks import (
+    NULL_MX,
+    dns_id,
+    dns_txt,
+    matches,
+    mx_coverage,
+    mx_hosts,
+    tlsrpt,
+)
+from mtasts_host.doctor.facts import Authority, Names, Txt
+from mtasts_host.doctor.findings import Check, Finding, Status
+from mtasts_host.policy import Mode, policy_id
+
+D = "example.com"
+NAME = "_mta-sts.example.com"
+BODY = b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmax_age: 604800\r\n"
+ID = policy_id(BODY)
+RECORD = f"v=STSv1; id={ID}"
+EXPECTED = f"'{RECORD}'"
+
+
+@pytest.mark.parametrize(
+    ("txt", "status", "message"),
+    [
+        pytest.param(
+            Txt(NAME, (RECORD,), NAME),
+            Status.OK,
+            f"{NAME}: '{RECORD}'",
+            id="one-record",
+        ),
+        pytest.param(
+            Txt(NAME, ("spf1 -all", RECORD), "_mta-sts.provider.example"),
+            Status.OK,
+            f"{NAME} (CNAME to _mta-sts.provider.example): '{RECORD}'",
+            id="through-a-cname-beside-another-record",
+        ),
+        pytest.param(
+            Txt(NAME, error="no answer within 10 s"),
+            Status.FAIL,
+            f"could not look up {NAME}: no answer within 10 s; check the domain's DNS",
+            id="lookup-failed",
+        ),
+        pytest.param(
+            Txt(NAME, ("google-site-verification=x",)),
+            Status.FAIL,
+            f"no v=STSv1 TXT record at {NAME}: senders see no MTA-STS policy; publish "
+            f"{EXPECTED} (mtasts-host dns prints it)",
+            id="none",
+        ),
+        pytest.param(
+            Txt(NAME, (RECORD, "v=STSv1; id=old")),
+            Status.FAIL,
+            f"2 v=STSv1 TXT records at {NAME}: senders then ignore MTA-STS (RFC 8461 section "
+            f"3.1); keep only {EXPECTED}",
+            id="two",
+        ),
+        pytest.param(
+            Txt(NAME, ("v=STSv1; id=1.0",)),
+            Status.FAIL,
+            f"the record 'v=STSv1; id=1.0' at {NAME} is invalid: its id '1.0' is not 1 to 32 "
+            f"letters and digits; senders then ignore MTA-STS; publish {EXPECTED} instead",
+            id="invalid",
+        ),
+    ],
+)
+def test_dns_txt(txt: Txt, status: Status, message: str) -> None:
+    assert dns_txt(D, txt, EXPECTED) == Finding(D, Check.DNS_TXT, status, message)
+
+
+OTHER = b"version: STSv1\r\nmode: testing\r\nmx: mail.example.com\r\nmax_age: 604800\r\n"
+OLD = "v=STSv1; id=old1"
+
+
+def _authorities(*records: str | None) -> list[Authority]:
+    return [
+        Authority(f"ns{n}.example.net", f"192.0.2.{n}", (r,) if r else (), None if r else "timeout")
+        for n, r in enumerate(records, 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("txt", "authorities", "served", "status", "message"),
+    [
+        pytest.param(
+            Txt(NAME, (RECORD,)),
+            _authorities(RECORD, RECORD),
+            BODY,
+            Status.OK,
+            f"id={ID}, as this config gives",
+            id="equal",
+        ),
+        pytest.param(
+            Txt(NAME, ()),
+            (),
+            BODY,
+            Status.FAIL,
+            f"no valid v=STSv1 record at {NAME} to read an id from (see dns-txt)",
+            id="no-record",
+        ),
+        pytest.param(
+            Txt(NAME, (OLD,)),
+            (),
+            BODY,
+            Status.FAIL,
+            f"DNS has id=old1, but the policy changed since: publish the new id, '{RECORD}' "
+            "(the new body is served already)",
+            id="body-newer",
+        ),
+        pytest.param(
+            Txt(NAME, (f"v=STSv1; id={policy_id(OTHER)}",)),
+            (),
+            OTHER,
+            Status.FAIL,
+            f"DNS has id={policy_id(OTHER)}, the id of the body mta-sts serves now, not of this "
+            f"config: the server does not serve this config yet; reload it, then publish "
+            f"'{RECORD}'",
+            id="config-newer-than-server-and-txt",
+        ),
+        pytest.param(
+            Txt(NAME, (OLD,)),
+            (),
+            OTHER,
+            Status.FAIL,
+            "DNS has id=old1, the id of neither this config nor the body served: the TXT "
+            "changed but the body did not; senders may cache the served body under that id "
+            f"(RFC 8461 section 8.1); serve this config, then publish '{RECORD}'",
+            id="txt-newer",
+        ),
+        pytest.param(
+            Txt(NAME, (OLD,)),
+            (),
+            None,
+            Status.FAIL,
+            f"DNS has id=old1: publish '{RECORD}' once this config's policy is served",
+            id="nothing-served",
+        ),
+        pytest.param(
+            Txt(NAME, (OLD,)),
+            _authorities(RECORD, RECORD),
+            BODY,
+            Status.WARN,
+            f"resolvers still see id=old1, but every authoritative server answers id={ID} "
+            "already: wait for the cached record's TTL to pass",
+            id="cached",
+        ),
+        pytest.param(
+            Txt(NAME, (RECORD,)),
+            _authorities(RECORD, OLD),
+            BODY,
+            Status.WARN,
+            f"the authoritative servers of {NAME} disagree: ns2.example.net (192.0.2.2) answers "
+            f"old1, not id={ID}: resolvers get one or the other; make every name server serve "
+            "the current zone (check zone transfers and SOA serials)",
+            id="authorities-disagree",
+        ),
+        pytest.param(
+            Txt(NAME, (RECORD,)),
+            _authorities(RECORD, None),
+            BODY,
+            Status.WARN,
+            f"the authoritative servers of {NAME} disagree: ns2.example.net (192.0.2.2) answers "
+            f"nothing (timeout), not id={ID}: resolvers get one or the other; make every name "
+            "server serve the current zone (check zone transfers and SOA serials)",
+            id="authority-silent",
+        ),
+        pytest.param(
+            Txt(NAME, (RECORD,)),
+            _authorities(None, None),
+            BODY,
+            Status.OK,
+            f"id={ID}, as this config gives",
+            id="no-authority-answers-from-here",
+        ),
+    ],
+)
+def test_dns_id(
+    txt: Txt, authorities: list[Authority], served: bytes | None, status: Status, message: str
+) -> None:
+    finding = dns_id(D, txt, ID, authorities, served, BODY)
+    assert finding == Finding(D, Check.DNS_ID, status, message)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host", "expected"),
+    [
+        pytest.param("mail.example.com", "mail.example.com", True, id="exact"),
+        pytest.param("mail.example.com", "MAIL.Example.COM.", True, id="case-and-dot"),
+        pytest.param("*.example.com", "mx1.example.com", True, id="wildcard"),
+        pytest.param("*.example.com", "example.com", False, id="wildcard-not-parent"),
+        pytest.param("*.example.com", "a.b.example.com", False, id="wildcard-one-label"),
+        pytest.param("*.example.com", ".example.com", False, id="wildcard-empty-label"),
+        pytest.param("mail.example.com", "mail.example.net", False, id="other"),
+    ],
+)
+def test_matches(pattern: str, host: str, expected: bool) -> None:
+    assert matches(pattern, host) is expected
+
+
+def test_mx_hosts_are_the_domain_itself_without_mx_records() -> None:
+    assert mx_hosts(D, Names()) == (D,)
+    assert mx_hosts(D, Names((NULL_MX,))) == ()
+    assert mx_hosts(D, Names(error="timeout")) == ()
+
+
+PATTERNS = ("mail.example.com", "*.mx.example.net")
+
+
+@pytest.mark.parametrize(
+    ("mode", "mx", "status", "message"),
+    [
+        pytest.param(
+            Mode.ENFORCE,
+            Names(("mail.example.com", "eu.mx.example.net")),
+            Status.OK,
+            "every MX (mail.example.com, eu.mx.example.net) matches the policy, every pattern "
+            "an MX",
+            id="covered",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names(("mail.example.com", "eu.mx.example.net", "backup.example.org")),
+            Status.FAIL,
+            "MX backup.example.org matches no mx pattern: senders in enforce mode refuse to "
+            "deliver to it; add it to the policy's mx list",
+            id="uncovered-enforce",
+        ),
+        pytest.param(
+            Mode.TESTING,
+            Names(("mail.example.com", "a.eu.mx.example.net")),
+            Status.WARN,
+            "MX a.eu.mx.example.net matches no mx pattern: senders will refuse it once the mode "
+            "is enforce; add it to the policy's mx list; mx *.mx.example.net matches no MX of "
+            "example.com (mail.example.com, a.eu.mx.example.net): remove it unless an MX is "
+            "about to use it",
+            id="uncovered-testing-and-unused",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names(("mail.example.com",)),
+            Status.WARN,
+            "mx *.mx.example.net matches no MX of example.com (mail.example.com): remove it "
+            "unless an MX is about to use it",
+            id="unused",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names(),
+            Status.FAIL,
+            "MX example.com matches no mx pattern: senders in enforce mode refuse to deliver to "
+            "it; add it to the policy's mx list; mx mail.example.com, *.mx.example.net match "
+            "no MX of example.com (example.com): remove it unless an MX is about to use it",
+            id="implicit-mx",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names((NULL_MX,)),
+            Status.WARN,
+            "example.com has a null MX (RFC 7505) and receives no mail: set mode none",
+            id="null-mx",
+        ),
+        pytest.param(
+            Mode.TESTING,
+            Names(error="no answer within 10 s"),
+            Status.WARN,
+            "could not look up the MX records of example.com: no answer within 10 s",
+            id="lookup-failed-testing",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names(error="no answer within 10 s"),
+            Status.FAIL,
+            "could not look up the MX records of example.com: no answer within 10 s",
+            id="lookup-failed-enforce",
+        ),
+    ],
+)
+def test_mx_coverage(mode: Mode, mx: Names, status: Status, message: str) -> None:
+    finding = mx_coverage(D, mode, PATTERNS, mx)
+    assert finding == Finding(D, Check.MX_COVERAGE, status, message)
+
+
+TLSRPT = "_smtp._tls.example.com"
+RUA = ("mailto:tls@example.com", "https://reports.example.com/v1")
+
+
+@pytest.mark.parametrize(
+    ("txt", "configured", "status", "message"),
+    [
+        pytest.param(
+            Txt(TLSRPT, (f"v=TLSRPTv1; rua={RUA[1]},{RUA[0]}",)),
+            RUA,
+            Status.OK,
+            f"reports go to {RUA[1]},{RUA[0]}, as configured",
+            id="equal-in-any-order",
+        ),
+        pytest.param(
+            Txt(TLSRPT),
+            (),
+            Status.OK,
+            f"no TLS-RPT record at {TLSRPT}, and none configured",
+            id="neither",
+        ),
+        pytest.param(
+            Txt(TLSRPT, ("v=spf1 -all",)),
+            RUA,
+            Status.WARN,
+            f"no v=TLSRPTv1 record at {TLSRPT}: senders send no reports; publish "
+            f"'v=TLSRPTv1; rua={RUA[0]},{RUA[1]}'",
+            id="missing",
+        ),
+        pytest.param(
+            Txt(TLSRPT, (f"v=TLSRPTv1; rua={RUA[0]}",)),
+            RUA,
+            Status.WARN,
+            f"{TLSRPT} sends reports to {RUA[0]}, the config to {RUA[0]},{RUA[1]}: publish "
+            f"'v=TLSRPTv1; rua={RUA[0]},{RUA[1]}'",
+            id="different",
+        ),
+        pytest.param(
+            Txt(TLSRPT, (f"v=TLSRPTv1; rua={RUA[0]}",)),
+            (),
+            Status.WARN,
+            f"{TLSRPT} sends reports to {RUA[0]}, but the config sets no tlsrpt_rua: add it "
+            "there, or remove the record",
+            id="not-configured",
+        ),
+        pytest.param(
+            Txt(TLSRPT, (f"v=TLSRPTv1; rua={RUA[0]}", f"v=TLSRPTv1; rua={RUA[1]}")),
+            RUA,
+            Status.FAIL,
+            f"2 v=TLSRPTv1 records at {TLSRPT}: senders then send no reports (RFC 8460 section "
+            f"3); keep only 'v=TLSRPTv1; rua={RUA[0]},{RUA[1]}'",
+            id="two",
+        ),
+        pytest.param(
+            Txt(TLSRPT, ("v=TLSRPTv1; rua=ftp://x",)),
+            RUA,
+            Status.FAIL,
+            f"the record 'v=TLSRPTv1; rua=ftp://x' at {TLSRPT} is invalid: rua 'ftp://x' is not "
+            "a 'mailto:' address or an 'https://' URL; senders then send no reports",
+            id="invalid",
+        ),
+        pytest.param(
+            Txt(TLSRPT, error="no answer within 10 s"),
+            RUA,
+            Status.WARN,
+            f"could not look up {TLSRPT}: no answer within 10 s",
+            id="lookup-failed",
+        ),
+    ],
+)
+def test_tlsrpt(txt: Txt, configured: tuple[str, ...], status: Status, message: str) -> None:
+    assert tlsrpt(D, txt, configured) == Finding(D, Check.TLSRPT, status, message)

@@ -1,0 +1,95 @@
+"""DNS lookups, against the world's knot servers."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+
+from mtasts_host.doctor import resolver_address
+from mtasts_host.doctor.dnsprobe import Lookup
+from mtasts_host.doctor.facts import Authority, Names, Txt
+
+from ..processes import free_port
+from .conftest import World
+from .world import DNS1, DNS2
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("127.0.0.1", ("127.0.0.1", 53), id="ipv4"),
+        pytest.param("127.0.0.1:5353", ("127.0.0.1", 5353), id="ipv4-port"),
+        pytest.param("::1", ("::1", 53), id="ipv6"),
+        pytest.param("[::1]:5353", ("::1", 5353), id="ipv6-port"),
+        pytest.param("[2001:DB8::1]", ("2001:db8::1", 53), id="ipv6-brackets"),
+    ],
+)
+def test_resolver_addresses(text: str, expected: tuple[str, int]) -> None:
+    assert resolver_address(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "dns.example",
+            "expected an IP address and an optional port, like 127.0.0.1:5353",
+            id="name",
+        ),
+        pytest.param("127.0.0.1:0", "expected a port 1..65535 after the address", id="port-0"),
+        pytest.param("127.0.0.1:dns", "expected a port 1..65535 after the address", id="port-name"),
+        pytest.param(
+            "[::1", "expected an IP address and an optional port, like 127.0.0.1:5353", id="bracket"
+        ),
+    ],
+)
+def test_bad_resolver_addresses(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        resolver_address(text)
+
+
+def test_cnames_are_followed_into_another_zone(world: World) -> None:
+    assert world.options.resolver is not None
+    lookup = Lookup(world.options.resolver, 2.0)
+    txt = asyncio.run(lookup.txt("_mta-sts.hosted1.test"))
+    assert txt.target == "_mta-sts.provider.example"
+    assert len(txt.records) == 1
+    assert txt.records[0].startswith("v=STSv1; id=")
+
+
+def test_split_strings_are_joined_and_names_lower_cased(world: World) -> None:
+    assert world.options.resolver is not None
+    lookup = Lookup(world.options.resolver, 2.0)
+    txt = asyncio.run(lookup.txt("_mta-sts.split.test"))
+    assert sorted(txt.records)[1].startswith("v=STSv1; id=")
+    assert sorted(txt.records)[1].endswith("; ext=1")
+    assert asyncio.run(lookup.mx("split.test")) == Names(("mx.split.test",))
+
+
+def test_missing_names_are_no_error(world: World) -> None:
+    assert world.options.resolver is not None
+    lookup = Lookup(world.options.resolver, 2.0)
+    assert asyncio.run(lookup.txt("_mta-sts.missing.test")) == Txt(
+        "_mta-sts.missing.test", final="_mta-sts.missing.test"
+    )
+    assert asyncio.run(lookup.addresses("mta-sts.missing.test")) == Names()
+    assert asyncio.run(lookup.mx("missing.test")) == Names(
+        error="missing.test does not exist (NXDOMAIN)"
+    )
+
+
+def test_every_authoritative_server_is_asked(world: World) -> None:
+    assert world.options.resolver is not None
+    lookup = Lookup(world.options.resolver, 2.0)
+    answers = asyncio.run(lookup.authorities("_mta-sts.disagree.test"))
+    assert [(a.server, a.address) for a in answers] == [("ns1.test", DNS1), ("ns2.test", DNS2)]
+    assert answers[1] == Authority("ns2.test", DNS2, ("v=STSv1; id=20240101000000",))
+
+
+def test_a_server_that_does_not_answer() -> None:
+    lookup = Lookup(("127.60.3.2", free_port("127.60.3.2")), 0.5)
+    txt = asyncio.run(lookup.txt("_mta-sts.example.com"))
+    assert txt.records == ()
+    assert txt.error is not None

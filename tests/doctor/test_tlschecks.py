@@ -1,0 +1,293 @@
+"""The TLS rules, on observed sessions and answers: ``https``, ``policy`` and ``mx-tls``."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtasts_host.doctor.facts import Answer, Failure, Fetch, Names, Session
+from mtasts_host.doctor.findings import Check, Finding, Status
+from mtasts_host.doctor.tlschecks import https, judge, mx_tls, policy
+from mtasts_host.policy import Mode, policy_id
+
+D = "example.com"
+HOST = "mta-sts.example.com"
+NOW = 1_700_000_000.0  # 2023-11-14 22:13 UTC
+DAY = 86400.0
+BODY = b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmax_age: 604800\r\n"
+
+
+def good(host: str = HOST, address: str = "192.0.2.1", days: float = 60) -> Session:
+    return Session(host, address, "TLSv1.3", NOW + days * DAY)
+
+
+def broken(failure: Failure, detail: str, host: str = HOST) -> Session:
+    return Session(host, "192.0.2.1", failure=failure, detail=detail)
+
+
+@pytest.mark.parametrize(
+    ("session", "expected"),
+    [
+        pytest.param(good(), None, id="valid"),
+        pytest.param(good(days=14.5), None, id="expires-in-15-days"),
+        pytest.param(
+            good(days=5),
+            (
+                Status.WARN,
+                f"{HOST} (192.0.2.1): the certificate expires 2023-11-19 22:13 UTC, in 5 days: "
+                "renew it",
+            ),
+            id="expires-soon",
+        ),
+        pytest.param(
+            broken(Failure.EXPIRED, "the certificate has expired"),
+            (
+                Status.FAIL,
+                f"{HOST} (192.0.2.1): the certificate has expired; renew the certificate",
+            ),
+            id="expired",
+        ),
+        pytest.param(
+            broken(Failure.NAME, f"the certificate is not valid for {HOST}"),
+            (
+                Status.FAIL,
+                f"{HOST} (192.0.2.1): the certificate is not valid for {HOST}; use a certificate "
+                "that names this host as a DNS name (the CN does not count)",
+            ),
+            id="name",
+        ),
+        pytest.param(
+            broken(Failure.HANDSHAKE, "the TLS handshake failed: UNSUPPORTED_PROTOCOL"),
+            (
+                Status.FAIL,
+                f"{HOST} (192.0.2.1): the TLS handshake failed: UNSUPPORTED_PROTOCOL; offer "
+                "TLS 1.2 or 1.3 and a certificate for this name (SNI)",
+            ),
+            id="old-tls",
+        ),
+        pytest.param(broken(Failure.NO_ROUTE, "no route to port 443"), None, id="no-route"),
+    ],
+)
+def test_judge(session: Session, expected: tuple[Status, str] | None) -> None:
+    assert judge(session, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("addresses", "sessions", "status", "message"),
+    [
+        pytest.param(
+            Names(("192.0.2.1", "2001:db8::1")),
+            [good(), good(address="2001:db8::1", days=30)],
+            Status.OK,
+            f"{HOST} (192.0.2.1, 2001:db8::1): TLSv1.3, certificate valid until 2023-12-14 "
+            "22:13 UTC",
+            id="valid",
+        ),
+        pytest.param(
+            Names(error="no answer within 10 s"),
+            [],
+            Status.FAIL,
+            f"could not look up {HOST}: no answer within 10 s",
+            id="lookup-failed",
+        ),
+        pytest.param(
+            Names(),
+            [],
+            Status.FAIL,
+            f"{HOST} has no address: point it at your TLS proxy (A/AAAA or CNAME)",
+            id="no-address",
+        ),
+        pytest.param(
+            Names(("2001:db8::1",)),
+            [broken(Failure.NO_ROUTE, "no route to port 443")],
+            Status.WARN,
+            f"no address of {HOST} is reachable from here",
+            id="ipv6-only",
+        ),
+        pytest.param(
+            Names(("192.0.2.1", "192.0.2.2")),
+            [good(days=3), broken(Failure.TIMEOUT, "no TLS handshake within 10 s on port 443")],
+            Status.FAIL,
+            f"{HOST} (192.0.2.1): the certificate expires 2023-11-17 22:13 UTC, in 3 days: "
+            f"renew it; {HOST} (192.0.2.1): no TLS handshake within 10 s on port 443; check "
+            "that the server runs and that no firewall drops the connection",
+            id="one-soon-one-silent",
+        ),
+    ],
+)
+def test_https(addresses: Names, sessions: list[Session], status: Status, message: str) -> None:
+    assert https(D, addresses, sessions, NOW) == Finding(D, Check.HTTPS, status, message)
+
+
+def fetched(answer: Answer | None, error: str | None = None) -> Fetch:
+    return Fetch(good(), answer, error)
+
+
+OK = Answer(200, "text/plain; charset=utf-8", None, BODY)
+STALE = BODY.replace(b"enforce", b"testing")
+LF = BODY.replace(b"\r\n", b"\n")
+EXTRA = BODY + b"x: y\r\n"
+
+
+@pytest.mark.parametrize(
+    ("fetches", "announced", "message"),
+    [
+        pytest.param(
+            [fetched(OK), fetched(Answer(200, "TEXT/PLAIN", None, BODY))],
+            False,
+            None,
+            id="ok",
+        ),
+        pytest.param(
+            [Fetch(broken(Failure.EXPIRED, "the certificate has expired"))],
+            False,
+            f"not fetched: https://{HOST}/ is not reachable with valid TLS (see https)",
+            id="no-tls",
+        ),
+        pytest.param(
+            [fetched(None, "no HTTP answer within 10 s")],
+            False,
+            "192.0.2.1: no HTTP answer within 10 s",
+            id="no-answer",
+        ),
+        pytest.param(
+            [fetched(Answer(301, None, f"https://www.{D}/"))],
+            False,
+            f"192.0.2.1: answers 301, a redirect to https://www.{D}/: senders never follow "
+            "redirects (RFC 8461 section 3.3); serve the policy itself there (look for "
+            "http-to-https, www or CDN redirect rules)",
+            id="redirect",
+        ),
+        pytest.param(
+            [fetched(Answer(404, "text/html"))],
+            False,
+            "192.0.2.1: answers 404, not 200: senders then have no policy; check that the proxy "
+            "passes the Host header on to mtasts-host and serves no error page",
+            id="not-found",
+        ),
+        pytest.param(
+            [fetched(Answer(200, "text/html", None, BODY))],
+            False,
+            "192.0.2.1: answers with Content-Type 'text/html', not text/plain: strict senders "
+            "reject it; serve mtasts-host's answer unchanged",
+            id="html",
+        ),
+        pytest.param(
+            [fetched(Answer(200, None, None, BODY))],
+            False,
+            "192.0.2.1: answers with Content-Type None, not text/plain: strict senders reject "
+            "it; serve mtasts-host's answer unchanged",
+            id="no-type",
+        ),
+        pytest.param(
+            [fetched(Answer(200, "text/plain", None, b"x" * 65536, too_large=True))],
+            False,
+            "192.0.2.1: the body is larger than 65536 bytes: senders refuse it",
+            id="too-large",
+        ),
+        pytest.param(
+            [fetched(Answer(200, "text/plain", None, STALE))],
+            True,
+            f"192.0.2.1: serves another body than this config (id {policy_id(STALE)}): line 2 "
+            "is b'mode: testing\\r\\n', expected b'mode: enforce\\r\\n'; a stale cache or "
+            "another server in front answers, or the server has not loaded this config; DNS "
+            "already announces this config's id: senders may cache the wrong body under it for "
+            "max_age (RFC 8461 section 8.1)",
+            id="stale-and-announced",
+        ),
+        pytest.param(
+            [fetched(Answer(200, "text/plain", None, LF))],
+            False,
+            f"192.0.2.1: serves another body than this config (id "
+            f"{policy_id(LF)}): line 1 is b'version: STSv1\\n', "
+            "expected b'version: STSv1\\r\\n'; a stale cache or another server in front "
+            "answers, or the server has not loaded this config",
+            id="line-endings",
+        ),
+        pytest.param(
+            [fetched(Answer(200, "text/plain", None, EXTRA))],
+            False,
+            f"192.0.2.1: serves another body than this config (id "
+            f"{policy_id(EXTRA)}): line 5 b'x: y\\r\\n' is extra; "
+            "a stale cache or another server in front answers, or the server has not loaded "
+            "this config",
+            id="extra-line",
+        ),
+    ],
+)
+def test_policy(fetches: list[Fetch], announced: bool, message: str | None) -> None:
+    finding = policy(D, fetches, BODY, announced)
+    if message is None:
+        ok = f"https://{HOST}/.well-known/mta-sts.txt serves this config's policy, 70 bytes"
+        assert finding == Finding(D, Check.POLICY, Status.OK, ok)
+    else:
+        assert finding == Finding(D, Check.POLICY, Status.FAIL, message)
+
+
+MX = "mail.example.com"
+
+
+@pytest.mark.parametrize(
+    ("mode", "addresses", "sessions", "status", "message"),
+    [
+        pytest.param(
+            Mode.ENFORCE,
+            Names(("192.0.2.1",)),
+            [good(MX)],
+            Status.OK,
+            f"STARTTLS on 1 address of {MX}, certificate valid until 2024-01-13 22:13 UTC",
+            id="valid",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names(("192.0.2.1",)),
+            [broken(Failure.NO_STARTTLS, "does not offer STARTTLS", MX)],
+            Status.FAIL,
+            f"{MX} (192.0.2.1): does not offer STARTTLS; offer STARTTLS with a certificate for "
+            "the MX name",
+            id="no-starttls-enforce",
+        ),
+        pytest.param(
+            Mode.TESTING,
+            Names(("192.0.2.1",)),
+            [broken(Failure.NO_STARTTLS, "does not offer STARTTLS", MX)],
+            Status.WARN,
+            f"{MX} (192.0.2.1): does not offer STARTTLS; offer STARTTLS with a certificate for "
+            "the MX name",
+            id="no-starttls-testing",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names(("192.0.2.1",)),
+            [good(MX, days=1)],
+            Status.WARN,
+            f"{MX} (192.0.2.1): the certificate expires 2023-11-15 22:13 UTC, in 1 day: renew it",
+            id="expires-soon",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names(),
+            [],
+            Status.FAIL,
+            f"{MX} has no address: senders cannot reach it",
+            id="no-address",
+        ),
+        pytest.param(
+            Mode.TESTING,
+            Names(error="no answer within 10 s"),
+            [],
+            Status.WARN,
+            f"{MX}: could not look up its address: no answer within 10 s",
+            id="lookup-failed",
+        ),
+    ],
+)
+def test_mx_tls(
+    mode: Mode, addresses: Names, sessions: list[Session], status: Status, message: str
+) -> None:
+    finding = mx_tls(D, mode, [MX], {MX: addresses}, sessions, NOW)
+    assert finding == Finding(D, Check.MX_TLS, status, message)
+
+
+def test_mx_tls_without_mx_hosts() -> None:
+    finding = mx_tls(D, Mode.ENFORCE, [], {}, [], NOW)
+    assert finding == Finding(D, Check.MX_TLS, Status.FAIL, "no MX host to check (see mx-coverage)")

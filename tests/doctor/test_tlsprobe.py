@@ -1,0 +1,197 @@
+"""The TLS probes against small servers of the test's own, on the same event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trustme
+
+from mtasts_host.doctor import DoctorError, DoctorOptions
+from mtasts_host.doctor.facts import Answer, Failure, Fetch, Session
+from mtasts_host.doctor.runner import validate
+from mtasts_host.doctor.tlsprobe import fetch_policy, starttls, tls_context
+
+from ..processes import free_port
+from .servers import server_context
+
+ADDRESS = "127.60.3.1"
+HOST = "mta-sts.probe.test"
+MX = "mx.probe.test"
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def trusting(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return tls_context(str(path))
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler, context: ssl.SSLContext | None = None) -> AsyncIterator[int]:
+    port = free_port(ADDRESS)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)
+        except (OSError, EOFError):
+            pass  # the probe hung up, as it does when it has seen enough
+        finally:
+            writer.transport.abort()
+
+    server = await asyncio.start_server(handle, ADDRESS, port, ssl=context)
+    async with server:
+        yield port
+
+
+def answering(response: bytes) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(response)
+        await writer.drain()
+
+    return handler
+
+
+def fetch(handler: Handler, ca: trustme.CA, context: ssl.SSLContext, name: str = HOST) -> Fetch:
+    async def main() -> Fetch:
+        async with serving(handler, server_context(ca.issue_cert(name))) as port:
+            return await fetch_policy(ADDRESS, HOST, port, context, 2.0)
+
+    return asyncio.run(main())
+
+
+BODY = b"version: STSv1\r\nmode: none\r\nmax_age: 86400\r\n"
+
+
+@pytest.mark.parametrize(
+    ("response", "answer"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 44\r\n\r\n" + BODY,
+            Answer(200, "text/plain", None, BODY),
+            id="content-length",
+        ),
+        pytest.param(
+            b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\n" + BODY,
+            Answer(200, "text/plain", None, BODY),
+            id="until-closed",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nversi\r\n"
+            b"27\r\non: STSv1\r\nmode: none\r\nmax_age: 86400\r\n\r\n0\r\n\r\n",
+            Answer(200, None, None, BODY),
+            id="chunked",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n",
+            Answer(200, too_large=True),
+            id="too-large-by-length",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 70000,
+            Answer(200, body=b"x" * 65536, too_large=True),
+            id="too-large-until-closed",
+        ),
+        pytest.param(
+            b"HTTP/1.1 308 Permanent Redirect\r\nLocation: https://x.test/\r\n\r\n",
+            Answer(308, None, "https://x.test/"),
+            id="redirect",
+        ),
+    ],
+)
+def test_answers(response: bytes, answer: Answer, ca: trustme.CA, trusting: ssl.SSLContext) -> None:
+    result = fetch(answering(response), ca, trusting)
+    assert result.error is None
+    assert result.answer == answer
+    assert result.session.version in ("TLSv1.2", "TLSv1.3")
+
+
+def test_not_http(ca: trustme.CA, trusting: ssl.SSLContext) -> None:
+    result = fetch(answering(b"SSH-2.0-OpenSSH_9.2\r\n\r\n"), ca, trusting)
+    assert result.answer is None
+    assert result.error == "the HTTP answer is broken (not HTTP: 'SSH-2.0-OpenSSH_9.2')"
+
+
+def test_untrusted_certificate(ca: trustme.CA) -> None:
+    result = fetch(answering(b""), ca, tls_context())
+    assert result.session.failure is Failure.UNTRUSTED
+    assert result.session.detail == (
+        "the certificate does not chain to a trusted root (unable to get local issuer certificate)"
+    )
+
+
+def test_refused() -> None:
+    port = free_port(ADDRESS)
+    result = asyncio.run(fetch_policy(ADDRESS, HOST, port, tls_context(), 2.0))
+    assert result == Fetch(
+        Session(
+            HOST, ADDRESS, failure=Failure.UNREACHABLE, detail=f"connection refused on port {port}"
+        )
+    )
+
+
+def smtp_dialogue(*replies: bytes) -> Handler:
+    """Answer each line the client sends with the next reply, after a greeting."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(replies[0])
+        for reply in replies[1:]:
+            await reader.readline()
+            writer.write(reply)
+        await writer.drain()
+        await reader.read()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("replies", "failure", "detail"),
+    [
+        pytest.param(
+            (b"554 5.3.2 go away\r\n",), Failure.PROTOCOL, "greets with 554 5.3.2 go away", id="554"
+        ),
+        pytest.param(
+            (b"220 mx\r\n", b"250-mx\r\n250-STARTTLS\r\n250 8BITMIME\r\n", b"454 4.7.0 no TLS\r\n"),
+            Failure.NO_STARTTLS,
+            "answers STARTTLS with 454 4.7.0 no TLS",
+            id="starttls-refused",
+        ),
+        pytest.param(
+            (b"220 mx\r\n", b"502 what\r\n"),
+            Failure.PROTOCOL,
+            "answers EHLO with 502 what",
+            id="no-ehlo",
+        ),
+        pytest.param(
+            (b"HTTP/1.1 400 Bad Request\r\n",),
+            Failure.PROTOCOL,
+            "the server's answers make no sense (not SMTP: 'HTTP/1.1 400 Bad Request')",
+            id="not-smtp",
+        ),
+    ],
+)
+def test_smtp_dialogues(replies: tuple[bytes, ...], failure: Failure, detail: str) -> None:
+    async def main() -> Session:
+        async with serving(smtp_dialogue(*replies)) as port:
+            return await starttls(ADDRESS, MX, port, tls_context(), 2.0, "doctor.test")
+
+    assert asyncio.run(main()) == Session(MX, ADDRESS, failure=failure, detail=detail)
+
+
+def test_an_unreadable_ca_file_is_an_option_error(tmp_path: Path) -> None:
+    path = tmp_path / "missing.pem"
+    with pytest.raises(DoctorError, match=f"^--ca-file {re.escape(str(path))}: "):
+        validate(DoctorOptions(ca_file=str(path)))

@@ -1,0 +1,116 @@
+"""The doctor against a real world on loopback: each broken domain yields exactly its checks."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+
+import pytest
+import uvloop
+
+from mtasts_host.doctor import DoctorError, Report, Status, check, run
+
+from .conftest import World
+from .world import DOMAINS, GOOD, SLOW, Domain
+
+
+@pytest.fixture(scope="module")
+def report(world: World) -> Report:
+    return run(world.config, world.options)
+
+
+@pytest.mark.parametrize("domain", DOMAINS, ids=[domain.name for domain in DOMAINS])
+def test_each_world_yields_exactly_its_findings(report: Report, domain: Domain) -> None:
+    findings = report.domains[domain.name]
+    problems = {f.check.value: f.status.value for f in findings if f.status is not Status.OK}
+    assert problems == domain.expect, "\n".join(map(str, findings))
+
+
+@pytest.mark.parametrize(
+    ("domain", "check", "says"),
+    [
+        ("notxt.test", "dns-txt", "no v=STSv1 TXT record at _mta-sts.notxt.test"),
+        ("badid.test", "dns-txt", "its id '2024-01-01' is not 1 to 32 letters and digits"),
+        ("oldid.test", "dns-id", "DNS has id=20240101T000000, but the policy changed since"),
+        ("disagree.test", "dns-id", "ns2.test (127.60.0.2) answers 20240101000000, not id="),
+        ("nohost.test", "https", "mta-sts.nohost.test has no address"),
+        ("expired.test", "https", "(127.60.1.1): the certificate has expired; renew"),
+        ("wrongname.test", "https", "the certificate is not valid for mta-sts.wrongname.test"),
+        ("soon.test", "https", "in 5 days: renew it"),
+        ("redirect.test", "policy", "127.60.1.2: answers 301, a redirect to https://www."),
+        ("altered.test", "policy", "line 2 is b'mode: testing\\r\\n', expected b'mode: enf"),
+        ("uncovered.test", "mx-coverage", "MX backup.uncovered.test matches no mx pattern"),
+        ("unused.test", "mx-coverage", "mx old.unused.test matches no MX of unused.test"),
+        ("mxexpired.test", "mx-tls", "mx.mxexpired.test (127.60.2.2): the certificate has exp"),
+        ("mxwrongname.test", "mx-tls", "the certificate is not valid for mx.mxwrongname.test"),
+        ("nostarttls.test", "mx-tls", "mx.nostarttls.test (127.60.2.4): does not offer STARTTLS"),
+        ("mxsilent.test", "mx-tls", "mx.mxsilent.test (127.60.2.5): no greeting within 3 s"),
+        ("notlsrpt.test", "tlsrpt", "publish 'v=TLSRPTv1; rua=mailto:tlsrpt@notlsrpt.test'"),
+        ("twotlsrpt.test", "tlsrpt", "2 v=TLSRPTv1 records at _smtp._tls.twotlsrpt.test"),
+    ],
+)
+def test_messages_say_what_is_wrong(report: Report, domain: str, check: str, says: str) -> None:
+    (finding,) = [f for f in report.domains[domain] if f.check.value == check]
+    assert says in finding.message
+
+
+def test_uvloop_gives_the_same_findings(world: World, report: Report) -> None:
+    """``serve`` runs on uvloop, which has its own start_tls; the doctor's thread may too."""
+    quick = tuple(d.name for d in DOMAINS if d.name != "mxsilent.test")
+    options = dataclasses.replace(world.options, domains=quick)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        findings = runner.run(check(world.config, options)).domains
+    assert {d: [(f.check, f.status) for f in findings[d]] for d in quick} == {
+        d: [(f.check, f.status) for f in report.domains[d]] for d in quick
+    }
+
+
+def test_a_good_world_exits_0(world: World) -> None:
+    report = run(world.config, dataclasses.replace(world.options, domains=tuple(GOOD)))
+    assert list(report.domains) == GOOD
+    assert report.exit_code() == 0
+
+
+def test_a_broken_world_exits_1(report: Report) -> None:
+    assert report.exit_code() == 1
+
+
+def test_every_check_that_ran_is_listed(report: Report) -> None:
+    domains = json.loads(report.to_json())["domains"]
+    assert list(domains) == [domain.name for domain in DOMAINS]
+    assert [entry["check"] for entry in domains["none.test"]] == ["dns-txt", "dns-id", "policy"]
+    assert [entry["status"] for entry in domains["good.test"]] == ["ok"] * 7
+
+
+def test_certificate_expiries_of_policy_hosts_and_named_mx_hosts(report: Report) -> None:
+    certificates = report.certificates
+    assert {"mta-sts.good.test", "mx.good.test", "eu.mx.good.test"} <= certificates.keys()
+    assert certificates["mta-sts.soon.test"] - time.time() < 5 * 86400
+    # Certificates that do not verify have no expiry; MX hosts no policy names get no series.
+    assert "mta-sts.expired.test" not in certificates
+    assert "backup.uncovered.test" not in certificates
+
+
+def test_hosts_that_never_answer_cost_one_timeout(world: World) -> None:
+    options = dataclasses.replace(world.options, timeout=1.0)
+    started = time.monotonic()
+    report = run(world.slow, options)
+    elapsed = time.monotonic() - started
+    assert list(report.domains) == SLOW
+    for domain in SLOW:
+        problems = {f.check.value for f in report.domains[domain] if f.status is Status.FAIL}
+        assert problems == {"https", "policy", "mx-tls"}
+    assert elapsed < 4 * options.timeout
+
+
+def test_a_domain_not_configured_is_an_error(world: World) -> None:
+    options = dataclasses.replace(world.options, domains=("unknown.test",))
+    with pytest.raises(DoctorError, match=r"^--domain 'unknown\.test': not configured in "):
+        run(world.config, options)
+
+
+def test_domains_are_named_in_any_case(world: World) -> None:
+    options = dataclasses.replace(world.options, domains=("GOOD.test.", "split.test"))
+    assert list(run(world.config, options).domains) == ["good.test", "split.test"]

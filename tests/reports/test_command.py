@@ -1,0 +1,160 @@
+"""``mtasts-host reports`` and ``reports ingest`` as the CLI calls them."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from mtasts_host.policy import Mode
+from mtasts_host.reports import ReportsSettings, ingest_command, summary_command
+from mtasts_host.reports.command import EX_UNAVAILABLE
+from mtasts_host.reports.store import DAY
+
+from .conftest import encode, recent, report
+
+MODES = {"example.com": Mode.TESTING, "example.net": Mode.ENFORCE}
+
+
+def summary(url: str, **options: object) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = summary_command(ReportsSettings(url), MODES, out=out, err=err, **options)  # type: ignore[arg-type]
+    return status, out.getvalue(), err.getvalue()
+
+
+def ingest(url: str, documents: list[dict[str, object]], tmp_path: Path) -> int:
+    paths = []
+    for n, document in enumerate(documents):
+        path = tmp_path / f"{n}.json.gz"
+        path.write_bytes(encode(document))
+        paths.append(str(path))
+    return ingest_command(ReportsSettings(url), files=paths, stdin=io.BytesIO(), log=io.StringIO())
+
+
+def test_text_and_json(sqlite_url: str, tmp_path: Path) -> None:
+    day = recent()
+    documents = [
+        report(organization="A", day=day, successful=5000, failed=1),
+        report(organization="B\x1b[31m", day=day - 1, successful=5000),
+        report(organization="A", day=day, domain="example.net", successful=10, failed=2),
+    ]
+    assert ingest(sqlite_url, documents, tmp_path) == 0
+    status, out, _ = summary(sqlite_url)
+    assert status == 0
+    assert out == (
+        "example.com (testing): ready\n"
+        "  10001 sessions from 2 organizations in the last 14 days, 1 failed (0.010%)\n"
+        "  last 30 days: 2 reports from 2 organizations (A, B\\x1b[31m)\n"
+        "  sessions: 10000 successful, 1 failed\n"
+        "  failures by type: certificate-expired 1\n"
+        "  failures by MX: mail.example.com 1\n"
+        "example.net (enforce): failing\n"
+        "  2 failed sessions in the last 14 days, most often certificate-expired\n"
+        "  last 30 days: 1 reports from 1 organizations (A)\n"
+        "  sessions: 10 successful, 2 failed\n"
+        "  failures by type: certificate-expired 2\n"
+        "  failures by MX: mail.example.net 2\n"
+    )
+    status, out, _ = summary(sqlite_url, format="json", domain="Example.NET")
+    assert json.loads(out) == {
+        "domains": {
+            "example.net": {
+                "mode": "enforce",
+                "reports": 1,
+                "organizations": ["A"],
+                "successful_sessions": 10,
+                "failed_sessions": 2,
+                "failures_by_type": {"certificate-expired": 2},
+                "failures_by_mx": {"mail.example.net": 2},
+                "verdict": "failing",
+                "verdict_reason": (
+                    "2 failed sessions in the last 14 days, most often certificate-expired"
+                ),
+                "other_policies": {},
+            }
+        }
+    }
+
+
+def test_days(sqlite_url: str, tmp_path: Path) -> None:
+    ingest(sqlite_url, [report(day=recent() - 10), report(day=recent() - 2)], tmp_path)
+    _, out, _ = summary(sqlite_url, format="json", days=5)
+    assert json.loads(out)["domains"]["example.com"]["reports"] == 1
+
+
+def test_a_domain_that_is_not_configured(sqlite_url: str) -> None:
+    assert summary(sqlite_url, domain="other.example") == (
+        1,
+        "",
+        "mtasts-host: 'other.example' is not a configured domain\n",
+    )
+
+
+def test_store_unavailable(tmp_path: Path) -> None:
+    status, out, err = summary(f"sqlite:///{tmp_path}/missing/reports.db")
+    assert (status, out) == (EX_UNAVAILABLE, "")
+    assert err.startswith("mtasts-host: report store unavailable: ")
+
+
+def test_a_thousand_reports_in_one_run(sqlite_url: str, tmp_path: Path) -> None:
+    rng = random.Random(8460)
+    documents = []
+    reports = successful = failed_sessions = 0
+    by_type: dict[str, int] = {}
+    organizations = set()
+    today = recent() + 1
+    for n in range(1000):
+        organization = f"org{n % 7}"
+        ok, failed = rng.randrange(0, 10_000), rng.randrange(0, 3)
+        kind = rng.choice(["certificate-expired", "starttls-not-supported", "sts-policy-invalid"])
+        day = today - rng.randrange(1, 40)
+        documents.append(
+            report(
+                organization=organization,
+                report_id=f"r{n}",
+                day=day,
+                successful=ok,
+                failed=failed,
+                failures=[{"result-type": kind, "failed-session-count": failed}],
+                extra_policies=[  # the same sessions under DANE: never counted
+                    {
+                        "policy": {"policy-type": "tlsa", "policy-domain": "example.com"},
+                        "summary": {
+                            "total-successful-session-count": ok,
+                            "total-failure-session-count": failed,
+                        },
+                    }
+                ],
+            )
+        )
+        if day >= today - 30:
+            reports, successful, failed_sessions = (
+                reports + 1,
+                successful + ok,
+                failed_sessions + failed,
+            )
+            organizations.add(organization)
+            if failed:
+                by_type[kind] = by_type.get(kind, 0) + failed
+    documents += documents[:10]  # resent: duplicates
+    assert ingest(sqlite_url, documents, tmp_path) == 0
+    _, out, _ = summary(sqlite_url, format="json", now=today * DAY + 3600)
+    result = json.loads(out)["domains"]["example.com"]
+    assert result["reports"] == reports
+    assert result["successful_sessions"] == successful
+    assert result["failed_sessions"] == failed_sessions
+    assert result["failures_by_type"] == dict(
+        sorted(by_type.items(), key=lambda item: (-item[1], item[0]))
+    )
+    assert result["organizations"] == sorted(organizations)
+    assert result["other_policies"]["tlsa"]["successful_sessions"] == successful
+
+
+@pytest.mark.parametrize("url", ["mysql://nope"])
+def test_a_url_for_no_store(url: str) -> None:
+    log = io.StringIO()
+    assert ingest_command(ReportsSettings(url), stdin=io.BytesIO(b""), log=log) == 75
+    assert log.getvalue().startswith("mtasts-host: expected a sqlite:/// or postgresql:// URL")

@@ -1,0 +1,235 @@
+"""The HTTPS intake through Starlette's TestClient: one behaviour per test."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from starlette.testclient import TestClient
+
+from mtasts_host.reports import MAX_WIRE_SIZE, Reports
+from mtasts_host.reports.store import DAY
+
+from .conftest import NOW, TODAY, bomb, encode, fixture, report, reports_app
+
+PATH = "/tlsrpt"
+
+
+def post(
+    client: TestClient, body: bytes, content_type: str = "application/tlsrpt+gzip"
+) -> tuple[int, str]:
+    response = client.post(PATH, content=body, headers={"content-type": content_type})
+    return response.status_code, response.text
+
+
+def test_stored_then_duplicate(client: TestClient, reports: Reports) -> None:
+    body = encode(report(report_id="one"))
+    assert post(client, body) == (201, "stored\n")
+    assert post(client, body) == (200, "duplicate: this report is stored already\n")
+    assert reports.intake.outcomes == {"stored": 1, "duplicate": 1}
+
+
+@pytest.mark.parametrize(
+    ("compress", "content_type"),
+    [
+        (True, "application/tlsrpt+json"),
+        (False, "application/tlsrpt+gzip"),
+        (True, "application/octet-stream"),
+        (False, "text/plain"),
+    ],
+)
+def test_gzip_or_json_whatever_the_content_type(
+    client: TestClient, compress: bool, content_type: str
+) -> None:
+    assert post(client, encode(report(), compress=compress), content_type)[0] == 201
+
+
+def test_on_every_host(reports: Reports) -> None:
+    for host in ("mta-sts.example.com", "reports.example.org", "10.1.2.3:8080"):
+        client = TestClient(reports_app(reports), base_url=f"http://{host}")
+        assert post(client, encode(report()))[0] == 201
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{", "bad report: not JSON: Expecting property name enclosed in double quotes"),
+        (fixture("bad/missing-report-id.json"), "bad report: report-id: missing"),
+        (fixture("bad/missing-policies.json"), "bad report: policies: missing"),
+        (
+            fixture("bad/negative-count.json"),
+            "bad report: policies[0].summary.total-failure-session-count: expected a "
+            "non-negative integer, got -1",
+        ),
+        (gzip.compress(b"{}")[:-4], "bad report: corrupt gzip: the data ends before the end"),
+        (b"\x1f\x8b\x08\x00garbage", "bad report: corrupt gzip:"),
+        (b"", "bad report: not JSON: Expecting value"),
+    ],
+    ids=["json", "report-id", "policies", "negative", "truncated-gzip", "corrupt-gzip", "empty"],
+)
+def test_bad_reports_get_400_and_one_line(
+    client: TestClient, reports: Reports, body: bytes, reason: str
+) -> None:
+    status, text = post(client, body)
+    assert status == 400
+    assert text.startswith(reason)
+    assert text.count("\n") == 1
+    assert reports.intake.outcomes == {"rejected": 1}
+
+
+def test_a_gzip_bomb_gets_413(client: TestClient, reports: Reports) -> None:
+    assert post(client, bomb()) == (
+        413,
+        "too large: the report decompresses to more than 20 MiB\n",
+    )
+    assert reports.intake.outcomes == {"rejected": 1}
+
+
+def test_over_a_mebibyte_on_the_wire_gets_413_unread(client: TestClient, reports: Reports) -> None:
+    body = encode(report(), compress=False) + b" " * MAX_WIRE_SIZE
+    assert post(client, body) == (413, "too large: the report is larger than 1 MiB as sent\n")
+    assert reports.intake.outcomes == {"rejected": 1}
+
+
+def test_over_a_mebibyte_streamed_without_a_length_gets_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(64):
+            yield b" " * 65536
+
+    response = client.post(PATH, content=chunks())
+    assert response.status_code == 413
+
+
+def test_exactly_a_mebibyte_is_read(client: TestClient) -> None:
+    text = encode(report(), compress=False)
+    body = text + b" " * (MAX_WIRE_SIZE - len(text))
+    assert post(client, body)[0] == 201
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"])
+def test_other_methods_get_405(client: TestClient, method: str) -> None:
+    response = client.request(method, PATH)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+def test_other_paths_are_not_the_intake(client: TestClient) -> None:
+    assert client.post(PATH + "/", content=encode(report())).status_code == 404
+    assert client.post("/tlsrpt2", content=encode(report())).status_code == 404
+
+
+def test_the_path_is_a_setting(make_reports: Callable[..., Reports], sqlite_url: str) -> None:
+    reports = make_reports()
+    reports.endpoint.path = "/v1/tls"
+    client = TestClient(reports_app(reports))
+    assert client.post("/v1/tls", content=encode(report())).status_code == 201
+
+
+def test_store_unavailable_gets_503_then_recovers(
+    make_reports: Callable[..., Reports], tmp_path: Path
+) -> None:
+    reports = make_reports(f"sqlite:///{tmp_path}/later/reports.db")
+    assert reports.open() is not None
+    client = TestClient(reports_app(reports))
+    response = client.post(PATH, content=encode(report(report_id="r")))
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "300"
+    assert response.text == "the report store is unavailable; try again later\n"
+    assert reports.intake.outcomes == {}  # neither stored nor rejected: to be sent again
+    (tmp_path / "later").mkdir()
+    assert client.post(PATH, content=encode(report(report_id="r"))).status_code == 201
+    assert reports.intake.problem is None
+
+
+def test_never_a_traceback(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    for body in (b"\x00" * 100, b"null", b'{"policies": [1]}', b"[[[[", "ü".encode("latin-1")):
+        assert post(client, body)[0] == 400
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+def test_reports_for_domains_not_configured_are_kept_but_not_counted(
+    client: TestClient, reports: Reports
+) -> None:
+    text = (
+        fixture("odd-fields.json")
+        .replace(b"2024-05-01", b"2024-05-31")
+        .replace(b"2024-05-02", b"2024-06-01")
+    )
+    assert post(client, text)[0] == 201
+    raw = reports.store.raw("Small Sender GmbH", "small-sender-2024-05-31")
+    assert raw is not None
+    assert b"not-configured.example" in gzip.decompress(raw)
+    summaries = reports.summaries()
+    assert list(summaries) == ["example.com", "example.net"]
+    assert summaries["example.com"].successful_sessions == 7
+
+
+OPS = {"host": "10.0.0.7:8080"}  # a probe to the pod address: an operational host
+
+
+def test_the_page(client: TestClient) -> None:
+    post(client, encode(report(organization="<b>Org</b>")))
+    # Never on a policy host, where only the policy (and the intake) are served.
+    assert client.get("/reports").status_code == 404
+    response = client.get("/reports", headers=OPS)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert (
+        response.headers["content-security-policy"]
+        == "default-src 'none'; style-src 'unsafe-inline'"
+    )
+    assert "<li>&lt;b&gt;Org&lt;/b&gt;</li>" in response.text
+    assert client.post("/reports", headers=OPS).status_code == 405
+
+
+def test_the_page_names_a_store_problem(
+    make_reports: Callable[..., Reports], tmp_path: Path
+) -> None:
+    reports = make_reports(f"sqlite:///{tmp_path}/missing/reports.db")
+    response = TestClient(reports_app(reports)).get("/reports", headers=OPS)
+    assert response.status_code == 503
+    assert "Report store unavailable:" in response.text
+    assert "unable to open database file" in response.text
+
+
+def test_readiness(make_reports: Callable[..., Reports], tmp_path: Path) -> None:
+    reports = make_reports(f"sqlite:///{tmp_path}/later/reports.db")
+    problem = f"{tmp_path}/later/reports.db: unable to open database file"
+    assert reports.open() == problem
+    assert anyio.run(reports.readiness) == problem
+    (tmp_path / "later").mkdir()
+    assert anyio.run(reports.readiness) == problem  # the news is fresh: not asked again
+    reports.intake.checked_at = 0  # the news is stale
+    assert anyio.run(reports.readiness) is None
+
+
+def test_a_json_report_is_stored_compressed(client: TestClient, reports: Reports) -> None:
+    document = report(report_id="plain")
+    post(client, json.dumps(document).encode(), "application/tlsrpt+json")
+    raw = reports.store.raw("Google Inc.", "plain")
+    assert raw is not None
+    assert json.loads(gzip.decompress(raw)) == document
+
+
+def test_a_report_past_the_retention_is_refused(client: TestClient, reports: Reports) -> None:
+    status, text = post(client, encode(report(day=TODAY - 500)))
+    assert (status, text) == (400, "bad report: the report ended more than 400 days ago\n")
+    assert reports.intake.outcomes == {"rejected": 1}
+
+
+def test_old_reports_are_pruned_as_reports_come_in(
+    make_reports: Callable[..., Reports], sqlite_url: str
+) -> None:
+    old = make_reports(clock=lambda: NOW - 300 * DAY)
+    client = TestClient(reports_app(old))
+    assert post(client, encode(report(report_id="old", day=TODAY - 450)))[0] == 201
+    later = make_reports()
+    assert post(TestClient(reports_app(later)), encode(report(report_id="new")))[0] == 201
+    assert later.store.raw("Google Inc.", "old") is None
+    assert later.store.raw("Google Inc.", "new") is not None

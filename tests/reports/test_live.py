@@ -1,0 +1,143 @@
+"""The capability in a real uvicorn: concurrent senders on SQLite, and the page in Chromium."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mtasts_host.policy import Mode
+from mtasts_host.reports import ReportsSettings, open_store, read_summaries
+
+from ..processes import free_port, running, serve_argv
+from .conftest import CONFIG, encode, recent, report
+
+ROOT = Path(__file__).parent.parent.parent
+ADDRESS = "127.70.0.1"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def server_argv(config: Path, port: int, address: str = ADDRESS) -> list[str]:
+    """``mtasts-host serve`` with the reports block of ``config``, on ``address``."""
+    return serve_argv(config, port, "--host", address, "--no-access-log", "--no-watch")
+
+
+def with_reports(config: Path, url: str) -> Path:
+    """Write the tests' domains and a ``reports:`` block with the store at ``url``."""
+    config.write_text(CONFIG + f"reports: {{store: '{url}'}}\n")
+    return config
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """``mtasts-host serve`` with the intake and the page, and a SQLite store."""
+    url = f"sqlite:///{tmp_path / 'reports.db'}"
+    config = with_reports(tmp_path / "config.yaml", url)
+    port = free_port(ADDRESS)
+    argv = server_argv(config, port)
+    with running(argv, tmp_path / "server.log", ADDRESS, port, cwd=ROOT) as process:
+        yield port, url
+    assert "Traceback" not in process.output()
+
+
+def post(port: int, body: bytes) -> int:
+    connection = http.client.HTTPConnection(ADDRESS, port, timeout=30)
+    try:
+        connection.request(
+            "POST", "/tlsrpt", body, {"Host": "mta-sts.example.com", "Content-Type": "x/y"}
+        )
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_concurrent_posts_on_sqlite(server: tuple[int, str]) -> None:
+    port, url = server
+    day = recent()
+    distinct = [
+        encode(report(organization=f"org{n % 4}", report_id=f"r{n}", day=day, successful=10))
+        for n in range(60)
+    ]
+    same = encode(report(organization="org0", report_id="resent", day=day, successful=1))
+    bodies = distinct + [same] * 12
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def send(chunk: list[bytes]) -> None:
+        for body in chunk:
+            status = post(port, body)
+            with lock:
+                statuses.append(status)
+
+    threads = [threading.Thread(target=send, args=(bodies[n::12],)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert Counter(statuses) == {201: 61, 200: 11}
+    summary = read_summaries(open_store(url), {"example.com": Mode.TESTING})["example.com"]
+    assert summary.reports == 61
+    assert summary.successful_sessions == 601
+
+
+def test_the_page_in_chromium(server: tuple[int, str], tmp_path: Path) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        message = "Chromium is not installed (Debian package chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    port, _ = server
+    for n in range(30):
+        failed = 3 if n % 5 == 0 else 0
+        body = report(
+            organization=f"org{n % 3}", day=recent() - n, successful=900 + n, failed=failed
+        )
+        assert post(port, encode(body)) == 201
+    evil = report(organization="<img src=x onerror=alert(1)>", day=recent(), domain="example.net")
+    assert post(port, encode(evil)) == 201
+    page = f"http://{ADDRESS}:{port}/reports"
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", page],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert dom.count("<section") == 2
+    assert dom.count("<svg") == 2
+    assert dom.count('<rect class="fail"') == 62  # 31 days, 2 domains
+    assert "&lt;img src=x onerror=alert(1)&gt;" in dom
+    assert "<img" not in dom
+    assert "<h2>example.com</h2>" in dom
+    assert "not-ready" in dom
+    screenshot = tmp_path / "reports.png"
+    subprocess.run(
+        [chromium, *flags, f"--screenshot={screenshot}", "--window-size=1000,1600", page],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_settings_default_path() -> None:
+    assert ReportsSettings("sqlite:///x.db").path == "/tlsrpt"

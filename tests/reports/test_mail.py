@@ -1,0 +1,150 @@
+"""The intake by mail: messages, bare files, standard input, a maildir, and exit codes."""
+
+from __future__ import annotations
+
+import email.message
+import email.policy
+import io
+from pathlib import Path
+
+import pytest
+
+from mtasts_host.reports import Intake, ReportsSettings, ingest_command, open_store
+from mtasts_host.reports.mail import EX_DATAERR, EX_OK, EX_TEMPFAIL, reports_in
+
+from .conftest import NOW, encode, recent, report
+
+
+def message(*parts: tuple[bytes, str, str | None]) -> bytes:
+    """A report message as RFC 8460 section 5.3 describes it (multipart/report)."""
+    msg = email.message.EmailMessage()
+    msg["From"] = "tlsrpt@sender.example"
+    msg["To"] = "tlsrpt@example.com"
+    msg["Subject"] = "Report Domain: example.com Submitter: sender.example Report-ID: <x>"
+    msg.set_content("This is an aggregate TLS report from sender.example")
+    for data, subtype, filename in parts:
+        maintype, _, sub = subtype.partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=sub, filename=filename)
+    msg.replace_header(
+        "Content-Type", msg["Content-Type"].replace("multipart/mixed", "multipart/report")
+    )
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def intake(url: str) -> Intake:
+    return Intake(open_store(url), 400, clock=lambda: NOW)
+
+
+def test_parts_by_type_or_file_name() -> None:
+    gz, js = encode(report(day=recent())), encode(report(), compress=False)
+    assert reports_in(message((gz, "application/tlsrpt+gzip", "r.json.gz"))) == [gz]
+    assert reports_in(message((js, "application/tlsrpt+json", None))) == [js]
+    assert reports_in(message((gz, "application/octet-stream", "x!y!1!2.json.gz"))) == [gz]
+    assert reports_in(message((js, "application/octet-stream", "report.JSON"))) == [js]
+    assert reports_in(message((gz, "application/pdf", "invoice.pdf"))) == []
+    assert reports_in(gz) == [gz]  # a bare .json.gz
+    assert reports_in(b"\n " + js) == [b"\n " + js]  # a bare .json
+
+
+def test_a_message_is_stored_then_duplicate(sqlite_url: str) -> None:
+    data = message(
+        (encode(report(day=recent(), report_id="m1")), "application/tlsrpt+gzip", "r.json.gz")
+    )
+    log = io.StringIO()
+    assert _ingest(sqlite_url, stdin=data, log=log) == EX_OK
+    assert _ingest(sqlite_url, stdin=data, log=log) == EX_OK
+    assert log.getvalue().splitlines() == [
+        "<stdin>: stored: report 'm1' from 'Google Inc.'",
+        "<stdin>: duplicate, already stored: report 'm1' from 'Google Inc.'",
+    ]
+
+
+def test_a_message_without_a_report_is_a_data_error(sqlite_url: str) -> None:
+    data = message((b"%PDF-1.4", "application/pdf", "invoice.pdf"))
+    log = io.StringIO()
+    assert _ingest(sqlite_url, stdin=data, log=log) == EX_DATAERR
+    assert log.getvalue() == ("<stdin>: no TLS report (application/tlsrpt+gzip or +json) found\n")
+
+
+def test_a_bad_report_is_a_data_error(sqlite_url: str) -> None:
+    data = message((b'{"report-id": "x"}', "application/tlsrpt+json", None))
+    log = io.StringIO()
+    assert _ingest(sqlite_url, stdin=data, log=log) == EX_DATAERR
+    assert log.getvalue() == "<stdin>: bad report: organization-name: missing\n"
+
+
+def test_store_unavailable_is_a_temporary_failure(tmp_path: Path) -> None:
+    data = message((encode(report(day=recent())), "application/tlsrpt+gzip", "r.json.gz"))
+    url = f"sqlite:///{tmp_path}/missing/reports.db"
+    assert _ingest(url, stdin=data) == EX_TEMPFAIL
+
+
+def test_files_bare_and_in_messages(sqlite_url: str, tmp_path: Path) -> None:
+    files = {
+        "a.json": encode(report(day=recent(), report_id="a"), compress=False),
+        "b.json.gz": encode(report(day=recent(), report_id="b")),
+        "c.eml": message(
+            (encode(report(day=recent(), report_id="c")), "application/tlsrpt+gzip", "c.json.gz")
+        ),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    paths = [str(tmp_path / name) for name in files]
+    log = io.StringIO()
+    assert _ingest(sqlite_url, files=paths, log=log) == EX_OK
+    assert len(log.getvalue().splitlines()) == 3
+    assert _ingest(sqlite_url, files=[*paths, str(tmp_path / "none")]) == EX_DATAERR
+
+
+def test_a_maildir(sqlite_url: str, tmp_path: Path) -> None:
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    good = message(
+        (encode(report(day=recent(), report_id="g")), "application/tlsrpt+gzip", "g.json.gz")
+    )
+    (maildir / "new" / "1.host").write_bytes(good)
+    (maildir / "new" / "2.host").write_bytes(message((b"x", "application/pdf", "x.pdf")))
+    assert _ingest(sqlite_url, maildir=str(maildir)) == EX_DATAERR
+    assert sorted(path.name for path in (maildir / "cur").iterdir()) == ["1.host:2,S", "2.host:2,F"]
+    assert list((maildir / "new").iterdir()) == []
+    assert _ingest(sqlite_url, maildir=str(maildir)) == EX_OK  # nothing new
+
+
+def test_a_maildir_waits_for_the_store(tmp_path: Path) -> None:
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    data = message((encode(report(day=recent())), "application/tlsrpt+gzip", "r.json.gz"))
+    (maildir / "new" / "1.host").write_bytes(data)
+    url = f"sqlite:///{tmp_path}/missing/reports.db"
+    assert _ingest(url, maildir=str(maildir)) == EX_TEMPFAIL
+    assert [path.name for path in (maildir / "new").iterdir()] == ["1.host"]
+
+
+def test_too_large_a_message(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("mtasts_host.reports.mail.MAX_MESSAGE_SIZE", 100)
+    assert _ingest(sqlite_url, stdin=b"x" * 200) == EX_DATAERR
+
+
+def _ingest(
+    url: str,
+    *,
+    stdin: bytes = b"",
+    files: list[str] | None = None,
+    maildir: str | None = None,
+    log: io.StringIO | None = None,
+) -> int:
+    return ingest_command(
+        ReportsSettings(url),
+        files=files or (),
+        maildir=maildir,
+        stdin=io.BytesIO(stdin),
+        log=log or io.StringIO(),
+    )
+
+
+def test_intake_counts_for_mail_too(sqlite_url: str) -> None:
+    taken = intake(sqlite_url)
+    taken.accept(encode(report(day=recent())))
+    assert taken.outcomes == {"stored": 1}

@@ -1,0 +1,60 @@
+"""The reports' metrics, as Prometheus scrapes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from starlette.testclient import TestClient
+
+from mtasts_host.reports import Reports
+
+from .conftest import encode, fixture, report
+
+
+class _Collector:
+    def __init__(self, reports: Reports) -> None:
+        self.reports = reports
+
+    def collect(self) -> Iterator[Metric]:
+        return self.reports.metrics()
+
+
+def scrape(reports: Reports) -> list[str]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(reports))
+    return [
+        line for line in generate_latest(registry).decode().splitlines() if not line.startswith("#")
+    ]
+
+
+def test_outcomes_sessions_and_last_report(client: TestClient, reports: Reports) -> None:
+    client.post("/tlsrpt", content=encode(report(report_id="a", successful=90, failed=4)))
+    client.post("/tlsrpt", content=encode(report(report_id="a")))
+    client.post("/tlsrpt", content=b"{")
+    client.post("/tlsrpt", content=fixture("odd-fields.json"))
+    assert scrape(reports) == [
+        'mtasts_tlsrpt_reports_total{outcome="stored"} 2.0',
+        'mtasts_tlsrpt_reports_total{outcome="duplicate"} 1.0',
+        'mtasts_tlsrpt_reports_total{outcome="rejected"} 1.0',
+        "mtasts_tlsrpt_store_up 1.0",
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="success"} 97.0',
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="certificate-expired"} 4.0',
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="other"} 2.0',
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="sts-webpki-invalid"} 3.0',
+        'mtasts_tlsrpt_last_report_timestamp_seconds{domain="example.com"} 1.7172432e+09',
+    ]  # and nothing for not-configured.example
+
+
+def test_an_unavailable_store_still_gives_the_outcomes(
+    make_reports: Callable[..., Reports], tmp_path: Path
+) -> None:
+    reports = make_reports(f"sqlite:///{tmp_path}/missing/reports.db")
+    assert scrape(reports) == [
+        'mtasts_tlsrpt_reports_total{outcome="stored"} 0.0',
+        'mtasts_tlsrpt_reports_total{outcome="duplicate"} 0.0',
+        'mtasts_tlsrpt_reports_total{outcome="rejected"} 0.0',
+        "mtasts_tlsrpt_store_up 0.0",
+    ]

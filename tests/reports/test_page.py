@@ -1,0 +1,94 @@
+"""The /reports page: one section per domain, an inline chart, every value escaped."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+
+from mtasts_host.policy import Mode
+from mtasts_host.reports.page import chart, render_page
+from mtasts_host.reports.store import FailureTotals, Totals
+from mtasts_host.reports.summary import Day, summarize
+
+from .conftest import NOW, TODAY
+
+EVIL = "<script>alert('x')</script>&\"'"
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attributes: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attributes += attrs
+
+
+def parse(html: str) -> _Tags:
+    parser = _Tags()
+    parser.feed(html)
+    return parser
+
+
+def page_with(organization: str, result_type: str, mx: str) -> str:
+    totals = [
+        Totals("example.com", "sts", organization, TODAY - 1, 1, 100, 3),
+        Totals("example.com", f"tlsa{organization}", organization, TODAY - 1, 1, 1, 1),
+    ]
+    failures = [FailureTotals("example.com", "sts", TODAY - 1, result_type, mx, 3)]
+    summaries = summarize(
+        {"example.com": Mode.TESTING, "example.net": Mode.ENFORCE}, totals, failures, today=TODAY
+    )
+    return render_page(summaries, generated=datetime.fromtimestamp(NOW, UTC))
+
+
+def test_one_section_per_domain_with_a_chart() -> None:
+    html = page_with("Google Inc.", "certificate-expired", "mail.example.com")
+    tags = parse(html)
+    assert tags.tags.count("section") == 2
+    assert tags.tags.count("svg") == 2
+    assert "<h2>example.com</h2>" in html
+    assert "<h2>example.net</h2>" in html
+    assert "not-ready</span> reports from 1 organization" in html
+    assert "<li>Google Inc.</li>" in html
+    assert "<td>certificate-expired</td><td class=n>3</td>" in html
+    assert "as of 2024-06-01 12:00 UTC" in html
+
+
+def test_every_value_from_a_report_is_escaped() -> None:
+    html = page_with(EVIL, EVIL, EVIL)
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&amp;&quot;&#x27;" in html
+    assert set(parse(html).tags) <= {
+        "html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "span",
+        "section", "table", "tr", "th", "td", "ul", "li", "svg", "text", "g", "rect",
+    }  # fmt: skip
+
+
+def test_no_external_asset() -> None:
+    html = page_with("A", "b", "c")
+    for name, value in parse(html).attributes:
+        assert name not in ("src", "href")
+        assert not (value or "").startswith(("http:", "https:", "//")) or name == "xmlns"
+    assert "url(" not in html
+    assert "@import" not in html
+
+
+def test_the_chart_has_a_bar_per_day_and_a_tooltip() -> None:
+    days = (Day(TODAY - 2, 10, 0), Day(TODAY - 1, 20, 5))
+    svg = chart(days, "example.com")
+    assert svg.count("<rect class=ok") == 2
+    assert svg.count("<rect class=fail") == 2
+    assert "<title>2024-05-31: 20 successful, 5 failed</title>" in svg
+    heights = [float(h) for h in re.findall(r"class=ok [^>]*height='([0-9.]+)'", svg)]
+    assert heights == [40.0, 80.0]  # scaled to the busiest day
+    assert "successful per day (max 20)" in svg
+    assert "failed per day (max 5)" in svg
+
+
+def test_the_store_problem_is_named() -> None:
+    html = render_page({}, generated=datetime.fromtimestamp(NOW, UTC), problem="disk <full>")
+    assert "Report store unavailable: disk &lt;full&gt;" in html

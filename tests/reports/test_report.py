@@ -1,0 +1,189 @@
+"""Parsing real reports: lenient where senders deviate, strict where counts matter."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from mtasts_host.reports.report import BadReport, PolicyType, ResultType, parse_report
+
+from .conftest import fixture, report
+
+
+def test_the_rfc_example() -> None:
+    parsed = parse_report(fixture("rfc8460-appendix-b.json"))
+    assert parsed.organization_name == "Company-X"
+    assert parsed.report_id == "5065427c-23d3-47ca-b6e0-946ea0e8c4be"
+    assert parsed.contact_info == "sts-reporting@company-x.example"
+    assert parsed.start == datetime(2016, 4, 1, tzinfo=UTC)
+    (policy,) = parsed.policies
+    assert policy.policy_type is PolicyType.STS
+    assert policy.domain == "company-y.example"
+    assert policy.mx_hosts == ("*.mail.company-y.example",)  # a string, as Appendix B has it
+    assert (policy.successful, policy.failed) == (5326, 303)
+    assert [(f.result_type, f.sessions) for f in policy.failures] == [
+        (ResultType.CERTIFICATE_EXPIRED, 100),
+        (ResultType.STARTTLS_NOT_SUPPORTED, 200),
+        (ResultType.VALIDATION_FAILURE, 3),
+    ]
+    assert policy.failures[1].additional_information.startswith("https://reports.")  # type: ignore[union-attr]
+    assert policy.failures[2].failure_reason_code == "X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED"
+
+
+def test_mx_host_as_a_list() -> None:
+    (policy,) = parse_report(fixture("google.json")).policies
+    assert policy.mx_hosts == ("mail.example.com",)
+    assert policy.failures == ()  # no failure-details at all
+
+
+def test_microsoft_times_without_a_zone_are_utc_and_fields_may_be_missing() -> None:
+    parsed = parse_report(fixture("microsoft.json"))
+    assert parsed.start == datetime(2024, 5, 1, tzinfo=UTC)
+    assert parsed.end == datetime(2024, 5, 1, 23, 59, 59, tzinfo=UTC)
+    (policy,) = parsed.policies
+    assert policy.policy_strings == ()
+    assert policy.mx_hosts == ()
+    (failure,) = policy.failures
+    assert failure.result_type is ResultType.CERTIFICATE_HOST_MISMATCH
+    assert failure.receiving_mx_hostname is None
+    assert failure.sending_mta_ip is None
+
+
+def test_tlsa_policy_string_packed_in_one_string_beside_sts() -> None:
+    tlsa, sts = parse_report(fixture("tlsa-packed-and-sts.json")).policies
+    assert tlsa.policy_type is PolicyType.TLSA
+    assert tlsa.policy_strings == (
+        "3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    )
+    assert tlsa.mx_hosts == ("mail.example.com",)
+    assert sts.policy_type is PolicyType.STS
+    assert sts.domain == "example.com"  # "Example.COM." normalised
+
+
+def test_odd_fields() -> None:
+    parsed = parse_report(fixture("odd-fields.json"))
+    assert parsed.contact_info is None  # contact-info: null
+    assert parsed.start == datetime(2024, 5, 1, tzinfo=UTC)  # +02:00 converted
+    sts, none_found, other = parsed.policies
+    webpki, future = sts.failures
+    assert webpki.sending_mta_ip is None  # ""
+    assert webpki.receiving_ip is None
+    assert webpki.receiving_mx_hostname == "mail.example.com"  # "MAIL.example.com."
+    assert webpki.additional_information == "https://small-sender.example/why"  # -info-uri
+    assert future.result_type is ResultType.OTHER
+    assert future.reported_type == "a-type-from-the-future"
+    assert future.additional_information == "https://small-sender.example/new"
+    assert none_found.policy_type is PolicyType.NO_POLICY_FOUND
+    assert other.domain == "not-configured.example"
+
+
+def test_unknown_policy_type_is_kept_apart() -> None:
+    document = report(policy_type="dane-with-a-twist")
+    (policy,) = parse_report(json.dumps(document).encode()).policies
+    assert policy.policy_type is PolicyType.OTHER
+
+
+def test_text_that_no_database_takes_is_cleaned() -> None:
+    document = report(organization="Evil\u0000 Org \ud800")
+    parsed = parse_report(json.dumps(document).encode())
+    assert parsed.organization_name == "Evil\ufffd Org ?"
+
+
+def test_a_utf8_bom_is_skipped() -> None:
+    assert parse_report(b"\xef\xbb\xbf" + fixture("google.json")).organization_name == "Google Inc."
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing-organization-name.json", "organization-name: missing"),
+        ("missing-report-id.json", "report-id: missing"),
+        ("missing-date-range.json", "date-range: missing"),
+        ("missing-policies.json", "policies: missing"),
+        ("missing-summary.json", "policies[0].summary: missing"),
+        (
+            "negative-count.json",
+            "policies[0].summary.total-failure-session-count: "
+            "expected a non-negative integer, got -1",
+        ),
+        (
+            "fractional-count.json",
+            "policies[0].summary.total-successful-session-count: "
+            "expected a non-negative integer, got 1.5",
+        ),
+        (
+            "string-count.json",
+            "policies[0].summary.total-successful-session-count: "
+            'expected a non-negative integer, got "1200"',
+        ),
+        (
+            "negative-failed-session-count.json",
+            "policies[0].failure-details[0].failed-session-count: "
+            "expected a non-negative integer, got -3",
+        ),
+        ("not-json.json", "not JSON: Expecting property name enclosed in double quotes:"),
+    ],
+)
+def test_bad_reports_are_rejected_with_the_reason(name: str, message: str) -> None:
+    with pytest.raises(BadReport) as caught:
+        parse_report(fixture(f"bad/{name}"))
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b"[]", "the report: expected an object, got an array"),
+        (b"NaN", "not JSON: NaN is not JSON"),
+        (b'{"organization-name": ""}', "organization-name: empty"),
+        (b"\xff\xfe", "not JSON:"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON:"),  # deep nesting: no RecursionError
+    ],
+    ids=["array", "nan", "empty-name", "binary", "deep"],
+)
+def test_what_is_not_a_report(text: bytes, message: str) -> None:
+    with pytest.raises(BadReport, match="^" + message.replace("(", r"\(")):
+        parse_report(text)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"organization-name": " "}, "organization-name: empty"),
+        ({"policies": {}}, "policies: expected an array, got an object"),
+        (
+            {"date-range": {"start-datetime": "yesterday", "end-datetime": "today"}},
+            "date-range.start-datetime: expected an RFC 3339 date-time, got 'YESTERDAY'",
+        ),
+        (
+            {
+                "date-range": {
+                    "start-datetime": "2024-05-02T00:00:00Z",
+                    "end-datetime": "2024-05-01T00:00:00Z",
+                }
+            },
+            "date-range: end-datetime is before start-datetime",
+        ),
+    ],
+)
+def test_required_fields_must_make_sense(change: dict[str, object], message: str) -> None:
+    document = {**report(), **change}
+    with pytest.raises(BadReport) as caught:
+        parse_report(json.dumps(document).encode())
+    assert str(caught.value) == message
+
+
+def test_counts_beyond_what_json_keeps_exactly_are_refused() -> None:
+    document = report(successful=2**53)
+    with pytest.raises(BadReport, match="expected a non-negative integer, got 9007199254740992"):
+        parse_report(json.dumps(document).encode())
+
+
+def test_booleans_are_not_counts() -> None:
+    document = report()
+    document["policies"][0]["summary"]["total-failure-session-count"] = False
+    with pytest.raises(BadReport, match="got false"):
+        parse_report(json.dumps(document).encode())

@@ -1,0 +1,258 @@
+"""
+A real sender: tlsrpt-reporter (sys4's, which Postfix uses) turns its own collected data into
+reports and delivers them to ``https://mta-sts.<domain>/tlsrpt`` through the shipped nginx
+config, and by mail to ``reports ingest``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from mtasts_host.policy import Mode
+from mtasts_host.reports import open_store, read_summaries
+
+from ..processes import Process, free_port, running, wait_for_port
+from .test_live import server_argv, with_reports
+
+ROOT = Path(__file__).parent.parent.parent
+BIN = Path(sys.executable).parent
+UPSTREAM_ADDRESS = "127.70.1.1"
+NGINX_ADDRESS = "127.70.1.2"
+HTTPS_RECORD = "v=TLSRPTv1; rua=https://mta-sts.example.com/tlsrpt"
+MAIL_RECORD = "v=TLSRPTv1; rua=mailto:tlsrpt@example.net"
+# What Postfix's libtlsrpt sends to tlsrpt-collectd for each session: "f" failed, "t" the
+# number of failure details, "c" a result type code (202: certificate-host-mismatch).
+STS = 2
+
+
+def datagram(domain: str, record: str, *, failed: bool = False) -> bytes:
+    policy: dict[str, Any] = {
+        "policy-type": STS,
+        "policy-string": ["version: STSv1", "mode: testing", f"mx: mail.{domain}"],
+        "policy-domain": domain,
+        "mx-host": [f"mail.{domain}"],
+        "f": int(failed),
+        "t": int(failed),
+    }
+    if failed:
+        policy["failure-details"] = [
+            {"c": 202, "s": "192.0.2.25", "r": "198.51.100.7", "n": f"mail.{domain}"}
+        ]
+    return json.dumps({"dpv": "1", "d": domain, "pr": record, "policies": [policy]}).encode()
+
+
+def need(program: str, package: str) -> str:
+    found = shutil.which(program)
+    if found is None:
+        message = f"{program} is not installed (Debian package {package})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[tuple[Process, str]]:
+    """``mtasts-host serve`` with a ``reports:`` block, and its store's URL."""
+    url = f"sqlite:///{tmp_path / 'reports.db'}"
+    config = with_reports(tmp_path / "config.yaml", url)
+    port = free_port(UPSTREAM_ADDRESS)
+    argv = server_argv(config, port, UPSTREAM_ADDRESS)
+    log = tmp_path / "server.log"
+    with running(argv, log, UPSTREAM_ADDRESS, port, cwd=ROOT) as process:
+        yield process, url
+    assert "Traceback" not in process.output()
+
+
+@pytest.fixture
+def nginx(upstream: tuple[Process, str], tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """nginx running deploy/nginx/mtasts-host.conf, with test certificates; port and CA."""
+    need("nginx", "nginx")
+    process, _ = upstream
+    base = tmp_path / "nginx"
+    certs = base / "certs"
+    certs.mkdir(parents=True)
+    ca = trustme.CA()
+    name = "mta-sts.example.com"
+    cert = ca.issue_cert(name)
+    cert.private_key_pem.write_to_path(str(certs / f"{name}.key"))
+    (certs / f"{name}.crt").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(base / "ca.pem"))
+    port = free_port(NGINX_ADDRESS)
+    site = (ROOT / "deploy" / "nginx" / "mtasts-host.conf").read_text()
+    for old, new in [
+        ("/etc/ssl/mta-sts/", f"{certs}/"),
+        ("server 127.0.0.1:8080;", f"server {UPSTREAM_ADDRESS}:{process.port};"),
+        ("listen 443 ssl;", f"listen {NGINX_ADDRESS}:{port} ssl;"),
+        ("listen 443 ssl default_server;", f"listen {NGINX_ADDRESS}:{port} ssl default_server;"),
+        ("listen [::]:443 ssl;", ""),
+        ("listen [::]:443 ssl default_server;", ""),
+    ]:
+        assert old in site, old
+        site = site.replace(old, new)
+    (base / "site.conf").write_text(site)
+    user = "user root;" if os.geteuid() == 0 else ""
+    (base / "nginx.conf").write_text(
+        f"""
+        {user}
+        worker_processes 1;
+        pid {base}/nginx.pid;
+        error_log {base}/error.log;
+        events {{ worker_connections 64; }}
+        http {{
+            access_log {base}/access.log;
+            client_body_temp_path {base}/client; proxy_temp_path {base}/proxy;
+            fastcgi_temp_path {base}/fastcgi; uwsgi_temp_path {base}/uwsgi;
+            scgi_temp_path {base}/scgi;
+            include {base}/site.conf;
+        }}
+        """
+    )
+    argv = ["nginx", "-p", str(base), "-c", str(base / "nginx.conf"), "-g", "daemon off;"]
+    with running(argv, base / "nginx.log", NGINX_ADDRESS, port):
+        yield port, base / "ca.pem"
+
+
+def reporter_config(tmp_path: Path, mtasts_config: Path, nginx_port: int, ca: Path) -> Path:
+    """One config file for tlsrpt-collectd, -fetcher and -reportd."""
+    base = tmp_path / "tlsrpt"
+    base.mkdir()
+    curl = (
+        f"curl --silent --show-error --fail --cacert {ca} "
+        f"--connect-to mta-sts.example.com:443:{NGINX_ADDRESS}:{nginx_port} "
+        "--header 'Content-Type: application/tlsrpt+gzip' --data-binary @-"
+    )
+    config = base / "tlsrpt.cfg"
+    config.write_text(
+        f"""
+[tlsrpt_collectd]
+storage = sqlite://{base}/collectd.sqlite
+socketname = {base}/collectd.socket
+sockettimeout = 1
+max_uncommited_datagrams = 1
+log_level = info
+
+[tlsrpt_fetcher]
+storage = sqlite://{base}/collectd.sqlite
+log_level = info
+
+[tlsrpt_reportd]
+organization_name = Sender Example Inc.
+contact_info = tlsrpt@sender.example
+sender_address = noreply@sender.example
+dbname = {base}/reportd.sqlite
+log_level = info
+fetchers = {BIN}/tlsrpt-fetcher --config_file {config}
+http_script = {curl}
+sendmail_script = {sys.executable} -m mtasts_host reports ingest --config {mtasts_config}
+spread_out_delivery = 1
+interval_main_loop = 1
+max_collectd_timediff = 3600
+min_wait_delivery = 0
+max_wait_delivery = 1
+max_retries_domainlist = 2
+min_wait_domainlist = 0
+max_wait_domainlist = 1
+max_retries_domaindetails = 2
+min_wait_domaindetails = 0
+max_wait_domaindetails = 1
+"""
+    )
+    return config
+
+
+def started(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def wait_for(predicate: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_tlsrpt_reporter_delivers_over_https_and_by_mail(
+    upstream: tuple[Process, str], nginx: tuple[int, Path], tmp_path: Path
+) -> None:
+    need("curl", "curl")
+    _, store_url = upstream
+    nginx_port, ca = nginx
+    config = reporter_config(tmp_path, tmp_path / "config.yaml", nginx_port, ca)
+    base = config.parent
+    collectd = started(
+        [str(BIN / "tlsrpt-collectd"), "--config_file", str(config)], base / "collectd.log"
+    )
+    reportd: subprocess.Popen[bytes] | None = None
+    try:
+        wait_for((base / "collectd.socket").exists, "the collectd socket")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            sessions = [("example.com", HTTPS_RECORD, False)] * 5
+            sessions += [("example.com", HTTPS_RECORD, True)] * 2
+            sessions += [("example.net", MAIL_RECORD, False)] * 3
+            for domain, record, failed in sessions:
+                sender.sendto(
+                    datagram(domain, record, failed=failed), str(base / "collectd.socket")
+                )
+        # The day ends: a development signal moves today's sessions to yesterday.
+        time.sleep(1.5)  # the collectd commits after its socket timeout
+        collectd.send_signal(signal.SIGUSR2)
+        log = base / "collectd.log"
+        wait_for(lambda: "FOR DEVELOPMENT" in log.read_text(), "the day roll-over")
+        wait_for(lambda: log.read_text().count("create new database") >= 2, "the new day")
+        reportd = started(
+            [str(BIN / "tlsrpt-reportd"), "--config_file", str(config)], base / "reportd.log"
+        )
+        store = open_store(store_url)
+        modes = {"example.com": Mode.TESTING, "example.net": Mode.TESTING}
+
+        def delivered() -> bool:
+            try:
+                summaries = read_summaries(store, modes)
+            except Exception:
+                return False
+            return all(summary.reports for summary in summaries.values())
+
+        wait_for(delivered, "both reports", timeout=90)
+    finally:
+        if reportd is not None:
+            stop(reportd)
+        stop(collectd)
+    summaries = read_summaries(store, modes)
+    https, mail = summaries["example.com"], summaries["example.net"]
+    assert (https.successful_sessions, https.failed_sessions) == (5, 2)
+    assert https.failures_by_type == {"certificate-host-mismatch": 2}
+    assert https.failures_by_mx == {"mail.example.com": 2}
+    assert https.organizations == ("Sender Example Inc.",)
+    assert (mail.successful_sessions, mail.failed_sessions) == (3, 0)
+    access = (nginx[1].parent / "access.log").read_text()
+    assert '"POST /tlsrpt HTTP/1.1" 201' in access
+    reported = (base / "reportd.log").read_text()
+    assert "Report delivery 1 for domain example.com succeeded" in reported
+    assert "Report delivery 2 for domain example.net succeeded" in reported
+    wait_for_port(NGINX_ADDRESS, nginx_port)  # nginx still up

@@ -1,0 +1,188 @@
+"""The stores, SQLite and a real PostgreSQL, behaving the same way."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mtasts_host.reports import schema
+from mtasts_host.reports.report import parse_report
+from mtasts_host.reports.sqlite import SQLiteStore
+from mtasts_host.reports.store import (
+    DAY,
+    FailureTotals,
+    Outcome,
+    ReportStore,
+    StoreUnavailable,
+    Totals,
+    open_store,
+)
+
+from .conftest import NOW, TODAY, encode, fixture, report
+
+
+def add(store: ReportStore, document: dict[str, Any], received: float = NOW) -> Outcome:
+    raw = encode(document)
+    return store.add(parse_report(gzip.decompress(raw)), raw, received)
+
+
+def test_stored_once_then_duplicate(store: ReportStore) -> None:
+    document = report(report_id="r1")
+    assert add(store, document) is Outcome.STORED
+    assert add(store, document) is Outcome.DUPLICATE
+    # Same report-id from another organisation is another report.
+    assert add(store, {**document, "organization-name": "Other"}) is Outcome.STORED
+    assert len(store.totals(0)) == 2
+
+
+def test_the_raw_report_is_kept_compressed(store: ReportStore) -> None:
+    text = fixture("odd-fields.json")
+    store.add(parse_report(text), gzip.compress(text), NOW)
+    raw = store.raw("Small Sender GmbH", "small-sender-2024-05-01")
+    assert raw is not None
+    assert gzip.decompress(raw) == text  # not-configured.example's policy included
+    assert store.raw("Small Sender GmbH", "another") is None
+
+
+def test_totals_and_failures(store: ReportStore) -> None:
+    text = fixture("odd-fields.json")
+    store.add(parse_report(text), gzip.compress(text), NOW)
+    day = 19844  # 2024-05-01
+    assert sorted(store.totals(0), key=lambda row: (row.domain, row.policy_type)) == [
+        Totals("example.com", "no-policy-found", "Small Sender GmbH", day, 1, 3, 0),
+        Totals("example.com", "sts", "Small Sender GmbH", day, 1, 7, 5),
+        Totals("not-configured.example", "sts", "Small Sender GmbH", day, 1, 999, 999),
+    ]
+    assert sorted(store.failure_totals(0), key=lambda row: row.result_type) == [
+        FailureTotals("example.com", "sts", day, "other", "", 2),
+        FailureTotals("example.com", "sts", day, "sts-webpki-invalid", "mail.example.com", 3),
+    ]
+    assert store.totals(day + 1) == []
+
+
+def test_totals_add_up_by_organisation_and_day(store: ReportStore) -> None:
+    for n in range(3):
+        add(store, report(organization="A", day=TODAY - 1, successful=10 + n, failed=n))
+    add(store, report(organization="B", day=TODAY - 1, successful=5))
+    add(store, report(organization="A", day=TODAY - 2, successful=7))
+    rows = sorted(store.totals(0), key=lambda row: (row.organization, row.day))
+    assert rows == [
+        Totals("example.com", "sts", "A", TODAY - 2, 1, 7, 0),
+        Totals("example.com", "sts", "A", TODAY - 1, 3, 33, 3),
+        Totals("example.com", "sts", "B", TODAY - 1, 1, 5, 0),
+    ]
+    (failures,) = store.failure_totals(0)
+    assert failures.sessions == 3
+
+
+def test_session_counts_for_the_metrics(store: ReportStore) -> None:
+    text = fixture("odd-fields.json")
+    store.add(parse_report(text), gzip.compress(text), NOW)
+    add(store, report(successful=100, failed=4), received=NOW + 60)
+    counts = {count.domain: count for count in store.session_counts()}
+    example = counts["example.com"]
+    assert example.successful == 107  # the no-policy-found sessions are not among them
+    assert example.failures == {"certificate-expired": 4, "other": 2, "sts-webpki-invalid": 3}
+    assert example.last_received == int(NOW + 60)
+
+
+def test_prune_removes_reports_that_ended_before(store: ReportStore) -> None:
+    add(store, report(report_id="old", day=TODAY - 400))
+    add(store, report(report_id="new", day=TODAY - 1))
+    assert store.prune((TODAY - 300) * DAY) == 1
+    assert store.raw("Google Inc.", "old") is None
+    assert store.raw("Google Inc.", "new") is not None
+    assert [row.day for row in store.totals(0)] == [TODAY - 1]
+    assert store.failure_totals(0) == []
+    # A pruned report can be received again.
+    assert add(store, report(report_id="old", day=TODAY - 400)) is Outcome.STORED
+
+
+def test_nothing_is_half_written(store: ReportStore) -> None:
+    document = report(report_id="half", failed=2)
+    parsed = parse_report(json.dumps(document).encode())
+    (policy,) = parsed.policies
+    # A second policy whose failure no database column can hold: all of it is rolled back.
+    unstorable = replace(policy.failures[0], sessions=2**70)
+    bad = replace(parsed, policies=(policy, replace(policy, failures=(unstorable,))))
+    with pytest.raises((StoreUnavailable, OverflowError)):
+        store.add(bad, b"", NOW)
+    assert store.raw("Google Inc.", "half") is None
+    assert store.totals(0) == []
+    assert add(store, document) is Outcome.STORED
+
+
+def test_a_new_store_gets_the_latest_schema(store: ReportStore) -> None:
+    assert store.version() == 0
+    assert store.upgrade() == schema.LATEST
+    assert store.version() == schema.LATEST
+    assert store.upgrade() == schema.LATEST  # again: nothing to do
+
+
+def test_an_old_schema_is_upgraded_and_keeps_its_reports(store: ReportStore) -> None:
+    latest = schema.VERSIONS
+    try:
+        schema.VERSIONS, schema.LATEST = latest[:1], 1
+        old = open_store(store.url)
+        add(old, report(report_id="from-v1"))
+        assert old.version() == 1
+    finally:
+        schema.VERSIONS, schema.LATEST = latest, len(latest)
+    upgraded = open_store(store.url)
+    assert upgraded.raw("Google Inc.", "from-v1") is not None  # first use upgrades
+    assert upgraded.version() == schema.LATEST
+
+
+def test_a_newer_schema_is_refused(store: ReportStore) -> None:
+    store.upgrade()
+    with store.transaction() as connection:
+        connection.execute("INSERT INTO tlsrpt_schema (version) VALUES (?)", (schema.LATEST + 1,))
+    newer = open_store(store.url)
+    with pytest.raises(StoreUnavailable, match=f"schema version {schema.LATEST + 1};"):
+        newer.ping()
+
+
+def test_sqlite_in_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/missing/reports.db")
+    with pytest.raises(StoreUnavailable, match="unable to open database file"):
+        store.ping()
+    (tmp_path / "missing").mkdir()
+    store.ping()  # back
+
+
+def test_sqlite_uses_wal(sqlite_url: str) -> None:
+    store = open_store(sqlite_url)
+    store.ping()
+    assert isinstance(store, SQLiteStore)
+    with sqlite3.connect(store.path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_postgresql_that_does_not_answer_is_unavailable(tmp_path: Path) -> None:
+    store = open_store(f"postgresql://postgres@/none?host={tmp_path}")
+    with pytest.raises(StoreUnavailable, match=r"^postgresql: connection (failed|is bad)"):
+        store.ping()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://x", "expected a sqlite:/// or postgresql:// URL, got 'mysql://x'"),
+        ("sqlite:///", "expected sqlite:///relative.db or sqlite:////absolute.db"),
+        ("sqlite:///:memory:", "an in-memory SQLite store would lose every report"),
+    ],
+)
+def test_urls_that_name_no_store(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match="^" + message):
+        open_store(url)
+
+
+def test_relative_and_absolute_sqlite_paths() -> None:
+    assert SQLiteStore("sqlite:///reports.db").path == "reports.db"
+    assert SQLiteStore("sqlite:////var/lib/reports.db").path == "/var/lib/reports.db"

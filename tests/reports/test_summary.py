@@ -1,0 +1,189 @@
+"""Summaries and verdicts, from the store's totals alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtasts_host.policy import Mode
+from mtasts_host.reports.settings import Thresholds
+from mtasts_host.reports.store import FailureTotals, Totals
+from mtasts_host.reports.summary import (
+    UNREPORTED_MX,
+    Day,
+    Sessions,
+    Verdict,
+    judge,
+    summarize,
+)
+
+from .conftest import TODAY
+
+D = "example.com"
+
+
+def sts(organization: str, day: int = TODAY - 1, ok: int = 1000, failed: int = 0) -> Totals:
+    return Totals(D, "sts", organization, day, 1, ok, failed)
+
+
+def failure(
+    kind: str, sessions: int, mx: str = "mail.example.com", day: int = TODAY - 1
+) -> FailureTotals:
+    return FailureTotals(D, "sts", day, kind, mx, sessions)
+
+
+@pytest.mark.parametrize(
+    ("rows", "verdict", "reason"),
+    [
+        (
+            [sts("A"), sts("B")],
+            Verdict.READY,
+            "2000 sessions from 2 organizations in the last 14 days, 0 failed (0.000%)",
+        ),
+        (
+            [sts("A", ok=5000), sts("B", ok=4999, failed=1)],
+            Verdict.READY,
+            "10000 sessions from 2 organizations in the last 14 days, 1 failed (0.010%)",
+        ),
+        ([], Verdict.NOT_READY, "no reports in the last 14 days"),
+        (
+            [sts("A"), sts("A", day=TODAY - 2)],
+            Verdict.NOT_READY,
+            "reports from 1 organization in the last 14 days, 2 needed",
+        ),
+        (
+            # exactly 0.1% is not under 0.1%
+            [sts("A", ok=999, failed=1), sts("B", ok=0)],
+            Verdict.NOT_READY,
+            "1 of 1000 sessions failed (0.10%) in the last 14 days, under 0.10% needed",
+        ),
+        (
+            [sts("A", ok=998, failed=2)],
+            Verdict.NOT_READY,
+            "reports from 1 organization in the last 14 days, 2 needed; "
+            "2 of 1000 sessions failed (0.20%) in the last 14 days, under 0.10% needed",
+        ),
+        (
+            [sts("A", ok=0), sts("B", ok=0)],
+            Verdict.NOT_READY,
+            "no sessions reported in the last 14 days",
+        ),
+    ],
+    ids=["clean", "few-failures", "no-reports", "one-org", "at-threshold", "both", "no-sessions"],
+)
+def test_testing_domains(rows: list[Totals], verdict: Verdict, reason: str) -> None:
+    assert judge(Mode.TESTING, rows, []) == (verdict, reason)
+
+
+def test_at_the_threshold_is_not_ready() -> None:
+    rows = [sts("A", ok=999, failed=1)]
+    thresholds = Thresholds(min_organizations=1)
+    assert judge(Mode.TESTING, rows, [], thresholds)[0] is Verdict.NOT_READY
+    rows = [sts("A", ok=1000, failed=1)]
+    assert judge(Mode.TESTING, rows, [], thresholds)[0] is Verdict.READY
+
+
+def test_thresholds_are_options() -> None:
+    rows = [sts("A", ok=990, failed=10)]
+    thresholds = Thresholds(window_days=7, min_organizations=1, max_failure_rate=0.05)
+    assert judge(Mode.TESTING, rows, [], thresholds) == (
+        Verdict.READY,
+        "1000 sessions from 1 organization in the last 7 days, 10 failed (1.000%)",
+    )
+
+
+def test_enforce_domains() -> None:
+    assert judge(Mode.ENFORCE, [sts("A"), sts("B")], []) == (
+        Verdict.OK,
+        "no failed sessions in the last 14 days: 2000 sessions from 2 organizations",
+    )
+    assert judge(Mode.ENFORCE, [], []) == (
+        Verdict.OK,
+        "no failed sessions: no reports in the last 14 days",
+    )
+    failures = [failure("certificate-expired", 2), failure("starttls-not-supported", 5)]
+    assert judge(Mode.ENFORCE, [sts("A", failed=7)], failures) == (
+        Verdict.FAILING,
+        "7 failed sessions in the last 14 days, most often starttls-not-supported",
+    )
+    assert judge(Mode.ENFORCE, [sts("A", failed=1)], []) == (
+        Verdict.FAILING,
+        "1 failed session in the last 14 days",
+    )
+
+
+def test_mode_none() -> None:
+    assert judge(Mode.NONE, [sts("A", failed=3)], []) == (
+        Verdict.NONE,
+        "mode none: no policy is in force",
+    )
+
+
+def test_summary_counts_sts_only_and_configured_domains_only() -> None:
+    totals = [
+        sts("A", ok=40, failed=1),
+        Totals(D, "tlsa", "A", TODAY - 1, 1, 40, 1),  # the same sessions, under DANE
+        Totals(D, "no-policy-found", "B", TODAY - 1, 1, 3, 0),
+        Totals("other.example", "sts", "A", TODAY - 1, 1, 999, 999),
+    ]
+    failures = [
+        failure("certificate-not-trusted", 1),
+        FailureTotals(D, "tlsa", TODAY - 1, "tlsa-invalid", "mail.example.com", 1),
+        FailureTotals("other.example", "sts", TODAY - 1, "certificate-expired", "", 999),
+    ]
+    summaries = summarize({D: Mode.TESTING}, totals, failures, today=TODAY)
+    assert list(summaries) == [D]
+    summary = summaries[D]
+    assert (summary.reports, summary.successful_sessions, summary.failed_sessions) == (1, 40, 1)
+    assert summary.organizations == ("A",)
+    assert summary.failures_by_type == {"certificate-not-trusted": 1}
+    assert summary.other_policies == {
+        "no-policy-found": Sessions(1, 3, 0),
+        "tlsa": Sessions(1, 40, 1),
+    }
+
+
+def test_summary_period_and_verdict_window_differ() -> None:
+    totals = [
+        sts("A", day=TODAY - 1, ok=100),
+        sts("B", day=TODAY - 20, ok=50, failed=50),  # in the 30 days, not in the 14
+        sts("C", day=TODAY - 31, ok=7),  # in neither
+    ]
+    failures = [
+        failure("certificate-expired", 30, day=TODAY - 20),
+        failure("validation-failure", 20, mx="", day=TODAY - 20),
+    ]
+    summary = summarize({D: Mode.TESTING}, totals, failures, today=TODAY, days=30)[D]
+    assert summary.reports == 2
+    assert summary.organizations == ("A", "B")
+    assert (summary.successful_sessions, summary.failed_sessions) == (150, 50)
+    assert summary.failures_by_type == {"certificate-expired": 30, "validation-failure": 20}
+    assert summary.failures_by_mx == {"mail.example.com": 30, UNREPORTED_MX: 20}
+    assert summary.verdict is Verdict.NOT_READY
+    assert summary.verdict_reason == "reports from 1 organization in the last 14 days, 2 needed"
+    assert len(summary.daily) == 31
+    assert summary.daily[0] == Day(TODAY - 30)
+    assert summary.daily[10] == Day(TODAY - 20, 50, 50)
+    assert summary.daily[-2] == Day(TODAY - 1, 100, 0)
+
+
+def test_a_domain_without_reports() -> None:
+    summary = summarize({D: Mode.ENFORCE}, [], [], today=TODAY, days=7)[D]
+    assert summary.to_json() == {
+        "mode": "enforce",
+        "reports": 0,
+        "organizations": [],
+        "successful_sessions": 0,
+        "failed_sessions": 0,
+        "failures_by_type": {},
+        "failures_by_mx": {},
+        "verdict": "ok",
+        "verdict_reason": "no failed sessions: no reports in the last 14 days",
+        "other_policies": {},
+    }
+
+
+def test_failures_are_listed_most_first_then_by_name() -> None:
+    failures = [failure("b", 2), failure("a", 2), failure("c", 9), failure("a", 1, mx="x")]
+    summary = summarize({D: Mode.TESTING}, [sts("A", failed=14)], failures, today=TODAY)[D]
+    assert list(summary.failures_by_type.items()) == [("c", 9), ("a", 3), ("b", 2)]
+    assert list(summary.failures_by_mx.items()) == [("mail.example.com", 13), ("x", 1)]
