@@ -101,6 +101,17 @@ def _items(node: _yaml.Node, at: At, item: Callable[[_yaml.Node], T]) -> list[tu
     return values
 
 
+def boolean(node: _yaml.Node, at: At) -> bool:
+    """``true`` or ``false`` (YAML 1.1's ``yes``, ``no``, ``on``, ``off`` too), unquoted."""
+    if isinstance(node, _yaml.Scalar) and node.plain:
+        word = node.text.lower()
+        if word in ("true", "yes", "on"):
+            return True
+        if word in ("false", "no", "off"):
+            return False
+    raise Invalid(f"expected true or false, got {got(node)}")
+
+
 def version(node: _yaml.Node, at: At) -> str:
     value = string(node, repr(VERSION))
     if value != VERSION:

@@ -13,7 +13,12 @@ from . import _yaml, names
 from ._fields import duplicate_key, got, unknown_key
 from ._gc import collector_paused
 from ._problems import ConfigError, Problem, Problems
-from .blocks import ReportsSettings, read_reports_settings
+from .blocks import (
+    PublishSettings,
+    ReportsSettings,
+    read_publish_settings,
+    read_reports_settings,
+)
 from .settings import (
     DEFAULT_DNS_TTL,
     DomainConfig,
@@ -32,7 +37,7 @@ __all__ = [
     "parse_config",
 ]
 
-_TOP_LEVEL = ("defaults", "domains", "reports")
+_TOP_LEVEL = ("defaults", "domains", "reports", "publish")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,8 @@ class Config:
     warnings: tuple[Problem, ...] = ()
     reports: ReportsSettings | None = None
     """TLS reports, if the ``reports:`` block asks for them."""
+    publish: PublishSettings | None = None
+    """Where ``mtasts-host publish`` puts the DNS records, if the ``publish:`` block says."""
 
 
 def load_config(path: str | os.PathLike[str], previous: Config | None = None) -> Config:
@@ -92,7 +99,7 @@ def parse_config(data: bytes, path: str = "<config>", previous: Config | None = 
     except _yaml.YAMLProblem as exc:
         problems.error(exc.line, "", exc.message, exc.column)
     problems.raise_errors()
-    return Config(path, domains, tuple(problems.warnings), reader.reports)
+    return Config(path, domains, tuple(problems.warnings), reader.reports, reader.publish)
 
 
 def _os_reason(exc: OSError) -> str:
@@ -125,6 +132,7 @@ class _Reader:
         before = previous.domains.values() if previous else ()
         self._domains = {domain: domain for domain in before}
         self.reports: ReportsSettings | None = None
+        self.publish: PublishSettings | None = None
         self.lines: dict[str, int] = {}
         """The line of each policy domain."""
 
@@ -154,6 +162,8 @@ class _Reader:
                 defaults = read_policy_settings(document.node(), "defaults", self.problems)
             elif key.text == "reports":
                 self.reports = read_reports_settings(document.node(), "reports", self.problems)
+            elif key.text == "publish":
+                self.publish = read_publish_settings(document.node(), "publish", self.problems)
             else:
                 entries = self.entries(document, key.line)
         document.end()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mtasts_host import ConfigError, Mode, Policy, load_config
-from mtasts_host.blocks import ReportsSettings
+from mtasts_host.blocks import PublishSettings, ReportsSettings
 from mtasts_host.config import DomainConfig, parse_config
 
 from .conftest import CONFIG_D, WriteConfig
@@ -318,7 +318,7 @@ def test_unknown_domain_key(key: str, hint: str) -> None:
 def test_unknown_top_level_key() -> None:
     assert errors("domain:\n  example.com: {mode: none}\n") == [
         "config.yaml:1: domain: unknown key 'domain'; did you mean 'domains'? (expected one of: "
-        "defaults, domains, reports)",
+        "defaults, domains, reports, publish)",
         "config.yaml:1: domains: missing; expected a mapping of domain names",
     ]
 
@@ -566,3 +566,72 @@ def test_reports_block() -> None:
 )
 def test_invalid_reports_block(block: str, message: str) -> None:
     assert errors(CONFIG_D + f"reports: {block}\n") == [message]
+
+
+KEY = "key:\n  - id: mtasts\n    algorithm: hmac-sha256\n    secret: c2VjcmV0c2VjcmV0c2VjcmV0\n"
+
+
+def test_publish_block(tmp_path: Path) -> None:
+    key = tmp_path / "mtasts.key"
+    key.write_text(KEY)
+    text = CONFIG_D + f"publish: {{server: '127.0.0.1:5353', tsig_key_file: '{key}', auto: yes}}\n"
+    config = parse_config(text.encode(), "config.yaml")
+    assert config.publish == PublishSettings(("127.0.0.1", 5353), str(key), auto=True)
+    by_command = parse_config((CONFIG_D + "publish: {command: 'true --flag'}\n").encode())
+    assert by_command.publish == PublishSettings(command=("true", "--flag"))
+    assert by_command.publish.verify_url == "https://mta-sts.{domain}/.well-known/mta-sts.txt"
+    assert (by_command.publish.cache_wait, by_command.publish.verify_timeout) == (60, 120)
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ("{}", "tsig_key_file: missing; expected tsig_key_file (with server) or command"),
+        (
+            "{tsig_key_file: KEY, command: 'true'}",
+            "tsig_key_file: expected either tsig_key_file (with server) or command, not both",
+        ),
+        ("{tsig_key_file: KEY}", "server: missing; RFC 2136 updates need a server"),
+        (
+            "{server: 'ns1.example.net:99999', command: 'true'}",
+            "server: expected a host and a port, like ns1.example.net:53, "
+            "got 'ns1.example.net:99999'",
+        ),
+        (
+            "{server: ns1.example.net, tsig_key_file: /nonexistent.key}",
+            "tsig_key_file: cannot read the key file: no such file, got '/nonexistent.key'",
+        ),
+        (
+            "{server: ns1.example.net, tsig_key_file: BADKEY}",
+            "tsig_key_file: not a TSIG key file: expected the output of tsig-keygen (BIND) or "
+            "keymgr -t (knot), got 'BADKEY'",
+        ),
+        ("{command: 'no-such-hook-here'}", "command: no such executable, got 'no-such-hook-here'"),
+        (
+            "{command: 'true', verify_url: 'https://mta-sts.example.com/x'}",
+            "verify_url: expected an http:// or https:// URL with {domain} in it, like "
+            "'https://mta-sts.{domain}/.well-known/mta-sts.txt', got "
+            "'https://mta-sts.example.com/x'",
+        ),
+        (
+            "{command: 'true', cache_wait: -1}",
+            "cache_wait: expected an integer 0..86400, got '-1'",
+        ),
+        (
+            "{command: 'true', verify_timeout: 0}",
+            "verify_timeout: expected an integer 1..86400, got '0'",
+        ),
+        ("{command: 'true', auto: maybe}", "auto: expected true or false, got 'maybe'"),
+        (
+            "{command: 'true', ca_file: /nonexistent.pem}",
+            "ca_file: no readable file there, got '/nonexistent.pem'",
+        ),
+    ],
+)
+def test_invalid_publish_block(tmp_path: Path, block: str, message: str) -> None:
+    key, bad = tmp_path / "k.key", tmp_path / "bad.key"
+    key.write_text(KEY)
+    bad.write_text("secret: nothing like a key\n")
+    block = block.replace("BADKEY", str(bad)).replace("KEY", str(key))
+    message = message.replace("BADKEY", str(bad))
+    assert errors(CONFIG_D + f"publish: {block}\n") == [f"config.yaml:6: publish.{message}"]

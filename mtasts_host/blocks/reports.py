@@ -1,16 +1,13 @@
-"""
-The optional top-level blocks of the configuration, one frozen value each, for the
-capabilities that use them: ``reports`` (TLS reports).
-"""
+"""The ``reports:`` block: where TLS reports are kept and posted, and for how long."""
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
 
-from . import _fields, _yaml
-from ._problems import Problems
-from .policy import POLICY_PATH
+from .. import _fields, _yaml
+from .._problems import Problems
+from ..policy import POLICY_PATH
 
 DEFAULT_REPORTS_PATH = "/tlsrpt"
 DEFAULT_RETENTION_DAYS = 400

@@ -1,0 +1,95 @@
+"""
+A TSIG key file, as ``tsig-keygen`` (BIND) or ``keymgr -t`` (knot) writes it: the name, the
+algorithm and the secret that sign RFC 2136 updates. The secret never appears in a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from dataclasses import dataclass, field
+
+_ALGORITHMS = (
+    "hmac-sha256",
+    "hmac-sha384",
+    "hmac-sha512",
+    "hmac-sha224",
+    "hmac-sha1",
+    "hmac-md5",
+)
+# BIND: key "name" { algorithm hmac-sha256; secret "base64"; };
+_BIND = re.compile(
+    r'key\s+"?(?P<name>[^"\s{]+)"?\s*\{(?P<body>[^}]*)\}\s*;', re.IGNORECASE | re.DOTALL
+)
+_BIND_FIELD = re.compile(r'(algorithm|secret)\s+"?([^";\s]+)"?\s*;', re.IGNORECASE)
+# knot: key: / - id: name / algorithm: hmac-sha256 / secret: base64
+_KNOT_FIELD = re.compile(r"^\s*(?:-\s*)?(id|algorithm|secret)\s*:\s*(\S+)\s*$", re.MULTILINE)
+_MAX_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TsigKey:
+    """One TSIG key; ``repr`` leaves the secret out."""
+
+    name: str
+    algorithm: str
+    secret: bytes = field(repr=False)
+
+
+def read_key_file(path: str | os.PathLike[str]) -> TsigKey:
+    """
+    Read the one key of a key file.
+
+    Raises:
+        ValueError: the file cannot be read or holds no single valid key; the message says
+            why, and never shows the secret.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_MAX_SIZE + 1)
+    except OSError as exc:
+        reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror
+        raise ValueError(f"cannot read the key file: {(reason or str(exc)).lower()}") from None
+    if len(data) > _MAX_SIZE:
+        raise ValueError("not a TSIG key file: larger than 64 KiB")
+    try:
+        return parse_key(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("not a TSIG key file: not UTF-8 text") from None
+
+
+def parse_key(text: str) -> TsigKey:
+    """
+    The one key in the text of a BIND or knot key file.
+
+    Raises:
+        ValueError: no key, several, or one without a valid algorithm or secret.
+    """
+    lines = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    bind = list(_BIND.finditer(lines))
+    if bind:
+        if len(bind) > 1:
+            raise ValueError(f"expected one key in the file, found {len(bind)}")
+        fields = {k.lower(): v for k, v in _BIND_FIELD.findall(bind[0]["body"])}
+        fields["id"] = bind[0]["name"]
+    else:
+        found = _KNOT_FIELD.findall(lines)
+        if [k for k, _ in found].count("id") > 1:
+            raise ValueError("expected one key in the file, found several")
+        fields = dict(found)
+    if "id" not in fields or "secret" not in fields:
+        raise ValueError(
+            "not a TSIG key file: expected the output of tsig-keygen (BIND) or keymgr -t (knot)"
+        )
+    algorithm = fields.get("algorithm", "hmac-sha256").lower()
+    if algorithm not in _ALGORITHMS:
+        raise ValueError(f"unsupported TSIG algorithm {algorithm!r}")
+    try:
+        secret = base64.b64decode(fields["secret"], validate=True)
+    except binascii.Error:
+        raise ValueError("the key's secret is not base64") from None
+    if not secret:
+        raise ValueError("the key's secret is empty")
+    return TsigKey(fields["id"].rstrip("."), algorithm, secret)

@@ -1,0 +1,61 @@
+"""TSIG key files as BIND's tsig-keygen and knot's keymgr write them."""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mtasts_host.tsigkey import TsigKey, parse_key, read_key_file
+
+SECRET = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+BIND = f'key "mtasts." {{\n\talgorithm hmac-sha512;\n\tsecret "{SECRET}";\n}};\n'
+KNOT = (
+    f"# hmac-sha256:mtasts:{SECRET}\n"
+    f"key:\n  - id: mtasts\n    algorithm: hmac-sha256\n    secret: {SECRET}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "algorithm"), [(BIND, "hmac-sha512"), (KNOT, "hmac-sha256")], ids=["bind", "knot"]
+)
+def test_both_formats(text: str, algorithm: str) -> None:
+    key = parse_key(text)
+    assert key == TsigKey("mtasts", algorithm, base64.b64decode(SECRET))
+    assert SECRET not in repr(key)
+
+
+@pytest.mark.skipif(shutil.which("keymgr") is None, reason="knot's keymgr is not installed")
+def test_what_keymgr_writes(tmp_path: Path) -> None:
+    text = subprocess.run(
+        ["keymgr", "-t", "made", "hmac-sha384"], capture_output=True, text=True, check=True
+    ).stdout
+    path = tmp_path / "made.key"
+    path.write_text(text)
+    key = read_key_file(path)
+    assert (key.name, key.algorithm, len(key.secret)) == ("made", "hmac-sha384", 48)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "not a TSIG key file: expected the output of tsig-keygen (BIND) or keymgr -t (knot)"),
+        (BIND + BIND, "expected one key in the file, found 2"),
+        (BIND.replace("hmac-sha512", "rsa"), "unsupported TSIG algorithm 'rsa'"),
+        (KNOT.replace(f"secret: {SECRET}", "secret: !!!"), "the key's secret is not base64"),
+    ],
+)
+def test_bad_key_files_never_show_the_secret(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        parse_key(text)
+    assert str(info.value) == message
+    assert SECRET not in str(info.value)
+
+
+def test_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^cannot read the key file: no such file$"):
+        read_key_file(tmp_path / "none.key")
