@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -26,14 +27,16 @@ from mtasts_host.cli import main
 from mtasts_host.config import parse_config
 
 from .clients import CADDY_ADDRESS, CLIENTS, NGINX_ADDRESS, assert_accepted, fetch_with_client
-from .conftest import SEVERAL, wait_until
+from .conftest import BODY_D, CONFIG_D, SEVERAL, WriteConfig, wait_until
 from .dnsserver import NAMESERVER, dns_server, zone_for
+from .nginx import nginx as nginx_running
 from .processes import Process, free_port, running, serve_argv
-from .rawhttp import http_get
+from .rawhttp import POLICY_PATH, http_get, read_response, serves
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
 UNKNOWN = "unknown.test"
+CACHE_ADDRESS = "127.44.3.4"
 
 
 @pytest.fixture(scope="module")
@@ -88,34 +91,8 @@ def nginx(
         cert.private_key_pem.write_to_path(str(certs / f"{name}.key"))
         (certs / f"{name}.crt").write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
-    site = (DEPLOY / "nginx" / "mtasts-host.conf").read_text()
-    for old, new in [
-        ("/etc/ssl/mta-sts/", f"{certs}/"),
-        ("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream.port};"),
-        ("listen 443 ", f"listen {NGINX_ADDRESS}:443 "),
-        ("listen [::]:443 ssl;", ""),
-        ("listen [::]:443 ssl default_server;", ""),
-    ]:
-        assert old in site, old
-        site = site.replace(old, new)
-    (tmp / "site.conf").write_text(site)
-    (tmp / "nginx.conf").write_text(
-        f"""
-        user root;
-        worker_processes 1;
-        pid {tmp}/nginx.pid;
-        error_log {tmp}/error.log;
-        events {{ worker_connections 256; }}
-        http {{
-            access_log {tmp}/access.log;
-            client_body_temp_path {tmp}/client; proxy_temp_path {tmp}/proxy;
-            fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-            include {tmp}/site.conf;
-        }}
-        """
-    )
-    argv = ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]
-    with running(argv, tmp / "nginx.log", NGINX_ADDRESS, 443):
+    upstream_address = ("127.0.0.1", upstream.port)
+    with nginx_running(tmp, certs, upstream_address, NGINX_ADDRESS, 443, connections=256):
         yield tmp / "ca.pem"
 
 
@@ -189,6 +166,46 @@ def test_real_clients_through_each_proxy(
             client, [*domains_of(config), UNKNOWN], NAMESERVER, ca_file, tmp_path
         )
     assert_accepted(results, config)
+
+
+def negotiated(address: str, name: str, ca_file: Path, version: ssl.TLSVersion) -> str:
+    """The protocol a handshake offering only ``version`` and newer negotiates."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    context.minimum_version = version
+    with (
+        socket.create_connection((address, 443), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname=name) as tls,
+    ):
+        return str(tls.version())
+
+
+def refuses_tls_1_1(address: str, name: str, ca_file: Path) -> bool:
+    """Whether the server itself refuses a client that offers TLS 1.1 at most."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")  # else OpenSSL would not even offer TLS 1.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # as it should be: that is the point
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    try:
+        with (
+            socket.create_connection((address, 443), timeout=10) as sock,
+            context.wrap_socket(sock, server_hostname=name),
+        ):
+            return False
+    except ssl.SSLError as exc:
+        # The server's alert, not a client that had nothing to offer.
+        return "ALERT_PROTOCOL_VERSION" in str(exc) or "UNSUPPORTED_PROTOCOL" in str(exc)
+
+
+@pytest.mark.system
+def test_each_proxy_negotiates_tls_1_3_and_refuses_tls_1_1(proxy: tuple[str, Path]) -> None:
+    # RFC 8461 section 7.2: TLS 1.2 or newer; TLS 1.3 is what the shipped configs intend.
+    address, ca_file = proxy
+    name = "mta-sts.example.com"
+    assert negotiated(address, name, ca_file, ssl.TLSVersion.TLSv1_2) == "TLSv1.3"
+    assert negotiated(address, name, ca_file, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    assert refuses_tls_1_1(address, name, ca_file)
 
 
 @pytest.mark.system
@@ -356,3 +373,48 @@ def test_compose_wires_caddy_to_mtasts_host() -> None:
     assert (DEPLOY / "compose" / caddyfile).resolve() == (DEPLOY / "caddy" / "Caddyfile")
     assert caddy["ports"] == ["443:443"]
     assert dockerfile()["EXPOSE"] == "8080"
+
+
+# -- nginx's cache ---------------------------------------------------------------------------
+
+
+def test_a_reload_reaches_senders_through_nginx_within_the_cache_lifetime(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    """The shipped cache keeps a policy for the app's max-age=60 (RFC 8461 section 8.2)."""
+    config = write_config(CONFIG_D)
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca = trustme.CA()
+    cert = ca.issue_cert("mta-sts.example.com")
+    cert.private_key_pem.write_to_path(str(certs / "mta-sts.example.com.key"))
+    (certs / "mta-sts.example.com.crt").write_bytes(
+        b"".join(b.bytes() for b in cert.cert_chain_pems)
+    )
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    upstream, port = free_port(), free_port(CACHE_ADDRESS)
+    new = BODY_D.replace(b"enforce", b"testing")
+
+    def fetch() -> bytes:
+        name = "mta-sts.example.com"
+        with (
+            socket.create_connection((CACHE_ADDRESS, port), timeout=10) as sock,
+            context.wrap_socket(sock, server_hostname=name) as tls,
+        ):
+            tls.sendall(f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+            head, _, body = read_response(tls).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ")
+            return body
+
+    with (
+        running(serve_argv(config, upstream), tmp_path / "serve.log", "127.0.0.1", upstream),
+        nginx_running(tmp_path / "nginx", certs, ("127.0.0.1", upstream), CACHE_ADDRESS, port),
+    ):
+        assert fetch() == BODY_D  # now cached
+        config.write_text(CONFIG_D.replace("enforce", "testing"))
+        direct = partial(serves, upstream, new)
+        wait_until(direct)  # the app serves the new policy at once...
+        seen = fetch()  # ...while nginx still answers from its cache
+        wait_until(lambda: fetch() == new, timeout=75)  # and within the minute, so does nginx
+    assert seen == BODY_D

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import selectors
 import socket
 import ssl
@@ -19,10 +18,10 @@ from pathlib import Path
 import trustme
 from aiosmtpd.controller import Controller
 
+from ..nginx import nginx as shipped_nginx
 from ..processes import running
 
 ROOT = Path(__file__).parent.parent.parent
-NGINX_SITE = ROOT / "deploy" / "nginx" / "mtasts-host.conf"
 
 
 def days(count: float) -> datetime.datetime:
@@ -97,37 +96,7 @@ def nginx(
 ) -> Iterator[None]:
     """nginx running deploy/nginx/mtasts-host.conf as shipped, but for paths and addresses,
     beside the test's own ``extra`` server blocks."""
-    tmp.mkdir()
-    site = NGINX_SITE.read_text()
-    for old, new in [
-        ("/etc/ssl/mta-sts/", f"{certs}/"),
-        ("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream};"),
-        ("listen 443 ", f"listen {address}:{port} "),
-        ("listen [::]:443 ssl;", ""),
-        ("listen [::]:443 ssl default_server;", ""),
-    ]:
-        assert old in site, old
-        site = site.replace(old, new)
-    (tmp / "site.conf").write_text(site)
-    user = "user root;" if os.geteuid() == 0 else ""  # else workers could not read the keys
-    (tmp / "nginx.conf").write_text(
-        f"""
-        {user}
-        worker_processes 1;
-        pid {tmp}/nginx.pid;
-        error_log {tmp}/error.log;
-        events {{ worker_connections 512; }}
-        http {{
-            access_log {tmp}/access.log;
-            client_body_temp_path {tmp}/client; proxy_temp_path {tmp}/proxy;
-            fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-            include {tmp}/site.conf;
-            {extra}
-        }}
-        """
-    )
-    argv = ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]
-    with running(argv, tmp / "nginx.log", address, port):
+    with shipped_nginx(tmp, certs, ("127.0.0.1", upstream), address, port, extra):
         yield
 
 

@@ -24,6 +24,7 @@ import trustme
 from mtasts_host.policy import Mode
 from mtasts_host.reports import open_store, read_summaries
 
+from ..nginx import nginx as shipped_nginx
 from ..processes import Process, free_port, running, wait_for_port
 from .test_live import server_argv, with_reports
 
@@ -92,37 +93,8 @@ def nginx(upstream: tuple[Process, str], tmp_path: Path) -> Iterator[tuple[int, 
     (certs / f"{name}.crt").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
     ca.cert_pem.write_to_path(str(base / "ca.pem"))
     port = free_port(NGINX_ADDRESS)
-    site = (ROOT / "deploy" / "nginx" / "mtasts-host.conf").read_text()
-    for old, new in [
-        ("/etc/ssl/mta-sts/", f"{certs}/"),
-        ("server 127.0.0.1:8080;", f"server {UPSTREAM_ADDRESS}:{process.port};"),
-        ("listen 443 ssl;", f"listen {NGINX_ADDRESS}:{port} ssl;"),
-        ("listen 443 ssl default_server;", f"listen {NGINX_ADDRESS}:{port} ssl default_server;"),
-        ("listen [::]:443 ssl;", ""),
-        ("listen [::]:443 ssl default_server;", ""),
-    ]:
-        assert old in site, old
-        site = site.replace(old, new)
-    (base / "site.conf").write_text(site)
-    user = "user root;" if os.geteuid() == 0 else ""
-    (base / "nginx.conf").write_text(
-        f"""
-        {user}
-        worker_processes 1;
-        pid {base}/nginx.pid;
-        error_log {base}/error.log;
-        events {{ worker_connections 64; }}
-        http {{
-            access_log {base}/access.log;
-            client_body_temp_path {base}/client; proxy_temp_path {base}/proxy;
-            fastcgi_temp_path {base}/fastcgi; uwsgi_temp_path {base}/uwsgi;
-            scgi_temp_path {base}/scgi;
-            include {base}/site.conf;
-        }}
-        """
-    )
-    argv = ["nginx", "-p", str(base), "-c", str(base / "nginx.conf"), "-g", "daemon off;"]
-    with running(argv, base / "nginx.log", NGINX_ADDRESS, port):
+    upstream_address = (UPSTREAM_ADDRESS, process.port)
+    with shipped_nginx(base, certs, upstream_address, NGINX_ADDRESS, port, connections=64):
         yield port, base / "ca.pem"
 
 
