@@ -1,0 +1,217 @@
+"""
+The authoritative DNS, read through dnspython: the zone of each name (by SOA lookup), the
+records at a name, and the zone's name servers, asked directly and without recursion, so
+that no cache shows an old value.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+
+from .plan import Current, normal
+
+TIMEOUT = 5.0
+"""Seconds for one query."""
+NAMESERVER_PORT = 53
+"""Where the zone's other name servers answer."""
+
+
+class DnsError(Exception):
+    """A server gave no usable answer; the message says which and why, in one line."""
+
+
+class Unreachable(DnsError):
+    """The server did not answer at all: nothing more can be done with it in this run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """One DNS server, by address."""
+
+    address: str
+    port: int
+    name: str = ""
+
+    def __str__(self) -> str:
+        where = f"[{self.address}]:{self.port}" if ":" in self.address else self.at()
+        return f"{self.name} ({where})" if self.name else where
+
+    def at(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+def server(host: str, port: int) -> Server:
+    """
+    The server of the ``publish`` block, its name resolved by the system.
+
+    Raises:
+        Unreachable: the name does not resolve.
+    """
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise Unreachable(f"server {host}: {(exc.strerror or str(exc)).lower()}") from None
+    address = str(info[0][4][0])
+    return Server(address, port, "" if address == host else host)
+
+
+def ask(where: Server, name: str, rdtype: str, timeout: float = TIMEOUT) -> dns.message.Message:
+    """
+    One query to ``where``, without recursion, over UDP (TCP if truncated).
+
+    Raises:
+        Unreachable: no answer in time, or the connection was refused.
+    """
+    query = dns.message.make_query(name, rdtype)
+    query.flags &= ~dns.flags.RD
+    try:
+        response, _ = dns.query.udp_with_fallback(
+            query, where.address, timeout=timeout, port=where.port
+        )
+    except dns.exception.Timeout:
+        raise Unreachable(f"server {where} unreachable: no answer within {timeout:g} s") from None
+    except (OSError, dns.exception.DNSException) as exc:
+        raise Unreachable(f"server {where} unreachable: {_reason(exc)}") from None
+    return response
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return (exc.strerror or str(exc)).lower()
+    return str(exc) or type(exc).__name__
+
+
+def _text(name: dns.name.Name) -> str:
+    return name.to_text(omit_final_dot=True).lower()
+
+
+def zone_of(where: Server, name: str) -> str:
+    """
+    The zone that holds ``name`` on ``where``: the owner of the SOA record its answer for
+    ``name SOA`` carries (in the answer at an apex, else in the authority section).
+
+    Raises:
+        DnsError: the server is not authoritative for any zone holding ``name``.
+    """
+    response = ask(where, name, "SOA")
+    rcode = response.rcode()
+    if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) and response.flags & dns.flags.AA:
+        for rrset in (*response.answer, *response.authority):
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return _text(rrset.name)
+    why = dns.rcode.to_text(rcode) if rcode != dns.rcode.NOERROR else "no SOA in its answer"
+    raise DnsError(f"zone not found for {name} at {where} ({why})")
+
+
+def read(where: Server, name: str, rdtype: str) -> Current | None:
+    """
+    What ``where`` holds at ``name``: the RRset of ``rdtype``, or a CNAME there, or (for a
+    wanted CNAME) a TXT RRset it would replace; None if there is nothing of the kind.
+
+    Raises:
+        DnsError: the server refused or failed.
+    """
+    response = ask(where, name, rdtype)
+    rcode = response.rcode()
+    if rcode == dns.rcode.NXDOMAIN:
+        return None
+    if rcode != dns.rcode.NOERROR:
+        raise DnsError(f"{where} answers {dns.rcode.to_text(rcode)} for {name} {rdtype}")
+    owner = dns.name.from_text(name)
+    for rrset in response.answer:
+        type = dns.rdatatype.to_text(rrset.rdtype)
+        if rrset.name == owner and type in (rdtype, "CNAME"):
+            return Current(
+                type,
+                rrset.ttl,
+                tuple(normal(type, _value(rdata)) for rdata in rrset),
+                tuple(rdata.to_text() for rdata in rrset),
+            )
+    if rdtype == "CNAME":
+        # A TXT record there, as before a domain joined a txt_cname group, is replaced.
+        return read(where, name, "TXT")
+    return None
+
+
+def _value(rdata: object) -> str:
+    strings = getattr(rdata, "strings", None)
+    if strings is not None:
+        return b"".join(strings).decode("utf-8", "replace")
+    return _text(getattr(rdata, "target"))  # noqa: B009 (a CNAME, by elimination)
+
+
+def nameservers(where: Server, zone: str) -> list[Server]:
+    """
+    The zone's name servers other than ``where``, each address on ``NAMESERVER_PORT``; the
+    addresses as ``where`` knows them, else as the system resolves them.
+    """
+    try:
+        response = ask(where, zone, "NS")
+    except DnsError:
+        return []
+    hosts = sorted(
+        _text(rdata.target)
+        for rrset in response.answer
+        if rrset.rdtype == dns.rdatatype.NS
+        for rdata in rrset
+    )
+    found = []
+    for host in hosts:
+        for address in _addresses(where, host):
+            if address != where.address:
+                found.append(Server(address, NAMESERVER_PORT, host))
+    return found
+
+
+def _addresses(where: Server, host: str) -> list[str]:
+    addresses = []
+    for rdtype in ("A", "AAAA"):
+        try:
+            response = ask(where, host, rdtype)
+        except DnsError:
+            break
+        addresses += [
+            rdata.address
+            for rrset in response.answer
+            if rrset.rdtype == dns.rdatatype.from_text(rdtype)
+            for rdata in rrset
+        ]
+    if addresses:
+        return addresses
+    try:
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, NAMESERVER_PORT)})
+    except OSError:
+        return []
+
+
+def primary_for(name: str) -> Server:
+    """
+    Without a ``server``: the first name server of the zone holding ``name``, found through
+    the system's resolver, to read from directly.
+
+    Raises:
+        DnsError: the zone or its name servers cannot be found.
+    """
+    try:
+        zone = dns.resolver.zone_for_name(name)
+        answer = dns.resolver.resolve(zone, "NS", search=False)
+    except (dns.exception.DNSException, OSError) as exc:
+        raise DnsError(f"zone not found for {name} by the system resolver: {exc}") from None
+    for host in sorted(_text(rdata.target) for rdata in answer):
+        for rdtype in ("A", "AAAA"):
+            try:
+                addresses = dns.resolver.resolve(host, rdtype, search=False)
+            except (dns.exception.DNSException, OSError):
+                continue
+            return Server(str(addresses[0].address), NAMESERVER_PORT, host)
+    raise DnsError(f"no name server of {_text(zone)} resolves")

@@ -1,0 +1,86 @@
+"""
+The ordering guard of RFC 8461 section 8.1: a new id is published only once the new body is
+served, and once caches in front have had time to forget the old one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..policy import policy_id
+from .fetch import FetchError
+
+STREAK = 3
+"""Consecutive fetches that must all give the new body. Each is a new connection, so that a
+balancer in front of several replicas shows each of them (round robin shows three replicas
+in three fetches; more replicas are still covered over the polls before the streak)."""
+INTERVAL = 0.5
+"""Seconds between fetches."""
+
+Fetch = Callable[[str], bytes]
+"""GET a URL and return the body, or raise FetchError."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """What the guard saw of one domain's policy at its URL."""
+
+    domain: str
+    url: str
+    served_since: float | None
+    """``time.monotonic()`` of the first fetch of the streak that showed the new body; None
+    if it was not served within the timeout."""
+    problem: str | None = None
+    """Why not, in words."""
+
+
+def await_body(
+    domain: str,
+    url: str,
+    body: bytes,
+    fetch: Fetch,
+    *,
+    timeout: float,
+    stop: threading.Event | None = None,
+    streak: int = STREAK,
+    interval: float = INTERVAL,
+) -> Sighting:
+    """
+    Fetch ``url`` until it gives ``body`` ``streak`` times in a row, for at most ``timeout``
+    seconds. Any other answer starts the streak again: a replica or a cache still serves
+    the old body, so caches may still fill with it from that moment.
+    """
+    stop = stop or threading.Event()
+    deadline = time.monotonic() + timeout
+    seen = 0
+    since = 0.0
+    last = "nothing fetched"
+    while True:
+        began = time.monotonic()
+        try:
+            served = fetch(url)
+        except FetchError as exc:
+            seen, last = 0, str(exc)
+        else:
+            if served == body:
+                since = began if seen == 0 else since
+                seen += 1
+                if seen >= streak:
+                    return Sighting(domain, url, since)
+            else:
+                seen, last = 0, f"it serves id {policy_id(served)}"
+        if time.monotonic() + interval > deadline or stop.wait(interval):
+            break
+    problem = (
+        f"{domain}: the new policy (id {policy_id(body)}) is not served at {url} "
+        f"after {timeout:g} s ({last}); nothing changed for {domain}"
+    )
+    return Sighting(domain, url, None, problem)
+
+
+def url_for(template: str, domain: str) -> str:
+    """``verify_url`` for one domain."""
+    return template.replace("{domain}", domain)

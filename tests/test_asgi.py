@@ -1,0 +1,122 @@
+"""
+``mtasts_host.asgi:app`` under other ASGI servers: configured from the environment, with the
+same policy rules (RFC 8461 section 3.3: a plain 200 or nothing) and the same reloading.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from .conftest import BODY_D, CONFIG_D, INVALID_CONFIG, WriteConfig, wait_until
+from .processes import PYTHON, free_port, running
+from .rawhttp import POLICY_PATH, serves
+
+SERVERS: dict[str, Callable[[int], list[str]]] = {
+    "uvicorn": lambda port: [PYTHON, "-m", "uvicorn", "mtasts_host.asgi:app", "--port", str(port)],
+    "granian": lambda port: [
+        str(Path(sys.executable).parent / "granian"),
+        "--interface",
+        "asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "mtasts_host.asgi:app",
+    ],
+}
+
+
+def request(port: int, method: str, path: str, host: str) -> http.client.HTTPResponse:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request(method, path, headers={"Host": host, "X-Forwarded-Proto": "http"})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_policy_rules_and_reload(server: str, write_config: WriteConfig, tmp_path: Path) -> None:
+    config = write_config()
+    port = free_port()
+    env = {"MTASTS_HOST_CONFIG": str(config)}
+    with running(SERVERS[server](port), tmp_path / "server.log", "127.0.0.1", port, env=env) as p:
+        assert serves(port, BODY_D)
+        head = request(port, "HEAD", POLICY_PATH, "mta-sts.example.com")
+        assert (head.status, head.getheader("content-length")) == (200, str(len(BODY_D)))
+        refused = request(port, "POST", POLICY_PATH, "mta-sts.example.com")
+        assert (refused.status, refused.getheader("allow")) == (405, "GET, HEAD")
+        assert request(port, "GET", POLICY_PATH + "/", "mta-sts.example.com").status == 404
+        assert request(port, "GET", POLICY_PATH, "mta-sts.unknown.test").status == 404
+        assert request(port, "GET", "/healthz", "10.0.0.7").status == 200
+        # A bad edit keeps the policy; a good one is served, without a restart.
+        config.write_text(INVALID_CONFIG)
+        wait_until(lambda: "rejected, still serving the last good policies" in p.output())
+        assert serves(port, BODY_D)
+        config.write_text(CONFIG_D.replace("enforce", "testing"))
+        wait_until(partial(serves, port, BODY_D.replace(b"enforce", b"testing")))
+    assert "Traceback" not in p.output()
+
+
+def load(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Import the module as a server would, in a process of its own."""
+    return subprocess.run(
+        [PYTHON, "-c", "import mtasts_host.asgi"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_bad_config_is_one_line_as_with_serve(write_config: WriteConfig) -> None:
+    path = write_config(INVALID_CONFIG)
+    result = load({"MTASTS_HOST_CONFIG": str(path)})
+    assert (result.returncode, result.stdout) == (1, "")
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"{path}:")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "mtasts-host: error: no configuration file: set MTASTS_HOST_CONFIG"),
+        (
+            {"MTASTS_HOST_WATCH": "perhaps"},
+            "mtasts-host: error: MTASTS_HOST_WATCH: expected one of 1, true, yes, on, 0, false, "
+            "no, off, got 'perhaps'",
+        ),
+    ],
+)
+def test_a_bad_variable_is_a_usage_error(
+    env: dict[str, str], message: str, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MTASTS_HOST_CONFIG", raising=False)
+    if env:
+        env = {"MTASTS_HOST_CONFIG": str(write_config()), **env}
+    result = load(env)
+    assert (result.returncode, result.stderr) == (2, message + "\n")
+
+
+def test_importing_the_package_reads_no_file(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [PYTHON, "-c", "import mtasts_host, mtasts_host.cli, mtasts_host.app"],
+        env={**os.environ, "MTASTS_HOST_CONFIG": str(tmp_path / "absent.yaml")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
