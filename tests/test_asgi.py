@@ -33,6 +33,14 @@ SERVERS: dict[str, Callable[[int], list[str]]] = {
         "1",
         "mtasts_host.asgi:app",
     ],
+    "hypercorn": lambda port: [
+        PYTHON,
+        "-m",
+        "hypercorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "mtasts_host.asgi:app",
+    ],
 }
 
 
