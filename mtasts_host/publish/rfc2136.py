@@ -1,0 +1,120 @@
+"""
+RFC 2136 dynamic updates signed with TSIG (RFC 8945), sent to the primary server. Each one
+carries a prerequisite on the value read before (compare-and-swap), so a record changed by
+someone else meanwhile is never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdataset
+import dns.rdatatype
+import dns.rdtypes.ANY.TXT
+import dns.tsig
+import dns.update
+
+from .. import tsigkey
+from .authority import TIMEOUT, Server
+from .backend import Applied, Result
+from .plan import Change
+
+_TXT_STRING = 255  # octets in one character-string (RFC 1035 section 3.3)
+_PREREQUISITE = (dns.rcode.YXDOMAIN, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.NXRRSET)
+
+
+class Rfc2136:
+    """
+    Updates to ``server``, signed with the key in ``key_file``, which is read again for
+    every message: a rotated key is used at once, and the secret is kept no longer than
+    needed.
+    """
+
+    atomic = True
+
+    def __init__(self, server: Server, key_file: str) -> None:
+        self.server = server
+        self.key_file = key_file
+
+    def check(self, zones: Sequence[str]) -> str | None:
+        """Send each zone an update that changes nothing (its only prerequisite: the zone
+        has an SOA), which the server still authorises: a refused key shows at once."""
+        for zone in zones:
+            origin = dns.name.from_text(zone)
+            try:
+                update = dns.update.UpdateMessage(origin, keyring=self._key())
+            except ValueError as exc:
+                return f"TSIG key file {self.key_file}: {exc}"
+            update.present(origin, "SOA")
+            applied = self._send(update, zone)
+            if applied.result is not Result.DONE:
+                return applied.message
+        return None
+
+    def apply(self, change: Change, zone: str) -> Applied:
+        try:
+            update = dns.update.UpdateMessage(dns.name.from_text(zone), keyring=self._key())
+        except ValueError as exc:
+            return Applied(Result.FAILED, f"TSIG key file {self.key_file}: {exc}")
+        record, current = change.record, change.current
+        name = dns.name.from_text(record.name)
+        if current is None:
+            if record.type == "CNAME":
+                update.absent(name)  # a CNAME may not sit beside any other record
+            else:
+                update.absent(name, record.type)
+                update.absent(name, "CNAME")
+        else:
+            update.present(name, dns.rdataset.from_text_list("IN", current.type, 0, current.texts))
+            if current.type != record.type:
+                update.delete(name, current.type)
+        update.replace(name, record.ttl, rdata(record.type, record.value))
+        return self._send(update, zone)
+
+    def _key(self) -> dns.tsig.Key:
+        key = tsigkey.read_key_file(self.key_file)
+        return dns.tsig.Key(key.name, key.secret, key.algorithm)
+
+    def _send(self, update: dns.update.UpdateMessage, zone: str) -> Applied:
+        server = self.server
+        refused = f"TSIG key refused by {server} for zone {zone}"
+        try:
+            response = dns.query.tcp(update, server.address, port=server.port, timeout=TIMEOUT)
+        except dns.tsig.PeerBadKey:
+            return Applied(Result.REFUSED, f"{refused}: the server does not accept this key")
+        except dns.tsig.PeerError as exc:
+            return Applied(Result.REFUSED, f"{refused}: {str(exc).lower()}")
+        except dns.exception.FormError as exc:
+            if "TSIG" in str(exc):
+                return Applied(Result.REFUSED, f"{refused}: its answer is not signed")
+            return Applied(Result.FAILED, f"server {server} sent a broken answer: {exc}")
+        except dns.exception.Timeout:
+            return Applied(Result.FAILED, f"server {server} unreachable: no answer in time")
+        except (OSError, dns.exception.DNSException) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            return Applied(Result.FAILED, f"server {server} unreachable: {reason.lower()}")
+        rcode = response.rcode()
+        text = dns.rcode.to_text(rcode)
+        if rcode == dns.rcode.NOERROR:
+            return Applied(Result.DONE)
+        if rcode in _PREREQUISITE:
+            return Applied(Result.PREREQUISITE, f"prerequisite failed ({text})")
+        if rcode in (dns.rcode.NOTAUTH, dns.rcode.REFUSED):
+            return Applied(Result.REFUSED, f"{refused} ({text}): it may not update the zone")
+        return Applied(Result.FAILED, f"server {server} answers {text} to the update")
+
+
+def rdata(type: str, value: str) -> dns.rdata.Rdata:
+    """One record's data: a TXT value split in strings of 255 octets, or a CNAME target."""
+    if type == "TXT":
+        data = value.encode("ascii")
+        strings = [data[i : i + _TXT_STRING] for i in range(0, len(data), _TXT_STRING)]
+        return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, strings)
+    return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(type), value + ".")
