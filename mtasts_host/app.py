@@ -22,6 +22,8 @@ from .reports import Reports
 from .store import PolicyStore
 
 access_logger = logging.getLogger(ACCESS_LOGGER)
+_MEMO_SIZE = 65_536
+"""Host headers whose answers are remembered, per snapshot."""
 logger = logging.getLogger(__name__)
 
 
@@ -88,6 +90,8 @@ class PolicyApp(Starlette):
         """What ``/readyz`` adds about the capabilities; it never changes its status."""
         self.access_log = access_log
         self._unstarted = reloader
+        self._memo: dict[bytes | None, answers.Answer | None] = {}
+        self._memo_for = store.snapshot
         routes = ops.routes(store, self.registry, self.details)
         if reports is not None:
             routes += reports.routes()
@@ -130,40 +134,61 @@ class PolicyApp(Starlette):
                 if repeated:
                     break
                 host = value
-        domain = answers.policy_domain(host) if host and not repeated else None
-        if domain is None and not repeated:
-            if self.access_log:
-                await self._logged(super().__call__, scope, receive, send, start)
-            else:
-                await super().__call__(scope, receive, send)
-            return
         method = scope["method"]
-        if domain is None:
-            status, headers, body, served = answers.BAD_HOST
+        answer: answers.Answer | None
+        if repeated:
+            answer = answers.BAD_HOST
+        elif scope["path"] == POLICY_PATH and (method == "GET" or method == "HEAD"):
+            answer = self._policy_answer(host)  # the hot path: memoised by Host header
         else:
-            path = scope["path"]
-            if path != POLICY_PATH:
+            domain = answers.policy_domain(host) if host else None
+            answer = None
+            if domain is not None:
                 path = _route_path(scope)
-            status, headers, body, served = answers.answer(
-                self.store.snapshot, domain, path, method
-            )
+                answer = answers.answer(self.store.snapshot, domain, path, method)
+        if answer is None:  # not a policy host: the operational endpoints
+            await self._logged(super().__call__, scope, receive, send, start)
+            return
+        status, headers, body, domain = answer
         requests = self.requests
         if requests is not None:
-            if status == 200 and served is not None:
-                requests.ok[served] += 1
+            if status == 200 and domain is not None:
+                requests.ok[domain] += 1
             else:
-                requests.other[served or UNKNOWN, status] += 1
-        # A fresh headers list each time: middleware of a host app may change it in place.
-        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+                requests.other[domain or UNKNOWN, status] += 1
+        # A tuple: it cannot be changed in place by a host app's middleware, and every ASGI
+        # server takes an iterable.
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         if method == "HEAD":
             body = b""
         await send({"type": "http.response.body", "body": body})
         if self.access_log:
-            _log_access(scope, start, status, len(body), served)
+            _log_access(scope, start, status, len(body), domain)
+
+    def _policy_answer(self, host: bytes | None) -> answers.Answer | None:
+        """
+        The answer to a GET of the policy path with this Host header, or None if it is no
+        policy host: ``answers.answer``, memoised per snapshot and Host header, since almost
+        every request is that one, and most Host headers come again and again.
+        """
+        snapshot = self.store.snapshot
+        if snapshot is not self._memo_for:
+            self._memo.clear()
+            self._memo_for = snapshot
+        try:
+            return self._memo[host]
+        except KeyError:
+            pass
+        domain = answers.policy_domain(host) if host else None
+        answer = None if domain is None else answers.answer(snapshot, domain, POLICY_PATH, "GET")
+        if len(self._memo) < _MEMO_SIZE:  # made-up Host headers cannot fill memory
+            self._memo[host] = answer
+        return answer
 
     async def _logged(
         self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, start: float
     ) -> None:
+        """Pass the request to ``app``, logging its access line if access logs are on."""
         if not self.access_log:
             await app(scope, receive, send)
             return

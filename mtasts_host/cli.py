@@ -12,6 +12,7 @@ from . import __version__, dns
 from .config import Config, ConfigError, load_config
 from .doctor import command as doctor
 from .options import ENV_PREFIX, Option, Parser, UsageError, choice, resolve_all
+from .publish import command as publish
 from .reports import command as reports
 from .server import CONFIG, SERVE_OPTIONS, print_problems, serve
 from .store import build_snapshot
@@ -73,6 +74,12 @@ COMMANDS: dict[str, Command] = {
         "check the live world (DNS, HTTPS, MX hosts) against the file",
         (CONFIG, *doctor.OPTIONS),
         doctor.doctor,
+        config_error=2,
+    ),
+    "publish": Command(
+        "put the DNS records in place: the new policies served first (RFC 8461 section 8.1)",
+        (CONFIG, *publish.OPTIONS),
+        publish.publish,
         config_error=2,
     ),
     "reports": Command(

@@ -150,6 +150,11 @@ class Reloader:
         for warning in config.warnings:
             logger.warning("%s", warning)
         _log_changes(old, self.store.snapshot)
+        for listener in list(self.store.listeners):
+            try:
+                listener(old, self.store.snapshot)
+            except Exception:
+                logger.exception("a listener failed after the reload of %s", self.path)
         del old
         release_free_memory()
         return True

@@ -1,4 +1,4 @@
-"""``mtasts-host serve``: the app under uvicorn, with SIGHUP and the doctor beside it."""
+"""``mtasts-host serve``: the app under uvicorn, with SIGHUP, the doctor and the publisher."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .app import PolicyApp, create_app
 from .doctor import DoctorError
 from .doctor import command as doctor
 from .options import Option, boolean, choice, port, positive_int, text
+from .publish import command as publish
 from .reload import Reloader
 
 logger = logging.getLogger("mtasts_host")
@@ -111,9 +112,11 @@ def serve(args: argparse.Namespace) -> int:
     except DoctorError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2
+    publisher = publish.start_background(app)
     try:
         _run(app, args)
     finally:
+        publisher.stop()
         if background is not None:
             background.stop()
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ._gc import collector_paused
@@ -82,6 +82,9 @@ class PolicyStore:
     def __init__(self, config: Config) -> None:
         self.snapshot = build_snapshot(config)
         self.status = ReloadStatus()
+        self.listeners: list[Callable[[Snapshot, Snapshot], None]] = []
+        """Called with the old and the new snapshot after each reload that succeeded, once
+        it is logged (the automatic publisher is one)."""
 
     @property
     def config(self) -> Config:

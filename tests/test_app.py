@@ -15,8 +15,9 @@ from starlette.routing import Host, Mount, Route
 from starlette.testclient import TestClient
 
 from mtasts_host import PolicyApp, create_app
+from mtasts_host.reload import Reloader
 
-from .conftest import BODY_D, MakeClient, WriteConfig
+from .conftest import BODY_D, CONFIG_D, MakeClient, WriteConfig
 
 PATH = "/.well-known/mta-sts.txt"
 
@@ -244,3 +245,19 @@ def test_mounted_under_host_route(write_config: WriteConfig) -> None:
     assert policies.reloader is not None
     assert policies.reloader._thread is not None
     assert not policies.reloader._thread.is_alive()
+
+
+def test_remembered_answers_are_bounded_and_follow_reloads(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("mtasts_host.app._MEMO_SIZE", 3)
+    path = write_config()
+    app = create_app(path, watch=False)
+    client = TestClient(app, base_url="http://mta-sts.example.com")
+    for number in range(10):  # made-up hosts are answered, but not all remembered
+        assert client.get(PATH, headers={"host": f"mta-sts.n{number}.test"}).status_code == 404
+    assert len(app._memo) == 3
+    path.write_text(CONFIG_D.replace("enforce", "testing"))
+    Reloader(app.store).reload()
+    assert_policy(client.get(PATH), BODY_D.replace(b"enforce", b"testing"))
+    assert list(app._memo) == [b"mta-sts.example.com"]

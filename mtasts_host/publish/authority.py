@@ -113,7 +113,7 @@ def zone_of(where: Server, name: str) -> str:
     raise DnsError(f"zone not found for {name} at {where} ({why})")
 
 
-def read(where: Server, name: str, rdtype: str) -> Current | None:
+def read(where: Server, name: str, rdtype: str, timeout: float = TIMEOUT) -> Current | None:
     """
     What ``where`` holds at ``name``: the RRset of ``rdtype``, or a CNAME there, or (for a
     wanted CNAME) a TXT RRset it would replace; None if there is nothing of the kind.
@@ -121,7 +121,7 @@ def read(where: Server, name: str, rdtype: str) -> Current | None:
     Raises:
         DnsError: the server refused or failed.
     """
-    response = ask(where, name, rdtype)
+    response = ask(where, name, rdtype, timeout)
     rcode = response.rcode()
     if rcode == dns.rcode.NXDOMAIN:
         return None
@@ -139,7 +139,7 @@ def read(where: Server, name: str, rdtype: str) -> Current | None:
             )
     if rdtype == "CNAME":
         # A TXT record there, as before a domain joined a txt_cname group, is replaced.
-        return read(where, name, "TXT")
+        return read(where, name, "TXT", timeout)
     return None
 
 

@@ -1,0 +1,20 @@
+"""``mtasts-host publish``: the DNS records put in place, in the order RFC 8461 asks."""
+
+from .auto import AutoPublisher
+from .backend import Applied, Backend, Result
+from .plan import Action, Change, Current, Wanted
+from .runner import Outcome, Output, publish
+
+__all__ = [
+    "Action",
+    "Applied",
+    "AutoPublisher",
+    "Backend",
+    "Change",
+    "Current",
+    "Outcome",
+    "Output",
+    "Result",
+    "Wanted",
+    "publish",
+]

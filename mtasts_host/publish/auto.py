@@ -1,0 +1,164 @@
+"""The publisher inside ``serve``: a run after each reload that changes a record, off the
+event loop, one at a time, retried with backoff when it fails."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .. import dns
+from ..store import PolicyStore, Snapshot
+from .plan import wanted
+from .runner import Outcome, publish
+
+logger = logging.getLogger(__name__)
+
+FIRST_RETRY = 5.0
+"""Seconds before the first retry of a failed run; doubled after each failure."""
+LAST_RETRY = 600.0
+"""The longest wait between retries."""
+
+
+class _Log:
+    def info(self, line: str) -> None:
+        logger.info("publish: %s", line)
+
+    def problem(self, line: str) -> None:
+        logger.error("publish: %s", line)
+
+
+class AutoPublisher:
+    """
+    Publishes the records of the configuration the store serves, in a daemon thread: at
+    start-up and whenever ``reloaded`` (a store listener) sees a reload that changed a
+    record. Runs never overlap; a failed one is retried after ``first_retry`` seconds,
+    twice as long after each further failure, at most ``last_retry``.
+
+    Several replicas may do the same at once: each update is a compare-and-swap, so one
+    wins and the others find nothing left to do.
+    """
+
+    def __init__(
+        self,
+        store: PolicyStore,
+        *,
+        first_retry: float = FIRST_RETRY,
+        last_retry: float = LAST_RETRY,
+    ) -> None:
+        self.store = store
+        self.first_retry = first_retry
+        self.last_retry = last_retry
+        self.runs = {"success": 0, "failure": 0}
+        self.settled: frozenset[dns.Record] = frozenset()
+        """The records the last run found or put in the DNS."""
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._current: tuple[Snapshot, frozenset[dns.Record], dict[str, bool]] | None = None
+
+    def start(self) -> None:
+        """Start the thread and a first run, once; later calls only ask for a run."""
+        with self._lock:
+            if self._thread is None and not self._stopping.is_set():
+                self._thread = threading.Thread(target=self._loop, name="mtasts-host-publish")
+                self._thread.daemon = True  # never keeps the process alive at exit
+                self._thread.start()
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the run in progress at its next wait, and the thread."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def reloaded(self, old: Snapshot, new: Snapshot) -> None:
+        """After a successful reload: log the records now pending, and publish them."""
+        settings = new.config.publish
+        if settings is None or not settings.auto:
+            return
+        before = set(dns.records(old.config))
+        pending = [r for r in dns.records(new.config) if r not in before]
+        if not pending:
+            return
+        logger.info(
+            "publish: pending after the reload of %s: %s",
+            new.config.path,
+            ", ".join(f"{r.name} {r.type} {r.value!r}" for r in pending),
+        )
+        self.start()
+
+    def current(self) -> dict[str, bool]:
+        """Per domain served: whether its ``_mta-sts`` records, as the last run found them,
+        lead to the id of the policy served now."""
+        snapshot, settled = self.store.snapshot, self.settled
+        cached = self._current
+        if cached is not None and cached[0] is snapshot and cached[1] is settled:
+            return cached[2]
+        needed: dict[str, list[dns.Record]] = {d: [] for d in snapshot.config.domains}
+        for item in wanted(snapshot.config):
+            if item.sts:
+                for domain in item.domains:
+                    needed[domain].append(item.record)
+        result = {d: all(r in settled for r in records) for d, records in needed.items()}
+        self._current = snapshot, settled, result
+        return result
+
+    def collect(self) -> Iterator[Metric]:
+        """``mtasts_publish_runs_total{outcome}`` and ``mtasts_dns_id_current{domain}``."""
+        runs = CounterMetricFamily(
+            "mtasts_publish_runs", "Automatic publications by outcome.", labels=["outcome"]
+        )
+        for outcome, count in self.runs.items():
+            runs.add_metric([outcome], count)
+        yield runs
+        current = GaugeMetricFamily(
+            "mtasts_dns_id_current",
+            "1 when the id the DNS publishes for the domain is that of the policy served.",
+            labels=["domain"],
+        )
+        for domain, ok in self.current().items():
+            current.add_metric([domain], int(ok))
+        yield current
+
+    def _loop(self) -> None:
+        delay: float | None = None
+        while not self._stopping.is_set():
+            self._wake.wait(delay)
+            if self._stopping.is_set():
+                return
+            self._wake.clear()
+            config = self.store.config
+            settings = config.publish
+            if settings is None or not settings.auto:
+                delay = None
+                continue
+            try:
+                outcome = publish(config, _Log(), stop=self._stopping)
+            except Exception:
+                logger.exception("publish: the run failed")
+                outcome = Outcome((), ("crashed",))
+            if self._stopping.is_set():
+                return
+            self.settled = outcome.settled
+            if outcome.problems:
+                self.runs["failure"] += 1
+                delay = self.first_retry if delay is None else min(delay * 2, self.last_retry)
+                logger.warning(
+                    "publish: %d problem(s); trying again in %g s", len(outcome.problems), delay
+                )
+            else:
+                self.runs["success"] += 1
+                delay = None
+                if outcome.written:
+                    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    logger.info(
+                        "publish: published %s at %s",
+                        ", ".join(f"{r.name} {r.type}" for r in outcome.written),
+                        at,
+                    )

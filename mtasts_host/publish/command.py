@@ -1,0 +1,103 @@
+"""
+``mtasts-host publish``: its options and the command itself, and the automatic publisher
+that ``serve`` starts beside the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .. import names
+from ..app import PolicyApp
+from ..config import Config
+from ..metrics import collector
+from ..options import Option, boolean, several, text
+from .auto import AutoPublisher
+from .runner import publish as run
+
+logger = logging.getLogger(__name__)
+
+OPTIONS = (
+    Option(
+        "domain",
+        several(text),
+        None,
+        "only this configured domain's records, its group's shared TXT record included; "
+        "may be given several times",
+        "D",
+        repeat=True,
+    ),
+    Option("dry-run", boolean, False, "print the plan and change nothing", flag=True),
+)
+
+
+class _Terminal:
+    """Steps on standard output, problems on standard error, one line each."""
+
+    def info(self, line: str) -> None:
+        print(line, flush=True)
+
+    def problem(self, line: str) -> None:
+        print(f"error: {line}", file=sys.stderr, flush=True)
+
+
+def select(config: Config, domains: Sequence[str]) -> list[str]:
+    """
+    The configured domains named by ``--domain`` (any case, U-labels too).
+
+    Raises:
+        ValueError: one of them is not configured.
+    """
+    selected = []
+    for given in domains:
+        try:
+            name = names.policy_domain(given)
+        except ValueError as exc:
+            raise ValueError(f"--domain {given!r}: {exc}") from None
+        if name not in config.domains:
+            raise ValueError(f"--domain {given!r}: not configured in {config.path}")
+        selected.append(name)
+    return selected
+
+
+def publish(config: Config, args: argparse.Namespace) -> int:
+    """
+    ``mtasts-host publish``: put the records in place in RFC 8461's order.
+
+    Returns:
+        0 when every record is published, 1 when any is not, 2 when the configuration has
+        no ``publish`` block or ``--domain`` names a domain it does not have.
+    """
+    if config.publish is None:
+        print(
+            f"mtasts-host: error: {config.path} has no publish block, so nothing says where "
+            "the records go; see 'Publishing a policy' in the README",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        domains = select(config, args.domain or ())
+    except ValueError as exc:
+        print(f"mtasts-host: error: {exc}", file=sys.stderr)
+        return 2
+    return run(config, _Terminal(), domains=domains, dry_run=args.dry_run).exit_code
+
+
+def start_background(app: PolicyApp) -> AutoPublisher:
+    """
+    The automatic publisher of ``serve``: it publishes at start-up and after each reload
+    that changes a record, while the ``publish`` block says ``auto: true``; its metrics go
+    to the app's registry.
+    """
+    publisher = AutoPublisher(app.store)
+    app.store.listeners.append(publisher.reloaded)
+    if app.registry is not None:
+        app.registry.register(collector(publisher.collect))
+    settings = app.store.config.publish
+    if settings is not None and settings.auto:
+        logger.info("publish: publishing the DNS records automatically")
+        publisher.start()
+    return publisher

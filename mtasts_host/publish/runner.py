@@ -1,0 +1,306 @@
+"""
+One publication: read what the DNS holds, plan, make sure the new policies are served, wait
+for caches, update with compare-and-swap, and read everything back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
+
+from .. import dns
+from ..config import Config
+from . import authority, guard
+from .authority import DnsError, Server, Unreachable
+from .backend import Backend, Result
+from .fetch import fetch, tls_context
+from .hook import Hook
+from .plan import Action, Change, Current, Wanted, holds, ordered, wanted
+from .rfc2136 import Rfc2136
+
+_FETCH_TIMEOUT = 10.0
+_READBACK_TIMEOUT = 2.0
+_VERIFIERS = 8
+"""Domains whose policies are checked at once."""
+
+
+class Output(Protocol):
+    """Where a run says what it does: the terminal, or the log inside ``serve``."""
+
+    def info(self, line: str) -> None: ...
+
+    def problem(self, line: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended."""
+
+    changes: tuple[Change, ...]
+    """The plan, as read before anything was changed."""
+    problems: tuple[str, ...]
+    written: tuple[dns.Record, ...] = ()
+    settled: frozenset[dns.Record] = field(default_factory=frozenset)
+    """Every wanted record known to be in the DNS at the end."""
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything is published, 1 when anything is not."""
+        return 1 if self.problems else 0
+
+
+def publish(
+    config: Config,
+    output: Output,
+    *,
+    domains: Sequence[str] = (),
+    dry_run: bool = False,
+    stop: threading.Event | None = None,
+    fetcher: guard.Fetch | None = None,
+) -> Outcome:
+    """
+    Put the records of ``config`` (of ``domains`` only, if given) in the DNS its
+    ``publish`` block names, in the order RFC 8461 section 8.1 asks.
+
+    Args:
+        output: told each step, one line at a time, and each problem.
+        dry_run: stop once the plan is shown.
+        stop: set it to end the run early (inside ``serve``).
+        fetcher: GET a URL (for tests); by default as ``verify_url`` and the block say.
+    """
+    settings = config.publish
+    if settings is None:
+        raise ValueError(f"{config.path}: no publish block")
+    try:
+        fixed = authority.server(*settings.server) if settings.server else None
+    except Unreachable as exc:
+        output.problem(str(exc))
+        return Outcome((), (str(exc),))
+    backend: Backend
+    if settings.tsig_key_file is not None and fixed is not None:
+        backend = Rfc2136(fixed, settings.tsig_key_file)
+    else:
+        backend = Hook(settings.command or ())
+    if fetcher is None:
+        context = tls_context(settings.ca_file) if settings.verify_url.startswith("https") else None
+        fetcher = partial(
+            fetch, connect=settings.verify_connect, context=context, timeout=_FETCH_TIMEOUT
+        )
+    run = _Run(config, output, backend, fixed, fetcher, stop or threading.Event())
+    return run.run(wanted(config, domains), dry_run)
+
+
+class _Run:
+    def __init__(
+        self,
+        config: Config,
+        output: Output,
+        backend: Backend,
+        fixed: Server | None,
+        fetcher: guard.Fetch,
+        stop: threading.Event,
+    ) -> None:
+        self.config = config
+        self.output = output
+        self.backend = backend
+        self.fixed = fixed
+        self.fetcher = fetcher
+        self.stop = stop
+        self.problems: list[str] = []
+        self.servers: dict[str, Server] = {}
+        self.zones: dict[str, str] = {}
+
+    def problem(self, line: str) -> None:
+        self.problems.append(line)
+        self.output.problem(line)
+
+    def where(self, name: str) -> Server:
+        if self.fixed is not None:
+            return self.fixed
+        if name not in self.servers:
+            self.servers[name] = authority.primary_for(name)
+        return self.servers[name]
+
+    def run(self, items: Sequence[Wanted], dry_run: bool) -> Outcome:
+        changes = self.read(items)
+        if changes is None:
+            return Outcome((), tuple(self.problems))
+        plan = tuple(changes)
+        pending = [c for c in plan if c.action is not Action.UNCHANGED]
+        settled = {c.record for c in plan if c.action is Action.UNCHANGED}
+        if dry_run or not pending:
+            verb = "would change" if dry_run else "changed"
+            self.output.info(f"{verb} {len(pending)} of {len(plan)} records")
+            return Outcome(plan, tuple(self.problems), (), frozenset(settled))
+        problem = self.backend.check(sorted({self.zones[c.record.name] for c in pending}))
+        if problem is not None:
+            self.problem(problem)
+            return Outcome(plan, tuple(self.problems), (), frozenset(settled))
+        ready = self.verify(pending)
+        written = []
+        for change in ordered(ready) if ready is not None else ():
+            result = self.apply(change)
+            if result is Result.REFUSED:
+                break
+            if result is Result.DONE:
+                written.append(change.record)
+            if result in (Result.DONE, None):
+                settled.add(change.record)
+        if written:
+            settled &= self.read_back(plan)
+        self.output.info(f"changed {len(written)} of {len(plan)} records")
+        return Outcome(plan, tuple(self.problems), tuple(written), frozenset(settled))
+
+    def read(self, items: Iterable[Wanted]) -> list[Change] | None:
+        """Step 1: the plan, one line per record; None if the server is unreachable."""
+        changes = []
+        for item in items:
+            name, type = item.record.name, item.record.type
+            try:
+                where = self.where(name)
+                if name not in self.zones:
+                    self.zones[name] = authority.zone_of(where, name)
+                change = Change(item, authority.read(where, name, type))
+            except Unreachable as exc:
+                self.problem(str(exc))
+                return None
+            except DnsError as exc:
+                self.problem(str(exc))
+                continue
+            changes.append(change)
+            self.output.info(change.line())
+        return changes
+
+    def verify(self, pending: Sequence[Change]) -> list[Change] | None:
+        """
+        Step 2: the changes whose new policies are served, once caches have had
+        ``cache_wait`` seconds to forget the old ones; None if stopped meanwhile.
+        """
+        settings = self.config.publish
+        assert settings is not None
+        domains = list(dict.fromkeys(d for c in pending if c.guarded for d in c.wanted.domains))
+        if domains:
+            self.output.info(
+                f"waiting for {settings.verify_url} to serve the new policies of "
+                f"{', '.join(domains)}"
+            )
+        with ThreadPoolExecutor(max(1, min(_VERIFIERS, len(domains)))) as pool:
+            sightings = {s.domain: s for s in pool.map(self.sight, domains)}
+        failed = {d for d, sighting in sightings.items() if sighting.served_since is None}
+        for domain in failed:
+            self.problem(sightings[domain].problem or f"{domain}: not verified")
+        ready = [c for c in pending if not failed.intersection(c.wanted.domains)]
+        seen = [sightings[d].served_since for c in ready if c.guarded for d in c.wanted.domains]
+        since = max((at for at in seen if at is not None), default=None)
+        if since is not None:
+            wait = since + settings.cache_wait - time.monotonic()
+            if wait > 0:
+                self.output.info(
+                    f"the new policies are served; waiting {wait:.0f} s more for caches "
+                    f"(cache_wait {settings.cache_wait} s)"
+                )
+                if self.stop.wait(wait):
+                    self.problem("stopped before any record was changed")
+                    return None
+        return ready
+
+    def sight(self, domain: str) -> guard.Sighting:
+        settings = self.config.publish
+        assert settings is not None
+        body = self.config.domains[domain].policy.render()
+        url = guard.url_for(settings.verify_url, domain)
+        timeout = settings.verify_timeout
+        return guard.await_body(domain, url, body, self.fetcher, timeout=timeout, stop=self.stop)
+
+    def apply(self, change: Change) -> Result | None:
+        """Step 3: one compare-and-swap; None when there was nothing left to do."""
+        record = change.record
+        label = f"{record.name} {record.type}"
+        zone = self.zones[record.name]
+        where = self.where(record.name)
+        if not self.backend.atomic:
+            try:
+                now = authority.read(where, record.name, record.type)
+            except DnsError as exc:
+                self.problem(f"{label}: not changed: {exc}")
+                return Result.FAILED
+            if now != change.current:
+                return self.judge(change, now)
+        applied = self.backend.apply(change, zone)
+        if applied.result is Result.DONE:
+            self.output.info(f"published {change.line()}")
+            return Result.DONE
+        if applied.result is Result.PREREQUISITE:
+            try:
+                now = authority.read(where, record.name, record.type)
+            except DnsError as exc:
+                self.problem(f"{label}: {applied.message}, and then: {exc}")
+                return Result.PREREQUISITE
+            return self.judge(change, now, applied.message)
+        if applied.result is Result.REFUSED:
+            self.problem(applied.message)
+        else:
+            self.problem(f"{label}: not changed: {applied.message}")
+        return applied.result
+
+    def judge(self, change: Change, now: Current | None, why: str = "") -> Result | None:
+        """The record changed since it was read: fine if it now holds the wanted value."""
+        record = change.record
+        if now is not None and holds(now, record):
+            self.output.info(f"already published (by another run) {change.line()}")
+            return None
+        before = change.current.show() if change.current else "nothing"
+        after = now.show() if now else "nothing"
+        because = f" ({why})" if why else ""
+        self.problem(
+            f"{record.name} {record.type}: prerequisite failed{because}: changed by someone "
+            f"else since it was read ({before} then, {after} now); not overwritten"
+        )
+        return Result.PREREQUISITE
+
+    def read_back(self, plan: Sequence[Change]) -> set[dns.Record]:
+        """Step 4: every record read again, at the server and at the zone's other name
+        servers; the records the server holds as wanted."""
+        settled = set()
+        others: dict[str, list[Server]] = {}
+        unreachable: set[Server] = set()
+        for change in plan:
+            record = change.record
+            where = self.where(record.name)
+            zone = self.zones[record.name]
+            if zone not in others:
+                others[zone] = authority.nameservers(where, zone)
+            try:
+                now = authority.read(where, record.name, record.type)
+            except DnsError as exc:
+                self.problem(f"{record.name} {record.type}: cannot read it back: {exc}")
+                continue
+            if now is None or not holds(now, record):
+                shown = now.show() if now else "nothing"
+                self.problem(f"{record.name} {record.type}: reads back as {shown} at {where}")
+                continue
+            settled.add(record)
+            seen = [f"{where}: ok"]
+            for server in others[zone]:
+                seen.append(f"{server}: {self.secondary(server, record, unreachable)}")
+            self.output.info(f"checked {record.name} {record.type}: {'; '.join(seen)}")
+        return settled
+
+    def secondary(self, server: Server, record: dns.Record, unreachable: set[Server]) -> str:
+        if server in unreachable:
+            return "unreachable"
+        try:
+            now = authority.read(server, record.name, record.type, _READBACK_TIMEOUT)
+        except Unreachable:
+            unreachable.add(server)
+            return "unreachable"
+        except DnsError as exc:
+            return str(exc)
+        if now is not None and holds(now, record):
+            return "ok"
+        return "not yet (a zone transfer may be pending)"
