@@ -69,10 +69,14 @@ def pinned(argv: Sequence[str], core: int) -> list[str]:
 
 @contextlib.contextmanager
 def server(
-    argv: Sequence[str], port: int, cwd: Path | None = None
+    argv: Sequence[str], port: int, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     process = subprocess.Popen(
-        pinned(argv, 0), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        pinned(argv, 0),
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port("127.0.0.1", port, process)
@@ -120,11 +124,16 @@ def wrk(
     )
 
 
-def write_config(path: Path, domains: int, max_age: int = 604800) -> Path:
+def write_config(
+    path: Path, domains: int, max_age: int = 604800, *, defaults_last: bool = False
+) -> Path:
+    defaults = f"defaults: {{mode: enforce, max_age: {max_age}}}\n"
     with path.open("w") as out:
-        out.write(f"defaults: {{mode: enforce, max_age: {max_age}}}\ndomains:\n")
+        out.write("" if defaults_last else defaults)
+        out.write("domains:\n")
         for i in range(domains):
             out.write(f"  d{i}.example.com: {{mx: [mail.d{i}.example.com, '*.mx.example.net']}}\n")
+        out.write(defaults if defaults_last else "")
     return path
 
 
@@ -135,6 +144,25 @@ def write_hosts(path: Path, domains: int) -> Path:
 
 def mtasts_argv(config: Path, port: int) -> list[str]:
     return serve_argv(config, port, "--no-access-log")
+
+
+def granian_argv(port: int) -> list[str]:
+    """mtasts_host.asgi:app under granian, one worker, as uvicorn runs it for serve."""
+    return [
+        str(Path(PYTHON).parent / "granian"),
+        "--interface",
+        "asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "mtasts_host.asgi:app",
+    ]
 
 
 def floor_argv(port: int) -> list[str]:
@@ -220,22 +248,26 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
         "floor": floor_argv,
         "mtasts-host": lambda p: mtasts_argv(configs[10_000], p),
         "nginx": lambda p: nginx_site(nginx_work, configs[10_000], p),
+        "mtasts-host under granian": granian_argv,
         "mtasts-host, 10 domains": lambda p: mtasts_argv(configs[10], p),
         "mtasts-host, 100,000 domains": lambda p: mtasts_argv(configs[100_000], p),
     }
+    granian_env = {"MTASTS_HOST_CONFIG": str(configs[10_000]), "MTASTS_HOST_ACCESS_LOG": "0"}
     modes = {
         "keep-alive, 16 connections": (16, False),
         "Connection: close, 16 connections": (16, True),
         "keep-alive, 64 connections": (64, False),
     }
     plan = [(name, mode) for name in ("floor", "mtasts-host", "nginx") for mode in modes]
-    plan += [(name, "keep-alive, 16 connections") for name in list(servers)[3:]]
+    plan += [("mtasts-host under granian", mode) for mode in list(modes)[:2]]
+    plan += [(name, "keep-alive, 16 connections") for name in list(servers)[4:]]
     runs: dict[tuple[str, str], list[Load]] = {key: [] for key in plan}
     with contextlib.ExitStack() as stack:
         ports = {}
         for name, argv in servers.items():
             ports[name] = free_port()
-            stack.enter_context(server(argv(ports[name]), ports[name], cwd=ROOT))
+            env = granian_env if "granian" in name else None
+            stack.enter_context(server(argv(ports[name]), ports[name], cwd=ROOT, env=env))
         for _ in range(rounds):
             for name, mode in plan:
                 connections, close = modes[mode]
@@ -254,6 +286,7 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
     row("", "requests/s", "p50 ms", "p99 ms", "non-2xx")
     for (name, mode), load in results.items():
         label = f"{name} (10,000 domains)" if name in ("mtasts-host", "nginx") else name
+        label = f"{name} (10,000 domains)" if "granian" in name else label
         row(
             f"{label}, {mode}",
             f"{load.rps:,.0f}",
@@ -267,6 +300,11 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
         row(f"{mode}: mtasts-host / floor, throughput", f"{ours.rps / floor.rps:.2f}")
         row(f"{mode}: mtasts-host / floor, p99", f"{ours.p99_ms / floor.p99_ms:.2f}")
         row(f"{mode}: nginx / mtasts-host, throughput", f"{nginx.rps / ours.rps:.2f}")
+    for mode in list(modes)[:2]:
+        ours, granian = (
+            results[name, mode] for name in ("mtasts-host", "mtasts-host under granian")
+        )
+        row(f"{mode}: granian / uvicorn, throughput", f"{granian.rps / ours.rps:.2f}")
     few = results["mtasts-host, 10 domains", "keep-alive, 16 connections"]
     many = results["mtasts-host, 100,000 domains", "keep-alive, 16 connections"]
     row("100,000 domains / 10 domains, throughput", f"{many.rps / few.rps:.2f}")
@@ -302,8 +340,12 @@ def memory_and_reload(work: Path, duration: int) -> None:
         check=True,
     ).stdout
     row("yaml.load(CSafeLoader), 10k domains", f"{float(yaml_baseline):.2f}", "-", "-", "-")
-    for n in (10_000, 100_000):
-        config = work / f"d{n}.yaml"
+    last = write_config(work / "d100000-last.yaml", 100_000, defaults_last=True)
+    for n, config in (
+        (10_000, work / "d10000.yaml"),
+        (100_000, last),
+        (100_000, work / "d100000.yaml"),
+    ):
         load = subprocess.run(
             [
                 PYTHON,
@@ -326,15 +368,16 @@ def memory_and_reload(work: Path, duration: int) -> None:
                 get(port, f"mta-sts.d{i}.example.com")
             time.sleep(1)
             rss, peak = rss_mib(process.pid), rss_mib(process.pid, "VmHWM")
+            order = ", defaults after domains" if config == last else ""
             row(
-                f"mtasts-host, {n:,} domains",
+                f"mtasts-host, {n:,} domains{order}",
                 f"{float(load):.2f}",
                 f"{startup:.2f}",
                 f"{rss:.0f}",
                 f"{peak:.0f}",
                 f"{rss / floor_rss:.1f}",
             )
-            if n == 100_000:
+            if n == 100_000 and config != last:
                 reload_under_load(work, config, port, process, duration)
 
 

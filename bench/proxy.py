@@ -1,0 +1,223 @@
+"""
+End to end, the way a sender sees it: a TLS connection to the proxy, one request, the answer.
+nginx serving the policies as static files against nginx in front of mtasts-host as shipped
+(deploy/nginx, its cache included), and Caddy as shipped (deploy/caddy) in front of
+mtasts-host, with keep-alive and with a new TLS connection per request.
+
+The proxy and mtasts-host share core 0, as on a small server; wrk runs on core 1, in a mount
+namespace of its own whose /etc/hosts points the policy host at loopback (root needed).
+
+Usage, from the project root: python -m bench.proxy [--duration SECONDS] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import trustme
+
+from bench.run import PATH, ROOT, WRK_SCRIPT, Load, mtasts_argv, pinned, row, server, write_config
+from mtasts_host.config import load_config
+from mtasts_host.store import build_snapshot
+from tests.nginx import shipped_site
+from tests.processes import free_port, wait_for_port
+
+ADDRESS = "127.0.0.1"
+NAME = "mta-sts.d0.example.com"  # the SNI of every connection; Host headers vary
+DOMAINS = 10_000
+SPREAD = 1_000
+
+
+def _nginx(work: Path, site: str) -> list[str]:
+    work.mkdir()
+    (work / "site.conf").write_text(site)
+    (work / "nginx.conf").write_text(f"""
+        user root;
+        worker_processes 1;
+        pid {work}/nginx.pid;
+        error_log {work}/error.log;
+        events {{ worker_connections 1024; }}
+        http {{
+            access_log off;
+            client_body_temp_path {work}/c; proxy_temp_path {work}/p;
+            fastcgi_temp_path {work}/f; uwsgi_temp_path {work}/u; scgi_temp_path {work}/s;
+            include {work}/site.conf;
+        }}
+    """)
+    return ["nginx", "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"]
+
+
+def static_site(shipped: str, root: Path) -> str:
+    """The shipped site with the same TLS, but files from ``root/<host>`` for the proxy."""
+    location = re.compile(r"    location / \{.*?\n    \}\n", re.DOTALL)
+    assert location.search(shipped)
+    static = f"""    location = {PATH} {{
+        root {root}/$host;
+        default_type "text/plain; charset=utf-8";
+        add_header Cache-Control "max-age=60";
+        add_header X-Content-Type-Options nosniff;
+        etag off;
+    }}
+"""
+    site = location.sub(lambda _: static, shipped)
+    return re.sub(r"proxy_cache_path[^;]*;", "", site)
+
+
+def policies_as_files(config: Path, root: Path) -> None:
+    for domain, served in build_snapshot(load_config(config)).served.items():
+        directory = root / f"mta-sts.{domain}" / ".well-known"
+        directory.mkdir(parents=True)
+        (directory / "mta-sts.txt").write_bytes(served.body)
+
+
+def caddy_argv(work: Path, upstream: int, port: int) -> tuple[list[str], dict[str, str]]:
+    work.mkdir()
+    caddyfile = (ROOT / "deploy" / "caddy" / "Caddyfile").read_text()
+    globals_ = (
+        f"\n\tlocal_certs\n\tskip_install_trust\n\tadmin off\n\tdefault_bind {ADDRESS}\n"
+        f"\thttps_port {port}\n\tstorage file_system {work / 'storage'}\n\tlog {{\n"
+        "\t\tlevel ERROR\n\t}\n"
+    )
+    (work / "Caddyfile").write_text(caddyfile.replace("\n{\n", "\n{\n" + globals_, 1))
+    env = {
+        **os.environ,
+        "MTASTS_HOST_UPSTREAM": f"127.0.0.1:{upstream}",
+        "HOME": str(work),
+        "XDG_DATA_HOME": str(work / "data"),
+        "XDG_CONFIG_HOME": str(work / "config"),
+    }
+    return ["caddy", "run", "--config", str(work / "Caddyfile"), "--adapter", "caddyfile"], env
+
+
+@contextlib.contextmanager
+def caddy(work: Path, upstream: int, port: int) -> Iterator[None]:
+    argv, env = caddy_argv(work, upstream, port)
+    process = subprocess.Popen(
+        pinned(argv, 0), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(ADDRESS, port, process)
+        yield
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def wrk_tls(port: int, work: Path, *, duration: int, close: bool) -> Load:
+    """wrk with 16 connections over TLS to NAME, Host headers spread over SPREAD domains."""
+    script, hosts, etc_hosts = work / "hosts.lua", work / "hosts.txt", work / "etc-hosts"
+    script.write_text(WRK_SCRIPT)
+    hosts.write_text("".join(f"mta-sts.d{i}.example.com\n" for i in range(SPREAD)))
+    etc_hosts.write_text(f"127.0.0.1 localhost\n{ADDRESS} {NAME}\n")
+    wrk = ["wrk", "-t1", "-c16", f"-d{duration}s", "--latency", "-s", str(script)]
+    wrk.append(f"https://{NAME}:{port}{PATH}")
+    argv = [
+        "unshare",
+        "--mount",
+        "sh",
+        "-c",
+        f'mount --bind {etc_hosts} /etc/hosts && exec "$@"',
+        "-",
+        *pinned(wrk, 1),
+    ]
+    env = {**os.environ, "HOSTS_FILE": str(hosts), "CONN_CLOSE": "1" if close else "0"}
+    out = subprocess.run(
+        argv, env=env, capture_output=True, text=True, check=True, timeout=duration + 60
+    ).stdout
+    if "Requests/sec" not in out or re.search(r"Socket errors", out):
+        raise RuntimeError(f"wrk failed:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{non2xx.group(1)} answers were not 200:\n{out}")
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    latency = {
+        p: float(v) * units[u]
+        for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
+    }
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return Load(rps, latency["50"], latency["99"], 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds per measurement")
+    args = parser.parse_args()
+    print(
+        f"mtasts-host end to end through TLS proxies, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"{os.cpu_count()} cores; {DOMAINS:,} domains, requests spread over {SPREAD:,}; "
+        f"16 connections; median of {args.rounds} rounds of {args.duration} s"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        config = write_config(work / "config.yaml", DOMAINS)
+        certs = work / "certs"
+        certs.mkdir()
+        cert = trustme.CA().issue_cert(NAME)
+        cert.private_key_pem.write_to_path(str(certs / f"{NAME}.key"))
+        (certs / f"{NAME}.crt").write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
+        policies_as_files(config, work / "static")
+        upstream = free_port()
+        ports = {name: free_port() for name in ("static", "shipped", "caddy")}
+        shipped = shipped_site(work, certs, ("127.0.0.1", upstream), ADDRESS, ports["shipped"])
+        static = static_site(
+            shipped_site(work, certs, ("127.0.0.1", upstream), ADDRESS, ports["static"]),
+            work / "static",
+        )
+        plan = [
+            ("nginx, static files", "keep-alive"),
+            ("nginx -> mtasts-host, shipped config", "keep-alive"),
+            ("nginx, static files", "new TLS connection per request"),
+            ("nginx -> mtasts-host, shipped config", "new TLS connection per request"),
+            ("Caddy -> mtasts-host, shipped config", "new TLS connection per request"),
+        ]
+        port_of = {
+            "nginx, static files": ports["static"],
+            "nginx -> mtasts-host, shipped config": ports["shipped"],
+            "Caddy -> mtasts-host, shipped config": ports["caddy"],
+        }
+        runs: dict[tuple[str, str], list[Load]] = {key: [] for key in plan}
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(server(mtasts_argv(config, upstream), upstream, cwd=ROOT))
+            for name, site in (("static", static), ("shipped", shipped)):
+                argv = _nginx(work / f"nginx-{name}", site)
+                stack.enter_context(server(argv, ports[name]))
+            stack.enter_context(caddy(work / "caddy", upstream, ports["caddy"]))
+            for name, mode in plan:  # a first pass fills caches and gets Caddy's certificate
+                wrk_tls(port_of[name], work, duration=1, close=mode != "keep-alive")
+            for _ in range(args.rounds):
+                for name, mode in plan:
+                    close = mode != "keep-alive"
+                    runs[name, mode].append(
+                        wrk_tls(port_of[name], work, duration=args.duration, close=close)
+                    )
+    results = {
+        key: Load(
+            statistics.median(r.rps for r in loads),
+            statistics.median(r.p50_ms for r in loads),
+            statistics.median(r.p99_ms for r in loads),
+            0,
+        )
+        for key, loads in runs.items()
+    }
+    row("", "requests/s", "p50 ms", "p99 ms")
+    for (name, mode), load in results.items():
+        row(f"{name}, {mode}", f"{load.rps:,.0f}", f"{load.p50_ms:.2f}", f"{load.p99_ms:.2f}")
+    print("\n  ratios to static nginx, throughput (target >= 0.95)")
+    for name, mode in plan:
+        base = results["nginx, static files", mode]
+        if name != "nginx, static files":
+            row(f"{name}, {mode}", f"{results[name, mode].rps / base.rps:.2f}")
+
+
+if __name__ == "__main__":
+    main()
