@@ -28,7 +28,8 @@ import trustme
 from bench.run import PATH, ROOT, WRK_SCRIPT, Load, mtasts_argv, pinned, row, server, write_config
 from mtasts_host.config import load_config
 from mtasts_host.store import build_snapshot
-from tests.nginx import shipped_site
+from tests.caddy import shipped_caddy
+from tests.nginx import nginx_argv, shipped_site
 from tests.processes import free_port, wait_for_port
 
 ADDRESS = "127.0.0.1"
@@ -39,21 +40,7 @@ SPREAD = 1_000
 
 def _nginx(work: Path, site: str) -> list[str]:
     work.mkdir()
-    (work / "site.conf").write_text(site)
-    (work / "nginx.conf").write_text(f"""
-        user root;
-        worker_processes 1;
-        pid {work}/nginx.pid;
-        error_log {work}/error.log;
-        events {{ worker_connections 1024; }}
-        http {{
-            access_log off;
-            client_body_temp_path {work}/c; proxy_temp_path {work}/p;
-            fastcgi_temp_path {work}/f; uwsgi_temp_path {work}/u; scgi_temp_path {work}/s;
-            include {work}/site.conf;
-        }}
-    """)
-    return ["nginx", "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"]
+    return nginx_argv(work, site, connections=1024, access_log=False)
 
 
 def static_site(shipped: str, root: Path) -> str:
@@ -79,30 +66,14 @@ def policies_as_files(config: Path, root: Path) -> None:
         (directory / "mta-sts.txt").write_bytes(served.body)
 
 
-def caddy_argv(work: Path, upstream: int, port: int) -> tuple[list[str], dict[str, str]]:
-    work.mkdir()
-    caddyfile = (ROOT / "deploy" / "caddy" / "Caddyfile").read_text()
-    globals_ = (
-        f"\n\tlocal_certs\n\tskip_install_trust\n\tadmin off\n\tdefault_bind {ADDRESS}\n"
-        f"\thttps_port {port}\n\tstorage file_system {work / 'storage'}\n\tlog {{\n"
-        "\t\tlevel ERROR\n\t}\n"
-    )
-    (work / "Caddyfile").write_text(caddyfile.replace("\n{\n", "\n{\n" + globals_, 1))
-    env = {
-        **os.environ,
-        "MTASTS_HOST_UPSTREAM": f"127.0.0.1:{upstream}",
-        "HOME": str(work),
-        "XDG_DATA_HOME": str(work / "data"),
-        "XDG_CONFIG_HOME": str(work / "config"),
-    }
-    return ["caddy", "run", "--config", str(work / "Caddyfile"), "--adapter", "caddyfile"], env
-
-
 @contextlib.contextmanager
 def caddy(work: Path, upstream: int, port: int) -> Iterator[None]:
-    argv, env = caddy_argv(work, upstream, port)
+    argv, env = shipped_caddy(work, upstream, ADDRESS, https_port=port)
     process = subprocess.Popen(
-        pinned(argv, 0), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        pinned(argv, 0),
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(ADDRESS, port, process)

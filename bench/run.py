@@ -34,7 +34,8 @@ from pathlib import Path
 from bench import reload
 from mtasts_host.config import load_config
 from mtasts_host.store import build_snapshot
-from tests.processes import free_port, serve_argv, wait_for_port
+from tests.nginx import nginx_argv
+from tests.processes import free_port, granian_argv, serve_argv, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -146,25 +147,6 @@ def mtasts_argv(config: Path, port: int) -> list[str]:
     return serve_argv(config, port, "--no-access-log")
 
 
-def granian_argv(port: int) -> list[str]:
-    """mtasts_host.asgi:app under granian, one worker, as uvicorn runs it for serve."""
-    return [
-        str(Path(PYTHON).parent / "granian"),
-        "--interface",
-        "asgi",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-ws",
-        "--log-level",
-        "warning",
-        "mtasts_host.asgi:app",
-    ]
-
-
 def floor_argv(port: int) -> list[str]:
     return [
         PYTHON,
@@ -190,29 +172,19 @@ def nginx_site(work: Path, config: Path, port: int) -> list[str]:
         directory = root / f"mta-sts.{domain}" / ".well-known"
         directory.mkdir(parents=True)
         (directory / "mta-sts.txt").write_bytes(served.body)
-    (work / "nginx.conf").write_text(f"""
-        user root;
-        worker_processes 1;
-        pid {work}/nginx.pid;
-        error_log {work}/error.log;
-        events {{ worker_connections 1024; }}
-        http {{
-            access_log off;
-            client_body_temp_path {work}/c; proxy_temp_path {work}/p;
-            fastcgi_temp_path {work}/f; uwsgi_temp_path {work}/u; scgi_temp_path {work}/s;
-            server {{
-                listen 127.0.0.1:{port};
-                root {root}/$host;
-                location = {PATH} {{
-                    default_type "text/plain; charset=utf-8";
-                    add_header Cache-Control "max-age=60";
-                    add_header X-Content-Type-Options nosniff;
-                    etag off;
-                }}
+    http = f"""
+        server {{
+            listen 127.0.0.1:{port};
+            root {root}/$host;
+            location = {PATH} {{
+                default_type "text/plain; charset=utf-8";
+                add_header Cache-Control "max-age=60";
+                add_header X-Content-Type-Options nosniff;
+                etag off;
             }}
         }}
-    """)
-    return ["nginx", "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"]
+    """
+    return nginx_argv(work, http, connections=1024, access_log=False)
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:

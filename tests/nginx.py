@@ -29,6 +29,28 @@ def shipped_site(tmp: Path, certs: Path, upstream: tuple[str, int], address: str
     return site
 
 
+def nginx_argv(tmp: Path, http: str, connections: int = 512, access_log: bool = True) -> list[str]:
+    """Write an nginx.conf under ``tmp`` around ``http`` (the http block's servers); its argv."""
+    user = "user root;" if os.geteuid() == 0 else ""  # else workers could not read the keys
+    log = f"{tmp}/access.log" if access_log else "off"
+    (tmp / "nginx.conf").write_text(
+        f"""
+        {user}
+        worker_processes 1;
+        pid {tmp}/nginx.pid;
+        error_log {tmp}/error.log;
+        events {{ worker_connections {connections}; }}
+        http {{
+            access_log {log};
+            client_body_temp_path {tmp}/client; proxy_temp_path {tmp}/proxy;
+            fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+            {http}
+        }}
+        """
+    )
+    return ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]
+
+
 @contextlib.contextmanager
 def nginx(
     tmp: Path,
@@ -45,23 +67,6 @@ def nginx(
     """
     tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "site.conf").write_text(shipped_site(tmp, certs, upstream, address, port))
-    user = "user root;" if os.geteuid() == 0 else ""  # else workers could not read the keys
-    (tmp / "nginx.conf").write_text(
-        f"""
-        {user}
-        worker_processes 1;
-        pid {tmp}/nginx.pid;
-        error_log {tmp}/error.log;
-        events {{ worker_connections {connections}; }}
-        http {{
-            access_log {tmp}/access.log;
-            client_body_temp_path {tmp}/client; proxy_temp_path {tmp}/proxy;
-            fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-            include {tmp}/site.conf;
-            {extra}
-        }}
-        """
-    )
-    argv = ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]
+    argv = nginx_argv(tmp, f"include {tmp}/site.conf;\n{extra}", connections)
     with running(argv, tmp / "nginx.log", address, port):
         yield tmp

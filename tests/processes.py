@@ -116,6 +116,25 @@ def serve_argv(config: Path, port: int, *extra: str) -> list[str]:
     ]
 
 
+def granian_argv(port: int) -> list[str]:
+    """``mtasts_host.asgi:app`` under granian on 127.0.0.1:port, one worker, as serve runs."""
+    return [
+        str(Path(PYTHON).parent / "granian"),
+        "--interface",
+        "asgi",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "mtasts_host.asgi:app",
+    ]
+
+
 def logged(process: Process, text: str, times: int = 1) -> bool:
     """Whether the process's output holds ``text`` at least ``times`` times."""
     return process.output().count(text) >= times

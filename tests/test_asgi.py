@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -16,23 +15,12 @@ from pathlib import Path
 import pytest
 
 from .conftest import BODY_D, CONFIG_D, INVALID_CONFIG, WriteConfig, wait_until
-from .processes import PYTHON, free_port, running
+from .processes import PYTHON, free_port, granian_argv, running
 from .rawhttp import POLICY_PATH, serves
 
 SERVERS: dict[str, Callable[[int], list[str]]] = {
     "uvicorn": lambda port: [PYTHON, "-m", "uvicorn", "mtasts_host.asgi:app", "--port", str(port)],
-    "granian": lambda port: [
-        str(Path(sys.executable).parent / "granian"),
-        "--interface",
-        "asgi",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "mtasts_host.asgi:app",
-    ],
+    "granian": granian_argv,
     "hypercorn": lambda port: [
         PYTHON,
         "-m",

@@ -26,6 +26,7 @@ from kubernetes_validate import validate as kubernetes_validate
 from mtasts_host.cli import main
 from mtasts_host.config import parse_config
 
+from .caddy import shipped_caddy
 from .clients import CADDY_ADDRESS, CLIENTS, NGINX_ADDRESS, assert_accepted, fetch_with_client
 from .conftest import BODY_D, CONFIG_D, SEVERAL, WriteConfig, wait_until
 from .dnsserver import NAMESERVER, dns_server, zone_for
@@ -106,15 +107,6 @@ def test_nginx_gives_no_certificate_to_other_names(nginx: Path) -> None:
 
 # -- Caddy -----------------------------------------------------------------------------------
 
-# Test-only global options: Caddy's internal CA instead of ACME, no admin API, our address.
-_CADDY_TEST_GLOBALS = """
-	local_certs
-	skip_install_trust
-	admin off
-	default_bind {address}
-	storage file_system {storage}
-"""
-
 
 @pytest.fixture(scope="module")
 def caddy(
@@ -123,17 +115,7 @@ def caddy(
     """Caddy running deploy/caddy/Caddyfile with on-demand TLS from its internal CA."""
     _, upstream = policies
     tmp = tmp_path_factory.mktemp("caddy")
-    caddyfile = (DEPLOY / "caddy" / "Caddyfile").read_text()
-    globals_ = _CADDY_TEST_GLOBALS.format(address=CADDY_ADDRESS, storage=tmp / "storage")
-    assert caddyfile.count("\n{\n") == 1
-    (tmp / "Caddyfile").write_text(caddyfile.replace("\n{\n", "\n{\n" + globals_, 1))
-    env = {
-        "MTASTS_HOST_UPSTREAM": f"127.0.0.1:{upstream.port}",
-        "HOME": str(tmp),
-        "XDG_DATA_HOME": str(tmp / "data"),
-        "XDG_CONFIG_HOME": str(tmp / "config"),
-    }
-    argv = ["caddy", "run", "--config", str(tmp / "Caddyfile"), "--adapter", "caddyfile"]
+    argv, env = shipped_caddy(tmp, upstream.port, CADDY_ADDRESS)
     with running(argv, tmp / "caddy.log", CADDY_ADDRESS, 443, env=env) as process:
         root = tmp / "storage" / "pki" / "authorities" / "local" / "root.crt"
         wait_until(root.exists, timeout=20)
