@@ -3,6 +3,7 @@
 from .body import MAX_REPORT_SIZE, MAX_WIRE_SIZE, TooLarge
 from .command import ingest_command, summary_command
 from .intake import Intake
+from .parse import parse_report
 from .report import (
     BadReport,
     FailureDetail,
@@ -10,7 +11,6 @@ from .report import (
     PolicyType,
     Report,
     ResultType,
-    parse_report,
 )
 from .service import Reports, read_summaries
 from .settings import ReportsSettings, Thresholds

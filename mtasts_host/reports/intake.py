@@ -14,8 +14,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from .body import MAX_REPORT_SIZE, TooLarge, is_gzip, report_text
-from .report import BadReport, Report, parse_report
-from .store import DAY, Outcome, ReportStore, StoreUnavailable
+from .parse import parse_report
+from .report import BadReport, Report
+from .rows import DAY
+from .store import Outcome, ReportStore, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -24,8 +24,9 @@ from ..store import PolicyStore
 from . import metrics, page
 from .http import IntakeEndpoint
 from .intake import Intake
+from .rows import DAY
 from .settings import DEFAULT_THRESHOLDS, ReportsSettings, Thresholds
-from .store import DAY, ReportStore, StoreUnavailable, open_store
+from .store import ReportStore, StoreUnavailable, open_store
 from .summary import DomainSummary, since_day, summarize
 
 logger = logging.getLogger(__name__)

@@ -10,13 +10,11 @@ import contextlib
 import enum
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import schema
 from .report import Report
-
-DAY = 86_400
+from .rows import FailureTotals, SessionCounts, Totals, report_day
 
 
 class StoreUnavailable(Exception):
@@ -30,49 +28,6 @@ class Outcome(enum.Enum):
     """Stored now, raw and counted."""
     DUPLICATE = "duplicate"
     """Already stored: the same ``organization-name`` and ``report-id``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Totals:
-    """The sessions of one domain and policy type reported by one organisation on one day."""
-
-    domain: str
-    policy_type: str
-    organization: str
-    day: int
-    """The UTC day the reports cover (days since 1970-01-01): the day of their end."""
-    reports: int
-    successful: int
-    failed: int
-
-
-@dataclass(frozen=True, slots=True)
-class FailureTotals:
-    """Failed sessions of one domain and policy type, by day, result type and MX host."""
-
-    domain: str
-    policy_type: str
-    day: int
-    result_type: str
-    mx: str
-    """``receiving-mx-hostname``, or ``""`` where the sender left it out."""
-    sessions: int
-
-
-@dataclass(frozen=True, slots=True)
-class SessionCounts:
-    """All stored STS sessions of one domain, by result, and when its last report came."""
-
-    domain: str
-    successful: int
-    failures: dict[str, int]
-    last_received: int
-
-
-def report_day(report: Report) -> int:
-    """The UTC day a report covers: the day of its last second."""
-    start, end = int(report.start.timestamp()), int(report.end.timestamp())
-    return max(start, end - 1) // DAY
 
 
 class Connection(Protocol):

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 from ..policy import Mode
 from .report import PolicyType
+from .rows import FailureTotals, Totals
 from .settings import DEFAULT_THRESHOLDS, Thresholds
-from .store import FailureTotals, Totals
 
 UNREPORTED_MX = "(not reported)"
 """The ``failures_by_mx`` key for failures whose sender gave no ``receiving-mx-hostname``."""

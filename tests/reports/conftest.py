@@ -26,7 +26,8 @@ from starlette.types import ASGIApp
 from mtasts_host.app import PolicyApp
 from mtasts_host.config import parse_config
 from mtasts_host.reports import Reports, ReportsSettings
-from mtasts_host.reports.store import DAY, ReportStore, open_store
+from mtasts_host.reports.rows import DAY
+from mtasts_host.reports.store import ReportStore, open_store
 from mtasts_host.store import PolicyStore
 
 FIXTURES = Path(__file__).parent / "fixtures"

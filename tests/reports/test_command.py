@@ -12,7 +12,7 @@ import pytest
 from mtasts_host.policy import Mode
 from mtasts_host.reports import ReportsSettings, ingest_command, summary_command
 from mtasts_host.reports.command import EX_UNAVAILABLE
-from mtasts_host.reports.store import DAY
+from mtasts_host.reports.rows import DAY
 
 from .conftest import encode, recent, report
 

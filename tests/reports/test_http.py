@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from mtasts_host.reports import MAX_WIRE_SIZE, Reports
-from mtasts_host.reports.store import DAY
+from mtasts_host.reports.rows import DAY
 
 from .conftest import NOW, TODAY, bomb, encode, fixture, report, reports_app
 

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 from mtasts_host.policy import Mode
 from mtasts_host.reports.page import chart, render_page
-from mtasts_host.reports.store import FailureTotals, Totals
+from mtasts_host.reports.rows import FailureTotals, Totals
 from mtasts_host.reports.summary import Day, summarize
 
 from .conftest import NOW, TODAY

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mtasts_host.reports.report import BadReport, PolicyType, ResultType, parse_report
+from mtasts_host.reports.parse import parse_report
+from mtasts_host.reports.report import BadReport, PolicyType, ResultType
 
 from .conftest import fixture, report
 

@@ -12,17 +12,10 @@ from typing import Any
 import pytest
 
 from mtasts_host.reports import schema
-from mtasts_host.reports.report import parse_report
+from mtasts_host.reports.parse import parse_report
+from mtasts_host.reports.rows import DAY, FailureTotals, Totals
 from mtasts_host.reports.sqlite import SQLiteStore
-from mtasts_host.reports.store import (
-    DAY,
-    FailureTotals,
-    Outcome,
-    ReportStore,
-    StoreUnavailable,
-    Totals,
-    open_store,
-)
+from mtasts_host.reports.store import Outcome, ReportStore, StoreUnavailable, open_store
 
 from .conftest import NOW, TODAY, encode, fixture, report
 

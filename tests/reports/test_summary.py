@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mtasts_host.policy import Mode
+from mtasts_host.reports.rows import FailureTotals, Totals
 from mtasts_host.reports.settings import Thresholds
-from mtasts_host.reports.store import FailureTotals, Totals
 from mtasts_host.reports.summary import (
     UNREPORTED_MX,
     Day,

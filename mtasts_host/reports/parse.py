@@ -1,0 +1,212 @@
+"""
+Parse the JSON text of an RFC 8460 report into a ``Report``: lenient where real senders
+deviate from the RFC (time zones, ``mx-host`` as a string, packed TLSA policies), strict where
+counts matter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import names
+from .report import (
+    _POLICY_TYPES,
+    _RESULT_TYPES,
+    MAX_COUNT,
+    BadReport,
+    FailureDetail,
+    PolicyResult,
+    PolicyType,
+    Report,
+    ResultType,
+)
+
+
+def parse_report(data: bytes) -> Report:
+    """
+    Parse the JSON text of a report (already decompressed).
+
+    Raises:
+        BadReport: the text is not JSON, or a required field is missing or a count is not a
+            non-negative integer; the message names the field.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]  # a BOM, which json refuses and a few Windows tools write
+    try:
+        document = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadReport(f"not JSON: {_one_line(exc)}") from exc
+    top = _mapping(document, "the report")
+    organization, report_id = _name(top, "organization-name"), _name(top, "report-id")
+    dates = _mapping(_required(top, "date-range", ""), "date-range")
+    start = _datetime(
+        _required(dates, "start-datetime", "date-range."), "date-range.start-datetime"
+    )
+    end = _datetime(_required(dates, "end-datetime", "date-range."), "date-range.end-datetime")
+    if end < start:
+        raise BadReport("date-range: end-datetime is before start-datetime")
+    policies = _required(top, "policies", "")
+    if not isinstance(policies, list):
+        raise BadReport(f"policies: expected an array, got {_kind(policies)}")
+    return Report(
+        organization_name=organization,
+        report_id=report_id,
+        start=start,
+        end=end,
+        policies=tuple(_policy(entry, f"policies[{n}]") for n, entry in enumerate(policies)),
+        contact_info=_optional_text(top.get("contact-info")),
+    )
+
+
+def _policy(entry: object, where: str) -> PolicyResult:
+    entry = _mapping(entry, where)
+    policy = _mapping(_required(entry, "policy", f"{where}."), f"{where}.policy")
+    summary = _mapping(_required(entry, "summary", f"{where}."), f"{where}.summary")
+    kind = _text(
+        _required(policy, "policy-type", f"{where}.policy."), f"{where}.policy.policy-type"
+    )
+    domain = _text(
+        _required(policy, "policy-domain", f"{where}.policy."), f"{where}.policy.policy-domain"
+    )
+    details = entry.get("failure-details")
+    if details is None:
+        details = []
+    if not isinstance(details, list):
+        raise BadReport(f"{where}.failure-details: expected an array, got {_kind(details)}")
+    return PolicyResult(
+        policy_type=_POLICY_TYPES.get(kind.strip().lower(), PolicyType.OTHER),
+        domain=_domain(domain),
+        successful=_count(summary, "total-successful-session-count", f"{where}.summary"),
+        failed=_count(summary, "total-failure-session-count", f"{where}.summary"),
+        failures=tuple(
+            _failure(detail, f"{where}.failure-details[{n}]") for n, detail in enumerate(details)
+        ),
+        # Some senders pack a TLSA policy into one string; Appendix B gives mx-host as one.
+        policy_strings=_strings(policy.get("policy-string")),
+        mx_hosts=_strings(policy.get("mx-host")),
+    )
+
+
+def _failure(detail: object, where: str) -> FailureDetail:
+    detail = _mapping(detail, where)
+    reported = _text(_required(detail, "result-type", f"{where}."), f"{where}.result-type")
+    return FailureDetail(
+        result_type=_RESULT_TYPES.get(reported.strip().lower(), ResultType.OTHER),
+        reported_type=reported,
+        sessions=_count(detail, "failed-session-count", where),
+        sending_mta_ip=_optional_text(detail.get("sending-mta-ip")),
+        receiving_mx_hostname=_optional_host(detail.get("receiving-mx-hostname")),
+        receiving_mx_helo=_optional_text(detail.get("receiving-mx-helo")),
+        receiving_ip=_optional_text(detail.get("receiving-ip")),
+        # The RFC's example says additional-info-uri where its schema says
+        # additional-information; senders use both.
+        additional_information=_optional_text(
+            detail.get("additional-information", detail.get("additional-info-uri"))
+        ),
+        failure_reason_code=_optional_text(detail.get("failure-reason-code")),
+    )
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise BadReport(f"{where}: expected an object, got {_kind(value)}")
+    return value
+
+
+def _required(container: Mapping[str, Any], key: str, prefix: str) -> object:
+    if key not in container or container[key] is None:
+        raise BadReport(f"{prefix}{key}: missing")
+    return container[key]
+
+
+def _clean(text: str) -> str:
+    # Text goes into SQL columns: PostgreSQL refuses NUL, and a lone surrogate from a
+    # "\ud800" escape is not UTF-8 at all.
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise BadReport(f"{where}: expected a string, got {_kind(value)}")
+    return _clean(value)
+
+
+def _name(top: Mapping[str, Any], key: str) -> str:
+    text = _text(_required(top, key, ""), key)
+    if not text.strip():
+        raise BadReport(f"{key}: empty")
+    return text
+
+
+def _optional_text(value: object) -> str | None:
+    # Lenient: null, "" and values of other types (a number for a reason code) all occur.
+    if value is None or value == "" or isinstance(value, dict | list):
+        return None
+    return _clean(value if isinstance(value, str) else json.dumps(value))
+
+
+def _optional_host(value: object) -> str | None:
+    text = _optional_text(value)
+    return None if text is None else text.strip().lower().rstrip(".") or None
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (_clean(value),) if value else ()
+    if isinstance(value, list):
+        return tuple(_clean(item) for item in value if isinstance(item, str))
+    return ()
+
+
+def _domain(text: str) -> str:
+    name = text.strip().lower().rstrip(".")
+    try:
+        return names.host_name(name)
+    except ValueError:
+        return name  # kept as written: it matches no configured domain, so is never counted
+
+
+def _count(container: Mapping[str, Any], key: str, where: str) -> int:
+    value = _required(container, key, f"{where}.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        shown = json.dumps(value)
+        if len(shown) > 40:
+            shown = shown[:37] + "..."
+        raise BadReport(f"{where}.{key}: expected a non-negative integer, got {shown}")
+    return value
+
+
+def _datetime(value: object, where: str) -> datetime:
+    text = _text(value, where).strip().upper()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadReport(f"{where}: expected an RFC 3339 date-time, got {text[:40]!r}") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)  # Microsoft sends them without a zone, meaning UTC
+    return moment.astimezone(UTC)
