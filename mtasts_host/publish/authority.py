@@ -65,13 +65,15 @@ def server(host: str, port: int) -> Server:
     return Server(address, port, "" if address == host else host)
 
 
-def ask(where: Server, name: str, rdtype: str, timeout: float = TIMEOUT) -> dns.message.Message:
+def ask(where: Server, name: str, rdtype: str, timeout: float | None = None) -> dns.message.Message:
     """
-    One query to ``where``, without recursion, over UDP (TCP if truncated).
+    One query to ``where``, without recursion, over UDP (TCP if truncated), for at most
+    ``timeout`` seconds (``TIMEOUT`` by default).
 
     Raises:
         Unreachable: no answer in time, or the connection was refused.
     """
+    timeout = TIMEOUT if timeout is None else timeout
     query = dns.message.make_query(name, rdtype)
     query.flags &= ~dns.flags.RD
     try:
@@ -98,22 +100,34 @@ def _text(name: dns.name.Name) -> str:
 def zone_of(where: Server, name: str) -> str:
     """
     The zone that holds ``name`` on ``where``: the owner of the SOA record its answer for
-    ``name SOA`` carries (in the answer at an apex, else in the authority section).
+    ``name SOA`` carries (in the answer at an apex, else in the authority section). A name
+    that holds a CNAME is no apex, and the server's answer follows the CNAME, so its parent
+    is asked instead.
 
     Raises:
         DnsError: the server is not authoritative for any zone holding ``name``.
     """
-    response = ask(where, name, "SOA")
-    rcode = response.rcode()
-    if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) and response.flags & dns.flags.AA:
-        for rrset in (*response.answer, *response.authority):
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return _text(rrset.name)
+    asked = dns.name.from_text(name)
+    while True:
+        response = ask(where, asked.to_text(), "SOA")
+        rcode = response.rcode()
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            break
+        if any(r.name == asked and r.rdtype == dns.rdatatype.CNAME for r in response.answer):
+            if asked.parent() == dns.name.root:
+                break
+            asked = asked.parent()
+            continue
+        if response.flags & dns.flags.AA:
+            for rrset in (*response.answer, *response.authority):
+                if rrset.rdtype == dns.rdatatype.SOA:
+                    return _text(rrset.name)
+        break
     why = dns.rcode.to_text(rcode) if rcode != dns.rcode.NOERROR else "no SOA in its answer"
     raise DnsError(f"zone not found for {name} at {where} ({why})")
 
 
-def read(where: Server, name: str, rdtype: str, timeout: float = TIMEOUT) -> Current | None:
+def read(where: Server, name: str, rdtype: str, timeout: float | None = None) -> Current | None:
     """
     What ``where`` holds at ``name``: the RRset of ``rdtype``, or a CNAME there, or (for a
     wanted CNAME) a TXT RRset it would replace; None if there is nothing of the kind.

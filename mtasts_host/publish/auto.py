@@ -158,7 +158,7 @@ class AutoPublisher:
                 if outcome.written:
                     at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                     logger.info(
-                        "publish: published %s at %s",
+                        "publish: %s published at %s",
                         ", ".join(f"{r.name} {r.type}" for r in outcome.written),
                         at,
                     )

@@ -31,8 +31,8 @@ class Sighting:
     domain: str
     url: str
     served_since: float | None
-    """``time.monotonic()`` of the first fetch of the streak that showed the new body; None
-    if it was not served within the timeout."""
+    """``time.monotonic()`` when the first answer of the streak that showed the new body
+    came in; None if it was not served within the timeout."""
     problem: str | None = None
     """Why not, in words."""
 
@@ -46,7 +46,7 @@ def await_body(
     timeout: float,
     stop: threading.Event | None = None,
     streak: int = STREAK,
-    interval: float = INTERVAL,
+    interval: float | None = None,
 ) -> Sighting:
     """
     Fetch ``url`` until it gives ``body`` ``streak`` times in a row, for at most ``timeout``
@@ -54,19 +54,20 @@ def await_body(
     the old body, so caches may still fill with it from that moment.
     """
     stop = stop or threading.Event()
+    interval = INTERVAL if interval is None else interval
     deadline = time.monotonic() + timeout
     seen = 0
     since = 0.0
     last = "nothing fetched"
     while True:
-        began = time.monotonic()
         try:
             served = fetch(url)
         except FetchError as exc:
             seen, last = 0, str(exc)
         else:
             if served == body:
-                since = began if seen == 0 else since
+                # Counted from the answer's arrival: later than the moment it left the server.
+                since = time.monotonic() if seen == 0 else since
                 seen += 1
                 if seen >= streak:
                     return Sighting(domain, url, since)
@@ -74,9 +75,10 @@ def await_body(
                 seen, last = 0, f"it serves id {policy_id(served)}"
         if time.monotonic() + interval > deadline or stop.wait(interval):
             break
+    after = "before the run was stopped" if stop.is_set() else f"after {timeout:g} s"
     problem = (
         f"{domain}: the new policy (id {policy_id(body)}) is not served at {url} "
-        f"after {timeout:g} s ({last}); nothing changed for {domain}"
+        f"{after} ({last}); nothing changed for {domain}"
     )
     return Sighting(domain, url, None, problem)
 

@@ -22,7 +22,8 @@ import dns.tsig
 import dns.update
 
 from .. import tsigkey
-from .authority import TIMEOUT, Server
+from . import authority
+from .authority import Server
 from .backend import Applied, Result
 from .plan import Change
 
@@ -86,7 +87,9 @@ class Rfc2136:
         server = self.server
         refused = f"TSIG key refused by {server} for zone {zone}"
         try:
-            response = dns.query.tcp(update, server.address, port=server.port, timeout=TIMEOUT)
+            response = dns.query.tcp(
+                update, server.address, port=server.port, timeout=authority.TIMEOUT
+            )
         except dns.tsig.PeerBadKey:
             return Applied(Result.REFUSED, f"{refused}: the server does not accept this key")
         except dns.tsig.PeerError as exc:

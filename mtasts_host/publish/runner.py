@@ -152,7 +152,7 @@ class _Run:
             if result in (Result.DONE, None):
                 settled.add(change.record)
         if written:
-            settled &= self.read_back(plan)
+            settled = self.read_back([c for c in plan if c.record in settled])
         self.output.info(f"changed {len(written)} of {len(plan)} records")
         return Outcome(plan, tuple(self.problems), tuple(written), frozenset(settled))
 
@@ -185,9 +185,11 @@ class _Run:
         assert settings is not None
         domains = list(dict.fromkeys(d for c in pending if c.guarded for d in c.wanted.domains))
         if domains:
+            url = settings.verify_url
+            if len(domains) == 1:
+                url = guard.url_for(url, domains[0])
             self.output.info(
-                f"waiting for {settings.verify_url} to serve the new policies of "
-                f"{', '.join(domains)}"
+                f"waiting for the new policies of {', '.join(domains)} to be served at {url}"
             )
         with ThreadPoolExecutor(max(1, min(_VERIFIERS, len(domains)))) as pool:
             sightings = {s.domain: s for s in pool.map(self.sight, domains)}
@@ -233,7 +235,7 @@ class _Run:
                 return self.judge(change, now)
         applied = self.backend.apply(change, zone)
         if applied.result is Result.DONE:
-            self.output.info(f"published {change.line()}")
+            self.output.info(f"published {_shown(change.record)}")
             return Result.DONE
         if applied.result is Result.PREREQUISITE:
             try:
@@ -252,7 +254,7 @@ class _Run:
         """The record changed since it was read: fine if it now holds the wanted value."""
         record = change.record
         if now is not None and holds(now, record):
-            self.output.info(f"already published (by another run) {change.line()}")
+            self.output.info(f"already published (by another run): {_shown(record)}")
             return None
         before = change.current.show() if change.current else "nothing"
         after = now.show() if now else "nothing"
@@ -264,8 +266,8 @@ class _Run:
         return Result.PREREQUISITE
 
     def read_back(self, plan: Sequence[Change]) -> set[dns.Record]:
-        """Step 4: every record read again, at the server and at the zone's other name
-        servers; the records the server holds as wanted."""
+        """Step 4: the records of ``plan`` read again, at the server and at the zone's other
+        name servers; those the server holds as wanted."""
         settled = set()
         others: dict[str, list[Server]] = {}
         unreachable: set[Server] = set()
@@ -281,7 +283,7 @@ class _Run:
                 self.problem(f"{record.name} {record.type}: cannot read it back: {exc}")
                 continue
             if now is None or not holds(now, record):
-                shown = now.show() if now else "nothing"
+                shown = f"{now.ttl} {now.type} {now.show()}" if now else "nothing"
                 self.problem(f"{record.name} {record.type}: reads back as {shown} at {where}")
                 continue
             settled.add(record)
@@ -304,3 +306,8 @@ class _Run:
         if now is not None and holds(now, record):
             return "ok"
         return "not yet (a zone transfer may be pending)"
+
+
+def _shown(record: dns.Record) -> str:
+    value = f'"{record.value}"' if record.type == "TXT" else record.value
+    return f"{record.name} {record.ttl} {record.type} {value}"

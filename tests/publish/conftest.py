@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mtasts_host.cli import main
+from mtasts_host.config import Config, load_config
+from mtasts_host.publish import authority, guard
+
+from ..processes import free_port
+from .servers import (
+    DNS1,
+    DNS2,
+    POLICY_HOST,
+    ZONES,
+    Dns,
+    PolicyHost,
+    keymgr,
+    knot,
+    policy_host,
+    zone_text,
+)
+
+
+@dataclass(frozen=True)
+class Keys:
+    good: Path
+    """May update the zones."""
+    other: Path
+    """Known to the server, but may not update anything."""
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    directory = tmp_path_factory.mktemp("keys")
+    return Keys(keymgr(directory, "good"), keymgr(directory, "other"))
+
+
+@pytest.fixture(scope="session")
+def secondary(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[Dns]:
+    """ns2.pub.test: the zones as they were at first, never updated (a slow secondary)."""
+    port = free_port(DNS2)
+    zones = {origin: zone_text(origin) for origin in ZONES}
+    tmp = tmp_path_factory.mktemp("secondary")
+    with knot(tmp / "knot", DNS2, port, [keys.good], None, zones):
+        yield Dns(DNS2, port, keys.good)
+
+
+@pytest.fixture
+def server(
+    tmp_path: Path, keys: Keys, secondary: Dns, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Dns]:
+    """
+    ns1.pub.test: knot, authoritative for pub.test and provider.test, updatable with the
+    good key; the publisher asks the other name servers on the secondary's port, waits a
+    second at most for an answer, and fetches a policy every 0.1 s.
+    """
+    monkeypatch.setattr(authority, "NAMESERVER_PORT", secondary.port)
+    monkeypatch.setattr(authority, "TIMEOUT", 1.0)
+    monkeypatch.setattr(guard, "INTERVAL", 0.1)
+    port = free_port(DNS1)
+    zones = {origin: zone_text(origin) for origin in ZONES}
+    with knot(tmp_path / "knot", DNS1, port, [keys.good, keys.other], "good", zones):
+        yield Dns(DNS1, port, keys.good)
+
+
+@pytest.fixture
+def host() -> Iterator[PolicyHost]:
+    with policy_host(POLICY_HOST, free_port(POLICY_HOST)) as serving:
+        yield serving
+
+
+Write = Callable[..., Path]
+
+
+@pytest.fixture
+def write(tmp_path: Path, server: Dns, host: PolicyHost, keys: Keys) -> Write:
+    """
+    Write a config: ``domains`` (YAML lines) and a publish block for the test's servers,
+    with ``publish`` lines added to or replacing its defaults.
+    """
+
+    def write_config(domains: str, *publish: str, key: Path | None = None) -> Path:
+        settings = {
+            "server": f"{server.address}:{server.port}",
+            "tsig_key_file": str(key or keys.good),
+            "verify_url": "http://mta-sts.{domain}/.well-known/mta-sts.txt",
+            "verify_connect": f"{host.address}:{host.port}",
+            "cache_wait": "0",
+            "verify_timeout": "3",
+        }
+        for line in publish:
+            name, _, value = line.partition(":")
+            settings[name.strip()] = value.strip()
+            if name == "command":
+                del settings["tsig_key_file"]
+        block = "".join(f"  {name}: {value}\n" for name, value in settings.items() if value)
+        path = tmp_path / "config.yaml"
+        path.write_text(
+            "defaults: {mode: enforce, dns_ttl: 300}\ndomains:\n"
+            + textwrap.indent(textwrap.dedent(domains).strip() + "\n", "  ")
+            + "publish:\n"
+            + block
+        )
+        return path
+
+    return write_config
+
+
+def serve(host: PolicyHost, path: Path) -> Config:
+    """Have the policy host serve every policy of the config at ``path``, as a reload would."""
+    config = load_config(path)
+    for domain, settings in config.domains.items():
+        host.bodies[f"mta-sts.{domain}"] = settings.policy.render()
+    return config
+
+
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+
+Publish = Callable[..., Ran]
+
+
+@pytest.fixture
+def publish(capsys: pytest.CaptureFixture[str]) -> Publish:
+    """``mtasts-host publish`` run in-process."""
+
+    def run(path: Path, *args: str) -> Ran:
+        capsys.readouterr()
+        code = main(["publish", str(path), *args])
+        captured = capsys.readouterr()
+        return Ran(code, captured.out, captured.err)
+
+    return run

@@ -1,0 +1,207 @@
+"""
+The real servers of the publisher's tests, on loopback addresses of 127.80.0.0/16: knot,
+authoritative for the test zones and taking RFC 2136 updates signed with one key (and not
+with another), and a policy host whose bodies the test changes while it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdataset
+import dns.tsig
+import dns.update
+
+from mtasts_host.tsigkey import read_key_file
+
+from ..processes import running
+
+DNS1 = "127.80.0.1"
+DNS2 = "127.80.0.2"
+"""A second name server of the zones, which never gets the updates."""
+POLICY_HOST = "127.80.1.1"
+ZONES = ("pub.test", "provider.test")
+
+
+def keymgr(directory: Path, name: str) -> Path:
+    """A new TSIG key, written by knot's keymgr as ``directory/name.key``."""
+    path = directory / f"{name}.key"
+    made = subprocess.run(["keymgr", "-t", name, "hmac-sha256"], capture_output=True, check=True)
+    path.write_bytes(made.stdout)
+    return path
+
+
+def _key_section(paths: Sequence[Path]) -> list[str]:
+    lines = ["key:"]
+    for path in paths:
+        key = read_key_file(path)
+        secret = path.read_text().split("secret:")[1].split()[0]
+        lines += [f"  - id: {key.name}", f"    algorithm: {key.algorithm}", f"    secret: {secret}"]
+    return lines
+
+
+def zone_text(origin: str, records: Sequence[str] = ()) -> str:
+    head = [
+        f"$ORIGIN {origin}.",
+        "$TTL 60",
+        f"@ SOA ns1.pub.test. hostmaster.{origin}. 1 3600 600 86400 60",
+        "@ NS ns1.pub.test.",
+        "@ NS ns2.pub.test.",
+    ]
+    if origin == "pub.test":
+        head += [f"ns1 A {DNS1}", f"ns2 A {DNS2}"]
+    return "\n".join([*head, *records]) + "\n"
+
+
+@contextlib.contextmanager
+def knot(
+    tmp: Path,
+    address: str,
+    port: int,
+    keys: Sequence[Path],
+    updater: str | None,
+    zones: Mapping[str, str],
+) -> Iterator[None]:
+    """knotd serving ``zones`` on address:port; knows every key of ``keys``, and lets the
+    key named ``updater`` (only) update the zones, if any."""
+    tmp.mkdir()
+    (tmp / "zones").mkdir()
+    lines = [
+        "server:",
+        f'    rundir: "{tmp}"',
+        f"    listen: {address}@{port}",
+        "log:",
+        "  - target: stderr",
+        "    any: warning",
+        "database:",
+        f'    storage: "{tmp}/db"',
+        *_key_section(keys),
+    ]
+    if updater is not None:
+        lines += ["acl:", "  - id: update", f"    key: {updater}", "    action: update"]
+    lines += [
+        "template:",
+        "  - id: default",
+        f'    storage: "{tmp}/zones"',
+        "    zonefile-sync: -1",
+        "    zonefile-load: whole",
+        "    journal-content: none",
+        *(["    acl: update"] if updater is not None else []),
+        "zone:",
+    ]
+    for origin, text in zones.items():
+        (tmp / "zones" / f"{origin}.zone").write_text(text)
+        lines += [f"  - domain: {origin}", f"    file: {origin}.zone"]
+    (tmp / "knot.conf").write_text("\n".join(lines) + "\n")
+    with running(["knotd", "-c", str(tmp / "knot.conf")], tmp / "knot.log", address, port):
+        yield
+
+
+@dataclass
+class Dns:
+    """The test's view of a knot server: read records, change them behind the back."""
+
+    address: str
+    port: int
+    key_file: Path
+
+    def values(self, name: str, rdtype: str = "TXT") -> list[str]:
+        """The data at ``name`` of ``rdtype`` (or a CNAME there), one unquoted string each."""
+        query = dns.message.make_query(name, rdtype)
+        response = dns.query.tcp(query, self.address, port=self.port, timeout=5)
+        owner = dns.name.from_text(name)
+        found = []
+        for rrset in response.answer:
+            if rrset.name == owner:
+                for rdata in rrset:
+                    strings = getattr(rdata, "strings", None)
+                    text = b"".join(strings).decode() if strings else rdata.to_text()
+                    found.append(text.rstrip("."))
+        return found
+
+    def ttl(self, name: str, rdtype: str = "TXT") -> int:
+        query = dns.message.make_query(name, rdtype)
+        response = dns.query.tcp(query, self.address, port=self.port, timeout=5)
+        return int(response.answer[0].ttl)
+
+    def serial(self, zone: str) -> int:
+        query = dns.message.make_query(zone, "SOA")
+        response = dns.query.tcp(query, self.address, port=self.port, timeout=5)
+        return int(response.answer[0][0].serial)
+
+    def set(self, zone: str, name: str, rdtype: str, *texts: str, ttl: int = 3600) -> None:
+        """Replace the RRset (zone-file syntax for each record), or delete it with none."""
+        key = read_key_file(self.key_file)
+        update = dns.update.UpdateMessage(
+            zone + ".", keyring=dns.tsig.Key(key.name, key.secret, key.algorithm)
+        )
+        owner = dns.name.from_text(name)
+        if texts:
+            update.replace(owner, dns.rdataset.from_text_list("IN", rdtype, ttl, texts))
+        else:
+            update.delete(owner, rdtype)
+        response = dns.query.tcp(update, self.address, port=self.port, timeout=5)
+        assert response.rcode() == 0, response
+
+
+@dataclass
+class PolicyHost:
+    """
+    Serves ``bodies[host]`` at every path, and records each answer: (time.monotonic(), host,
+    body). A stand-in for the policy hosts behind ``verify_url``.
+    """
+
+    address: str
+    port: int
+    bodies: dict[str, bytes] = field(default_factory=dict)
+    served: list[tuple[float, str, bytes]] = field(default_factory=list)
+    on_serve: Callable[[str, bytes], None] | None = None
+    """Called before each answer with the host and the body."""
+
+    def first_served(self, host: str, body: bytes) -> float:
+        """When ``body`` was first served for ``host``."""
+        return min(at for at, name, sent in self.served if name == host and sent == body)
+
+
+@contextlib.contextmanager
+def policy_host(address: str, port: int) -> Iterator[PolicyHost]:
+    host = PolicyHost(address, port)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            name = (self.headers.get("Host") or "").partition(":")[0]
+            body = host.bodies.get(name)
+            if body is None:
+                self.send_error(404)
+                return
+            host.served.append((time.monotonic(), name, body))
+            if host.on_serve is not None:
+                host.on_serve(name, body)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((address, port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="policy-host", daemon=True)
+    thread.start()
+    try:
+        yield host
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

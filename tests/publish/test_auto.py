@@ -1,0 +1,144 @@
+"""The publisher inside ``serve``: after each reload that changes a record, in a thread."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from mtasts_host import dns
+from mtasts_host.config import load_config
+from mtasts_host.publish import AutoPublisher
+from mtasts_host.reload import Reloader
+from mtasts_host.store import PolicyStore
+
+from ..conftest import wait_until
+from ..processes import free_port, running, serve_argv
+from .conftest import Write, serve
+from .servers import Dns, PolicyHost
+
+A = "a.pub.test: {mx: [mx.pub.test]}"
+B = "b.pub.test: {mx: [mx.pub.test]}"
+SERVE_ADDRESS = "127.80.1.2"
+
+
+def _sts(path: Path, domain: str) -> str:
+    (value,) = [r.value for r in dns.records(load_config(path)) if r.name == f"_mta-sts.{domain}"]
+    return value
+
+
+def _metrics(publisher: AutoPublisher) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(publisher)
+    return generate_latest(registry).decode()
+
+
+def test_publishes_at_start_and_after_each_reload(
+    write: Write, host: PolicyHost, server: Dns, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    path = write(A, "auto: true")
+    serve(host, path)
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store)
+    store.listeners.append(publisher.reloaded)
+    assert 'mtasts_dns_id_current{domain="a.pub.test"} 0.0' in _metrics(publisher)
+    publisher.start()
+    try:
+        wait_until(lambda: publisher.runs["success"] == 1, timeout=10)
+        metrics = _metrics(publisher)
+        assert 'mtasts_dns_id_current{domain="a.pub.test"} 1.0' in metrics
+        assert 'mtasts_publish_runs_total{outcome="success"} 1.0' in metrics
+        assert server.values("_mta-sts.a.pub.test") == [_sts(path, "a.pub.test")]
+
+        write(f"{A}\n{B}", "auto: true")
+        assert Reloader(store).reload()
+        # Served by this store now, but not yet by the policy host behind verify_url.
+        assert 'mtasts_dns_id_current{domain="b.pub.test"} 0.0' in _metrics(publisher)
+        threading.Timer(0.5, serve, (host, path)).start()
+        wait_until(lambda: publisher.runs["success"] == 2, timeout=10)
+    finally:
+        publisher.stop()
+    assert server.values("_mta-sts.b.pub.test") == [_sts(path, "b.pub.test")]
+    assert 'mtasts_dns_id_current{domain="b.pub.test"} 1.0' in _metrics(publisher)
+    messages = [r.getMessage() for r in caplog.records if r.name == "mtasts_host.publish.auto"]
+    pending = [m for m in messages if m.startswith("publish: pending")]
+    assert pending == [
+        f"publish: pending after the reload of {path}: _mta-sts.b.pub.test TXT "
+        f"'{_sts(path, 'b.pub.test')}'"
+    ]
+    published = [m for m in messages if " published at " in m]
+    assert [m.partition(" at ")[0] for m in published] == [
+        "publish: _mta-sts.a.pub.test TXT published",
+        "publish: _mta-sts.b.pub.test TXT published",
+    ]
+    assert messages.index(pending[0]) < messages.index(published[1])
+
+
+def test_a_failed_run_is_retried_with_backoff(
+    write: Write, host: PolicyHost, server: Dns, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    path = write(A, "auto: true", "verify_timeout: 1")  # nothing served at first
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store, first_retry=0.2, last_retry=0.4)
+    publisher.start()
+    try:
+        wait_until(lambda: publisher.runs["failure"] >= 2, timeout=10)
+        serve(host, path)
+        wait_until(lambda: publisher.runs["success"] == 1, timeout=10)
+    finally:
+        publisher.stop()
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path, "a.pub.test")]
+    retries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert retries[:2] == [
+        "publish: 1 problem(s); trying again in 0.2 s",
+        "publish: 1 problem(s); trying again in 0.4 s",
+    ]
+
+
+def test_serve_with_auto_follows_the_yaml(
+    write: Write, server: Dns, tmp_path: Path, host: PolicyHost
+) -> None:
+    """The real server: the TXT record follows an edit of the file, after the new body."""
+    port = free_port(SERVE_ADDRESS)
+    extra = ("cache_wait: 2", f"verify_connect: {SERVE_ADDRESS}:{port}", "auto: true")
+    path = write(A, *extra)
+    argv = [*serve_argv(path, port, "--host", SERVE_ADDRESS)]
+    with running(argv, tmp_path / "serve.log", SERVE_ADDRESS, port) as process:
+        wait_until(lambda: server.values("_mta-sts.a.pub.test") != [], timeout=15)
+        assert server.values("_mta-sts.a.pub.test") == [_sts(path, "a.pub.test")]
+        path = write(A.replace("{mx", "{mode: testing, mx"), *extra)
+        wait_until(lambda: server.values("_mta-sts.a.pub.test") == [_sts(path, "a.pub.test")], 15)
+        metrics_url = f"http://{SERVE_ADDRESS}:{port}/metrics"
+
+        def current() -> bool:
+            with urllib.request.urlopen(metrics_url, timeout=5) as answer:
+                text = answer.read().decode()
+            return 'mtasts_dns_id_current{domain="a.pub.test"} 1.0' in text and (
+                'mtasts_publish_runs_total{outcome="success"} 2.0' in text
+            )
+
+        wait_until(current, timeout=20)
+        lines = process.output().splitlines()
+    reloaded = _first(lines, "reloaded ", 0)
+    assert _first(lines, "publish: pending after the reload of", reloaded) > reloaded
+    fetched = _first(lines, 'user_agent="mtasts-host-publish/', reloaded)
+    waited = _first(lines, "publish: the new policies are served; waiting 1 s more", fetched)
+    published = _first(lines, "publish: published _mta-sts.a.pub.test 300 TXT", waited)
+    # cache_wait, counted from the first answer with the new body: the log's clock agrees.
+    assert _when(lines[published]) - _when(lines[fetched]) >= 2.0
+
+
+def _first(lines: list[str], text: str, after: int) -> int:
+    return next(i for i, line in enumerate(lines) if i >= after and text in line)
+
+
+def _when(line: str) -> float:
+    stamp = line.split()[0].removesuffix("Z")
+    return datetime.datetime.fromisoformat(stamp).timestamp()

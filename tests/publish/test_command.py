@@ -1,0 +1,347 @@
+"""``mtasts-host publish`` against a real knot server and a policy host on loopback."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mtasts_host import dns
+from mtasts_host.config import load_config
+from mtasts_host.publish import rfc2136
+from mtasts_host.publish.backend import Applied
+from mtasts_host.publish.plan import Change
+
+from .conftest import Keys, Publish, Write, serve
+from .servers import Dns, PolicyHost
+
+A = "a.pub.test: {mx: [mx.pub.test]}"
+FULL = """
+a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:tlsrpt@pub.test], cname: web.pub.test}
+h1.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}
+h2.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}
+"""
+
+
+def _published(server: Dns, path: Path) -> None:
+    """The DNS holds exactly what ``mtasts-host dns`` prints for the config at ``path``."""
+    for record in dns.records(load_config(path)):
+        assert server.values(record.name, record.type) == [record.value], record
+        assert server.ttl(record.name, record.type) == record.ttl, record
+
+
+def _sts(path: Path, domain: str = "a.pub.test") -> str:
+    (value,) = [r.value for r in dns.records(load_config(path)) if r.name == f"_mta-sts.{domain}"]
+    return value
+
+
+@pytest.fixture
+def updates(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, str]]:
+    """Each RFC 2136 update the publisher sends: when, and for which name."""
+    sent: list[tuple[float, str]] = []
+    apply = rfc2136.Rfc2136.apply
+
+    def recorded(self: rfc2136.Rfc2136, change: Change, zone: str) -> Applied:
+        sent.append((time.monotonic(), change.record.name))
+        return apply(self, change, zone)
+
+    monkeypatch.setattr(rfc2136.Rfc2136, "apply", recorded)
+    return sent
+
+
+def test_first_publication_then_nothing_to_do(
+    write: Write, host: PolicyHost, server: Dns, secondary: Dns, publish: Publish
+) -> None:
+    path = write(FULL)
+    serve(host, path)
+    first = publish(path)
+    assert (first.code, first.err) == (0, "")
+    records = list(dns.records(load_config(path)))
+    created = [line for line in first.lines if line.startswith("create ")]
+    assert len(created) == len(records) == 6
+    assert created[0] == f'create _mta-sts.a.pub.test 300 TXT "{_sts(path)}"'
+    assert "create _mta-sts.h1.pub.test 300 CNAME _mta-sts.provider.test" in created
+    assert first.lines[-1] == "changed 6 of 6 records"
+    assert sum(line.startswith("checked ") for line in first.lines) == 6
+    assert (
+        f"checked _mta-sts.h1.pub.test CNAME: 127.80.0.1:{server.port}: ok; "
+        f"ns2.pub.test (127.80.0.2:{secondary.port}): not yet (a zone transfer may be pending)"
+    ) in first.lines
+    _published(server, path)
+    serial = server.serial("pub.test")
+    again = publish(path)
+    assert (again.code, again.err) == (0, "")
+    assert [line.split()[0] for line in again.lines] == ["unchanged"] * 6 + ["changed"]
+    assert again.lines[-1] == "changed 0 of 6 records"
+    assert server.serial("pub.test") == serial
+
+
+def test_a_change_waits_for_the_new_body_and_then_cache_wait(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    updates: list[tuple[float, str]],
+) -> None:
+    path = write(A, "cache_wait: 1", "verify_timeout: 10")
+    serve(host, path)
+    assert publish(path).code == 0
+    old_body, old = host.bodies["mta-sts.a.pub.test"], _sts(path)
+    path = write("a.pub.test: {mx: [mx.pub.test], mode: testing}", "cache_wait: 1")
+    new_body = load_config(path).domains["a.pub.test"].policy.render()
+    updates.clear()
+    # The server reloads a second after the publisher starts waiting for it.
+    later = threading.Timer(1.0, serve, (host, path))
+    later.start()
+    try:
+        ran = publish(path)
+    finally:
+        later.join()
+    assert (ran.code, ran.err) == (0, "")
+    assert f'replace _mta-sts.a.pub.test 300 TXT "{old}" -> 300 TXT "{_sts(path)}"' in ran.lines
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path)]
+    ((updated, name),) = updates
+    assert name == "_mta-sts.a.pub.test"
+    first_new = host.first_served("mta-sts.a.pub.test", new_body)
+    served_before = [body for at, _, body in host.served if at < updated]
+    # The old body was seen while waiting; the new one three times in a row before the update.
+    assert old_body in served_before
+    assert served_before[-3:] == [new_body] * 3
+    assert updated >= first_new + 1.0  # cache_wait, counted from the first sight
+
+
+def test_a_body_never_served_changes_nothing(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    path = write(FULL)
+    serve(host, path)
+    assert publish(path).code == 0
+    serial = server.serial("pub.test")
+    changed = FULL.replace("cname: web.pub.test", "cname: web2.pub.test, mode: testing")
+    path = write(changed, "verify_timeout: 1")
+    ran = publish(path, "--domain", "a.pub.test")
+    assert ran.code == 1
+    (error,) = ran.err.splitlines()
+    assert error.startswith(
+        "error: a.pub.test: the new policy (id "
+        f"{_sts(path).partition('id=')[2]}) is not served at "
+        "http://mta-sts.a.pub.test/.well-known/mta-sts.txt after 1 s (it serves id "
+    )
+    assert error.endswith("); nothing changed for a.pub.test")
+    # Not even its records that carry no id.
+    assert server.values("mta-sts.a.pub.test", "CNAME") == ["web.pub.test"]
+    assert server.serial("pub.test") == serial
+
+
+@pytest.mark.parametrize("wrong", ["other", "bad-secret"])
+def test_a_refused_key_is_one_clear_line(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    keys: Keys,
+    tmp_path: Path,
+    wrong: str,
+) -> None:
+    key = keys.other
+    if wrong == "bad-secret":
+        key = tmp_path / "bad.key"
+        text = keys.good.read_text()
+        secret = text.split("secret:")[1].split()[0]
+        key.write_text(text.replace(secret, "A" * len(secret)))
+    path = write(A, key=key)
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    (error,) = ran.err.splitlines()
+    name = "other" if wrong == "other" else "good"
+    assert error.startswith(
+        f"error: TSIG key refused by 127.80.0.1:{server.port} for zone pub.test: "
+    ), error
+    assert name not in error or "secret" not in error
+    assert key.read_text().split("secret:")[1].split()[0] not in ran.out + ran.err
+    assert server.values("_mta-sts.a.pub.test") == []
+    assert [line for line in ran.lines if line.startswith("waiting")] == []
+
+
+def test_a_record_changed_behind_its_back_is_not_overwritten(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    path = write(A)
+    serve(host, path)
+    assert publish(path).code == 0
+    path = write("a.pub.test: {mx: [mx.pub.test], mode: testing}")
+    serve(host, path)
+
+    def someone_else(name: str, body: bytes) -> None:
+        host.on_serve = None
+        server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"v=STSv1; id=theirs"', ttl=300)
+
+    host.on_serve = someone_else
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        "error: _mta-sts.a.pub.test TXT: prerequisite failed (prerequisite failed (NXRRSET)): "
+        f'changed by someone else since it was read ("{_sts(write(A))}" then, '
+        '"v=STSv1; id=theirs" now); not overwritten'
+    ]
+    assert server.values("_mta-sts.a.pub.test") == ["v=STSv1; id=theirs"]
+
+
+def test_a_record_another_run_published_meanwhile_is_fine(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    path = write(A)
+    serve(host, path)
+    wanted = _sts(path)
+
+    def another_replica(name: str, body: bytes) -> None:
+        host.on_serve = None
+        server.set("pub.test", "_mta-sts.a.pub.test", "TXT", f'"{wanted}"', ttl=300)
+
+    host.on_serve = another_replica
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert f'already published (by another run): _mta-sts.a.pub.test 300 TXT "{wanted}"' in (
+        ran.lines
+    )
+
+
+def test_a_shared_record_waits_for_every_member(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    path = write(FULL)
+    serve(host, path)
+    assert publish(path).code == 0
+    old = server.values("_mta-sts.provider.test")
+    changed = FULL.replace("h1.pub.test: {", "h1.pub.test: {mode: testing, ").replace(
+        "h2.pub.test: {", "h2.pub.test: {mode: testing, "
+    )
+    path = write(changed)
+    host.bodies["mta-sts.h2.pub.test"] = load_config(path).domains["h2.pub.test"].policy.render()
+    ran = publish(path, "--domain", "h2.pub.test")
+    assert ran.code == 1
+    assert "error: h1.pub.test: the new policy" in ran.err
+    assert server.values("_mta-sts.provider.test") == old
+    serve(host, path)
+    ran = publish(path, "--domain", "h2.pub.test")
+    assert (ran.code, ran.err) == (0, "")
+    assert [
+        line.split()[:2] for line in ran.lines if not line.startswith(("waiting", "check"))
+    ] == [
+        ["replace", "_mta-sts.provider.test"],
+        ["unchanged", "_mta-sts.h2.pub.test"],
+        ["published", "_mta-sts.provider.test"],
+        ["changed", "1"],
+    ]
+    _published(server, path)
+
+
+def test_tlsrpt_cname_and_ttl_changes_need_no_new_body(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    path = write(FULL)
+    serve(host, path)
+    assert publish(path).code == 0
+    host.bodies.clear()  # nothing is served now: these changes must not wait for it
+    path = write(
+        FULL.replace("mailto:tlsrpt@pub.test", "mailto:reports@pub.test")
+        .replace("web.pub.test", "proxy.pub.test")
+        .replace("a.pub.test: {", "a.pub.test: {dns_ttl: 600, ")
+    )
+    ran = publish(path, "--domain", "a.pub.test")
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines[:3] == [
+        f'replace _mta-sts.a.pub.test 300 TXT "{_sts(path)}" -> 600 TXT "{_sts(path)}"',
+        "replace mta-sts.a.pub.test 300 CNAME web.pub.test -> 600 CNAME proxy.pub.test",
+        'replace _smtp._tls.a.pub.test 300 TXT "v=TLSRPTv1; rua=mailto:tlsrpt@pub.test" -> '
+        '600 TXT "v=TLSRPTv1; rua=mailto:reports@pub.test"',
+    ]
+    _published(server, path)
+
+
+def test_a_domain_joining_a_group_has_its_txt_replaced_by_a_cname(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    path = write(A)
+    serve(host, path)
+    assert publish(path).code == 0
+    path = write("a.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}")
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert (
+        f'replace _mta-sts.a.pub.test 300 TXT "{_sts(write(A))}" -> '
+        "300 CNAME _mta-sts.provider.test"
+    ) in ran.lines
+    path = write("a.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}")
+    _published(server, path)
+
+
+def test_dry_run_changes_nothing(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    path = write(FULL)
+    serial = server.serial("pub.test")
+    ran = publish(path, "--dry-run")
+    assert (ran.code, ran.err) == (0, "")
+    assert [line.split()[0] for line in ran.lines] == ["create"] * 6 + ["would"]
+    assert ran.lines[-1] == "would change 6 of 6 records"
+    assert server.serial("pub.test") == serial
+    assert host.served == []
+
+
+def test_a_removed_domain_keeps_its_records(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    path = write(FULL)
+    serve(host, path)
+    assert publish(path).code == 0
+    kept = server.values("_mta-sts.a.pub.test")
+    path = write("h1.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}")
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert "a.pub.test" not in ran.out.replace("h1.pub.test", "")
+    assert server.values("_mta-sts.a.pub.test") == kept
+    assert server.values("_mta-sts.h2.pub.test", "CNAME") == ["_mta-sts.provider.test"]
+
+
+def test_a_zone_the_server_does_not_hold(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    path = write(f"{A}\nelsewhere.example: {{mx: [mx.pub.test]}}")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        "error: zone not found for _mta-sts.elsewhere.example at "
+        f"127.80.0.1:{server.port} (REFUSED)"
+    ]
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path)]
+
+
+def test_an_unreachable_server(write: Write, publish: Publish, server: Dns) -> None:
+    path = write(A, "server: 127.80.0.9:9")
+    ran = publish(path)
+    assert ran.code == 1
+    (error,) = ran.err.splitlines()
+    assert error.startswith("error: server 127.80.0.9:9 unreachable: ")
+
+
+def test_without_a_publish_block(tmp_path: Path, publish: Publish) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("domains:\n  a.pub.test: {mode: enforce, mx: [mx.pub.test]}\n")
+    ran = publish(path)
+    assert (ran.code, ran.out) == (2, "")
+    assert ran.err == (
+        f"mtasts-host: error: {path} has no publish block, so nothing says where the records "
+        "go; see 'Publishing a policy' in the README\n"
+    )
+
+
+def test_an_unknown_domain(write: Write, publish: Publish) -> None:
+    path = write(A)
+    ran = publish(path, "--domain", "b.pub.test")
+    assert (ran.code, ran.out) == (2, "")
+    assert ran.err == f"mtasts-host: error: --domain 'b.pub.test': not configured in {path}\n"

@@ -1,0 +1,55 @@
+"""The ordering guard, driven by a scripted fetch: no sockets, no real waiting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from mtasts_host.policy import policy_id
+from mtasts_host.publish.fetch import FetchError
+from mtasts_host.publish.guard import await_body
+
+NEW, OLD = b"version: STSv1\r\nmode: testing\r\n", b"version: STSv1\r\nmode: enforce\r\n"
+URL = "https://mta-sts.a.example/.well-known/mta-sts.txt"
+
+
+def _script(*answers: bytes | str) -> Iterator[bytes | str]:
+    yield from answers
+    while True:
+        yield answers[-1]
+
+
+def _fetch(answers: Iterator[bytes | str], log: list[bytes | str]) -> Callable[[str], bytes]:
+    def fetch(url: str) -> bytes:
+        answer = next(answers)
+        log.append(answer)
+        if isinstance(answer, str):
+            raise FetchError(answer)
+        return answer
+
+    return fetch
+
+
+def test_three_in_a_row_and_an_old_answer_starts_again() -> None:
+    log: list[bytes | str] = []
+    answers = _script(OLD, NEW, NEW, OLD, "connection refused by 127.0.0.1:443", NEW, NEW, NEW)
+    sighting = await_body("a.example", URL, NEW, _fetch(answers, log), timeout=5, interval=0)
+    assert sighting.problem is None
+    assert sighting.served_since is not None
+    assert log == [OLD, NEW, NEW, OLD, "connection refused by 127.0.0.1:443", NEW, NEW, NEW]
+
+
+def test_never_served() -> None:
+    fetch = _fetch(_script(OLD), [])
+    sighting = await_body("a.example", URL, NEW, fetch, timeout=0.05, interval=0.01)
+    assert sighting.served_since is None
+    assert sighting.problem == (
+        f"a.example: the new policy (id {policy_id(NEW)}) is not served at {URL} after "
+        f"0.05 s (it serves id {policy_id(OLD)}); nothing changed for a.example"
+    )
+
+
+def test_the_last_error_says_why() -> None:
+    fetch = _fetch(_script("HTTP 404 Not Found"), [])
+    sighting = await_body("a.example", URL, NEW, fetch, timeout=0.05, interval=0.01)
+    assert sighting.problem is not None
+    assert "after 0.05 s (HTTP 404 Not Found); nothing changed" in sighting.problem
