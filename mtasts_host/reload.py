@@ -178,11 +178,15 @@ def _log_changes(old: Snapshot, new: Snapshot) -> None:
         for label, items in (("added", added), ("changed", changed), ("removed", removed))
         if items
     ]
+    publish = new.config.publish
     logger.info(
-        "reloaded %s; %s; update the _mta-sts TXT id of each added or changed domain "
-        "('mtasts-host dns' prints the records, shared ones included)",
+        "reloaded %s; %s; %s",
         new.describe(),
         "; ".join(parts),
+        "the publisher updates the DNS records once the new policies are served"
+        if publish is not None and publish.auto
+        else "update the _mta-sts TXT id of each added or changed domain ('mtasts-host dns' "
+        "prints the records, shared ones included)",
     )
     now = time.time()
     for domain in removed:

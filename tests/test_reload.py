@@ -338,3 +338,17 @@ def test_a_changed_reports_block_asks_for_a_restart(
     path.write_text(CONFIG_D + "reports: {store: 'sqlite:///r.db'}\n")
     assert reloader.reload() is True
     assert f"{path}: the reports block changed; restart to apply it" in caplog.messages
+
+
+def test_with_auto_publish_the_reload_line_leaves_the_ids_to_it(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    publish = "publish: {command: 'true', auto: true}\n"
+    path = write_config(CONFIG_D + publish)
+    reloader = make_reloader(path)
+    caplog.set_level(logging.INFO)
+    path.write_text(CONFIG_D.replace("enforce", "testing") + publish)
+    assert reloader.reload() is True
+    assert caplog.messages[-1].endswith(
+        "; the publisher updates the DNS records once the new policies are served"
+    )

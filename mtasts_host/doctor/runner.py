@@ -19,12 +19,13 @@ from .. import dns as records_to_publish
 from .. import names
 from ..config import Config, DomainConfig
 from ..policy import Mode
+from ..tls import sender_context
 from . import dnschecks, tlschecks
 from .dnsprobe import Lookup
 from .facts import Fetch, Names, Session
 from .findings import Finding, Report
 from .records import sts_id
-from .tlsprobe import fetch_policy, starttls, tls_context
+from .tlsprobe import fetch_policy, starttls
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -198,7 +199,7 @@ class _Run:
 
 def _prepare(options: DoctorOptions) -> tuple[ssl.SSLContext, Lookup]:
     try:
-        context = tls_context(options.ca_file)
+        context = sender_context(options.ca_file)
     except (OSError, ssl.SSLError) as exc:
         raise DoctorError(f"--ca-file {options.ca_file}: {exc}") from None
     try:

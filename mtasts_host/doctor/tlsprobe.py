@@ -33,22 +33,6 @@ _BROKEN = (OSError, EOFError, ValueError, asyncio.LimitOverrunError)
 _NO_ROUTE = (errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTUNREACH)
 
 
-def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """
-    What senders check: the system's trust store (and ``ca_file``), TLS 1.2 or newer, the
-    host name against the certificate's DNS names only (RFC 8461 section 3.3).
-
-    Raises:
-        OSError, ssl.SSLError: ``ca_file`` cannot be read or holds no certificate.
-    """
-    context = ssl.create_default_context()
-    if ca_file is not None:
-        context.load_verify_locations(cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.hostname_checks_common_name = False
-    return context
-
-
 def _failure(exc: BaseException, host: str, address: str, port: int) -> tuple[Failure, str]:
     if isinstance(exc, ssl.SSLCertVerificationError):
         failure = _VERIFY_FAILURES.get(exc.verify_code, Failure.INVALID)

@@ -9,26 +9,13 @@ from urllib.parse import urlsplit
 
 from .. import __version__
 from ..policy import MAX_BODY_SIZE
+from ..tls import sender_context
 
 USER_AGENT = f"mtasts-host-publish/{__version__}"
 
 
 class FetchError(Exception):
     """The URL gave no policy body; the message says why, in one line."""
-
-
-def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """
-    The system's trust store (and ``ca_file``), checking the host name as senders do.
-
-    Raises:
-        OSError, ssl.SSLError: ``ca_file`` cannot be read or holds no certificate.
-    """
-    context = ssl.create_default_context()
-    if ca_file is not None:
-        context.load_verify_locations(cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 def fetch(
@@ -60,7 +47,7 @@ def fetch(
     try:
         sock = socket.create_connection(address, timeout=timeout)
         if https:
-            sock = (context or tls_context()).wrap_socket(sock, server_hostname=host)
+            sock = (context or sender_context()).wrap_socket(sock, server_hostname=host)
         connection.sock = sock  # http.client then skips its own connect()
         connection.request(
             "GET",

@@ -15,16 +15,17 @@ from typing import Protocol
 
 from .. import dns
 from ..config import Config
+from ..tls import sender_context
 from . import authority, guard
 from .authority import DnsError, Server, Unreachable
 from .backend import Backend, Result
-from .fetch import fetch, tls_context
+from .fetch import fetch
 from .hook import Hook
 from .plan import Action, Change, Current, Wanted, holds, ordered, wanted
+from .readback import read_back
 from .rfc2136 import Rfc2136
 
 _FETCH_TIMEOUT = 10.0
-_READBACK_TIMEOUT = 2.0
 _VERIFIERS = 8
 """Domains whose policies are checked at once."""
 
@@ -87,7 +88,9 @@ def publish(
     else:
         backend = Hook(settings.command or ())
     if fetcher is None:
-        context = tls_context(settings.ca_file) if settings.verify_url.startswith("https") else None
+        context = (
+            sender_context(settings.ca_file) if settings.verify_url.startswith("https") else None
+        )
         fetcher = partial(
             fetch, connect=settings.verify_connect, context=context, timeout=_FETCH_TIMEOUT
         )
@@ -152,7 +155,8 @@ class _Run:
             if result in (Result.DONE, None):
                 settled.add(change.record)
         if written:
-            settled = self.read_back([c for c in plan if c.record in settled])
+            done = [c for c in plan if c.record in settled]
+            settled = read_back(done, self.where, self.zones, self.output.info, self.problem)
         self.output.info(f"changed {len(written)} of {len(plan)} records")
         return Outcome(plan, tuple(self.problems), tuple(written), frozenset(settled))
 
@@ -264,48 +268,6 @@ class _Run:
             f"else since it was read ({before} then, {after} now); not overwritten"
         )
         return Result.PREREQUISITE
-
-    def read_back(self, plan: Sequence[Change]) -> set[dns.Record]:
-        """Step 4: the records of ``plan`` read again, at the server and at the zone's other
-        name servers; those the server holds as wanted."""
-        settled = set()
-        others: dict[str, list[Server]] = {}
-        unreachable: set[Server] = set()
-        for change in plan:
-            record = change.record
-            where = self.where(record.name)
-            zone = self.zones[record.name]
-            if zone not in others:
-                others[zone] = authority.nameservers(where, zone)
-            try:
-                now = authority.read(where, record.name, record.type)
-            except DnsError as exc:
-                self.problem(f"{record.name} {record.type}: cannot read it back: {exc}")
-                continue
-            if now is None or not holds(now, record):
-                shown = f"{now.ttl} {now.type} {now.show()}" if now else "nothing"
-                self.problem(f"{record.name} {record.type}: reads back as {shown} at {where}")
-                continue
-            settled.add(record)
-            seen = [f"{where}: ok"]
-            for server in others[zone]:
-                seen.append(f"{server}: {self.secondary(server, record, unreachable)}")
-            self.output.info(f"checked {record.name} {record.type}: {'; '.join(seen)}")
-        return settled
-
-    def secondary(self, server: Server, record: dns.Record, unreachable: set[Server]) -> str:
-        if server in unreachable:
-            return "unreachable"
-        try:
-            now = authority.read(server, record.name, record.type, _READBACK_TIMEOUT)
-        except Unreachable:
-            unreachable.add(server)
-            return "unreachable"
-        except DnsError as exc:
-            return str(exc)
-        if now is not None and holds(now, record):
-            return "ok"
-        return "not yet (a zone transfer may be pending)"
 
 
 def _shown(record: dns.Record) -> str:

@@ -15,7 +15,8 @@ import trustme
 from mtasts_host.doctor import DoctorError, DoctorOptions
 from mtasts_host.doctor.facts import Answer, Failure, Fetch, Session
 from mtasts_host.doctor.runner import validate
-from mtasts_host.doctor.tlsprobe import fetch_policy, starttls, tls_context
+from mtasts_host.doctor.tlsprobe import fetch_policy, starttls
+from mtasts_host.tls import sender_context as tls_context
 
 from ..processes import free_port
 from .servers import server_context

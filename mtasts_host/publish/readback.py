@@ -1,0 +1,68 @@
+"""
+Step 4 of a publication: every record written, read again at the primary server (which must
+hold it) and at the zone's other name servers (which may not yet: zone transfers take time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from .. import dns
+from . import authority
+from .authority import DnsError, Server, Unreachable
+from .plan import Change, holds
+
+_TIMEOUT = 2.0
+"""Seconds for each other name server: they only inform, they never fail a run."""
+
+
+def read_back(
+    plan: Sequence[Change],
+    where: Callable[[str], Server],
+    zones: Mapping[str, str],
+    info: Callable[[str], None],
+    problem: Callable[[str], None],
+) -> set[dns.Record]:
+    """
+    Read the records of ``plan`` again; report each; return those the primary holds as
+    wanted. ``where`` gives the primary of a name, ``zones`` its zone.
+    """
+    settled = set()
+    others: dict[str, list[Server]] = {}
+    unreachable: set[Server] = set()
+    for change in plan:
+        record = change.record
+        primary = where(record.name)
+        zone = zones[record.name]
+        if zone not in others:
+            others[zone] = authority.nameservers(primary, zone)
+        try:
+            now = authority.read(primary, record.name, record.type)
+        except DnsError as exc:
+            problem(f"{record.name} {record.type}: cannot read it back: {exc}")
+            continue
+        if now is None or not holds(now, record):
+            shown = f"{now.ttl} {now.type} {now.show()}" if now else "nothing"
+            problem(f"{record.name} {record.type}: reads back as {shown} at {primary}")
+            continue
+        settled.add(record)
+        seen = [f"{primary}: ok"]
+        for server in others[zone]:
+            seen.append(f"{server}: {_secondary(server, record, unreachable)}")
+        info(f"checked {record.name} {record.type}: {'; '.join(seen)}")
+    return settled
+
+
+def _secondary(server: Server, record: dns.Record, unreachable: set[Server]) -> str:
+    if server in unreachable:
+        return "unreachable"
+    try:
+        now = authority.read(server, record.name, record.type, _TIMEOUT)
+    except Unreachable:
+        unreachable.add(server)
+        return "unreachable"
+    except DnsError as exc:
+        return str(exc)
+    if now is not None and holds(now, record):
+        return "ok"
+    return "not yet (a zone transfer may be pending)"

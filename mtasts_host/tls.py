@@ -1,0 +1,22 @@
+"""TLS as sending MTAs check it, for every capability that connects like one."""
+
+from __future__ import annotations
+
+import ssl
+
+
+def sender_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """
+    What senders check: the system's trust store (and ``ca_file``), TLS 1.2 or newer
+    (RFC 8461 section 7.2), the host name against the certificate's DNS names only
+    (section 3.3: the common name does not count).
+
+    Raises:
+        OSError, ssl.SSLError: ``ca_file`` cannot be read or holds no certificate.
+    """
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.hostname_checks_common_name = False
+    return context
