@@ -13,8 +13,9 @@ import trustme
 from mtasts_host.config import Config, load_config
 from mtasts_host.doctor import DoctorOptions
 
+from ..knot import knot
 from ..processes import free_port, running
-from .servers import days, issue, knot, nginx, server_context, silent, smtp
+from .servers import days, issue, nginx, server_context, silent, smtp
 from .world import (
     ALTER,
     DNS1,

@@ -12,14 +12,13 @@ import selectors
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import trustme
 from aiosmtpd.controller import Controller
 
 from ..nginx import nginx as shipped_nginx
-from ..processes import running
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -47,36 +46,6 @@ def server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
     return context
-
-
-@contextlib.contextmanager
-def knot(tmp: Path, address: str, port: int, zones: Mapping[str, str]) -> Iterator[None]:
-    """knotd in the foreground, serving ``zones`` (origin to zone text) on address:port."""
-    tmp.mkdir()
-    (tmp / "zones").mkdir()
-    lines = [
-        "server:",
-        f'    rundir: "{tmp}"',
-        f"    listen: {address}@{port}",
-        "log:",
-        "  - target: stderr",
-        "    any: warning",
-        "database:",
-        f'    storage: "{tmp}/db"',
-        "template:",
-        "  - id: default",
-        f'    storage: "{tmp}/zones"',
-        "    zonefile-sync: -1",
-        "    zonefile-load: whole",
-        "    journal-content: none",
-        "zone:",
-    ]
-    for origin, text in zones.items():
-        (tmp / "zones" / f"{origin}.zone").write_text(text)
-        lines += [f"  - domain: {origin}", f"    file: {origin}.zone"]
-    (tmp / "knot.conf").write_text("\n".join(lines) + "\n")
-    with running(["knotd", "-c", str(tmp / "knot.conf")], tmp / "knot.log", address, port):
-        yield
 
 
 def zone(origin: str, servers: Sequence[str], records: Sequence[str]) -> str:

@@ -11,6 +11,7 @@ from mtasts_host.cli import main
 from mtasts_host.config import Config, load_config
 from mtasts_host.publish import authority, guard
 
+from ..knot import knot
 from ..processes import free_port
 from .servers import (
     DNS1,
@@ -20,7 +21,6 @@ from .servers import (
     Dns,
     PolicyHost,
     keymgr,
-    knot,
     policy_host,
     zone_text,
 )
@@ -46,7 +46,7 @@ def secondary(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[
     port = free_port(DNS2)
     zones = {origin: zone_text(origin) for origin in ZONES}
     tmp = tmp_path_factory.mktemp("secondary")
-    with knot(tmp / "knot", DNS2, port, [keys.good], None, zones):
+    with knot(tmp / "knot", DNS2, port, zones, keys=[keys.good]):
         yield Dns(DNS2, port, keys.good)
 
 
@@ -64,7 +64,7 @@ def server(
     monkeypatch.setattr(guard, "INTERVAL", 0.1)
     port = free_port(DNS1)
     zones = {origin: zone_text(origin) for origin in ZONES}
-    with knot(tmp_path / "knot", DNS1, port, [keys.good, keys.other], "good", zones):
+    with knot(tmp_path / "knot", DNS1, port, zones, keys=[keys.good, keys.other], updater="good"):
         yield Dns(DNS1, port, keys.good)
 
 

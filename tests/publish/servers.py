@@ -11,7 +11,7 @@ import http.server
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +22,6 @@ import dns.tsig
 import dns.update
 
 from mtasts_host.tsigkey import read_key_file
-
-from ..processes import running
 
 DNS1 = "127.80.0.1"
 DNS2 = "127.80.0.2"
@@ -40,15 +38,6 @@ def keymgr(directory: Path, name: str) -> Path:
     return path
 
 
-def _key_section(paths: Sequence[Path]) -> list[str]:
-    lines = ["key:"]
-    for path in paths:
-        key = read_key_file(path)
-        secret = path.read_text().split("secret:")[1].split()[0]
-        lines += [f"  - id: {key.name}", f"    algorithm: {key.algorithm}", f"    secret: {secret}"]
-    return lines
-
-
 def zone_text(origin: str, records: Sequence[str] = ()) -> str:
     head = [
         f"$ORIGIN {origin}.",
@@ -60,50 +49,6 @@ def zone_text(origin: str, records: Sequence[str] = ()) -> str:
     if origin == "pub.test":
         head += [f"ns1 A {DNS1}", f"ns2 A {DNS2}"]
     return "\n".join([*head, *records]) + "\n"
-
-
-@contextlib.contextmanager
-def knot(
-    tmp: Path,
-    address: str,
-    port: int,
-    keys: Sequence[Path],
-    updater: str | None,
-    zones: Mapping[str, str],
-) -> Iterator[None]:
-    """knotd serving ``zones`` on address:port; knows every key of ``keys``, and lets the
-    key named ``updater`` (only) update the zones, if any."""
-    tmp.mkdir()
-    (tmp / "zones").mkdir()
-    lines = [
-        "server:",
-        f'    rundir: "{tmp}"',
-        f"    listen: {address}@{port}",
-        "log:",
-        "  - target: stderr",
-        "    any: warning",
-        "database:",
-        f'    storage: "{tmp}/db"',
-        *_key_section(keys),
-    ]
-    if updater is not None:
-        lines += ["acl:", "  - id: update", f"    key: {updater}", "    action: update"]
-    lines += [
-        "template:",
-        "  - id: default",
-        f'    storage: "{tmp}/zones"',
-        "    zonefile-sync: -1",
-        "    zonefile-load: whole",
-        "    journal-content: none",
-        *(["    acl: update"] if updater is not None else []),
-        "zone:",
-    ]
-    for origin, text in zones.items():
-        (tmp / "zones" / f"{origin}.zone").write_text(text)
-        lines += [f"  - domain: {origin}", f"    file: {origin}.zone"]
-    (tmp / "knot.conf").write_text("\n".join(lines) + "\n")
-    with running(["knotd", "-c", str(tmp / "knot.conf")], tmp / "knot.log", address, port):
-        yield
 
 
 @dataclass
