@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -51,6 +51,27 @@ class Config:
     """TLS reports, if the ``reports:`` block asks for them."""
     publish: PublishSettings | None = None
     """Where ``mtasts-host publish`` puts the DNS records, if the ``publish:`` block says."""
+
+    def select(self, given: Sequence[str]) -> list[str]:
+        """
+        The configured domains named in ``given`` (as ``--domain`` gives them: any case,
+        U-labels too), in the file's order; every domain if ``given`` is empty.
+
+        Raises:
+            ValueError: one of them is not a configured domain; the message names it.
+        """
+        if not given:
+            return list(self.domains)
+        wanted = set()
+        for text in given:
+            try:
+                name = names.policy_domain(text)
+            except ValueError as exc:
+                raise ValueError(f"--domain {text!r}: {exc}") from None
+            if name not in self.domains:
+                raise ValueError(f"--domain {text!r}: not configured in {self.path}")
+            wanted.add(name)
+        return [domain for domain in self.domains if domain in wanted]
 
 
 def load_config(path: str | os.PathLike[str], previous: Config | None = None) -> Config:

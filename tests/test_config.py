@@ -635,3 +635,14 @@ def test_invalid_publish_block(tmp_path: Path, block: str, message: str) -> None
     block = block.replace("BADKEY", str(bad)).replace("KEY", str(key))
     message = message.replace("BADKEY", str(bad))
     assert errors(CONFIG_D + f"publish: {block}\n") == [f"config.yaml:6: publish.{message}"]
+
+
+def test_select_domains_as_options_name_them() -> None:
+    config = parse_config(
+        b"domains:\n  b.example: {mode: none}\n  a.example: {mode: none}\n  xn--bcher-kva.example: {mode: none}\n",
+        "config.yaml",
+    )
+    assert config.select([]) == ["b.example", "a.example", "xn--bcher-kva.example"]
+    assert config.select(["A.EXAMPLE.", "bücher.example"]) == ["a.example", "xn--bcher-kva.example"]
+    with pytest.raises(ValueError, match=r"^--domain 'c.example': not configured in config.yaml$"):
+        config.select(["c.example"])

@@ -16,7 +16,6 @@ from typing import Any, Generic, TypeVar
 import dns.resolver
 
 from .. import dns as records_to_publish
-from .. import names
 from ..config import Config, DomainConfig
 from ..policy import Mode
 from ..tls import sender_context
@@ -80,23 +79,15 @@ def _expected(config: Config) -> dict[str, _Expected]:
 
 def select(config: Config, domains: Sequence[str]) -> list[str]:
     """
-    The domains to check, in config order: ``domains`` (any case, U-labels too), or all.
+    The domains to check (see ``Config.select``).
 
     Raises:
         DoctorError: one of ``domains`` is not configured.
     """
-    if not domains:
-        return list(config.domains)
-    wanted = set()
-    for text in domains:
-        try:
-            name = names.policy_domain(text)
-        except ValueError as exc:
-            raise DoctorError(f"--domain {text!r}: {exc}") from None
-        if name not in config.domains:
-            raise DoctorError(f"--domain {text!r}: not configured in {config.path}")
-        wanted.add(name)
-    return [domain for domain in config.domains if domain in wanted]
+    try:
+        return config.select(domains)
+    except ValueError as exc:
+        raise DoctorError(str(exc)) from None
 
 
 class _Shared(Generic[K, V]):

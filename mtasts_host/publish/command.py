@@ -8,9 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
 
-from .. import names
 from ..app import PolicyApp
 from ..config import Config
 from ..metrics import collector
@@ -44,25 +42,6 @@ class _Terminal:
         print(f"error: {line}", file=sys.stderr, flush=True)
 
 
-def select(config: Config, domains: Sequence[str]) -> list[str]:
-    """
-    The configured domains named by ``--domain`` (any case, U-labels too).
-
-    Raises:
-        ValueError: one of them is not configured.
-    """
-    selected = []
-    for given in domains:
-        try:
-            name = names.policy_domain(given)
-        except ValueError as exc:
-            raise ValueError(f"--domain {given!r}: {exc}") from None
-        if name not in config.domains:
-            raise ValueError(f"--domain {given!r}: not configured in {config.path}")
-        selected.append(name)
-    return selected
-
-
 def publish(config: Config, args: argparse.Namespace) -> int:
     """
     ``mtasts-host publish``: put the records in place in RFC 8461's order.
@@ -79,7 +58,7 @@ def publish(config: Config, args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        domains = select(config, args.domain or ())
+        domains = config.select(args.domain or ())
     except ValueError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2
