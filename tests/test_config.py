@@ -639,7 +639,8 @@ def test_invalid_publish_block(tmp_path: Path, block: str, message: str) -> None
 
 def test_select_domains_as_options_name_them() -> None:
     config = parse_config(
-        b"domains:\n  b.example: {mode: none}\n  a.example: {mode: none}\n  xn--bcher-kva.example: {mode: none}\n",
+        b"domains:\n  b.example: {mode: none}\n  a.example: {mode: none}\n"
+        b"  xn--bcher-kva.example: {mode: none}\n",
         "config.yaml",
     )
     assert config.select([]) == ["b.example", "a.example", "xn--bcher-kva.example"]
