@@ -17,6 +17,8 @@ from .metrics import families
 from .runner import DoctorOptions, check, validate
 
 logger = logging.getLogger(__name__)
+_RECANCEL = 0.2
+"""Seconds between cancellations while a stopped run has not ended yet."""
 
 
 class Background:
@@ -52,14 +54,20 @@ class Background:
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel the run in progress, if any, and wait up to ``timeout`` s for the thread."""
         self._stopping.set()
-        with self._lock:
-            running = self._running
-        if running is not None:
-            loop, task = running
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(task.cancel)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while self._thread is not None and self._thread.is_alive():
+            with self._lock:
+                running = self._running
+            if running is not None:
+                loop, task = running
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(task.cancel)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            # Cancel again until the run ends: on Python 3.11 asyncio.wait_for, which
+            # dnspython's lookups use, can swallow a cancellation (CPython gh-86296).
+            self._thread.join(min(left, _RECANCEL))
 
     def collect(self) -> Iterator[Metric]:
         """The latest report's metric families (see ``families``): with this method the

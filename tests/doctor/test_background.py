@@ -51,13 +51,12 @@ def test_runs_in_a_thread_and_keeps_the_latest_report(
 
 
 def test_stop_cancels_a_run_in_progress(world: World) -> None:
-    options = dataclasses.replace(world.options, timeout=30.0)
+    # Fifty hosts that never answer: the run would take a minute at least.
+    options = dataclasses.replace(world.options, timeout=60.0)
     background = Background(PolicyStore(world.slow), options, interval=3600)
     background.start()
-    time.sleep(0.5)  # the run is under way: fifty hosts that never answer
-    started = time.monotonic()
-    background.stop()
-    assert time.monotonic() - started < 5
+    time.sleep(0.5)  # the run is under way
+    background.stop(timeout=30)  # ends well within, or the run was not cancelled
     assert _doctor_threads() == []
     assert background.latest is None
 
