@@ -25,7 +25,18 @@ from pathlib import Path
 
 import trustme
 
-from bench.run import PATH, ROOT, WRK_SCRIPT, Load, mtasts_argv, pinned, row, server, write_config
+from bench.run import (
+    PATH,
+    ROOT,
+    SPREAD,
+    WRK_SCRIPT,
+    Load,
+    mtasts_argv,
+    pinned,
+    row,
+    server,
+    write_config,
+)
 from mtasts_host.config import load_config
 from mtasts_host.store import build_snapshot
 from tests.caddy import shipped_caddy
