@@ -108,7 +108,7 @@ class Rfc2136:
         if rcode == dns.rcode.NOERROR:
             return Applied(Result.DONE)
         if rcode in _PREREQUISITE:
-            return Applied(Result.PREREQUISITE, f"prerequisite failed ({text})")
+            return Applied(Result.PREREQUISITE, f"the server answers {text}")
         if rcode in (dns.rcode.NOTAUTH, dns.rcode.REFUSED):
             return Applied(Result.REFUSED, f"{refused} ({text}): it may not update the zone")
         return Applied(Result.FAILED, f"server {server} answers {text} to the update")

@@ -183,7 +183,7 @@ def test_a_record_changed_behind_its_back_is_not_overwritten(
     ran = publish(path)
     assert ran.code == 1
     assert ran.err.splitlines() == [
-        "error: _mta-sts.a.pub.test TXT: prerequisite failed (prerequisite failed (NXRRSET)): "
+        "error: _mta-sts.a.pub.test TXT: prerequisite failed (the server answers NXRRSET): "
         f'changed by someone else since it was read ("{_sts(write(A))}" then, '
         '"v=STSv1; id=theirs" now); not overwritten'
     ]
