@@ -2,8 +2,9 @@
 
 from .auto import AutoPublisher
 from .backend import Applied, Backend, Result
+from .outcome import Outcome, Output
 from .plan import Action, Change, Current, Wanted
-from .runner import Outcome, Output, publish
+from .runner import publish
 
 __all__ = [
     "Action",

@@ -12,8 +12,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from .. import dns
 from ..store import PolicyStore, Snapshot
+from .outcome import Outcome
 from .plan import wanted
-from .runner import Outcome, publish
+from .runner import publish
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
 
 from .. import dns
 from ..config import Config
@@ -21,6 +19,7 @@ from .authority import DnsError, Server, Unreachable
 from .backend import Backend, Result
 from .fetch import fetch
 from .hook import Hook
+from .outcome import Outcome, Output
 from .plan import Action, Change, Current, Wanted, holds, ordered, wanted
 from .readback import read_back
 from .rfc2136 import Rfc2136
@@ -28,31 +27,6 @@ from .rfc2136 import Rfc2136
 _FETCH_TIMEOUT = 10.0
 _VERIFIERS = 8
 """Domains whose policies are checked at once."""
-
-
-class Output(Protocol):
-    """Where a run says what it does: the terminal, or the log inside ``serve``."""
-
-    def info(self, line: str) -> None: ...
-
-    def problem(self, line: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a run ended."""
-
-    changes: tuple[Change, ...]
-    """The plan, as read before anything was changed."""
-    problems: tuple[str, ...]
-    written: tuple[dns.Record, ...] = ()
-    settled: frozenset[dns.Record] = field(default_factory=frozenset)
-    """Every wanted record known to be in the DNS at the end."""
-
-    @property
-    def exit_code(self) -> int:
-        """0 when everything is published, 1 when anything is not."""
-        return 1 if self.problems else 0
 
 
 def publish(

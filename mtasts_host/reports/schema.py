@@ -5,6 +5,11 @@ transaction, when it first connects. Append a version; never change one that has
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import Connection
+
 # {id} is the auto-numbered primary key, {blob} the binary type, of each database.
 VERSIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -50,3 +55,18 @@ VERSIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 LATEST = len(VERSIONS)
+
+
+def current(connection: Connection) -> int:
+    """The version a store has applied, 0 if none; the version table is made if missing."""
+    connection.execute("CREATE TABLE IF NOT EXISTS tlsrpt_schema (version INTEGER NOT NULL)")
+    (version,) = connection.execute("SELECT MAX(version) FROM tlsrpt_schema").fetchone()
+    return int(version or 0)
+
+
+def apply(connection: Connection, current: int, id_type: str, blob_type: str) -> None:
+    """Apply every version after ``current``, in order, and record each."""
+    for version in range(current + 1, LATEST + 1):
+        for statement in VERSIONS[version - 1]:
+            connection.execute(statement.format(id=id_type, blob=blob_type))
+        connection.execute("INSERT INTO tlsrpt_schema (version) VALUES (?)", (version,))

@@ -75,31 +75,20 @@ class ReportStore:
         """
         with self.transaction() as connection:
             self.lock_schema(connection)
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS tlsrpt_schema (version INTEGER NOT NULL)"
-            )
-            (current,) = connection.execute("SELECT MAX(version) FROM tlsrpt_schema").fetchone()
-            current = current or 0
+            current = schema.current(connection)
             if current > schema.LATEST:
                 raise StoreUnavailable(
                     f"the store has schema version {current}; this mtasts-host knows up to "
                     f"{schema.LATEST}: upgrade mtasts-host"
                 )
-            for version in range(current + 1, schema.LATEST + 1):
-                for statement in schema.VERSIONS[version - 1]:
-                    connection.execute(statement.format(id=self.id_type, blob=self.blob_type))
-                connection.execute("INSERT INTO tlsrpt_schema (version) VALUES (?)", (version,))
+            schema.apply(connection, current, self.id_type, self.blob_type)
         self._schema_checked = True
         return schema.LATEST
 
     def version(self) -> int:
         """The schema version the store has (0 for an empty store)."""
         with self.transaction() as connection:
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS tlsrpt_schema (version INTEGER NOT NULL)"
-            )
-            (current,) = connection.execute("SELECT MAX(version) FROM tlsrpt_schema").fetchone()
-        return int(current or 0)
+            return schema.current(connection)
 
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the store answers."""

@@ -1,0 +1,34 @@
+"""How a publication speaks while it runs, and how it ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .. import dns
+from .plan import Change
+
+
+class Output(Protocol):
+    """Where a run says what it does: the terminal, or the log inside ``serve``."""
+
+    def info(self, line: str) -> None: ...
+
+    def problem(self, line: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended."""
+
+    changes: tuple[Change, ...]
+    """The plan, as read before anything was changed."""
+    problems: tuple[str, ...]
+    written: tuple[dns.Record, ...] = ()
+    settled: frozenset[dns.Record] = field(default_factory=frozenset)
+    """Every wanted record known to be in the DNS at the end."""
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything is published, 1 when anything is not."""
+        return 1 if self.problems else 0
