@@ -17,6 +17,10 @@ from .reports import command as reports
 from .server import CONFIG, SERVE_OPTIONS, print_problems, serve
 from .store import build_snapshot
 
+_SERVE = (*SERVE_OPTIONS, *doctor.SERVE_OPTIONS)
+# Beside the server: the doctor if --doctor-interval asks, the publisher for auto: true.
+_COMPANIONS = (doctor.start_background, publish.start_background)
+
 _DNS = (
     CONFIG,
     Option(
@@ -110,8 +114,8 @@ def _parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    serve = commands.add_parser("serve", help="serve the policies over HTTP (behind a TLS proxy)")
-    _add(serve, SERVE_OPTIONS, path=True)
+    server = commands.add_parser("serve", help="serve the policies over HTTP (behind a TLS proxy)")
+    _add(server, _SERVE, path=True)
     for name, command in COMMANDS.items():
         sub = commands.add_parser(name, help=command.help, description=command.help)
         _add(sub, command.options, command.path, command.arguments)
@@ -148,14 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if given is not None and args.config is not None and given != args.config:
             raise UsageError("give the configuration once: PATH or --config")
         args.config = given or args.config
-        resolve_all(args, command.options if command else SERVE_OPTIONS, os.environ)
+        resolve_all(args, command.options if command else _SERVE, os.environ)
         if args.config is None:
             raise UsageError("no configuration file: give PATH or set MTASTS_HOST_CONFIG")
     except UsageError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2
     if command is None:
-        return serve(args)
+        return serve(args, _COMPANIONS)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -1,4 +1,4 @@
-"""``mtasts-host serve``: the app under uvicorn, with SIGHUP, the doctor and the publisher."""
+"""``mtasts-host serve``: the app under uvicorn, with SIGHUP, and whatever runs beside it."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ import logging.config
 import signal
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import uvicorn
 
 from . import logs
 from ._problems import ConfigError
 from .app import PolicyApp, create_app
-from .doctor import DoctorError
-from .doctor import command as doctor
 from .options import Option, boolean, choice, port, positive_int, text
-from .publish import command as publish
 from .reload import Reloader
 
 logger = logging.getLogger("mtasts_host")
@@ -83,8 +82,18 @@ SERVE_OPTIONS = (
         "comma-separated proxy addresses to trust, or '*' (default: 127.0.0.1)",
         "IPS",
     ),
-    *doctor.SERVE_OPTIONS,
 )
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+Companion = Callable[[PolicyApp, argparse.Namespace], Stoppable | None]
+"""
+Something that runs beside the server (the doctor, the publisher): started with the app and
+the options, stopped when the server ends. It raises ValueError if the options cannot work.
+"""
 
 
 def build_app(args: argparse.Namespace) -> PolicyApp | None:
@@ -102,23 +111,28 @@ def build_app(args: argparse.Namespace) -> PolicyApp | None:
     return app
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace, companions: Sequence[Companion] = ()) -> int:
+    """Serve until SIGTERM or SIGINT, with ``companions`` running beside; the exit status."""
     logging.config.dictConfig(logs.config(args.log_format))
     app = build_app(args)
     if app is None:
         return 1
+    started: list[Stoppable] = []
     try:
-        background = doctor.start_background(app, args)
-    except DoctorError as exc:
+        for start in companions:
+            companion = start(app, args)
+            if companion is not None:
+                started.append(companion)
+    except ValueError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
+        for companion in reversed(started):
+            companion.stop()
         return 2
-    publisher = publish.start_background(app)
     try:
         _run(app, args)
     finally:
-        publisher.stop()
-        if background is not None:
-            background.stop()
+        for companion in reversed(started):
+            companion.stop()
     return 0
 
 

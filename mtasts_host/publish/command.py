@@ -65,11 +65,11 @@ def publish(config: Config, args: argparse.Namespace) -> int:
     return run(config, _Terminal(), domains=domains, dry_run=args.dry_run).exit_code
 
 
-def start_background(app: PolicyApp) -> AutoPublisher:
+def start_background(app: PolicyApp, args: argparse.Namespace) -> AutoPublisher:
     """
     The automatic publisher of ``serve``: it publishes at start-up and after each reload
     that changes a record, while the ``publish`` block says ``auto: true``; its metrics go
-    to the app's registry.
+    to the app's registry. It takes no options of its own: the block says it all.
     """
     publisher = AutoPublisher(app.store)
     app.store.listeners.append(publisher.reloaded)
