@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,9 +12,31 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 PYTHON = sys.executable
 STARTUP_TIMEOUT = 20.0
+
+
+def missing(what: str, package: str) -> NoReturn:
+    """
+    Stop a test for want of a program: skipped on a developer's machine, failed in CI, where
+    ``scripts/test`` installs every one.
+    """
+    message = f"{what} is not installed (Debian package {package})"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def need(program: str, package: str) -> str:
+    """The path of ``program``; see ``missing`` for when it is not installed."""
+    found = shutil.which(program)
+    if found is None:
+        missing(program, package)
+    return found
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from mtasts_host.tsigkey import TsigKey, parse_key, read_key_file
+
+from .processes import need
 
 SECRET = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 BIND = f'key "mtasts." {{\n\talgorithm hmac-sha512;\n\tsecret "{SECRET}";\n}};\n'
@@ -29,10 +30,10 @@ def test_both_formats(text: str, algorithm: str) -> None:
     assert SECRET not in repr(key)
 
 
-@pytest.mark.skipif(shutil.which("keymgr") is None, reason="knot's keymgr is not installed")
 def test_what_keymgr_writes(tmp_path: Path) -> None:
+    keymgr = need("keymgr", "knot")
     text = subprocess.run(
-        ["keymgr", "-t", "made", "hmac-sha384"], capture_output=True, text=True, check=True
+        [keymgr, "-t", "made", "hmac-sha384"], capture_output=True, text=True, check=True
     ).stdout
     path = tmp_path / "made.key"
     path.write_text(text)

@@ -30,6 +30,8 @@ from mtasts_host.reports.rows import DAY
 from mtasts_host.reports.store import ReportStore, open_store
 from mtasts_host.store import PolicyStore
 
+from ..processes import missing
+
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = 1_717_243_200.0
 """2024-06-01T12:00:00Z: the tests' clock, where one is injected."""
@@ -133,10 +135,7 @@ def postgres_server() -> Iterator[str]:
     """
     binaries = _postgres_bin()
     if binaries is None:
-        message = "PostgreSQL is not installed (Debian package postgresql)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("PostgreSQL", "postgresql")
     base = Path(tempfile.mkdtemp(prefix="mtasts-reports-pg-"))
     data, sockets = base / "data", base / "sockets"
     sockets.mkdir()

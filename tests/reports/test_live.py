@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import os
-import shutil
 import subprocess
 import threading
 from collections import Counter
@@ -16,7 +14,7 @@ import pytest
 from mtasts_host.policy import Mode
 from mtasts_host.reports import ReportsSettings, open_store, read_summaries
 
-from ..processes import free_port, running, serve_argv
+from ..processes import free_port, need, running, serve_argv
 from .conftest import CONFIG, encode, recent, report
 
 ROOT = Path(__file__).parent.parent.parent
@@ -97,12 +95,7 @@ def test_concurrent_posts_on_sqlite(server: tuple[int, str]) -> None:
 
 
 def test_the_page_in_chromium(server: tuple[int, str], tmp_path: Path) -> None:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        message = "Chromium is not installed (Debian package chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    chromium = need("chromium", "chromium")
     port, _ = server
     for n in range(30):
         failed = 3 if n % 5 == 0 else 0

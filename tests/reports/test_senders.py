@@ -7,8 +7,6 @@ config, and by mail to ``reports ingest``.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +23,7 @@ from mtasts_host.policy import Mode
 from mtasts_host.reports import open_store, read_summaries
 
 from ..nginx import nginx as shipped_nginx
-from ..processes import Process, free_port, running, wait_for_port
+from ..processes import Process, free_port, need, running, wait_for_port
 from .test_live import server_argv, with_reports
 
 ROOT = Path(__file__).parent.parent.parent
@@ -53,16 +51,6 @@ def datagram(domain: str, record: str, *, failed: bool = False) -> bytes:
             {"c": 202, "s": "192.0.2.25", "r": "198.51.100.7", "n": f"mail.{domain}"}
         ]
     return json.dumps({"dpv": "1", "d": domain, "pr": record, "policies": [policy]}).encode()
-
-
-def need(program: str, package: str) -> str:
-    found = shutil.which(program)
-    if found is None:
-        message = f"{program} is not installed (Debian package {package})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 @pytest.fixture
