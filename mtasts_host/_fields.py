@@ -3,15 +3,14 @@ The values of a configuration file, one rule set per kind of value.
 
 A parser takes a YAML node and returns the typed value, or raises ``Invalid`` saying what
 was expected and what was found. Lists are parsed item by item, each bad item reported
-under its own index. ``Block`` reads one mapping with such parsers, key by key.
+under its own index. ``_block.Block`` reads one mapping with such parsers, key by key.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
 from . import _yaml, names
@@ -42,7 +41,7 @@ class At(NamedTuple):
 
     @property
     def key(self) -> str:
-        return _path(self.where, self.name)
+        return key_path(self.where, self.name)
 
 
 Parser = Callable[[_yaml.Node, At], T]
@@ -181,77 +180,6 @@ def report_uris(node: _yaml.Node, at: At) -> tuple[str, ...]:
     return tuple(uri for _, uri in _items(node, at, _report_uri))
 
 
-def unknown_key(key: str, valid: Sequence[str]) -> str:
-    close = [k for k in valid if key.startswith(k) or k.startswith(key)]
-    close = close or difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown key {key!r}{hint} (expected one of: {', '.join(valid)})"
-
-
-def duplicate_key(seen: dict[str, int], key: _yaml.Scalar, where: str, problems: Problems) -> bool:
-    """Report a key already seen in its mapping; else note where it was seen."""
-    if key.text in seen:
-        message = f"duplicate key (first on line {seen[key.text]})"
-        problems.error(key.line, _path(where, key.text), message)
-        return True
-    seen[key.text] = key.line
-    return False
-
-
-_NONE: frozenset[str] = frozenset()  # one for all: each empty frozenset() is a new object
-
-
-def _path(where: str, key: str) -> str:
+def key_path(where: str, key: str) -> str:
+    """The dotted path of ``key`` in the block at ``where`` ("" for the top level)."""
     return f"{where}.{key}" if where else key
-
-
-class Block:
-    """
-    One mapping of the file, read key by key: ``get`` parses the value of a key, and
-    ``close`` reports every key that was not asked for as unknown, listing the ``keys``
-    there are. A null block is an empty one; anything else that is not a mapping is an error.
-    """
-
-    def __init__(
-        self, node: _yaml.Node, where: str, keys: Sequence[str], problems: Problems
-    ) -> None:
-        self.where = where
-        self.keys = keys
-        self.problems = problems
-        self.lines: dict[str, int] = {}
-        """The line of each key read successfully."""
-        self.failed = _NONE
-        """The keys whose values were invalid (and reported); "" if the block itself was."""
-        self._entries: dict[str, tuple[_yaml.Scalar, _yaml.Node]] = {}
-        if isinstance(node, _yaml.Mapping):
-            seen: dict[str, int] = {}
-            for key, value in node.items:
-                if not duplicate_key(seen, key, where, problems):
-                    self._entries[key.text] = (key, value)
-        elif not (isinstance(node, _yaml.Scalar) and node.is_null):
-            problems.error(node.line, where, f"expected a mapping, got {got(node)}")
-            self.failed = frozenset(("",))
-
-    def get(self, name: str, parse: Parser[T]) -> T | None:
-        entry = self._entries.pop(name, None)
-        if entry is None:
-            return None
-        key, value = entry
-        at = At(self.where, name, self.problems)
-        try:
-            result = parse(value, at)
-        except Invalid as exc:
-            self.problems.error(value.line, at.key, str(exc))
-        except Reported:
-            pass
-        else:
-            self.lines[name] = key.line
-            return result
-        self.failed |= {name}
-        return None
-
-    def close(self) -> None:
-        for key, _ in self._entries.values():
-            self.problems.error(
-                key.line, _path(self.where, key.text), unknown_key(key.text, self.keys)
-            )

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import answers, ops
 from .config import load_config
-from .logs import ACCESS_LOGGER
+from .logs import log_access
 from .metrics import UNKNOWN, RequestCounts, collector
 from .metrics import registry as metrics_registry
 from .policy import POLICY_PATH
@@ -21,32 +21,9 @@ from .reload import Reloader
 from .reports import Reports
 from .store import PolicyStore
 
-access_logger = logging.getLogger(ACCESS_LOGGER)
 _MEMO_SIZE = 65_536
 """Host headers whose answers are remembered, per snapshot."""
 logger = logging.getLogger(__name__)
-
-
-def _log_access(scope: Scope, start: float, status: int, sent: int, domain: str | None) -> None:
-    headers = dict(scope["headers"])
-    client = scope.get("client")
-    access_logger.info(
-        "request",
-        extra={
-            "fields": {
-                "domain": domain,
-                "host": headers.get(b"host", b"").decode("latin-1"),
-                "method": scope["method"],
-                "path": scope["path"],
-                "query": scope["query_string"].decode("latin-1"),
-                "status": status,
-                "bytes": sent,
-                "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-                "user_agent": headers.get(b"user-agent", b"").decode("latin-1"),
-                "client": client[0] if client else None,
-            }
-        },
-    )
 
 
 def _route_path(scope: Scope) -> str:
@@ -163,7 +140,7 @@ class PolicyApp(Starlette):
             body = b""
         await send({"type": "http.response.body", "body": body})
         if self.access_log:
-            _log_access(scope, start, status, len(body), domain)
+            log_access(scope, start, status, len(body), domain)
 
     def _policy_answer(self, host: bytes | None) -> answers.Answer | None:
         """
@@ -205,7 +182,7 @@ class PolicyApp(Starlette):
         try:
             await app(scope, receive, watch)
         finally:
-            _log_access(scope, start, status, sent, None)
+            log_access(scope, start, status, sent, None)
 
 
 def create_app(

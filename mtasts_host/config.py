@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from . import _yaml, names
-from ._fields import duplicate_key, got, unknown_key
+from ._block import duplicate_key, unknown_key
+from ._fields import got
 from ._gc import collector_paused
 from ._problems import ConfigError, Problem, Problems
 from .blocks import (

@@ -7,7 +7,10 @@ import logging
 import time
 from typing import Any
 
+from starlette.types import Scope
+
 ACCESS_LOGGER = "mtasts_host.access"
+_access = logging.getLogger(ACCESS_LOGGER)
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -71,3 +74,27 @@ def config(log_format: str = "text", level: str = "info") -> dict[str, Any]:
             "uvicorn.access": {"handlers": [], "propagate": False},
         },
     }
+
+
+def log_access(scope: Scope, start: float, status: int, sent: int, domain: str | None) -> None:
+    """One access line: the request of ``scope``, begun at ``start`` (``perf_counter``),
+    answered with ``status`` and ``sent`` bytes, for the policy ``domain`` if any."""
+    headers = dict(scope["headers"])
+    client = scope.get("client")
+    _access.info(
+        "request",
+        extra={
+            "fields": {
+                "domain": domain,
+                "host": headers.get(b"host", b"").decode("latin-1"),
+                "method": scope["method"],
+                "path": scope["path"],
+                "query": scope["query_string"].decode("latin-1"),
+                "status": status,
+                "bytes": sent,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+                "user_agent": headers.get(b"user-agent", b"").decode("latin-1"),
+                "client": client[0] if client else None,
+            }
+        },
+    )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NamedTuple
 
-from . import _fields, _yaml, names
+from . import _block, _fields, _yaml, names
 from ._problems import Problems
 from .policy import DEFAULT_MAX_AGE, MAX_BODY_SIZE, Mode, Policy
 
@@ -60,7 +60,7 @@ POLICY_KEYS = PolicySettings._fields[:-2]
 
 def read_policy_settings(node: _yaml.Node, where: str, problems: Problems) -> PolicySettings:
     """Validate one policy block, reporting every problem; invalid keys come back as None."""
-    block = _fields.Block(node, where, POLICY_KEYS, problems)
+    block = _block.Block(node, where, POLICY_KEYS, problems)
     get = block.get
     settings = PolicySettings(
         get("version", _fields.version),

@@ -8,7 +8,7 @@ import shlex
 import shutil
 from dataclasses import dataclass
 
-from .. import _fields, _yaml, names, tsigkey
+from .. import _block, _fields, _yaml, names, tsigkey
 from .._problems import Problems
 
 DEFAULT_VERIFY_URL = "https://mta-sts.{domain}/.well-known/mta-sts.txt"
@@ -150,7 +150,7 @@ def read_publish_settings(
     node: _yaml.Node, where: str, problems: Problems
 ) -> PublishSettings | None:
     """The ``publish:`` block; None if it is invalid (and reported)."""
-    block = _fields.Block(node, where, _PUBLISH_KEYS, problems)
+    block = _block.Block(node, where, _PUBLISH_KEYS, problems)
     server = block.get("server", _address(53))
     key_file = block.get("tsig_key_file", _key_file)
     command = block.get("command", _command)

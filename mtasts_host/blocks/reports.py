@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
-from .. import _fields, _yaml
+from .. import _block, _fields, _yaml
 from .._problems import Problems
 from ..policy import POLICY_PATH
 
@@ -77,7 +77,7 @@ def read_reports_settings(
     node: _yaml.Node, where: str, problems: Problems
 ) -> ReportsSettings | None:
     """The ``reports:`` block; None if it is invalid (and reported)."""
-    block = _fields.Block(node, where, ("store", "path", "retention_days"), problems)
+    block = _block.Block(node, where, ("store", "path", "retention_days"), problems)
     store = block.get("store", _store)
     path = block.get("path", _intake_path)
     days = block.get("retention_days", _days)
