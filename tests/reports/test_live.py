@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import subprocess
 import threading
@@ -14,7 +15,7 @@ import pytest
 from mtasts_host.policy import Mode
 from mtasts_host.reports import ReportsSettings, open_store, read_summaries
 
-from ..processes import free_port, need, running, serve_argv
+from ..processes import Process, free_port, need, running, serve_argv
 from .conftest import CONFIG, encode, recent, report
 
 ROOT = Path(__file__).parent.parent.parent
@@ -31,27 +32,27 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def server_argv(config: Path, port: int, address: str = ADDRESS) -> list[str]:
-    """``mtasts-host serve`` with the reports block of ``config``, on ``address``."""
-    return serve_argv(config, port, "--host", address, "--no-access-log", "--no-watch")
-
-
-def with_reports(config: Path, url: str) -> Path:
-    """Write the tests' domains and a ``reports:`` block with the store at ``url``."""
+@contextlib.contextmanager
+def serving_reports(tmp_path: Path, address: str) -> Iterator[tuple[Process, str]]:
+    """
+    ``mtasts-host serve`` on ``address`` with the tests' domains and a ``reports:`` block
+    whose SQLite store is in ``tmp_path``; yields the process and the store's URL.
+    """
+    url = f"sqlite:///{tmp_path / 'reports.db'}"
+    config = tmp_path / "config.yaml"
     config.write_text(CONFIG + f"reports: {{store: '{url}'}}\n")
-    return config
+    port = free_port(address)
+    argv = serve_argv(config, port, "--host", address, "--no-access-log", "--no-watch")
+    with running(argv, tmp_path / "server.log", address, port, cwd=ROOT) as process:
+        yield process, url
+    assert "Traceback" not in process.output()
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[int, str]]:
     """``mtasts-host serve`` with the intake and the page, and a SQLite store."""
-    url = f"sqlite:///{tmp_path / 'reports.db'}"
-    config = with_reports(tmp_path / "config.yaml", url)
-    port = free_port(ADDRESS)
-    argv = server_argv(config, port)
-    with running(argv, tmp_path / "server.log", ADDRESS, port, cwd=ROOT) as process:
-        yield port, url
-    assert "Traceback" not in process.output()
+    with serving_reports(tmp_path, ADDRESS) as (process, url):
+        yield process.port, url
 
 
 def post(port: int, body: bytes) -> int:

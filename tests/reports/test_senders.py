@@ -23,8 +23,8 @@ from mtasts_host.policy import Mode
 from mtasts_host.reports import open_store, read_summaries
 
 from ..nginx import nginx as shipped_nginx
-from ..processes import Process, free_port, need, running, wait_for_port
-from .test_live import server_argv, with_reports
+from ..processes import Process, free_port, need, wait_for_port
+from .test_live import serving_reports
 
 ROOT = Path(__file__).parent.parent.parent
 BIN = Path(sys.executable).parent
@@ -56,14 +56,8 @@ def datagram(domain: str, record: str, *, failed: bool = False) -> bytes:
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[tuple[Process, str]]:
     """``mtasts-host serve`` with a ``reports:`` block, and its store's URL."""
-    url = f"sqlite:///{tmp_path / 'reports.db'}"
-    config = with_reports(tmp_path / "config.yaml", url)
-    port = free_port(UPSTREAM_ADDRESS)
-    argv = server_argv(config, port, UPSTREAM_ADDRESS)
-    log = tmp_path / "server.log"
-    with running(argv, log, UPSTREAM_ADDRESS, port, cwd=ROOT) as process:
-        yield process, url
-    assert "Traceback" not in process.output()
+    with serving_reports(tmp_path, UPSTREAM_ADDRESS) as served:
+        yield served
 
 
 @pytest.fixture
