@@ -4,6 +4,12 @@ nginx serving the policies as static files against nginx in front of mtasts-host
 (deploy/nginx, its cache included), and Caddy as shipped (deploy/caddy) in front of
 mtasts-host, with keep-alive and with a new TLS connection per request.
 
+Two static baselines: the shipped server block serving files as a user would write it, and
+the same with the shipped config's `open_file_cache` (equal tuning). Each round runs every
+server once, in alternating order; a ratio is taken within a round and the median of the
+rounds is printed, because this machine's throughput drifts by more than the differences
+measured.
+
 The proxy and mtasts-host share core 0, as on a small server; wrk runs on core 1, in a mount
 namespace of its own whose /etc/hosts points the policy host at loopback (root needed).
 
@@ -31,6 +37,7 @@ from bench.run import (
     SPREAD,
     WRK_SCRIPT,
     Load,
+    median_load,
     mtasts_argv,
     pinned,
     row,
@@ -53,17 +60,21 @@ def _nginx(work: Path, site: str) -> list[str]:
     return nginx_argv(work, site, connections=1024, access_log=False)
 
 
-def static_site(shipped: str, root: Path) -> str:
-    """The shipped site with the same TLS, but files from ``root/<host>`` for the proxy."""
+def static_site(shipped: str, root: Path, *, tuned: bool) -> str:
+    """
+    The shipped site with the same TLS, but files from ``root/<host>`` for the proxy; with
+    the shipped config's ``open_file_cache`` if ``tuned``.
+    """
     location = re.compile(r"    location / \{.*?\n    \}\n", re.DOTALL)
     assert location.search(shipped)
+    file_cache = "open_file_cache max=10000 inactive=60s;" if tuned else ""
     static = f"""    location = {PATH} {{
         root {root}/$host;
         default_type "text/plain; charset=utf-8";
         add_header Cache-Control "max-age=60";
         add_header X-Content-Type-Options nosniff;
         etag off;
-        open_file_cache max=10000 inactive=60s;  # as the shipped config: fair to both
+        {file_cache}
     }}
 """
     site = location.sub(lambda _: static, shipped)
@@ -129,15 +140,54 @@ def wrk_tls(port: int, work: Path, *, duration: int, close: bool) -> Load:
     return Load(rps, latency["50"], latency["99"], 0)
 
 
+STATIC = "static nginx"
+TUNED = "static nginx + open_file_cache"
+SHIPPED = "nginx -> mtasts-host (shipped)"
+CADDY = "Caddy -> mtasts-host (shipped)"
+KEEP_ALIVE, CLOSE = "keep-alive", "new TLS connection"
+PLAN = {KEEP_ALIVE: (STATIC, TUNED, SHIPPED), CLOSE: (STATIC, TUNED, SHIPPED, CADDY)}
+
+
+def measure(ports: dict[str, int], work: Path, duration: int, rounds: int) -> None:
+    """Every server of PLAN once per round, in alternating order; the medians and ratios."""
+    for mode, names in PLAN.items():  # a first pass fills caches and gets Caddy's certificate
+        for name in names:
+            wrk_tls(ports[name], work, duration=1, close=mode == CLOSE)
+    runs: dict[tuple[str, str], list[Load]] = {}
+    for mode, names in PLAN.items():
+        for number in range(rounds):
+            for name in names if number % 2 == 0 else reversed(names):
+                load = wrk_tls(ports[name], work, duration=duration, close=mode == CLOSE)
+                runs.setdefault((name, mode), []).append(load)
+    row("", "requests/s", "p50 ms", "p99 ms")
+    for (name, mode), loads in runs.items():
+        load = median_load(loads)
+        row(f"{name}, {mode}", f"{load.rps:,.0f}", f"{load.p50_ms:.2f}", f"{load.p99_ms:.2f}")
+    print(
+        "\n  throughput ratios, the median of the rounds' ratios [lowest, highest] (target >= 0.95)"
+    )
+    for mode, names in PLAN.items():
+        for base in (STATIC, TUNED):
+            for name in names:
+                if name in (STATIC, TUNED):
+                    continue
+                ratios = [
+                    a.rps / b.rps for a, b in zip(runs[name, mode], runs[base, mode], strict=True)
+                ]
+                label = f"{name} / {base}, {mode}"
+                median = statistics.median(ratios)
+                print(f"  {label:<82}{median:>6.2f}  [{min(ratios):.2f}, {max(ratios):.2f}]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds per measurement")
+    parser.add_argument("--duration", type=int, default=2, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds per mode")
     args = parser.parse_args()
     print(
         f"mtasts-host end to end through TLS proxies, {time.strftime('%Y-%m-%d %H:%M')}, "
         f"{os.cpu_count()} cores; {DOMAINS:,} domains, requests spread over {SPREAD:,}; "
-        f"16 connections; median of {args.rounds} rounds of {args.duration} s"
+        f"16 connections; {args.rounds} rounds of {args.duration} s"
     )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -149,56 +199,23 @@ def main() -> None:
         (certs / f"{NAME}.crt").write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
         policies_as_files(config, work / "static")
         upstream = free_port()
-        ports = {name: free_port() for name in ("static", "shipped", "caddy")}
-        shipped = shipped_site(work, certs, ("127.0.0.1", upstream), ADDRESS, ports["shipped"])
-        static = static_site(
-            shipped_site(work, certs, ("127.0.0.1", upstream), ADDRESS, ports["static"]),
-            work / "static",
-        )
-        plan = [
-            ("nginx, static files", "keep-alive"),
-            ("nginx -> mtasts-host, shipped config", "keep-alive"),
-            ("nginx, static files", "new TLS connection per request"),
-            ("nginx -> mtasts-host, shipped config", "new TLS connection per request"),
-            ("Caddy -> mtasts-host, shipped config", "new TLS connection per request"),
-        ]
-        port_of = {
-            "nginx, static files": ports["static"],
-            "nginx -> mtasts-host, shipped config": ports["shipped"],
-            "Caddy -> mtasts-host, shipped config": ports["caddy"],
+        ports = {name: free_port() for name in (STATIC, TUNED, SHIPPED, CADDY)}
+
+        def site(name: str) -> str:
+            return shipped_site(work, certs, ("127.0.0.1", upstream), ADDRESS, ports[name])
+
+        sites = {
+            STATIC: static_site(site(STATIC), work / "static", tuned=False),
+            TUNED: static_site(site(TUNED), work / "static", tuned=True),
+            SHIPPED: site(SHIPPED),
         }
-        runs: dict[tuple[str, str], list[Load]] = {key: [] for key in plan}
         with contextlib.ExitStack() as stack:
             stack.enter_context(server(mtasts_argv(config, upstream), upstream, cwd=ROOT))
-            for name, site in (("static", static), ("shipped", shipped)):
-                argv = _nginx(work / f"nginx-{name}", site)
+            for number, (name, text) in enumerate(sites.items()):
+                argv = _nginx(work / f"nginx-{number}", text)
                 stack.enter_context(server(argv, ports[name]))
-            stack.enter_context(caddy(work / "caddy", upstream, ports["caddy"]))
-            for name, mode in plan:  # a first pass fills caches and gets Caddy's certificate
-                wrk_tls(port_of[name], work, duration=1, close=mode != "keep-alive")
-            for _ in range(args.rounds):
-                for name, mode in plan:
-                    close = mode != "keep-alive"
-                    runs[name, mode].append(
-                        wrk_tls(port_of[name], work, duration=args.duration, close=close)
-                    )
-    results = {
-        key: Load(
-            statistics.median(r.rps for r in loads),
-            statistics.median(r.p50_ms for r in loads),
-            statistics.median(r.p99_ms for r in loads),
-            0,
-        )
-        for key, loads in runs.items()
-    }
-    row("", "requests/s", "p50 ms", "p99 ms")
-    for (name, mode), load in results.items():
-        row(f"{name}, {mode}", f"{load.rps:,.0f}", f"{load.p50_ms:.2f}", f"{load.p99_ms:.2f}")
-    print("\n  ratios to static nginx, throughput (target >= 0.95)")
-    for name, mode in plan:
-        base = results["nginx, static files", mode]
-        if name != "nginx, static files":
-            row(f"{name}, {mode}", f"{results[name, mode].rps / base.rps:.2f}")
+            stack.enter_context(caddy(work / "caddy", upstream, ports[CADDY]))
+            measure(ports, work, args.duration, args.rounds)
 
 
 if __name__ == "__main__":
