@@ -61,7 +61,8 @@ def _check(config: Config, args: argparse.Namespace) -> int:
 
 
 def _dns(config: Config, args: argparse.Namespace) -> int:
-    print({"json": dns.to_json, "zone": dns.to_zone, "hosts": dns.to_hosts}[args.format](config))
+    render = {"json": dns.to_json, "zone": dns.to_zone, "hosts": dns.to_hosts}[args.format]
+    print(render(build_snapshot(config)))
     return 0
 
 

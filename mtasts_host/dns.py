@@ -1,4 +1,4 @@
-"""The DNS records an operator publishes for each configured domain."""
+"""The DNS records an operator publishes for each domain served."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from .config import Config
 from .names import POLICY_HOST_PREFIX
 from .policy import policy_id
+from .store import Snapshot
 
 _TXT_STRING = 255  # octets in one character-string of a TXT record (RFC 1035 section 3.3)
 
@@ -21,18 +21,19 @@ class Record:
     value: str
 
 
-def records(config: Config) -> Iterator[Record]:
+def records(snapshot: Snapshot) -> Iterator[Record]:
     """
-    Per domain: the ``_mta-sts`` TXT record with the policy id (or, with ``txt_cname``, a
-    CNAME to the shared record, which comes once per group), the ``mta-sts`` CNAME if a target
-    is configured, and the ``_smtp._tls`` TXT record if report URIs are configured.
+    Per domain: the ``_mta-sts`` TXT record with the id of the policy served (or, with
+    ``txt_cname``, a CNAME to the shared record, which comes once per group), the ``mta-sts``
+    CNAME if a target is configured, and the ``_smtp._tls`` TXT record if report URIs are
+    configured.
     """
-    groups = txt_groups(config)
-    for domain, settings in config.domains.items():
+    groups = txt_groups(snapshot)
+    for domain, settings in snapshot.config.domains.items():
         ttl = settings.dns_ttl
         target = settings.txt_cname
         if target is None:
-            txt = f"v=STSv1; id={policy_id(settings.policy.render())}"
+            txt = f"v=STSv1; id={snapshot.served[domain].id}"
             yield Record(f"_mta-sts.{domain}", "TXT", ttl, txt)
         else:
             yield Record(f"_mta-sts.{domain}", "CNAME", ttl, target)
@@ -45,26 +46,26 @@ def records(config: Config) -> Iterator[Record]:
             yield Record(f"_smtp._tls.{domain}", "TXT", ttl, f"v=TLSRPTv1; rua={rua}")
 
 
-def txt_groups(config: Config) -> dict[str, str]:
+def txt_groups(snapshot: Snapshot) -> dict[str, str]:
     """
     The id of each shared ``_mta-sts`` record: the policy id if its domains serve one policy,
     else an id over all their policies, so that it changes whenever any of them does.
     """
     bodies: dict[str, set[bytes]] = {}
-    for settings in config.domains.values():
+    for domain, settings in snapshot.config.domains.items():
         if settings.txt_cname is not None:
-            bodies.setdefault(settings.txt_cname, set()).add(settings.policy.render())
+            bodies.setdefault(settings.txt_cname, set()).add(snapshot.served[domain].body)
     return {target: policy_id(b"".join(sorted(group))) for target, group in bodies.items()}
 
 
-def to_json(config: Config) -> str:
-    return json.dumps([asdict(record) for record in records(config)], indent=2)
+def to_json(snapshot: Snapshot) -> str:
+    return json.dumps([asdict(record) for record in records(snapshot)], indent=2)
 
 
-def to_zone(config: Config) -> str:
+def to_zone(snapshot: Snapshot) -> str:
     """The records as zone-file lines, with absolute names."""
     lines = []
-    for record in records(config):
+    for record in records(snapshot):
         if record.type == "TXT":
             # Long values are split into several strings; senders join them without spaces.
             value = " ".join(
@@ -77,6 +78,6 @@ def to_zone(config: Config) -> str:
     return "\n".join(lines)
 
 
-def to_hosts(config: Config) -> str:
+def to_hosts(snapshot: Snapshot) -> str:
     """The policy host names, one a line: what the TLS certificates must cover."""
-    return "\n".join(POLICY_HOST_PREFIX + domain for domain in config.domains)
+    return "\n".join(POLICY_HOST_PREFIX + domain for domain in snapshot.served)

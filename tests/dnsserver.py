@@ -12,6 +12,7 @@ from dnslib.zoneresolver import ZoneResolver
 
 from mtasts_host import dns
 from mtasts_host.config import load_config
+from mtasts_host.store import build_snapshot
 
 # Real senders look _mta-sts.<domain> up through /etc/resolv.conf, which allows no port: the
 # server listens on port 53 of a loopback address of its own.
@@ -66,7 +67,7 @@ def zone_for(config_path: Path, address: str, extra_domains: tuple[str, ...] = (
     """What the operator publishes (``mtasts-host dns``), plus A records for the policy hosts;
     ``extra_domains`` get a TXT record and an address but no configured policy."""
     config = load_config(config_path)
-    lines = [dns.to_zone(config)]
+    lines = [dns.to_zone(build_snapshot(config))]
     for domain in (*config.domains, *extra_domains):
         lines.append(f"mta-sts.{domain}. 60 IN A {address}")
     for domain in extra_domains:

@@ -8,6 +8,7 @@ import textwrap
 from mtasts_host import dns
 from mtasts_host.config import parse_config
 from mtasts_host.policy import policy_id
+from mtasts_host.store import build_snapshot
 
 CONFIG = textwrap.dedent(
     """\
@@ -25,7 +26,7 @@ CONFIG = textwrap.dedent(
 def test_zone() -> None:
     config = parse_config(CONFIG)
     ident = policy_id(config.domains["a.example"].policy.render())
-    assert dns.to_zone(config).splitlines() == [
+    assert dns.to_zone(build_snapshot(config)).splitlines() == [
         f'_mta-sts.a.example.\t3600\tIN\tTXT\t"v=STSv1; id={ident}"',
         f'_mta-sts.b.example.\t300\tIN\tTXT\t"v=STSv1; id={ident}"',
         "mta-sts.b.example.\t300\tIN\tCNAME\tmta-sts.provider.example.",
@@ -36,7 +37,7 @@ def test_zone() -> None:
 
 def test_json() -> None:
     config = parse_config(CONFIG)
-    records = json.loads(dns.to_json(config))
+    records = json.loads(dns.to_json(build_snapshot(config)))
     assert records[0] == {
         "name": "_mta-sts.a.example",
         "type": "TXT",
@@ -49,11 +50,13 @@ def test_json() -> None:
 def test_long_txt_values_are_split_into_strings() -> None:
     uris = ", ".join(f'"mailto:tls{i}@{"r" * 50}.example"' for i in range(6))
     config = parse_config(f"domains:\n  a.example: {{mode: none, tlsrpt_rua: [{uris}]}}\n".encode())
-    line = dns.to_zone(config).splitlines()[1]
+    line = dns.to_zone(build_snapshot(config)).splitlines()[1]
     strings = line.split("\t")[-1]
     assert strings.count('" "') == 1  # two strings
     assert all(len(s) <= 255 for s in strings.strip('"').split('" "'))
-    rua = next(record for record in dns.records(config) if record.name.startswith("_smtp"))
+    rua = next(
+        record for record in dns.records(build_snapshot(config)) if record.name.startswith("_smtp")
+    )
     assert "".join(strings.strip('"').split('" "')) == rua.value
 
 
@@ -77,7 +80,7 @@ def test_an_id_group_shares_one_txt_record() -> None:
     c_body = config.domains["c.example"].policy.render()
     d_body = config.domains["d.example"].policy.render()
     mixed = policy_id(b"".join(sorted([c_body, d_body])))
-    assert [(r.name, r.type, r.value) for r in dns.records(config)] == [
+    assert [(r.name, r.type, r.value) for r in dns.records(build_snapshot(config))] == [
         ("_mta-sts.a.example", "CNAME", "_mta-sts.provider.example"),
         ("_mta-sts.provider.example", "TXT", f"v=STSv1; id={same}"),
         ("_mta-sts.b.example", "CNAME", "_mta-sts.provider.example"),
@@ -98,7 +101,7 @@ def test_a_group_with_different_policies_is_warned_about() -> None:
 
 
 def test_the_group_id_changes_with_any_member() -> None:
-    before = dns.txt_groups(parse_config(GROUPED))
-    after = dns.txt_groups(parse_config(GROUPED.replace(b"1209600", b"1209601")))
+    before = dns.txt_groups(build_snapshot(parse_config(GROUPED)))
+    after = dns.txt_groups(build_snapshot(parse_config(GROUPED.replace(b"1209600", b"1209601"))))
     assert before["_mta-sts.provider.example"] == after["_mta-sts.provider.example"]
     assert before["_mta-sts.other.example"] != after["_mta-sts.other.example"]

@@ -101,7 +101,7 @@ class Background:
                 raise asyncio.CancelledError
             self._running = asyncio.get_running_loop(), task
         try:
-            return await check(self.store.config, self.options)
+            return await check(self.store.snapshot, self.options)
         finally:
             with self._lock:
                 self._running = None

@@ -13,6 +13,7 @@ from ..app import PolicyApp
 from ..config import Config
 from ..metrics import collector
 from ..options import Option, choice, duration, port, seconds, several, text
+from ..store import build_snapshot
 from .background import Background
 from .dnsprobe import resolver_address
 from .runner import DoctorError, DoctorOptions, run
@@ -80,7 +81,7 @@ def doctor(config: Config, args: argparse.Namespace) -> int:
         0 when nothing fails, 1 when a check fails, 2 when the options cannot work.
     """
     try:
-        report = run(config, _options(args, args.timeout, args.domain or ()))
+        report = run(build_snapshot(config), _options(args, args.timeout, args.domain or ()))
     except DoctorError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ import dns.resolver
 from .. import dns as records_to_publish
 from ..config import Config, DomainConfig
 from ..policy import Mode
+from ..store import Snapshot
 from ..tls import sender_context
 from . import dnschecks, tlschecks
 from .dnsprobe import Lookup
@@ -65,15 +66,15 @@ class _Expected:
     body: bytes
 
 
-def _expected(config: Config) -> dict[str, _Expected]:
+def _expected(snapshot: Snapshot) -> dict[str, _Expected]:
     """Per domain, the id ``mtasts-host dns`` prints for its name, shared groups included."""
-    txt = {r.name: r.value for r in records_to_publish.records(config) if r.type == "TXT"}
+    txt = {r.name: r.value for r in records_to_publish.records(snapshot) if r.type == "TXT"}
     result = {}
-    for domain, settings in config.domains.items():
+    for domain, settings in snapshot.config.domains.items():
         target = settings.txt_cname
         value = txt[target or f"_mta-sts.{domain}"]
         record = f"'{value}'" if target is None else f"a CNAME to {target}, where '{value}' is"
-        result[domain] = _Expected(record, sts_id(value), settings.policy.render())
+        result[domain] = _Expected(record, sts_id(value), snapshot.served[domain].body)
     return result
 
 
@@ -210,9 +211,9 @@ def validate(options: DoctorOptions) -> None:
     _prepare(options)
 
 
-async def check(config: Config, options: DoctorOptions | None = None) -> Report:
+async def check(snapshot: Snapshot, options: DoctorOptions | None = None) -> Report:
     """
-    Check the domains of ``config`` against the world, concurrently.
+    Check the domains of ``snapshot`` against the world, concurrently.
 
     Raises:
         DoctorError: a domain asked for is not configured, the CA file is unusable, or there
@@ -220,9 +221,10 @@ async def check(config: Config, options: DoctorOptions | None = None) -> Report:
     """
     options = options or DoctorOptions()
     started = time.time()
+    config = snapshot.config
     domains = select(config, options.domains)
     context, lookup = _prepare(options)
-    expected = _expected(config)
+    expected = _expected(snapshot)
     run = _Run(options, lookup, context)
     results: dict[str, tuple[Finding, ...]] = {}
     queue = iter(domains)
@@ -237,11 +239,11 @@ async def check(config: Config, options: DoctorOptions | None = None) -> Report:
     return Report(ordered, dict(run.certificates), started, time.time())
 
 
-def run(config: Config, options: DoctorOptions | None = None) -> Report:
+def run(snapshot: Snapshot, options: DoctorOptions | None = None) -> Report:
     """
     ``check`` with an event loop of its own: for the command line and for threads.
 
     Raises:
         DoctorError: as ``check``.
     """
-    return asyncio.run(check(config, options))
+    return asyncio.run(check(snapshot, options))

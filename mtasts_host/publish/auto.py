@@ -83,8 +83,8 @@ class AutoPublisher:
         settings = new.config.publish
         if settings is None or not settings.auto:
             return
-        before = set(dns.records(old.config))
-        pending = [r for r in dns.records(new.config) if r not in before]
+        before = set(dns.records(old))
+        pending = [r for r in dns.records(new) if r not in before]
         if not pending:
             return
         logger.info(
@@ -102,7 +102,7 @@ class AutoPublisher:
         if cached is not None and cached[0] is snapshot and cached[1] is settled:
             return cached[2]
         needed: dict[str, list[dns.Record]] = {d: [] for d in snapshot.config.domains}
-        for item in wanted(snapshot.config):
+        for item in wanted(snapshot):
             if item.sts:
                 for domain in item.domains:
                     needed[domain].append(item.record)
@@ -134,13 +134,13 @@ class AutoPublisher:
             if self._stopping.is_set():
                 return
             self._wake.clear()
-            config = self.store.config
-            settings = config.publish
+            snapshot = self.store.snapshot
+            settings = snapshot.config.publish
             if settings is None or not settings.auto:
                 delay = None
                 continue
             try:
-                outcome = publish(config, _Log(), stop=self._stopping)
+                outcome = publish(snapshot, _Log(), stop=self._stopping)
             except Exception:
                 logger.exception("publish: the run failed")
                 outcome = Outcome((), ("crashed",))

@@ -13,6 +13,7 @@ from ..app import PolicyApp
 from ..config import Config
 from ..metrics import collector
 from ..options import Option, boolean, several, text
+from ..store import build_snapshot
 from .auto import AutoPublisher
 from .runner import publish as run
 
@@ -62,7 +63,8 @@ def publish(config: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2
-    return run(config, _Terminal(), domains=domains, dry_run=args.dry_run).exit_code
+    snapshot = build_snapshot(config)
+    return run(snapshot, _Terminal(), domains=domains, dry_run=args.dry_run).exit_code
 
 
 def start_background(app: PolicyApp, args: argparse.Namespace) -> AutoPublisher:

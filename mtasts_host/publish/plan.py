@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .. import dns
-from ..config import Config
+from ..store import Snapshot
 
 STS_PREFIX = "_mta-sts."
 _OWNER_PREFIXES = (STS_PREFIX, "mta-sts.", "_smtp._tls.")
@@ -121,17 +121,17 @@ def owner(name: str) -> str:
     return name
 
 
-def wanted(config: Config, domains: Sequence[str] = ()) -> list[Wanted]:
+def wanted(snapshot: Snapshot, domains: Sequence[str] = ()) -> list[Wanted]:
     """
     The records ``mtasts-host dns`` prints, each with its domains; only those of
     ``domains`` (and their groups' shared records) if any are given.
     """
     groups: dict[str, list[str]] = {}
-    for domain, settings in config.domains.items():
+    for domain, settings in snapshot.config.domains.items():
         if settings.txt_cname is not None:
             groups.setdefault(settings.txt_cname, []).append(domain)
     result = []
-    for record in dns.records(config):
+    for record in dns.records(snapshot):
         if record.type == "TXT" and record.name in groups:
             result.append(Wanted(record, tuple(groups[record.name]), sts=True))
         else:

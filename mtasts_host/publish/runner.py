@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from .. import dns
-from ..config import Config
+from ..blocks.publish import PublishSettings
+from ..store import Snapshot
 from ..tls import sender_context
 from . import authority, guard
 from .authority import DnsError, Server, Unreachable
@@ -30,7 +31,7 @@ _VERIFIERS = 8
 
 
 def publish(
-    config: Config,
+    snapshot: Snapshot,
     output: Output,
     *,
     domains: Sequence[str] = (),
@@ -39,8 +40,8 @@ def publish(
     fetcher: guard.Fetch | None = None,
 ) -> Outcome:
     """
-    Put the records of ``config`` (of ``domains`` only, if given) in the DNS its
-    ``publish`` block names, in the order RFC 8461 section 8.1 asks.
+    Put the records of the policies in ``snapshot`` (of ``domains`` only, if given) in the
+    DNS its configuration's ``publish`` block names, in the order RFC 8461 section 8.1 asks.
 
     Args:
         output: told each step, one line at a time, and each problem.
@@ -48,9 +49,9 @@ def publish(
         stop: set it to end the run early (inside ``serve``).
         fetcher: GET a URL (for tests); by default as ``verify_url`` and the block say.
     """
-    settings = config.publish
+    settings = snapshot.config.publish
     if settings is None:
-        raise ValueError(f"{config.path}: no publish block")
+        raise ValueError(f"{snapshot.config.path}: no publish block")
     try:
         fixed = authority.server(*settings.server) if settings.server else None
     except Unreachable as exc:
@@ -68,21 +69,23 @@ def publish(
         fetcher = partial(
             fetch, connect=settings.verify_connect, context=context, timeout=_FETCH_TIMEOUT
         )
-    run = _Run(config, output, backend, fixed, fetcher, stop or threading.Event())
-    return run.run(wanted(config, domains), dry_run)
+    run = _Run(snapshot, settings, output, backend, fixed, fetcher, stop or threading.Event())
+    return run.run(wanted(snapshot, domains), dry_run)
 
 
 class _Run:
     def __init__(
         self,
-        config: Config,
+        snapshot: Snapshot,
+        settings: PublishSettings,
         output: Output,
         backend: Backend,
         fixed: Server | None,
         fetcher: guard.Fetch,
         stop: threading.Event,
     ) -> None:
-        self.config = config
+        self.snapshot = snapshot
+        self.settings = settings
         self.output = output
         self.backend = backend
         self.fixed = fixed
@@ -159,8 +162,7 @@ class _Run:
         Step 2: the changes whose new policies are served, once caches have had
         ``cache_wait`` seconds to forget the old ones; None if stopped meanwhile.
         """
-        settings = self.config.publish
-        assert settings is not None
+        settings = self.settings
         domains = list(dict.fromkeys(d for c in pending if c.guarded for d in c.wanted.domains))
         if domains:
             url = settings.verify_url
@@ -190,11 +192,9 @@ class _Run:
         return ready
 
     def sight(self, domain: str) -> guard.Sighting:
-        settings = self.config.publish
-        assert settings is not None
-        body = self.config.domains[domain].policy.render()
-        url = guard.url_for(settings.verify_url, domain)
-        timeout = settings.verify_timeout
+        body = self.snapshot.served[domain].body
+        url = guard.url_for(self.settings.verify_url, domain)
+        timeout = self.settings.verify_timeout
         return guard.await_body(domain, url, body, self.fetcher, timeout=timeout, stop=self.stop)
 
     def apply(self, change: Change) -> Result | None:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from mtasts_host.config import Config, load_config
+from mtasts_host.config import load_config
 from mtasts_host.doctor import DoctorOptions
+from mtasts_host.store import Snapshot, build_snapshot
 
 from ..knot import knot
 from ..processes import free_port, running
@@ -37,9 +38,9 @@ from .world import (
 
 @dataclass(frozen=True)
 class World:
-    config: Config
+    snapshot: Snapshot
     """The world's domains, each good or broken in one way."""
-    slow: Config
+    slow: Snapshot
     """Fifty domains whose hosts accept connections and never answer."""
     options: DoctorOptions
     """How to reach the world: its DNS server, its CA, its ports."""
@@ -91,10 +92,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("doctor-world")
     path = tmp / "config.yaml"
     path.write_text(config_text(DOMAINS))
-    config = load_config(path)
+    snapshot = build_snapshot(load_config(path))
     (tmp / "slow.yaml").write_text(slow_config_text())
-    slow = load_config(tmp / "slow.yaml")
-    first, second = zones(config, slow)
+    slow = build_snapshot(load_config(tmp / "slow.yaml"))
+    first, second = zones(snapshot, slow)
     dns_port, https_port, smtp_port = free_port(DNS1), free_port(NGINX), free_port(MX_GOOD)
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
@@ -139,4 +140,4 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             smtp_port=smtp_port,
             timeout=3.0,
         )
-        yield World(config, slow, options)
+        yield World(snapshot, slow, options)

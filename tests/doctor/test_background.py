@@ -26,7 +26,7 @@ def test_runs_in_a_thread_and_keeps_the_latest_report(
 ) -> None:
     caplog.set_level(logging.INFO, logger="mtasts_host.doctor")
     options = dataclasses.replace(world.options, domains=("good.test", "oldid.test"))
-    background = Background(PolicyStore(world.config), options, interval=3600)
+    background = Background(PolicyStore(world.snapshot.config), options, interval=3600)
     assert background.detail() == {"interval_seconds": 3600, "finished_at": None}
     background.start()
     try:
@@ -53,7 +53,7 @@ def test_runs_in_a_thread_and_keeps_the_latest_report(
 def test_stop_cancels_a_run_in_progress(world: World) -> None:
     # Fifty hosts that never answer: the run would take a minute at least.
     options = dataclasses.replace(world.options, timeout=60.0)
-    background = Background(PolicyStore(world.slow), options, interval=3600)
+    background = Background(PolicyStore(world.slow.config), options, interval=3600)
     background.start()
     time.sleep(0.5)  # the run is under way
     background.stop(timeout=30)  # ends well within, or the run was not cancelled
@@ -63,4 +63,6 @@ def test_stop_cancels_a_run_in_progress(world: World) -> None:
 
 def test_options_that_cannot_work_fail_at_once(world: World) -> None:
     with pytest.raises(DoctorError, match=r"^--ca-file /nonexistent\.pem: "):
-        Background(PolicyStore(world.config), DoctorOptions(ca_file="/nonexistent.pem"), 60)
+        Background(
+            PolicyStore(world.snapshot.config), DoctorOptions(ca_file="/nonexistent.pem"), 60
+        )

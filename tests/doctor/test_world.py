@@ -18,7 +18,7 @@ from .world import DOMAINS, GOOD, SLOW, Domain
 
 @pytest.fixture(scope="module")
 def report(world: World) -> Report:
-    return run(world.config, world.options)
+    return run(world.snapshot, world.options)
 
 
 @pytest.mark.parametrize("domain", DOMAINS, ids=[domain.name for domain in DOMAINS])
@@ -61,14 +61,14 @@ def test_uvloop_gives_the_same_findings(world: World, report: Report) -> None:
     quick = tuple(d.name for d in DOMAINS if d.name != "mxsilent.test")
     options = dataclasses.replace(world.options, domains=quick)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        findings = runner.run(check(world.config, options)).domains
+        findings = runner.run(check(world.snapshot, options)).domains
     assert {d: [(f.check, f.status) for f in findings[d]] for d in quick} == {
         d: [(f.check, f.status) for f in report.domains[d]] for d in quick
     }
 
 
 def test_a_good_world_exits_0(world: World) -> None:
-    report = run(world.config, dataclasses.replace(world.options, domains=tuple(GOOD)))
+    report = run(world.snapshot, dataclasses.replace(world.options, domains=tuple(GOOD)))
     assert list(report.domains) == GOOD
     assert report.exit_code() == 0
 
@@ -109,9 +109,9 @@ def test_hosts_that_never_answer_cost_one_timeout(world: World) -> None:
 def test_a_domain_not_configured_is_an_error(world: World) -> None:
     options = dataclasses.replace(world.options, domains=("unknown.test",))
     with pytest.raises(DoctorError, match=r"^--domain 'unknown\.test': not configured in "):
-        run(world.config, options)
+        run(world.snapshot, options)
 
 
 def test_domains_are_named_in_any_case(world: World) -> None:
     options = dataclasses.replace(world.options, domains=("GOOD.test.", "split.test"))
-    assert list(run(world.config, options).domains) == ["good.test", "split.test"]
+    assert list(run(world.snapshot, options).domains) == ["good.test", "split.test"]

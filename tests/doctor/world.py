@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mtasts_host import dns
-from mtasts_host.config import Config
+from mtasts_host.store import Snapshot
 
 from .servers import zone
 
@@ -159,18 +159,18 @@ def slow_config_text() -> str:
     return config_text([Domain(name) for name in SLOW])
 
 
-def _published(config: Config) -> dict[str, list[str]]:
+def _published(snapshot: Snapshot) -> dict[str, list[str]]:
     """Owner name to the zone lines ``mtasts-host dns`` prints for it."""
     result: dict[str, list[str]] = {}
-    for line in dns.to_zone(config).splitlines():
+    for line in dns.to_zone(snapshot).splitlines():
         result.setdefault(line.split("\t")[0].removesuffix("."), []).append(line)
     return result
 
 
-def zones(config: Config, slow: Config) -> tuple[dict[str, str], dict[str, str]]:
+def zones(snapshot: Snapshot, slow: Snapshot) -> tuple[dict[str, str], dict[str, str]]:
     """The zones of the two DNS servers: DNS1 holds the world, DNS2 an older disagree.test."""
-    published = _published(config) | _published(slow)
-    ids = {record.name: record.value for record in dns.records(config) if record.type == "TXT"}
+    published = _published(snapshot) | _published(slow)
+    ids = {r.name: r.value for r in dns.records(snapshot) if r.type == "TXT"}
     test: list[str] = ["ns1 A " + DNS1, "ns2 A " + DNS2, "disagree NS ns1", "disagree NS ns2"]
     disagree: list[str] = []
     slow_domains = [Domain(name, policy_host=SILENT, mx=[(f"mx.{name}", SILENT)]) for name in SLOW]

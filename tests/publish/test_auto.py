@@ -15,7 +15,7 @@ from mtasts_host import dns
 from mtasts_host.config import load_config
 from mtasts_host.publish import AutoPublisher
 from mtasts_host.reload import Reloader
-from mtasts_host.store import PolicyStore
+from mtasts_host.store import PolicyStore, build_snapshot
 
 from ..conftest import wait_until
 from ..processes import free_port, running, serve_argv
@@ -28,7 +28,11 @@ SERVE_ADDRESS = "127.80.1.2"
 
 
 def _sts(path: Path, domain: str) -> str:
-    (value,) = [r.value for r in dns.records(load_config(path)) if r.name == f"_mta-sts.{domain}"]
+    (value,) = [
+        r.value
+        for r in dns.records(build_snapshot(load_config(path)))
+        if r.name == f"_mta-sts.{domain}"
+    ]
     return value
 
 

@@ -13,6 +13,7 @@ from mtasts_host.config import load_config
 from mtasts_host.publish import rfc2136
 from mtasts_host.publish.backend import Applied
 from mtasts_host.publish.plan import Change
+from mtasts_host.store import build_snapshot
 
 from .conftest import Keys, Publish, Write, serve
 from .servers import Dns, PolicyHost
@@ -27,13 +28,17 @@ h2.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}
 
 def _published(server: Dns, path: Path) -> None:
     """The DNS holds exactly what ``mtasts-host dns`` prints for the config at ``path``."""
-    for record in dns.records(load_config(path)):
+    for record in dns.records(build_snapshot(load_config(path))):
         assert server.values(record.name, record.type) == [record.value], record
         assert server.ttl(record.name, record.type) == record.ttl, record
 
 
 def _sts(path: Path, domain: str = "a.pub.test") -> str:
-    (value,) = [r.value for r in dns.records(load_config(path)) if r.name == f"_mta-sts.{domain}"]
+    (value,) = [
+        r.value
+        for r in dns.records(build_snapshot(load_config(path)))
+        if r.name == f"_mta-sts.{domain}"
+    ]
     return value
 
 
@@ -58,7 +63,7 @@ def test_first_publication_then_nothing_to_do(
     serve(host, path)
     first = publish(path)
     assert (first.code, first.err) == (0, "")
-    records = list(dns.records(load_config(path)))
+    records = list(dns.records(build_snapshot(load_config(path))))
     created = [line for line in first.lines if line.startswith("create ")]
     assert len(created) == len(records) == 6
     assert created[0] == f'create _mta-sts.a.pub.test 300 TXT "{_sts(path)}"'

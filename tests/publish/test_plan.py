@@ -7,6 +7,7 @@ import pytest
 from mtasts_host.config import parse_config
 from mtasts_host.dns import Record
 from mtasts_host.publish.plan import Action, Change, Current, Wanted, ordered, wanted
+from mtasts_host.store import build_snapshot
 
 CONFIG = b"""
 defaults: {mode: enforce, mx: [mx.example.net]}
@@ -54,7 +55,9 @@ def test_lines() -> None:
 
 def test_wanted_records_and_their_domains() -> None:
     config = parse_config(CONFIG)
-    found = [(w.record.name, w.record.type, w.domains, w.sts) for w in wanted(config)]
+    found = [
+        (w.record.name, w.record.type, w.domains, w.sts) for w in wanted(build_snapshot(config))
+    ]
     assert found == [
         ("_mta-sts.a.example", "TXT", ("a.example",), True),
         ("mta-sts.a.example", "CNAME", ("a.example",), False),
@@ -64,13 +67,13 @@ def test_wanted_records_and_their_domains() -> None:
         ("_mta-sts.h2.example", "CNAME", ("h2.example",), True),
     ]
     # One domain: its records, and its group's shared record.
-    only = [w.record.name for w in wanted(config, ["h2.example"])]
+    only = [w.record.name for w in wanted(build_snapshot(config), ["h2.example"])]
     assert only == ["_mta-sts.provider.example", "_mta-sts.h2.example"]
 
 
 def test_order_ids_last_and_shared_records_before_their_cnames() -> None:
     config = parse_config(CONFIG)
-    changes = [Change(item, None) for item in reversed(wanted(config))]
+    changes = [Change(item, None) for item in reversed(wanted(build_snapshot(config)))]
     assert [(c.record.name, c.record.type) for c in ordered(changes)] == [
         ("_smtp._tls.a.example", "TXT"),
         ("mta-sts.a.example", "CNAME"),
