@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,9 +38,9 @@ class Backend(Protocol):
         """Whether ``apply`` itself writes only if the record still holds what was read; if
         not, the caller reads it again just before."""
 
-    def check(self, zones: Sequence[str]) -> str | None:
-        """A problem that no change in ``zones`` could get past (a refused key), found before
-        any waiting; None if there is none."""
+    def check(self, pending: Mapping[str, Sequence[Change]]) -> str | None:
+        """A problem that would stop the ``pending`` changes of each zone (a key refused for
+        their names), found before any waiting; None if there is none."""
 
     def apply(self, change: Change, zone: str) -> Applied:
         """Put ``change`` in ``zone``."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .backend import Applied, Result
 from .plan import Change
@@ -31,7 +31,7 @@ class Hook:
     def __init__(self, argv: Sequence[str]) -> None:
         self.argv = tuple(argv)
 
-    def check(self, zones: Sequence[str]) -> str | None:
+    def check(self, pending: Mapping[str, Sequence[Change]]) -> str | None:
         return None
 
     def apply(self, change: Change, zone: str) -> Applied:

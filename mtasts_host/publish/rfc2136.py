@@ -6,7 +6,7 @@ someone else meanwhile is never overwritten.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dns.exception
 import dns.message
@@ -29,6 +29,11 @@ from .plan import Change
 
 _TXT_STRING = 255  # octets in one character-string (RFC 1035 section 3.3)
 _PREREQUISITE = (dns.rcode.YXDOMAIN, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.NXRRSET)
+# Values no zone holds, so that deleting them changes nothing (RFC 2136 section 3.4.2.4).
+_NOWHERE = {
+    "TXT": "mtasts-host: may this key update this name?",
+    "CNAME": "mtasts-host-may-this-key-update-this-name.invalid",  # RFC 2606: never resolves
+}
 
 
 class Rfc2136:
@@ -44,16 +49,25 @@ class Rfc2136:
         self.server = server
         self.key_file = key_file
 
-    def check(self, zones: Sequence[str]) -> str | None:
-        """Send each zone an update that changes nothing (its only prerequisite: the zone
-        has an SOA), which the server still authorises: a refused key shows at once."""
-        for zone in zones:
+    def check(self, pending: Mapping[str, Sequence[Change]]) -> str | None:
+        """
+        Send each zone an update that changes nothing but names every record its changes
+        will write: it deletes, at each name and type, a record no zone holds. The server
+        authorises it as it will the real ones, per zone (knot's ACLs, BIND's
+        ``allow-update``) or per name and type (BIND's ``update-policy``, knot's
+        ``update-owner``): a refused key shows at once.
+        """
+        for zone, changes in pending.items():
             origin = dns.name.from_text(zone)
             try:
                 update = dns.update.UpdateMessage(origin, keyring=self._key())
             except ValueError as exc:
                 return f"TSIG key file {self.key_file}: {exc}"
             update.present(origin, "SOA")
+            for change in changes:
+                name = dns.name.from_text(change.record.name)
+                for type in _types_written(change):
+                    update.delete(name, rdata(type, _NOWHERE[type]))
             applied = self._send(update, zone)
             if applied.result is not Result.DONE:
                 return applied.message
@@ -112,6 +126,14 @@ class Rfc2136:
         if rcode in (dns.rcode.NOTAUTH, dns.rcode.REFUSED):
             return Applied(Result.REFUSED, f"{refused} ({text}): it may not update the zone")
         return Applied(Result.FAILED, f"server {server} answers {text} to the update")
+
+
+def _types_written(change: Change) -> list[str]:
+    """The types at the change's name that ``apply`` writes: its own, and one it replaces."""
+    current = change.current
+    if current is None or current.type == change.record.type:
+        return [change.record.type]
+    return [change.record.type, current.type]
 
 
 def rdata(type: str, value: str) -> dns.rdata.Rdata:

@@ -117,7 +117,10 @@ class _Run:
             verb = "would change" if dry_run else "changed"
             self.output.info(f"{verb} {len(pending)} of {len(plan)} records")
             return Outcome(plan, tuple(self.problems), (), frozenset(settled))
-        problem = self.backend.check(sorted({self.zones[c.record.name] for c in pending}))
+        by_zone: dict[str, list[Change]] = {}
+        for change in pending:
+            by_zone.setdefault(self.zones[change.record.name], []).append(change)
+        problem = self.backend.check(dict(sorted(by_zone.items())))
         if problem is not None:
             self.problem(problem)
             return Outcome(plan, tuple(self.problems), (), frozenset(settled))

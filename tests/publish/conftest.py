@@ -10,6 +10,10 @@ import pytest
 from mtasts_host.cli import main
 from mtasts_host.config import Config, load_config
 from mtasts_host.publish import authority, guard
+from mtasts_host.publish.authority import Server
+from mtasts_host.publish.plan import Change, wanted
+from mtasts_host.publish.rfc2136 import Rfc2136
+from mtasts_host.store import build_snapshot
 
 from ..knot import knot
 from ..processes import free_port
@@ -109,6 +113,27 @@ def write(tmp_path: Path, server: Dns, host: PolicyHost, keys: Keys) -> Write:
         return path
 
     return write_config
+
+
+def first_update_changes_nothing(path: Path, server: Dns, key: Path) -> None:
+    """
+    The publisher's first update, signed with ``key``, deletes at each name and type the
+    config's records will take a record no zone holds (RFC 2136 section 3.4.2.4): the
+    server grants it, and no zone changes, the records already there and the serials
+    included.
+    """
+    server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"v=STSv1; id=old"')
+    server.set("pub.test", "mta-sts.a.pub.test", "CNAME", "elsewhere.pub.test.")
+    serials = [server.serial(zone) for zone in ZONES]
+    pending: dict[str, list[Change]] = {}
+    for item in wanted(build_snapshot(load_config(path))):
+        zone = "provider.test" if item.record.name.endswith(".provider.test") else "pub.test"
+        pending.setdefault(zone, []).append(Change(item, None))
+    assert set(pending) == set(ZONES)
+    assert Rfc2136(Server(server.address, server.port), str(key)).check(pending) is None
+    assert [server.serial(zone) for zone in ZONES] == serials
+    assert server.values("_mta-sts.a.pub.test") == ["v=STSv1; id=old"]
+    assert server.values("mta-sts.a.pub.test", "CNAME") == ["elsewhere.pub.test"]
 
 
 def serve(host: PolicyHost, path: Path) -> Config:

@@ -15,7 +15,7 @@ from mtasts_host.publish.backend import Applied
 from mtasts_host.publish.plan import Change
 from mtasts_host.store import build_snapshot
 
-from .conftest import Keys, Publish, Write, serve
+from .conftest import Keys, Publish, Write, first_update_changes_nothing, serve
 from .servers import Dns, PolicyHost
 
 A = "a.pub.test: {mx: [mx.pub.test]}"
@@ -169,6 +169,11 @@ def test_a_refused_key_is_one_clear_line(
     assert key.read_text().split("secret:")[1].split()[0] not in ran.out + ran.err
     assert server.values("_mta-sts.a.pub.test") == []
     assert [line for line in ran.lines if line.startswith("waiting")] == []
+
+
+def test_the_first_update_changes_nothing(write: Write, server: Dns, keys: Keys) -> None:
+    """knot grants the first update to the updater key, and it changes nothing."""
+    first_update_changes_nothing(write(FULL), server, keys.good)
 
 
 def test_a_record_changed_behind_its_back_is_not_overwritten(
