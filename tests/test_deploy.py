@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -360,43 +360,71 @@ def test_compose_wires_caddy_to_mtasts_host() -> None:
 # -- nginx's cache ---------------------------------------------------------------------------
 
 
-def test_a_reload_reaches_senders_through_nginx_within_the_cache_lifetime(
-    write_config: WriteConfig, tmp_path: Path
-) -> None:
-    """The shipped cache keeps a policy for the app's max-age=60 (RFC 8461 section 8.2)."""
+Fetch = Callable[[str], tuple[bytes, bytes]]
+"""GET the policy of a policy host through nginx: the status line and the body."""
+
+
+@pytest.fixture
+def cached(write_config: WriteConfig, tmp_path: Path) -> Iterator[tuple[Path, int, Fetch]]:
+    """
+    mtasts-host serving CONFIG_D behind the shipped nginx config, its cache included, with
+    certificates for mta-sts.example.com and mta-sts.example.net: the config, the app's
+    port and a fetch through nginx.
+    """
     config = write_config(CONFIG_D)
     certs = tmp_path / "certs"
     certs.mkdir()
     ca = trustme.CA()
-    cert = ca.issue_cert("mta-sts.example.com")
-    cert.private_key_pem.write_to_path(str(certs / "mta-sts.example.com.key"))
-    (certs / "mta-sts.example.com.crt").write_bytes(
-        b"".join(b.bytes() for b in cert.cert_chain_pems)
-    )
+    for name in ("mta-sts.example.com", "mta-sts.example.net"):
+        cert = ca.issue_cert(name)
+        cert.private_key_pem.write_to_path(str(certs / f"{name}.key"))
+        (certs / f"{name}.crt").write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
     context = ssl.create_default_context()
     ca.configure_trust(context)
     upstream, port = free_port(), free_port(CACHE_ADDRESS)
-    new = BODY_D.replace(b"enforce", b"testing")
 
-    def fetch() -> bytes:
-        name = "mta-sts.example.com"
+    def fetch(name: str) -> tuple[bytes, bytes]:
         with (
             socket.create_connection((CACHE_ADDRESS, port), timeout=10) as sock,
             context.wrap_socket(sock, server_hostname=name) as tls,
         ):
             tls.sendall(f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
             head, _, body = read_response(tls).partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 200 ")
-            return body
+            return head.split(b"\r\n")[0], body
 
     with (
         running(serve_argv(config, upstream), tmp_path / "serve.log", "127.0.0.1", upstream),
         nginx_running(tmp_path / "nginx", certs, ("127.0.0.1", upstream), CACHE_ADDRESS, port),
     ):
-        assert fetch() == BODY_D  # now cached
-        config.write_text(CONFIG_D.replace("enforce", "testing"))
-        direct = partial(serves, upstream, new)
-        wait_until(direct)  # the app serves the new policy at once...
-        seen = fetch()  # ...while nginx still answers from its cache
-        wait_until(lambda: fetch() == new, timeout=75)  # and within the minute, so does nginx
-    assert seen == BODY_D
+        yield config, upstream, fetch
+
+
+def test_a_reload_reaches_senders_through_nginx_within_the_cache_lifetime(
+    cached: tuple[Path, int, Fetch],
+) -> None:
+    """The shipped cache keeps a policy for the app's max-age=60 (RFC 8461 section 8.2)."""
+    config, upstream, fetch = cached
+    name = "mta-sts.example.com"
+    new = BODY_D.replace(b"enforce", b"testing")
+    assert fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)  # now cached
+    config.write_text(CONFIG_D.replace("enforce", "testing"))
+    wait_until(partial(serves, upstream, new))  # the app serves the new policy at once...
+    seen = fetch(name)  # ...while nginx still answers from its cache
+    wait_until(lambda: fetch(name) == (b"HTTP/1.1 200 OK", new), timeout=75)  # within the minute
+    assert seen == (b"HTTP/1.1 200 OK", BODY_D)
+
+
+def test_nginx_keeps_no_answer_the_app_marks_no_store(cached: tuple[Path, int, Fetch]) -> None:
+    """
+    A host without a policy gets the app's 404, marked no-store: nginx keeps none of it, so
+    a domain added to the config is served through nginx as soon as the app serves it.
+    """
+    config, upstream, fetch = cached
+    name = "mta-sts.example.net"
+    status, body = fetch(name)
+    assert status == b"HTTP/1.1 404 Not Found", body
+    assert fetch(name)[0] == b"HTTP/1.1 404 Not Found"  # asked twice: a cache would keep it
+    config.write_text(CONFIG_D + "  example.net: {mode: testing, mx: [mx.example.net]}\n")
+    added = b"version: STSv1\r\nmode: testing\r\nmx: mx.example.net\r\nmax_age: 604800\r\n"
+    wait_until(partial(serves, upstream, added, name))
+    assert fetch(name) == (b"HTTP/1.1 200 OK", added)
