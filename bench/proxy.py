@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import os
 import re
-import statistics
 import subprocess
 import tempfile
 import time
@@ -39,6 +38,7 @@ from bench.run import (
     Load,
     median_load,
     mtasts_argv,
+    paired,
     pinned,
     row,
     server,
@@ -163,20 +163,13 @@ def measure(ports: dict[str, int], work: Path, duration: int, rounds: int) -> No
     for (name, mode), loads in runs.items():
         load = median_load(loads)
         row(f"{name}, {mode}", f"{load.rps:,.0f}", f"{load.p50_ms:.2f}", f"{load.p99_ms:.2f}")
-    print(
-        "\n  throughput ratios, the median of the rounds' ratios [lowest, highest] (target >= 0.95)"
-    )
+    print("\n  throughput ratios: median of the rounds [lowest, highest] (target >= 0.95)")
     for mode, names in PLAN.items():
         for base in (STATIC, TUNED):
             for name in names:
-                if name in (STATIC, TUNED):
-                    continue
-                ratios = [
-                    a.rps / b.rps for a, b in zip(runs[name, mode], runs[base, mode], strict=True)
-                ]
-                label = f"{name} / {base}, {mode}"
-                median = statistics.median(ratios)
-                print(f"  {label:<82}{median:>6.2f}  [{min(ratios):.2f}, {max(ratios):.2f}]")
+                if name not in (STATIC, TUNED):
+                    ratio = paired(runs[name, mode], runs[base, mode])
+                    print(f"  {f'{name} / {base}, {mode}':<82}{ratio:>20}")
 
 
 def main() -> None:

@@ -212,8 +212,9 @@ def row(name: str, *cells: object) -> None:
 def throughput(work: Path, duration: int, rounds: int) -> None:
     print(
         f"\n== Throughput and latency (wrk, 1 thread; with 10,000 domains requests spread over "
-        f"{SPREAD:,} of them, else over every domain; median of {rounds} interleaved rounds "
-        f"of {duration} s) =="
+        f"{SPREAD:,} of them, else over every domain; median of {rounds} rounds of {duration} s, "
+        "each in the reverse order of the one before; a ratio is the median of the rounds' "
+        "ratios [lowest, highest]) =="
     )
     configs = {n: write_config(work / f"d{n}.yaml", n) for n in (10, 10_000, 100_000)}
     hosts = {n: write_hosts(work / f"hosts{n}.txt", n) for n in configs}
@@ -234,7 +235,8 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
         "Connection: close, 16 connections": (16, True),
         "keep-alive, 64 connections": (64, False),
     }
-    plan = [(name, mode) for name in ("floor", "mtasts-host", "nginx") for mode in modes]
+    # The runs compared follow one another, so that a ratio is taken within a round.
+    plan = [(name, mode) for mode in modes for name in ("floor", "mtasts-host", "nginx")]
     plan += [("mtasts-host under granian", mode) for mode in list(modes)[:2]]
     plan += [(name, "keep-alive, 16 connections") for name in list(servers)[4:]]
     runs: dict[tuple[str, str], list[Load]] = {key: [] for key in plan}
@@ -244,8 +246,8 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
             ports[name] = free_port()
             env = granian_env if "granian" in name else None
             stack.enter_context(server(argv(ports[name]), ports[name], cwd=ROOT, env=env))
-        for _ in range(rounds):
-            for name, mode in plan:
+        for number in range(rounds):
+            for name, mode in plan if number % 2 == 0 else reversed(plan):
                 connections, close = modes[mode]
                 domains = 10 if "10 domains" in name else 100_000 if "100,000" in name else 10_000
                 runs[name, mode].append(
@@ -272,18 +274,28 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
         )
     print("\n  ratios")
     for mode in modes:
-        floor, ours, nginx = (results[name, mode] for name in ("floor", "mtasts-host", "nginx"))
-        row(f"{mode}: mtasts-host / floor, throughput", f"{ours.rps / floor.rps:.2f}")
-        row(f"{mode}: mtasts-host / floor, p99", f"{ours.p99_ms / floor.p99_ms:.2f}")
-        row(f"{mode}: nginx / mtasts-host, throughput", f"{nginx.rps / ours.rps:.2f}")
+        floor, ours, nginx = (runs[name, mode] for name in ("floor", "mtasts-host", "nginx"))
+        row(f"{mode}: mtasts-host / floor, throughput", paired(ours, floor))
+        row(f"{mode}: mtasts-host / floor, p99", paired(ours, floor, "p99_ms"))
+        row(f"{mode}: nginx / mtasts-host, throughput", paired(nginx, ours))
     for mode in list(modes)[:2]:
-        ours, granian = (
-            results[name, mode] for name in ("mtasts-host", "mtasts-host under granian")
-        )
-        row(f"{mode}: granian / uvicorn, throughput", f"{granian.rps / ours.rps:.2f}")
-    few = results["mtasts-host, 10 domains", "keep-alive, 16 connections"]
-    many = results["mtasts-host, 100,000 domains", "keep-alive, 16 connections"]
-    row("100,000 domains / 10 domains, throughput", f"{many.rps / few.rps:.2f}")
+        ours, granian = (runs[name, mode] for name in ("mtasts-host", "mtasts-host under granian"))
+        row(f"{mode}: granian / uvicorn, throughput", paired(granian, ours))
+    few = runs["mtasts-host, 10 domains", "keep-alive, 16 connections"]
+    many = runs["mtasts-host, 100,000 domains", "keep-alive, 16 connections"]
+    row("100,000 domains / 10 domains, throughput", paired(many, few))
+
+
+def paired(loads: list[Load], baselines: list[Load], figure: str = "rps") -> str:
+    """
+    The median of the rounds' ratios, then the lowest and the highest: runs of one round
+    follow one another, which takes out most of this machine's drift from minute to minute.
+    """
+    ratios = [
+        getattr(load, figure) / getattr(base, figure)
+        for load, base in zip(loads, baselines, strict=True)
+    ]
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]"
 
 
 def median_load(loads: list[Load]) -> Load:
@@ -295,7 +307,36 @@ def median_load(loads: list[Load]) -> Load:
     )
 
 
-def memory_and_reload(work: Path, duration: int) -> None:
+_YAML_LOAD = ("import yaml", "yaml.load(open(sys.argv[1]), Loader=yaml.CSafeLoader)")
+_STORE_LOAD = (
+    "from mtasts_host import load_config, PolicyStore",
+    "PolicyStore(load_config(sys.argv[1]))",
+)
+
+
+def _seconds(setup_and_statement: tuple[str, str], config: Path, times: int = 3) -> float:
+    """The median time of a statement on ``config``, after its setup, in fresh processes."""
+    setup, statement = setup_and_statement
+    code = (
+        f"import sys, time; {setup}; t = time.perf_counter(); {statement}; "
+        "print(time.perf_counter() - t)"
+    )
+    runs = [
+        float(
+            subprocess.run(
+                [PYTHON, "-c", code, str(config)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            ).stdout
+        )
+        for _ in range(times)
+    ]
+    return statistics.median(runs)
+
+
+def memory_and_reload(work: Path) -> None:
     print("\n== Load time and memory ==")
     row("", "load s", "start-up s", "RSS MiB", "peak MiB", "RSS / floor")
     port = free_port()
@@ -303,39 +344,16 @@ def memory_and_reload(work: Path, duration: int) -> None:
         time.sleep(0.5)
         floor_rss = rss_mib(floor.pid)
     row("floor (bare uvicorn app)", "-", "-", f"{floor_rss:.0f}", "-")
-    yaml_baseline = subprocess.run(
-        [
-            PYTHON,
-            "-c",
-            "import sys, time, yaml; t = time.perf_counter(); "
-            "yaml.load(open(sys.argv[1]), Loader=yaml.CSafeLoader); print(time.perf_counter() - t)",
-            str(work / "d10000.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    row("yaml.load(CSafeLoader), 10k domains", f"{float(yaml_baseline):.2f}", "-", "-", "-")
     last = write_config(work / "d100000-last.yaml", 100_000, defaults_last=True)
     for n, config in (
         (10_000, work / "d10000.yaml"),
         (100_000, last),
         (100_000, work / "d100000.yaml"),
     ):
-        load = subprocess.run(
-            [
-                PYTHON,
-                "-c",
-                "import sys, time; from mtasts_host import load_config, PolicyStore; "
-                "t = time.perf_counter(); PolicyStore(load_config(sys.argv[1])); "
-                "print(time.perf_counter() - t)",
-                str(config),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-        ).stdout
+        baseline = _seconds(_YAML_LOAD, config)
+        order = ", defaults after domains" if config == last else ""
+        row(f"yaml.load(CSafeLoader), {n:,} domains{order}", f"{baseline:.2f}", "-", "-", "-")
+        load = _seconds(_STORE_LOAD, config)
         port = free_port()
         started = time.perf_counter()
         with server(mtasts_argv(config, port), port, cwd=ROOT) as process:
@@ -344,24 +362,28 @@ def memory_and_reload(work: Path, duration: int) -> None:
                 get(port, f"mta-sts.d{i}.example.com")
             time.sleep(1)
             rss, peak = rss_mib(process.pid), rss_mib(process.pid, "VmHWM")
-            order = ", defaults after domains" if config == last else ""
             row(
                 f"mtasts-host, {n:,} domains{order}",
-                f"{float(load):.2f}",
+                f"{load:.2f}",
                 f"{startup:.2f}",
                 f"{rss:.0f}",
                 f"{peak:.0f}",
                 f"{rss / floor_rss:.1f}",
             )
+            row(f"  load / yaml.load of the same file{order}", f"{load / baseline:.2f}")
             if n == 100_000 and config != last:
-                reload_under_load(work, config, port, process, duration)
+                reload_under_load(work, config, port, process)
+
+
+RELOAD_RUN = 8
+"""Seconds of each wrk run around the reload: a reload of 100,000 domains takes about 4."""
 
 
 def reload_under_load(
-    work: Path, config: Path, port: int, process: subprocess.Popen[bytes], duration: int
+    work: Path, config: Path, port: int, process: subprocess.Popen[bytes]
 ) -> None:
     """Rewrite the 100,000-domain file while wrk runs; report the p99 and the reload."""
-    hosts = work / "hosts100000.txt"
+    hosts, duration = work / "hosts100000.txt", RELOAD_RUN
     quiet = wrk(port, hosts, work, connections=16, duration=duration)
     Path(f"/proc/{process.pid}/clear_refs").write_text("5")  # reset the peak RSS
     result: dict[str, Load] = {}
@@ -407,8 +429,8 @@ def reload_latency(edits: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
-    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="wrk rounds per measurement")
+    parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=9, help="wrk rounds per measurement")
     parser.add_argument("--edits", type=int, default=25)
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
@@ -421,7 +443,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         throughput(work, args.duration, args.rounds)
-        memory_and_reload(work, args.duration)
+        memory_and_reload(work)
     reload_latency(args.edits)
 
 
