@@ -31,9 +31,16 @@ def missing(what: str, package: str) -> NoReturn:
     pytest.skip(message)
 
 
+_SBIN = os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin"))
+
+
 def need(program: str, package: str) -> str:
-    """The path of ``program``; see ``missing`` for when it is not installed."""
-    found = shutil.which(program)
+    """
+    The path of ``program``, looked for in the sbin directories too (named, keymgr and
+    tsig-keygen live there, outside a user's usual PATH); see ``missing`` for when it is
+    not installed.
+    """
+    found = shutil.which(program) or shutil.which(program, path=_SBIN)
     if found is None:
         missing(program, package)
     return found
