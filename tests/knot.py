@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mtasts_host.tsigkey import read_key_file
 
-from .processes import running
+from .processes import need, running
 
 
 def _key_section(paths: Sequence[Path]) -> list[str]:
@@ -62,5 +62,6 @@ def knot(
         (tmp / "zones" / f"{origin}.zone").write_text(text)
         lines += [f"  - domain: {origin}", f"    file: {origin}.zone"]
     (tmp / "knot.conf").write_text("\n".join(lines) + "\n")
-    with running(["knotd", "-c", str(tmp / "knot.conf")], tmp / "knot.log", address, port):
+    argv = [need("knotd", "knot"), "-c", str(tmp / "knot.conf")]
+    with running(argv, tmp / "knot.log", address, port):
         yield

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .processes import running
+from .processes import need, running
 
 SITE = Path(__file__).parent.parent / "deploy" / "nginx" / "mtasts-host.conf"
 
@@ -48,7 +48,15 @@ def nginx_argv(tmp: Path, http: str, connections: int = 512, access_log: bool = 
         }}
         """
     )
-    return ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"]
+    return [
+        need("nginx", "nginx"),
+        "-p",
+        str(tmp),
+        "-c",
+        str(tmp / "nginx.conf"),
+        "-g",
+        "daemon off;",
+    ]
 
 
 @contextlib.contextmanager

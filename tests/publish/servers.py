@@ -23,6 +23,8 @@ import dns.update
 
 from mtasts_host.tsigkey import read_key_file
 
+from ..processes import need
+
 DNS1 = "127.80.0.1"
 DNS2 = "127.80.0.2"
 """A second name server of the zones, which never gets the updates."""
@@ -33,7 +35,8 @@ ZONES = ("pub.test", "provider.test")
 def keymgr(directory: Path, name: str) -> Path:
     """A new TSIG key, written by knot's keymgr as ``directory/name.key``."""
     path = directory / f"{name}.key"
-    made = subprocess.run(["keymgr", "-t", name, "hmac-sha256"], capture_output=True, check=True)
+    argv = [need("keymgr", "knot"), "-t", name, "hmac-sha256"]
+    made = subprocess.run(argv, capture_output=True, check=True)
     path.write_bytes(made.stdout)
     return path
 
