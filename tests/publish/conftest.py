@@ -136,6 +136,19 @@ def first_update_changes_nothing(path: Path, server: Dns, key: Path) -> None:
     assert server.values("mta-sts.a.pub.test", "CNAME") == ["elsewhere.pub.test"]
 
 
+def theirs_once_served(host: PolicyHost, server: Dns) -> None:
+    """
+    Someone else's write between the publisher's read and its update: the first time the
+    policy host answers, the ``_mta-sts`` TXT record of a.pub.test becomes theirs.
+    """
+
+    def someone_else(name: str, body: bytes) -> None:
+        host.on_serve = None
+        server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"v=STSv1; id=theirs"', ttl=300)
+
+    host.on_serve = someone_else
+
+
 def serve(host: PolicyHost, path: Path) -> Config:
     """Have the policy host serve every policy of the config at ``path``, as a reload would."""
     config = load_config(path)

@@ -15,7 +15,14 @@ from mtasts_host.publish.backend import Applied
 from mtasts_host.publish.plan import Change
 from mtasts_host.store import build_snapshot
 
-from .conftest import Keys, Publish, Write, first_update_changes_nothing, serve
+from .conftest import (
+    Keys,
+    Publish,
+    Write,
+    first_update_changes_nothing,
+    serve,
+    theirs_once_served,
+)
 from .servers import Dns, PolicyHost
 
 A = "a.pub.test: {mx: [mx.pub.test]}"
@@ -184,12 +191,7 @@ def test_a_record_changed_behind_its_back_is_not_overwritten(
     assert publish(path).code == 0
     path = write("a.pub.test: {mx: [mx.pub.test], mode: testing}")
     serve(host, path)
-
-    def someone_else(name: str, body: bytes) -> None:
-        host.on_serve = None
-        server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"v=STSv1; id=theirs"', ttl=300)
-
-    host.on_serve = someone_else
+    theirs_once_served(host, server)
     ran = publish(path)
     assert ran.code == 1
     assert ran.err.splitlines() == [

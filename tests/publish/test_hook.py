@@ -11,7 +11,7 @@ import pytest
 
 from mtasts_host.publish import authority
 
-from .conftest import Publish, Write, serve
+from .conftest import Publish, Write, serve, theirs_once_served
 from .servers import Dns, PolicyHost
 
 # A provider's CLI as far as the publisher can tell: it records its environment, then puts
@@ -137,12 +137,7 @@ def test_a_record_changed_before_the_command_runs(
 ) -> None:
     path = write(A, f"command: {script}")
     serve(host, path)
-
-    def someone_else(name: str, body: bytes) -> None:
-        host.on_serve = None
-        server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"v=STSv1; id=theirs"', ttl=300)
-
-    host.on_serve = someone_else
+    theirs_once_served(host, server)
     ran = publish(path)
     assert ran.code == 1
     assert ran.err.splitlines() == [
