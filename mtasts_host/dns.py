@@ -9,8 +9,7 @@ from dataclasses import asdict, dataclass
 from .names import POLICY_HOST_PREFIX
 from .policy import policy_id
 from .store import Snapshot
-
-_TXT_STRING = 255  # octets in one character-string of a TXT record (RFC 1035 section 3.3)
+from .wire import txt_strings
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +67,7 @@ def to_zone(snapshot: Snapshot) -> str:
     for record in records(snapshot):
         if record.type == "TXT":
             # Long values are split into several strings; senders join them without spaces.
-            value = " ".join(
-                f'"{record.value[i : i + _TXT_STRING]}"'
-                for i in range(0, len(record.value), _TXT_STRING)
-            )
+            value = " ".join(f'"{string}"' for string in txt_strings(record.value))
         else:
             value = record.value + "."
         lines.append(f"{record.name}.\t{record.ttl}\tIN\t{record.type}\t{value}")

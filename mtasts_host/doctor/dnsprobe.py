@@ -18,6 +18,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from ..wire import name_text, txt_text
 from .facts import Authority, Names, Txt
 
 _MAX_CNAMES = 8
@@ -48,10 +49,6 @@ def resolver_address(text: str) -> tuple[str, int]:
     if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise ValueError("expected a port 1..65535 after the address")
     return str(address), int(port)
-
-
-def _text(name: dns.name.Name) -> str:
-    return name.to_text(omit_final_dot=True).lower()
 
 
 class Lookup:
@@ -94,19 +91,17 @@ class Lookup:
             try:
                 answer = await self._resolve(target, "TXT")
             except dns.resolver.NXDOMAIN:
-                return Txt(name, final=_text(target))
+                return Txt(name, final=name_text(target))
             except dns.exception.DNSException as exc:
-                return Txt(name, final=_text(target), error=self._reason(exc))
+                return Txt(name, final=name_text(target), error=self._reason(exc))
             if answer.rrset is not None:
-                values = tuple(
-                    b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer.rrset
-                )
-                return Txt(name, values, _text(answer.canonical_name))
+                values = tuple(txt_text(rdata.strings) for rdata in answer.rrset)
+                return Txt(name, values, name_text(answer.canonical_name))
             if answer.canonical_name == target:
-                return Txt(name, final=_text(target))
+                return Txt(name, final=name_text(target))
             # A CNAME whose target the server did not answer for: ask for the target.
             target = answer.canonical_name
-        return Txt(name, final=_text(target), error=f"more than {_MAX_CNAMES} CNAMEs")
+        return Txt(name, final=name_text(target), error=f"more than {_MAX_CNAMES} CNAMEs")
 
     async def mx(self, domain: str) -> Names:
         """The MX hosts of ``domain``, most preferred first; ``.`` for a null MX."""
@@ -117,7 +112,7 @@ class Lookup:
         except dns.exception.DNSException as exc:
             return Names(error=self._reason(exc))
         exchanges = sorted(answer.rrset or (), key=lambda rdata: rdata.preference)
-        return Names(tuple(dict.fromkeys(_text(rdata.exchange) for rdata in exchanges)))
+        return Names(tuple(dict.fromkeys(name_text(rdata.exchange) for rdata in exchanges)))
 
     async def addresses(self, host: str) -> Names:
         """The IPv4 and IPv6 addresses of ``host``."""
@@ -148,7 +143,7 @@ class Lookup:
             answer = await self._resolve(zone, "NS")
         except dns.exception.DNSException:
             return ()
-        servers = sorted({_text(rdata.target) for rdata in answer.rrset or ()})
+        servers = sorted({name_text(rdata.target) for rdata in answer.rrset or ()})
         found = await asyncio.gather(*(self.addresses(server) for server in servers))
         asked = [
             (server, address)
@@ -175,7 +170,7 @@ class Lookup:
         if rcode != dns.rcode.NOERROR:
             return Authority(server, address, error=dns.rcode.to_text(rcode))
         values = tuple(
-            b"".join(rdata.strings).decode("utf-8", "replace")
+            txt_text(rdata.strings)
             for rrset in response.answer
             if rrset.rdtype == dns.rdatatype.TXT
             for rdata in rrset

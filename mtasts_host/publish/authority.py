@@ -18,6 +18,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from ..wire import name_text, txt_text
 from .plan import Current, normal
 
 TIMEOUT = 5.0
@@ -93,10 +94,6 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _text(name: dns.name.Name) -> str:
-    return name.to_text(omit_final_dot=True).lower()
-
-
 def zone_of(where: Server, name: str) -> str:
     """
     The zone that holds ``name`` on ``where``: the owner of the SOA record its answer for
@@ -121,7 +118,7 @@ def zone_of(where: Server, name: str) -> str:
         if response.flags & dns.flags.AA:
             for rrset in (*response.answer, *response.authority):
                 if rrset.rdtype == dns.rdatatype.SOA:
-                    return _text(rrset.name)
+                    return name_text(rrset.name)
         break
     why = dns.rcode.to_text(rcode) if rcode != dns.rcode.NOERROR else "no SOA in its answer"
     raise DnsError(f"zone not found for {name} at {where} ({why})")
@@ -160,8 +157,8 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
 def _value(rdata: object) -> str:
     strings = getattr(rdata, "strings", None)
     if strings is not None:
-        return b"".join(strings).decode("utf-8", "replace")
-    return _text(getattr(rdata, "target"))  # noqa: B009 (a CNAME, by elimination)
+        return txt_text(strings)
+    return name_text(getattr(rdata, "target"))  # noqa: B009 (a CNAME, by elimination)
 
 
 def nameservers(where: Server, zone: str) -> list[Server]:
@@ -174,7 +171,7 @@ def nameservers(where: Server, zone: str) -> list[Server]:
     except DnsError:
         return []
     hosts = sorted(
-        _text(rdata.target)
+        name_text(rdata.target)
         for rrset in response.answer
         if rrset.rdtype == dns.rdatatype.NS
         for rdata in rrset
@@ -221,11 +218,11 @@ def primary_for(name: str) -> Server:
         answer = dns.resolver.resolve(zone, "NS", search=False)
     except (dns.exception.DNSException, OSError) as exc:
         raise DnsError(f"zone not found for {name} by the system resolver: {exc}") from None
-    for host in sorted(_text(rdata.target) for rdata in answer):
+    for host in sorted(name_text(rdata.target) for rdata in answer):
         for rdtype in ("A", "AAAA"):
             try:
                 addresses = dns.resolver.resolve(host, rdtype, search=False)
             except (dns.exception.DNSException, OSError):
                 continue
             return Server(str(addresses[0].address), NAMESERVER_PORT, host)
-    raise DnsError(f"no name server of {_text(zone)} resolves")
+    raise DnsError(f"no name server of {name_text(zone)} resolves")

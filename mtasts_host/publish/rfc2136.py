@@ -22,12 +22,12 @@ import dns.tsig
 import dns.update
 
 from .. import tsigkey
+from ..wire import txt_strings
 from . import authority
 from .authority import Server
 from .backend import Applied, Result
 from .plan import Change
 
-_TXT_STRING = 255  # octets in one character-string (RFC 1035 section 3.3)
 _PREREQUISITE = (dns.rcode.YXDOMAIN, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.NXRRSET)
 # Values no zone holds, so that deleting them changes nothing (RFC 2136 section 3.4.2.4).
 _NOWHERE = {
@@ -139,7 +139,6 @@ def _types_written(change: Change) -> list[str]:
 def rdata(type: str, value: str) -> dns.rdata.Rdata:
     """One record's data: a TXT value split in strings of 255 octets, or a CNAME target."""
     if type == "TXT":
-        data = value.encode("ascii")
-        strings = [data[i : i + _TXT_STRING] for i in range(0, len(data), _TXT_STRING)]
+        strings = [string.encode("ascii") for string in txt_strings(value)]
         return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, strings)
     return dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(type), value + ".")
