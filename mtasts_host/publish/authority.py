@@ -84,11 +84,12 @@ def ask(where: Server, name: str, rdtype: str, timeout: float | None = None) -> 
     except dns.exception.Timeout:
         raise Unreachable(f"server {where} unreachable: no answer within {timeout:g} s") from None
     except (OSError, dns.exception.DNSException) as exc:
-        raise Unreachable(f"server {where} unreachable: {_reason(exc)}") from None
+        raise Unreachable(f"server {where} unreachable: {reason(exc)}") from None
     return response
 
 
-def _reason(exc: Exception) -> str:
+def reason(exc: Exception) -> str:
+    """Why a server could not be reached, in a few words: the system's, for a socket error."""
     if isinstance(exc, OSError):
         return (exc.strerror or str(exc)).lower()
     return str(exc) or type(exc).__name__

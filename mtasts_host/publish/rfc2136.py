@@ -115,8 +115,8 @@ class Rfc2136:
         except dns.exception.Timeout:
             return Applied(Result.FAILED, f"server {server} unreachable: no answer in time")
         except (OSError, dns.exception.DNSException) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            return Applied(Result.FAILED, f"server {server} unreachable: {reason.lower()}")
+            why = authority.reason(exc).lower()
+            return Applied(Result.FAILED, f"server {server} unreachable: {why}")
         rcode = response.rcode()
         text = dns.rcode.to_text(rcode)
         if rcode == dns.rcode.NOERROR:
