@@ -26,6 +26,7 @@ from .settings import (
     PolicySettings,
     domain_config,
     read_policy_settings,
+    txt_cname_groups,
 )
 
 __all__ = [
@@ -239,11 +240,7 @@ class _Reader:
 
     def check_groups(self, domains: dict[str, DomainConfig]) -> None:
         """Warn where domains share one ``_mta-sts`` record but not one policy."""
-        groups: dict[str, list[str]] = {}
-        for name, settings in domains.items():
-            if settings.txt_cname is not None:
-                groups.setdefault(settings.txt_cname, []).append(name)
-        for target, members in groups.items():
+        for target, members in txt_cname_groups(domains).items():
             if len({domains[name].policy for name in members}) > 1:
                 self.problems.warn(
                     self.lines[members[0]],

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from .names import POLICY_HOST_PREFIX
 from .policy import policy_id
+from .settings import txt_cname_groups
 from .store import Snapshot
 from .wire import txt_strings
 
@@ -50,11 +51,11 @@ def txt_groups(snapshot: Snapshot) -> dict[str, str]:
     The id of each shared ``_mta-sts`` record: the policy id if its domains serve one policy,
     else an id over all their policies, so that it changes whenever any of them does.
     """
-    bodies: dict[str, set[bytes]] = {}
-    for domain, settings in snapshot.config.domains.items():
-        if settings.txt_cname is not None:
-            bodies.setdefault(settings.txt_cname, set()).add(snapshot.served[domain].body)
-    return {target: policy_id(b"".join(sorted(group))) for target, group in bodies.items()}
+    served = snapshot.served
+    return {
+        target: policy_id(b"".join(sorted({served[domain].body for domain in members})))
+        for target, members in txt_cname_groups(snapshot.config.domains).items()
+    }
 
 
 def to_json(snapshot: Snapshot) -> str:

@@ -98,6 +98,15 @@ class DomainConfig:
     section 8.2): the domains pointing at one name form a group with one policy id."""
 
 
+def txt_cname_groups(domains: Mapping[str, DomainConfig]) -> dict[str, list[str]]:
+    """The domains that share each ``_mta-sts`` record, by the ``txt_cname`` they point at."""
+    groups: dict[str, list[str]] = {}
+    for name, settings in domains.items():
+        if settings.txt_cname is not None:
+            groups.setdefault(settings.txt_cname, []).append(name)
+    return groups
+
+
 def domain_config(
     name: str, settings: PolicySettings, where: str, line: int, problems: Problems
 ) -> DomainConfig | None:

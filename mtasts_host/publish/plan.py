@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .. import dns
+from ..settings import txt_cname_groups
 from ..store import Snapshot
 
 STS_PREFIX = "_mta-sts."
@@ -126,10 +127,7 @@ def wanted(snapshot: Snapshot, domains: Sequence[str] = ()) -> list[Wanted]:
     The records ``mtasts-host dns`` prints, each with its domains; only those of
     ``domains`` (and their groups' shared records) if any are given.
     """
-    groups: dict[str, list[str]] = {}
-    for domain, settings in snapshot.config.domains.items():
-        if settings.txt_cname is not None:
-            groups.setdefault(settings.txt_cname, []).append(domain)
+    groups = txt_cname_groups(snapshot.config.domains)
     result = []
     for record in dns.records(snapshot):
         if record.type == "TXT" and record.name in groups:
