@@ -23,6 +23,8 @@ from .store import PolicyStore
 
 _MEMO_SIZE = 65_536
 """Host headers whose answers are remembered, per snapshot."""
+_UNSEEN = answers.Answer(0, (), b"")
+"""What the memo gives for a Host header it has not seen."""
 logger = logging.getLogger(__name__)
 
 
@@ -116,7 +118,14 @@ class PolicyApp(Starlette):
         if repeated:
             answer = answers.BAD_HOST
         elif scope["path"] == POLICY_PATH and (method == "GET" or method == "HEAD"):
-            answer = self._policy_answer(host)  # the hot path: memoised by Host header
+            # The hot path: answers memoised per snapshot and Host header, since almost every
+            # request is this one, and most Host headers come again and again.
+            if self.store.snapshot is not self._memo_for:
+                self._memo = {}
+                self._memo_for = self.store.snapshot
+            answer = self._memo.get(host, _UNSEEN)
+            if answer is _UNSEEN:
+                answer = self._remember(host)
         else:
             domain = answers.policy_domain(host) if host else None
             answer = None
@@ -142,20 +151,10 @@ class PolicyApp(Starlette):
         if self.access_log:
             log_access(scope, start, status, len(body), domain)
 
-    def _policy_answer(self, host: bytes | None) -> answers.Answer | None:
-        """
-        The answer to a GET of the policy path with this Host header, or None if it is no
-        policy host: ``answers.answer``, memoised per snapshot and Host header, since almost
-        every request is that one, and most Host headers come again and again.
-        """
-        snapshot = self.store.snapshot
-        if snapshot is not self._memo_for:
-            self._memo.clear()
-            self._memo_for = snapshot
-        try:
-            return self._memo[host]
-        except KeyError:
-            pass
+    def _remember(self, host: bytes | None) -> answers.Answer | None:
+        """The answer to a GET of the policy path with this Host header, or None if it is no
+        policy host; remembered for the snapshot unless the memo is full."""
+        snapshot = self._memo_for
         domain = answers.policy_domain(host) if host else None
         answer = None if domain is None else answers.answer(snapshot, domain, POLICY_PATH, "GET")
         if len(self._memo) < _MEMO_SIZE:  # made-up Host headers cannot fill memory
