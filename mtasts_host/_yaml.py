@@ -9,8 +9,9 @@ mapping can be read entry by entry, so a 100,000-domain file never exists as one
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
@@ -60,7 +61,9 @@ class Mapping:
 Node = Scalar | Sequence | Mapping
 
 
-_NODE_STARTS = frozenset((yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent))
+_SCALAR = yaml.ScalarEvent
+_MAPPING_START = yaml.MappingStartEvent
+_SEQUENCE_START = yaml.SequenceStartEvent
 
 
 def _line(event: yaml.Event) -> int:
@@ -100,26 +103,23 @@ class Document:
     def _read(self) -> yaml.Event:
         try:
             event: yaml.Event = self._loader.get_event()  # type: ignore[assignment]  # never None here
-        except yaml.MarkedYAMLError as exc:
+        except yaml.YAMLError as exc:
+            raise self._problem(exc) from None
+        return event
+
+    def _problem(self, exc: yaml.YAMLError) -> YAMLProblem:
+        """What a parser error says, where it happened."""
+        if isinstance(exc, yaml.MarkedYAMLError):
             mark = exc.problem_mark or exc.context_mark
             message = " ".join(part for part in (exc.context, exc.problem) if part)
             if mark is None:  # pragma: no cover - libyaml marks every error
-                raise YAMLProblem(message) from None
-            raise YAMLProblem(message, mark.line + 1, mark.column + 1) from None
-        except yaml.reader.ReaderError as exc:
+                return YAMLProblem(message)
+            return YAMLProblem(message, mark.line + 1, mark.column + 1)
+        if isinstance(exc, yaml.reader.ReaderError):
             line = self._text.count("\n", 0, exc.position) + 1
             message = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
-            raise YAMLProblem(message, line) from None
-        except yaml.YAMLError as exc:  # pragma: no cover - every parser error above is caught
-            raise YAMLProblem(str(exc)) from None
-        kind = event.__class__
-        if kind in _NODE_STARTS and event.tag is not None:  # type: ignore[attr-defined]
-            message = f"YAML tags like {event.tag!r} are not supported"  # type: ignore[attr-defined]
-            raise YAMLProblem(message, _line(event))
-        if kind is yaml.AliasEvent:
-            message = "YAML aliases are not supported; use 'defaults' to share values"
-            raise YAMLProblem(message, _line(event))
-        return event
+            return YAMLProblem(message, line)
+        return YAMLProblem(str(exc))  # pragma: no cover - every parser error above is caught
 
     def is_mapping(self) -> bool:
         """Whether the next node is a mapping."""
@@ -127,28 +127,41 @@ class Document:
 
     def node(self) -> Node:
         """Read the next node whole."""
+        event = self._peeked
+        self._peeked = None
+        try:
+            return self._node(event)
+        except yaml.YAMLError as exc:
+            raise self._problem(exc) from None
+
+    def _node(self, event: Any) -> Node:
         stack: list[Sequence | Mapping] = []
         keys: list[Scalar | None] = []
-        read = self._read  # the loop runs once per event of a 100,000-domain file: no detours
-        event: yaml.Event | None = self._peeked
-        self._peeked = None
+        # The loop runs once per event of a 100,000-domain file: libyaml is called directly,
+        # and only node starts are checked for what a config never needs. Events are Any:
+        # each kind has its own attributes, and the kind is tested by identity.
+        read: Callable[[], Any] = self._loader.get_event
         while True:
             if event is None:
                 event = read()
             kind = event.__class__
-            line = event.start_mark.line + 1  # type: ignore[union-attr]  # parsers always mark
             node: Node
-            if kind is yaml.ScalarEvent:
-                node = Scalar(line, event.value, event.implicit[0])  # type: ignore[attr-defined]
-            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            if kind is _SCALAR:
+                if event.tag is not None:
+                    raise _unsupported(event)
+                node = Scalar(event.start_mark.line + 1, event.value, event.implicit[0])
+            elif kind is _MAPPING_START or kind is _SEQUENCE_START:
+                if event.tag is not None:
+                    raise _unsupported(event)
+                line = event.start_mark.line + 1
                 if len(stack) >= _MAX_DEPTH:
                     raise YAMLProblem(f"nested deeper than {_MAX_DEPTH} levels", line)
-                stack.append(
-                    Mapping(line, []) if kind is yaml.MappingStartEvent else Sequence(line, [])
-                )
+                stack.append(Mapping(line, []) if kind is _MAPPING_START else Sequence(line, []))
                 keys.append(None)
                 event = None
                 continue
+            elif kind is yaml.AliasEvent:
+                raise _unsupported(event)
             else:  # the end of a mapping or sequence: nothing else can come inside a node
                 node = stack.pop()
                 keys.pop()
@@ -171,7 +184,9 @@ class Document:
         Walk the mapping that comes next: yield each key, after which the caller must read
         its value with ``node()`` or ``entries()`` before asking for the next key.
         """
-        self._next()  # the mapping start
+        start = self._next()
+        if start.tag is not None:  # type: ignore[attr-defined]
+            raise _unsupported(start)
         while not isinstance(self._peek(), yaml.MappingEndEvent):
             key = self.node()
             if not isinstance(key, Scalar):
@@ -185,3 +200,12 @@ class Document:
         event = self._next()
         if not isinstance(event, yaml.StreamEndEvent):
             raise YAMLProblem("expected a single YAML document", _line(event))
+
+
+def _unsupported(event: yaml.Event) -> YAMLProblem:
+    """A tag or an alias: YAML that a config never needs, and an alias can be a bomb."""
+    if event.__class__ is yaml.AliasEvent:
+        message = "YAML aliases are not supported; use 'defaults' to share values"
+    else:
+        message = f"YAML tags like {event.tag!r} are not supported"  # type: ignore[attr-defined]
+    return YAMLProblem(message, _line(event))

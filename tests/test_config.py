@@ -381,6 +381,14 @@ def test_every_error_is_reported() -> None:
             "config.yaml:1: YAML tags like "
             "'tag:yaml.org,2002:python/object:os.system' are not supported",
         ),
+        (  # a tag on the mapping that is read entry by entry
+            "domains: !!map {a.example: {mode: none}}\n",
+            "config.yaml:1: YAML tags like 'tag:yaml.org,2002:map' are not supported",
+        ),
+        (  # and on a node read whole
+            "domains:\n  a.example: {mode: enforce, mx: !!seq [mx.example]}\n",
+            "config.yaml:2: YAML tags like 'tag:yaml.org,2002:seq' are not supported",
+        ),
         (
             "domains:\n  a.example: &x {mode: none}\n  b.example: *x\n",
             "config.yaml:3: YAML aliases are not supported; use 'defaults' to share values",
