@@ -58,10 +58,9 @@ class Policy:
         ``version`` first, then ``mode``, one ``mx`` line per pattern and ``max_age``, each
         line ended by CRLF: no blank line, no extension field, no BOM, ASCII only.
         """
-        lines = [f"version: {VERSION}", f"mode: {self.mode.value}"]
-        lines.extend(f"mx: {pattern}" for pattern in self.mx)
-        lines.append(f"max_age: {self.max_age}")
-        return "".join(line + "\r\n" for line in lines).encode("ascii")
+        mx = "".join([f"mx: {pattern}\r\n" for pattern in self.mx])
+        text = f"version: {VERSION}\r\nmode: {self.mode.value}\r\n{mx}max_age: {self.max_age}\r\n"
+        return text.encode("ascii")
 
 
 def policy_id(body: bytes) -> str:
