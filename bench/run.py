@@ -42,6 +42,12 @@ PYTHON = sys.executable
 PATH = "/.well-known/mta-sts.txt"
 SPREAD = 1_000
 """Policy hosts the requests to the 10,000-domain servers go to, in turn."""
+MODES = {
+    "keep-alive, 16 connections": (16, False),
+    "Connection: close, 16 connections": (16, True),
+    "keep-alive, 64 connections": (64, False),
+}
+"""wrk's modes: connections, and whether each request comes on a new connection."""
 PIN = os.cpu_count() is not None and os.cpu_count() >= 2  # type: ignore[operator]
 
 WRK_SCRIPT = """
@@ -230,11 +236,7 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
         "mtasts-host, 100,000 domains": lambda p: mtasts_argv(configs[100_000], p),
     }
     granian_env = {"MTASTS_HOST_CONFIG": str(configs[10_000]), "MTASTS_HOST_ACCESS_LOG": "0"}
-    modes = {
-        "keep-alive, 16 connections": (16, False),
-        "Connection: close, 16 connections": (16, True),
-        "keep-alive, 64 connections": (64, False),
-    }
+    modes = MODES
     # The runs compared follow one another, so that a ratio is taken within a round.
     plan = [(name, mode) for mode in modes for name in ("floor", "mtasts-host", "nginx")]
     plan += [("mtasts-host under granian", mode) for mode in list(modes)[:2]]
@@ -286,16 +288,92 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
     row("100,000 domains / 10 domains, throughput", paired(many, few))
 
 
+def side_by_side(work: Path, duration: int, rounds: int) -> None:
+    """
+    mtasts-host and the floor at the same time, both pinned to core 0, each under its own
+    wrk on core 1: the scheduler gives each half of the core, so the ratio of their
+    throughputs is the ratio of their costs a request, measured while the machine runs at
+    one speed for both. A second floor next to the first shows the error of the method.
+    """
+    print(
+        f"\n== Side by side: each server under its own wrk at once on the same core, 10,000 "
+        f"domains, requests spread over {SPREAD:,}; median of {rounds} rounds of {duration} s "
+        "[lowest, highest] =="
+    )
+    config = write_config(work / "side.yaml", 10_000)
+    hosts = write_hosts(work / "side-hosts.txt", SPREAD)
+    servers: dict[str, Callable[[int], list[str]]] = {
+        "floor": floor_argv,
+        "second floor": floor_argv,
+        "mtasts-host": lambda p: mtasts_argv(config, p),
+    }
+    modes = MODES
+    ratios: dict[tuple[str, str], list[float]] = {}
+    with contextlib.ExitStack() as stack:
+        ports = {}
+        for name, argv in servers.items():
+            ports[name] = free_port()
+            stack.enter_context(server(argv(ports[name]), ports[name], cwd=ROOT))
+        for number in range(rounds):
+            for mode, (connections, close) in modes.items():
+                for name in ("mtasts-host", "second floor"):
+                    pair = ("floor", name) if number % 2 == 0 else (name, "floor")
+                    loads = at_once(
+                        [(ports[side], hosts, work / side.replace(" ", "-")) for side in pair],
+                        connections=connections,
+                        duration=duration,
+                        close=close,
+                    )
+                    result = dict(zip(pair, loads, strict=True))
+                    ratios.setdefault((name, mode), []).append(
+                        result[name].rps / result["floor"].rps
+                    )
+    for mode in modes:
+        for name in ("mtasts-host", "second floor"):
+            label = mode.replace(" connections", "")
+            row(f"{label}: {name} / floor, throughput", spread(ratios[name, mode]))
+
+
+def at_once(
+    targets: Sequence[tuple[int, Path, Path]], *, connections: int, duration: int, close: bool
+) -> list[Load]:
+    """One wrk per (port, hosts file, work directory), all running at the same time."""
+    loads: list[Load | None] = [None] * len(targets)
+
+    def run(index: int, port: int, hosts: Path, directory: Path) -> None:
+        directory.mkdir(exist_ok=True)
+        loads[index] = wrk(
+            port, hosts, directory, connections=connections, duration=duration, close=close
+        )
+
+    threads = [
+        threading.Thread(target=run, args=(index, *target)) for index, target in enumerate(targets)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if any(load is None for load in loads):
+        raise RuntimeError("a wrk run failed")
+    return [load for load in loads if load is not None]
+
+
+def spread(ratios: Sequence[float]) -> str:
+    """The median of ``ratios``, then the lowest and the highest."""
+    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]"
+
+
 def paired(loads: list[Load], baselines: list[Load], figure: str = "rps") -> str:
     """
     The median of the rounds' ratios, then the lowest and the highest: runs of one round
     follow one another, which takes out most of this machine's drift from minute to minute.
     """
-    ratios = [
-        getattr(load, figure) / getattr(base, figure)
-        for load, base in zip(loads, baselines, strict=True)
-    ]
-    return f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]"
+    return spread(
+        [
+            getattr(load, figure) / getattr(base, figure)
+            for load, base in zip(loads, baselines, strict=True)
+        ]
+    )
 
 
 def median_load(loads: list[Load]) -> Load:
@@ -443,6 +521,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         throughput(work, args.duration, args.rounds)
+        side_by_side(work, args.duration, args.rounds)
         memory_and_reload(work)
     reload_latency(args.edits)
 
