@@ -6,8 +6,9 @@ a baseline measured in the same run.
   returns a constant policy; what mtasts-host could reach at best in Python.
 - ceiling: nginx serving the same policies as static files, chosen by Host.
 
-Servers are pinned to core 0 and wrk to core 1 where the machine has two. Every load run is
-bounded by --duration; the whole run takes a few minutes.
+Servers are pinned to core 0 and wrk to core 1 where the machine has two; the ratios to the
+floor are also measured side by side, both servers on core 0 at once. Every load run is
+bounded by --duration; the whole run takes about twelve minutes.
 
 Usage, from the project root: python -m bench.run [--duration SECONDS] [--rounds N]
 """
