@@ -113,7 +113,8 @@ class Rfc2136:
                 return Applied(Result.REFUSED, f"{refused}: its answer is not signed")
             return Applied(Result.FAILED, f"server {server} sent a broken answer: {exc}")
         except dns.exception.Timeout:
-            return Applied(Result.FAILED, f"server {server} unreachable: no answer in time")
+            why = f"no answer within {authority.TIMEOUT:g} s"
+            return Applied(Result.FAILED, f"server {server} unreachable: {why}")
         except (OSError, dns.exception.DNSException) as exc:
             why = authority.reason(exc).lower()
             return Applied(Result.FAILED, f"server {server} unreachable: {why}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,8 @@ import pytest
 
 from mtasts_host import dns
 from mtasts_host.config import load_config
-from mtasts_host.publish import rfc2136
+from mtasts_host.publish import authority, rfc2136
+from mtasts_host.publish.authority import Server
 from mtasts_host.publish.backend import Applied
 from mtasts_host.publish.plan import Change
 from mtasts_host.store import build_snapshot
@@ -339,6 +341,17 @@ def test_an_unreachable_server(write: Write, publish: Publish, server: Dns) -> N
     assert ran.code == 1
     (error,) = ran.err.splitlines()
     assert error.startswith("error: server 127.80.0.9:9 unreachable: ")
+
+
+def test_an_update_server_that_never_answers(keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Worded as a query's timeout is: how long the server had."""
+    monkeypatch.setattr(authority, "TIMEOUT", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never reads
+        port = listener.getsockname()[1]
+        backend = rfc2136.Rfc2136(Server("127.0.0.1", port), str(keys.good))
+        assert backend.check({"pub.test": []}) == (
+            f"server 127.0.0.1:{port} unreachable: no answer within 0.5 s"
+        )
 
 
 def test_without_a_publish_block(tmp_path: Path, publish: Publish) -> None:
