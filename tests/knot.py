@@ -29,10 +29,12 @@ def knot(
     *,
     keys: Sequence[Path] = (),
     updater: str | None = None,
+    limits: Sequence[str] = (),
 ) -> Iterator[None]:
     """knotd in the foreground serving ``zones`` (origin to zone text) on address:port;
     knows every key of ``keys`` (keymgr files), and lets the key named ``updater`` (only)
-    update the zones, if any."""
+    update the zones, if any, within ``limits``: more lines of its ACL rule, such as
+    ``update-owner`` or ``update-type`` ones."""
     tmp.mkdir()
     (tmp / "zones").mkdir()
     lines = [
@@ -48,6 +50,7 @@ def knot(
     ]
     if updater is not None:
         lines += ["acl:", "  - id: update", f"    key: {updater}", "    action: update"]
+        lines += [f"    {line}" for line in limits]
     lines += [
         "template:",
         "  - id: default",

@@ -105,7 +105,9 @@ class Rfc2136:
                 update, server.address, port=server.port, timeout=authority.TIMEOUT
             )
         except dns.tsig.PeerBadKey:
-            return Applied(Result.REFUSED, f"{refused}: the server does not accept this key")
+            # knot answers so to a key it knows but whose ACL does not grant the records.
+            why = "it does not know the key, or its ACL does not grant these records"
+            return Applied(Result.REFUSED, f"{refused}: {why}")
         except dns.tsig.PeerError as exc:
             return Applied(Result.REFUSED, f"{refused}: {str(exc).lower()}")
         except dns.exception.FormError as exc:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,19 +56,26 @@ def secondary(tmp_path_factory: pytest.TempPathFactory, keys: Keys) -> Iterator[
 
 @pytest.fixture
 def server(
-    tmp_path: Path, keys: Keys, secondary: Dns, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    keys: Keys,
+    secondary: Dns,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Dns]:
     """
     ns1.pub.test: knot, authoritative for pub.test and provider.test, updatable with the
-    good key; the publisher asks the other name servers on the secondary's port, waits a
-    second at most for an answer, and fetches a policy every 0.1 s.
+    good key (within the ACL lines a test gives as this fixture's parameter); the publisher
+    asks the other name servers on the secondary's port, waits a second at most for an
+    answer, and fetches a policy every 0.1 s.
     """
+    limits: Sequence[str] = getattr(request, "param", ())
     monkeypatch.setattr(authority, "NAMESERVER_PORT", secondary.port)
     monkeypatch.setattr(authority, "TIMEOUT", 1.0)
     monkeypatch.setattr(guard, "INTERVAL", 0.1)
     port = free_port(DNS1)
     zones = {origin: zone_text(origin) for origin in ZONES}
-    with knot(tmp_path / "knot", DNS1, port, zones, keys=[keys.good, keys.other], updater="good"):
+    known = [keys.good, keys.other]
+    with knot(tmp_path / "knot", DNS1, port, zones, keys=known, updater="good", limits=limits):
         yield Dns(DNS1, port, keys.good)
 
 

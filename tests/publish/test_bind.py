@@ -168,7 +168,7 @@ def test_a_key_unknown_to_named_is_refused(
     assert ran.code == 1
     assert ran.err.splitlines() == [
         f"error: TSIG key refused by {ADDRESS}:{server.port} for zone provider.test: "
-        "the server does not accept this key"
+        "it does not know the key, or its ACL does not grant these records"
     ]
     secret = stranger.read_text().split('secret "')[1].split('"')[0]
     assert secret not in ran.out + ran.err
