@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import watchfiles
@@ -14,7 +14,7 @@ import watchfiles
 from ._gc import release_free_memory
 from .config import ConfigError, load_config
 from .policy import Mode
-from .store import PolicyStore, Snapshot
+from .store import PolicyStore, Served, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -160,22 +160,36 @@ class Reloader:
         return True
 
 
+_LISTED = 10
+"""Domains the reload line names for each kind of change; a count stands for the rest, so
+that a reload of a large file logs one line of a readable size."""
+
+
+def _listing(domains: list[str], ids: Mapping[str, Served] | None) -> str:
+    """The first domains, each with its new id if ``ids`` are given, and how many more."""
+    listed = [d if ids is None else f"{d} id={ids[d].id}" for d in domains[:_LISTED]]
+    more = len(domains) - len(listed)
+    return ", ".join(listed) + (f" and {more} more" if more else "")
+
+
 def _log_changes(old: Snapshot, new: Snapshot) -> None:
     if old.config.reports != new.config.reports:
         # The report store is opened once, with the app: a new one needs a new process.
         logger.warning("%s: the reports block changed; restart to apply it", new.config.path)
     before, after = old.served, new.served
-    added = [f"{d} id={after[d].id}" for d in after if d not in before]
-    changed = [
-        f"{d} id={after[d].id}" for d in after if d in before and after[d].id != before[d].id
-    ]
+    added = [d for d in after if d not in before]
+    changed = [d for d in after if d in before and after[d].id != before[d].id]
     removed = [d for d in before if d not in after]
     if not (added or changed or removed):
         logger.info("reloaded %s; no policy changed", new.describe())
         return
     parts = [
-        f"{label} {len(items)}: {', '.join(items)}"
-        for label, items in (("added", added), ("changed", changed), ("removed", removed))
+        f"{label} {len(items)}: {_listing(items, ids)}"
+        for label, items, ids in (
+            ("added", added, after),
+            ("changed", changed, after),
+            ("removed", removed, None),
+        )
         if items
     ]
     publish = new.config.publish

@@ -104,6 +104,32 @@ def test_missing_or_empty_file_mid_deploy(
     assert reloader.store.status.last_error == problem.format(path=path)
 
 
+def test_a_large_change_is_one_line_of_a_readable_size(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The line names ten domains of each kind of change and counts the rest."""
+    path = write_config(
+        "domains:\n" + "".join(f"  d{i}.example: {{mode: none}}\n" for i in range(25))
+    )
+    reloader = make_reloader(path)
+    caplog.set_level(logging.INFO)
+    path.write_text(
+        "domains:\n"
+        + "".join(f"  d{i}.example: {{mode: testing, mx: mx.example}}\n" for i in range(12))
+        + "".join(f"  n{i}.example: {{mode: none}}\n" for i in range(3))
+    )
+    assert reloader.reload() is True
+    new = reloader.store.snapshot
+    changed = ", ".join(f"d{i}.example id={new.served[f'd{i}.example'].id}" for i in range(10))
+    added = ", ".join(f"n{i}.example id={new.served[f'n{i}.example'].id}" for i in range(3))
+    removed = ", ".join(f"d{i}.example" for i in range(12, 22))
+    (line,) = [message for message in caplog.messages if message.startswith("reloaded")]
+    assert line.startswith(
+        f"reloaded {new.describe()}; added 3: {added}; changed 12: {changed} and 2 more; "
+        f"removed 13: {removed} and 3 more; update the _mta-sts TXT id"
+    )
+
+
 def test_success_clears_the_error_and_logs_the_changes(
     write_config: WriteConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
