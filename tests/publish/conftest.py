@@ -29,6 +29,14 @@ from .servers import (
     zone_text,
 )
 
+FIVE_RECORDS = """
+a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:tlsrpt@pub.test], cname: web.pub.test}
+h1.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}
+"""
+"""Domains with every kind of record between them, in both zones: the _mta-sts TXT, mta-sts
+CNAME and _smtp._tls TXT of a.pub.test, and h1.pub.test's _mta-sts CNAME to the shared TXT
+record of provider.test."""
+
 
 @dataclass(frozen=True)
 class Keys:

@@ -17,7 +17,7 @@ from mtasts_host.store import build_snapshot
 
 from ..bind import named, tsig_keygen
 from ..processes import free_port
-from .conftest import Keys, Publish, Write, first_update_changes_nothing, serve
+from .conftest import FIVE_RECORDS, Keys, Publish, Write, first_update_changes_nothing, serve
 from .servers import Dns, PolicyHost
 
 ADDRESS = "127.0.0.1"  # named listens on its interfaces' addresses only, not all of 127/8
@@ -26,10 +26,6 @@ GRANTS = pytest.mark.parametrize(
     "server", [False, True], ids=["allow-update", "update-policy"], indirect=True
 )
 """named grants updates per zone (``allow-update``), or per name and type (``update-policy``)."""
-CONFIG = """
-a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:tlsrpt@pub.test], cname: web.pub.test}
-h1.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}
-"""
 
 
 def _zone(origin: str) -> str:
@@ -101,7 +97,7 @@ def test_the_updater_key_publishes_every_record(
     prerequisites, RFC 2136 section 2.4, then its changes, section 2.5) is applied: named
     answers NOERROR, and holds the records, in both zones, when asked directly.
     """
-    path = write(CONFIG)
+    path = write(FIVE_RECORDS)
     serve(host, path)
     ran = publish(path)
     assert (ran.code, ran.err) == (0, "")
@@ -142,7 +138,7 @@ def test_a_known_key_that_may_not_update_fails_fast(
     (``update-policy``), that update names every record the run will write. So the run
     stops before fetching any policy or waiting.
     """
-    path = write(CONFIG, key=keys.other)
+    path = write(FIVE_RECORDS, key=keys.other)
     serve(host, path)
     ran = publish(path)
     assert ran.code == 1
@@ -162,7 +158,7 @@ def test_a_key_unknown_to_named_is_refused(
     A key named's config names nowhere: named answers NOTAUTH with the TSIG error BADKEY,
     unsigned, since it has no secret to sign with (RFC 8945 sections 5.2.1 and 5.3.2).
     """
-    path = write(CONFIG, key=stranger)
+    path = write(FIVE_RECORDS, key=stranger)
     serve(host, path)
     ran = publish(path)
     assert ran.code == 1
@@ -179,4 +175,4 @@ def test_a_key_unknown_to_named_is_refused(
 @GRANTS
 def test_the_first_update_changes_nothing(write: Write, server: Dns, keys: Keys) -> None:
     """named grants the first update to the updater key, and it changes nothing."""
-    first_update_changes_nothing(write(CONFIG), server, keys.good)
+    first_update_changes_nothing(write(FIVE_RECORDS), server, keys.good)

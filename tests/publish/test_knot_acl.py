@@ -13,15 +13,11 @@ from mtasts_host import dns
 from mtasts_host.config import load_config
 from mtasts_host.store import build_snapshot
 
-from .conftest import Publish, Write, serve
+from .conftest import FIVE_RECORDS, Publish, Write, serve
 from .servers import Dns, PolicyHost
 
-CONFIG = """
-a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:tlsrpt@pub.test], cname: web.pub.test}
-h1.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}
-"""
 OWNERS = ["_mta-sts.a", "mta-sts.a", "_smtp._tls.a", "_mta-sts.h1", "_mta-sts"]
-"""Every owner CONFIG writes, relative to its zone (knot appends the zone's name)."""
+"""Every owner FIVE_RECORDS writes, relative to its zone (knot appends the zone's name)."""
 
 
 def _owners(names: list[str]) -> list[str]:
@@ -42,7 +38,7 @@ def _untouched(server: Dns) -> None:
 def test_a_key_granted_exactly_the_records_publishes_them(
     write: Write, host: PolicyHost, server: Dns, publish: Publish
 ) -> None:
-    path = write(CONFIG)
+    path = write(FIVE_RECORDS)
     serve(host, path)
     ran = publish(path)
     assert (ran.code, ran.err) == (0, "")
@@ -67,7 +63,7 @@ def test_a_key_granted_less_fails_before_fetching(
     pub.test, which names those records too (NOTAUTH, with the TSIG error BADKEY, as knot
     answers any update its ACL denies), and nothing is fetched, waited for or written.
     """
-    path = write(CONFIG)
+    path = write(FIVE_RECORDS)
     serve(host, path)
     ran = publish(path)
     assert ran.code == 1
