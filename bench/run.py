@@ -471,15 +471,7 @@ def reload_under_load(
     )
     loader.start()
     time.sleep(duration / 4)
-    new = work / "next.yaml"
-    write_config(new, 100_000, max_age=1209600)
-    os.replace(new, config)
-    written = time.perf_counter()
-    while not get(port, "mta-sts.d99999.example.com").endswith(b"max_age: 1209600\r\n"):
-        if time.perf_counter() - written > 60:
-            raise TimeoutError("the reload of 100,000 domains did not land within 60 s")
-        time.sleep(0.01)
-    landed = time.perf_counter() - written
+    landed = rewrite(work, config, port, 100_000, 1209600)
     loader.join()
     during = result["load"]
     peak = rss_mib(process.pid, "VmHWM")
@@ -493,6 +485,48 @@ def reload_under_load(
     row("write to new policy served, s", f"{landed:.2f}")
     row("peak RSS during the reload, MiB", f"{peak:.0f}")
     row("RSS after the reload, MiB", f"{after:.0f}")
+
+
+def rewrite(work: Path, config: Path, port: int, domains: int, max_age: int) -> float:
+    """
+    Replace ``config`` by rename with one whose every policy has ``max_age``; return the
+    seconds until the server on ``port`` serves the last domain's new policy.
+    """
+    new = work / "next.yaml"
+    write_config(new, domains, max_age=max_age)
+    os.replace(new, config)
+    written = time.perf_counter()
+    last, expected = f"mta-sts.d{domains - 1}.example.com", f"max_age: {max_age}\r\n".encode()
+    while not get(port, last).endswith(expected):
+        if time.perf_counter() - written > 60:
+            raise TimeoutError(f"the reload of {domains:,} domains did not land within 60 s")
+        time.sleep(0.01)
+    return time.perf_counter() - written
+
+
+CONFIGMAP_DOMAINS = 15_000
+"""About as many domains as a Kubernetes ConfigMap's 1 MiB holds, one line each."""
+
+
+def reload_memory(work: Path, domains: int = CONFIGMAP_DOMAINS, reloads: int = 3) -> None:
+    """RSS of a server whose whole file is rewritten (every policy changes) a few times."""
+    config = write_config(work / "configmap.yaml", domains)
+    print(
+        f"\n== Memory across reloads: {domains:,} domains, {config.stat().st_size / 2**20:.2f} "
+        "MiB of YAML, every policy changed each time =="
+    )
+    row("", "RSS MiB", "peak MiB")
+    port = free_port()
+    with server(mtasts_argv(config, port), port, cwd=ROOT) as process:
+        for i in range(0, domains, max(1, domains // 200)):
+            get(port, f"mta-sts.d{i}.example.com")
+        time.sleep(1)
+        row("after start-up", f"{rss_mib(process.pid):.0f}", f"{rss_mib(process.pid, 'VmHWM'):.0f}")
+        for number in range(1, reloads + 1):
+            rewrite(work, config, port, domains, 1209600 + number)
+            time.sleep(1)
+            rss, peak = rss_mib(process.pid), rss_mib(process.pid, "VmHWM")
+            row(f"after reload {number}", f"{rss:.0f}", f"{peak:.0f}")
 
 
 def reload_latency(edits: int) -> None:
@@ -524,6 +558,7 @@ def main() -> None:
         throughput(work, args.duration, args.rounds)
         side_by_side(work, args.duration, args.rounds)
         memory_and_reload(work)
+        reload_memory(work)
     reload_latency(args.edits)
 
 
