@@ -237,10 +237,9 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
         "mtasts-host, 100,000 domains": lambda p: mtasts_argv(configs[100_000], p),
     }
     granian_env = {"MTASTS_HOST_CONFIG": str(configs[10_000]), "MTASTS_HOST_ACCESS_LOG": "0"}
-    modes = MODES
     # The runs compared follow one another, so that a ratio is taken within a round.
-    plan = [(name, mode) for mode in modes for name in ("floor", "mtasts-host", "nginx")]
-    plan += [("mtasts-host under granian", mode) for mode in list(modes)[:2]]
+    plan = [(name, mode) for mode in MODES for name in ("floor", "mtasts-host", "nginx")]
+    plan += [("mtasts-host under granian", mode) for mode in list(MODES)[:2]]
     plan += [(name, "keep-alive, 16 connections") for name in list(servers)[4:]]
     runs: dict[tuple[str, str], list[Load]] = {key: [] for key in plan}
     with contextlib.ExitStack() as stack:
@@ -251,7 +250,7 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
             stack.enter_context(server(argv(ports[name]), ports[name], cwd=ROOT, env=env))
         for number in range(rounds):
             for name, mode in plan if number % 2 == 0 else reversed(plan):
-                connections, close = modes[mode]
+                connections, close = MODES[mode]
                 domains = 10 if "10 domains" in name else 100_000 if "100,000" in name else 10_000
                 runs[name, mode].append(
                     wrk(
@@ -276,12 +275,12 @@ def throughput(work: Path, duration: int, rounds: int) -> None:
             load.errors,
         )
     print("\n  ratios")
-    for mode in modes:
+    for mode in MODES:
         floor, ours, nginx = (runs[name, mode] for name in ("floor", "mtasts-host", "nginx"))
         row(f"{mode}: mtasts-host / floor, throughput", paired(ours, floor))
         row(f"{mode}: mtasts-host / floor, p99", paired(ours, floor, "p99_ms"))
         row(f"{mode}: nginx / mtasts-host, throughput", paired(nginx, ours))
-    for mode in list(modes)[:2]:
+    for mode in list(MODES)[:2]:
         ours, granian = (runs[name, mode] for name in ("mtasts-host", "mtasts-host under granian"))
         row(f"{mode}: granian / uvicorn, throughput", paired(granian, ours))
     few = runs["mtasts-host, 10 domains", "keep-alive, 16 connections"]
@@ -308,7 +307,6 @@ def side_by_side(work: Path, duration: int, rounds: int) -> None:
         "second floor": floor_argv,
         "mtasts-host": lambda p: mtasts_argv(config, p),
     }
-    modes = MODES
     ratios: dict[tuple[str, str], list[float]] = {}
     with contextlib.ExitStack() as stack:
         ports = {}
@@ -316,7 +314,7 @@ def side_by_side(work: Path, duration: int, rounds: int) -> None:
             ports[name] = free_port()
             stack.enter_context(server(argv(ports[name]), ports[name], cwd=ROOT))
         for number in range(rounds):
-            for mode, (connections, close) in modes.items():
+            for mode, (connections, close) in MODES.items():
                 for name in ("mtasts-host", "second floor"):
                     pair = ("floor", name) if number % 2 == 0 else (name, "floor")
                     loads = at_once(
@@ -329,7 +327,7 @@ def side_by_side(work: Path, duration: int, rounds: int) -> None:
                     ratios.setdefault((name, mode), []).append(
                         result[name].rps / result["floor"].rps
                     )
-    for mode in modes:
+    for mode in MODES:
         for name in ("mtasts-host", "second floor"):
             label = mode.replace(" connections", "")
             row(f"{label}: {name} / floor, throughput", spread(ratios[name, mode]))
