@@ -38,6 +38,19 @@ CNAME and _smtp._tls TXT of a.pub.test, and h1.pub.test's _mta-sts CNAME to the 
 record of provider.test."""
 
 
+def untouched(server: Dns) -> None:
+    """Both zones as the server loaded them: serial 1, none of FIVE_RECORDS' records."""
+    assert [server.serial(zone) for zone in ZONES] == [1, 1]
+    for name, rdtype in [
+        ("_mta-sts.a.pub.test", "TXT"),
+        ("_smtp._tls.a.pub.test", "TXT"),
+        ("mta-sts.a.pub.test", "CNAME"),
+        ("_mta-sts.h1.pub.test", "CNAME"),
+        ("_mta-sts.provider.test", "TXT"),
+    ]:
+        assert server.values(name, rdtype) == [], name
+
+
 @dataclass(frozen=True)
 class Keys:
     good: Path

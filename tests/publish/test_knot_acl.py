@@ -13,7 +13,7 @@ from mtasts_host import dns
 from mtasts_host.config import load_config
 from mtasts_host.store import build_snapshot
 
-from .conftest import FIVE_RECORDS, Publish, Write, serve
+from .conftest import FIVE_RECORDS, Publish, Write, serve, untouched
 from .servers import Dns, PolicyHost
 
 OWNERS = ["_mta-sts.a", "mta-sts.a", "_smtp._tls.a", "_mta-sts.h1", "_mta-sts"]
@@ -26,12 +26,6 @@ def _owners(names: list[str]) -> list[str]:
         "update-owner-match: equal",
         f"update-owner-name: [{', '.join(names)}]",
     ]
-
-
-def _untouched(server: Dns) -> None:
-    assert [server.serial(zone) for zone in ("pub.test", "provider.test")] == [1, 1]
-    assert server.values("_mta-sts.a.pub.test") == []
-    assert server.values("_mta-sts.provider.test") == []
 
 
 @pytest.mark.parametrize("server", [_owners(OWNERS)], indirect=True)
@@ -72,4 +66,4 @@ def test_a_key_granted_less_fails_before_fetching(
         "it does not know the key, or its ACL does not grant these records"
     ]
     assert host.served == []
-    _untouched(server)
+    untouched(server)
