@@ -60,7 +60,7 @@ def fetch(
         message = f"the certificate of {host} fails verification: {exc.verify_message}"
         raise FetchError(message) from None
     except (OSError, http.client.HTTPException) as exc:
-        raise FetchError(_reason(exc, address)) from None
+        raise FetchError(_reason(exc, address, timeout)) from None
     finally:
         connection.close()
     if response.status != 200:
@@ -68,10 +68,10 @@ def fetch(
     return body
 
 
-def _reason(exc: Exception, address: tuple[str, int]) -> str:
+def _reason(exc: Exception, address: tuple[str, int], timeout: float) -> str:
     where = f"{address[0]}:{address[1]}"
     if isinstance(exc, TimeoutError):
-        return f"no answer from {where} in time"
+        return f"no answer from {where} within {timeout:g} s"
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused by {where}"
     if isinstance(exc, ssl.SSLError):

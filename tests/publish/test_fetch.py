@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -76,3 +77,10 @@ def test_an_untrusted_certificate_is_named(ca: trustme.CA) -> None:
     with https_server(ca) as port, pytest.raises(FetchError) as info:
         fetch(f"https://{NAME}/x", connect=(ADDRESS, port), context=sender_context(), timeout=5)
     assert str(info.value).startswith(f"the certificate of {NAME} fails verification: ")
+
+
+def test_a_server_that_never_answers_is_named_with_the_timeout() -> None:
+    with socket.create_server((ADDRESS, 0)) as listener:  # accepts, never reads or answers
+        port = listener.getsockname()[1]
+        with pytest.raises(FetchError, match=rf"^no answer from {ADDRESS}:{port} within 0.3 s$"):
+            fetch(f"http://{NAME}/x", connect=(ADDRESS, port), timeout=0.3)
