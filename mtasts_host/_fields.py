@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
 from . import _yaml, names
+from ._digits import decimal
 from ._problems import Problems
 from .policy import MAX_AGE_LIMIT, VERSION, Mode
 
@@ -65,8 +66,8 @@ def integer(node: _yaml.Node, low: int, high: int) -> int:
     expected = f"an integer {low}..{high}"
     if not (isinstance(node, _yaml.Scalar) and node.plain and _DIGITS.fullmatch(node.text)):
         raise Invalid(f"expected {expected}, got {got(node)}")
-    value = int(node.text)
-    if not low <= value <= high:
+    value = decimal(node.text, low, high)
+    if value is None:
         raise Invalid(f"expected {expected}, got {node.text!r}")
     return value
 

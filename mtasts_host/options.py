@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, NoReturn, TypeVar
+
+from ._digits import decimal
 
 ENV_PREFIX = "MTASTS_HOST_"
 T = TypeVar("T")
@@ -27,7 +30,7 @@ def port(text: str) -> int:
 
 
 def positive_int(text: str) -> int:
-    return _bounded(text, 1, None, "a positive integer")
+    return _bounded(text, 1, sys.maxsize, "a positive integer")
 
 
 def seconds(text: str) -> float:
@@ -85,9 +88,9 @@ def text(value: str) -> str:
     return value
 
 
-def _bounded(text: str, low: int, high: int | None, expected: str) -> int:
-    value = int(text) if text.isascii() and text.isdigit() else low - 1
-    if value < low or (high is not None and value > high):
+def _bounded(text: str, low: int, high: int, expected: str) -> int:
+    value = decimal(text, low, high)
+    if value is None:
         raise ValueError(f"expected {expected}")
     return value
 

@@ -112,6 +112,11 @@ def test_dns_hosts(write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
         ([], {"PORT": "80000"}, "MTASTS_HOST_PORT: expected a port 1..65535, got '80000'"),
         (
             [],
+            {"PORT": "9" * 5000},
+            f"MTASTS_HOST_PORT: expected a port 1..65535, got '{'9' * 5000}'",
+        ),
+        (
+            [],
             {"LOG_FORMAT": "yaml"},
             "MTASTS_HOST_LOG_FORMAT: expected one of text, json, got 'yaml'",
         ),

@@ -14,6 +14,9 @@ from mtasts_host.config import DomainConfig, parse_config
 
 from .conftest import CONFIG_D, WriteConfig
 
+HUGE = "9" * 5000
+"""More digits than Python converts to an integer (4,300)."""
+
 
 def parse(text: str) -> dict[str, DomainConfig]:
     return dict(parse_config(textwrap.dedent(text).encode(), "config.yaml").domains)
@@ -110,6 +113,11 @@ def test_null_domain_takes_defaults() -> None:
         ("mode: none, max_age: 0x10", "max_age: expected an integer 0..31557600, got '0x10'"),
         ("mode: none, max_age: 010", "max_age: expected an integer 0..31557600, got '010'"),
         ("mode: none, max_age: 1_000", "max_age: expected an integer 0..31557600, got '1_000'"),
+        # more digits than Python converts (4,300): refused before conversion
+        (
+            f"mode: none, max_age: {HUGE}",
+            f"max_age: expected an integer 0..31557600, got '{HUGE}'",
+        ),
         ("mode: none, max_age: ", "max_age: expected an integer 0..31557600, got nothing"),
         # STSv1 is the only version (RFC 8461 section 3.2)
         (
@@ -620,6 +628,11 @@ def test_publish_block(tmp_path: Path) -> None:
             "verify_url: expected an http:// or https:// URL with {domain} in it, like "
             "'https://mta-sts.{domain}/.well-known/mta-sts.txt', got "
             "'https://mta-sts.example.com/x'",
+        ),
+        (
+            f"{{server: 'ns1.example.net:{HUGE}', command: 'true'}}",
+            f"server: expected a host and a port, like ns1.example.net:53, got "
+            f"'ns1.example.net:{HUGE}'",
         ),
         (
             "{command: 'true', cache_wait: -1}",

@@ -9,6 +9,7 @@ import shutil
 from dataclasses import dataclass
 
 from .. import _block, _fields, _yaml, names, tsigkey
+from .._digits import decimal
 from .._problems import Problems
 
 DEFAULT_VERIFY_URL = "https://mta-sts.{domain}/.well-known/mta-sts.txt"
@@ -77,7 +78,8 @@ def host_and_port(text: str, default_port: int | None = None) -> tuple[str, int]
         host, _, port = text.partition(":")
     if not port and default_port is not None:
         port = str(default_port)
-    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+    number = decimal(port, 1, 65535)
+    if number is None:
         raise ValueError(expected)
     try:
         ipaddress.ip_address(host)
@@ -86,7 +88,7 @@ def host_and_port(text: str, default_port: int | None = None) -> tuple[str, int]
             host = names.host_name(host)
         elif not (host.isascii() and host.replace("-", "").isalnum()):
             raise ValueError(expected) from None
-    return host, int(port)
+    return host, number
 
 
 def _address(default_port: int | None) -> _fields.Parser[tuple[str, int]]:

@@ -18,6 +18,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from .._digits import decimal
 from ..wire import name_text, txt_text
 from .facts import Authority, Names, Txt
 
@@ -46,9 +47,10 @@ def resolver_address(text: str) -> tuple[str, int]:
         raise ValueError(
             "expected an IP address and an optional port, like 127.0.0.1:5353"
         ) from None
-    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+    number = decimal(port, 1, 65535)
+    if number is None:
         raise ValueError("expected a port 1..65535 after the address")
-    return str(address), int(port)
+    return str(address), number
 
 
 class Lookup:

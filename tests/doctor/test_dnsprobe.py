@@ -41,6 +41,9 @@ def test_resolver_addresses(text: str, expected: tuple[str, int]) -> None:
         pytest.param("127.0.0.1:0", "expected a port 1..65535 after the address", id="port-0"),
         pytest.param("127.0.0.1:dns", "expected a port 1..65535 after the address", id="port-name"),
         pytest.param(
+            "127.0.0.1:" + "5" * 5000, "expected a port 1..65535 after the address", id="port-huge"
+        ),
+        pytest.param(
             "[::1", "expected an IP address and an optional port, like 127.0.0.1:5353", id="bracket"
         ),
     ],

@@ -1,0 +1,15 @@
+"""Decimal integers in text from outside: configuration values, options, ports."""
+
+from __future__ import annotations
+
+
+def decimal(text: str, low: int, high: int) -> int | None:
+    """
+    ``text`` as an integer ``low..high``, or None if it is anything but ASCII digits of a
+    number in that range. A long run of digits is refused before it is converted: Python
+    refuses more than 4,300 with an error of its own.
+    """
+    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > len(str(high)):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None
