@@ -647,6 +647,10 @@ def test_publish_block(tmp_path: Path) -> None:
             "{command: 'true', ca_file: /nonexistent.pem}",
             "ca_file: no readable file there, got '/nonexistent.pem'",
         ),
+        (
+            '{command: "true", ca_file: "/etc/ssl\\0x"}',
+            "ca_file: no readable file there, got '/etc/ssl\\x00x'",
+        ),
     ],
 )
 def test_invalid_publish_block(tmp_path: Path, block: str, message: str) -> None:

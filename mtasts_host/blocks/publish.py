@@ -136,7 +136,7 @@ def _verify_url(node: _yaml.Node, at: _fields.At) -> str:
 
 def _readable_file(node: _yaml.Node, at: _fields.At) -> str:
     path = _fields.string(node, "the path of a file")
-    if not os.access(path, os.R_OK) or not os.path.isfile(path):
+    if "\0" in path or not os.access(path, os.R_OK) or not os.path.isfile(path):
         raise _fields.Invalid(f"no readable file there, got {path!r}")
     return path
 
