@@ -41,6 +41,14 @@ __all__ = [
 
 _TOP_LEVEL = ("defaults", "domains", "reports", "publish")
 
+FileIdentity = tuple[int, int, int, int]
+"""A file's device, inode, size and modification time: another whenever it is rewritten or
+replaced."""
+
+
+def file_identity(status: os.stat_result) -> FileIdentity:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -53,6 +61,9 @@ class Config:
     """TLS reports, if the ``reports:`` block asks for them."""
     publish: PublishSettings | None = None
     """Where ``mtasts-host publish`` puts the DNS records, if the ``publish:`` block says."""
+    read_from: FileIdentity | None = None
+    """The identity of the file as it was read (None for text parsed alone): a change made
+    since, even before anything watches the file, shows as another identity."""
 
     def select(self, given: Sequence[str]) -> list[str]:
         """
@@ -94,7 +105,8 @@ def load_config(path: str | os.PathLike[str], previous: Config | None = None) ->
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ConfigError(name, [Problem(name, None, "", _os_reason(exc))]) from exc
-    mode = os.fstat(fd).st_mode
+    status = os.fstat(fd)
+    mode = status.st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
@@ -104,12 +116,19 @@ def load_config(path: str | os.PathLike[str], previous: Config | None = None) ->
     if len(data) > _yaml.MAX_FILE_SIZE:
         message = f"larger than {_yaml.MAX_FILE_SIZE // 2**20} MiB; refusing to parse it"
         raise ConfigError(name, [Problem(name, None, "", message)])
-    return parse_config(data, name, previous)
+    return parse_config(data, name, previous, read_from=file_identity(status))
 
 
-def parse_config(data: bytes, path: str = "<config>", previous: Config | None = None) -> Config:
+def parse_config(
+    data: bytes,
+    path: str = "<config>",
+    previous: Config | None = None,
+    *,
+    read_from: FileIdentity | None = None,
+) -> Config:
     """
-    Validate configuration text; ``path`` only names it in messages.
+    Validate configuration text; ``path`` only names it in messages, and ``read_from`` is
+    the identity of the file it was read from.
 
     Raises:
         ConfigError: the text is not a valid configuration.
@@ -122,7 +141,9 @@ def parse_config(data: bytes, path: str = "<config>", previous: Config | None = 
     except _yaml.YAMLProblem as exc:
         problems.error(exc.line, "", exc.message, exc.column)
     problems.raise_errors()
-    return Config(path, domains, tuple(problems.warnings), reader.reports, reader.publish)
+    return Config(
+        path, domains, tuple(problems.warnings), reader.reports, reader.publish, read_from
+    )
 
 
 def _os_reason(exc: OSError) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import watchfiles
 
 from ._gc import release_free_memory
-from .config import ConfigError, load_config
+from .config import ConfigError, FileIdentity, file_identity, load_config
 from .policy import Mode
 from .store import PolicyStore, Served, Snapshot
 
@@ -23,8 +23,6 @@ logger = logging.getLogger(__name__)
 DEBOUNCE_MS = 300
 STEP_MS = 30
 RECHECK_MS = 500
-
-_Signature = tuple[int, int, int, int] | None
 
 
 class ConfigFilter:
@@ -43,12 +41,12 @@ class ConfigFilter:
         return name == self.name or name.startswith("..")
 
 
-def _signature(path: Path) -> _Signature:
+def _signature(path: Path) -> FileIdentity | None:
     try:
-        st = os.stat(path)  # follows symlinks, so a ConfigMap swap changes the inode
+        status = os.stat(path)  # follows symlinks, so a ConfigMap swap changes the inode
     except OSError:
         return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return file_identity(status)
 
 
 class Reloader:
@@ -65,7 +63,9 @@ class Reloader:
         self.store = store
         self.path = Path(store.config.path)
         self.debounce_ms = debounce_ms
-        self._signature = _signature(self.path)
+        # What the store served was read from this file, maybe well before: a change made
+        # since is seen by the first check.
+        self._signature = store.config.read_from
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,6 +145,13 @@ class Reloader:
                     exc.problems[0],
                     f" (and {more} more)" if more else "",
                 )
+                return False
+            except Exception:
+                # A fault in reading must not end the watcher: keep serving, and say so.
+                logger.exception(
+                    "reload of %s failed, still serving the last good policies", self.path
+                )
+                self.store.reject("the file could not be read: an internal error (see the log)")
                 return False
             old = self.store.replace(config)
         for warning in config.warnings:

@@ -9,11 +9,13 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import watchfiles
 
 from mtasts_host import PolicyStore, load_config
+from mtasts_host.config import Config
 from mtasts_host.reload import ConfigFilter, Reloader
 
 from .conftest import BODY_D, CONFIG_D, INVALID_CONFIG, WriteConfig, wait_until
@@ -294,6 +296,44 @@ def test_change_before_watching_starts_is_seen(write_config: WriteConfig) -> Non
     path.write_text(TESTING)
     with watching(reloader):
         wait_for_body(reloader, BODY_TESTING)
+
+
+def test_a_change_made_before_the_reloader_exists_is_seen(write_config: WriteConfig) -> None:
+    # As when an app is made from a store loaded earlier: the reloader knows what was read.
+    path = write_config()
+    store = PolicyStore(load_config(path))
+    replace_by_rename(path, TESTING)
+    with watching(Reloader(store, debounce_ms=50)) as reloader:
+        wait_for_body(reloader, BODY_TESTING)
+
+
+def test_a_fault_while_reading_keeps_the_policies_and_the_watcher(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    faults = iter([RuntimeError("a bug in reading")])
+
+    def load_or_fail(*args: Any) -> Config:
+        fault = next(faults, None)
+        if fault is not None:
+            raise fault
+        return load_config(*args)
+
+    monkeypatch.setattr("mtasts_host.reload.load_config", load_or_fail)
+    with watching(make_reloader(write_config())) as reloader:
+        replace_by_rename(reloader.path, TESTING)
+        wait_until(lambda: reloader.store.status.failed == 1)
+        assert body(reloader) == BODY_D
+        status = reloader.store.status
+        assert status.last_error == "the file could not be read: an internal error (see the log)"
+        assert reloader._thread is not None
+        assert reloader._thread.is_alive()
+        replace_by_rename(reloader.path, CONFIG_D.replace("604800", "1209600"))
+        wait_for_body(reloader, BODY_D.replace(b"604800", b"1209600"))
+    failed = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in failed] == [
+        f"reload of {reloader.path} failed, still serving the last good policies"
+    ]
+    assert failed[0].exc_info is not None
 
 
 def test_start_is_idempotent_and_stop_ends_the_thread(write_config: WriteConfig) -> None:
