@@ -26,6 +26,7 @@ from .settings import (
     PolicySettings,
     domain_config,
     read_policy_settings,
+    sts_owner,
     txt_cname_groups,
 )
 
@@ -260,9 +261,21 @@ class _Reader:
         return self._domains.setdefault(domain, domain)
 
     def check_groups(self, domains: dict[str, DomainConfig]) -> None:
-        """Warn where domains share one ``_mta-sts`` record but not one policy."""
+        """
+        Refuse a shared ``_mta-sts`` record at a name that is itself a CNAME here; warn where
+        domains share one record but not one policy.
+        """
         for target, members in txt_cname_groups(domains).items():
-            if len({domains[name].policy for name in members}) > 1:
+            owner = sts_owner(target)
+            chained = domains[owner].txt_cname if owner is not None and owner in domains else None
+            if chained is not None:
+                self.problems.error(
+                    self.lines[members[0]],
+                    f"domains.{members[0]}.txt_cname",
+                    f"{target} is itself a CNAME to {chained} (domains.{owner}.txt_cname), "
+                    f"so it cannot hold the shared record; point at {chained} instead",
+                )
+            elif len({domains[name].policy for name in members}) > 1:
                 self.problems.warn(
                     self.lines[members[0]],
                     f"domains.{members[0]}.txt_cname",

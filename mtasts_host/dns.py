@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
-from .names import POLICY_HOST_PREFIX
+from .names import POLICY_HOST_PREFIX, STS_PREFIX
 from .policy import policy_id
 from .settings import txt_cname_groups
 from .store import Snapshot
@@ -24,21 +24,23 @@ class Record:
 def records(snapshot: Snapshot) -> Iterator[Record]:
     """
     Per domain: the ``_mta-sts`` TXT record with the id of the policy served (or, with
-    ``txt_cname``, a CNAME to the shared record, which comes once per group), the ``mta-sts``
+    ``txt_cname``, a CNAME to the shared record, which comes once per group with the group's
+    id, also where a configured domain's own record is the one shared), the ``mta-sts``
     CNAME if a target is configured, and the ``_smtp._tls`` TXT record if report URIs are
     configured.
     """
     groups = txt_groups(snapshot)
+    written = set()
     for domain, settings in snapshot.config.domains.items():
         ttl = settings.dns_ttl
-        target = settings.txt_cname
-        if target is None:
-            txt = f"v=STSv1; id={snapshot.served[domain].id}"
-            yield Record(f"_mta-sts.{domain}", "TXT", ttl, txt)
-        else:
-            yield Record(f"_mta-sts.{domain}", "CNAME", ttl, target)
-            if target in groups:
-                yield Record(target, "TXT", ttl, f"v=STSv1; id={groups.pop(target)}")
+        own = STS_PREFIX + domain
+        if settings.txt_cname is not None:
+            yield Record(own, "CNAME", ttl, settings.txt_cname)
+        txt = settings.txt_cname or own
+        if txt not in written:
+            written.add(txt)
+            sts_id = groups.get(txt) or snapshot.served[domain].id
+            yield Record(txt, "TXT", ttl, f"v=STSv1; id={sts_id}")
         if settings.cname is not None:
             yield Record(POLICY_HOST_PREFIX + domain, "CNAME", ttl, settings.cname)
         if settings.tlsrpt_rua:

@@ -7,6 +7,8 @@ import re
 import idna
 
 POLICY_HOST_PREFIX = "mta-sts."
+STS_PREFIX = "_mta-sts."
+"""The ``_mta-sts`` TXT record of a domain is at this prefix and the domain."""
 
 # RFC 5321 "Domain": letters, digits and inner hyphens, 1..63 octets a label.
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")

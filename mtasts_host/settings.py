@@ -99,12 +99,26 @@ class DomainConfig:
 
 
 def txt_cname_groups(domains: Mapping[str, DomainConfig]) -> dict[str, list[str]]:
-    """The domains that share each ``_mta-sts`` record, by the ``txt_cname`` they point at."""
+    """
+    The domains that share each ``_mta-sts`` record, by the ``txt_cname`` they point at. A
+    configured domain whose own ``_mta-sts`` name is that target, as the provider's in RFC
+    8461 section 8.2, shares the record too: it comes last.
+    """
     groups: dict[str, list[str]] = {}
     for name, settings in domains.items():
         if settings.txt_cname is not None:
             groups.setdefault(settings.txt_cname, []).append(name)
+    for target, members in groups.items():
+        owner = sts_owner(target)
+        if owner is not None and owner in domains and domains[owner].txt_cname is None:
+            members.append(owner)
     return groups
+
+
+def sts_owner(name: str) -> str | None:
+    """The domain whose ``_mta-sts`` record ``name`` is, if it is one."""
+    prefix = names.STS_PREFIX
+    return name[len(prefix) :] if name.startswith(prefix) else None
 
 
 def domain_config(
@@ -128,7 +142,7 @@ def domain_config(
         return None
     for key, target, prefix in (
         ("cname", settings.cname, names.POLICY_HOST_PREFIX),
-        ("txt_cname", settings.txt_cname, "_mta-sts."),
+        ("txt_cname", settings.txt_cname, names.STS_PREFIX),
     ):
         if target is not None and target == prefix + name:
             problems.error(settings.lines[key], f"{where}.{key}", "the CNAME would point to itself")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import textwrap
 
-from mtasts_host import dns
+import pytest
+
+from mtasts_host import ConfigError, dns
 from mtasts_host.config import parse_config
 from mtasts_host.policy import policy_id
+from mtasts_host.publish.plan import wanted
 from mtasts_host.store import build_snapshot
 
 CONFIG = textwrap.dedent(
@@ -105,3 +108,38 @@ def test_the_group_id_changes_with_any_member() -> None:
     after = dns.txt_groups(build_snapshot(parse_config(GROUPED.replace(b"1209600", b"1209601"))))
     assert before["_mta-sts.provider.example"] == after["_mta-sts.provider.example"]
     assert before["_mta-sts.other.example"] != after["_mta-sts.other.example"]
+
+
+ANCHORED = textwrap.dedent(
+    """\
+    defaults: {mode: enforce, mx: mx.provider.example}
+    domains:
+      user.example: {txt_cname: _mta-sts.provider.example, max_age: 1209600}
+      provider.example: {}
+    """
+).encode()
+
+
+def test_a_group_at_a_configured_domains_own_record_includes_that_domain() -> None:
+    # RFC 8461 section 8.2's provider serves a policy of its own at the shared name: one TXT
+    # record there, whose id covers the provider's policy too.
+    snapshot = build_snapshot(parse_config(ANCHORED))
+    bodies = sorted(entry.body for entry in snapshot.served.values())
+    shared = f"v=STSv1; id={policy_id(b''.join(bodies))}"
+    assert [(r.name, r.type, r.value) for r in dns.records(snapshot)] == [
+        ("_mta-sts.user.example", "CNAME", "_mta-sts.provider.example"),
+        ("_mta-sts.provider.example", "TXT", shared),
+    ]
+    txt = next(w for w in wanted(snapshot) if w.record.type == "TXT")
+    assert txt.domains == ("user.example", "provider.example")
+
+
+def test_a_shared_record_at_a_name_that_is_itself_a_cname_is_refused() -> None:
+    text = ANCHORED.replace(b"provider.example: {}", b"provider.example: {txt_cname: _x.example}")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "config.yaml")
+    assert str(info.value) == (
+        "config.yaml:3: domains.user.example.txt_cname: _mta-sts.provider.example is itself a "
+        "CNAME to _x.example (domains.provider.example.txt_cname), so it cannot hold the "
+        "shared record; point at _x.example instead"
+    )

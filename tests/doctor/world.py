@@ -84,6 +84,14 @@ DOMAINS = [
         " txt_cname: _mta-sts.provider.example}",
         mx=[("mx.hosted.test", MX_GOOD)],
     ),
+    # The shared record is a configured domain's own, as the provider's of section 8.2: one
+    # TXT record there, whose id covers both policies.
+    Domain("anchor.test", mx=[("mx.anchor.test", MX_GOOD)]),
+    Domain(
+        "joined.test",
+        "{mx: [mx.anchor.test], max_age: 1209600, txt_cname: _mta-sts.anchor.test}",
+        mx=[("mx.anchor.test", MX_GOOD)],
+    ),
     Domain(
         "none.test",
         "{mode: none, mx: [mx.none.test], max_age: 86400}",
@@ -143,7 +151,15 @@ DOMAINS = [
         tlsrpt=['"v=TLSRPTv1; rua=mailto:someone@elsewhere.test"'],
     ),
 ]
-GOOD = ["good.test", "split.test", "hosted1.test", "hosted2.test", "none.test"]
+GOOD = [
+    "good.test",
+    "split.test",
+    "hosted1.test",
+    "hosted2.test",
+    "anchor.test",
+    "joined.test",
+    "none.test",
+]
 SLOW = [f"slow{number:02}.test" for number in range(1, 51)]
 """Domains whose policy host and MX host accept connections and never answer."""
 
