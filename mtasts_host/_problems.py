@@ -23,7 +23,14 @@ class Problem:
             if self.column is not None:
                 where += f":{self.column}"
         parts = [where, "warning" if self.warning else "", self.key, self.message]
-        return ": ".join(part for part in parts if part)
+        return _one_line(": ".join(part for part in parts if part))
+
+
+def _one_line(text: str) -> str:
+    """``text`` with what is not printable (a line break in a key, say) as its escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigError(Exception):

@@ -116,7 +116,8 @@ class Document:
                 return YAMLProblem(message)
             return YAMLProblem(message, mark.line + 1, mark.column + 1)
         if isinstance(exc, yaml.reader.ReaderError):
-            line = self._text.count("\n", 0, exc.position) + 1
+            # libyaml counts the position in bytes of UTF-8, not in characters.
+            line = self._text.encode().count(b"\n", 0, exc.position) + 1
             message = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
             return YAMLProblem(message, line)
         return YAMLProblem(str(exc))  # pragma: no cover - every parser error above is caught

@@ -198,6 +198,7 @@ def test_invalid_field(fields: str, message: str) -> None:
         ("''", "expected a fully qualified host name like 'mail.example.com'"),
         ("localhost", "expected a fully qualified host name like 'mail.example.com'"),
         ("xn--zz.example.com", "label 'xn--zz' is not a valid A-label"),
+        ("XN--ZZ.example.com", "label 'xn--zz' is not a valid A-label"),
         ("[a.example]", None),
     ],
 )
@@ -423,6 +424,25 @@ def test_control_characters(write_config: WriteConfig) -> None:
     assert str(info.value) == (
         f"{path}:2: unacceptable character #x0000: control characters are not allowed"
     )
+
+
+def test_a_control_character_after_non_ascii_text_is_on_its_line(
+    write_config: WriteConfig,
+) -> None:
+    path = write_config("domains:\n")
+    path.write_bytes("# é è ü ø å ß\ndomains: \x01\n".encode() + b"\n" * 10)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}:2: unacceptable character #x0001")
+
+
+def test_a_line_break_in_a_key_stays_escaped_on_the_error_line() -> None:
+    # A key naming another file and line must not read as a second error.
+    text = one_domain("mode: none") + '  "x.com\\n/tmp/fake.yaml:1: injected": {mode: none}\n'
+    assert errors(text) == [
+        "config.yaml:3: domains.x.com\\n/tmp/fake.yaml:1: injected: expected a plain domain "
+        "name like 'example.com', got 'x.com\\n/tmp/fake.yaml:1: injected'"
+    ]
 
 
 def test_alias_bomb_is_refused_at_once(write_config: WriteConfig) -> None:
