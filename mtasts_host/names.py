@@ -29,8 +29,10 @@ def host_name(text: str) -> str:
         ValueError: the text is not a host name; the message says what was expected.
     """
     name = text[:-1] if text.endswith(".") else text
-    if _PLAIN_NAME.fullmatch(name) and len(name) <= _MAX_NAME and "xn--" not in name:
-        return name.lower()  # the common case, checked in one match
+    if _PLAIN_NAME.fullmatch(name) and len(name) <= _MAX_NAME:
+        name = name.lower()
+        if "xn--" not in name:
+            return name  # the common case, checked in one match
     if not name.isascii():
         try:
             name = idna.encode(name, uts46=True).decode("ascii")
