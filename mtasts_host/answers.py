@@ -53,7 +53,7 @@ _policy_headers: dict[int, Headers] = {}
 
 def policy_domain(host: bytes) -> str | None:
     """The policy domain a Host header asks for (see ``names.policy_domain_of_host``)."""
-    host = host.lower()
+    host = host.strip(b" \t").lower()
     if (
         host.startswith(b"mta-sts.")
         and host.isascii()
@@ -64,7 +64,7 @@ def policy_domain(host: bytes) -> str | None:
     try:
         text = host.decode("ascii") if host.isascii() else host.decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        return "" if host.startswith(names.POLICY_HOST_PREFIX.encode()) else None
     return names.policy_domain_of_host(text)
 
 

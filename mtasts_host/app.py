@@ -23,6 +23,9 @@ from .store import PolicyStore
 
 _MEMO_SIZE = 65_536
 """Host headers whose answers are remembered, per snapshot."""
+_MEMO_HOST_SIZE = 300
+"""The longest Host header remembered: a policy host name (at most 261 bytes), a port, and
+room to spare."""
 _UNSEEN = answers.Answer(0, (), b"")
 """What the memo gives for a Host header it has not seen."""
 logger = logging.getLogger(__name__)
@@ -69,7 +72,7 @@ class PolicyApp(Starlette):
         """What ``/readyz`` adds about the capabilities; it never changes its status."""
         self.access_log = access_log
         self._unstarted = reloader
-        self._memo: dict[bytes | None, answers.Answer | None] = {}
+        self._memo: dict[bytes | None, answers.Answer] = {}
         self._memo_for = store.snapshot
         routes = ops.routes(store, self.registry, self.details)
         if reports is not None:
@@ -152,12 +155,21 @@ class PolicyApp(Starlette):
             log_access(scope, start, status, len(body), domain)
 
     def _remember(self, host: bytes | None) -> answers.Answer | None:
-        """The answer to a GET of the policy path with this Host header, or None if it is no
-        policy host; remembered for the snapshot unless the memo is full."""
+        """
+        The answer to a GET of the policy path with this Host header, or None if it is no
+        policy host. A policy is remembered for the snapshot while the memo has room, if the
+        header is of a sensible length: made-up or padded Host headers cannot fill memory.
+        """
         snapshot = self._memo_for
         domain = answers.policy_domain(host) if host else None
         answer = None if domain is None else answers.answer(snapshot, domain, POLICY_PATH, "GET")
-        if len(self._memo) < _MEMO_SIZE:  # made-up Host headers cannot fill memory
+        if (
+            answer is not None
+            and answer.domain is not None
+            and host is not None
+            and len(host) <= _MEMO_HOST_SIZE
+            and len(self._memo) < _MEMO_SIZE
+        ):
             self._memo[host] = answer
         return answer
 

@@ -114,17 +114,20 @@ def policy_domain_of_host(host: str) -> str | None:
     """
     Return the policy domain that a Host header asks for, or None if it is no policy host.
 
-    The header is matched case-insensitively, without its port and one trailing dot;
-    international names may come as U-labels or A-labels. The result is only a lookup key:
-    it is not checked further, since a key that is not configured simply finds nothing.
+    The header is matched case-insensitively, without surrounding blanks, its port (which
+    may be empty) and one trailing dot; international names may come as U-labels or
+    A-labels. The result is only a lookup key: it is not checked further, since a key that
+    is not configured simply finds nothing. A host that starts with ``mta-sts.`` but cannot
+    be read gets the empty key: it is a policy host all the same, with nothing served.
     """
-    host = host.lower()
+    host = host.strip(" \t").lower()
+    unreadable = "" if host.startswith(POLICY_HOST_PREFIX) else None
     if host.startswith("["):
         return None
     name, colon, port = host.rpartition(":")
     if colon:
-        if not port.isdigit():
-            return None
+        if port and not port.isdigit():
+            return unreadable
         host = name
     if host.endswith("."):
         host = host[:-1]
@@ -132,7 +135,7 @@ def policy_domain_of_host(host: str) -> str | None:
         try:
             host = idna.encode(host, uts46=True).decode("ascii")
         except idna.IDNAError:
-            return None
+            return unreadable
     if not host.startswith(POLICY_HOST_PREFIX):
         return None
     return host[len(POLICY_HOST_PREFIX) :]

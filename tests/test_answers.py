@@ -79,7 +79,10 @@ def test_refusals_are_plain_text_and_never_cached() -> None:
         (b"mta-sts.example.com.", "example.com"),
         ("mta-sts.bücher.example".encode(), "xn--bcher-kva.example"),
         (b"example.com", None),
-        (b"mta-sts.example.com:https", None),
+        (b"mta-sts.example.com \t", "example.com"),
+        (b"mta-sts.example.com:https", ""),
+        (b"mta-sts.\xff", ""),
+        (b"MTA-STS.ex\xe4mple.com", ""),
         (b"\xff\xfe", None),
     ],
 )

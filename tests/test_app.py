@@ -254,8 +254,13 @@ def test_remembered_answers_are_bounded_and_follow_reloads(
     path = write_config()
     app = create_app(path, watch=False)
     client = TestClient(app, base_url="http://mta-sts.example.com")
-    for number in range(10):  # made-up hosts are answered, but not all remembered
+    for number in range(10):  # made-up hosts are answered, never remembered
         assert client.get(PATH, headers={"host": f"mta-sts.n{number}.test"}).status_code == 404
+    padded = "mta-sts.example.com:" + "0" * 300 + "443"  # a policy, but a padded header
+    assert_policy(client.get(PATH, headers={"host": padded}))
+    assert app._memo == {}
+    for port in range(1, 11):  # a policy under many Host headers: as many as there is room
+        assert_policy(client.get(PATH, headers={"host": f"mta-sts.example.com:{port}"}))
     assert len(app._memo) == 3
     path.write_text(CONFIG_D.replace("enforce", "testing"))
     Reloader(app.store).reload()

@@ -19,8 +19,12 @@ from mtasts_host import names
         ("mta-sts.sub.example.com", "sub.example.com"),  # looked up exactly, never its parent
         ("example.com", None),
         ("[::1]:443", None),
-        ("mta-sts.example.com:x", None),
-        ("mta-sts.\u2488.example", None),  # not IDNA-encodable
+        ("mta-sts.example.com:", "example.com"),  # an empty port (RFC 3986 section 3.2.3)
+        (" mta-sts.example.com \t", "example.com"),  # blanks around a header value
+        # a policy host all the same, serving nothing: never the operational endpoints
+        ("mta-sts.example.com:x", ""),
+        ("mta-sts.\u2488.example", ""),  # not IDNA-encodable
+        ("mta-sts.a\u200db.example", ""),
     ],
 )
 def test_policy_domain_of_host(host: str, domain: str | None) -> None:

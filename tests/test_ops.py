@@ -75,8 +75,18 @@ def test_readyz_reports_a_rejected_reload(write_config: WriteConfig) -> None:
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/tls-allowed?domain=x"])
 def test_ops_endpoints_are_not_on_policy_hosts(app_client: TestClient, path: str) -> None:
-    for host in ("mta-sts.example.com", "mta-sts.unknown.test"):
-        assert app_client.get(path, headers={"host": host}).status_code == 404
+    # Nor on names under mta-sts. that cannot be read: not UTF-8, not IDNA, a bad port.
+    for host in (
+        b"mta-sts.example.com",
+        b"mta-sts.unknown.test",
+        b"mta-sts.\xff",
+        b"mta-sts.ex\xe4mple.com",
+        "mta-sts.a\u200db.com".encode(),
+        b"mta-sts.example.com:x",
+    ):
+        response = app_client.get(path, headers={b"host": host})
+        assert response.status_code == 404
+        assert response.headers["cache-control"] == "no-store"
 
 
 def test_metrics_count_requests_and_reloads(write_config: WriteConfig) -> None:
