@@ -13,6 +13,10 @@ MAX_WIRE_SIZE = 1 << 20
 """1 MiB as sent: a day's report of a large sender compresses to a few KiB."""
 MAX_REPORT_SIZE = 20 << 20
 """20 MiB decompressed: twice the ten megabytes RFC 8460 section 5.2 calls a common limit."""
+MAX_REPORT_VALUES = 500_000
+"""JSON values in a report: as many as ten megabytes of real failure details hold (some 150
+bytes and six values each), while 20 MiB of ``{},`` would be seven million objects, 570 MB
+once parsed. A report at the limit takes some 80 MiB to parse and store, its text included."""
 GZIP_MAGIC = b"\x1f\x8b"
 """The first two bytes of gzip data (RFC 8460 section 6.5, RFC 1952)."""
 
@@ -25,20 +29,32 @@ def is_gzip(data: bytes) -> bool:
     return data[:2] == GZIP_MAGIC
 
 
-def report_text(data: bytes, limit: int = MAX_REPORT_SIZE) -> bytes:
+def report_text(
+    data: bytes, limit: int = MAX_REPORT_SIZE, values: int = MAX_REPORT_VALUES
+) -> bytes:
     """
     The JSON text of a report body: decompressed if it starts with the gzip magic bytes,
     as it is otherwise.
 
     Raises:
-        TooLarge: the text is, or would decompress to, more than ``limit`` bytes. A gzip
-            bomb is stopped at ``limit`` bytes of output, never inflated whole.
+        TooLarge: the text is, or would decompress to, more than ``limit`` bytes, or holds
+            more than ``values`` JSON values. A gzip bomb is stopped at ``limit`` bytes of
+            output, never inflated whole.
         BadReport: the gzip data is corrupt or truncated.
     """
-    if not is_gzip(data):
-        if len(data) > limit:
-            raise TooLarge(f"the report is larger than {_mib(limit)}")
-        return data
+    text = _inflated(data, limit) if is_gzip(data) else data
+    if len(text) > limit:
+        raise TooLarge(f"the report is larger than {_mib(limit)}")
+    # Every array element and object member follows one of these bytes: an upper bound on
+    # the objects json.loads would build, counted at C speed without building one.
+    if text.count(b",") + text.count(b"{") + text.count(b"[") > values:
+        raise TooLarge(
+            f"the report has more than {values:,} JSON values (commas, braces, brackets)"
+        )
+    return text
+
+
+def _inflated(data: bytes, limit: int) -> bytes:
     out = bytearray()
     pending = data
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)

@@ -26,6 +26,10 @@ REJECTED = "rejected"
 """The outcome counted for a report refused as bad (400) or too large (413)."""
 PRUNE_INTERVAL = 3600.0
 """Seconds between two prunes: retention is counted in days, so hourly is plenty."""
+MAX_AHEAD = DAY
+"""Seconds a report's date range may end after our clock: senders report on a period once it
+has ended, so this is for wrong clocks and for local times sent without a zone (UTC+14 at
+most)."""
 
 
 class Intake:
@@ -56,6 +60,7 @@ class Intake:
         """When the store was last used or probed (``time.monotonic``)."""
         self._pruned_at: float | None = None
         self._lock = threading.Lock()
+        self._parsing = threading.Lock()
 
     def accept(self, data: bytes, *, limit: int = MAX_REPORT_SIZE) -> tuple[Outcome, Report]:
         """
@@ -67,7 +72,10 @@ class Intake:
             StoreUnavailable: the store failed; nothing was stored or counted.
         """
         try:
-            report = parse_report(report_text(data, limit))
+            # One at a time, so that the text and objects of one report are all there is at
+            # once: json.loads holds the GIL anyway, so this costs the threads no time.
+            with self._parsing:
+                report = parse_report(report_text(data, limit))
         except (BadReport, TooLarge) as exc:
             self.reject(str(exc))
             raise
@@ -75,9 +83,8 @@ class Intake:
             logger.exception("could not parse a report")
             self.reject("unreadable")
             raise BadReport("unreadable report") from exc
-        if report.end.timestamp() < self.clock() - self.retention_days * DAY:
-            # It would be pruned at once, and then stored again if sent again.
-            reason = f"the report ended more than {self.retention_days} days ago"
+        reason = self._out_of_time(report)
+        if reason is not None:
             self.reject(reason)
             raise BadReport(reason)
         raw = data if is_gzip(data) else gzip.compress(data, mtime=0)
@@ -88,6 +95,16 @@ class Intake:
         )
         self._prune_now_and_then()
         return outcome, report
+
+    def _out_of_time(self, report: Report) -> str | None:
+        now, end = self.clock(), report.end.timestamp()
+        if end < now - self.retention_days * DAY:
+            # It would be pruned at once, and then stored again if sent again.
+            return f"the report ended more than {self.retention_days} days ago"
+        if end > now + MAX_AHEAD:
+            # No summary would count it before its day, and no prune remove it for years.
+            return f"the report ends more than a day from now, at {report.end:%Y-%m-%dT%H:%M:%SZ}"
+        return None
 
     def reject(self, reason: str) -> None:
         """Count a report refused before it reached the store."""

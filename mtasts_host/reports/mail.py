@@ -111,7 +111,7 @@ def ingest_maildir(intake: Intake, maildir: str | Path, log: TextIO) -> int:
     Ingest the messages in ``new/`` and move each handled one to ``cur/``: marked seen
     (``:2,S``) when its reports are stored, flagged (``:2,F``) when it has none or a bad
     one, so that it is not read again. Stops, leaving the rest in ``new/``, when the store
-    is unavailable.
+    is unavailable or a message cannot be moved; reads nothing without ``new/`` and ``cur/``.
     """
     root = Path(maildir)
     new, cur = root / "new", root / "cur"
@@ -119,6 +119,10 @@ def ingest_maildir(intake: Intake, maildir: str | Path, log: TextIO) -> int:
         names = sorted(entry.name for entry in os.scandir(new) if not entry.name.startswith("."))
     except OSError as exc:
         print(f"{new}: {exc.strerror or exc}", file=log)
+        return EX_DATAERR
+    if not cur.is_dir():
+        # Checked first: a message that cannot be moved would be read again on every run.
+        print(f"{cur}: no such directory; a maildir has new/ and cur/", file=log)
         return EX_DATAERR
     status = EX_OK
     for name in names:
@@ -129,11 +133,23 @@ def ingest_maildir(intake: Intake, maildir: str | Path, log: TextIO) -> int:
         result = ingest(intake, data, str(new / name), log)
         if result == EX_TEMPFAIL:
             return EX_TEMPFAIL
-        flags = "S" if result == EX_OK else "F"
-        base = name.split(":2,", 1)[0]
-        os.replace(new / name, cur / f"{base}:2,{flags}")
         status = max(status, result)
+        flags = "S" if result == EX_OK else "F"
+        problem = _move(new / name, cur / f"{name.split(':2,', 1)[0]}:2,{flags}")
+        if problem is not None:
+            print(f"{new / name}: not moved to {cur}: {problem}", file=log)
+            return EX_DATAERR
     return status
+
+
+def _move(source: Path, target: Path) -> str | None:
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if not os.path.lexists(source):
+            return None  # another reader took it meanwhile, and stores the same reports
+        return exc.strerror or str(exc)
+    return None
 
 
 def _read(path: Path) -> bytes:

@@ -7,6 +7,7 @@ counts matter.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,8 @@ from .report import (
     Report,
     ResultType,
 )
+
+_LEAP_SECOND = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:)60(?=\D|$)")
 
 
 def parse_report(data: bytes) -> Report:
@@ -204,9 +207,15 @@ def _count(container: Mapping[str, Any], key: str, where: str) -> int:
 def _datetime(value: object, where: str) -> datetime:
     text = _text(value, where).strip().upper()
     try:
-        moment = datetime.fromisoformat(text)
+        # A leap second (RFC 3339 section 5.7) is taken as the second before it.
+        moment = datetime.fromisoformat(_LEAP_SECOND.sub(r"\g<1>59", text, count=1))
     except ValueError:
         raise BadReport(f"{where}: expected an RFC 3339 date-time, got {text[:40]!r}") from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)  # Microsoft sends them without a zone, meaning UTC
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 would be in year 0 in UTC
+        raise BadReport(
+            f"{where}: expected a date-time in the years 1 to 9999 in UTC, got {text[:40]!r}"
+        ) from None

@@ -16,6 +16,13 @@ from . import schema
 from .report import Report
 from .rows import FailureTotals, SessionCounts, Totals, report_day
 
+# Sums of counts (each up to 2**53 - 1) pass 2**63 after 1025 rows, where SQLite's integer SUM
+# fails, and so would a cast of PostgreSQL's NUMERIC sum to BIGINT. A double overflows on no
+# number of rows, and is exact while a sum stays under 2**53, which no real sender reaches.
+_SUCCESSFUL = "SUM(CAST(p.successful AS DOUBLE PRECISION))"
+_FAILED = "SUM(CAST(p.failed AS DOUBLE PRECISION))"
+_SESSIONS = "SUM(CAST(f.sessions AS DOUBLE PRECISION))"
+
 
 class StoreUnavailable(Exception):
     """The store cannot be reached or written now; the message says why, in one line."""
@@ -160,20 +167,23 @@ class ReportStore:
         with self._connection() as connection:
             rows = connection.execute(
                 "SELECT p.domain, p.policy_type, r.organization, r.day, COUNT(DISTINCT r.id),"
-                " CAST(SUM(p.successful) AS BIGINT), CAST(SUM(p.failed) AS BIGINT)"
+                f" {_SUCCESSFUL}, {_FAILED}"
                 " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
                 " WHERE r.day >= ?"
                 " GROUP BY p.domain, p.policy_type, r.organization, r.day",
                 (since_day,),
             ).fetchall()
-        return [Totals(*row) for row in rows]
+        return [
+            Totals(domain, kind, organization, day, reports, int(successful), int(failed))
+            for domain, kind, organization, day, reports, successful, failed in rows
+        ]
 
     def failure_totals(self, since_day: int) -> list[FailureTotals]:
         """Failed sessions by domain, policy type, day, result type and MX host."""
         with self._connection() as connection:
             rows = connection.execute(
                 "SELECT p.domain, p.policy_type, r.day, f.result_type, COALESCE(f.mx, ''),"
-                " CAST(SUM(f.sessions) AS BIGINT)"
+                f" {_SESSIONS}"
                 " FROM tlsrpt_failures f"
                 " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
                 " JOIN tlsrpt_reports r ON r.id = f.report"
@@ -181,27 +191,30 @@ class ReportStore:
                 " GROUP BY p.domain, p.policy_type, r.day, f.result_type, COALESCE(f.mx, '')",
                 (since_day,),
             ).fetchall()
-        return [FailureTotals(*row) for row in rows]
+        return [
+            FailureTotals(domain, kind, day, result_type, mx, int(sessions))
+            for domain, kind, day, result_type, mx, sessions in rows
+        ]
 
     def session_counts(self) -> list[SessionCounts]:
         """Every stored STS session by domain and result, for the metrics."""
         with self._connection() as connection:
             sums = connection.execute(
-                "SELECT p.domain, CAST(SUM(p.successful) AS BIGINT), MAX(r.received)"
+                f"SELECT p.domain, {_SUCCESSFUL}, MAX(r.received)"
                 " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
                 " WHERE p.policy_type = 'sts' GROUP BY p.domain"
             ).fetchall()
             failed = connection.execute(
-                "SELECT p.domain, f.result_type, CAST(SUM(f.sessions) AS BIGINT)"
+                f"SELECT p.domain, f.result_type, {_SESSIONS}"
                 " FROM tlsrpt_failures f"
                 " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
                 " WHERE p.policy_type = 'sts' GROUP BY p.domain, f.result_type"
             ).fetchall()
         failures: dict[str, dict[str, int]] = {}
         for domain, result_type, sessions in failed:
-            failures.setdefault(domain, {})[result_type] = sessions
+            failures.setdefault(domain, {})[result_type] = int(sessions)
         return [
-            SessionCounts(domain, successful, failures.get(domain, {}), last)
+            SessionCounts(domain, int(successful), failures.get(domain, {}), last)
             for domain, successful, last in sums
         ]
 

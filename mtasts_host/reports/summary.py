@@ -9,11 +9,14 @@ import enum
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ..policy import Mode
 from .report import PolicyType
 from .rows import FailureTotals, Totals
 from .settings import DEFAULT_THRESHOLDS, Thresholds
+
+_Row = TypeVar("_Row", Totals, FailureTotals)
 
 UNREPORTED_MX = "(not reported)"
 """The ``failures_by_mx`` key for failures whose sender gave no ``receiving-mx-hostname``."""
@@ -137,10 +140,10 @@ def summarize(
     for domain, mode in modes.items():
         rows = by_domain[domain]
         sts = [row for row in rows if row.policy_type == PolicyType.STS.value]
-        period = [row for row in sts if row.day >= first]
-        details = [row for row in failed_by_domain[domain] if row.day >= first]
-        recent = [row for row in failed_by_domain[domain] if row.day >= window]
-        verdict, reason = judge(mode, [row for row in sts if row.day >= window], recent, thresholds)
+        period = _between(sts, first, today)
+        details = _between(failed_by_domain[domain], first, today)
+        recent = _between(failed_by_domain[domain], window, today)
+        verdict, reason = judge(mode, _between(sts, window, today), recent, thresholds)
         result[domain] = DomainSummary(
             domain=domain,
             mode=mode,
@@ -154,7 +157,7 @@ def summarize(
             verdict=verdict,
             verdict_reason=reason,
             daily=_daily(period, first, today),
-            other_policies=_others(row for row in rows if row.day >= first),
+            other_policies=_others(_between(rows, first, today)),
         )
     return result
 
@@ -210,6 +213,11 @@ def judge(
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _between(rows: Iterable[_Row], first: int, today: int) -> list[_Row]:
+    # Up to today as well: a report dated later must not count in every window before its day.
+    return [row for row in rows if first <= row.day <= today]
 
 
 def _most_first(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:

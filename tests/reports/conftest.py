@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 
 from mtasts_host.app import PolicyApp
 from mtasts_host.config import parse_config
-from mtasts_host.reports import Reports, ReportsSettings
+from mtasts_host.reports import MAX_REPORT_SIZE, Reports, ReportsSettings
 from mtasts_host.reports.rows import DAY
 from mtasts_host.reports.store import ReportStore, open_store
 from mtasts_host.store import PolicyStore
@@ -110,6 +110,32 @@ def bomb() -> bytes:
     compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     block = bytes(1 << 20)
     return b"".join(compressor.compress(block) for _ in range(512)) + compressor.flush()
+
+
+POLICY = (
+    b'{"policy":{"policy-type":"sts","policy-domain":"example.com"},'
+    b'"summary":{"total-successful-session-count":1,"total-failure-session-count":0}}'
+)
+DETAIL = b'{"result-type":"a","failed-session-count":1}'
+
+
+@functools.cache
+def flood(shape: str) -> bytes:
+    """
+    A report of nearly 20 MiB, in a few dozen KiB of gzip, of tiny values: ``policies``,
+    failure ``details``, or else the JSON value ``shape`` in an array in an unknown field.
+    """
+    item = {"policies": POLICY, "details": DETAIL}.get(shape, shape.encode())
+    text = json.dumps(report()).encode()
+    count = (MAX_REPORT_SIZE - len(text)) // (len(item) + 1) - 10
+    items = (item + b",") * count  # not b",".join: it takes a buffer per item
+    if shape == "policies":
+        text = text.replace(b'"policies": [', b'"policies": [' + items, 1)
+    elif shape == "details":
+        text = text.replace(b'"failure-details": [', b'"failure-details": [' + items[:-1], 1)
+    else:
+        text = text[:-1] + b', "x": [' + items[:-1] + b"]}"
+    return gzip.compress(text, mtime=0)
 
 
 # -- stores --------------------------------------------------------------------------------

@@ -37,6 +37,16 @@ def test_exactly_at_the_limit_passes() -> None:
         report_text(gzip.compress(bytes(1001)), limit=1000)
 
 
+def test_values_are_counted_before_parsing() -> None:
+    # Six values: the two arrays, the object and the three numbers.
+    assert report_text(b"[0,[1,2],{}]", values=6) == b"[0,[1,2],{}]"
+    with pytest.raises(TooLarge, match=r"^the report has more than 5 JSON values \(commas,"):
+        report_text(b"[0,[1,2],{}]", values=5)
+    # An upper bound: a comma in a string counts too.
+    with pytest.raises(TooLarge, match="more than 0 JSON values"):
+        report_text(gzip.compress(b'"a,b"'), values=0)
+
+
 def test_plain_text_over_the_limit() -> None:
     with pytest.raises(TooLarge, match=r"^the report is larger than 0\.000953674 MiB$"):
         report_text(bytes(1001), limit=1000)

@@ -13,9 +13,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from mtasts_host.reports import MAX_WIRE_SIZE, Reports
+from mtasts_host.reports.report import MAX_COUNT
 from mtasts_host.reports.rows import DAY
 
-from .conftest import NOW, TODAY, bomb, encode, fixture, report, reports_app
+from .conftest import NOW, TODAY, bomb, encode, fixture, flood, report, reports_app
 
 PATH = "/tlsrpt"
 
@@ -90,6 +91,14 @@ def test_a_gzip_bomb_gets_413(client: TestClient, reports: Reports) -> None:
     assert reports.intake.outcomes == {"rejected": 1}
 
 
+def test_millions_of_tiny_values_get_413(client: TestClient, reports: Reports) -> None:
+    assert post(client, flood("{}")) == (
+        413,
+        "too large: the report has more than 500,000 JSON values (commas, braces, brackets)\n",
+    )
+    assert reports.intake.outcomes == {"rejected": 1}
+
+
 def test_over_a_mebibyte_on_the_wire_gets_413_unread(client: TestClient, reports: Reports) -> None:
     body = encode(report(), compress=False) + b" " * MAX_WIRE_SIZE
     assert post(client, body) == (413, "too large: the report is larger than 1 MiB as sent\n")
@@ -153,6 +162,21 @@ def test_never_a_traceback(client: TestClient, caplog: pytest.LogCaptureFixture)
     assert not [record for record in caplog.records if record.exc_info]
 
 
+def test_dates_out_of_range_name_the_field_without_a_traceback(
+    client: TestClient, reports: Reports, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    document = report()
+    document["date-range"]["start-datetime"] = "0001-01-01T00:00:00+01:00"
+    assert post(client, encode(document)) == (
+        400,
+        "bad report: date-range.start-datetime: expected a date-time in the years 1 to 9999 "
+        "in UTC, got '0001-01-01T00:00:00+01:00'\n",
+    )
+    assert reports.intake.outcomes == {"rejected": 1}
+    assert not [record for record in caplog.records if record.exc_info]
+
+
 def test_reports_for_domains_not_configured_are_kept_but_not_counted(
     client: TestClient, reports: Reports
 ) -> None:
@@ -171,6 +195,20 @@ def test_reports_for_domains_not_configured_are_kept_but_not_counted(
 
 
 OPS = {"host": "10.0.0.7:8080"}  # a probe to the pod address: an operational host
+
+
+def test_counts_past_64_bits_break_no_page(client: TestClient, reports: Reports) -> None:
+    # 1025 policies of the largest count, for a domain nobody configured: their sum passes
+    # 2**63, and the store's sums must not fail on it.
+    poison = report(organization="P", domain="not-configured.invalid", successful=MAX_COUNT)
+    poison["policies"] *= 1025
+    assert post(client, encode(poison))[0] == 201
+    assert post(client, encode(report(organization="Q")))[0] == 201
+    assert client.get("/reports", headers=OPS).status_code == 200
+    assert reports.summaries()["example.com"].successful_sessions == 1000
+    up = [metric for metric in reports.metrics() if metric.name == "mtasts_tlsrpt_store_up"]
+    assert [sample.value for sample in up[0].samples] == [1]
+    assert reports.intake.problem is None
 
 
 def test_the_page(client: TestClient) -> None:
@@ -221,6 +259,20 @@ def test_a_report_past_the_retention_is_refused(client: TestClient, reports: Rep
     status, text = post(client, encode(report(day=TODAY - 500)))
     assert (status, text) == (400, "bad report: the report ended more than 400 days ago\n")
     assert reports.intake.outcomes == {"rejected": 1}
+
+
+@pytest.mark.parametrize(
+    ("day", "status"),
+    [(TODAY, 201), (TODAY + 1, 400), (TODAY + 356_000, 400)],
+    ids=["ends-in-12-hours", "ends-in-36-hours", "year-2999"],
+)
+def test_a_report_from_the_future_is_refused_beyond_a_day(
+    client: TestClient, reports: Reports, day: int, status: int
+) -> None:
+    document = report(day=day)
+    end = document["date-range"]["end-datetime"]
+    expected = f"bad report: the report ends more than a day from now, at {end}\n"
+    assert post(client, encode(document)) == (status, "stored\n" if status == 201 else expected)
 
 
 def test_old_reports_are_pruned_as_reports_come_in(

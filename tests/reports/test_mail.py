@@ -5,11 +5,13 @@ from __future__ import annotations
 import email.message
 import email.policy
 import io
+import os
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
-from mtasts_host.reports import Intake, ReportsSettings, ingest_command, open_store
+from mtasts_host.reports import Intake, ReportsSettings, ingest_command, mail, open_store
 from mtasts_host.reports.mail import EX_DATAERR, EX_OK, EX_TEMPFAIL, reports_in
 
 from .conftest import NOW, encode, recent, report
@@ -122,6 +124,56 @@ def test_a_maildir_waits_for_the_store(tmp_path: Path) -> None:
     assert [path.name for path in (maildir / "new").iterdir()] == ["1.host"]
 
 
+def maildir_with(tmp_path: Path, *subdirectories: str) -> Path:
+    """A maildir with these subdirectories and one good message in ``new/``."""
+    maildir = tmp_path / "Maildir"
+    for sub in subdirectories:
+        (maildir / sub).mkdir(parents=True)
+    data = message(
+        (encode(report(day=recent(), report_id="g")), "application/tlsrpt+gzip", "g.json.gz")
+    )
+    (maildir / "new" / "1.host").write_bytes(data)
+    return maildir
+
+
+def test_a_maildir_without_cur_is_not_read(sqlite_url: str, tmp_path: Path) -> None:
+    maildir = maildir_with(tmp_path, "new", "tmp")
+    log = io.StringIO()
+    assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_DATAERR
+    assert log.getvalue() == f"{maildir}/cur: no such directory; a maildir has new/ and cur/\n"
+    assert [path.name for path in (maildir / "new").iterdir()] == ["1.host"]
+    assert open_store(sqlite_url).raw("Google Inc.", "g") is None  # not stored, not re-read
+
+
+def test_a_message_taken_by_another_reader_meanwhile(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    maildir = maildir_with(tmp_path, "new", "cur", "tmp")
+    ingest = mail.ingest
+
+    def and_taken(intake: Intake, data: bytes, name: str, log: TextIO) -> int:
+        result = ingest(intake, data, name, log)
+        os.replace(name, maildir / "cur" / "1.host:2,S")  # the other reader
+        return result
+
+    monkeypatch.setattr(mail, "ingest", and_taken)
+    log = io.StringIO()
+    assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_OK
+    assert log.getvalue() == f"{maildir}/new/1.host: stored: report 'g' from 'Google Inc.'\n"
+    assert [path.name for path in (maildir / "cur").iterdir()] == ["1.host:2,S"]
+
+
+def test_a_message_that_cannot_be_moved_stops_the_run(sqlite_url: str, tmp_path: Path) -> None:
+    maildir = maildir_with(tmp_path, "new", "cur", "tmp")
+    (maildir / "cur" / "1.host:2,S").mkdir()  # in the way
+    log = io.StringIO()
+    assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_DATAERR
+    assert log.getvalue().splitlines()[-1] == (
+        f"{maildir}/new/1.host: not moved to {maildir}/cur: Is a directory"
+    )
+    assert [path.name for path in (maildir / "new").iterdir()] == ["1.host"]
+
+
 def test_too_large_a_message(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("mtasts_host.reports.mail.MAX_MESSAGE_SIZE", 100)
     assert _ingest(sqlite_url, stdin=b"x" * 200) == EX_DATAERR
@@ -146,5 +198,17 @@ def _ingest(
 
 def test_intake_counts_for_mail_too(sqlite_url: str) -> None:
     taken = intake(sqlite_url)
-    taken.accept(encode(report(day=recent())))
+    taken.accept(encode(report()))  # the day before the tests' clock
     assert taken.outcomes == {"stored": 1}
+
+
+def test_a_report_from_the_future_is_a_data_error(sqlite_url: str) -> None:
+    document = report(day=recent() + 3, report_id="f")
+    data = message((encode(document), "application/tlsrpt+gzip", "f.json.gz"))
+    log = io.StringIO()
+    assert _ingest(sqlite_url, stdin=data, log=log) == EX_DATAERR
+    end = document["date-range"]["end-datetime"]
+    assert (
+        log.getvalue()
+        == f"<stdin>: bad report: the report ends more than a day from now, at {end}\n"
+    )

@@ -168,13 +168,59 @@ def test_what_is_not_a_report(text: bytes, message: str) -> None:
             },
             "date-range: end-datetime is before start-datetime",
         ),
+        (
+            {
+                "date-range": {
+                    "start-datetime": "0001-01-01T00:00:00+01:00",
+                    "end-datetime": "2024-05-01T00:00:00Z",
+                }
+            },
+            "date-range.start-datetime: expected a date-time in the years 1 to 9999 in UTC, "
+            "got '0001-01-01T00:00:00+01:00'",
+        ),
+        (
+            {
+                "date-range": {
+                    "start-datetime": "9999-12-31T00:00:00Z",
+                    "end-datetime": "9999-12-31T23:59:59-01:00",
+                }
+            },
+            "date-range.end-datetime: expected a date-time in the years 1 to 9999 in UTC, "
+            "got '9999-12-31T23:59:59-01:00'",
+        ),
     ],
+    ids=["empty-name", "policies-object", "not-a-date", "end-before-start", "year-0", "year-10000"],
 )
 def test_required_fields_must_make_sense(change: dict[str, object], message: str) -> None:
     document = {**report(), **change}
     with pytest.raises(BadReport) as caught:
         parse_report(json.dumps(document).encode())
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("end", "expected"),
+    [
+        ("2016-12-31T23:59:60Z", datetime(2016, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        ("2016-12-31T15:59:60.5-08:00", datetime(2016, 12, 31, 23, 59, 59, 500000, tzinfo=UTC)),
+        ("2016-12-31 23:59:60", datetime(2016, 12, 31, 23, 59, 59, tzinfo=UTC)),
+    ],
+    ids=["utc", "offset-and-fraction", "space-no-zone"],
+)
+def test_a_leap_second_is_the_second_before_it(end: str, expected: datetime) -> None:
+    document = report()
+    document["date-range"] = {"start-datetime": "2016-12-31T00:00:00Z", "end-datetime": end}
+    assert parse_report(json.dumps(document).encode()).end == expected
+
+
+def test_only_a_leap_second_is_taken() -> None:
+    document = report()
+    document["date-range"]["end-datetime"] = "2016-12-31T23:59:61Z"
+    with pytest.raises(BadReport) as caught:
+        parse_report(json.dumps(document).encode())
+    assert str(caught.value) == (
+        "date-range.end-datetime: expected an RFC 3339 date-time, got '2016-12-31T23:59:61Z'"
+    )
 
 
 def test_counts_beyond_what_json_keeps_exactly_are_refused() -> None:

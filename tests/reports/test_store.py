@@ -13,6 +13,7 @@ import pytest
 
 from mtasts_host.reports import schema
 from mtasts_host.reports.parse import parse_report
+from mtasts_host.reports.report import MAX_COUNT
 from mtasts_host.reports.rows import DAY, FailureTotals, Totals
 from mtasts_host.reports.sqlite import SQLiteStore
 from mtasts_host.reports.store import Outcome, ReportStore, StoreUnavailable, open_store
@@ -83,6 +84,25 @@ def test_session_counts_for_the_metrics(store: ReportStore) -> None:
     assert example.successful == 107  # the no-policy-found sessions are not among them
     assert example.failures == {"certificate-expired": 4, "other": 2, "sts-webpki-invalid": 3}
     assert example.last_received == int(NOW + 60)
+
+
+def test_sums_past_64_bits_do_not_overflow(store: ReportStore) -> None:
+    # The largest count a report may give, in 1025 policies: their sum passes 2**63.
+    poison = report(organization="P", successful=MAX_COUNT, failed=MAX_COUNT)
+    poison["policies"] *= 1025
+    add(store, poison)
+    add(store, report(organization="Q", successful=1000, failed=2))
+    huge = pytest.approx(1025 * MAX_COUNT, rel=1e-9)
+    totals = {row.organization: row for row in store.totals(0)}
+    assert totals["P"].successful == huge
+    assert totals["P"].failed == huge
+    assert (totals["Q"].successful, totals["Q"].failed) == (1000, 2)  # exact
+    assert [row.sessions for row in store.failure_totals(0)] == [
+        pytest.approx(1025 * MAX_COUNT + 2, rel=1e-9)
+    ]
+    (counts,) = store.session_counts()
+    assert counts.successful == pytest.approx(1025 * MAX_COUNT + 1000, rel=1e-9)
+    assert isinstance(counts.successful, int)
 
 
 def test_prune_removes_reports_that_ended_before(store: ReportStore) -> None:

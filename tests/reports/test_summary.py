@@ -166,6 +166,19 @@ def test_summary_period_and_verdict_window_differ() -> None:
     assert summary.daily[-2] == Day(TODAY - 1, 100, 0)
 
 
+def test_reports_dated_after_today_count_in_no_window() -> None:
+    totals = [sts("A"), sts("B", day=TODAY + 1), sts("C", day=TODAY + 356_000)]
+    failures = [failure("certificate-expired", 5, day=TODAY + 1)]
+    summary = summarize({D: Mode.TESTING}, totals, failures, today=TODAY)[D]
+    assert (summary.reports, summary.organizations, summary.failures_by_type) == (1, ("A",), {})
+    assert summary.verdict_reason == "reports from 1 organization in the last 14 days, 2 needed"
+    assert summary.daily[-1] == Day(TODAY)
+    enforced = summarize(
+        {D: Mode.ENFORCE}, [sts("A", day=TODAY + 1, failed=5)], failures, today=TODAY
+    )
+    assert enforced[D].verdict is Verdict.OK
+
+
 def test_a_domain_without_reports() -> None:
     summary = summarize({D: Mode.ENFORCE}, [], [], today=TODAY, days=7)[D]
     assert summary.to_json() == {

@@ -1,0 +1,82 @@
+"""The intake itself: what one report may cost before it is parsed, and one parse at a time."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import tracemalloc
+
+import pytest
+
+from mtasts_host.reports import Intake, Outcome, open_store
+from mtasts_host.reports.body import MAX_REPORT_SIZE, MAX_REPORT_VALUES, TooLarge
+from mtasts_host.reports.parse import parse_report
+from mtasts_host.reports.report import Report
+
+from .conftest import NOW, encode, flood, report
+
+
+@pytest.mark.parametrize("shape", ["{}", "[]", '"ab"', "0", "1.5", "policies", "details"])
+def test_twenty_mebibytes_of_tiny_values_are_refused_unparsed(sqlite_url: str, shape: str) -> None:
+    data = flood(shape)
+    intake = Intake(open_store(sqlite_url), 400, clock=lambda: NOW)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooLarge) as caught:
+            intake.accept(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(caught.value) == (
+        "the report has more than 500,000 JSON values (commas, braces, brackets)"
+    )
+    assert intake.outcomes == {"rejected": 1}
+    # The text, inflated, and a copy: never the half gigabyte of objects.
+    assert peak < 3 * MAX_REPORT_SIZE
+
+
+def padded(zeros: int) -> bytes:
+    """A report with an unknown field of ``zeros`` zeros."""
+    text = json.dumps(report(report_id=f"padded-{zeros}")).encode()
+    return text[:-1] + b', "x": [' + b"0," * (zeros - 1) + b"0]}"
+
+
+def test_a_report_at_the_limit_of_values_is_stored(sqlite_url: str) -> None:
+    text = json.dumps(report(report_id="padded-0")).encode()
+    counted = text.count(b",") + text.count(b"{") + text.count(b"[")
+    zeros = MAX_REPORT_VALUES - counted - 1  # the "x" member, its [ and the zeros' commas
+    intake = Intake(open_store(sqlite_url), 400, clock=lambda: NOW)
+    assert intake.accept(padded(zeros))[0] is Outcome.STORED
+    with pytest.raises(TooLarge, match=r"^the report has more than 500,000 JSON values"):
+        intake.accept(padded(zeros + 1))
+
+
+def test_one_report_is_parsed_at_a_time(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    inside, most, lock = 0, 0, threading.Lock()
+
+    def slow_parse(text: bytes) -> Report:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.05)  # long enough for the other threads to arrive
+        with lock:
+            inside -= 1
+        return parse_report(text)
+
+    monkeypatch.setattr("mtasts_host.reports.intake.parse_report", slow_parse)
+    intake = Intake(open_store(sqlite_url), 400, clock=lambda: NOW)
+    start = threading.Barrier(4)
+
+    def send(n: int) -> None:
+        start.wait()
+        intake.accept(encode(report(report_id=f"r{n}")))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert intake.outcomes == {"stored": 4}
+    assert most == 1
