@@ -11,6 +11,9 @@ from starlette.types import Scope
 
 ACCESS_LOGGER = "mtasts_host.access"
 _access = logging.getLogger(ACCESS_LOGGER)
+_KEPT = 256
+"""Characters of a client's value that an access line keeps: a header of a megabyte must not
+make a megabyte of log."""
 
 
 def _timestamp(record: logging.LogRecord) -> str:
@@ -70,6 +73,9 @@ def config(log_format: str = "text", level: str = "info") -> dict[str, Any]:
         "loggers": {
             # uvicorn's own access log is replaced by ours, which knows the policy domain.
             "uvicorn": {"handlers": [], "propagate": True},
+            # A line for every change in the config's directory: a log file there would
+            # log its own growth for ever. Reloads have lines of their own.
+            "watchfiles": {"level": "WARNING"},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False},
         },
@@ -86,15 +92,25 @@ def log_access(scope: Scope, start: float, status: int, sent: int, domain: str |
         extra={
             "fields": {
                 "domain": domain,
-                "host": headers.get(b"host", b"").decode("latin-1"),
-                "method": scope["method"],
-                "path": scope["path"],
-                "query": scope["query_string"].decode("latin-1"),
+                "host": _sent(headers.get(b"host", b"")),
+                "method": _kept(scope["method"]),
+                "path": _kept(scope["path"]),
+                "query": _sent(scope["query_string"]),
                 "status": status,
                 "bytes": sent,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),
-                "user_agent": headers.get(b"user-agent", b"").decode("latin-1"),
+                "user_agent": _sent(headers.get(b"user-agent", b"")),
                 "client": client[0] if client else None,
             }
         },
     )
+
+
+def _sent(value: bytes) -> str:
+    """A client's bytes: UTF-8 where they are, escapes where not, cut to a readable size."""
+    text = value[:_KEPT].decode("utf-8", "backslashreplace")
+    return text if len(value) <= _KEPT else f"{text}... ({len(value)} bytes)"
+
+
+def _kept(text: str) -> str:
+    return text if len(text) <= _KEPT else f"{text[:_KEPT]}... ({len(text)} characters)"

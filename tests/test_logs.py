@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mtasts_host.logs import JSONFormatter, TextFormatter
+from mtasts_host.logs import JSONFormatter, TextFormatter, log_access
 
-from .conftest import BODY_D, WriteConfig
+from .conftest import BODY_D, CONFIG_D, WriteConfig, wait_until
 from .processes import free_port, running, serve_argv
 from .rawhttp import raw_request
 
@@ -74,7 +74,7 @@ def test_access_log_of_a_real_server(
         assert good["duration_ms"] >= 0
         assert evil["domain"] is None
         assert evil["status"] == 404
-        assert evil["user_agent"] == HOSTILE_UA.decode("latin-1")
+        assert evil["user_agent"] == HOSTILE_UA.decode("utf-8", "backslashreplace")
         assert evil["event"] == "request"
     else:
         good_line, evil_line = access
@@ -94,3 +94,38 @@ def test_no_access_log(write_config: WriteConfig, tmp_path: Path) -> None:
         assert request(port, b"mta-sts.example.com", b"x").endswith(BODY_D)
     assert "mtasts_host.access" not in server.output()
     assert "Uvicorn running" in server.output()
+
+
+def test_client_values_are_utf8_where_they_are_and_cut_to_a_readable_size(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    host = "mta-sts.bücher.example".encode()
+    scope = {
+        "method": "GET",
+        "path": "/" + "p" * 5000,
+        "query_string": b"q" * 5000,
+        "headers": [(b"host", host), (b"user-agent", b"\x80" * 1_000_000)],
+        "client": ("127.0.0.1", 5000),
+    }
+    with caplog.at_level(logging.INFO, logger="mtasts_host.access"):
+        log_access(scope, 0.0, 404, 0, None)
+    fields = caplog.records[0].fields  # type: ignore[attr-defined]
+    assert fields["host"] == "mta-sts.bücher.example"
+    assert fields["user_agent"] == "\\x80" * 256 + "... (1000000 bytes)"
+    assert fields["path"] == "/" + "p" * 255 + "... (5001 characters)"
+    assert fields["query"] == "q" * 256 + "... (5000 bytes)"
+    assert len(JSONFormatter().format(caplog.records[0])) < 3_000
+
+
+def test_changes_in_the_config_directory_log_no_lines_of_their_own(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # The log file is in the config's directory here: each line written is a change there.
+    port = free_port()
+    path = write_config()
+    with running(serve_argv(path, port), tmp_path / "server.log", "127.0.0.1", port) as server:
+        (tmp_path / "unrelated.txt").write_text("x")
+        path.write_text(CONFIG_D.replace("604800", "1209600"))
+        wait_until(lambda: "reloaded" in server.output())
+        assert request(port, b"mta-sts.example.com", b"x").endswith(b"max_age: 1209600\r\n")
+    assert "watchfiles" not in server.output()
