@@ -11,6 +11,9 @@ import os
 import re
 from dataclasses import dataclass, field
 
+import dns.exception
+import dns.name
+
 _ALGORITHMS = (
     "hmac-sha256",
     "hmac-sha384",
@@ -24,6 +27,10 @@ _BIND = re.compile(
     r'key\s+"?(?P<name>[^"\s{]+)"?\s*\{(?P<body>[^}]*)\}\s*;', re.IGNORECASE | re.DOTALL
 )
 _BIND_FIELD = re.compile(r'(algorithm|secret)\s+"?([^";\s]+)"?\s*;', re.IGNORECASE)
+# named.conf comments (#, // and /* */), outside quoted strings: a secret may hold "//".
+_BIND_COMMENT = re.compile(r'("[^"]*")|#[^\n]*|//[^\n]*|/\*.*?(?:\*/|\Z)', re.DOTALL)
+# YAML comments: a "#" that starts a line or follows a blank; base64 has no "#".
+_YAML_COMMENT = re.compile(r'("[^"\n]*")|(?:^|(?<=\s))#[^\n]*', re.MULTILINE)
 # knot: key: / - id: name / algorithm: hmac-sha256 / secret: base64
 _KNOT_FIELD = re.compile(r"^\s*(?:-\s*)?(id|algorithm|secret)\s*:\s*(\S+)\s*$", re.MULTILINE)
 _MAX_SIZE = 64 * 1024
@@ -65,17 +72,16 @@ def parse_key(text: str) -> TsigKey:
     The one key in the text of a BIND or knot key file.
 
     Raises:
-        ValueError: no key, several, or one without a valid algorithm or secret.
+        ValueError: no key, several, or one without a valid name, algorithm or secret.
     """
-    lines = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    bind = list(_BIND.finditer(lines))
+    bind = list(_BIND.finditer(_uncommented(text, _BIND_COMMENT)))
     if bind:
         if len(bind) > 1:
             raise ValueError(f"expected one key in the file, found {len(bind)}")
         fields = {k.lower(): v for k, v in _BIND_FIELD.findall(bind[0]["body"])}
         fields["id"] = bind[0]["name"]
     else:
-        found = _KNOT_FIELD.findall(lines)
+        found = _KNOT_FIELD.findall(_uncommented(text, _YAML_COMMENT))
         if [k for k, _ in found].count("id") > 1:
             raise ValueError("expected one key in the file, found several")
         fields = dict(found)
@@ -92,4 +98,20 @@ def parse_key(text: str) -> TsigKey:
         raise ValueError("the key's secret is not base64") from None
     if not secret:
         raise ValueError("the key's secret is empty")
-    return TsigKey(fields["id"].rstrip("."), algorithm, secret)
+    return TsigKey(_name(fields["id"]), algorithm, secret)
+
+
+def _uncommented(text: str, comment: re.Pattern[str]) -> str:
+    return comment.sub(lambda match: match[1] or " ", text)
+
+
+def _name(text: str) -> str:
+    """The key's name, as dnspython will read it when it signs (RFC 8945 section 4.2)."""
+    try:
+        name = dns.name.from_text(text)
+    except dns.exception.DNSException as exc:
+        why = str(exc).rstrip(".")
+        raise ValueError(f"the key's name is not a DNS name: {why[:1].lower()}{why[1:]}") from None
+    if name == dns.name.root:
+        raise ValueError("the key's name is not a DNS name: it is the root")
+    return text.rstrip(".")

@@ -650,6 +650,17 @@ def test_publish_block(tmp_path: Path) -> None:
             "'https://mta-sts.example.com/x'",
         ),
         (
+            "{command: 'true', verify_url: 'http://mta-sts.{domain}:80000/.well-known/mta-sts.txt'}",
+            "verify_url: expected a port 1..65535 after the host, got "
+            "'http://mta-sts.{domain}:80000/.well-known/mta-sts.txt'",
+        ),
+        (
+            "{command: 'true', verify_url: 'http://[{domain}/.well-known/mta-sts.txt'}",
+            "verify_url: expected an http:// or https:// URL with {domain} in it, like "
+            "'https://mta-sts.{domain}/.well-known/mta-sts.txt', got "
+            "'http://[{domain}/.well-known/mta-sts.txt'",
+        ),
+        (
             f"{{server: 'ns1.example.net:{HUGE}', command: 'true'}}",
             f"server: expected a host and a port, like ns1.example.net:53, got "
             f"'ns1.example.net:{HUGE}'",

@@ -19,6 +19,9 @@ KNOT = (
     f"# hmac-sha256:mtasts:{SECRET}\n"
     f"key:\n  - id: mtasts\n    algorithm: hmac-sha256\n    secret: {SECRET}\n"
 )
+OLD = base64.b64encode(b"the secret before the rotation").decode()
+SLASHES = base64.b64encode(b"\xff\xff\xff0123456789abcdef0123456789a").decode()
+"""A secret with "//" in it, as base64 may have."""
 
 
 @pytest.mark.parametrize(
@@ -28,6 +31,32 @@ def test_both_formats(text: str, algorithm: str) -> None:
     key = parse_key(text)
     assert key == TsigKey("mtasts", algorithm, base64.b64decode(SECRET))
     assert SECRET not in repr(key)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(BIND.replace("};", f'\t// secret "{OLD}";\n}};'), id="bind //"),
+        pytest.param(BIND.replace("};", f'\t/* secret "{OLD}";\n */ }};'), id="bind /* */"),
+        pytest.param(BIND.replace(";\n}", f'; # secret "{OLD}";\n}}'), id="bind # after"),
+        pytest.param(f'/* key "old." {{ secret "{OLD}"; }}; */\n{BIND}', id="bind key commented"),
+        pytest.param(KNOT.replace(f"{SECRET}\n", f"{SECRET}  # was {OLD}\n"), id="knot # after"),
+        pytest.param(KNOT.replace("id: mtasts", "id: mtasts # the updater"), id="knot # id"),
+    ],
+)
+def test_comments_are_not_keys(text: str) -> None:
+    """named.conf comments are #, // and /* */; YAML's are # (knot's keymgr writes YAML)."""
+    assert parse_key(text).secret == base64.b64decode(SECRET)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [BIND.replace(SECRET, SLASHES), KNOT.replace(f"secret: {SECRET}", f"secret: {SLASHES}")],
+    ids=["bind", "knot"],
+)
+def test_slashes_in_a_secret_are_no_comment(text: str) -> None:
+    assert SLASHES.startswith("////")
+    assert parse_key(text).secret == base64.b64decode(SLASHES)
 
 
 def test_what_keymgr_writes(tmp_path: Path) -> None:
@@ -48,6 +77,15 @@ def test_what_keymgr_writes(tmp_path: Path) -> None:
         (BIND + BIND, "expected one key in the file, found 2"),
         (BIND.replace("hmac-sha512", "rsa"), "unsupported TSIG algorithm 'rsa'"),
         (KNOT.replace(f"secret: {SECRET}", "secret: !!!"), "the key's secret is not base64"),
+        (
+            BIND.replace("mtasts.", "a..b"),
+            "the key's name is not a DNS name: a DNS label is empty",
+        ),
+        (
+            BIND.replace("mtasts.", "k" * 64),
+            "the key's name is not a DNS name: a DNS label is > 63 octets long",
+        ),
+        (KNOT.replace("id: mtasts", "id: ."), "the key's name is not a DNS name: it is the root"),
     ],
 )
 def test_bad_key_files_never_show_the_secret(text: str, message: str) -> None:

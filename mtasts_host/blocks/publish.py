@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .. import _block, _fields, _yaml, names, tsigkey
 from .._digits import decimal
@@ -126,11 +127,22 @@ def _command(node: _yaml.Node, at: _fields.At) -> tuple[str, ...]:
 
 def _verify_url(node: _yaml.Node, at: _fields.At) -> str:
     url = _fields.string(node, "an http:// or https:// URL")
-    if not url.startswith(("http://", "https://")) or "{domain}" not in url:
+    try:
+        parts = urlsplit(url.replace("{domain}", "example.com"))
+    except ValueError:  # a stray "[" in the host
+        parts = None
+    scheme = url.startswith(("http://", "https://"))
+    if parts is None or not parts.hostname or not scheme or "{domain}" not in url:
         raise _fields.Invalid(
             f"expected an http:// or https:// URL with {{domain}} in it, like "
             f"{DEFAULT_VERIFY_URL!r}, got {url!r}"
         )
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise _fields.Invalid(f"expected a port 1..65535 after the host, got {url!r}")
     return url
 
 

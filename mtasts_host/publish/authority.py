@@ -19,7 +19,7 @@ import dns.rdatatype
 import dns.resolver
 
 from ..wire import name_text, txt_text
-from .plan import Current, normal
+from .plan import STS_PREFIX, Current, normal
 
 TIMEOUT = 5.0
 """Seconds for one query."""
@@ -128,10 +128,12 @@ def zone_of(where: Server, name: str) -> str:
 def read(where: Server, name: str, rdtype: str, timeout: float | None = None) -> Current | None:
     """
     What ``where`` holds at ``name``: the RRset of ``rdtype``, or a CNAME there, or (for a
-    wanted CNAME) a TXT RRset it would replace; None if there is nothing of the kind.
+    wanted CNAME at an ``_mta-sts`` name) a TXT RRset it would replace; None if there is
+    nothing of the kind.
 
     Raises:
-        DnsError: the server refused or failed.
+        DnsError: the server refused or failed, or (for a wanted CNAME) the name holds
+            records of other types, such as the A record of a policy host.
     """
     response = ask(where, name, rdtype, timeout)
     rcode = response.rcode()
@@ -150,9 +152,50 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
                 tuple(rdata.to_text() for rdata in rrset),
             )
     if rdtype == "CNAME":
-        # A TXT record there, as before a domain joined a txt_cname group, is replaced.
-        return read(where, name, "TXT", timeout)
+        if name.startswith(STS_PREFIX):
+            # A TXT record there, as before a domain joined a txt_cname group, is replaced.
+            found = read(where, name, "TXT", timeout)
+            if found is not None:
+                return found
+        others = _others(where, name, timeout)
+        if others:
+            # Records someone else put there (RFC 1034 section 3.6.2: a CNAME stands alone):
+            # deleting them would move every sender's policy fetches at once.
+            them = "it" if len(others) == 1 else "them"
+            raise DnsError(
+                f"{name} holds {', '.join(others)}, which a CNAME may not sit beside "
+                f"(RFC 1034 section 3.6.2); not replaced: delete {them} by hand once the "
+                "CNAME's target serves the policy, or drop the domain's cname"
+            )
     return None
+
+
+def _others(where: Server, name: str, timeout: float | None) -> list[str]:
+    """
+    The records at ``name`` other than a CNAME, as ``TYPE data``: its addresses, its TXT
+    records, and whatever else an ANY query shows (servers may show one type only, RFC
+    8482). None if they are a wildcard's: they are no records of the name (RFC 4592).
+    """
+    found = _records(where, name, timeout)
+    if found and found == _records(where, f"*.{name.partition('.')[2]}", timeout):
+        return []
+    return [record for records in found.values() for record in records]
+
+
+def _records(where: Server, name: str, timeout: float | None) -> dict[str, list[str]]:
+    owner = dns.name.from_text(name)
+    found: dict[str, list[str]] = {}
+    for rdtype in ("A", "AAAA", "TXT", "ANY"):
+        try:
+            response = ask(where, name, rdtype, timeout)
+        except DnsError:
+            continue  # some servers drop ANY queries
+        for rrset in response.answer:
+            kind = dns.rdatatype.to_text(rrset.rdtype)
+            # HINFO is what servers answer ANY with instead (RFC 8482 section 4.2).
+            if rrset.name == owner and kind not in ("CNAME", "RRSIG", "NSEC", "HINFO"):
+                found.setdefault(kind, [f"{kind} {rdata.to_text()}" for rdata in rrset])
+    return found
 
 
 def _value(rdata: object) -> str:

@@ -38,22 +38,31 @@ def fetch(
     Raises:
         FetchError: no connection, no TLS, or an answer that is not a 200 with a body.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        given = parts.port
+    except ValueError as exc:
+        raise FetchError(f"not a usable URL: {str(exc).lower()}") from None
     https = parts.scheme == "https"
     host = parts.hostname or ""
-    port = parts.port or (443 if https else 80)
+    if not host:
+        raise FetchError("not a usable URL: no host in it")
+    default = 443 if https else 80
+    port = default if given is None else given
     address = connect or (host, port)
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    headers = {
+        "Host": _host_header(host, port, default),
+        "User-Agent": USER_AGENT,
+        "Connection": "close",
+        "Accept": "*/*",
+    }
     try:
         sock = socket.create_connection(address, timeout=timeout)
         if https:
             sock = (context or sender_context()).wrap_socket(sock, server_hostname=host)
         connection.sock = sock  # http.client then skips its own connect()
-        connection.request(
-            "GET",
-            parts.path or "/",
-            headers={"User-Agent": USER_AGENT, "Connection": "close", "Accept": "*/*"},
-        )
+        connection.request("GET", parts.path or "/", headers=headers)
         response = connection.getresponse()
         body = response.read(MAX_BODY_SIZE + 1)
     except ssl.SSLCertVerificationError as exc:
@@ -66,6 +75,12 @@ def fetch(
     if response.status != 200:
         raise FetchError(f"HTTP {response.status} {response.reason}".rstrip())
     return body
+
+
+def _host_header(host: str, port: int, default: int) -> str:
+    """As senders send it: the port only when it is not the scheme's (RFC 9110 section 7.2)."""
+    name = f"[{host}]" if ":" in host else host
+    return name if port == default else f"{name}:{port}"
 
 
 def _reason(exc: Exception, address: tuple[str, int], timeout: float) -> str:

@@ -78,7 +78,7 @@ def await_body(
     after = "before the run was stopped" if stop.is_set() else f"after {timeout:g} s"
     problem = (
         f"{domain}: the new policy (id {policy_id(body)}) is not served at {url} "
-        f"{after} ({last}); nothing changed for {domain}"
+        f"{after} ({last}); that id is not published"
     )
     return Sighting(domain, url, None, problem)
 

@@ -61,7 +61,7 @@ class Rfc2136:
             origin = dns.name.from_text(zone)
             try:
                 update = dns.update.UpdateMessage(origin, keyring=self._key())
-            except ValueError as exc:
+            except (ValueError, dns.exception.DNSException) as exc:
                 return f"TSIG key file {self.key_file}: {exc}"
             update.present(origin, "SOA")
             for change in changes:
@@ -76,7 +76,7 @@ class Rfc2136:
     def apply(self, change: Change, zone: str) -> Applied:
         try:
             update = dns.update.UpdateMessage(dns.name.from_text(zone), keyring=self._key())
-        except ValueError as exc:
+        except (ValueError, dns.exception.DNSException) as exc:
             return Applied(Result.FAILED, f"TSIG key file {self.key_file}: {exc}")
         record, current = change.record, change.current
         name = dns.name.from_text(record.name)

@@ -1,6 +1,7 @@
 """
-One publication: read what the DNS holds, plan, make sure the new policies are served, wait
-for caches, update with compare-and-swap, and read everything back.
+One publication: read what the DNS holds, plan, update what shows senders no new id, make
+sure the new policies are served, wait for caches, update the ids, and read everything back;
+each update a compare-and-swap.
 """
 
 from __future__ import annotations
@@ -124,21 +125,32 @@ class _Run:
         if problem is not None:
             self.problem(problem)
             return Outcome(plan, tuple(self.problems), (), frozenset(settled))
-        ready = self.verify(pending)
-        written = []
-        for change in ordered(ready) if ready is not None else ():
-            result = self.apply(change)
-            if result is Result.REFUSED:
-                break
-            if result is Result.DONE:
-                written.append(change.record)
-            if result in (Result.DONE, None):
-                settled.add(change.record)
+        # What shows senders no new id goes first: the mta-sts CNAME may be what makes
+        # verify_url resolve at all.
+        written: list[dns.Record] = []
+        early = [c for c in pending if not c.guarded]
+        if self.write(early, written, settled):
+            ready = self.verify([c for c in pending if c.guarded])
+            self.write(ready or (), written, settled)
         if written:
             done = [c for c in plan if c.record in settled]
             settled = read_back(done, self.where, self.zones, self.output.info, self.problem)
         self.output.info(f"changed {len(written)} of {len(plan)} records")
         return Outcome(plan, tuple(self.problems), tuple(written), frozenset(settled))
+
+    def write(
+        self, changes: Iterable[Change], written: list[dns.Record], settled: set[dns.Record]
+    ) -> bool:
+        """Step 3 for ``changes``, in order; False once the key is refused."""
+        for change in ordered(changes):
+            result = self.apply(change)
+            if result is Result.REFUSED:
+                return False
+            if result is Result.DONE:
+                written.append(change.record)
+            if result in (Result.DONE, None):
+                settled.add(change.record)
+        return True
 
     def read(self, items: Iterable[Wanted]) -> list[Change] | None:
         """Step 1: the plan, one line per record; None if the server is unreachable."""
@@ -162,8 +174,9 @@ class _Run:
 
     def verify(self, pending: Sequence[Change]) -> list[Change] | None:
         """
-        Step 2: the changes whose new policies are served, once caches have had
-        ``cache_wait`` seconds to forget the old ones; None if stopped meanwhile.
+        Step 2: the changes (each showing senders a new id) whose new policies are served,
+        once caches have had ``cache_wait`` seconds to forget the old ones; None if stopped
+        meanwhile.
         """
         settings = self.settings
         domains = list(dict.fromkeys(d for c in pending if c.guarded for d in c.wanted.domains))
@@ -190,7 +203,7 @@ class _Run:
                     f"(cache_wait {settings.cache_wait} s)"
                 )
                 if self.stop.wait(wait):
-                    self.problem("stopped before any record was changed")
+                    self.problem("stopped before any new id was published")
                     return None
         return ready
 

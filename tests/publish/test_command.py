@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from mtasts_host import dns
+from mtasts_host import dns, tsigkey
 from mtasts_host.config import load_config
 from mtasts_host.publish import authority, rfc2136
 from mtasts_host.publish.authority import Server
-from mtasts_host.publish.backend import Applied
-from mtasts_host.publish.plan import Change
+from mtasts_host.publish.backend import Applied, Result
+from mtasts_host.publish.plan import Change, Wanted
 from mtasts_host.store import build_snapshot
 
+from ..processes import free_port
 from .conftest import (
     Keys,
     Publish,
@@ -25,7 +26,7 @@ from .conftest import (
     serve,
     theirs_once_served,
 )
-from .servers import Dns, PolicyHost
+from .servers import POLICY_HOST, Dns, PolicyHost
 
 A = "a.pub.test: {mx: [mx.pub.test]}"
 FULL = """
@@ -126,13 +127,13 @@ def test_a_change_waits_for_the_new_body_and_then_cache_wait(
     assert updated >= first_new + 1.0  # cache_wait, counted from the first sight
 
 
-def test_a_body_never_served_changes_nothing(
+def test_a_body_never_served_holds_back_only_the_id(
     write: Write, host: PolicyHost, server: Dns, publish: Publish
 ) -> None:
     path = write(FULL)
     serve(host, path)
     assert publish(path).code == 0
-    serial = server.serial("pub.test")
+    old = server.values("_mta-sts.a.pub.test")
     changed = FULL.replace("cname: web.pub.test", "cname: web2.pub.test, mode: testing")
     path = write(changed, "verify_timeout: 1")
     ran = publish(path, "--domain", "a.pub.test")
@@ -143,10 +144,40 @@ def test_a_body_never_served_changes_nothing(
         f"{_sts(path).partition('id=')[2]}) is not served at "
         "http://mta-sts.a.pub.test/.well-known/mta-sts.txt after 1 s (it serves id "
     )
-    assert error.endswith("); nothing changed for a.pub.test")
-    # Not even its records that carry no id.
+    assert error.endswith("); that id is not published")
+    # Its records that carry no id do not wait for the body.
+    assert "published mta-sts.a.pub.test 300 CNAME web2.pub.test" in ran.lines
+    assert server.values("mta-sts.a.pub.test", "CNAME") == ["web2.pub.test"]
+    assert server.values("_mta-sts.a.pub.test") == old
+    assert ran.lines[-1] == "changed 1 of 3 records"
+
+
+def test_a_new_domain_behind_a_proxy_gets_its_cname_before_its_id(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """
+    Without verify_connect, verify_url is fetched where senders go: through the mta-sts
+    CNAME, so the body cannot be seen before the CNAME is published (here: verify_connect
+    leads nowhere until then). The id follows in a later run, once the body is seen.
+    """
+    domain = "a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:r@pub.test], cname: web.pub.test}"
+    nowhere = f"{POLICY_HOST}:{free_port(POLICY_HOST)}"
+    path = write(domain, f"verify_connect: {nowhere}", "verify_timeout: 1")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    (error,) = ran.err.splitlines()
+    assert error.startswith("error: a.pub.test: the new policy (id ")
+    assert error.endswith("that id is not published")
     assert server.values("mta-sts.a.pub.test", "CNAME") == ["web.pub.test"]
-    assert server.serial("pub.test") == serial
+    assert server.values("_smtp._tls.a.pub.test") == ["v=TLSRPTv1; rua=mailto:r@pub.test"]
+    assert server.values("_mta-sts.a.pub.test") == []
+    assert ran.lines[-1] == "changed 2 of 3 records"
+    path = write(domain)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert [line.split()[0] for line in ran.lines[:3]] == ["create", "unchanged", "unchanged"]
+    _published(server, path)
 
 
 @pytest.mark.parametrize("wrong", ["other", "bad-secret"])
@@ -293,6 +324,49 @@ def test_a_domain_joining_a_group_has_its_txt_replaced_by_a_cname(
     _published(server, path)
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["publish", "dry-run"])
+def test_addresses_where_the_cname_goes_are_named_and_kept(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish, dry_run: bool
+) -> None:
+    """
+    mta-sts.a.pub.test still leads to a policy host by address: a CNAME may not sit beside
+    its records, and deleting them is the operator's cutover, not the publisher's.
+    """
+    server.set("pub.test", "mta-sts.a.pub.test", "A", "192.0.2.10", "192.0.2.11")
+    server.set("pub.test", "mta-sts.a.pub.test", "AAAA", "2001:db8::10")
+    server.set("pub.test", "mta-sts.a.pub.test", "TXT", '"site-verification=x"')
+    path = write("a.pub.test: {mx: [mx.pub.test], cname: web.pub.test}")
+    serve(host, path)
+    ran = publish(path, *(["--dry-run"] if dry_run else []))
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        "error: mta-sts.a.pub.test holds A 192.0.2.10, A 192.0.2.11, AAAA 2001:db8::10, "
+        'TXT "site-verification=x", which a CNAME may not sit beside (RFC 1034 section '
+        "3.6.2); not replaced: delete them "
+        "by hand once the CNAME's target serves the policy, or drop the domain's cname"
+    ]
+    # The domain's other records go ahead.
+    assert ran.lines[0] == f'create _mta-sts.a.pub.test 300 TXT "{_sts(path)}"'
+    assert ran.lines[-1] == f"{'would change' if dry_run else 'changed'} 1 of 1 records"
+    assert server.values("mta-sts.a.pub.test", "A") == ["192.0.2.10", "192.0.2.11"]
+    assert server.values("mta-sts.a.pub.test", "TXT") == ["site-verification=x"]
+    assert server.values("mta-sts.a.pub.test", "CNAME") == []
+    assert server.values("_mta-sts.a.pub.test") == ([] if dry_run else [_sts(path)])
+
+
+def test_a_wildcard_is_no_record_in_the_way_of_the_cname(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """A wildcard's records answer for mta-sts.a.pub.test, but are none of its own."""
+    server.set("pub.test", "*.a.pub.test", "A", "192.0.2.10")
+    path = write("a.pub.test: {mx: [mx.pub.test], cname: web.pub.test}")
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert "create mta-sts.a.pub.test 300 CNAME web.pub.test" in ran.lines
+    assert server.values("mta-sts.a.pub.test", "CNAME") == ["web.pub.test"]
+
+
 def test_dry_run_changes_nothing(
     write: Write, host: PolicyHost, server: Dns, publish: Publish
 ) -> None:
@@ -352,6 +426,43 @@ def test_an_update_server_that_never_answers(keys: Keys, monkeypatch: pytest.Mon
         assert backend.check({"pub.test": []}) == (
             f"server 127.0.0.1:{port} unreachable: no answer within 0.5 s"
         )
+
+
+def test_a_key_file_rotated_to_a_bad_name_is_one_clear_line(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish, keys: Keys, tmp_path: Path
+) -> None:
+    """The key file is read at each use: one that turns bad during a run fails that update."""
+    key = tmp_path / "rotated.key"
+    key.write_bytes(keys.good.read_bytes())
+    secret = key.read_text().split("secret:")[1].split()[0]
+    path = write(A, key=key)
+    serve(host, path)
+
+    def rotated(name: str, body: bytes) -> None:
+        host.on_serve = None
+        key.write_text(f'key "{"k" * 64}" {{ algorithm hmac-sha256; secret "{secret}"; }};\n')
+
+    host.on_serve = rotated
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        f"error: _mta-sts.a.pub.test TXT: not changed: TSIG key file {key}: the key's name is "
+        "not a DNS name: a DNS label is > 63 octets long"
+    ]
+    assert secret not in ran.out + ran.err
+    assert server.values("_mta-sts.a.pub.test") == []
+
+
+def test_a_key_dnspython_refuses_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the key file gives, dnspython's own errors end as a message, not a traceback."""
+    bad = tsigkey.TsigKey("a..b", "hmac-sha256", b"0123456789abcdef")
+    monkeypatch.setattr(tsigkey, "read_key_file", lambda path: bad)
+    backend = rfc2136.Rfc2136(Server("127.0.0.1", 9), "bad.key")
+    record = dns.Record("_mta-sts.a.pub.test", "TXT", 300, "v=STSv1; id=1")
+    change = Change(Wanted(record, ("a.pub.test",), sts=True), None)
+    message = "TSIG key file bad.key: A DNS label is empty."
+    assert backend.check({"pub.test": [change]}) == message
+    assert backend.apply(change, "pub.test") == Applied(Result.FAILED, message)
 
 
 def test_without_a_publish_block(tmp_path: Path, publish: Publish) -> None:

@@ -10,6 +10,7 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import trustme
@@ -25,7 +26,11 @@ BODY = b"version: STSv1\r\nmode: testing\r\nmx: mx.a.example\r\nmax_age: 86400\r
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
+    hosts: ClassVar[list[str]] = []
+    """The Host header of each request."""
+
     def do_GET(self) -> None:
+        self.hosts.append(self.headers.get("Host", ""))
         if self.path == "/moved":
             self.send_response(301)
             self.send_header("Location", f"https://{NAME}/.well-known/mta-sts.txt")
@@ -42,12 +47,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def https_server(ca: trustme.CA) -> Iterator[int]:
+def https_server(ca: trustme.CA | None) -> Iterator[int]:
+    """Serves BODY over https with a certificate of ``ca`` for NAME; plain http without."""
     port = free_port(ADDRESS)
     server = http.server.ThreadingHTTPServer((ADDRESS, port), _Handler)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(NAME).configure_cert(context)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    if ca is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert(NAME).configure_cert(context)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -84,3 +91,43 @@ def test_a_server_that_never_answers_is_named_with_the_timeout() -> None:
         port = listener.getsockname()[1]
         with pytest.raises(FetchError, match=rf"^no answer from {ADDRESS}:{port} within 0.3 s$"):
             fetch(f"http://{NAME}/x", connect=(ADDRESS, port), timeout=0.3)
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        (f"https://{NAME}/.well-known/mta-sts.txt", NAME),  # what senders fetch
+        (f"https://{NAME}:443/x", NAME),
+        (f"https://{NAME}:8443/x", f"{NAME}:8443"),
+        (f"http://{NAME}/x", NAME),
+        (f"http://{NAME}:8080/x", f"{NAME}:8080"),
+        (f"http://{NAME}:443/x", f"{NAME}:443"),
+    ],
+)
+def test_the_host_header_is_the_one_senders_send(
+    ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, host: str
+) -> None:
+    """The port only when it is not the scheme's (RFC 9110 section 7.2)."""
+    hosts: list[str] = []
+    monkeypatch.setattr(_Handler, "hosts", hosts)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    https = url.startswith("https")
+    context = sender_context(str(tmp_path / "ca.pem")) if https else None
+    with https_server(ca if https else None) as port:
+        assert fetch(url, connect=(ADDRESS, port), context=context, timeout=5) == BODY
+    assert hosts == [host]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (f"http://{NAME}:80000/x", "not a usable URL: port out of range 0-65535"),
+        (f"http://{NAME}:x/x", "not a usable URL: port could not be cast to integer value as 'x'"),
+        ("http://[mta-sts.a.example/x", "not a usable URL: invalid ipv6 url"),
+        ("http:///x", "not a usable URL: no host in it"),
+    ],
+)
+def test_a_url_that_cannot_be_fetched(url: str, message: str) -> None:
+    with pytest.raises(FetchError) as info:
+        fetch(url, timeout=1)
+    assert str(info.value) == message

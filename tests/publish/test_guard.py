@@ -44,7 +44,7 @@ def test_never_served() -> None:
     assert sighting.served_since is None
     assert sighting.problem == (
         f"a.example: the new policy (id {policy_id(NEW)}) is not served at {URL} after "
-        f"0.05 s (it serves id {policy_id(OLD)}); nothing changed for a.example"
+        f"0.05 s (it serves id {policy_id(OLD)}); that id is not published"
     )
 
 
@@ -52,4 +52,4 @@ def test_the_last_error_says_why() -> None:
     fetch = _fetch(_script("HTTP 404 Not Found"), [])
     sighting = await_body("a.example", URL, NEW, fetch, timeout=0.05, interval=0.01)
     assert sighting.problem is not None
-    assert "after 0.05 s (HTTP 404 Not Found); nothing changed" in sighting.problem
+    assert "after 0.05 s (HTTP 404 Not Found); that id is not published" in sighting.problem
