@@ -26,7 +26,6 @@ from .settings import (
     PolicySettings,
     domain_config,
     read_policy_settings,
-    sts_owner,
     txt_cname_groups,
 )
 
@@ -266,7 +265,7 @@ class _Reader:
         domains share one record but not one policy.
         """
         for target, members in txt_cname_groups(domains).items():
-            owner = sts_owner(target)
+            owner = names.sts_owner(target)
             chained = domains[owner].txt_cname if owner is not None and owner in domains else None
             if chained is not None:
                 self.problems.error(

@@ -139,3 +139,8 @@ def policy_domain_of_host(host: str) -> str | None:
     if not host.startswith(POLICY_HOST_PREFIX):
         return None
     return host[len(POLICY_HOST_PREFIX) :]
+
+
+def sts_owner(name: str) -> str | None:
+    """The domain whose ``_mta-sts`` record ``name`` is, if it is one."""
+    return name[len(STS_PREFIX) :] if name.startswith(STS_PREFIX) else None

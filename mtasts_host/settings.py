@@ -109,16 +109,10 @@ def txt_cname_groups(domains: Mapping[str, DomainConfig]) -> dict[str, list[str]
         if settings.txt_cname is not None:
             groups.setdefault(settings.txt_cname, []).append(name)
     for target, members in groups.items():
-        owner = sts_owner(target)
+        owner = names.sts_owner(target)
         if owner is not None and owner in domains and domains[owner].txt_cname is None:
             members.append(owner)
     return groups
-
-
-def sts_owner(name: str) -> str | None:
-    """The domain whose ``_mta-sts`` record ``name`` is, if it is one."""
-    prefix = names.STS_PREFIX
-    return name[len(prefix) :] if name.startswith(prefix) else None
 
 
 def domain_config(

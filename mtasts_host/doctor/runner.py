@@ -17,6 +17,7 @@ import dns.resolver
 
 from .. import dns as records_to_publish
 from ..config import Config, DomainConfig
+from ..names import STS_PREFIX
 from ..policy import Mode
 from ..store import Snapshot
 from ..tls import sender_context
@@ -72,7 +73,7 @@ def _expected(snapshot: Snapshot) -> dict[str, _Expected]:
     result = {}
     for domain, settings in snapshot.config.domains.items():
         target = settings.txt_cname
-        value = txt[target or f"_mta-sts.{domain}"]
+        value = txt[target or STS_PREFIX + domain]
         record = f"'{value}'" if target is None else f"a CNAME to {target}, where '{value}' is"
         result[domain] = _Expected(record, sts_id(value), snapshot.served[domain].body)
     return result
@@ -153,7 +154,7 @@ class _Run:
         """Every check that applies to ``domain``, in the order of ``Check``."""
         policy = settings.policy
         full = policy.mode is not Mode.NONE
-        txt_task = asyncio.ensure_future(self.lookup.txt(f"_mta-sts.{domain}"))
+        txt_task = asyncio.ensure_future(self.lookup.txt(STS_PREFIX + domain))
         https_task = asyncio.ensure_future(self._policy_host(f"mta-sts.{domain}"))
         if full:
             mx_task = asyncio.ensure_future(self._mx(domain))

@@ -18,8 +18,9 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from ..names import STS_PREFIX
 from ..wire import name_text, txt_text
-from .plan import STS_PREFIX, Current, normal
+from .plan import Current, normal
 
 TIMEOUT = 5.0
 """Seconds for one query."""
