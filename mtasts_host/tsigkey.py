@@ -33,6 +33,7 @@ _BIND_COMMENT = re.compile(r'("[^"]*")|#[^\n]*|//[^\n]*|/\*.*?(?:\*/|\Z)', re.DO
 _YAML_COMMENT = re.compile(r'("[^"\n]*")|(?:^|(?<=\s))#[^\n]*', re.MULTILINE)
 # knot: key: / - id: name / algorithm: hmac-sha256 / secret: base64
 _KNOT_FIELD = re.compile(r"^\s*(?:-\s*)?(id|algorithm|secret)\s*:\s*(\S+)\s*$", re.MULTILINE)
+_ALGORITHM_NAME = re.compile(r"[a-z][a-z0-9-]{0,19}")
 _MAX_SIZE = 64 * 1024
 
 
@@ -84,14 +85,18 @@ def parse_key(text: str) -> TsigKey:
         found = _KNOT_FIELD.findall(_uncommented(text, _YAML_COMMENT))
         if [k for k, _ in found].count("id") > 1:
             raise ValueError("expected one key in the file, found several")
-        fields = dict(found)
+        fields = {k: v.strip("'\"") for k, v in found}  # YAML may quote any of them
     if "id" not in fields or "secret" not in fields:
         raise ValueError(
             "not a TSIG key file: expected the output of tsig-keygen (BIND) or keymgr -t (knot)"
         )
     algorithm = fields.get("algorithm", "hmac-sha256").lower()
     if algorithm not in _ALGORITHMS:
-        raise ValueError(f"unsupported TSIG algorithm {algorithm!r}")
+        # Shown only if it looks like an algorithm's name: a secret put there must not be.
+        shown = f" {algorithm!r}" if _ALGORITHM_NAME.fullmatch(algorithm) else ""
+        raise ValueError(
+            f"unsupported TSIG algorithm{shown}; expected one of {', '.join(_ALGORITHMS)}"
+        )
     try:
         secret = base64.b64decode(fields["secret"], validate=True)
     except binascii.Error:
