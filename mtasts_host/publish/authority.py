@@ -24,6 +24,8 @@ from .plan import Current, normal
 
 TIMEOUT = 5.0
 """Seconds for one query."""
+_PROBE = "_mtasts-host-probe"
+"""A label no zone holds, asked below a name to tell a wildcard's answer from the name's."""
 NAMESERVER_PORT = 53
 """Where the zone's other name servers answer."""
 
@@ -146,6 +148,8 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
     for rrset in response.answer:
         type = dns.rdatatype.to_text(rrset.rdtype)
         if rrset.name == owner and type in (rdtype, "CNAME"):
+            if _synthesised(where, name, timeout):
+                break  # a wildcard's answer: the name holds nothing of its own
             return Current(
                 type,
                 rrset.ttl,
@@ -178,9 +182,22 @@ def _others(where: Server, name: str, timeout: float | None) -> list[str]:
     8482). None if they are a wildcard's: they are no records of the name (RFC 4592).
     """
     found = _records(where, name, timeout)
-    if found and found == _records(where, f"*.{name.partition('.')[2]}", timeout):
+    if not found or _synthesised(where, name, timeout):
         return []
     return [record for records in found.values() for record in records]
+
+
+def _synthesised(where: Server, name: str, timeout: float | None) -> bool:
+    """
+    Whether the records ``where`` answers with for ``name`` come from a wildcard (RFC 4592
+    section 4.1): a name below it is then answered too, where below a name of the zone there
+    is nothing (NXDOMAIN). An update's prerequisites never see a wildcard's records.
+    """
+    try:
+        response = ask(where, f"{_PROBE}.{name}", "TXT", timeout)
+    except (DnsError, dns.exception.DNSException):
+        return False  # no answer, or a name too long to ask: taken as the name's own
+    return response.rcode() == dns.rcode.NOERROR
 
 
 def _records(where: Server, name: str, timeout: float | None) -> dict[str, list[str]]:

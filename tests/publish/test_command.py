@@ -367,6 +367,41 @@ def test_a_wildcard_is_no_record_in_the_way_of_the_cname(
     assert server.values("mta-sts.a.pub.test", "CNAME") == ["web.pub.test"]
 
 
+@pytest.mark.parametrize(
+    ("rdtype", "data"), [("TXT", '"v=spf1 -all"'), ("CNAME", "pub.test.")], ids=["txt", "cname"]
+)
+def test_a_wildcards_answer_is_no_record_to_replace(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish, rdtype: str, data: str
+) -> None:
+    """
+    *.pub.test answers for _mta-sts.pub.test too, but an update's prerequisites never see a
+    wildcard's records: the TXT record is created, and a second run finds it in place.
+    """
+    server.set("pub.test", "*.pub.test", rdtype, data)
+    path = write("pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:tlsrpt@pub.test]}")
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert f'create _mta-sts.pub.test 300 TXT "{_sts(path, "pub.test")}"' in ran.lines
+    assert server.values("_mta-sts.pub.test") == [_sts(path, "pub.test")]
+    assert server.values("_smtp._tls.pub.test") == ["v=TLSRPTv1; rua=mailto:tlsrpt@pub.test"]
+    again = publish(path)
+    assert (again.code, again.lines[-1]) == (0, "changed 0 of 2 records")
+
+
+def test_a_record_like_the_wildcards_is_still_the_names_own(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    server.set("pub.test", "*.pub.test", "A", "192.0.2.10")
+    server.set("pub.test", "mta-sts.pub.test", "A", "192.0.2.10")
+    path = write("pub.test: {mx: [mx.pub.test], cname: web.pub.test}")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.startswith("error: mta-sts.pub.test holds A 192.0.2.10, which a CNAME ")
+    assert server.values("mta-sts.pub.test", "A") == ["192.0.2.10"]
+
+
 def test_dry_run_changes_nothing(
     write: Write, host: PolicyHost, server: Dns, publish: Publish
 ) -> None:
