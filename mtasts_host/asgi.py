@@ -1,7 +1,8 @@
 """
 The application for any ASGI server, configured from ``MTASTS_HOST_CONFIG`` and the other
 ``MTASTS_HOST_*`` variables of ``serve``'s app options (``ACCESS_LOG``, ``METRICS``,
-``WATCH``)::
+``WATCH``, and ``LOG_FORMAT`` for mtasts-host's own lines where the server leaves them
+unhandled)::
 
     uvicorn mtasts_host.asgi:app
     granian --interface asgi mtasts_host.asgi:app
@@ -16,20 +17,24 @@ import argparse
 import os
 import sys
 
+from . import logs
 from .app import PolicyApp
 from .options import UsageError, resolve_all
-from .server import APP_OPTIONS, build_app
+from .server import APP_OPTIONS, LOG_FORMAT, build_app
+
+_OPTIONS = (*APP_OPTIONS, LOG_FORMAT)
 
 
 def _from_environment() -> PolicyApp:
-    args = argparse.Namespace(**{option.dest: None for option in APP_OPTIONS})
+    args = argparse.Namespace(**{option.dest: None for option in _OPTIONS})
     try:
-        resolve_all(args, APP_OPTIONS, os.environ)
+        resolve_all(args, _OPTIONS, os.environ)
         if args.config is None:
             raise UsageError("no configuration file: set MTASTS_HOST_CONFIG")
     except UsageError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    logs.attach(args.log_format)
     app = build_app(args)
     if app is None:
         raise SystemExit(1)

@@ -82,6 +82,22 @@ def config(log_format: str = "text", level: str = "info") -> dict[str, Any]:
     }
 
 
+def attach(log_format: str = "text") -> None:
+    """
+    Give mtasts-host's loggers a handler of their own, at INFO, if nothing handles them: an
+    ASGI server that configures only its own loggers would lose the access, reload and
+    publish lines (warnings aside, which Python prints bare).
+    """
+    ours = logging.getLogger("mtasts_host")
+    if ours.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()  # stderr, as serve's
+    handler.setFormatter({"text": TextFormatter, "json": JSONFormatter}[log_format]())
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+
+
 def log_access(scope: Scope, start: float, status: int, sent: int, domain: str | None) -> None:
     """One access line: the request of ``scope``, begun at ``start`` (``perf_counter``),
     answered with ``status`` and ``sent`` bytes, for the policy ``domain`` if any."""

@@ -47,13 +47,16 @@ APP_OPTIONS = (
     ),
 )
 """The options that shape the app itself, wherever it runs (see ``mtasts_host.asgi``)."""
+LOG_FORMAT = Option(
+    "log-format", choice("text", "json"), "text", "text lines or one JSON object a line"
+)
 
 SERVE_OPTIONS = (
     *APP_OPTIONS,
     Option("host", text, "127.0.0.1", "address to bind"),
     Option("port", port, 8080, "port to bind"),
     Option("uds", text, None, "bind to this Unix socket instead", "PATH"),
-    Option("log-format", choice("text", "json"), "text", "text lines or one JSON object a line"),
+    LOG_FORMAT,
     Option(
         "proxy-headers",
         boolean,

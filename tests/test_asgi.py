@@ -61,6 +61,9 @@ def test_policy_rules_and_reload(server: str, write_config: WriteConfig, tmp_pat
         assert serves(port, BODY_D)
         config.write_text(CONFIG_D.replace("enforce", "testing"))
         wait_until(partial(serves, port, BODY_D.replace(b"enforce", b"testing")))
+        # mtasts-host's own lines, as under serve: the reload names the id to publish.
+        wait_until(lambda: "mtasts_host.reload: reloaded" in p.output())
+    assert "mtasts_host.access: request " in p.output()
     assert "Traceback" not in p.output()
 
 
