@@ -191,6 +191,27 @@ def test_each_proxy_negotiates_tls_1_3_and_refuses_tls_1_1(proxy: tuple[str, Pat
 
 
 @pytest.mark.system
+@pytest.mark.parametrize("path", ["/metrics", "/readyz", "/healthz", "/reports"])
+def test_each_proxy_keeps_the_operational_endpoints_off_its_policy_hosts(
+    proxy: tuple[str, Path], path: str
+) -> None:
+    """A connection for mta-sts.example.com asking for another Host gets no app page."""
+    address, ca_file = proxy
+    context = ssl.create_default_context(cafile=str(ca_file))
+    for host in ("localhost", "10.0.0.7", "mta-sts.example.org"):
+        with (
+            socket.create_connection((address, 443), timeout=10) as sock,
+            context.wrap_socket(sock, server_hostname="mta-sts.example.com") as tls,
+        ):
+            tls.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            )
+            head = read_response(tls).partition(b"\r\n\r\n")[0]
+        status = head.split(b"\r\n")[0]
+        assert b" 200 " not in status, (host, status)
+
+
+@pytest.mark.system
 def test_caddy_issues_certificates_only_for_served_names(
     caddy: Path, policies: tuple[Path, Process]
 ) -> None:
