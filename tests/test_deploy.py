@@ -423,16 +423,28 @@ def cached(write_config: WriteConfig, tmp_path: Path) -> Iterator[tuple[Path, in
 def test_a_reload_reaches_senders_through_nginx_within_the_cache_lifetime(
     cached: tuple[Path, int, Fetch],
 ) -> None:
-    """The shipped cache keeps a policy for the app's max-age=60 (RFC 8461 section 8.2)."""
+    """
+    The shipped cache keeps a policy for the app's max-age=60 (RFC 8461 section 8.2); then
+    a changed policy is served, and a removed domain's 404, which nginx may not keep.
+    """
     config, upstream, fetch = cached
-    name = "mta-sts.example.com"
-    new = BODY_D.replace(b"enforce", b"testing")
+    name, gone = "mta-sts.example.com", "mta-sts.example.net"
+    removed = b"version: STSv1\r\nmode: testing\r\nmx: mx.example.net\r\nmax_age: 604800\r\n"
+    config.write_text(CONFIG_D + "  example.net: {mode: testing, mx: [mx.example.net]}\n")
+    wait_until(partial(serves, upstream, removed, gone))
     assert fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)  # now cached
+    assert fetch(gone) == (b"HTTP/1.1 200 OK", removed)
+    new = BODY_D.replace(b"enforce", b"testing")
     config.write_text(CONFIG_D.replace("enforce", "testing"))
     wait_until(partial(serves, upstream, new))  # the app serves the new policy at once...
-    seen = fetch(name)  # ...while nginx still answers from its cache
-    wait_until(lambda: fetch(name) == (b"HTTP/1.1 200 OK", new), timeout=75)  # within the minute
-    assert seen == (b"HTTP/1.1 200 OK", BODY_D)
+    seen = fetch(name), fetch(gone)  # ...while nginx still answers from its cache
+    wait_until(  # within the minute, requests coming all along
+        lambda: (
+            fetch(name) == (b"HTTP/1.1 200 OK", new) and fetch(gone)[0].endswith(b" 404 Not Found")
+        ),
+        timeout=75,
+    )
+    assert seen == ((b"HTTP/1.1 200 OK", BODY_D), (b"HTTP/1.1 200 OK", removed))
 
 
 def test_nginx_keeps_no_answer_the_app_marks_no_store(cached: tuple[Path, int, Fetch]) -> None:
