@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
-from ..store import PolicyStore
+from ..store import PolicyStore, Snapshot
 from .findings import Report, Status
-from .metrics import families
+from .metrics import FailedRuns, families
 from .runner import DoctorOptions, check, validate
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ class Background:
     """
     Runs the doctor every ``interval`` seconds, in a daemon thread with an event loop of its
     own, so that policy answers never wait for it; ``latest`` holds the last report. Each
-    run checks the configuration the store serves at that moment.
+    run checks the configuration the store serves at that moment, and a reload starts the
+    next run at once: a removed or changed domain's results do not linger for an interval.
 
     Logs one line per run, and one per finding whose status changed since the run before.
 
@@ -38,11 +39,19 @@ class Background:
         self.store = store
         self.options = options
         self.interval = interval
-        self.latest: Report | None = None
+        self._results: tuple[Report | None, FailedRuns] = (None, {})
+        """The latest report, and how many runs in a row have found each of its checks
+        failing: replaced together, so that a scrape never mixes two runs."""
         self._stopping = threading.Event()
+        self._wake = threading.Event()
         self._lock = threading.Lock()
         self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[Report]] | None = None
         self._thread: threading.Thread | None = None
+        store.listeners.append(self._reloaded)
+
+    @property
+    def latest(self) -> Report | None:
+        return self._results[0]
 
     def start(self) -> None:
         """Start the first run now, in a daemon thread; once only."""
@@ -54,6 +63,7 @@ class Background:
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel the run in progress, if any, and wait up to ``timeout`` s for the thread."""
         self._stopping.set()
+        self._wake.set()
         deadline = time.monotonic() + timeout
         while self._thread is not None and self._thread.is_alive():
             with self._lock:
@@ -72,7 +82,7 @@ class Background:
     def collect(self) -> Iterator[Metric]:
         """The latest report's metric families (see ``families``): with this method the
         instance is a collector, to register on a ``CollectorRegistry``."""
-        return families(self.latest)
+        return families(*self._results)
 
     def detail(self) -> dict[str, object]:
         """For ``/readyz``: the interval, and the latest results (see ``Report.summary``)."""
@@ -83,6 +93,7 @@ class Background:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             began = time.monotonic()
+            self._wake.clear()  # a reload from now on asks for another run
             try:
                 report = asyncio.run(self._once())
             except asyncio.CancelledError:
@@ -91,7 +102,10 @@ class Background:
                 logger.exception("doctor: the run failed")
             else:
                 self._publish(report)
-            self._stopping.wait(max(0.0, self.interval - (time.monotonic() - began)))
+            self._wake.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+    def _reloaded(self, old: Snapshot, new: Snapshot) -> None:
+        self._wake.set()
 
     async def _once(self) -> Report:
         task = asyncio.current_task()
@@ -107,11 +121,19 @@ class Background:
                 self._running = None
 
     def _publish(self, report: Report) -> None:
+        latest, failed_runs = self._results
         before = {}
-        if self.latest is not None:
-            before = {(f.domain, f.check): f.status for f in self.latest.findings()}
-        self.latest = report
+        if latest is not None:
+            before = {(f.domain, f.check): f.status for f in latest.findings()}
         findings = report.findings()
+        self._results = (
+            report,
+            {
+                (f.domain, f.check): failed_runs.get((f.domain, f.check), 0) + 1
+                for f in findings
+                if f.status is Status.FAIL
+            },
+        )
         for finding in findings:
             if before.get((finding.domain, finding.check), Status.OK) is not finding.status:
                 level = logging.INFO if finding.status is Status.OK else logging.WARNING

@@ -6,15 +6,25 @@ import dataclasses
 import logging
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from mtasts_host.config import load_config
 from mtasts_host.doctor import Background, DoctorError, DoctorOptions
+from mtasts_host.reload import Reloader
 from mtasts_host.store import PolicyStore
 
 from ..conftest import wait_until
 from .conftest import World
+from .world import DOMAINS, config_text
+
+
+def scrape(background: Background) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(background)
+    return generate_latest(registry).decode()
 
 
 def _doctor_threads() -> list[threading.Thread]:
@@ -48,6 +58,35 @@ def test_runs_in_a_thread_and_keeps_the_latest_report(
     assert [m for m in messages if "fail" in m and m.startswith("doctor: oldid")] != []
     assert messages[-1].startswith("doctor: 2 domains checked in ")
     assert messages[-1].endswith(" s: 1 failing, 0 warning")
+
+
+def test_a_reload_starts_a_run_and_failures_are_counted_run_by_run(
+    world: World, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.yaml"
+    good, oldid = (
+        next(d for d in DOMAINS if d.name == name) for name in ("good.test", "oldid.test")
+    )
+    path.write_text(config_text([good, oldid]))
+    store = PolicyStore(load_config(path))
+    reloader = Reloader(store)
+    background = Background(store, world.options, interval=3600)
+    background.start()
+    try:
+        wait_until(lambda: background.latest is not None, timeout=20)
+        assert 'check_failed_runs{check="dns-id",domain="oldid.test"} 1.0' in scrape(background)
+        first = background.latest
+        reloader.reload()  # the same file: another run all the same, long before the hour
+        wait_until(lambda: background.latest is not first, timeout=20)
+        assert 'check_failed_runs{check="dns-id",domain="oldid.test"} 2.0' in scrape(background)
+        path.write_text(config_text([good]))
+        reloader.reload()  # oldid.test removed: its results go with the next run
+        wait_until(lambda: list(getattr(background.latest, "domains", ())) == ["good.test"])
+    finally:
+        background.stop()
+    metrics = scrape(background)
+    assert "oldid.test" not in metrics
+    assert 'mtasts_doctor_check_failed_runs{check="dns-id",domain="good.test"} 0.0' in metrics
 
 
 def test_stop_cancels_a_run_in_progress(world: World) -> None:

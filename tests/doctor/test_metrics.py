@@ -8,21 +8,23 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 
 from mtasts_host.doctor import Check, Finding, Report, Status, families
+from mtasts_host.doctor.metrics import FailedRuns
 
 A = "a.example"
 
 
 class _Collector:
-    def __init__(self, report: Report | None) -> None:
+    def __init__(self, report: Report | None, failed_runs: FailedRuns) -> None:
         self.report = report
+        self.failed_runs = failed_runs
 
     def collect(self) -> Iterator[Metric]:
-        return families(self.report)
+        return families(self.report, self.failed_runs)
 
 
-def scrape(report: Report | None) -> list[str]:
+def scrape(report: Report | None, failed_runs: FailedRuns | None = None) -> list[str]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(report))
+    registry.register(_Collector(report, failed_runs or {}))
     text = generate_latest(registry).decode()
     return [line for line in text.splitlines() if not line.startswith("#")]
 
@@ -40,10 +42,13 @@ def test_checks_certificates_and_last_run() -> None:
         1_700_000_000.0,
         1_700_000_003.0,
     )
-    assert scrape(report) == [
+    assert scrape(report, {(A, Check.MX_TLS): 3}) == [
         'mtasts_doctor_check{check="dns-txt",domain="a.example"} 0.0',
         'mtasts_doctor_check{check="https",domain="a.example"} 1.0',
         'mtasts_doctor_check{check="mx-tls",domain="a.example"} 2.0',
+        'mtasts_doctor_check_failed_runs{check="dns-txt",domain="a.example"} 0.0',
+        'mtasts_doctor_check_failed_runs{check="https",domain="a.example"} 0.0',
+        'mtasts_doctor_check_failed_runs{check="mx-tls",domain="a.example"} 3.0',
         'mtasts_certificate_expiry_timestamp_seconds{host="mta-sts.a.example"} 1.75e+09',
         'mtasts_certificate_expiry_timestamp_seconds{host="mx.a.example"} 1.8e+09',
         "mtasts_doctor_last_run_timestamp_seconds 1.700000003e+09",
