@@ -24,6 +24,6 @@ COPY config.example.yaml /etc/mtasts-host/config.yaml
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:%s/healthz' % os.environ.get('MTASTS_HOST_PORT', '8080'); sys.exit(urllib.request.urlopen(url, timeout=2).status != 200)"]
 ENTRYPOINT ["mtasts-host"]
 CMD ["serve"]
