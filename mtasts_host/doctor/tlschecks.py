@@ -138,7 +138,11 @@ def policy(domain: str, fetches: Sequence[Fetch], expected: bytes, announced: bo
     host = f"mta-sts.{domain}"
     fetched = [fetch for fetch in fetches if fetch.session.failure is None]
     if not fetched:
-        message = f"not fetched: https://{host}/ is not reachable with valid TLS (see https)"
+        # Said here in full: in mode none there is no https finding to point at.
+        why = "; ".join(f"{f.session.address}: {f.session.detail}" for f in fetches)
+        message = (
+            f"not fetched: https://{host}/ is not reachable with valid TLS ({why or 'no address'})"
+        )
         return Finding(domain, Check.POLICY, Status.FAIL, message)
     problems = [problem for problem in (_judge_fetch(f, expected) for f in fetched) if problem]
     if problems:

@@ -140,8 +140,15 @@ EXTRA = BODY + b"x: y\r\n"
         pytest.param(
             [Fetch(broken(Failure.EXPIRED, "the certificate has expired"))],
             False,
-            f"not fetched: https://{HOST}/ is not reachable with valid TLS (see https)",
+            f"not fetched: https://{HOST}/ is not reachable with valid TLS "
+            "(192.0.2.1: the certificate has expired)",
             id="no-tls",
+        ),
+        pytest.param(
+            [],
+            False,
+            f"not fetched: https://{HOST}/ is not reachable with valid TLS (no address)",
+            id="no-address",
         ),
         pytest.param(
             [fetched(None, "no HTTP answer within 10 s")],
