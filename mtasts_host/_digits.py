@@ -9,7 +9,10 @@ def decimal(text: str, low: int, high: int) -> int | None:
     number in that range. A long run of digits is refused before it is converted: Python
     refuses more than 4,300 with an error of its own.
     """
-    if not (text.isascii() and text.isdigit()) or len(text.lstrip("0")) > len(str(high)):
+    if not (text.isascii() and text.isdigit()):
         return None
-    value = int(text)
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(high)):
+        return None
+    value = int(digits)
     return value if low <= value <= high else None

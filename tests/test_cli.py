@@ -116,6 +116,11 @@ def test_dns_hosts(write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
             f"MTASTS_HOST_PORT: expected a port 1..65535, got '{'9' * 5000}'",
         ),
         (
+            ["--port", "0" * 5000 + "80000"],
+            {},
+            f"argument --port: expected a port 1..65535, got '{'0' * 5000}80000'",
+        ),
+        (
             [],
             {"LOG_FORMAT": "yaml"},
             "MTASTS_HOST_LOG_FORMAT: expected one of text, json, got 'yaml'",
