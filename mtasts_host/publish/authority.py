@@ -148,7 +148,7 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
     for rrset in response.answer:
         type = dns.rdatatype.to_text(rrset.rdtype)
         if rrset.name == owner and type in (rdtype, "CNAME"):
-            if _synthesised(where, name, timeout):
+            if _synthesised(where, name, rdtype, _own(response, name), timeout):
                 break  # a wildcard's answer: the name holds nothing of its own
             return Current(
                 type,
@@ -182,37 +182,55 @@ def _others(where: Server, name: str, timeout: float | None) -> list[str]:
     8482). None if they are a wildcard's: they are no records of the name (RFC 4592).
     """
     found = _records(where, name, timeout)
-    if not found or _synthesised(where, name, timeout):
-        return []
+    if not found or found == _records(where, f"{_PROBE}.{name}", timeout):
+        return []  # a wildcard's (see _synthesised)
     return [record for records in found.values() for record in records]
 
 
-def _synthesised(where: Server, name: str, timeout: float | None) -> bool:
+def _synthesised(
+    where: Server, name: str, rdtype: str, answer: frozenset[str], timeout: float | None
+) -> bool:
     """
-    Whether the records ``where`` answers with for ``name`` come from a wildcard (RFC 4592
-    section 4.1): a name below it is then answered too, where below a name of the zone there
-    is nothing (NXDOMAIN). An update's prerequisites never see a wildcard's records.
+    Whether ``answer``, what ``where`` answers for ``name`` and ``rdtype``, comes from a
+    wildcard (RFC 4592 section 4.1), whose records are none of the name's own and which an
+    update's prerequisites never see. A name below it then gets the same answer; below a
+    name of the zone there is nothing (NXDOMAIN, or an empty answer), or another wildcard's.
     """
+    probe = f"{_PROBE}.{name}"
     try:
-        response = ask(where, f"{_PROBE}.{name}", "TXT", timeout)
+        response = ask(where, probe, rdtype, timeout)
     except (DnsError, dns.exception.DNSException):
         return False  # no answer, or a name too long to ask: taken as the name's own
-    return response.rcode() == dns.rcode.NOERROR
+    return response.rcode() == dns.rcode.NOERROR and _own(response, probe) == answer
+
+
+def _own(response: dns.message.Message, name: str) -> frozenset[str]:
+    """What ``response`` answers at ``name`` itself, as ``TYPE data``."""
+    owner = dns.name.from_text(name)
+    return frozenset(
+        f"{dns.rdatatype.to_text(rrset.rdtype)} {rdata.to_text()}"
+        for rrset in response.answer
+        if rrset.name == owner
+        for rdata in rrset
+    )
 
 
 def _records(where: Server, name: str, timeout: float | None) -> dict[str, list[str]]:
-    owner = dns.name.from_text(name)
+    try:
+        owner = dns.name.from_text(name)
+    except dns.exception.DNSException:
+        return {}  # a probe's name too long to ask
     found: dict[str, list[str]] = {}
     for rdtype in ("A", "AAAA", "TXT", "ANY"):
         try:
             response = ask(where, name, rdtype, timeout)
-        except DnsError:
-            continue  # some servers drop ANY queries
+        except (DnsError, dns.exception.DNSException):
+            continue  # some servers drop ANY queries; a probe's name may be too long
         for rrset in response.answer:
             kind = dns.rdatatype.to_text(rrset.rdtype)
             # HINFO is what servers answer ANY with instead (RFC 8482 section 4.2).
             if rrset.name == owner and kind not in ("CNAME", "RRSIG", "NSEC", "HINFO"):
-                found.setdefault(kind, [f"{kind} {rdata.to_text()}" for rdata in rrset])
+                found.setdefault(kind, sorted(f"{kind} {rdata.to_text()}" for rdata in rrset))
     return found
 
 

@@ -389,6 +389,24 @@ def test_a_wildcards_answer_is_no_record_to_replace(
     assert (again.code, again.lines[-1]) == (0, "changed 0 of 2 records")
 
 
+def test_a_wildcard_below_a_name_leaves_its_records_its_own(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """*._mta-sts.a.pub.test answers below the name, not for it: the old TXT is replaced."""
+    path = write("a.pub.test: {mx: [mx.pub.test]}")
+    serve(host, path)
+    assert publish(path).code == 0
+    server.set("pub.test", "*._mta-sts.a.pub.test", "TXT", '"x"')
+    server.set("pub.test", "mta-sts.a.pub.test", "CNAME", "old.pub.test.")
+    server.set("pub.test", "*.mta-sts.a.pub.test", "A", "192.0.2.10")
+    path = write("a.pub.test: {mode: testing, mx: [mx.pub.test], cname: web.pub.test}")
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path)]
+    assert server.values("mta-sts.a.pub.test", "CNAME") == ["web.pub.test"]
+
+
 def test_a_record_like_the_wildcards_is_still_the_names_own(
     write: Write, host: PolicyHost, server: Dns, publish: Publish
 ) -> None:
