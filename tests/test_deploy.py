@@ -212,6 +212,33 @@ def test_each_proxy_keeps_the_operational_endpoints_off_its_policy_hosts(
 
 
 @pytest.mark.system
+@pytest.mark.parametrize(
+    "host",
+    [
+        "MTA-STS.Example.COM",
+        "mta-sts.example.com:443",
+        "mta-sts.example.com.",
+        "mta-sts.example.com.:443",
+    ],
+)
+def test_each_proxy_serves_the_policy_under_every_form_of_its_host(
+    proxy: tuple[str, Path], host: str
+) -> None:
+    """Case, the default port and one trailing dot are the same host (RFC 8461 notes, 2-4)."""
+    address, ca_file = proxy
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with (
+        socket.create_connection((address, 443), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname="mta-sts.example.com") as tls,
+    ):
+        request = f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        tls.sendall(request.encode())
+        head, _, body = read_response(tls).partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
+    assert body == BODY_D
+
+
+@pytest.mark.system
 def test_caddy_issues_certificates_only_for_served_names(
     caddy: Path, policies: tuple[Path, Process]
 ) -> None:
