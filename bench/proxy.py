@@ -2,9 +2,7 @@
 End to end, the way a sender sees it: a TLS connection to the proxy, one request, the answer.
 nginx serving the policies as static files against nginx in front of mtasts-host as shipped
 (deploy/nginx, its cache included), and Caddy as shipped (deploy/caddy) in front of
-mtasts-host, with keep-alive and with a new TLS connection per request. Requests spread over
-SPREAD policy hosts by their Host headers, on connections made for one TLS name; Caddy's all
-go to that name, since it refuses another Host on them.
+mtasts-host, with keep-alive and with a new TLS connection per request.
 
 Two static baselines: the shipped server block serving files as a user would write it, and
 the same with the shipped config's `open_file_cache` (equal tuning). Each round runs every
@@ -107,15 +105,11 @@ def caddy(work: Path, upstream: int, port: int) -> Iterator[None]:
         process.wait(20)
 
 
-def wrk_tls(port: int, work: Path, *, duration: int, close: bool, spread: bool = True) -> Load:
-    """
-    wrk with 16 connections over TLS to NAME, Host headers spread over SPREAD domains, or
-    all NAME (the SNI of every connection) unless ``spread``.
-    """
+def wrk_tls(port: int, work: Path, *, duration: int, close: bool) -> Load:
+    """wrk with 16 connections over TLS to NAME, Host headers spread over SPREAD domains."""
     script, hosts, etc_hosts = work / "hosts.lua", work / "hosts.txt", work / "etc-hosts"
     script.write_text(WRK_SCRIPT)
-    names = [f"mta-sts.d{i}.example.com" for i in range(SPREAD)] if spread else [NAME]
-    hosts.write_text("".join(f"{name}\n" for name in names))
+    hosts.write_text("".join(f"mta-sts.d{i}.example.com\n" for i in range(SPREAD)))
     etc_hosts.write_text(f"127.0.0.1 localhost\n{ADDRESS} {NAME}\n")
     wrk = ["wrk", "-t1", "-c16", f"-d{duration}s", "--latency", "-s", str(script)]
     wrk.append(f"https://{NAME}:{port}{PATH}")
@@ -152,30 +146,23 @@ SHIPPED = "nginx -> mtasts-host (shipped)"
 CADDY = "Caddy -> mtasts-host (shipped)"
 KEEP_ALIVE, CLOSE = "keep-alive", "new TLS connection"
 PLAN = {KEEP_ALIVE: (STATIC, TUNED, SHIPPED), CLOSE: (STATIC, TUNED, SHIPPED, CADDY)}
-UNSPREAD = (CADDY,)
-"""Servers asked for NAME alone: Caddy as shipped wants the Host of the TLS name (its
-strict_sni_host), as senders send it, and wrk sends one TLS name."""
-
-
-def load(ports: dict[str, int], name: str, work: Path, duration: int, mode: str) -> Load:
-    close, spread = mode == CLOSE, name not in UNSPREAD
-    return wrk_tls(ports[name], work, duration=duration, close=close, spread=spread)
 
 
 def measure(ports: dict[str, int], work: Path, duration: int, rounds: int) -> None:
     """Every server of PLAN once per round, in alternating order; the medians and ratios."""
     for mode, names in PLAN.items():  # a first pass fills caches and gets Caddy's certificate
         for name in names:
-            load(ports, name, work, 1, mode)
+            wrk_tls(ports[name], work, duration=1, close=mode == CLOSE)
     runs: dict[tuple[str, str], list[Load]] = {}
     for mode, names in PLAN.items():
         for number in range(rounds):
             for name in names if number % 2 == 0 else reversed(names):
-                runs.setdefault((name, mode), []).append(load(ports, name, work, duration, mode))
+                load = wrk_tls(ports[name], work, duration=duration, close=mode == CLOSE)
+                runs.setdefault((name, mode), []).append(load)
     row("", "requests/s", "p50 ms", "p99 ms")
     for (name, mode), loads in runs.items():
-        median = median_load(loads)
-        row(f"{name}, {mode}", f"{median.rps:,.0f}", f"{median.p50_ms:.2f}", f"{median.p99_ms:.2f}")
+        load = median_load(loads)
+        row(f"{name}, {mode}", f"{load.rps:,.0f}", f"{load.p50_ms:.2f}", f"{load.p99_ms:.2f}")
     print("\n  throughput ratios: median of the rounds [lowest, highest] (target >= 0.95)")
     for mode, names in PLAN.items():
         for base in (STATIC, TUNED):
