@@ -19,6 +19,8 @@ from .runner import DoctorOptions, check, validate
 logger = logging.getLogger(__name__)
 _RECANCEL = 0.2
 """Seconds between cancellations while a stopped run has not ended yet."""
+SOONEST = 10.0
+"""Seconds at least from the start of one run to the next, however often the file reloads."""
 
 
 class Background:
@@ -26,7 +28,8 @@ class Background:
     Runs the doctor every ``interval`` seconds, in a daemon thread with an event loop of its
     own, so that policy answers never wait for it; ``latest`` holds the last report. Each
     run checks the configuration the store serves at that moment, and a reload starts the
-    next run at once: a removed or changed domain's results do not linger for an interval.
+    next run at once (but ``soonest`` seconds after the start of the one before): a removed
+    or changed domain's results do not linger for an interval.
 
     Logs one line per run, and one per finding whose status changed since the run before.
 
@@ -34,11 +37,19 @@ class Background:
         DoctorError: the options cannot work (see ``validate``).
     """
 
-    def __init__(self, store: PolicyStore, options: DoctorOptions, interval: float) -> None:
+    def __init__(
+        self,
+        store: PolicyStore,
+        options: DoctorOptions,
+        interval: float,
+        *,
+        soonest: float = SOONEST,
+    ) -> None:
         validate(options)
         self.store = store
         self.options = options
         self.interval = interval
+        self.soonest = min(soonest, interval)
         self._results: tuple[Report | None, FailedRuns] = (None, {})
         """The latest report, and how many runs in a row have found each of its checks
         failing: replaced together, so that a scrape never mixes two runs."""
@@ -103,6 +114,7 @@ class Background:
             else:
                 self._publish(report)
             self._wake.wait(max(0.0, self.interval - (time.monotonic() - began)))
+            self._stopping.wait(max(0.0, self.soonest - (time.monotonic() - began)))
 
     def _reloaded(self, old: Snapshot, new: Snapshot) -> None:
         self._wake.set()

@@ -70,7 +70,7 @@ def test_a_reload_starts_a_run_and_failures_are_counted_run_by_run(
     path.write_text(config_text([good, oldid]))
     store = PolicyStore(load_config(path))
     reloader = Reloader(store)
-    background = Background(store, world.options, interval=3600)
+    background = Background(store, world.options, interval=3600, soonest=0)
     background.start()
     try:
         wait_until(lambda: background.latest is not None, timeout=20)
@@ -87,6 +87,17 @@ def test_a_reload_starts_a_run_and_failures_are_counted_run_by_run(
     metrics = scrape(background)
     assert "oldid.test" not in metrics
     assert 'mtasts_doctor_check_failed_runs{check="dns-id",domain="good.test"} 0.0' in metrics
+
+
+def test_stop_ends_the_wait_for_the_soonest_next_run(world: World) -> None:
+    options = dataclasses.replace(world.options, domains=("good.test",))
+    store = PolicyStore(world.snapshot.config)
+    background = Background(store, options, interval=3600, soonest=3600)
+    background.start()
+    wait_until(lambda: background.latest is not None, timeout=20)
+    store.listeners[-1](store.snapshot, store.snapshot)  # as a reload does
+    background.stop(timeout=10)
+    assert _doctor_threads() == []
 
 
 def test_stop_cancels_a_run_in_progress(world: World) -> None:
