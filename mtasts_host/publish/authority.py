@@ -7,7 +7,6 @@ that no cache shows an old value.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 
 import dns.exception
 import dns.flags
@@ -20,82 +19,12 @@ import dns.resolver
 
 from ..names import STS_PREFIX
 from ..wire import name_text, txt_text
+from . import occupants
 from .plan import Current, normal
+from .query import DnsError, Server, ask
 
-TIMEOUT = 5.0
-"""Seconds for one query."""
-_PROBE = "_mtasts-host-probe"
-"""A label no zone holds, asked below a name to tell a wildcard's answer from the name's."""
 NAMESERVER_PORT = 53
 """Where the zone's other name servers answer."""
-
-
-class DnsError(Exception):
-    """A server gave no usable answer; the message says which and why, in one line."""
-
-
-class Unreachable(DnsError):
-    """The server did not answer at all: nothing more can be done with it in this run."""
-
-
-@dataclass(frozen=True, slots=True)
-class Server:
-    """One DNS server, by address."""
-
-    address: str
-    port: int
-    name: str = ""
-
-    def __str__(self) -> str:
-        where = f"[{self.address}]:{self.port}" if ":" in self.address else self.at()
-        return f"{self.name} ({where})" if self.name else where
-
-    def at(self) -> str:
-        return f"{self.address}:{self.port}"
-
-
-def server(host: str, port: int) -> Server:
-    """
-    The server of the ``publish`` block, its name resolved by the system.
-
-    Raises:
-        Unreachable: the name does not resolve.
-    """
-    try:
-        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except OSError as exc:
-        raise Unreachable(f"server {host}: {(exc.strerror or str(exc)).lower()}") from None
-    address = str(info[0][4][0])
-    return Server(address, port, "" if address == host else host)
-
-
-def ask(where: Server, name: str, rdtype: str, timeout: float | None = None) -> dns.message.Message:
-    """
-    One query to ``where``, without recursion, over UDP (TCP if truncated), for at most
-    ``timeout`` seconds (``TIMEOUT`` by default).
-
-    Raises:
-        Unreachable: no answer in time, or the connection was refused.
-    """
-    timeout = TIMEOUT if timeout is None else timeout
-    query = dns.message.make_query(name, rdtype)
-    query.flags &= ~dns.flags.RD
-    try:
-        response, _ = dns.query.udp_with_fallback(
-            query, where.address, timeout=timeout, port=where.port
-        )
-    except dns.exception.Timeout:
-        raise Unreachable(f"server {where} unreachable: no answer within {timeout:g} s") from None
-    except (OSError, dns.exception.DNSException) as exc:
-        raise Unreachable(f"server {where} unreachable: {reason(exc)}") from None
-    return response
-
-
-def reason(exc: Exception) -> str:
-    """Why a server could not be reached, in a few words: the system's, for a socket error."""
-    if isinstance(exc, OSError):
-        return (exc.strerror or str(exc)).lower()
-    return str(exc) or type(exc).__name__
 
 
 def zone_of(where: Server, name: str) -> str:
@@ -148,7 +77,7 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
     for rrset in response.answer:
         type = dns.rdatatype.to_text(rrset.rdtype)
         if rrset.name == owner and type in (rdtype, "CNAME"):
-            if _synthesised(where, name, rdtype, _own(response, name), timeout):
+            if occupants.synthesised(where, name, rdtype, occupants.own(response, name), timeout):
                 break  # a wildcard's answer: the name holds nothing of its own
             return Current(
                 type,
@@ -162,7 +91,7 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
             found = read(where, name, "TXT", timeout)
             if found is not None:
                 return found
-        others = _others(where, name, timeout)
+        others = occupants.others(where, name, timeout)
         if others:
             # Records someone else put there (RFC 1034 section 3.6.2: a CNAME stands alone):
             # deleting them would move every sender's policy fetches at once.
@@ -173,65 +102,6 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
                 "CNAME's target serves the policy, or drop the domain's cname"
             )
     return None
-
-
-def _others(where: Server, name: str, timeout: float | None) -> list[str]:
-    """
-    The records at ``name`` other than a CNAME, as ``TYPE data``: its addresses, its TXT
-    records, and whatever else an ANY query shows (servers may show one type only, RFC
-    8482). None if they are a wildcard's: they are no records of the name (RFC 4592).
-    """
-    found = _records(where, name, timeout)
-    if not found or found == _records(where, f"{_PROBE}.{name}", timeout):
-        return []  # a wildcard's (see _synthesised)
-    return [record for records in found.values() for record in records]
-
-
-def _synthesised(
-    where: Server, name: str, rdtype: str, answer: frozenset[str], timeout: float | None
-) -> bool:
-    """
-    Whether ``answer``, what ``where`` answers for ``name`` and ``rdtype``, comes from a
-    wildcard (RFC 4592 section 4.1), whose records are none of the name's own and which an
-    update's prerequisites never see. A name below it then gets the same answer; below a
-    name of the zone there is nothing (NXDOMAIN, or an empty answer), or another wildcard's.
-    """
-    probe = f"{_PROBE}.{name}"
-    try:
-        response = ask(where, probe, rdtype, timeout)
-    except (DnsError, dns.exception.DNSException):
-        return False  # no answer, or a name too long to ask: taken as the name's own
-    return response.rcode() == dns.rcode.NOERROR and _own(response, probe) == answer
-
-
-def _own(response: dns.message.Message, name: str) -> frozenset[str]:
-    """What ``response`` answers at ``name`` itself, as ``TYPE data``."""
-    owner = dns.name.from_text(name)
-    return frozenset(
-        f"{dns.rdatatype.to_text(rrset.rdtype)} {rdata.to_text()}"
-        for rrset in response.answer
-        if rrset.name == owner
-        for rdata in rrset
-    )
-
-
-def _records(where: Server, name: str, timeout: float | None) -> dict[str, list[str]]:
-    try:
-        owner = dns.name.from_text(name)
-    except dns.exception.DNSException:
-        return {}  # a probe's name too long to ask
-    found: dict[str, list[str]] = {}
-    for rdtype in ("A", "AAAA", "TXT", "ANY"):
-        try:
-            response = ask(where, name, rdtype, timeout)
-        except (DnsError, dns.exception.DNSException):
-            continue  # some servers drop ANY queries; a probe's name may be too long
-        for rrset in response.answer:
-            kind = dns.rdatatype.to_text(rrset.rdtype)
-            # HINFO is what servers answer ANY with instead (RFC 8482 section 4.2).
-            if rrset.name == owner and kind not in ("CNAME", "RRSIG", "NSEC", "HINFO"):
-                found.setdefault(kind, sorted(f"{kind} {rdata.to_text()}" for rdata in rrset))
-    return found
 
 
 def _value(rdata: object) -> str:

@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from .. import dns
 from . import authority
-from .authority import DnsError, Server, Unreachable
 from .plan import Change, holds
+from .query import DnsError, Server, Unreachable
 
 _TIMEOUT = 2.0
 """Seconds for each other name server: they only inform, they never fail a run."""

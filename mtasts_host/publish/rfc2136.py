@@ -23,10 +23,10 @@ import dns.update
 
 from .. import tsigkey
 from ..wire import txt_strings
-from . import authority
-from .authority import Server
+from . import query
 from .backend import Applied, Result
 from .plan import Change
+from .query import Server
 
 _PREREQUISITE = (dns.rcode.YXDOMAIN, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.NXRRSET)
 # Values no zone holds, so that deleting them changes nothing (RFC 2136 section 3.4.2.4).
@@ -102,7 +102,7 @@ class Rfc2136:
         refused = f"TSIG key refused by {server} for zone {zone}"
         try:
             response = dns.query.tcp(
-                update, server.address, port=server.port, timeout=authority.TIMEOUT
+                update, server.address, port=server.port, timeout=query.TIMEOUT
             )
         except dns.tsig.PeerBadKey:
             # knot answers so to a key it knows but whose ACL does not grant the records.
@@ -115,10 +115,10 @@ class Rfc2136:
                 return Applied(Result.REFUSED, f"{refused}: its answer is not signed")
             return Applied(Result.FAILED, f"server {server} sent a broken answer: {exc}")
         except dns.exception.Timeout:
-            why = f"no answer within {authority.TIMEOUT:g} s"
+            why = f"no answer within {query.TIMEOUT:g} s"
             return Applied(Result.FAILED, f"server {server} unreachable: {why}")
         except (OSError, dns.exception.DNSException) as exc:
-            why = authority.reason(exc).lower()
+            why = query.reason(exc).lower()
             return Applied(Result.FAILED, f"server {server} unreachable: {why}")
         rcode = response.rcode()
         text = dns.rcode.to_text(rcode)

@@ -16,13 +16,13 @@ from .. import dns
 from ..blocks.publish import PublishSettings
 from ..store import Snapshot
 from ..tls import sender_context
-from . import authority, guard
-from .authority import DnsError, Server, Unreachable
+from . import authority, guard, query
 from .backend import Backend, Result
 from .fetch import fetch
 from .hook import Hook
 from .outcome import Outcome, Output
 from .plan import Action, Change, Current, Wanted, holds, ordered, wanted
+from .query import DnsError, Server, Unreachable
 from .readback import read_back
 from .rfc2136 import Rfc2136
 
@@ -54,7 +54,7 @@ def publish(
     if settings is None:
         raise ValueError(f"{snapshot.config.path}: no publish block")
     try:
-        fixed = authority.server(*settings.server) if settings.server else None
+        fixed = query.server(*settings.server) if settings.server else None
     except Unreachable as exc:
         output.problem(str(exc))
         return Outcome((), (str(exc),))

@@ -9,9 +9,9 @@ import pytest
 
 from mtasts_host.cli import main
 from mtasts_host.config import Config, load_config
-from mtasts_host.publish import authority, guard
-from mtasts_host.publish.authority import Server
+from mtasts_host.publish import authority, guard, query
 from mtasts_host.publish.plan import Change, wanted
+from mtasts_host.publish.query import Server
 from mtasts_host.publish.rfc2136 import Rfc2136
 from mtasts_host.store import build_snapshot
 
@@ -91,7 +91,7 @@ def server(
     """
     limits: Sequence[str] = getattr(request, "param", ())
     monkeypatch.setattr(authority, "NAMESERVER_PORT", secondary.port)
-    monkeypatch.setattr(authority, "TIMEOUT", 1.0)
+    monkeypatch.setattr(query, "TIMEOUT", 1.0)
     monkeypatch.setattr(guard, "INTERVAL", 0.1)
     port = free_port(DNS1)
     zones = {origin: zone_text(origin) for origin in ZONES}

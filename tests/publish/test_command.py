@@ -11,10 +11,10 @@ import pytest
 
 from mtasts_host import dns, tsigkey
 from mtasts_host.config import load_config
-from mtasts_host.publish import authority, rfc2136
-from mtasts_host.publish.authority import Server
+from mtasts_host.publish import query, rfc2136
 from mtasts_host.publish.backend import Applied, Result
 from mtasts_host.publish.plan import Change, Wanted
+from mtasts_host.publish.query import Server
 from mtasts_host.store import build_snapshot
 
 from ..processes import free_port
@@ -472,7 +472,7 @@ def test_an_unreachable_server(write: Write, publish: Publish, server: Dns) -> N
 
 def test_an_update_server_that_never_answers(keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
     """Worded as a query's timeout is: how long the server had."""
-    monkeypatch.setattr(authority, "TIMEOUT", 0.5)
+    monkeypatch.setattr(query, "TIMEOUT", 0.5)
     with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never reads
         port = listener.getsockname()[1]
         backend = rfc2136.Rfc2136(Server("127.0.0.1", port), str(keys.good))

@@ -1,0 +1,76 @@
+"""
+What else is at a name than the record wanted there: the records a CNAME may not sit beside,
+and whether an answer is a wildcard's rather than the name's own (RFC 4592).
+"""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+
+from .query import DnsError, Server, ask
+
+_PROBE = "_mtasts-host-probe"
+"""A label no zone holds, asked below a name to tell a wildcard's answer from the name's."""
+
+
+def others(where: Server, name: str, timeout: float | None) -> list[str]:
+    """
+    The records at ``name`` other than a CNAME, as ``TYPE data``: its addresses, its TXT
+    records, and whatever else an ANY query shows (servers may show one type only, RFC
+    8482). None if they are a wildcard's: they are no records of the name (RFC 4592).
+    """
+    found = _records(where, name, timeout)
+    if not found or found == _records(where, f"{_PROBE}.{name}", timeout):
+        return []  # a wildcard's (see synthesised)
+    return [record for records in found.values() for record in records]
+
+
+def synthesised(
+    where: Server, name: str, rdtype: str, answer: frozenset[str], timeout: float | None
+) -> bool:
+    """
+    Whether ``answer``, what ``where`` answers for ``name`` and ``rdtype``, comes from a
+    wildcard (RFC 4592 section 4.1), whose records are none of the name's own and which an
+    update's prerequisites never see. A name below it then gets the same answer; below a
+    name of the zone there is nothing (NXDOMAIN, or an empty answer), or another wildcard's.
+    """
+    probe = f"{_PROBE}.{name}"
+    try:
+        response = ask(where, probe, rdtype, timeout)
+    except (DnsError, dns.exception.DNSException):
+        return False  # no answer, or a name too long to ask: taken as the name's own
+    return response.rcode() == dns.rcode.NOERROR and own(response, probe) == answer
+
+
+def own(response: dns.message.Message, name: str) -> frozenset[str]:
+    """What ``response`` answers at ``name`` itself, as ``TYPE data``."""
+    owner = dns.name.from_text(name)
+    return frozenset(
+        f"{dns.rdatatype.to_text(rrset.rdtype)} {rdata.to_text()}"
+        for rrset in response.answer
+        if rrset.name == owner
+        for rdata in rrset
+    )
+
+
+def _records(where: Server, name: str, timeout: float | None) -> dict[str, list[str]]:
+    try:
+        owner = dns.name.from_text(name)
+    except dns.exception.DNSException:
+        return {}  # a probe's name too long to ask
+    found: dict[str, list[str]] = {}
+    for rdtype in ("A", "AAAA", "TXT", "ANY"):
+        try:
+            response = ask(where, name, rdtype, timeout)
+        except (DnsError, dns.exception.DNSException):
+            continue  # some servers drop ANY queries; a probe's name may be too long
+        for rrset in response.answer:
+            kind = dns.rdatatype.to_text(rrset.rdtype)
+            # HINFO is what servers answer ANY with instead (RFC 8482 section 4.2).
+            if rrset.name == owner and kind not in ("CNAME", "RRSIG", "NSEC", "HINFO"):
+                found.setdefault(kind, sorted(f"{kind} {rdata.to_text()}" for rdata in rrset))
+    return found
