@@ -21,7 +21,7 @@ def others(where: Server, name: str, timeout: float | None) -> list[str]:
     """
     The records at ``name`` other than a CNAME, as ``TYPE data``: its addresses, its TXT
     records, and whatever else an ANY query shows (servers may show one type only, RFC
-    8482). None if they are a wildcard's: they are no records of the name (RFC 4592).
+    8482). Empty if they are a wildcard's: they are no records of the name (RFC 4592).
     """
     found = _records(where, name, timeout)
     if not found or found == _records(where, f"{_PROBE}.{name}", timeout):
