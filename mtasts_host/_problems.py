@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._text import printable
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -23,14 +25,8 @@ class Problem:
             if self.column is not None:
                 where += f":{self.column}"
         parts = [where, "warning" if self.warning else "", self.key, self.message]
-        return _one_line(": ".join(part for part in parts if part))
-
-
-def _one_line(text: str) -> str:
-    """``text`` with what is not printable (a line break in a key, say) as its escape."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        # One line, whatever a key holds: a line break in it must not forge a second error.
+        return printable(": ".join(part for part in parts if part))
 
 
 class ConfigError(Exception):

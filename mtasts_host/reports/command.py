@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import BinaryIO, TextIO
 
 from .. import names
+from .._text import printable
 from ..config import Config
 from ..options import Option, choice, positive_int, text
 from ..policy import Mode
@@ -185,7 +186,7 @@ def to_text(summaries: Mapping[str, DomainSummary]) -> str:
     """A few lines per domain; what senders wrote is shown with control characters escaped."""
     lines = []
     for domain, summary in summaries.items():
-        organizations = ", ".join(_printable(name) for name in summary.organizations)
+        organizations = ", ".join(printable(name) for name in summary.organizations)
         lines += [
             f"{domain} ({summary.mode.value}): {summary.verdict.value}",
             f"  {summary.verdict_reason}",
@@ -207,9 +208,4 @@ def to_text(summaries: Mapping[str, DomainSummary]) -> str:
 
 
 def _counts(counts: Mapping[str, int]) -> str:
-    return ", ".join(f"{_printable(key)} {count}" for key, count in counts.items())
-
-
-def _printable(text: str) -> str:
-    # A report's values must not move a terminal's cursor or change its colours.
-    return "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in text)
+    return ", ".join(f"{printable(key)} {count}" for key, count in counts.items())
