@@ -56,9 +56,13 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=True, default=str)
 
 
+_FORMATTERS: dict[str, type[logging.Formatter]] = {"text": TextFormatter, "json": JSONFormatter}
+"""The formatter of each ``--log-format``."""
+
+
 def config(log_format: str = "text", level: str = "info") -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the whole process, uvicorn's loggers included."""
-    formatter = {"text": TextFormatter, "json": JSONFormatter}[log_format]
+    formatter = _FORMATTERS[log_format]
     handler = {
         "class": "logging.StreamHandler",
         "formatter": "default",
@@ -92,7 +96,7 @@ def attach(log_format: str = "text") -> None:
     if ours.handlers or logging.getLogger().handlers:
         return
     handler = logging.StreamHandler()  # stderr, as serve's
-    handler.setFormatter({"text": TextFormatter, "json": JSONFormatter}[log_format]())
+    handler.setFormatter(_FORMATTERS[log_format]())
     ours.addHandler(handler)
     ours.setLevel(logging.INFO)
     ours.propagate = False
