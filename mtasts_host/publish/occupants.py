@@ -24,8 +24,11 @@ def others(where: Server, name: str, timeout: float | None) -> list[str]:
     8482). Empty if they are a wildcard's: they are no records of the name (RFC 4592).
     """
     found = _records(where, name, timeout)
-    if not found or found == _records(where, f"{_PROBE}.{name}", timeout):
-        return []  # a wildcard's (see synthesised)
+    if not found:
+        return []
+    kind, records = next(iter(found.items()))  # a wildcard answers with all its types alike
+    if synthesised(where, name, kind, frozenset(records), timeout):
+        return []
     return [record for records in found.values() for record in records]
 
 
@@ -58,16 +61,13 @@ def own(response: dns.message.Message, name: str) -> frozenset[str]:
 
 
 def _records(where: Server, name: str, timeout: float | None) -> dict[str, list[str]]:
-    try:
-        owner = dns.name.from_text(name)
-    except dns.exception.DNSException:
-        return {}  # a probe's name too long to ask
+    owner = dns.name.from_text(name)
     found: dict[str, list[str]] = {}
     for rdtype in ("A", "AAAA", "TXT", "ANY"):
         try:
             response = ask(where, name, rdtype, timeout)
-        except (DnsError, dns.exception.DNSException):
-            continue  # some servers drop ANY queries; a probe's name may be too long
+        except DnsError:
+            continue  # some servers drop ANY queries
         for rrset in response.answer:
             kind = dns.rdatatype.to_text(rrset.rdtype)
             # HINFO is what servers answer ANY with instead (RFC 8482 section 4.2).
