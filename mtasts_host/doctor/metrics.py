@@ -41,11 +41,12 @@ def families(report: Report | None, failed_runs: FailedRuns | None = None) -> It
         "mtasts_doctor_last_run_timestamp_seconds", "When the doctor's last run ended."
     )
     if report is not None:
+        runs = failed_runs or {}
         for domain, findings in report.domains.items():
             for finding in findings:
                 labels = [domain, finding.check.value]
                 checks.add_metric(labels, finding.status.level)
-                failed.add_metric(labels, (failed_runs or {}).get((domain, finding.check), 0))
+                failed.add_metric(labels, runs.get((domain, finding.check), 0))
         for host, not_after in sorted(report.certificates.items()):
             expiry.add_metric([host], not_after)
         last_run.add_metric([], report.finished_at)
