@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import answers, ops
 from .config import load_config
 from .logs import log_access
-from .metrics import UNKNOWN, RequestCounts, collector
+from .metrics import RequestCounts, collector
 from .metrics import registry as metrics_registry
 from .policy import POLICY_PATH
 from .reload import Reloader
@@ -26,8 +26,12 @@ _MEMO_SIZE = 65_536
 _MEMO_HOST_SIZE = 300
 """The longest Host header remembered: a policy host name (at most 261 bytes), a port, and
 room to spare."""
-_UNSEEN = answers.Answer(0, (), b"")
-"""What the memo gives for a Host header it has not seen."""
+Ready = tuple[int, answers.Headers, bytes, str | None, list[int]]
+"""
+An answer as the hot path takes it: status, headers, body, policy domain, and the counter of
+such answers (see ``RequestCounts``). A plain tuple, not an ``Answer``: the interpreter
+unpacks only an exact tuple on its fast path.
+"""
 logger = logging.getLogger(__name__)
 
 
@@ -48,7 +52,7 @@ class PolicyApp(Starlette):
         store: the policies to serve.
         reloader: keeps the store in step with its file, if given; it starts watching with
             the app's first event of any kind.
-        metrics: count policy requests and serve ``/metrics`` on non-policy hosts.
+        metrics: serve the Prometheus metrics at ``/metrics`` on non-policy hosts.
         access_log: log one line per request to the ``mtasts_host.access`` logger.
         reports: TLS reports: the intake on every host, in front of everything else, and
             the ``/reports`` page, metrics and readiness on the operational hosts.
@@ -66,13 +70,13 @@ class PolicyApp(Starlette):
         self.store = store
         self.reloader = reloader
         self.reports = reports
-        self.requests = RequestCounts() if metrics else None
-        self.registry = metrics_registry(store, self.requests) if self.requests else None
+        self.requests = RequestCounts()
+        self.registry = metrics_registry(store, self.requests) if metrics else None
         self.details: list[ops.Detail] = []
         """What ``/readyz`` adds about the capabilities; it never changes its status."""
         self.access_log = access_log
         self._unstarted = reloader
-        self._memo: dict[bytes | None, answers.Answer] = {}
+        self._memo: dict[bytes | None, Ready] = {}
         self._memo_for = store.snapshot
         routes = ops.routes(store, self.registry, self.details)
         if reports is not None:
@@ -112,39 +116,34 @@ class PolicyApp(Starlette):
         repeated = False
         for key, value in scope["headers"]:
             if key == b"host":
-                repeated = host is not None
-                if repeated:
+                if host is not None:
+                    repeated = True
                     break
                 host = value
         method = scope["method"]
-        answer: answers.Answer | None
+        ready: Ready | None
         if repeated:
-            answer = answers.BAD_HOST
+            ready = self._ready(answers.BAD_HOST)
         elif scope["path"] == POLICY_PATH and (method == "GET" or method == "HEAD"):
             # The hot path: answers memoised per snapshot and Host header, since almost every
             # request is this one, and most Host headers come again and again.
             if self.store.snapshot is not self._memo_for:
                 self._memo = {}
                 self._memo_for = self.store.snapshot
-            answer = self._memo.get(host, _UNSEEN)
-            if answer is _UNSEEN:
-                answer = self._remember(host)
+            ready = self._memo.get(host)
+            if ready is None:
+                ready = self._remember(host)
         else:
             domain = answers.policy_domain(host) if host else None
-            answer = None
+            ready = None
             if domain is not None:
                 path = _route_path(scope)
-                answer = answers.answer(self.store.snapshot, domain, path, method)
-        if answer is None:  # not a policy host: the operational endpoints
+                ready = self._ready(answers.answer(self.store.snapshot, domain, path, method))
+        if ready is None:  # not a policy host: the operational endpoints
             await self._logged(super().__call__, scope, receive, send, start)
             return
-        status, headers, body, domain = answer
-        requests = self.requests
-        if requests is not None:
-            if status == 200 and domain is not None:
-                requests.ok[domain] += 1
-            else:
-                requests.other[domain or UNKNOWN, status] += 1
+        status, headers, body, domain, counter = ready
+        counter[0] += 1
         # A tuple: it cannot be changed in place by a host app's middleware, and every ASGI
         # server takes an iterable.
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -154,24 +153,29 @@ class PolicyApp(Starlette):
         if self.access_log:
             log_access(scope, start, status, len(body), domain)
 
-    def _remember(self, host: bytes | None) -> answers.Answer | None:
+    def _ready(self, answer: answers.Answer) -> Ready:
+        status, headers, body, domain = answer
+        return status, headers, body, domain, self.requests.counter(domain, status)
+
+    def _remember(self, host: bytes | None) -> Ready | None:
         """
         The answer to a GET of the policy path with this Host header, or None if it is no
         policy host. A policy is remembered for the snapshot while the memo has room, if the
         header is of a sensible length: made-up or padded Host headers cannot fill memory.
         """
-        snapshot = self._memo_for
         domain = answers.policy_domain(host) if host else None
-        answer = None if domain is None else answers.answer(snapshot, domain, POLICY_PATH, "GET")
+        if domain is None:
+            return None
+        answer = answers.answer(self._memo_for, domain, POLICY_PATH, "GET")
+        ready = self._ready(answer)
         if (
-            answer is not None
-            and answer.domain is not None
+            answer.domain is not None
             and host is not None
             and len(host) <= _MEMO_HOST_SIZE
             and len(self._memo) < _MEMO_SIZE
         ):
-            self._memo[host] = answer
-        return answer
+            self._memo[host] = ready
+        return ready
 
     async def _logged(
         self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, start: float
@@ -212,7 +216,7 @@ def create_app(
             or lifespan event, so it also works when the app is mounted in another one.
             ``app.stop()`` ends it; the app's own lifespan does that at shutdown. Either way
             the watcher never keeps the process alive.
-        metrics: count policy requests and serve ``/metrics`` on non-policy hosts.
+        metrics: serve the Prometheus metrics at ``/metrics`` on non-policy hosts.
         access_log: log one line per request to the ``mtasts_host.access`` logger.
 
     Raises:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry
@@ -22,22 +21,30 @@ create series by sending made-up Host headers."""
 
 class RequestCounts:
     """
-    Policy requests by policy domain (or UNKNOWN) and HTTP status, counted on the hot path
-    as plain dictionary increments and turned into metrics only when scraped. Successes,
-    by far the most, are keyed by the domain alone, which saves building a key each time.
+    Policy requests by policy domain (or UNKNOWN) and HTTP status, turned into metrics only
+    when scraped. Each pair has a counter of its own, a list of one int, that the hot path
+    keeps with the answer and adds to in place: the interpreter's fast path for a list, where
+    a dictionary update by key cost a policy request about a twelfth of what the app spends
+    on it.
     """
 
-    __slots__ = ("ok", "other")
+    __slots__ = ("_counters",)
 
     def __init__(self) -> None:
-        self.ok: defaultdict[str, int] = defaultdict(int)
-        self.other: defaultdict[tuple[str, int], int] = defaultdict(int)
+        self._counters: dict[tuple[str, int], list[int]] = {}
+
+    def counter(self, domain: str | None, status: int) -> list[int]:
+        """The counter of answers with ``status`` for ``domain`` (None: not configured)."""
+        key = (domain or UNKNOWN, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = [0]
+        return counter
 
     def items(self) -> Iterator[tuple[tuple[str, int], int]]:
         # list(): a snapshot taken at once, while requests go on counting in the event loop.
-        for domain, count in list(self.ok.items()):
-            yield (domain, 200), count
-        yield from list(self.other.items())
+        for key, counter in list(self._counters.items()):
+            yield key, counter[0]
 
 
 class _Collector:
