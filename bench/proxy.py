@@ -39,6 +39,7 @@ from bench.run import (
     median_load,
     mtasts_argv,
     paired,
+    parse_wrk,
     pinned,
     row,
     server,
@@ -128,16 +129,10 @@ def wrk_tls(port: int, work: Path, *, duration: int, close: bool) -> Load:
     ).stdout
     if "Requests/sec" not in out or re.search(r"Socket errors", out):
         raise RuntimeError(f"wrk failed:\n{out}")
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        raise RuntimeError(f"{non2xx.group(1)} answers were not 200:\n{out}")
-    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    latency = {
-        p: float(v) * units[u]
-        for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
-    }
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return Load(rps, latency["50"], latency["99"], 0)
+    load = parse_wrk(out)
+    if load.errors:
+        raise RuntimeError(f"{load.errors} answers were not 200:\n{out}")
+    return load
 
 
 STATIC = "static nginx"

@@ -67,6 +67,7 @@ end
 
 @dataclass
 class Load:
+    requests: int
     rps: float
     p50_ms: float
     p99_ms: float
@@ -123,10 +124,16 @@ def wrk(
     out = subprocess.run(
         pinned(argv, 1), env=env, capture_output=True, text=True, check=True, timeout=duration + 60
     ).stdout
+    return parse_wrk(out)
+
+
+def parse_wrk(out: str) -> Load:
+    """What wrk printed with ``--latency``."""
     percentiles = re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M)
     latency = {p: _ms(value, unit) for p, value, unit in percentiles}
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return Load(
+        requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
         rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         p50_ms=latency["50"],
         p99_ms=latency["99"],
@@ -377,6 +384,7 @@ def paired(loads: list[Load], baselines: list[Load], figure: str = "rps") -> str
 
 def median_load(loads: list[Load]) -> Load:
     return Load(
+        requests=sum(load.requests for load in loads),
         rps=statistics.median(load.rps for load in loads),
         p50_ms=statistics.median(load.p50_ms for load in loads),
         p99_ms=statistics.median(load.p99_ms for load in loads),

@@ -53,8 +53,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
+def wait_for_port(
+    host: str,
+    port: int,
+    process: subprocess.Popen[bytes] | None = None,
+    timeout: float = STARTUP_TIMEOUT,
+) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before listening")
