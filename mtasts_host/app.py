@@ -154,6 +154,7 @@ class PolicyApp(Starlette):
             log_access(scope, start, status, len(body), domain)
 
     def _ready(self, answer: answers.Answer) -> Ready:
+        """``answer`` with the counter it adds to."""
         status, headers, body, domain = answer
         return status, headers, body, domain, self.requests.counter(domain, status)
 

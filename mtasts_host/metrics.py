@@ -23,9 +23,9 @@ class RequestCounts:
     """
     Policy requests by policy domain (or UNKNOWN) and HTTP status, turned into metrics only
     when scraped. Each pair has a counter of its own, a list of one int, that the hot path
-    keeps with the answer and adds to in place: the interpreter's fast path for a list, where
-    a dictionary update by key cost a policy request about a twelfth of what the app spends
-    on it.
+    keeps with the answer and adds to in place: the interpreter's fast path for a list. An
+    update of a dictionary by key was 900 of the 12,000 instructions the app spent on a
+    policy request (``bench.instructions``).
     """
 
     __slots__ = ("_counters",)
