@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 from .names import POLICY_HOST_PREFIX, STS_PREFIX
@@ -55,9 +55,15 @@ def txt_groups(snapshot: Snapshot) -> dict[str, str]:
     """
     served = snapshot.served
     return {
-        target: policy_id(b"".join(sorted({served[domain].body for domain in members})))
+        target: policy_id(shared_body(served[domain].body for domain in members))
         for target, members in txt_cname_groups(snapshot.config.domains).items()
     }
+
+
+def shared_body(bodies: Iterable[bytes]) -> bytes:
+    """What the id of a shared ``_mta-sts`` record is computed over: the distinct policies of
+    its domains, sorted, one after another; a single policy is itself."""
+    return b"".join(sorted(set(bodies)))
 
 
 def to_json(snapshot: Snapshot) -> str:

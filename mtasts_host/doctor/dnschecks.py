@@ -54,11 +54,18 @@ def dns_txt(domain: str, txt: Txt, expected: str) -> Finding:
             f"(RFC 8461 section 3.1); keep only {expected}"
         )
     try:
-        records.sts_id(candidates[0])
+        sts_id = records.sts_id(candidates[0])
     except ValueError as exc:
         return fail(
             f"the record {candidates[0]!r} at {where} is invalid: {exc}; senders then ignore "
             f"MTA-STS; publish {expected} instead"
+        )
+    extra = records.sts_duplicates(candidates[0])
+    if extra:
+        return fail(
+            f"the record {candidates[0]!r} at {where} has {extra + 1} id fields: RFC 8461 "
+            f"section 3.2 has senders use the first, id={sts_id}, but some (mox) reject the "
+            f"record and then ignore MTA-STS; publish {expected} alone"
         )
     return Finding(domain, Check.DNS_TXT, Status.OK, f"{where}: '{candidates[0]}'")
 

@@ -56,6 +56,19 @@ def _one(fields: list[tuple[str, str]], name: str) -> str:
     return values[0]
 
 
+def _first(fields: list[tuple[str, str]], name: str) -> str:
+    """RFC 8461 section 3.2: of a duplicated field, all entries but the first are ignored."""
+    for key, value in fields:
+        if key == name:
+            return value
+    raise ValueError(f"it has no {name} field")
+
+
+def sts_duplicates(record: str) -> int:
+    """How many ``id`` fields a valid ``_mta-sts`` record holds beyond the first."""
+    return sum(name == "id" for name, _ in _fields(record, STS_VERSION)) - 1
+
+
 def _extensions(fields: list[tuple[str, str]], known: str) -> None:
     for name, value in fields:
         if name != known and not _VALUE.fullmatch(value):
@@ -64,17 +77,25 @@ def _extensions(fields: list[tuple[str, str]], known: str) -> None:
 
 def sts_id(record: str) -> str:
     """
-    The ``id`` of an ``_mta-sts`` record; extension fields are allowed.
+    The ``id`` of an ``_mta-sts`` record; extension fields are allowed, and of several
+    ``id`` fields the first counts (RFC 8461 section 3.2), the others being ignored.
 
     Raises:
         ValueError: the record is invalid; the message says how.
     """
     fields = _fields(record, STS_VERSION)
-    value = _one(fields, "id")
+    value = _first(fields, "id")
     if not _ID.fullmatch(value):
         raise ValueError(f"its id {value!r} is not 1 to 32 letters and digits")
-    _extensions(fields, "id")
+    first = fields.index(("id", value))
+    _extensions([field for i, field in enumerate(fields) if i != first], "")
     return value
+
+
+def _scheme_lower(uri: str) -> str:
+    """A URI with its scheme in lower case: schemes are case-insensitive (RFC 3986 3.1)."""
+    scheme, colon, rest = uri.partition(":")
+    return scheme.lower() + colon + rest if colon else uri
 
 
 def tlsrpt_rua(record: str) -> tuple[str, ...]:
@@ -86,7 +107,7 @@ def tlsrpt_rua(record: str) -> tuple[str, ...]:
     """
     fields = _fields(record, TLSRPT_VERSION)
     value = _one(fields, "rua")
-    uris = tuple(_URI_LIST.split(value))
+    uris = tuple(_scheme_lower(uri) for uri in _URI_LIST.split(value))
     for uri in uris:
         if not (uri.startswith("mailto:") and "@" in uri) and not uri.startswith("https://"):
             raise ValueError(f"rua {uri!r} is not a 'mailto:' address or an 'https://' URL")

@@ -19,6 +19,7 @@ from .. import dns as records_to_publish
 from ..config import Config, DomainConfig
 from ..names import STS_PREFIX
 from ..policy import Mode
+from ..settings import txt_cname_groups
 from ..store import Snapshot
 from ..tls import sender_context
 from . import dnschecks, tlschecks
@@ -65,18 +66,31 @@ class _Expected:
     """What to publish at ``_mta-sts``, in words, as ``mtasts-host dns`` prints it."""
     id: str
     body: bytes
+    group: tuple[str, ...]
+    """The domains whose policies the id covers: this one, and those sharing its record."""
+    announced: bytes
+    """What the id is computed over: the body, or with others sharing the record, theirs too."""
 
 
 def _expected(snapshot: Snapshot) -> dict[str, _Expected]:
     """Per domain, the id ``mtasts-host dns`` prints for its name, shared groups included."""
     txt = {r.name: r.value for r in records_to_publish.records(snapshot) if r.type == "TXT"}
+    groups = txt_cname_groups(snapshot.config.domains)
     result = {}
     for domain, settings in snapshot.config.domains.items():
         target = settings.txt_cname
         value = txt[target or STS_PREFIX + domain]
         record = f"'{value}'" if target is None else f"a CNAME to {target}, where '{value}' is"
-        result[domain] = _Expected(record, sts_id(value), snapshot.served[domain].body)
+        group = tuple(groups.get(target or STS_PREFIX + domain, [domain]))
+        body = snapshot.served[domain].body
+        announced = records_to_publish.shared_body(snapshot.served[d].body for d in group)
+        result[domain] = _Expected(record, sts_id(value), body, group, announced)
     return result
+
+
+def _served(fetches: Sequence[Fetch]) -> bytes | None:
+    """The body the policy host serves, if any address answered 200."""
+    return next((f.answer.body for f in fetches if f.answer and f.answer.status == 200), None)
 
 
 def select(config: Config, domains: Sequence[str]) -> list[str]:
@@ -115,6 +129,7 @@ class _Run:
         self.addresses = _Shared(lookup.addresses)
         self.authorities = _Shared(lookup.authorities)
         self.smtp = _Shared(self._starttls)
+        self.policy_hosts = _Shared(self._policy_host)
         self.certificates: dict[str, float] = {}
 
     async def _starttls(self, key: tuple[str, str]) -> Session:
@@ -155,7 +170,7 @@ class _Run:
         policy = settings.policy
         full = policy.mode is not Mode.NONE
         txt_task = asyncio.ensure_future(self.lookup.txt(STS_PREFIX + domain))
-        https_task = asyncio.ensure_future(self._policy_host(f"mta-sts.{domain}"))
+        https_task = self.policy_hosts(f"mta-sts.{domain}")
         if full:
             mx_task = asyncio.ensure_future(self._mx(domain))
             tlsrpt_task = asyncio.ensure_future(self.lookup.txt(f"_smtp._tls.{domain}"))
@@ -163,13 +178,20 @@ class _Run:
         published = dnschecks.published_id(txt)
         authorities = await self.authorities(txt.target) if published else ()
         addresses, fetches = await https_task
-        served = next((f.answer.body for f in fetches if f.answer and f.answer.status == 200), None)
+        served = _served(fetches)
+        if len(expected.group) > 1:
+            # The record's id covers every policy of the group: the body it announces is
+            # served only when every member's is (RFC 8461 section 8.1).
+            members = [self.policy_hosts(f"mta-sts.{member}") for member in expected.group]
+            bodies = [_served(fetched) for _, fetched in await asyncio.gather(*members)]
+            shared = [body for body in bodies if body is not None]
+            served = records_to_publish.shared_body(shared) if len(shared) == len(bodies) else None
         sessions = [fetch.session for fetch in fetches]
         self._note(sessions)
         now = time.time()
         findings = [
             dnschecks.dns_txt(domain, txt, expected.record),
-            dnschecks.dns_id(domain, txt, expected.id, authorities, served, expected.body),
+            dnschecks.dns_id(domain, txt, expected.id, authorities, served, expected.announced),
         ]
         if full:
             findings.append(tlschecks.https(domain, addresses, sessions, now))
@@ -184,7 +206,15 @@ class _Run:
             )
             findings += [
                 dnschecks.mx_coverage(domain, policy.mode, policy.mx, mx),
-                tlschecks.mx_tls(domain, policy.mode, hosts, found, mx_sessions, now),
+                tlschecks.mx_tls(
+                    domain,
+                    policy.mode,
+                    hosts,
+                    found,
+                    mx_sessions,
+                    now,
+                    null_mx=dnschecks.NULL_MX in mx.values,
+                ),
                 dnschecks.tlsrpt(domain, await tlsrpt_task, settings.tlsrpt_rua),
             ]
         return findings

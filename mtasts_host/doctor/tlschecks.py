@@ -136,15 +136,29 @@ def policy(domain: str, fetches: Sequence[Fetch], expected: bytes, announced: bo
             worse: senders may cache it under the new id (RFC 8461 section 8.1).
     """
     host = f"mta-sts.{domain}"
-    fetched = [fetch for fetch in fetches if fetch.session.failure is None]
+    if fetches and _unreachable([fetch.session for fetch in fetches]):
+        message = f"not fetched: no address of {host} is reachable from here"
+        return Finding(domain, Check.POLICY, Status.WARN, message)
+    # Addresses without a route from here are skipped, as the https check skips them.
+    reachable = [fetch for fetch in fetches if fetch.session.failure is not Failure.NO_ROUTE]
+    fetched = [fetch for fetch in reachable if fetch.session.failure is None]
     if not fetched:
         # Said here in full: in mode none there is no https finding to point at.
-        why = "; ".join(f"{f.session.address}: {f.session.detail}" for f in fetches)
+        why = "; ".join(f"{f.session.address}: {f.session.detail}" for f in reachable)
         message = (
             f"not fetched: https://{host}/ is not reachable with valid TLS ({why or 'no address'})"
         )
         return Finding(domain, Check.POLICY, Status.FAIL, message)
-    problems = [problem for problem in (_judge_fetch(f, expected) for f in fetched) if problem]
+    # Every address counts: a sender that reaches a broken one fetches no policy and keeps
+    # applying the one it cached (RFC 8461 section 3.3), a withdrawn one too in mode none.
+    problems = [
+        f"{f.session.address}: not fetched, {f.session.detail}: senders that reach this "
+        "address get none and keep applying the one they cached; fix the server there, or "
+        f"remove the address from {host}"
+        for f in reachable
+        if f.session.failure is not None
+    ]
+    problems += [problem for problem in (_judge_fetch(f, expected) for f in fetched) if problem]
     if problems:
         if announced and any("another body" in problem for problem in problems):
             problems.append(
@@ -163,16 +177,25 @@ def mx_tls(
     addresses: Mapping[str, Names],
     sessions: Sequence[Session],
     now: float,
+    null_mx: bool = False,
 ) -> Finding:
     """
     Every address of every MX host offers STARTTLS with a valid certificate for its name:
     a failure in enforce, a warning in testing; an expiry within 14 days warns in both.
+
+    Args:
+        null_mx: the domain has a null MX (RFC 7505): no host to check, and no mail that a
+            policy could stop; mx-coverage says what to do.
     """
     strict = Status.FAIL if mode is Mode.ENFORCE else Status.WARN
 
     def finding(status: Status, message: str) -> Finding:
         return Finding(domain, Check.MX_TLS, status, message)
 
+    if not hosts and null_mx:
+        return finding(
+            Status.WARN, f"no MX host to check: {domain} has a null MX (see mx-coverage)"
+        )
     if not hosts:
         return finding(strict, "no MX host to check (see mx-coverage)")
     problems: list[tuple[Status, str]] = []

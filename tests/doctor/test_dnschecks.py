@@ -67,6 +67,14 @@ EXPECTED = f"'{RECORD}'"
             f"letters and digits; senders then ignore MTA-STS; publish {EXPECTED} instead",
             id="invalid",
         ),
+        pytest.param(
+            Txt(NAME, (f"{RECORD}; id=other1",)),
+            Status.FAIL,
+            f"the record '{RECORD}; id=other1' at {NAME} has 2 id fields: RFC 8461 section 3.2 "
+            f"has senders use the first, id={ID}, but some (mox) reject the record and then "
+            f"ignore MTA-STS; publish {EXPECTED} alone",
+            id="two-ids",
+        ),
     ],
 )
 def test_dns_txt(txt: Txt, status: Status, message: str) -> None:
@@ -184,6 +192,12 @@ def test_dns_id(
 ) -> None:
     finding = dns_id(D, txt, ID, authorities, served, BODY)
     assert finding == Finding(D, Check.DNS_ID, status, message)
+
+
+def test_dns_id_reads_the_first_of_two_ids() -> None:
+    # RFC 8461 section 3.2: of a duplicated field, all entries but the first are ignored.
+    finding = dns_id(D, Txt(NAME, (f"{RECORD}; id=other1",)), ID, [], BODY, BODY)
+    assert finding == Finding(D, Check.DNS_ID, Status.OK, f"id={ID}, as this config gives")
 
 
 @pytest.mark.parametrize(
@@ -345,6 +359,14 @@ RUA = ("mailto:tls@example.com", "https://reports.example.com/v1")
             f"the record 'v=TLSRPTv1; rua=ftp://x' at {TLSRPT} is invalid: rua 'ftp://x' is not "
             "a 'mailto:' address or an 'https://' URL; senders then send no reports",
             id="invalid",
+        ),
+        pytest.param(
+            # RFC 8460 takes its URIs from RFC 3986, whose schemes are case-insensitive.
+            Txt(TLSRPT, ("v=TLSRPTv1; rua=MAILTO:tls@example.com,HTTPS://reports.example.com/v1",)),
+            RUA,
+            Status.OK,
+            f"reports go to {RUA[0]},{RUA[1]}, as configured",
+            id="schemes-in-upper-case",
         ),
         pytest.param(
             Txt(TLSRPT, error="no answer within 10 s"),

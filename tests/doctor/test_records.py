@@ -24,6 +24,9 @@ def test_only_records_that_begin_with_the_version_count() -> None:
         pytest.param("v=STSv1; ext=1; id=abc", "abc", id="extension-first"),
         pytest.param("v=STSv1; id=abc; my.ext_1-a=x:y", "abc", id="extension-after"),
         pytest.param("v=STSv1; id=" + "a" * 32, "a" * 32, id="32-characters"),
+        # RFC 8461 section 3.2: of a duplicated field, all entries but the first are ignored.
+        pytest.param("v=STSv1; id=a; id=b", "a", id="two-ids-the-first-counts"),
+        pytest.param("v=STSv1; id=a; id=b-c", "a", id="two-ids-the-second-an-extension"),
     ],
 )
 def test_valid_sts_records(record: str, expected: str) -> None:
@@ -35,7 +38,11 @@ def test_valid_sts_records(record: str, expected: str) -> None:
     [
         pytest.param("v=STSv1", "it has no id field", id="no-id"),
         pytest.param("v=STSv1;", "it has no id field", id="only-delimiter"),
-        pytest.param("v=STSv1; id=a; id=b", "it has 2 id fields", id="two-ids"),
+        pytest.param(
+            "v=STSv1; id=a; id=b c",
+            "the value of 'id' holds a space, '=', ';' or is empty",
+            id="two-ids-second-not-a-field-value",
+        ),
         pytest.param(
             "v=STSv1; id=a-b", "its id 'a-b' is not 1 to 32 letters and digits", id="dash"
         ),

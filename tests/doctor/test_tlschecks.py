@@ -145,6 +145,28 @@ EXTRA = BODY + b"x: y\r\n"
             id="no-tls",
         ),
         pytest.param(
+            [
+                fetched(OK),
+                Fetch(
+                    Session(HOST, "192.0.2.2", failure=Failure.UNREACHABLE, detail="refused on 443")
+                ),
+            ],
+            False,
+            "192.0.2.2: not fetched, refused on 443: senders that reach this address get none "
+            f"and keep applying the one they cached; fix the server there, or remove the "
+            f"address from {HOST}",
+            id="one-address-of-two-broken",
+        ),
+        pytest.param(
+            [
+                fetched(OK),
+                Fetch(Session(HOST, "2001:db8::1", failure=Failure.NO_ROUTE, detail="no route")),
+            ],
+            False,
+            None,
+            id="an-address-without-a-route-from-here-skipped",
+        ),
+        pytest.param(
             [],
             False,
             f"not fetched: https://{HOST}/ is not reachable with valid TLS (no address)",
@@ -295,6 +317,20 @@ def test_mx_tls(
     assert finding == Finding(D, Check.MX_TLS, status, message)
 
 
+def test_policy_warns_when_no_address_has_a_route_from_here() -> None:
+    # As https does: the doctor cannot tell, and exit 1 would page for where it runs.
+    nowhere = Fetch(Session(HOST, "2001:db8::1", failure=Failure.NO_ROUTE, detail="no route"))
+    message = f"not fetched: no address of {HOST} is reachable from here"
+    assert policy(D, [nowhere], BODY, True) == Finding(D, Check.POLICY, Status.WARN, message)
+
+
 def test_mx_tls_without_mx_hosts() -> None:
     finding = mx_tls(D, Mode.ENFORCE, [], {}, [], NOW)
     assert finding == Finding(D, Check.MX_TLS, Status.FAIL, "no MX host to check (see mx-coverage)")
+
+
+def test_mx_tls_with_a_null_mx_only_warns() -> None:
+    # A null MX receives no mail, so none can bounce; mx-coverage says to set mode none.
+    finding = mx_tls(D, Mode.ENFORCE, [], {}, [], NOW, null_mx=True)
+    message = f"no MX host to check: {D} has a null MX (see mx-coverage)"
+    assert finding == Finding(D, Check.MX_TLS, Status.WARN, message)

@@ -6,14 +6,17 @@ import asyncio
 import dataclasses
 import json
 import time
+from pathlib import Path
 
 import pytest
 import uvloop
 
+from mtasts_host.config import load_config
 from mtasts_host.doctor import DoctorError, Report, Status, check, run
+from mtasts_host.store import build_snapshot
 
 from .conftest import World
-from .world import DOMAINS, GOOD, SLOW, Domain
+from .world import DOMAINS, GOOD, SLOW, Domain, config_text
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +118,32 @@ def test_a_domain_not_configured_is_an_error(world: World) -> None:
 def test_domains_are_named_in_any_case(world: World) -> None:
     options = dataclasses.replace(world.options, domains=("GOOD.test.", "split.test"))
     assert list(run(world.snapshot, options).domains) == ["good.test", "split.test"]
+
+
+# A txt_cname group whose policies differ (hosted1.test and hosted2.test share
+# _mta-sts.provider.example). The config changes hosted1.test's policy; the server has not
+# loaded it yet, DNS still has the group's old id. Publishing the group's new id now makes
+# senders cache hosted1.test's OLD body under it (RFC 8461 section 8.1).
+def test_a_group_id_waits_until_every_member_serves_the_config(
+    world: World, tmp_path: Path
+) -> None:
+    changed = config_text(DOMAINS).replace(
+        "hosted1.test: {mode: testing,", "hosted1.test: {mode: enforce,"
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(changed)
+    snapshot = build_snapshot(load_config(path))
+    options = dataclasses.replace(world.options, domains=("hosted1.test", "hosted2.test"))
+    report = run(snapshot, options)
+    findings = [
+        f
+        for d in ("hosted1.test", "hosted2.test")
+        for f in report.domains[d]
+        if f.check.value == "dns-id"
+    ]
+    assert len(findings) == 2
+    for finding in findings:
+        assert finding.status is Status.FAIL
+        assert "the new body is served already" not in finding.message, finding
+        assert "the TXT changed but the body did not" not in finding.message, finding
+        assert "does not serve this config yet" in finding.message, finding

@@ -45,6 +45,8 @@ class Domain:
     """TXT strings at ``_mta-sts`` (zone syntax, ``{id}`` for the right id); None: as
     ``mtasts-host dns`` prints them."""
     policy_host: str | None = NGINX
+    more_policy_hosts: Sequence[str] = ()
+    """More A records of ``mta-sts.<name>``, beside ``policy_host``."""
     certificate: str = "valid"
     """That of ``mta-sts.<name>`` on nginx: valid, expired, wrong-name or soon."""
     mx: Sequence[tuple[str, str]] = ()
@@ -150,6 +152,18 @@ DOMAINS = [
         expect={"tlsrpt": "warn"},
         tlsrpt=['"v=TLSRPTv1; rua=mailto:someone@elsewhere.test"'],
     ),
+    # RFC 8461 section 3.2: a duplicated non-repeated field in a TXT record: the first wins.
+    Domain("dupid.test", expect={"dns-txt": "fail"}, sts=['"v=STSv1; id={id}; id=other1"']),
+    # A null MX: mx-coverage warns (set mode none); nothing else to check, nothing fails.
+    Domain("nullmx.test", expect={"mx-coverage": "warn", "mx-tls": "warn"}, mx=[(".", "")]),
+    # One of two policy-host addresses refuses connections: some senders cannot fetch.
+    Domain(
+        "nonepartial.test",
+        "{mode: none, mx: [mx.nonepartial.test], max_age: 86400}",
+        expect={"policy": "fail"},
+        more_policy_hosts=[MX_GOOD],
+    ),
+    Domain("partial.test", expect={"https": "fail", "policy": "fail"}, more_policy_hosts=[MX_GOOD]),
 ]
 GOOD = [
     "good.test",
@@ -201,7 +215,11 @@ def zones(snapshot: Snapshot, slow: Snapshot) -> tuple[dict[str, str], dict[str,
             lines += [f"{sts_name}. TXT {text.format(id=right)}" for text in domain.sts]
         if domain.policy_host is not None:
             lines.append(f"mta-sts.{name}. A {domain.policy_host}")
+        lines += [f"mta-sts.{name}. A {address}" for address in domain.more_policy_hosts]
         for preference, (host, address) in enumerate(domain.mx_hosts, 10):
+            if host == ".":  # a null MX (RFC 7505)
+                lines.append(f"{name}. MX 0 .")
+                continue
             lines += [f"{name}. MX {preference} {host}.", f"{host}. A {address}"]
         if domain.tlsrpt is None:
             lines += published.get(tlsrpt_name, [])
