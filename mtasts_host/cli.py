@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import __version__, dns
 from .config import Config, ConfigError, load_config
@@ -18,6 +18,8 @@ from .server import CONFIG, SERVE_OPTIONS, print_problems, serve
 from .store import build_snapshot
 
 _SERVE = (*SERVE_OPTIONS, *doctor.SERVE_OPTIONS)
+# For the commands without a positional PATH (reports, reports ingest): --config alone.
+_CONFIG_ONLY = replace(CONFIG, help="the YAML file")
 # Beside the server: the doctor if --doctor-interval asks, the publisher for auto: true.
 _COMPANIONS = (doctor.start_background, publish.start_background)
 
@@ -89,13 +91,13 @@ COMMANDS: dict[str, Command] = {
     ),
     "reports": Command(
         "summarise the TLS reports of each domain, and say when enforce is safe",
-        (CONFIG, *reports.OPTIONS),
+        (_CONFIG_ONLY, *reports.OPTIONS),
         reports.summary,
         path=False,
         subcommands={
             "ingest": Command(
                 "store the TLS reports in mail messages, report files or a maildir",
-                (CONFIG, *reports.INGEST_OPTIONS),
+                (_CONFIG_ONLY, *reports.INGEST_OPTIONS),
                 reports.ingest,
                 # A mail system keeps a message it could not deliver and tries again later.
                 config_error=reports.EX_TEMPFAIL,
@@ -155,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.config = given or args.config
         resolve_all(args, command.options if command else _SERVE, os.environ)
         if args.config is None:
-            raise UsageError("no configuration file: give PATH or set MTASTS_HOST_CONFIG")
+            given_as = "PATH" if command is None or command.path else "--config PATH"
+            raise UsageError(f"no configuration file: give {given_as} or set MTASTS_HOST_CONFIG")
     except UsageError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2

@@ -79,6 +79,19 @@ def test_no_config_is_a_usage_error(
     )
 
 
+def test_commands_without_path_ask_for_config(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MTASTS_HOST_CONFIG", raising=False)
+    assert main(["reports"]) == 2
+    assert capsys.readouterr().err == (
+        "mtasts-host: error: no configuration file: give --config PATH or set MTASTS_HOST_CONFIG\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["reports", "ingest", "--help"])
+    assert "give it as PATH" not in capsys.readouterr().out
+
+
 def test_serve_refuses_a_bad_config_in_one_line(
     write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
 ) -> None:

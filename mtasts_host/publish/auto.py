@@ -111,7 +111,11 @@ class AutoPublisher:
         return result
 
     def collect(self) -> Iterator[Metric]:
-        """``mtasts_publish_runs_total{outcome}`` and ``mtasts_dns_id_current{domain}``."""
+        """``mtasts_publish_runs_total{outcome}`` and ``mtasts_dns_id_current{domain}``; none
+        without ``auto: true``, where nothing reads the DNS and a 0 would be a false alarm."""
+        settings = self.store.snapshot.config.publish
+        if settings is None or not settings.auto:
+            return
         runs = CounterMetricFamily(
             "mtasts_publish_runs", "Automatic publications by outcome.", labels=["outcome"]
         )

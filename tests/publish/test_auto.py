@@ -84,6 +84,18 @@ def test_publishes_at_start_and_after_each_reload(
     assert messages.index(pending[0]) < messages.index(published[1])
 
 
+def test_no_publish_metrics_unless_auto(write: Write) -> None:
+    # Without auto: true nothing reads the DNS: a 0 would alert on every hand-published id.
+    path = write(A)
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store)
+    assert "mtasts_dns_id_current" not in _metrics(publisher)
+    assert "mtasts_publish_runs" not in _metrics(publisher)
+    write(A, "auto: true")
+    assert Reloader(store).reload()
+    assert 'mtasts_dns_id_current{domain="a.pub.test"} 0.0' in _metrics(publisher)
+
+
 def test_a_failed_run_is_retried_with_backoff(
     write: Write, host: PolicyHost, server: Dns, caplog: pytest.LogCaptureFixture
 ) -> None:
