@@ -32,6 +32,8 @@ An answer as the hot path takes it: status, headers, body, policy domain, and th
 such answers (see ``RequestCounts``). A plain tuple, not an ``Answer``: the interpreter
 unpacks only an exact tuple on its fast path.
 """
+CLIENT_CLOSED = 499
+"""The status logged for a request the client abandoned before any answer (as nginx does)."""
 logger = logging.getLogger(__name__)
 
 
@@ -185,7 +187,8 @@ class PolicyApp(Starlette):
         if not self.access_log:
             await app(scope, receive, send)
             return
-        status, sent = 500, 0
+        status: int | None = None
+        sent = 0
 
         async def watch(message: Message) -> None:
             nonlocal status, sent
@@ -197,8 +200,14 @@ class PolicyApp(Starlette):
 
         try:
             await app(scope, receive, watch)
+        except BaseException:
+            if status is None:
+                status = 500  # a fault of ours: the server answers 500
+            raise
         finally:
-            log_access(scope, start, status, sent, None)
+            # No answer and no fault: the client went away first (nginx's 499), which must
+            # not read as a server error in the log.
+            log_access(scope, start, CLIENT_CLOSED if status is None else status, sent, None)
 
 
 def create_app(

@@ -126,7 +126,7 @@ def policy_domain_of_host(host: str) -> str | None:
         return None
     name, colon, port = host.rpartition(":")
     if colon:
-        if port and not port.isdigit():
+        if port and not (port.isascii() and port.isdigit()):  # not "²" or "٣"
             return unreadable
         host = name
     if host.endswith("."):
@@ -137,7 +137,9 @@ def policy_domain_of_host(host: str) -> str | None:
         except idna.IDNAError:
             return unreadable
     if not host.startswith(POLICY_HOST_PREFIX):
-        return None
+        # "mta-sts." and "mta-sts.:443" lose their prefix's dot with the trailing one: still
+        # policy hosts (a proxy passes them on as such), never the operational endpoints.
+        return unreadable
     return host[len(POLICY_HOST_PREFIX) :]
 
 

@@ -70,6 +70,13 @@ def test_no_policy_for_other_hosts(client: TestClient, host: str) -> None:
     assert b"STSv1" not in response.content
 
 
+@pytest.mark.parametrize("port", ["\u00b2", "\u0663", "\uff14\uff14\uff13"])
+def test_a_port_of_other_digits_than_ascii_is_no_port(client: TestClient, port: str) -> None:
+    response = client.get(PATH, headers={b"host": f"mta-sts.example.com:{port}".encode()})
+    assert response.status_code == 404
+    assert b"STSv1" not in response.content
+
+
 def test_unknown_policy_host_says_so(client: TestClient) -> None:
     response = client.get(PATH, headers={"host": "mta-sts.unknown.test"})
     assert response.text == "No MTA-STS policy is served for this host.\n"
@@ -139,6 +146,17 @@ def test_other_paths_are_404_not_redirects(client: TestClient, path: str) -> Non
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/plain")
     assert "location" not in response.headers
+
+
+@pytest.mark.parametrize("host", ["mta-sts.", "MTA-STS.", "mta-sts.:443", "mta-sts.:"])
+@pytest.mark.parametrize("path", ["/readyz", "/metrics", "/healthz"])
+def test_bare_policy_prefix_never_reaches_the_operational_endpoints(
+    client: TestClient, host: str, path: str
+) -> None:
+    # The shipped Caddyfile passes on every Host matching (?i)^mta-sts\. to the app.
+    response = client.get(path, headers={"host": host})
+    assert response.status_code == 404
+    assert response.headers["cache-control"] == "no-store"
 
 
 def test_other_path_of_unknown_host_is_404(client: TestClient) -> None:

@@ -198,7 +198,7 @@ def test_each_proxy_keeps_the_operational_endpoints_off_its_policy_hosts(
     """A connection for mta-sts.example.com asking for another Host gets no app page."""
     address, ca_file = proxy
     context = ssl.create_default_context(cafile=str(ca_file))
-    for host in ("localhost", "10.0.0.7", "mta-sts.example.org"):
+    for host in ("localhost", "10.0.0.7", "mta-sts.example.org", "mta-sts.", "MTA-STS.:443"):
         with (
             socket.create_connection((address, 443), timeout=10) as sock,
             context.wrap_socket(sock, server_hostname="mta-sts.example.com") as tls,

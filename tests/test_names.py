@@ -23,8 +23,13 @@ from mtasts_host import names
         (" mta-sts.example.com \t", "example.com"),  # blanks around a header value
         # a policy host all the same, serving nothing: never the operational endpoints
         ("mta-sts.example.com:x", ""),
+        ("mta-sts.example.com:\u00b2", ""),  # a port is ASCII digits (RFC 3986 section 3.2.3)
+        ("mta-sts.example.com:\u0663", ""),
         ("mta-sts.\u2488.example", ""),  # not IDNA-encodable
         ("mta-sts.a\u200db.example", ""),
+        ("mta-sts.", ""),  # nothing after the prefix: its dot is no trailing dot to remove
+        ("MTA-STS.:443", ""),
+        ("mta-sts.: ", ""),
     ],
 )
 def test_policy_domain_of_host(host: str, domain: str | None) -> None:

@@ -5,6 +5,7 @@ included, as a plain ASGI callable the app puts in front of its own routing.
 
 from __future__ import annotations
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
@@ -17,6 +18,12 @@ from .store import Outcome, StoreUnavailable
 RETRY_AFTER = b"300"
 """Seconds: senders retry for a day (RFC 8460 section 5.5), so a few minutes is polite."""
 _TOO_LARGE = f"the report is larger than {MAX_WIRE_SIZE >> 20} MiB as sent"
+BODY_TIMEOUT = 60.0
+"""Seconds a report body may take to arrive whole: a sender posts a few KiB at once, while a
+client trickling a body would otherwise hold its bytes in memory for ever."""
+MAX_READING = 32
+"""Report bodies read at once: slow clients can hold at most this many MiB in memory; beyond
+it the intake answers 503 with Retry-After, and senders try again (RFC 8460 section 5.5)."""
 
 
 class IntakeEndpoint:
@@ -32,6 +39,8 @@ class IntakeEndpoint:
     def __init__(self, intake: Intake, path: str) -> None:
         self.intake = intake
         self.path = path
+        self._reading = 0
+        """Bodies being read now (one event loop: no lock needed)."""
 
     def matches(self, scope: Scope) -> bool:
         """Whether a request is for the intake (on any host); the path below any mount."""
@@ -47,10 +56,21 @@ class IntakeEndpoint:
         if scope["method"] != "POST":
             await _answer(send, 405, "method not allowed: POST a TLS report here", b"POST")
             return
+        if self._reading >= MAX_READING:
+            await _answer(send, 503, "too many reports arriving at once; try again later")
+            return
+        self._reading += 1
         try:
-            body = await _read(scope, receive)
+            with anyio.fail_after(BODY_TIMEOUT):
+                body = await _read(scope, receive)
         except _Disconnected:
             return  # nobody is left to answer
+        except TimeoutError:
+            self.intake.reject(f"the body did not arrive within {BODY_TIMEOUT:g} s")
+            await _answer(send, 408, f"the report did not arrive within {BODY_TIMEOUT:g} s")
+            return
+        finally:
+            self._reading -= 1
         if body is None:
             self.intake.reject(_TOO_LARGE)
             await _answer(send, 413, f"too large: {_TOO_LARGE}")
@@ -101,5 +121,7 @@ async def _answer(send: Send, status: int, text: str, allow: bytes | None = None
         headers.append((b"allow", allow))
     if status == 503:
         headers.append((b"retry-after", RETRY_AFTER))
+    if status == 408:
+        headers.append((b"connection", b"close"))  # the rest of the body is not awaited
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

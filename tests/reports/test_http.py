@@ -5,14 +5,17 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from starlette.testclient import TestClient
+from starlette.types import Message, Scope
 
-from mtasts_host.reports import MAX_WIRE_SIZE, Reports
+from mtasts_host.app import PolicyApp
+from mtasts_host.reports import MAX_WIRE_SIZE, Reports, http
 from mtasts_host.reports.report import MAX_COUNT
 from mtasts_host.reports.rows import DAY
 
@@ -285,3 +288,100 @@ def test_old_reports_are_pruned_as_reports_come_in(
     assert post(TestClient(reports_app(later)), encode(report(report_id="new")))[0] == 201
     assert later.store.raw("Google Inc.", "old") is None
     assert later.store.raw("Google Inc.", "new") is not None
+
+
+def test_a_client_gone_before_the_whole_body_is_no_500_in_the_log(
+    reports: Reports, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = PolicyApp(reports.policies, reports=reports)
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": PATH,
+        "query_string": b"",
+        "headers": [(b"host", b"mta-sts.example.com"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 5000),
+    }
+    messages: Iterator[Message] = iter(
+        [
+            {"type": "http.request", "body": b'{"a":', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return next(messages)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO, logger="mtasts_host.access"):
+        anyio.run(app, scope, receive, send)
+    assert sent == []
+    (line,) = [r for r in caplog.records if r.name == "mtasts_host.access"]
+    assert line.fields["status"] == 499  # type: ignore[attr-defined]
+
+
+def _slow_request(reports: Reports, sent: list[Message]) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A POST of a report whose body never ends, through the real app."""
+    scope: Scope = {
+        "type": "http",
+        "method": "POST",
+        "path": PATH,
+        "query_string": b"",
+        "headers": [(b"host", b"mta-sts.example.com"), (b"content-length", b"1048576")],
+        "client": ("127.0.0.1", 5000),
+    }
+    first = True
+
+    async def receive() -> Message:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b"x" * 65536, "more_body": True}
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    app = reports_app(reports)
+
+    async def request() -> None:
+        await app(scope, receive, send)
+
+    return request
+
+
+def test_a_body_that_never_ends_gets_408(reports: Reports, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "BODY_TIMEOUT", 0.2, raising=False)
+    sent: list[Message] = []
+    request = _slow_request(reports, sent)
+
+    async def main() -> None:
+        with anyio.fail_after(5):
+            await request()
+
+    anyio.run(main)
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+
+
+def test_slow_bodies_hold_a_bounded_amount_of_memory(
+    reports: Reports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http, "BODY_TIMEOUT", 1.0, raising=False)
+    slow: list[Message] = []
+    late: list[Message] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            for _ in range(http.MAX_READING):
+                tasks.start_soon(_slow_request(reports, slow))
+            await anyio.sleep(0.1)
+            await _slow_request(reports, late)()
+            assert late[0]["status"] == 503  # at once, not after the timeout
+            assert slow == []
+
+    anyio.run(main)
