@@ -29,7 +29,8 @@ it the intake answers 503 with Retry-After, and senders try again (RFC 8460 sect
 class IntakeEndpoint:
     """
     ``POST`` a report (gzip or JSON, whatever the Content-Type) to ``path``: 201 stored,
-    200 duplicate, 400 bad, 413 too large, 503 store unavailable, 405 for other methods.
+    200 duplicate, 400 bad, 408 too slow, 413 too large, 503 store unavailable or too many
+    reports arriving at once, 405 for other methods.
 
     Args:
         intake: stores and counts the reports.
