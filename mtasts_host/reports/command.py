@@ -60,7 +60,7 @@ OPTIONS = (
         "max-failure-rate",
         _rate,
         DEFAULT_THRESHOLDS.max_failure_rate,
-        "the share of failed sessions a ready domain stays under",
+        "the share of failed sessions a ready domain stays under (0: no failed session)",
         "RATE",
     ),
 )

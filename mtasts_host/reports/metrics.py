@@ -62,6 +62,7 @@ def metric_families(intake: Intake, domains: Collection[str]) -> Iterator[Metric
         for result, failed in sorted(count.failures.items()):
             label = result if result in known else ResultType.OTHER.value
             sessions.add_metric([count.domain, label], failed)
-        last.add_metric([count.domain], count.last_received)
+        if count.last_received is not None:
+            last.add_metric([count.domain], count.last_received)
     yield sessions
     yield last

@@ -26,6 +26,10 @@ from .report import (
 )
 
 _LEAP_SECOND = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:)60(?=\D|$)")
+MAX_KEY_BYTES = 1000
+"""UTF-8 bytes of ``organization-name``, ``report-id`` and ``policy-domain``: the store indexes
+them, and PostgreSQL cannot index a row of more than 2704 bytes (its error would be taken for
+an unavailable store, and the report sent again and again). Real ones are a few dozen."""
 
 
 def parse_report(data: bytes) -> Report:
@@ -71,8 +75,12 @@ def _policy(entry: object, where: str) -> PolicyResult:
     kind = _text(
         _required(policy, "policy-type", f"{where}.policy."), f"{where}.policy.policy-type"
     )
-    domain = _text(
-        _required(policy, "policy-domain", f"{where}.policy."), f"{where}.policy.policy-domain"
+    domain = _not_too_long(
+        _text(
+            _required(policy, "policy-domain", f"{where}.policy."),
+            f"{where}.policy.policy-domain",
+        ),
+        f"{where}.policy.policy-domain",
     )
     details = entry.get("failure-details")
     if details is None:
@@ -163,6 +171,12 @@ def _name(top: Mapping[str, Any], key: str) -> str:
     text = _text(_required(top, key, ""), key)
     if not text.strip():
         raise BadReport(f"{key}: empty")
+    return _not_too_long(text, key)
+
+
+def _not_too_long(text: str, where: str) -> str:
+    if len(text.encode("utf-8")) > MAX_KEY_BYTES:
+        raise BadReport(f"{where}: longer than {MAX_KEY_BYTES} bytes")
     return text
 
 

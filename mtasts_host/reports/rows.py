@@ -38,12 +38,13 @@ class FailureTotals:
 
 @dataclass(frozen=True, slots=True)
 class SessionCounts:
-    """All stored STS sessions of one domain, by result, and when its last report came."""
+    """All STS sessions of one domain ever stored, by result, and when its last report came."""
 
     domain: str
     successful: int
     failures: dict[str, int]
-    last_received: int
+    last_received: int | None
+    """None when every report of the domain has been pruned."""
 
 
 def report_day(report: Report) -> int:

@@ -53,6 +53,16 @@ VERSIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX tlsrpt_reports_end ON tlsrpt_reports (end_time)",
         "CREATE INDEX tlsrpt_policies_domain ON tlsrpt_policies (domain, policy_type)",
     ),
+    (
+        # Version 3: the STS sessions of pruned reports, by domain and result ("success" or a
+        # result type), so that the metrics' sessions counter never goes down.
+        """CREATE TABLE tlsrpt_pruned (
+            domain TEXT NOT NULL,
+            result TEXT NOT NULL,
+            sessions DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (domain, result)
+        )""",
+    ),
 )
 LATEST = len(VERSIONS)
 

@@ -22,6 +22,8 @@ from .rows import FailureTotals, SessionCounts, Totals, report_day
 _SUCCESSFUL = "SUM(CAST(p.successful AS DOUBLE PRECISION))"
 _FAILED = "SUM(CAST(p.failed AS DOUBLE PRECISION))"
 _SESSIONS = "SUM(CAST(f.sessions AS DOUBLE PRECISION))"
+_SUCCESS = "success"
+"""The ``tlsrpt_pruned`` result of successful sessions; failures carry their result type."""
 
 
 class StoreUnavailable(Exception):
@@ -197,8 +199,14 @@ class ReportStore:
         ]
 
     def session_counts(self) -> list[SessionCounts]:
-        """Every stored STS session by domain and result, for the metrics."""
+        """
+        Every STS session ever stored, by domain and result, for the metrics: those of
+        pruned reports included, so that the counts never go down.
+        """
         with self._connection() as connection:
+            pruned = connection.execute(
+                "SELECT domain, result, sessions FROM tlsrpt_pruned"
+            ).fetchall()
             sums = connection.execute(
                 f"SELECT p.domain, {_SUCCESSFUL}, MAX(r.received)"
                 " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
@@ -210,12 +218,27 @@ class ReportStore:
                 " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
                 " WHERE p.policy_type = 'sts' GROUP BY p.domain, f.result_type"
             ).fetchall()
-        failures: dict[str, dict[str, int]] = {}
+        successes: dict[str, float] = {}
+        last_received: dict[str, int | None] = {}
+        failures: dict[str, dict[str, float]] = {}
+        for domain, successful, last in sums:
+            successes[domain], last_received[domain] = successful, last
         for domain, result_type, sessions in failed:
-            failures.setdefault(domain, {})[result_type] = int(sessions)
+            failures.setdefault(domain, {})[result_type] = sessions
+        for domain, result, sessions in pruned:
+            if result == _SUCCESS:
+                successes[domain] = successes.get(domain, 0) + sessions
+            else:
+                counts = failures.setdefault(domain, {})
+                counts[result] = counts.get(result, 0) + sessions
         return [
-            SessionCounts(domain, int(successful), failures.get(domain, {}), last)
-            for domain, successful, last in sums
+            SessionCounts(
+                domain,
+                int(successes.get(domain, 0)),
+                {result: int(sessions) for result, sessions in failures.get(domain, {}).items()},
+                last_received.get(domain),
+            )
+            for domain in sorted(successes.keys() | failures.keys())
         ]
 
     def raw(self, organization: str, report_id: str) -> bytes | None:
@@ -229,7 +252,29 @@ class ReportStore:
 
     def prune(self, before: float) -> int:
         """Delete the reports whose date range ended before ``before``; return how many."""
+        upsert = (
+            " ON CONFLICT (domain, result)"
+            " DO UPDATE SET sessions = tlsrpt_pruned.sessions + excluded.sessions"
+        )
         with self._connection() as connection:
+            # Their STS sessions are kept as totals: the metrics count them for ever.
+            connection.execute(
+                "INSERT INTO tlsrpt_pruned (domain, result, sessions)"
+                f" SELECT p.domain, '{_SUCCESS}', {_SUCCESSFUL}"
+                " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
+                " WHERE p.policy_type = 'sts' AND r.end_time < ? GROUP BY p.domain" + upsert,
+                (int(before),),
+            )
+            connection.execute(
+                "INSERT INTO tlsrpt_pruned (domain, result, sessions)"
+                f" SELECT p.domain, f.result_type, {_SESSIONS}"
+                " FROM tlsrpt_failures f"
+                " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
+                " JOIN tlsrpt_reports r ON r.id = f.report"
+                " WHERE p.policy_type = 'sts' AND r.end_time < ?"
+                " GROUP BY p.domain, f.result_type" + upsert,
+                (int(before),),
+            )
             # Children first: SQLite enforces ON DELETE CASCADE only when asked to.
             connection.execute(
                 "DELETE FROM tlsrpt_failures WHERE report IN"

@@ -198,7 +198,9 @@ def judge(
         )
     if rows and not sessions:
         missing.append(f"no sessions reported in {window}")
-    elif sessions and failed >= sessions * thresholds.max_failure_rate:
+    elif failed and failed / sessions >= thresholds.max_failure_rate:
+        # A share against the share: failed >= sessions * rate rounds 100 * 0.07 up past 7,
+        # and 0 >= sessions * 0 made a rate of 0 refuse even a domain without failures.
         missing.append(
             f"{failed} of {_n(sessions, 'session')} failed ({failed / sessions:.2%}) in {window}, "
             f"under {thresholds.max_failure_rate:.2%} needed"

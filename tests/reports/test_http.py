@@ -197,6 +197,28 @@ def test_reports_for_domains_not_configured_are_kept_but_not_counted(
     assert summaries["example.com"].successful_sessions == 7
 
 
+@pytest.mark.parametrize("field", ["organization-name", "report-id", "policy-domain"])
+def test_long_identifiers_get_400_from_either_store(
+    make_reports: Callable[..., Reports], store_url: str, field: str
+) -> None:
+    # PostgreSQL indexes no row over 2704 bytes: its error was a 503, and the sender retried.
+    client = TestClient(reports_app(make_reports(store_url)), base_url="https://mta-sts.x")
+
+    def with_field(value: str) -> bytes:
+        document = report()
+        if field == "policy-domain":
+            document["policies"][0]["policy"]["policy-domain"] = value
+        else:
+            document[field] = value
+        return encode(document)
+
+    longest = "".join(f"{n:04x}" for n in range(250))  # 1000 bytes that compress poorly
+    assert post(client, with_field(longest))[0] == 201
+    status, text = post(client, with_field(longest + "x"))
+    assert status == 400
+    assert text.endswith(f"{field}: longer than 1000 bytes\n")
+
+
 OPS = {"host": "10.0.0.7:8080"}  # a probe to the pod address: an operational host
 
 

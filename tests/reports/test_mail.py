@@ -124,6 +124,22 @@ def test_a_maildir_waits_for_the_store(tmp_path: Path) -> None:
     assert [path.name for path in (maildir / "new").iterdir()] == ["1.host"]
 
 
+def test_a_report_with_a_long_report_id_is_bad_not_a_store_failure(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # It was EX_TEMPFAIL with PostgreSQL: left in new/, it stopped every later run there.
+    maildir = tmp_path / "Maildir"
+    for sub in ("new", "cur", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    long_id = "".join(f"{n:04x}" for n in range(750))
+    for name, report_id in (("1.host", long_id), ("2.host", "after")):
+        body = encode(report(day=recent(), report_id=report_id))
+        data = message((body, "application/tlsrpt+gzip", "r.json.gz"))
+        (maildir / "new" / name).write_bytes(data)
+    assert _ingest(postgres_url, maildir=str(maildir)) == EX_DATAERR
+    assert sorted(path.name for path in (maildir / "cur").iterdir()) == ["1.host:2,F", "2.host:2,S"]
+
+
 def maildir_with(tmp_path: Path, *subdirectories: str) -> Path:
     """A maildir with these subdirectories and one good message in ``new/``."""
     maildir = tmp_path / "Maildir"

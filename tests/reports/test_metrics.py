@@ -10,8 +10,9 @@ from prometheus_client.core import Metric
 from starlette.testclient import TestClient
 
 from mtasts_host.reports import Reports
+from mtasts_host.reports.rows import DAY
 
-from .conftest import encode, fixture, report
+from .conftest import NOW, encode, fixture, report, reports_app
 
 
 class _Collector:
@@ -58,3 +59,17 @@ def test_an_unavailable_store_still_gives_the_outcomes(
         'mtasts_tlsrpt_reports_total{outcome="rejected"} 0.0',
         "mtasts_tlsrpt_store_up 0.0",
     ]
+
+
+def test_the_sessions_counter_never_goes_down_when_reports_are_pruned(
+    make_reports: Callable[..., Reports],
+) -> None:
+    # A counter that drops is a reset to Prometheus: rate() would count everything again.
+    now = [NOW]
+    reports = make_reports(clock=lambda: now[0])
+    client = TestClient(reports_app(reports), base_url="https://mta-sts.example.com")
+    client.post("/tlsrpt", content=encode(report(successful=90, failed=4)))
+    before = [line for line in scrape(reports) if "sessions_total" in line]
+    now[0] += 401 * DAY
+    assert reports.intake.prune() == 1
+    assert [line for line in scrape(reports) if "sessions_total" in line] == before

@@ -117,6 +117,30 @@ def test_prune_removes_reports_that_ended_before(store: ReportStore) -> None:
     assert add(store, report(report_id="old", day=TODAY - 400)) is Outcome.STORED
 
 
+def test_pruned_sessions_stay_counted_for_the_metrics(store: ReportStore) -> None:
+    add(store, report(report_id="old", day=TODAY - 400, successful=10, failed=3))
+    add(store, report(report_id="older", day=TODAY - 401, successful=5, failed=1))
+    add(store, report(report_id="new", day=TODAY - 1, successful=7, failed=2))
+    add(store, report(report_id="gone", day=TODAY - 400, domain="example.org", successful=4))
+    before = {count.domain: count for count in store.session_counts()}
+    assert store.prune((TODAY - 300) * DAY) == 3
+    after = {count.domain: count for count in store.session_counts()}
+    assert after["example.com"].successful == before["example.com"].successful == 22
+    assert (
+        after["example.com"].failures
+        == before["example.com"].failures
+        == {"certificate-expired": 6}
+    )
+    assert after["example.com"].last_received == NOW
+    assert (after["example.org"].successful, after["example.org"].last_received) == (4, None)
+    add(store, report(report_id="old2", day=TODAY - 400, successful=1))
+    store.prune((TODAY - 300) * DAY)
+    assert {count.domain: count.successful for count in store.session_counts()} == {
+        "example.com": 23,
+        "example.org": 4,
+    }
+
+
 def test_nothing_is_half_written(store: ReportStore) -> None:
     document = report(report_id="half", failed=2)
     parsed = parse_report(json.dumps(document).encode())

@@ -91,6 +91,28 @@ def test_thresholds_are_options() -> None:
     )
 
 
+def test_the_failure_rate_is_compared_exactly() -> None:
+    # 7 of 100 is 7%, not under 7%; 100 * 0.07 is 7.000000000000001 in binary.
+    rows = [sts("A", ok=93, failed=7)]
+    thresholds = Thresholds(min_organizations=1, max_failure_rate=0.07)
+    assert judge(Mode.TESTING, rows, [], thresholds) == (
+        Verdict.NOT_READY,
+        "7 of 100 sessions failed (7.00%) in the last 14 days, under 7.00% needed",
+    )
+    assert judge(Mode.TESTING, [sts("A", ok=94, failed=6)], [], thresholds)[0] is Verdict.READY
+
+
+def test_a_failure_rate_of_zero_asks_for_no_failure() -> None:
+    thresholds = Thresholds(max_failure_rate=0)
+    assert judge(Mode.TESTING, [sts("A"), sts("B")], [], thresholds) == (
+        Verdict.READY,
+        "2000 sessions from 2 organizations in the last 14 days, 0 failed (0.000%)",
+    )
+    assert judge(Mode.TESTING, [sts("A"), sts("B", failed=1)], [], thresholds)[0] is (
+        Verdict.NOT_READY
+    )
+
+
 def test_enforce_domains() -> None:
     assert judge(Mode.ENFORCE, [sts("A"), sts("B")], []) == (
         Verdict.OK,
