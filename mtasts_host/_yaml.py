@@ -9,6 +9,7 @@ mapping can be read entry by entry, so a 100,000-domain file never exists as one
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,15 @@ _MAPPING_START = yaml.MappingStartEvent
 _SEQUENCE_START = yaml.SequenceStartEvent
 
 
+# The line breaks of YAML 1.1, which libyaml counts in every line it reports.
+_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
+def _line_of(before: str) -> int:
+    """The line, as libyaml counts lines, that follows the text ``before``."""
+    return len(_BREAK.findall(before)) + 1
+
+
 def _line(event: yaml.Event) -> int:
     return event.start_mark.line + 1  # type: ignore[union-attr]  # parsers always mark
 
@@ -83,7 +93,7 @@ class Document:
         try:
             self._text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
+            line = _line_of(data[: exc.start].decode("utf-8"))
             raise YAMLProblem(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", line) from None
         self._loader = _Loader(self._text)
         self._peeked: yaml.Event | None = None
@@ -117,7 +127,7 @@ class Document:
             return YAMLProblem(message, mark.line + 1, mark.column + 1)
         if isinstance(exc, yaml.reader.ReaderError):
             # libyaml counts the position in bytes of UTF-8, not in characters.
-            line = self._text.encode().count(b"\n", 0, exc.position) + 1
+            line = _line_of(self._text.encode()[: exc.position].decode("utf-8", "replace"))
             message = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
             return YAMLProblem(message, line)
         return YAMLProblem(str(exc))  # pragma: no cover - every parser error above is caught

@@ -24,7 +24,7 @@ from .store import PolicyStore
 _MEMO_SIZE = 65_536
 """Host headers whose answers are remembered, per snapshot."""
 _MEMO_HOST_SIZE = 300
-"""The longest Host header remembered: a policy host name (at most 261 bytes), a port, and
+"""The longest Host header remembered: a policy host name (at most 252 bytes), a port, and
 room to spare."""
 Ready = tuple[int, answers.Headers, bytes, str | None, list[int]]
 """

@@ -111,8 +111,11 @@ def load_config(path: str | os.PathLike[str], previous: Config | None = None) ->
         os.close(fd)
         kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
         raise ConfigError(name, [Problem(name, None, "", f"{kind}; expected a YAML file")])
-    with os.fdopen(fd, "rb") as file:
-        data = file.read(_yaml.MAX_FILE_SIZE + 1)
+    try:
+        with os.fdopen(fd, "rb") as file:
+            data = file.read(_yaml.MAX_FILE_SIZE + 1)
+    except OSError as exc:  # an I/O error, a stale NFS handle: the file cannot be read
+        raise ConfigError(name, [Problem(name, None, "", _os_reason(exc))]) from exc
     if len(data) > _yaml.MAX_FILE_SIZE:
         message = f"larger than {_yaml.MAX_FILE_SIZE // 2**20} MiB; refusing to parse it"
         raise ConfigError(name, [Problem(name, None, "", message)])
@@ -218,7 +221,7 @@ class _Reader:
             # Each entry is dropped as it is built, which leaves its memory to the next.
             entry = entries.popleft()
             name, line = entry.name, self.lines[entry.name]
-            settings = entry.settings.over(defaults)
+            settings = entry.settings.over(defaults, name)
             domain = domain_config(name, settings, f"domains.{entry.key}", line, self.problems)
             if domain is not None:
                 domains[name] = self.shared(domain)

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 
-from .names import POLICY_HOST_PREFIX, STS_PREFIX
+from .names import POLICY_HOST_PREFIX, STS_PREFIX, TLSRPT_PREFIX
 from .policy import policy_id
 from .settings import txt_cname_groups
 from .store import Snapshot
@@ -45,7 +45,7 @@ def records(snapshot: Snapshot) -> Iterator[Record]:
             yield Record(POLICY_HOST_PREFIX + domain, "CNAME", ttl, settings.cname)
         if settings.tlsrpt_rua:
             rua = ",".join(settings.tlsrpt_rua)
-            yield Record(f"_smtp._tls.{domain}", "TXT", ttl, f"v=TLSRPTv1; rua={rua}")
+            yield Record(TLSRPT_PREFIX + domain, "TXT", ttl, f"v=TLSRPTv1; rua={rua}")
 
 
 def txt_groups(snapshot: Snapshot) -> dict[str, str]:

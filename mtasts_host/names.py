@@ -9,11 +9,16 @@ import idna
 POLICY_HOST_PREFIX = "mta-sts."
 STS_PREFIX = "_mta-sts."
 """The ``_mta-sts`` TXT record of a domain is at this prefix and the domain."""
+TLSRPT_PREFIX = "_smtp._tls."
+"""Where a domain's TLS-RPT record is: this prefix and the domain (RFC 8460 section 3)."""
 
 # RFC 5321 "Domain": letters, digits and inner hyphens, 1..63 octets a label.
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _RECORD_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
-_MAX_NAME = 253
+MAX_NAME = 253
+"""The longest DNS name, in characters, without its trailing dot (RFC 1035 section 2.3.4)."""
+MAX_POLICY_DOMAIN = MAX_NAME - len(STS_PREFIX)
+"""The longest policy domain whose ``_mta-sts`` record is a DNS name: 244 characters."""
 # Two or more ASCII labels, the last not all digits (that would be an IP address).
 _PLAIN_NAME = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
@@ -29,7 +34,7 @@ def host_name(text: str) -> str:
         ValueError: the text is not a host name; the message says what was expected.
     """
     name = text[:-1] if text.endswith(".") else text
-    if _PLAIN_NAME.fullmatch(name) and len(name) <= _MAX_NAME:
+    if _PLAIN_NAME.fullmatch(name) and len(name) <= MAX_NAME:
         name = name.lower()
         if "xn--" not in name:
             return name  # the common case, checked in one match
@@ -55,8 +60,8 @@ def host_name(text: str) -> str:
                 idna.decode(label)
             except idna.IDNAError:
                 raise ValueError(f"label {label!r} is not a valid A-label") from None
-    if len(name) > _MAX_NAME:
-        raise ValueError(f"name is {len(name)} characters long, at most {_MAX_NAME} allowed")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"name is {len(name)} characters long, at most {MAX_NAME} allowed")
     return name
 
 
@@ -70,7 +75,7 @@ def dns_name(text: str) -> str:
     """
     name = (text[:-1] if text.endswith(".") else text).lower()
     labels = name.split(".")
-    if not name.isascii() or len(labels) < 2 or len(name) > _MAX_NAME:
+    if not name.isascii() or len(labels) < 2 or len(name) > MAX_NAME:
         raise ValueError("expected a DNS name like '_mta-sts.provider.example'")
     for label in labels:
         if not _RECORD_LABEL.fullmatch(label):
@@ -91,6 +96,12 @@ def policy_domain(text: str) -> str:
     if name.startswith(POLICY_HOST_PREFIX):
         domain = name[len(POLICY_HOST_PREFIX) :]
         raise ValueError(f"expected the policy domain, not its policy host; use {domain!r}")
+    if len(STS_PREFIX + name) > MAX_NAME:
+        # Its _mta-sts TXT record (and its mta-sts host) could not exist in the DNS.
+        raise ValueError(
+            f"name is {len(name)} characters long, at most {MAX_POLICY_DOMAIN} allowed: "
+            f"{STS_PREFIX}<domain> must fit in {MAX_NAME}"
+        )
     return name
 
 

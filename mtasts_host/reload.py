@@ -67,6 +67,8 @@ class Reloader:
         # since is seen by the first check.
         self._signature = store.config.read_from
         self._lock = threading.Lock()
+        self._wanted = False
+        """A reload asked for by ``reload_soon`` has not started reading yet."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -89,21 +91,37 @@ class Reloader:
 
     def _watch(self) -> None:
         directory = self.path.parent
-        changes = watchfiles.watch(
-            directory,
-            watch_filter=None,  # run() sorts the batches: every one is a chance to check
-            debounce=self.debounce_ms,
-            step=STEP_MS,
-            stop_event=self._stop,
-            recursive=False,
-            raise_interrupt=False,
-            # An empty batch after half a second without any change in the directory.
-            yield_on_timeout=True,
-            rust_timeout=RECHECK_MS,
-        )
         logger.debug("watching %s for changes to %s", directory, self.path.name)
         self.reload_if_changed()
-        self.run(changes)
+        failure: str | None = None
+        while not self._stop.is_set():
+            changes = watchfiles.watch(
+                directory,
+                watch_filter=None,  # run() sorts the batches: every one is a chance to check
+                debounce=self.debounce_ms,
+                step=STEP_MS,
+                stop_event=self._stop,
+                recursive=False,
+                raise_interrupt=False,
+                # An empty batch after half a second without any change in the directory.
+                yield_on_timeout=True,
+                rust_timeout=RECHECK_MS,
+            )
+            try:
+                self.run(changes)
+            except OSError as exc:
+                # The directory cannot be watched (it is being replaced, or gone for now):
+                # check the file every half second, as on a quiet directory, and watch
+                # again once the directory is back, rather than end the watcher.
+                if str(exc) != failure:
+                    failure = str(exc)
+                    logger.warning(
+                        "cannot watch %s (%s); checking the file instead", directory, exc
+                    )
+                while not self._stop.wait(RECHECK_MS / 1000):
+                    self.reload_if_changed()
+                    if directory.is_dir():
+                        break
 
     def run(self, changes: Iterable[set[tuple[watchfiles.Change, str]]]) -> None:
         """
@@ -125,6 +143,18 @@ class Reloader:
             return False
         return self.reload()
 
+    def reload_soon(self) -> None:
+        """
+        Reload in a thread of its own, as SIGHUP asks: any number of calls before that reload
+        starts reading the file make one reload, and a call during it one more after it, so
+        a storm of signals costs at most two reloads and two threads, not one of each per
+        signal.
+        """
+        if self._wanted:
+            return
+        self._wanted = True
+        threading.Thread(target=self.reload, name="mtasts-host-sighup", daemon=True).start()
+
     def reload(self) -> bool:
         """
         Read and validate the file; serve it if valid, else keep the current policies.
@@ -133,6 +163,7 @@ class Reloader:
             True if the new configuration is now served.
         """
         with self._lock:
+            self._wanted = False  # whatever was asked for so far, this reload reads it
             self._signature = _signature(self.path)
             try:
                 config = load_config(self.path, self.store.config)

@@ -7,7 +7,6 @@ import logging
 import logging.config
 import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -144,7 +143,7 @@ def _run(app: PolicyApp, args: argparse.Namespace) -> None:
 
     def reload_on_sighup(signum: int, frame: object) -> None:
         # A thread, not the handler itself: the handler interrupts the event loop's thread.
-        threading.Thread(target=reloader.reload, name="mtasts-host-sighup", daemon=True).start()
+        reloader.reload_soon()
 
     signal.signal(signal.SIGHUP, reload_on_sighup)
     uvicorn.run(

@@ -36,18 +36,28 @@ class PolicySettings(NamedTuple):
     lines: Mapping[str, int] = MappingProxyType({})
     failed: frozenset[str] = frozenset()
 
-    def over(self, defaults: PolicySettings) -> PolicySettings:
-        """These settings, with ``defaults`` filling in what they leave out."""
+    def over(self, defaults: PolicySettings, name: str = "") -> PolicySettings:
+        """
+        These settings of the domain ``name``, with ``defaults`` filling in what they leave
+        out. A ``cname`` or ``txt_cname`` in the defaults that names this domain's own record
+        does not apply to it: that domain is the one the others point at (RFC 8461 section
+        8.2), which it could not otherwise say, as it cannot set the key to nothing.
+        """
         failed = self.failed
         if defaults.failed:
             failed |= defaults.failed - self.lines.keys()
+        cname, txt_cname = self.cname, self.txt_cname
+        if cname is None and defaults.cname != names.POLICY_HOST_PREFIX + name:
+            cname = defaults.cname
+        if txt_cname is None and defaults.txt_cname != names.STS_PREFIX + name:
+            txt_cname = defaults.txt_cname
         return PolicySettings(
             self.version if self.version is not None else defaults.version,
             self.mode if self.mode is not None else defaults.mode,
             self.mx if self.mx is not None else defaults.mx,
             self.max_age if self.max_age is not None else defaults.max_age,
-            self.cname if self.cname is not None else defaults.cname,
-            self.txt_cname if self.txt_cname is not None else defaults.txt_cname,
+            cname,
+            txt_cname,
             self.tlsrpt_rua if self.tlsrpt_rua is not None else defaults.tlsrpt_rua,
             self.dns_ttl if self.dns_ttl is not None else defaults.dns_ttl,
             {**defaults.lines, **self.lines} if defaults.lines else self.lines,
@@ -141,6 +151,14 @@ def domain_config(
         if target is not None and target == prefix + name:
             problems.error(settings.lines[key], f"{where}.{key}", "the CNAME would point to itself")
             return None
+    record = names.TLSRPT_PREFIX + name
+    if settings.tlsrpt_rua and len(record) > names.MAX_NAME:
+        message = (
+            f"{record} would be {len(record)} characters long, longer than a DNS name can be "
+            f"({names.MAX_NAME}): the domain is too long for reports"
+        )
+        problems.error(settings.lines["tlsrpt_rua"], f"{where}.tlsrpt_rua", message)
+        return None
     # Rendering is left to the store; only a policy that could be too large is measured.
     estimate = sum(len(pattern) + 6 for pattern in policy.mx) + 64
     size = len(policy.render()) if estimate > MAX_BODY_SIZE else estimate

@@ -703,3 +703,72 @@ def test_select_domains_as_options_name_them() -> None:
     assert config.select(["A.EXAMPLE.", "bücher.example"]) == ["a.example", "xn--bcher-kva.example"]
     with pytest.raises(ValueError, match=r"^--domain 'c.example': not configured in config.yaml$"):
         config.select(["c.example"])
+
+
+def test_a_default_cname_naming_a_domains_own_record_makes_it_the_target() -> None:
+    # The provider of RFC 8461 section 8.2 puts the shared record in 'defaults' and serves
+    # a policy of its own: the CNAMEs point at its records, so they are not its own CNAMEs.
+    domains = parse(
+        """\
+        defaults:
+          mode: enforce
+          mx: mx.provider.example
+          cname: mta-sts.provider.example
+          txt_cname: _mta-sts.provider.example
+        domains:
+          provider.example: {}
+          customer.example: {}
+        """
+    )
+    provider, customer = domains["provider.example"], domains["customer.example"]
+    assert (provider.cname, provider.txt_cname) == (None, None)
+    assert customer.cname == "mta-sts.provider.example"
+    assert customer.txt_cname == "_mta-sts.provider.example"
+    # Set on the domain itself, it still points to itself.
+    assert errors(one_domain("mode: none, cname: mta-sts.example.com")) == [
+        "config.yaml:2: domains.example.com.cname: the CNAME would point to itself"
+    ]
+
+
+def test_a_domain_too_long_for_its_records_is_an_error() -> None:
+    # 244 characters: _mta-sts.<domain> is 253, the longest DNS name.
+    longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 52])
+    assert len(longest) == 244
+    assert list(parse(f"domains:\n  {longest}: {{mode: none}}\n")) == [longest]
+    too_long = longest + "e"
+    assert errors(f"domains:\n  {too_long}: {{mode: none}}\n") == [
+        f"config.yaml:2: domains.{too_long}: name is 245 characters long, at most 244 "
+        f"allowed: _mta-sts.<domain> must fit in 253, got {too_long!r}"
+    ]
+    # With reports, _smtp._tls.<domain> must fit too.
+    rua = "mode: none, tlsrpt_rua: 'mailto:tlsrpt@example.net'"
+    assert errors(f"domains:\n  {longest}: {{{rua}}}\n") == [
+        f"config.yaml:2: domains.{longest}.tlsrpt_rua: _smtp._tls.{longest} would be 255 "
+        "characters long, longer than a DNS name can be (253): the domain is too long for reports"
+    ]
+
+
+@pytest.mark.parametrize("newline", [b"\r", b"\r\n", b"\n"], ids=["CR", "CRLF", "LF"])
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (b"\x01", "unacceptable character #x0001: control characters are not allowed"),
+        (b"\xff", "not UTF-8 text (byte 0xff)"),
+    ],
+    ids=["control", "not-utf8"],
+)
+def test_a_bad_character_is_on_its_line_whatever_ends_lines(
+    newline: bytes, bad: bytes, message: str
+) -> None:
+    # libyaml ends lines at CR, LF or CRLF, and so names the lines of every other error.
+    lines = [b"domains:", b"  example.com: {mode: none}", b"  # a comment", b"  # " + bad]
+    with pytest.raises(ConfigError) as info:
+        parse_config(newline.join(lines) + newline, "config.yaml")
+    assert str(info.value) == f"config.yaml:4: {message}"
+
+
+def test_a_file_that_fails_to_read_is_a_config_error() -> None:
+    # A regular file whose read fails (EIO), as a failing disk or a stale NFS handle does.
+    with pytest.raises(ConfigError) as info:
+        load_config("/proc/self/mem")
+    assert str(info.value) == "/proc/self/mem: input/output error"

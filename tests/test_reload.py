@@ -418,3 +418,23 @@ def test_with_auto_publish_the_reload_line_leaves_the_ids_to_it(
     assert caplog.messages[-1].endswith(
         "; the publisher updates the DNS records once the new policies are served"
     )
+
+
+def test_a_directory_missing_when_watching_starts_does_not_end_the_watcher(
+    tmp_path: Path,
+) -> None:
+    # An embedded app starts watching with its first request, maybe while a deploy has the
+    # directory moved away and its replacement not yet in place.
+    directory = tmp_path / "conf"
+    directory.mkdir()
+    path = directory / "config.yaml"
+    path.write_text(CONFIG_D)
+    reloader = make_reloader(path)
+    directory.rename(tmp_path / "conf.old")
+    with watching(reloader):
+        wait_until(lambda: reloader.store.status.failed == 1)
+        directory.mkdir()
+        path.write_text(TESTING)
+        wait_for_body(reloader, BODY_TESTING)
+        replace_by_rename(path, CONFIG_D)  # and it watches the new directory again
+        wait_for_body(reloader, BODY_D)

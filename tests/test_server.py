@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -272,3 +273,27 @@ def test_unix_socket(write_config: WriteConfig, tmp_path: Path) -> None:
         )
         assert read_response(sock).endswith(BODY_D)
     assert "Traceback" not in server.output()
+
+
+def test_a_storm_of_sighups_is_a_few_reloads(tmp_path: Path) -> None:
+    # A file large enough that a reload takes a while: signals come faster than reloads.
+    lines = ["defaults: {mode: enforce, mx: mail.example.net}", "domains:"]
+    lines += [f"  d{i}.example.com: {{max_age: {604800 + i}}}" for i in range(10000)]
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    port = free_port()
+    argv = serve_argv(path, port, "--no-watch", "--no-access-log")
+    with running(argv, tmp_path / "server.log", "127.0.0.1", port) as server:
+        for _ in range(100):
+            server.process.send_signal(signal.SIGHUP)
+            time.sleep(0.002)
+        done = f"reloaded {path}"
+        wait_until(lambda: logged(server, done))
+        counts = [-1, server.output().count(done)]
+        while counts[-1] != counts[-2]:  # until no reload has ended for a second
+            time.sleep(1)
+            counts.append(server.output().count(done))
+        # One reload per signal that found none waiting would be dozens.
+        assert counts[-1] <= 10, counts
+        body = b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.net\r\nmax_age: 604800\r\n"
+        assert serves(port, body, "mta-sts.d0.example.com")

@@ -17,7 +17,7 @@ import dns.resolver
 
 from .. import dns as records_to_publish
 from ..config import Config, DomainConfig
-from ..names import STS_PREFIX
+from ..names import STS_PREFIX, TLSRPT_PREFIX
 from ..policy import Mode
 from ..settings import txt_cname_groups
 from ..store import Snapshot
@@ -173,7 +173,7 @@ class _Run:
         https_task = self.policy_hosts(f"mta-sts.{domain}")
         if full:
             mx_task = asyncio.ensure_future(self._mx(domain))
-            tlsrpt_task = asyncio.ensure_future(self.lookup.txt(f"_smtp._tls.{domain}"))
+            tlsrpt_task = asyncio.ensure_future(self.lookup.txt(TLSRPT_PREFIX + domain))
         txt = await txt_task
         published = dnschecks.published_id(txt)
         authorities = await self.authorities(txt.target) if published else ()

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .. import dns
-from ..names import POLICY_HOST_PREFIX, STS_PREFIX
+from ..names import POLICY_HOST_PREFIX, STS_PREFIX, TLSRPT_PREFIX
 from ..settings import txt_cname_groups
 from ..store import Snapshot
 
-_OWNER_PREFIXES = (STS_PREFIX, POLICY_HOST_PREFIX, "_smtp._tls.")
+_OWNER_PREFIXES = (STS_PREFIX, POLICY_HOST_PREFIX, TLSRPT_PREFIX)
 
 
 class Action(enum.Enum):
