@@ -60,6 +60,9 @@ class AutoPublisher:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._abandon = threading.Event()
+        """Set to end the run in progress early: the service stops, or a reload made its
+        snapshot obsolete."""
         self._current: tuple[Snapshot, frozenset[dns.Record], dict[str, bool]] | None = None
 
     def start(self) -> None:
@@ -74,24 +77,35 @@ class AutoPublisher:
     def stop(self, timeout: float = 5.0) -> None:
         """End the run in progress at its next wait, and the thread."""
         self._stopping.set()
+        self._abandon.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def reloaded(self, old: Snapshot, new: Snapshot) -> None:
-        """After a successful reload: log the records now pending, and publish them."""
+        """
+        After a successful reload: log the records now pending, and publish them; publish
+        too when the ``publish`` block itself changed (``auto`` turned on, another server or
+        key), which no record shows.
+        """
         settings = new.config.publish
         if settings is None or not settings.auto:
             return
         before = set(dns.records(old))
         pending = [r for r in dns.records(new) if r not in before]
-        if not pending:
+        if pending:
+            logger.info(
+                "publish: pending after the reload of %s: %s",
+                new.config.path,
+                ", ".join(f"{r.name} {r.type} {r.value!r}" for r in pending),
+            )
+        elif old.config.publish == settings:
             return
-        logger.info(
-            "publish: pending after the reload of %s: %s",
-            new.config.path,
-            ", ".join(f"{r.name} {r.type} {r.value!r}" for r in pending),
-        )
+        else:
+            logger.info("publish: the publish block of %s changed", new.config.path)
+        # A run of the old snapshot may wait for a body no longer served: the next run,
+        # of this one, replaces it.
+        self._abandon.set()
         self.start()
 
     def current(self) -> dict[str, bool]:
@@ -138,18 +152,25 @@ class AutoPublisher:
             if self._stopping.is_set():
                 return
             self._wake.clear()
+            abandon = self._abandon = threading.Event()
+            if self._stopping.is_set():
+                return
             snapshot = self.store.snapshot
             settings = snapshot.config.publish
             if settings is None or not settings.auto:
                 delay = None
                 continue
             try:
-                outcome = publish(snapshot, _Log(), stop=self._stopping)
+                outcome = publish(snapshot, _Log(), stop=abandon)
             except Exception:
                 logger.exception("publish: the run failed")
                 outcome = Outcome((), ("crashed",))
             if self._stopping.is_set():
                 return
+            if abandon.is_set() and outcome.problems:
+                # Not a failure: the reload set _wake, and the next run starts at once.
+                logger.info("publish: the configuration was reloaded; starting again")
+                continue
             self.settled = outcome.settled
             if outcome.problems:
                 self.runs["failure"] += 1

@@ -57,6 +57,30 @@ class Current:
     def show(self) -> str:
         return " ".join(_show(self.type, value) for value in self.values)
 
+    def others(self, record: dns.Record) -> tuple[str, ...]:
+        """
+        The texts of the records at the name that are none of ``record``'s kind: TXT
+        records without its version tag (a site verification beside ``v=STSv1``), which
+        senders discard (RFC 8461 section 3.1, RFC 8460 section 3) and which a change
+        keeps.
+        """
+        if self.type != "TXT" or record.type != "TXT":
+            return ()
+        tag = _tag(record.value)
+        texts = self.texts or tuple(f'"{value}"' for value in self.values)
+        return tuple(
+            text
+            for value, text in zip(self.values, texts, strict=True)
+            if not value.startswith(tag)
+        )
+
+    def ours(self, record: dns.Record) -> tuple[str, ...]:
+        """The values of the records at the name of ``record``'s kind (all but ``others``)."""
+        if self.type != "TXT" or record.type != "TXT":
+            return self.values
+        tag = _tag(record.value)
+        return tuple(value for value in self.values if value.startswith(tag))
+
 
 @dataclass(frozen=True, slots=True)
 class Change:
@@ -71,7 +95,7 @@ class Change:
 
     @property
     def action(self) -> Action:
-        if self.current is None:
+        if self.current is None or not self.current.ours(self.record):
             return Action.CREATE
         return Action.UNCHANGED if holds(self.current, self.record) else Action.REPLACE
 
@@ -89,17 +113,21 @@ class Change:
         new = f"{record.ttl} {record.type} {_show(record.type, record.value)}"
         current = self.current
         action = self.action
+        others = current.others(record) if current is not None else ()
+        kept = f" (kept: {' '.join(others)})" if others else ""
         if action is Action.REPLACE and current is not None:
-            old = f"{current.ttl} {current.type} {current.show()}"
-            return f"{action.value} {record.name} {old} -> {new}"
-        return f"{action.value} {record.name} {new}"
+            ours = " ".join(_show(current.type, value) for value in current.ours(record))
+            old = f"{current.ttl} {current.type} {ours}"
+            return f"{action.value} {record.name} {old} -> {new}{kept}"
+        return f"{action.value} {record.name} {new}{kept}"
 
 
 def holds(current: Current, record: dns.Record, *, ttl: bool = True) -> bool:
-    """Whether ``current`` is exactly ``record`` (its TTL too, unless ``ttl`` is false)."""
+    """Whether ``current`` is exactly ``record`` (its TTL too, unless ``ttl`` is false),
+    beside TXT records of other kinds."""
     return (
         current.type == record.type
-        and current.values == (normal(record.type, record.value),)
+        and current.ours(record) == (normal(record.type, record.value),)
         and (not ttl or current.ttl == record.ttl)
     )
 
@@ -107,6 +135,15 @@ def holds(current: Current, record: dns.Record, *, ttl: bool = True) -> bool:
 def normal(type: str, value: str) -> str:
     """A value as ``Current.values`` holds it: CNAME targets compare without case."""
     return value.lower().rstrip(".") if type == "CNAME" else value
+
+
+def _tag(value: str) -> str:
+    """
+    A TXT value's version tag: ``v=STSv1`` of ``v=STSv1; id=...``. Every record at the name
+    that starts with it is ours to replace, a malformed one (``v=STSv1 id=1``) too, so that
+    none is left to make two.
+    """
+    return value.partition(";")[0].strip()
 
 
 def _show(type: str, value: str) -> str:

@@ -90,7 +90,11 @@ class Rfc2136:
             update.present(name, dns.rdataset.from_text_list("IN", current.type, 0, current.texts))
             if current.type != record.type:
                 update.delete(name, current.type)
-        update.replace(name, record.ttl, rdata(record.type, record.value))
+        # TXT records of other kinds at the name are kept, exactly as read (the prerequisite
+        # says they are still there), under the record's TTL: one RRset has one TTL.
+        others = current.others(record) if current is not None else ()
+        kept = [dns.rdata.from_text("IN", "TXT", text) for text in others]
+        update.replace(name, record.ttl, rdata(record.type, record.value), *kept)
         return self._send(update, zone)
 
     def _key(self) -> dns.tsig.Key:

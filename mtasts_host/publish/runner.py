@@ -95,6 +95,8 @@ class _Run:
         self.problems: list[str] = []
         self.servers: dict[str, Server] = {}
         self.zones: dict[str, str] = {}
+        self.shared: dict[str, dns.Record] = {}
+        """The shared TXT record wanted at each ``txt_cname`` target."""
 
     def problem(self, line: str) -> None:
         self.problems.append(line)
@@ -108,6 +110,7 @@ class _Run:
         return self.servers[name]
 
     def run(self, items: Sequence[Wanted], dry_run: bool) -> Outcome:
+        self.shared = {i.record.name: i.record for i in items if i.sts and i.record.type == "TXT"}
         changes = self.read(items)
         if changes is None:
             return Outcome((), tuple(self.problems))
@@ -143,6 +146,8 @@ class _Run:
     ) -> bool:
         """Step 3 for ``changes``, in order; False once the key is refused."""
         for change in ordered(changes):
+            if not self.leads_to_settled(change, settled):
+                continue
             result = self.apply(change)
             if result is Result.REFUSED:
                 return False
@@ -151,6 +156,24 @@ class _Run:
             if result in (Result.DONE, None):
                 settled.add(change.record)
         return True
+
+    def leads_to_settled(self, change: Change, settled: set[dns.Record]) -> bool:
+        """
+        Whether a new ``_mta-sts`` CNAME leads to a shared TXT record that holds its group's
+        id: until it does, the CNAME would show senders no policy, or another id, in place of
+        the record it replaces.
+        """
+        record = change.record
+        if not (change.guarded and record.type == "CNAME"):
+            return True
+        target = self.shared.get(record.value)
+        if target is None or target in settled:
+            return True
+        self.problem(
+            f"{record.name} CNAME: not changed: {target.name} TXT does not hold "
+            f'"{target.value}" yet, and the CNAME would lead senders there'
+        )
+        return False
 
     def read(self, items: Iterable[Wanted]) -> list[Change] | None:
         """Step 1: the plan, one line per record; None if the server is unreachable."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -94,6 +95,58 @@ def test_no_publish_metrics_unless_auto(write: Write) -> None:
     write(A, "auto: true")
     assert Reloader(store).reload()
     assert 'mtasts_dns_id_current{domain="a.pub.test"} 0.0' in _metrics(publisher)
+
+
+def test_auto_turned_on_by_a_reload_publishes_at_once(
+    write: Write, host: PolicyHost, server: Dns
+) -> None:
+    """
+    ``auto: true`` added by a reload that changes no record: the publisher starts then, as
+    at start-up, and its gauge comes to say 1 rather than 0 forever.
+    """
+    path = write(A)
+    serve(host, path)
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store)
+    store.listeners.append(publisher.reloaded)
+    write(A, "auto: true")
+    assert Reloader(store).reload()
+    try:
+        wait_until(lambda: publisher.runs["success"] == 1, timeout=10)
+    finally:
+        publisher.stop()
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path, "a.pub.test")]
+    assert 'mtasts_dns_id_current{domain="a.pub.test"} 1.0' in _metrics(publisher)
+
+
+def test_a_reload_during_a_run_starts_it_again_for_the_new_config(
+    write: Write, host: PolicyHost, server: Dns, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    A run waits for a body that a reload then replaces: it is abandoned at once for a run
+    of the new config, rather than waiting out verify_timeout for a body nobody will serve
+    and counting a failure.
+    """
+    caplog.set_level(logging.INFO)
+    path = write(A, "auto: true", "verify_timeout: 30")
+    serve(host, path)  # the policy host serves the enforce policy of A
+    testing = "a.pub.test: {mx: [mx.pub.test], mode: testing}"
+    path = write(testing, "auto: true", "verify_timeout: 30")
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store)
+    store.listeners.append(publisher.reloaded)
+    publisher.start()
+    try:
+        wait_until(lambda: any("waiting for" in r.getMessage() for r in caplog.records), 10)
+        write(A, "auto: true", "verify_timeout: 30")  # back to what is served
+        assert Reloader(store).reload()
+        started = time.monotonic()
+        wait_until(lambda: publisher.runs["success"] == 1, timeout=40)
+        took = time.monotonic() - started
+    finally:
+        publisher.stop()
+    assert server.values("_mta-sts.a.pub.test") == [_sts(write(A), "a.pub.test")]
+    assert (publisher.runs["failure"], took < 10) == (0, True), took
 
 
 def test_a_failed_run_is_retried_with_backoff(

@@ -307,6 +307,53 @@ def test_tlsrpt_cname_and_ttl_changes_need_no_new_body(
     _published(server, path)
 
 
+def test_txt_records_of_other_kinds_at_the_names_are_kept(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """
+    Senders discard TXT records that do not begin with the version tag (RFC 8461 section
+    3.1, RFC 8460 section 3), so others may sit beside ours: a change replaces ours only,
+    both old v=STSv1 records, and keeps the others, which stay no change.
+    """
+    server.set(
+        "pub.test",
+        "_mta-sts.a.pub.test",
+        "TXT",
+        '"v=STSv1; id=old"',
+        '"v=STSv1; id=older"',
+        '"google-site-verification=abc"',
+    )
+    server.set(
+        "pub.test",
+        "_smtp._tls.a.pub.test",
+        "TXT",
+        '"v=TLSRPTv1; rua=mailto:old@pub.test"',
+        '"some-verification=xyz"',
+    )
+    path = write("a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:tlsrpt@pub.test]}")
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines[:2] == [
+        'replace _mta-sts.a.pub.test 3600 TXT "v=STSv1; id=old" "v=STSv1; id=older" -> '
+        f'300 TXT "{_sts(path)}" (kept: "google-site-verification=abc")',
+        'replace _smtp._tls.a.pub.test 3600 TXT "v=TLSRPTv1; rua=mailto:old@pub.test" -> '
+        '300 TXT "v=TLSRPTv1; rua=mailto:tlsrpt@pub.test" (kept: "some-verification=xyz")',
+    ]
+    assert sorted(server.values("_mta-sts.a.pub.test")) == [
+        "google-site-verification=abc",
+        _sts(path),
+    ]
+    assert sorted(server.values("_smtp._tls.a.pub.test")) == [
+        "some-verification=xyz",
+        "v=TLSRPTv1; rua=mailto:tlsrpt@pub.test",
+    ]
+    assert server.ttl("_mta-sts.a.pub.test") == 300
+    again = publish(path)
+    assert (again.code, again.err) == (0, "")
+    assert again.lines[-1] == "changed 0 of 2 records"
+
+
 def test_a_domain_joining_a_group_has_its_txt_replaced_by_a_cname(
     write: Write, host: PolicyHost, server: Dns, publish: Publish
 ) -> None:
@@ -321,6 +368,39 @@ def test_a_domain_joining_a_group_has_its_txt_replaced_by_a_cname(
         "300 CNAME _mta-sts.provider.test"
     ) in ran.lines
     path = write("a.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}")
+    _published(server, path)
+
+
+def test_a_cname_waits_for_the_shared_record_it_leads_to(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """
+    a.pub.test joins a group with h2.pub.test, whose body is not served: the shared TXT
+    record is held back, and so is a.pub.test's CNAME to it, which would replace its TXT
+    record with a name holding no id at all.
+    """
+    path = write(A)
+    serve(host, path)
+    assert publish(path).code == 0
+    own = server.values("_mta-sts.a.pub.test")
+    group = """
+    a.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}
+    h2.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}
+    """
+    path = write(group, "verify_timeout: 1")
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines()[0].startswith("error: h2.pub.test: the new policy (id ")
+    assert ran.err.splitlines()[1:] == [
+        "error: _mta-sts.a.pub.test CNAME: not changed: _mta-sts.provider.test TXT does not "
+        f'hold "{_sts(path, "provider.test")}" yet, and the CNAME would lead senders there'
+    ]
+    assert server.values("_mta-sts.provider.test") == []
+    assert server.values("_mta-sts.a.pub.test") == own
+    assert server.values("_mta-sts.a.pub.test", "CNAME") == []
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
     _published(server, path)
 
 

@@ -32,7 +32,10 @@ def _change(current: Current | None, record: Record = TXT) -> Change:
         (Current("TXT", 600, ("v=STSv1; id=new",)), Action.REPLACE, False),
         (Current("TXT", 300, ("v=STSv1; id=old",)), Action.REPLACE, True),
         # Two records where senders want one.
-        (Current("TXT", 300, ("v=STSv1; id=new", "other")), Action.REPLACE, True),
+        (Current("TXT", 300, ("v=STSv1; id=new", "v=STSv1; id=old")), Action.REPLACE, True),
+        # A TXT record senders discard (RFC 8461 section 3.1) is none of ours: it stays.
+        (Current("TXT", 300, ("v=STSv1; id=new", "other")), Action.UNCHANGED, False),
+        (Current("TXT", 300, ("other",)), Action.CREATE, True),
         (Current("CNAME", 300, ("_mta-sts.provider.example",)), Action.REPLACE, True),
     ],
 )
@@ -46,6 +49,16 @@ def test_lines() -> None:
     old = Current("TXT", 3600, ("v=STSv1; id=old",))
     assert _change(old).line() == (
         'replace _mta-sts.a.example 3600 TXT "v=STSv1; id=old" -> 300 TXT "v=STSv1; id=new"'
+    )
+    beside = Current("TXT", 3600, ("v=STSv1; id=old", "other"), ('"v=STSv1; id=old"', '"other"'))
+    assert _change(beside).line() == (
+        'replace _mta-sts.a.example 3600 TXT "v=STSv1; id=old" -> 300 TXT "v=STSv1; id=new" '
+        '(kept: "other")'
+    )
+    # A malformed v=STSv1 record is ours too: kept, it would be a second one for senders.
+    broken = Current("TXT", 3600, ("v=STSv1 id=old",), ('"v=STSv1 id=old"',))
+    assert _change(broken).line() == (
+        'replace _mta-sts.a.example 3600 TXT "v=STSv1 id=old" -> 300 TXT "v=STSv1; id=new"'
     )
     cname = Record("mta-sts.a.example", "CNAME", 300, "proxy.example.net")
     assert _change(Current("CNAME", 300, ("proxy.example.net",)), cname).line() == (
