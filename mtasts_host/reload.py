@@ -13,7 +13,7 @@ import watchfiles
 
 from ._gc import release_free_memory
 from .config import ConfigError, FileIdentity, file_identity, load_config
-from .policy import Mode
+from .policy import Policy
 from .store import PolicyStore, Served, Snapshot
 
 logger = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class Reloader:
             old = self.store.replace(config)
         for warning in config.warnings:
             logger.warning("%s", warning)
-        _log_changes(old, self.store.snapshot)
+        _log_changes(old, self.store.snapshot, self.store.cached_until)
         for listener in list(self.store.listeners):
             try:
                 listener(old, self.store.snapshot)
@@ -210,7 +210,9 @@ def _listing(domains: list[str], ids: Mapping[str, Served] | None) -> str:
     return ", ".join(listed) + (f" and {more} more" if more else "")
 
 
-def _log_changes(old: Snapshot, new: Snapshot) -> None:
+def _log_changes(
+    old: Snapshot, new: Snapshot, cached_until: Mapping[str, tuple[float, Policy]]
+) -> None:
     if old.config.reports != new.config.reports:
         # The report store is opened once, with the app: a new one needs a new process.
         logger.warning("%s: the reports block changed; restart to apply it", new.config.path)
@@ -243,9 +245,24 @@ def _log_changes(old: Snapshot, new: Snapshot) -> None:
     now = time.time()
     for domain in removed:
         policy = before[domain].policy
-        if policy.mode is Mode.NONE:
+        # Safe only once every policy the domain served (mode none aside) has expired from
+        # senders' caches (RFC 8461 section 8.3); the store knows until when.
+        until_at, cached = cached_until.get(domain, (0.0, policy))
+        if until_at <= now:
             continue
-        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + policy.max_age))
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until_at))
+        if cached is not policy:
+            logger.warning(
+                "%s was removed while senders may still apply a policy it served before (mode "
+                "%s, max_age %s) until %s. RFC 8461 section 8.3: serve mode none with a short "
+                "max_age and a new TXT id, and remove the domain only after every policy it "
+                "served has expired",
+                domain,
+                cached.mode.value,
+                cached.max_age,
+                until,
+            )
+            continue
         logger.warning(
             "%s was removed while in mode %s: senders that cached its policy keep applying it "
             "until %s (max_age %s). RFC 8461 section 8.3: serve mode none with a short max_age "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ._gc import collector_paused
 from .config import Config
-from .policy import Policy, policy_id
+from .policy import Mode, Policy, policy_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,10 @@ class PolicyStore:
         self.listeners: list[Callable[[Snapshot, Snapshot], None]] = []
         """Called with the old and the new snapshot after each reload that succeeded, once
         it is logged (the automatic publisher is one)."""
+        self.cached_until: dict[str, tuple[float, Policy]] = {}
+        """For each domain, the policy it served before (mode none aside) that senders may
+        keep longest, and until when: when it stopped being served plus its max_age (RFC 8461
+        section 8.3). Policies already expired are forgotten; so is everything at a restart."""
 
     @property
     def config(self) -> Config:
@@ -94,6 +98,22 @@ class PolicyStore:
         """Serve ``config`` from now on; return the snapshot it replaced."""
         old = self.snapshot
         self.snapshot = build_snapshot(config, old)
+        now = self.snapshot.loaded_at
+        cached = {d: kept for d, kept in self.cached_until.items() if kept[0] > now}
+        for domain, entry in old.served.items():
+            current = self.snapshot.served.get(domain)
+            if entry.policy.mode is Mode.NONE or (current is not None and current is entry):
+                continue
+            if (
+                current is not None
+                and current.policy.mode is not Mode.NONE
+                and current.policy.max_age >= entry.policy.max_age
+            ):
+                continue  # the policy served now outlasts it in senders' caches
+            until = now + entry.policy.max_age
+            if until > cached.get(domain, (0.0, entry.policy))[0]:
+                cached[domain] = (until, entry.policy)
+        self.cached_until = cached
         self.status.succeeded += 1
         self.status.last_error = self.status.last_error_at = None
         return old

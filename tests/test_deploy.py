@@ -3,6 +3,7 @@ and the Kubernetes manifests."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -410,8 +411,9 @@ def test_compose_wires_caddy_to_mtasts_host() -> None:
 # -- nginx's cache ---------------------------------------------------------------------------
 
 
-Fetch = Callable[[str], tuple[bytes, bytes]]
-"""GET the policy of a policy host through nginx: the status line and the body."""
+Fetch = Callable[..., tuple[bytes, bytes]]
+"""GET the policy of a policy host through nginx, with any more header lines: the status line
+and the body."""
 
 
 @pytest.fixture
@@ -433,13 +435,17 @@ def cached(write_config: WriteConfig, tmp_path: Path) -> Iterator[tuple[Path, in
     ca.configure_trust(context)
     upstream, port = free_port(), free_port(CACHE_ADDRESS)
 
-    def fetch(name: str) -> tuple[bytes, bytes]:
+    def fetch(name: str, *headers: str) -> tuple[bytes, bytes]:
+        lines = "".join(f"{header}\r\n" for header in headers)
         with (
             socket.create_connection((CACHE_ADDRESS, port), timeout=10) as sock,
             context.wrap_socket(sock, server_hostname=name) as tls,
         ):
-            tls.sendall(f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
-            head, _, body = read_response(tls).partition(b"\r\n\r\n")
+            request = (
+                f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {name}\r\n{lines}Connection: close\r\n\r\n"
+            )
+            tls.sendall(request.encode())
+            head, _, body = read_until_closed(tls).partition(b"\r\n\r\n")
             return head.split(b"\r\n")[0], body
 
     with (
@@ -490,3 +496,36 @@ def test_nginx_keeps_no_answer_the_app_marks_no_store(cached: tuple[Path, int, F
     added = b"version: STSv1\r\nmode: testing\r\nmx: mx.example.net\r\nmax_age: 604800\r\n"
     wait_until(partial(serves, upstream, added, name))
     assert fetch(name) == (b"HTTP/1.1 200 OK", added)
+
+
+def read_until_closed(tls: ssl.SSLSocket) -> bytes:
+    """Everything the server sends until it closes the connection (a 304 has no length)."""
+    data = b""
+    with contextlib.suppress(ssl.SSLEOFError, ConnectionResetError):
+        while chunk := tls.recv(65536):
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "If-None-Match: *",
+        'If-Match: "b72bbb081b3c130d"',
+        "If-Unmodified-Since: Thu, 01 Jan 1970 00:00:01 GMT",
+        "If-Modified-Since: Tue, 01 Jan 2036 00:00:00 GMT",
+    ],
+)
+def test_nginx_answers_conditional_requests_with_the_whole_policy(
+    cached: tuple[Path, int, Fetch], header: str
+) -> None:
+    """
+    Senders accept only a 200 (RFC 8461 section 3.3), so conditional headers change nothing
+    (RFC 8461 notes, test 17): nginx must not answer them itself from a cacheable response,
+    with a 304 or a 412, whether the policy is in its cache yet or not.
+    """
+    _, _, fetch = cached
+    name = "mta-sts.example.com"
+    assert fetch(name, header) == (b"HTTP/1.1 200 OK", BODY_D)  # not cached yet
+    assert fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)  # now cached
+    assert fetch(name, header) == (b"HTTP/1.1 200 OK", BODY_D)

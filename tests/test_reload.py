@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -438,3 +439,42 @@ def test_a_directory_missing_when_watching_starts_does_not_end_the_watcher(
         wait_for_body(reloader, BODY_TESTING)
         replace_by_rename(path, CONFIG_D)  # and it watches the new directory again
         wait_for_body(reloader, BODY_D)
+
+
+@pytest.mark.parametrize(
+    ("withdrawn", "warned"),
+    [
+        # Withdrawn as RFC 8461 section 8.3 asks, then removed at once: the year-long enforce
+        # policy may still be cached by senders.
+        ("  example.com: {mode: none, mx: [mail.example.com], max_age: 86400}\n", "enforce"),
+        # Cut to a day in testing, then removed: senders may keep the year-long one.
+        ("  example.com: {mode: testing, mx: [mail.example.com], max_age: 86400}\n", "enforce"),
+    ],
+)
+def test_removal_warns_until_every_policy_served_has_expired(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture, withdrawn: str, warned: str
+) -> None:
+    """
+    The earliest safe removal is the time a policy was last served plus its max_age, for
+    the largest max_age served (RFC 8461 section 8.3; notes, test 47), not the last one's.
+    """
+    year = 31557600
+    path = write_config(
+        f"domains:\n  example.com: {{mode: enforce, mx: [mail.example.com], max_age: {year}}}\n"
+        "  example.org: {mode: testing, mx: mx.example.net}\n"
+    )
+    reloader = make_reloader(path)
+    path.write_text(
+        "domains:\n" + withdrawn + "  example.org: {mode: testing, mx: mx.example.net}\n"
+    )
+    assert reloader.reload() is True
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    path.write_text("domains:\n  example.org: {mode: testing, mx: mx.example.net}\n")
+    assert reloader.reload() is True
+    (warning,) = [record for record in caplog.records if record.levelno == logging.WARNING]
+    message = warning.getMessage()
+    assert message.startswith("example.com was removed while senders may still apply a policy")
+    assert f"(mode {warned}, max_age {year}) until " in message
+    until = time.strftime("%Y-%m", time.gmtime(time.time() + year))
+    assert f"until {until}" in message

@@ -60,3 +60,18 @@ def test_status_follows_replace_and_reject() -> None:
     assert (status.succeeded, status.failed) == (1, 1)
     assert status.last_error is None
     assert status.last_error_at is None
+
+
+def test_only_policies_that_outlast_the_one_served_now_are_remembered() -> None:
+    # What senders may still cache after a change (RFC 8461 section 8.3), for the warning
+    # on removal; a reload of many changed policies must not keep every old one for a year.
+    day = 86400
+    store = PolicyStore(config(a_example=TESTING, b_example=TESTING, c_example=ENFORCE))
+    other_mx = DomainConfig(Policy(Mode.TESTING, ("mx2.example.net",)))
+    shorter = DomainConfig(Policy(Mode.TESTING, ("mx.example.net",), day))
+    withdrawn = DomainConfig(Policy(Mode.NONE, ("mx.example.net",), day))
+    store.replace(config(a_example=other_mx, b_example=shorter, c_example=withdrawn))
+    assert store.cached_until.keys() == {"b.example", "c.example"}
+    until, policy = store.cached_until["c.example"]
+    assert policy is ENFORCE.policy
+    assert until == store.snapshot.loaded_at + ENFORCE.policy.max_age
