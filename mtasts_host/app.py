@@ -91,9 +91,11 @@ class PolicyApp(Starlette):
         self.router.redirect_slashes = False
 
     def stop(self) -> None:
-        """Stop watching the configuration, if the app does; for a host app's lifespan."""
+        """Stop watching the configuration, if the app does; for a host app's lifespan. The
+        next request or lifespan event starts watching again."""
         if self.reloader is not None:
             self.reloader.stop()
+            self._unstarted = self.reloader
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -146,9 +148,11 @@ class PolicyApp(Starlette):
             return
         status, headers, body, domain, counter = ready
         counter[0] += 1
-        # A tuple: it cannot be changed in place by a host app's middleware, and every ASGI
-        # server takes an iterable.
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        # A list of its own for each answer: a host app's middleware changes the headers in
+        # place (Starlette's MutableHeaders appends to them: GZipMiddleware's Vary, a
+        # BaseHTTPMiddleware's response.headers[...]), which a tuple refuses and which must
+        # not reach the remembered answer.
+        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
         if method == "HEAD":
             body = b""
         await send({"type": "http.response.body", "body": body})

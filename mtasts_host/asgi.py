@@ -14,6 +14,7 @@ one-line error as ``mtasts-host serve`` (exit status 1; 2 for a bad variable).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -23,6 +24,7 @@ from .options import UsageError, resolve_all
 from .server import APP_OPTIONS, LOG_FORMAT, build_app
 
 _OPTIONS = (*APP_OPTIONS, LOG_FORMAT)
+logger = logging.getLogger(__name__)
 
 
 def _from_environment() -> PolicyApp:
@@ -38,6 +40,14 @@ def _from_environment() -> PolicyApp:
     app = build_app(args)
     if app is None:
         raise SystemExit(1)
+    publish = app.store.config.publish
+    if publish is not None and publish.auto:
+        # Only serve runs the publisher: here the records are the operator's to publish.
+        logger.warning(
+            "%s: publish.auto is acted on by 'mtasts-host serve' alone; under another ASGI "
+            "server, run 'mtasts-host publish' after each change",
+            app.store.config.path,
+        )
     return app
 
 

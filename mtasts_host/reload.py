@@ -13,7 +13,6 @@ import watchfiles
 
 from ._gc import release_free_memory
 from .config import ConfigError, FileIdentity, file_identity, load_config
-from .policy import Policy
 from .store import PolicyStore, Served, Snapshot
 
 logger = logging.getLogger(__name__)
@@ -73,34 +72,39 @@ class Reloader:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start watching, once; later calls do nothing."""
+        """Start watching; calls while it watches do nothing. After ``stop`` it starts
+        again: a host app's lifespan may run more than once in a process (a test client
+        per test, a server restarted in the same process)."""
         with self._lock:
-            if self._thread is not None:
+            if self._thread is not None and not self._stop.is_set():
                 return
+            self._stop = stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._watch, name="mtasts-host-reload", daemon=True
+                target=self._watch, args=(stop,), name="mtasts-host-reload", daemon=True
             )
             self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop watching and wait for the watcher thread to end."""
-        self._stop.set()
+        # The thread before the event: a start() after the event is set watches anew, with
+        # an event of its own, and is not waited for here.
         thread = self._thread
+        self._stop.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def _watch(self) -> None:
+    def _watch(self, stop: threading.Event) -> None:
         directory = self.path.parent
         logger.debug("watching %s for changes to %s", directory, self.path.name)
         self.reload_if_changed()
         failure: str | None = None
-        while not self._stop.is_set():
+        while not stop.is_set():
             changes = watchfiles.watch(
                 directory,
                 watch_filter=None,  # run() sorts the batches: every one is a chance to check
                 debounce=self.debounce_ms,
                 step=STEP_MS,
-                stop_event=self._stop,
+                stop_event=stop,
                 recursive=False,
                 raise_interrupt=False,
                 # An empty batch after half a second without any change in the directory.
@@ -118,7 +122,7 @@ class Reloader:
                     logger.warning(
                         "cannot watch %s (%s); checking the file instead", directory, exc
                     )
-                while not self._stop.wait(RECHECK_MS / 1000):
+                while not stop.wait(RECHECK_MS / 1000):
                     self.reload_if_changed()
                     if directory.is_dir():
                         break
@@ -187,7 +191,7 @@ class Reloader:
             old = self.store.replace(config)
         for warning in config.warnings:
             logger.warning("%s", warning)
-        _log_changes(old, self.store.snapshot, self.store.cached_until)
+        _log_changes(old, self.store)
         for listener in list(self.store.listeners):
             try:
                 listener(old, self.store.snapshot)
@@ -210,9 +214,8 @@ def _listing(domains: list[str], ids: Mapping[str, Served] | None) -> str:
     return ", ".join(listed) + (f" and {more} more" if more else "")
 
 
-def _log_changes(
-    old: Snapshot, new: Snapshot, cached_until: Mapping[str, tuple[float, Policy]]
-) -> None:
+def _log_changes(old: Snapshot, store: PolicyStore) -> None:
+    new = store.snapshot
     if old.config.reports != new.config.reports:
         # The report store is opened once, with the app: a new one needs a new process.
         logger.warning("%s: the reports block changed; restart to apply it", new.config.path)
@@ -238,7 +241,7 @@ def _log_changes(
         new.describe(),
         "; ".join(parts),
         "the publisher updates the DNS records once the new policies are served"
-        if publish is not None and publish.auto
+        if publish is not None and publish.auto and store.publishing
         else "update the _mta-sts TXT id of each added or changed domain ('mtasts-host dns' "
         "prints the records, shared ones included)",
     )
@@ -247,7 +250,7 @@ def _log_changes(
         policy = before[domain].policy
         # Safe only once every policy the domain served (mode none aside) has expired from
         # senders' caches (RFC 8461 section 8.3); the store knows until when.
-        until_at, cached = cached_until.get(domain, (0.0, policy))
+        until_at, cached = store.cached_until.get(domain, (0.0, policy))
         if until_at <= now:
             continue
         until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until_at))

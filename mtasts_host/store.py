@@ -89,6 +89,9 @@ class PolicyStore:
         """For each domain, the policy it served before (mode none aside) that senders may
         keep longest, and until when: when it stopped being served plus its max_age (RFC 8461
         section 8.3). Policies already expired are forgotten; so is everything at a restart."""
+        self.publishing = False
+        """An automatic publisher acts on the ``publish`` block's ``auto: true``: only
+        ``serve`` runs one, not an app under another ASGI server or mounted in another."""
 
     @property
     def config(self) -> Config:

@@ -27,9 +27,16 @@ SERVERS: dict[str, Callable[[int], list[str]]] = {
         "hypercorn",
         "--bind",
         f"127.0.0.1:{port}",
+        # The worker in hypercorn's own process: with a spawned worker (its default),
+        # hypercorn 0.18 exits 0 whatever status the worker ended with.
+        "--workers",
+        "0",
         "mtasts_host.asgi:app",
     ],
 }
+# The status each server exits with when the import ends the process (bad config, bad
+# variable): granian's main process exits 1 whenever its worker ends unexpectedly.
+EXIT_STATUSES = {"uvicorn": (1, 2), "granian": (1, 1), "hypercorn": (1, 2)}
 
 
 def request(port: int, method: str, path: str, host: str) -> http.client.HTTPResponse:
@@ -119,3 +126,38 @@ def test_importing_the_package_reads_no_file(tmp_path: Path) -> None:
         check=False,
     )
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_auto_publish_is_said_to_be_serves_alone(write_config: WriteConfig) -> None:
+    path = write_config(CONFIG_D + "publish: {command: 'true', auto: true}\n")
+    result = subprocess.run(
+        [PYTHON, "-c", "import mtasts_host.asgi"],
+        env={**os.environ, "MTASTS_HOST_CONFIG": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "publish.auto is acted on by 'mtasts-host serve' alone" in result.stderr
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_bad_config_or_variable_ends_each_server_with_a_failure(
+    server: str, write_config: WriteConfig
+) -> None:
+    bad_config = {"MTASTS_HOST_CONFIG": str(write_config(INVALID_CONFIG, name="bad.yaml"))}
+    bad_variable = {"MTASTS_HOST_CONFIG": str(write_config()), "MTASTS_HOST_WATCH": "perhaps"}
+    statuses = []
+    for env in (bad_config, bad_variable):
+        result = subprocess.run(
+            SERVERS[server](free_port()),
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "Traceback" not in result.stderr
+        statuses.append(result.returncode)
+    assert tuple(statuses) == EXIT_STATUSES[server]

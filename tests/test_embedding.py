@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.testclient import TestClient
+from starlette.types import ASGIApp
 
-from .conftest import BODY_D, CONFIG_D, wait_until
+from mtasts_host import create_app
+
+from .conftest import BODY_D, CONFIG_D, WriteConfig, wait_until
 from .processes import PYTHON, free_port, running
-from .rawhttp import serves
+from .rawhttp import POLICY_PATH, serves
 
 README = Path(__file__).parent.parent / "README.md"
 RECIPES = [
@@ -46,3 +57,69 @@ def test_recipe_serves_and_reloads_when_mounted(recipe: str, tmp_path: Path) -> 
         assert server.process.wait(10) in (0, -signal.SIGTERM)
     assert "Finished server process" in server.output()
     assert "Traceback" not in server.output()
+
+
+def _stamped(app: ASGIApp) -> ASGIApp:
+    """A host app's BaseHTTPMiddleware that sets a header on every response, as many do."""
+
+    async def stamp(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    return BaseHTTPMiddleware(app, dispatch=stamp)
+
+
+def _gzipped(app: ASGIApp) -> ASGIApp:
+    return GZipMiddleware(app)
+
+
+@pytest.mark.parametrize("middleware", [_stamped, _gzipped], ids=["base-http", "gzip"])
+def test_a_host_apps_middleware_may_change_the_headers(
+    middleware: Callable[[ASGIApp], ASGIApp], write_config: WriteConfig
+) -> None:
+    # A policy over GZipMiddleware's 500 bytes: it compresses, and so adds a Vary header.
+    mx = ", ".join(f"mx{i}.mail-exchangers.example.net" for i in range(20))
+    config = write_config(f"domains:\n  example.com: {{mode: enforce, mx: [{mx}]}}\n")
+    policies = create_app(config, watch=False)
+    host_app = FastAPI()
+    host_app.mount("/", policies)
+    headers = {"Host": "mta-sts.example.com", "Accept-Encoding": "gzip"}
+    with TestClient(middleware(host_app), raise_server_exceptions=False) as client:
+        for _ in range(2):  # the remembered answer too
+            response = client.get(POLICY_PATH, headers=headers)
+            assert response.status_code == 200
+            assert response.text.startswith("version: STSv1\r\n")
+    # What the middleware changed stays with its own answer, not with the remembered one.
+    with TestClient(policies) as client:
+        response = client.get(POLICY_PATH, headers=headers)
+        assert "x-frame-options" not in response.headers
+        assert "vary" not in response.headers
+
+
+def _answers(client: TestClient, line: str) -> bool:
+    response = client.get(POLICY_PATH, headers={"Host": "mta-sts.example.com"})
+    return line in response.text
+
+
+def test_watching_starts_again_after_the_host_apps_lifespan_stopped_it(
+    write_config: WriteConfig,
+) -> None:
+    # The README's recipe: the host app's lifespan stops the watcher. A second lifespan in
+    # the same process (a test client per test, say) must see reloads again.
+    config = write_config()
+    policies = create_app(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        policies.stop()
+
+    host_app = FastAPI(lifespan=lifespan)
+    host_app.mount("/", policies)
+    headers = {"Host": "mta-sts.example.com"}
+    for mode in ("testing", "none"):
+        with TestClient(host_app) as client:
+            assert client.get(POLICY_PATH, headers=headers).status_code == 200
+            config.write_text(CONFIG_D.replace("enforce", mode))
+            wait_until(partial(_answers, client, f"mode: {mode}\r\n"))

@@ -413,12 +413,28 @@ def test_with_auto_publish_the_reload_line_leaves_the_ids_to_it(
     publish = "publish: {command: 'true', auto: true}\n"
     path = write_config(CONFIG_D + publish)
     reloader = make_reloader(path)
+    reloader.store.publishing = True  # as serve's publisher says
     caplog.set_level(logging.INFO)
     path.write_text(CONFIG_D.replace("enforce", "testing") + publish)
     assert reloader.reload() is True
     assert caplog.messages[-1].endswith(
         "; the publisher updates the DNS records once the new policies are served"
     )
+
+
+def test_without_a_publisher_running_auto_publish_leaves_the_ids_to_the_operator(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Under another ASGI server, or mounted in another app, no publisher runs: the reload
+    # line must not say that one updates the records.
+    publish = "publish: {command: 'true', auto: true}\n"
+    path = write_config(CONFIG_D + publish)
+    reloader = make_reloader(path)
+    caplog.set_level(logging.INFO)
+    path.write_text(CONFIG_D.replace("enforce", "testing") + publish)
+    assert reloader.reload() is True
+    assert "the publisher updates" not in caplog.messages[-1]
+    assert "update the _mta-sts TXT id" in caplog.messages[-1]
 
 
 def test_a_directory_missing_when_watching_starts_does_not_end_the_watcher(

@@ -74,6 +74,7 @@ def start_background(app: PolicyApp, args: argparse.Namespace) -> AutoPublisher:
     to the app's registry. It takes no options of its own: the block says it all.
     """
     publisher = AutoPublisher(app.store)
+    app.store.publishing = True
     app.store.listeners.append(publisher.reloaded)
     if app.registry is not None:
         app.registry.register(collector(publisher.collect))
