@@ -152,7 +152,7 @@ class PolicyApp(Starlette):
         # place (Starlette's MutableHeaders appends to them: GZipMiddleware's Vary, a
         # BaseHTTPMiddleware's response.headers[...]), which a tuple refuses and which must
         # not reach the remembered answer.
-        await send({"type": "http.response.start", "status": status, "headers": list(headers)})
+        await send({"type": "http.response.start", "status": status, "headers": [*headers]})
         if method == "HEAD":
             body = b""
         await send({"type": "http.response.body", "body": body})
