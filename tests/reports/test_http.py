@@ -312,18 +312,23 @@ def test_old_reports_are_pruned_as_reports_come_in(
     assert later.store.raw("Google Inc.", "new") is not None
 
 
-def test_a_client_gone_before_the_whole_body_is_no_500_in_the_log(
-    reports: Reports, caplog: pytest.LogCaptureFixture
-) -> None:
-    app = PolicyApp(reports.policies, reports=reports)
-    scope: Scope = {
+def _post(length: int) -> Scope:
+    """The scope of a report POSTed to a policy host, ``length`` bytes long."""
+    return {
         "type": "http",
         "method": "POST",
         "path": PATH,
         "query_string": b"",
-        "headers": [(b"host", b"mta-sts.example.com"), (b"content-length", b"100")],
+        "headers": [(b"host", b"mta-sts.example.com"), (b"content-length", str(length).encode())],
         "client": ("127.0.0.1", 5000),
     }
+
+
+def test_a_client_gone_before_the_whole_body_is_no_500_in_the_log(
+    reports: Reports, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = PolicyApp(reports.policies, reports=reports)
+    scope = _post(100)
     messages: Iterator[Message] = iter(
         [
             {"type": "http.request", "body": b'{"a":', "more_body": True},
@@ -347,14 +352,7 @@ def test_a_client_gone_before_the_whole_body_is_no_500_in_the_log(
 
 def _slow_request(reports: Reports, sent: list[Message]) -> Callable[[], Coroutine[Any, Any, None]]:
     """A POST of a report whose body never ends, through the real app."""
-    scope: Scope = {
-        "type": "http",
-        "method": "POST",
-        "path": PATH,
-        "query_string": b"",
-        "headers": [(b"host", b"mta-sts.example.com"), (b"content-length", b"1048576")],
-        "client": ("127.0.0.1", 5000),
-    }
+    scope = _post(1048576)
     first = True
 
     async def receive() -> Message:
