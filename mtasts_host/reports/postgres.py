@@ -16,6 +16,7 @@ except ImportError:  # pragma: no cover - the postgresql extra is not installed
 CONNECT_TIMEOUT = 5
 """Seconds: a sender posting a report waits no longer than that for a 503."""
 _SCHEMA_LOCK = 0x746C7372  # "tlsr": one advisory lock, so replicas upgrade one at a time
+_PRUNE_LOCK = 0x746C7370  # "tlsp": replicas prune one at a time
 
 
 class _Placeholders:
@@ -51,3 +52,8 @@ class PostgreSQLStore(ReportStore):
 
     def lock_schema(self, connection: Connection) -> None:
         connection.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+
+    def lock_prune(self, connection: Connection) -> None:
+        # Taken before any read: in READ COMMITTED each later statement sees what a prune
+        # that held the lock before has deleted, and adds nothing of it again.
+        connection.execute("SELECT pg_advisory_xact_lock(?)", (_PRUNE_LOCK,))

@@ -65,6 +65,10 @@ class ReportStore:
     def lock_schema(self, connection: Connection) -> None:
         """Keep other processes from upgrading the schema at the same time."""
 
+    def lock_prune(self, connection: Connection) -> None:
+        """Keep other processes from pruning at the same time, until this transaction ends:
+        each would add the sessions of the same reports to the pruned totals."""
+
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Connection]:
         if not self._schema_checked:
@@ -257,6 +261,7 @@ class ReportStore:
             " DO UPDATE SET sessions = tlsrpt_pruned.sessions + excluded.sessions"
         )
         with self._connection() as connection:
+            self.lock_prune(connection)
             # Their STS sessions are kept as totals: the metrics count them for ever.
             connection.execute(
                 "INSERT INTO tlsrpt_pruned (domain, result, sessions)"

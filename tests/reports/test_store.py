@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import sqlite3
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -223,3 +227,33 @@ def test_urls_that_name_no_store(url: str, message: str) -> None:
 def test_relative_and_absolute_sqlite_paths() -> None:
     assert SQLiteStore("sqlite:///reports.db").path == "reports.db"
     assert SQLiteStore("sqlite:////var/lib/reports.db").path == "/var/lib/reports.db"
+
+
+def test_concurrent_prunes_count_pruned_sessions_once(store_url: str) -> None:
+    """Two replicas sharing a store prune at once: the pruned sessions count once."""
+    first, second = open_store(store_url), open_store(store_url)
+    add(first, report(report_id="old", day=TODAY - 400, successful=10, failed=3))
+    add(first, report(report_id="new", day=TODAY - 1, successful=7))
+    second.ping()
+    pruned, release = threading.Event(), threading.Event()
+    begin = first.transaction
+
+    @contextlib.contextmanager
+    def held() -> Iterator[Any]:
+        with begin() as connection:
+            yield connection
+            pruned.set()
+            release.wait(10)  # the first replica's prune, done but not yet committed
+
+    first.transaction = held  # type: ignore[method-assign]
+    one = threading.Thread(target=first.prune, args=((TODAY - 300) * DAY,))
+    one.start()
+    assert pruned.wait(10)
+    other = threading.Thread(target=second.prune, args=((TODAY - 300) * DAY,))
+    other.start()
+    time.sleep(0.5)  # the second replica's prune is under way, waiting for the first
+    release.set()
+    one.join(10)
+    other.join(10)
+    (counts,) = open_store(store_url).session_counts()
+    assert (counts.successful, counts.failures) == (17, {"certificate-expired": 3})
