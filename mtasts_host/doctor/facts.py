@@ -100,6 +100,8 @@ class Answer:
     body: bytes = b""
     too_large: bool = False
     """The body is longer than the limit; ``body`` holds its beginning."""
+    content_encoding: str | None = None
+    """A Content-Encoding other than identity, though the request asked for identity."""
 
 
 @dataclass(frozen=True, slots=True)

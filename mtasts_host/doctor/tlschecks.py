@@ -21,8 +21,8 @@ _ADVICE = {
     Failure.NO_STARTTLS: "offer STARTTLS with a certificate for the MX name",
     Failure.PROTOCOL: "check what listens there",
     Failure.HANDSHAKE: "offer TLS 1.2 or 1.3 and a certificate for this name (SNI)",
-    Failure.EXPIRED: "renew the certificate",
-    Failure.NOT_YET_VALID: "check the server's clock, or wait until the certificate is valid",
+    Failure.EXPIRED: "renew the certificate, and serve the CA's current intermediate with it",
+    Failure.NOT_YET_VALID: "check the server's clock, or wait until the chain is valid",
     Failure.NAME: "use a certificate that names this host as a DNS name (the CN does not count)",
     Failure.UNTRUSTED: "use a certificate from a public CA and serve the full chain",
     Failure.INVALID: "replace the certificate",
@@ -114,6 +114,12 @@ def _judge_fetch(fetch: Fetch, expected: bytes) -> str | None:
         return (
             f"{where}: answers with Content-Type {answer.content_type!r}, not text/plain: "
             "strict senders reject it; serve mtasts-host's answer unchanged"
+        )
+    if answer.content_encoding is not None:
+        return (
+            f"{where}: answers with Content-Encoding {answer.content_encoding!r} although asked "
+            "for identity: senders that do not decode it see no valid policy; turn off "
+            "compression for /.well-known/mta-sts.txt"
         )
     if answer.too_large:
         return f"{where}: the body is larger than {MAX_BODY_SIZE} bytes: senders refuse it"

@@ -30,6 +30,8 @@ _VERIFY_FAILURES = {
 }
 _BROKEN = (OSError, EOFError, ValueError, asyncio.LimitOverrunError)
 """What a connection raises when the server misbehaves: SSL errors are OSErrors."""
+_MAX_INTERIM = 10
+"""Interim 1xx answers skipped before the final one."""
 _NO_ROUTE = (errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTUNREACH)
 
 
@@ -38,8 +40,12 @@ def _failure(exc: BaseException, host: str, address: str, port: int) -> tuple[Fa
         failure = _VERIFY_FAILURES.get(exc.verify_code, Failure.INVALID)
         reason = str(exc.verify_message).rstrip(".")
         return failure, {
-            Failure.EXPIRED: "the certificate has expired",
-            Failure.NOT_YET_VALID: "the certificate is not valid yet",
+            # OpenSSL does not say which certificate of the chain: the server's own, or an
+            # intermediate it sends (an old one left in the chain file).
+            Failure.EXPIRED: "a certificate of the chain (the server's or an intermediate) has "
+            "expired",
+            Failure.NOT_YET_VALID: "a certificate of the chain (the server's or an intermediate) "
+            "is not valid yet",
             Failure.NAME: f"the certificate is not valid for {host}",
             Failure.UNTRUSTED: f"the certificate does not chain to a trusted root ({reason})",
         }.get(failure, f"the certificate fails verification ({reason})")
@@ -49,10 +55,14 @@ def _failure(exc: BaseException, host: str, address: str, port: int) -> tuple[Fa
         return Failure.PROTOCOL, "the server closed the connection"
     if isinstance(exc, ConnectionRefusedError):
         return Failure.UNREACHABLE, f"connection refused on port {port}"
+    if isinstance(exc, ConnectionResetError) and exc.errno is None:
+        # asyncio's own, without a text: the connection was lost before TLS was up.
+        return Failure.HANDSHAKE, "the server closed the connection during the TLS handshake"
     if isinstance(exc, OSError):
         if exc.errno in _NO_ROUTE and ipaddress.ip_address(address).version == 6:
             return Failure.NO_ROUTE, f"no route to port {port}"
-        return Failure.UNREACHABLE, f"{(exc.strerror or str(exc)).lower()} on port {port}"
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return Failure.UNREACHABLE, f"{reason.lower()} on port {port}"
     return Failure.PROTOCOL, f"the server's answers make no sense ({exc})"
 
 
@@ -77,18 +87,21 @@ async def fetch_policy(
     step = "no connection"
     writer = None
     session = None
+    waiting = ["no HTTP answer"]
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(address, port)
             step = "no TLS handshake"
             session = await _handshake(writer, host, address, context)
             try:
-                return Fetch(session, await _get(reader, writer, host))
+                return Fetch(session, await _get(reader, writer, host, waiting))
             except _BROKEN as exc:
                 return Fetch(session, error=f"the HTTP answer is broken ({exc})")
     except TimeoutError:
         if session is not None:
-            return Fetch(session, error=f"no HTTP answer within {timeout:g} s")
+            what, _, why = waiting[0].partition(" (")
+            why = f" ({why}" if why else ""
+            return Fetch(session, error=f"{what} within {timeout:g} s{why}")
         detail = f"{step} within {timeout:g} s on port {port}"
         return Fetch(Session(host, address, failure=Failure.TIMEOUT, detail=detail))
     except _BROKEN as exc:
@@ -99,18 +112,28 @@ async def fetch_policy(
             writer.transport.abort()
 
 
-async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> Answer:
+async def _get(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, waiting: list[str]
+) -> Answer:
+    """The answer; ``waiting[0]`` says what it waits for, should the timeout strike."""
     request = (
         f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"
-        "Accept: */*\r\nConnection: close\r\n\r\n"
+        "Accept: */*\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
     )
     writer.write(request.encode("ascii"))
-    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-    status_line, *header_lines = head.split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    if not version.startswith("HTTP/1."):
-        raise ValueError(f"not HTTP: {status_line[:40]!r}")
-    status = int(rest[:3])
+    # Interim 1xx answers (100 Continue, 103 Early Hints) may come first: a client MUST
+    # skip them (RFC 9110 section 15.2); a few at most, to stay bounded.
+    for _ in range(_MAX_INTERIM + 1):
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        status_line, *header_lines = head.split("\r\n")
+        version, _, rest = status_line.partition(" ")
+        if not version.startswith("HTTP/1."):
+            raise ValueError(f"not HTTP: {status_line[:40]!r}")
+        status = int(rest[:3])
+        if not 100 <= status < 200 or status == 101:
+            break
+    else:
+        raise ValueError(f"more than {_MAX_INTERIM} interim 1xx answers")
     headers: dict[str, str] = {}
     for line in header_lines:
         name, colon, value = line.partition(":")
@@ -119,6 +142,7 @@ async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host:
     answer = Answer(status, headers.get("content-type"), headers.get("location"))
     if status != 200:
         return answer
+    waiting[0] = "the body did not arrive in full (the headers did)"
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body, too_large = await _chunked(reader)
     elif "content-length" in headers:
@@ -126,11 +150,23 @@ async def _get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host:
         too_large = length > MAX_BODY_SIZE
         body = b"" if too_large else await reader.readexactly(length)
     else:
+        waiting[0] = (
+            "the body did not arrive in full (no Content-Length, not chunked, "
+            "and the connection stayed open)"
+        )
         body = await reader.read(MAX_BODY_SIZE + 1)
         while len(body) <= MAX_BODY_SIZE and (more := await reader.read(MAX_BODY_SIZE + 1)):
             body += more
         too_large = len(body) > MAX_BODY_SIZE
-    return Answer(status, answer.content_type, answer.location, body[:MAX_BODY_SIZE], too_large)
+    coding = headers.get("content-encoding", "").strip().lower()
+    return Answer(
+        status,
+        answer.content_type,
+        answer.location,
+        body[:MAX_BODY_SIZE],
+        too_large,
+        None if coding in ("", "identity") else coding,
+    )
 
 
 async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
@@ -145,13 +181,14 @@ async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
 
 async def _reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
     """One SMTP reply: its code and its lines' text."""
-    lines = []
+    lines: list[str] = []
     while True:
         line = (await reader.readuntil(b"\n")).decode("latin-1").rstrip("\r\n")
         if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
             raise ValueError(f"not SMTP: {line[:40]!r}")
-        lines.append(line[4:])
-        if line[3:4] != "-" or len(lines) > 100:
+        if len(lines) < 100:  # the rest is read, not kept: the next reply starts after it
+            lines.append(line[4:])
+        if line[3:4] != "-":
             return int(line[:3]), lines
 
 

@@ -42,7 +42,8 @@ def broken(failure: Failure, detail: str, host: str = HOST) -> Session:
             broken(Failure.EXPIRED, "the certificate has expired"),
             (
                 Status.FAIL,
-                f"{HOST} (192.0.2.1): the certificate has expired; renew the certificate",
+                f"{HOST} (192.0.2.1): the certificate has expired; renew the certificate, "
+                "and serve the CA's current intermediate with it",
             ),
             id="expired",
         ),

@@ -1,0 +1,260 @@
+"""The probes against servers that speak HTTP and SMTP as some real ones do."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+import trustme
+
+from mtasts_host.doctor.facts import Fetch, Session
+from mtasts_host.doctor.tlsprobe import fetch_policy, starttls
+from mtasts_host.tls import sender_context
+
+from .servers import server_context
+
+ADDRESS = "127.77.5.1"
+HOST = "mta-sts.probe.test"
+MX = "mx.probe.test"
+BODY = b"version: STSv1\r\nmode: none\r\nmax_age: 86400\r\n"
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def trusting(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return sender_context(str(path))
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler, context: ssl.SSLContext | None = None) -> AsyncIterator[int]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)
+        except (OSError, EOFError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    server = await asyncio.start_server(handle, ADDRESS, 0, ssl=context)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+def answering(*parts: bytes, then_wait: float = 0.0) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+        await asyncio.sleep(then_wait)
+
+    return handler
+
+
+def fetch(handler: Handler, ca: trustme.CA, context: ssl.SSLContext, timeout: float = 2.0) -> Fetch:
+    async def main() -> Fetch:
+        async with serving(handler, server_context(ca.issue_cert(HOST))) as port:
+            return await fetch_policy(ADDRESS, HOST, port, context, timeout)
+
+    return asyncio.run(main())
+
+
+def smtp(handler: Handler, timeout: float = 2.0) -> Session:
+    async def main() -> Session:
+        async with serving(handler) as port:
+            return await starttls(ADDRESS, MX, port, sender_context(), timeout, "doctor.test")
+
+    return asyncio.run(main())
+
+
+def dialogue(*replies: bytes, close: bool = False) -> Handler:
+    """A greeting, then the next reply to each line the client sends."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(replies[0])
+        for reply in replies[1:]:
+            await reader.readline()
+            writer.write(reply)
+        await writer.drain()
+        if close:
+            writer.close()
+            return
+        await reader.read()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n",
+        b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n",
+    ],
+)
+def test_interim_1xx_answers_are_skipped(
+    interim: bytes, ca: trustme.CA, trusting: ssl.SSLContext
+) -> None:
+    # RFC 9110 section 15.2: a client MUST be able to parse 1xx responses before the final one.
+    final = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 44\r\n\r\n" + BODY
+    result = fetch(answering(interim, final), ca, trusting)
+    assert result.answer is not None
+    assert (result.answer.status, result.answer.body) == (200, BODY)
+
+
+def test_smtp_server_closing_after_starttls_220() -> None:
+    greeting = b"220-mx.probe.test ESMTP\r\n220 ready\r\n"
+    ehlo = b"250-mx.probe.test\r\n250-PIPELINING\r\n250-starttls\r\n250 8BITMIME\r\n"
+    session = smtp(dialogue(greeting, ehlo, b"220 2.0.0 go ahead\r\n", close=True))
+    assert session.detail == "the server closed the connection during the TLS handshake"
+
+
+def test_https_server_closing_on_client_hello(ca: trustme.CA, trusting: ssl.SSLContext) -> None:
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+
+    async def main() -> Fetch:
+        async with serving(closing) as port:  # no TLS: it hangs up on the ClientHello
+            return await fetch_policy(ADDRESS, HOST, port, trusting, 2.0)
+
+    result = asyncio.run(main())
+    assert result.session.detail == "the server closed the connection during the TLS handshake"
+
+
+def test_an_expired_intermediate_is_not_blamed_on_the_servers_certificate(
+    tmp_path: Path,
+) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+
+    def certificate(
+        name: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, ca: bool, end: float
+    ) -> tuple[x509.Name, ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        issuer_name, issuer_key = issuer or (subject, key)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - 400 * day)
+            .not_valid_after(now + end * day)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False
+            )
+        return subject, key, builder.sign(issuer_key, hashes.SHA256())
+
+    root_name, root_key, root = certificate("root", None, True, 1000)
+    middle_name, middle_key, middle = certificate("middle", (root_name, root_key), True, -1)
+    _, leaf_key, leaf = certificate(HOST, (middle_name, middle_key), False, 60)
+    pem = serialization.Encoding.PEM
+    (tmp_path / "ca.pem").write_bytes(root.public_bytes(pem))
+    (tmp_path / "chain.pem").write_bytes(leaf.public_bytes(pem) + middle.public_bytes(pem))
+    (tmp_path / "key.pem").write_bytes(
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+
+    async def main() -> Fetch:
+        async with serving(answering(BODY), server) as port:
+            client = sender_context(str(tmp_path / "ca.pem"))
+            return await fetch_policy(ADDRESS, HOST, port, client, 2.0)
+
+    detail = asyncio.run(main()).session.detail
+    # The server's own certificate is good for 60 more days: "the certificate has expired;
+    # renew the certificate" sends its operator after the wrong one.
+    assert "intermediate" in detail
+
+
+def test_a_server_compressing_when_not_told_otherwise(
+    ca: trustme.CA, trusting: ssl.SSLContext
+) -> None:
+    import gzip
+
+    compressed = gzip.compress(BODY)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = (await reader.readuntil(b"\r\n\r\n")).lower()
+        # RFC 9110 section 12.5.3: without Accept-Encoding any content coding is acceptable.
+        if b"\r\naccept-encoding: identity\r\n" in request:
+            head, body = b"", BODY
+        else:
+            head, body = b"Content-Encoding: gzip\r\n", compressed
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (head, len(body), body)
+        )
+        await writer.drain()
+
+    result = fetch(handler, ca, trusting)
+    assert result.answer is not None
+    assert result.answer.body == BODY
+
+
+def test_compression_despite_identity_is_named(ca: trustme.CA, trusting: ssl.SSLContext) -> None:
+    from mtasts_host.doctor import tlschecks
+    from mtasts_host.doctor.findings import Status
+
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: br\r\n\r\nxx"
+    result = fetch(answering(response), ca, trusting)
+    finding = tlschecks.policy("probe.test", [result], BODY, announced=False)
+    assert finding.status is Status.FAIL
+    assert "Content-Encoding 'br'" in finding.message
+    assert "another body" not in finding.message
+
+
+def test_a_reply_of_more_than_100_lines_is_read_to_its_end() -> None:
+    banner = b"".join(b"220-line %d of a long banner\r\n" % n for n in range(150))
+    ehlo = b"250-mx.probe.test\r\n250 STARTTLS\r\n"
+    session = smtp(dialogue(banner + b"220 ready\r\n", ehlo, b"454 4.7.0 TLS not available\r\n"))
+    # Not "answers EHLO with 220 line 101 ...": the rest of the greeting read as EHLO's reply.
+    assert session.detail == "answers STARTTLS with 454 4.7.0 TLS not available"
+
+
+@pytest.mark.parametrize(
+    ("response", "detail"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 44\r\n\r\nversion",
+            "the body did not arrive in full within 1 s (the headers did)",
+            id="content-length-short",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + BODY,
+            "the body did not arrive in full within 1 s (no Content-Length, not chunked, "
+            "and the connection stayed open)",
+            id="never-closes",
+        ),
+    ],
+)
+def test_a_body_that_never_ends(
+    response: bytes, detail: str, ca: trustme.CA, trusting: ssl.SSLContext
+) -> None:
+    result = fetch(answering(response, then_wait=3), ca, trusting, timeout=1.0)
+    # Not "no HTTP answer within 1 s": the status line and headers came.
+    assert result.error == detail
