@@ -99,9 +99,10 @@ def _judge_fetch(fetch: Fetch, expected: bytes) -> str | None:
     if answer is None:
         return f"{where}: {fetch.error}"
     if 300 <= answer.status < 400:
+        target = "without a Location" if answer.location is None else f"to {answer.location}"
         return (
-            f"{where}: answers {answer.status}, a redirect to {answer.location}: senders never "
-            "follow redirects (RFC 8461 section 3.3); serve the policy itself there (look for "
+            f"{where}: answers {answer.status}, a redirect {target}: senders never follow "
+            "redirects (RFC 8461 section 3.3); serve the policy itself there (look for "
             "http-to-https, www or CDN redirect rules)"
         )
     if answer.status != 200:

@@ -188,6 +188,14 @@ EXTRA = BODY + b"x: y\r\n"
             id="redirect",
         ),
         pytest.param(
+            [fetched(Answer(302, None, None))],
+            False,
+            "192.0.2.1: answers 302, a redirect without a Location: senders never follow "
+            "redirects (RFC 8461 section 3.3); serve the policy itself there (look for "
+            "http-to-https, www or CDN redirect rules)",
+            id="redirect-without-location",
+        ),
+        pytest.param(
             [fetched(Answer(404, "text/html"))],
             False,
             "192.0.2.1: answers 404, not 200: senders then have no policy; check that the proxy "
