@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from html import escape
+from html import escape as _escape
 
+from .._text import printable
 from .rows import DAY
 from .summary import Day, DomainSummary
 
@@ -18,6 +19,9 @@ CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 """Nothing but the document itself: even an escaping mistake could load or run nothing."""
 TOP = 5
 """Failure types and MX hosts listed per domain."""
+MAX_SHOWN = 256
+"""Characters of a value from a report shown: a host name has at most 253, an organisation
+name a few dozen, while a sender may post a ``receiving-mx-hostname`` of megabytes."""
 
 _STYLE = """
 body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
@@ -25,7 +29,8 @@ section{border-top:1px solid #ccc;padding:.5em 0 1em}
 h2{margin:.3em 0}.verdict{font-weight:bold;padding:.1em .5em;border-radius:.3em}
 .ready,.ok{background:#d4f4d4}.not-ready,.none{background:#eee}.failing{background:#f8d0d0}
 table{border-collapse:collapse}td,th{padding:.1em .8em .1em 0;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
+td,li{overflow-wrap:anywhere}
+td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 svg .ok{fill:#3a3}svg .fail{fill:#c33}svg text{font-size:11px;fill:#555}
 .problem{background:#f8d0d0;padding:.5em}
 """
@@ -61,6 +66,18 @@ def render_page(
         parts.append("<p>No domains are configured.</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def escape(value: str) -> str:
+    """
+    ``value`` escaped for HTML, cut after ``MAX_SHOWN`` characters with its length noted,
+    and with the characters that show nothing or turn the text around (U+202E, zero-width
+    spaces, controls) as their escapes (``\\u202e``): no value can look like another, such
+    as ``\u202emoc.elpmaxe.liam`` like ``mail.example.com``.
+    """
+    if len(value) > MAX_SHOWN:
+        value = f"{value[:MAX_SHOWN]}… ({len(value):,} characters)"
+    return _escape(printable(value))
 
 
 def _section(summary: DomainSummary) -> str:

@@ -92,3 +92,25 @@ def test_the_chart_has_a_bar_per_day_and_a_tooltip() -> None:
 def test_the_store_problem_is_named() -> None:
     html = render_page({}, generated=datetime.fromtimestamp(NOW, UTC), problem="disk <full>")
     assert "Report store unavailable: disk &lt;full&gt;" in html
+
+
+def test_a_long_value_from_a_report_is_cut() -> None:
+    # A sender may post a receiving-mx-hostname of megabytes (a report is up to 20 MiB as
+    # decompressed): shown whole, five of them made a page of 95 MB.
+    html = page_with("o" * 1000, "b", "m" * 1_000_000)
+    assert len(html) < 30_000
+    assert f"<td>{'m' * 256}\u2026 (1,000,000 characters)</td>" in html
+    assert f"<li>{'o' * 256}\u2026 (1,000 characters)</li>" in html
+    assert "td,li{overflow-wrap:anywhere}" in html  # what is left wraps inside the page
+    assert "white-space:nowrap}" in html  # but not the counts
+
+
+def test_invisible_and_reversing_characters_are_shown() -> None:
+    # U+202E turns the rest of its cell around: "\u202emoc.elpmaxe.liam" looked exactly like
+    # mail.example.com in Chromium, and a zero-width space hid that two names differ.
+    html = page_with("Goo\u200bgle", "b", "\u202emoc.elpmaxe.liam")
+    assert "\u202e" not in html
+    assert "\u200b" not in html
+    assert "<td>\\u202emoc.elpmaxe.liam</td>" in html
+    assert "<li>Goo\\u200bgle</li>" in html
+    assert "<li>Zero Width \U0001f600</li>" in page_with("Zero Width \U0001f600", "b", "c")
