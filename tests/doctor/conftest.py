@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import trustme
 from mtasts_host.config import load_config
 from mtasts_host.doctor import DoctorOptions
 from mtasts_host.store import Snapshot, build_snapshot
+from mtasts_host.tls import sender_context
 
 from ..knot import knot
 from ..processes import free_port, running
@@ -141,3 +143,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             timeout=3.0,
         )
         yield World(snapshot, slow, options)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A CA of the test module's own, for the servers the probes are tried against."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def trusting(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    """The probes' context, trusting ``ca`` as well."""
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return sender_context(str(path))

@@ -6,13 +6,14 @@ STARTTLS), and a listener that accepts and never speaks.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import selectors
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import trustme
@@ -115,3 +116,26 @@ def silent(address: str, ports: Sequence[int]) -> Iterator[None]:
         for sock in (*accepted, *listeners, wake, waker):
             sock.close()
         selector.close()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+"""A test's own server: what it does with one connection."""
+
+
+@contextlib.asynccontextmanager
+async def serving_on(
+    address: str, handler: Handler, context: ssl.SSLContext | None = None
+) -> AsyncIterator[int]:
+    """``handler`` serving on ``address``, on the event loop of the test; yields the port."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)
+        except (OSError, EOFError):
+            pass  # the probe hung up, as it does when it has seen enough
+        finally:
+            writer.transport.abort()
+
+    server = await asyncio.start_server(handle, address, 0, ssl=context)
+    async with server:
+        yield server.sockets[0].getsockname()[1]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -15,41 +14,16 @@ from mtasts_host.doctor.facts import Fetch, Session
 from mtasts_host.doctor.tlsprobe import fetch_policy, starttls
 from mtasts_host.tls import sender_context
 
-from .servers import server_context
+from .servers import Handler, server_context, serving_on
 
 ADDRESS = "127.77.5.1"
 HOST = "mta-sts.probe.test"
 MX = "mx.probe.test"
 BODY = b"version: STSv1\r\nmode: none\r\nmax_age: 86400\r\n"
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def trusting(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    path = tmp_path_factory.mktemp("ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return sender_context(str(path))
-
-
-@contextlib.asynccontextmanager
-async def serving(handler: Handler, context: ssl.SSLContext | None = None) -> AsyncIterator[int]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await handler(reader, writer)
-        except (OSError, EOFError):
-            pass
-        finally:
-            writer.transport.abort()
-
-    server = await asyncio.start_server(handle, ADDRESS, 0, ssl=context)
-    async with server:
-        yield server.sockets[0].getsockname()[1]
+def serving(handler: Handler, context: ssl.SSLContext | None = None) -> AsyncContextManager[int]:
+    return serving_on(ADDRESS, handler, context)
 
 
 def answering(*parts: bytes, then_wait: float = 0.0) -> Handler:

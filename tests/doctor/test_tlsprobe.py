@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -19,42 +18,15 @@ from mtasts_host.doctor.tlsprobe import fetch_policy, starttls
 from mtasts_host.tls import sender_context as tls_context
 
 from ..processes import free_port
-from .servers import server_context
+from .servers import Handler, server_context, serving_on
 
 ADDRESS = "127.60.3.1"
 HOST = "mta-sts.probe.test"
 MX = "mx.probe.test"
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def trusting(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
-    path = tmp_path_factory.mktemp("ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return tls_context(str(path))
-
-
-@contextlib.asynccontextmanager
-async def serving(handler: Handler, context: ssl.SSLContext | None = None) -> AsyncIterator[int]:
-    port = free_port(ADDRESS)
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            await handler(reader, writer)
-        except (OSError, EOFError):
-            pass  # the probe hung up, as it does when it has seen enough
-        finally:
-            writer.transport.abort()
-
-    server = await asyncio.start_server(handle, ADDRESS, port, ssl=context)
-    async with server:
-        yield port
+def serving(handler: Handler, context: ssl.SSLContext | None = None) -> AsyncContextManager[int]:
+    return serving_on(ADDRESS, handler, context)
 
 
 def answering(response: bytes) -> Handler:
