@@ -139,3 +139,21 @@ async def serving_on(
     server = await asyncio.start_server(handle, address, 0, ssl=context)
     async with server:
         yield server.sockets[0].getsockname()[1]
+
+
+def smtp_dialogue(*replies: bytes, close: bool = False) -> Handler:
+    """A greeting, then the next reply to each line the client sends; ``close``: hang up
+    after the last instead of waiting for the client to."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(replies[0])
+        for reply in replies[1:]:
+            await reader.readline()
+            writer.write(reply)
+        await writer.drain()
+        if close:
+            writer.close()
+            return
+        await reader.read()
+
+    return handler

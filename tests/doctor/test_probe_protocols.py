@@ -14,7 +14,7 @@ from mtasts_host.doctor.facts import Fetch, Session
 from mtasts_host.doctor.tlsprobe import fetch_policy, starttls
 from mtasts_host.tls import sender_context
 
-from .servers import Handler, server_context, serving_on
+from .servers import Handler, server_context, serving_on, smtp_dialogue
 
 ADDRESS = "127.77.5.1"
 HOST = "mta-sts.probe.test"
@@ -53,23 +53,6 @@ def smtp(handler: Handler, timeout: float = 2.0) -> Session:
     return asyncio.run(main())
 
 
-def dialogue(*replies: bytes, close: bool = False) -> Handler:
-    """A greeting, then the next reply to each line the client sends."""
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(replies[0])
-        for reply in replies[1:]:
-            await reader.readline()
-            writer.write(reply)
-        await writer.drain()
-        if close:
-            writer.close()
-            return
-        await reader.read()
-
-    return handler
-
-
 @pytest.mark.parametrize(
     "interim",
     [
@@ -91,7 +74,7 @@ def test_interim_1xx_answers_are_skipped(
 def test_smtp_server_closing_after_starttls_220() -> None:
     greeting = b"220-mx.probe.test ESMTP\r\n220 ready\r\n"
     ehlo = b"250-mx.probe.test\r\n250-PIPELINING\r\n250-starttls\r\n250 8BITMIME\r\n"
-    session = smtp(dialogue(greeting, ehlo, b"220 2.0.0 go ahead\r\n", close=True))
+    session = smtp(smtp_dialogue(greeting, ehlo, b"220 2.0.0 go ahead\r\n", close=True))
     assert session.detail == "the server closed the connection during the TLS handshake"
 
 
@@ -205,7 +188,9 @@ def test_compression_despite_identity_is_named(ca: trustme.CA, trusting: ssl.SSL
 def test_a_reply_of_more_than_100_lines_is_read_to_its_end() -> None:
     banner = b"".join(b"220-line %d of a long banner\r\n" % n for n in range(150))
     ehlo = b"250-mx.probe.test\r\n250 STARTTLS\r\n"
-    session = smtp(dialogue(banner + b"220 ready\r\n", ehlo, b"454 4.7.0 TLS not available\r\n"))
+    session = smtp(
+        smtp_dialogue(banner + b"220 ready\r\n", ehlo, b"454 4.7.0 TLS not available\r\n")
+    )
     # Not "answers EHLO with 220 line 101 ...": the rest of the greeting read as EHLO's reply.
     assert session.detail == "answers STARTTLS with 454 4.7.0 TLS not available"
 

@@ -18,7 +18,7 @@ from mtasts_host.doctor.tlsprobe import fetch_policy, starttls
 from mtasts_host.tls import sender_context as tls_context
 
 from ..processes import free_port
-from .servers import Handler, server_context, serving_on
+from .servers import Handler, server_context, serving_on, smtp_dialogue
 
 ADDRESS = "127.60.3.1"
 HOST = "mta-sts.probe.test"
@@ -114,20 +114,6 @@ def test_refused() -> None:
             HOST, ADDRESS, failure=Failure.UNREACHABLE, detail=f"connection refused on port {port}"
         )
     )
-
-
-def smtp_dialogue(*replies: bytes) -> Handler:
-    """Answer each line the client sends with the next reply, after a greeting."""
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(replies[0])
-        for reply in replies[1:]:
-            await reader.readline()
-            writer.write(reply)
-        await writer.drain()
-        await reader.read()
-
-    return handler
 
 
 @pytest.mark.parametrize(
