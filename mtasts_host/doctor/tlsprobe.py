@@ -9,6 +9,7 @@ import asyncio
 import errno
 import ipaddress
 import ssl
+from dataclasses import dataclass
 
 from .. import __version__
 from ..policy import MAX_BODY_SIZE
@@ -33,6 +34,17 @@ _BROKEN = (OSError, EOFError, ValueError, asyncio.LimitOverrunError)
 _MAX_INTERIM = 10
 """Interim 1xx answers skipped before the final one."""
 _NO_ROUTE = (errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTUNREACH)
+_CHAIN = "a certificate of the chain (the server's or an intermediate)"
+"""OpenSSL does not say which certificate of the chain failed its dates: the server's own,
+or an intermediate it sends (an old one left in the chain file)."""
+
+
+@dataclass
+class _Waiting:
+    """What a policy fetch waits for, said in its error should the timeout strike."""
+
+    what: str = "no HTTP answer"
+    why: str = ""
 
 
 def _failure(exc: BaseException, host: str, address: str, port: int) -> tuple[Failure, str]:
@@ -40,12 +52,8 @@ def _failure(exc: BaseException, host: str, address: str, port: int) -> tuple[Fa
         failure = _VERIFY_FAILURES.get(exc.verify_code, Failure.INVALID)
         reason = str(exc.verify_message).rstrip(".")
         return failure, {
-            # OpenSSL does not say which certificate of the chain: the server's own, or an
-            # intermediate it sends (an old one left in the chain file).
-            Failure.EXPIRED: "a certificate of the chain (the server's or an intermediate) has "
-            "expired",
-            Failure.NOT_YET_VALID: "a certificate of the chain (the server's or an intermediate) "
-            "is not valid yet",
+            Failure.EXPIRED: f"{_CHAIN} has expired",
+            Failure.NOT_YET_VALID: f"{_CHAIN} is not valid yet",
             Failure.NAME: f"the certificate is not valid for {host}",
             Failure.UNTRUSTED: f"the certificate does not chain to a trusted root ({reason})",
         }.get(failure, f"the certificate fails verification ({reason})")
@@ -87,7 +95,7 @@ async def fetch_policy(
     step = "no connection"
     writer = None
     session = None
-    waiting = ["no HTTP answer"]
+    waiting = _Waiting()
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(address, port)
@@ -99,9 +107,8 @@ async def fetch_policy(
                 return Fetch(session, error=f"the HTTP answer is broken ({exc})")
     except TimeoutError:
         if session is not None:
-            what, _, why = waiting[0].partition(" (")
-            why = f" ({why}" if why else ""
-            return Fetch(session, error=f"{what} within {timeout:g} s{why}")
+            error = f"{waiting.what} within {timeout:g} s{waiting.why}"
+            return Fetch(session, error=error)
         detail = f"{step} within {timeout:g} s on port {port}"
         return Fetch(Session(host, address, failure=Failure.TIMEOUT, detail=detail))
     except _BROKEN as exc:
@@ -113,9 +120,9 @@ async def fetch_policy(
 
 
 async def _get(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, waiting: list[str]
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, waiting: _Waiting
 ) -> Answer:
-    """The answer; ``waiting[0]`` says what it waits for, should the timeout strike."""
+    """The answer; ``waiting`` is kept up to date, should the timeout strike."""
     request = (
         f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n"
         "Accept: */*\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n"
@@ -142,7 +149,7 @@ async def _get(
     answer = Answer(status, headers.get("content-type"), headers.get("location"))
     if status != 200:
         return answer
-    waiting[0] = "the body did not arrive in full (the headers did)"
+    waiting.what, waiting.why = "the body did not arrive in full", " (the headers did)"
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body, too_large = await _chunked(reader)
     elif "content-length" in headers:
@@ -150,10 +157,7 @@ async def _get(
         too_large = length > MAX_BODY_SIZE
         body = b"" if too_large else await reader.readexactly(length)
     else:
-        waiting[0] = (
-            "the body did not arrive in full (no Content-Length, not chunked, "
-            "and the connection stayed open)"
-        )
+        waiting.why = " (no Content-Length, not chunked, and the connection stayed open)"
         body = await reader.read(MAX_BODY_SIZE + 1)
         while len(body) <= MAX_BODY_SIZE and (more := await reader.read(MAX_BODY_SIZE + 1)):
             body += more
