@@ -64,22 +64,22 @@ class Current:
         senders discard (RFC 8461 section 3.1, RFC 8460 section 3) and which a change
         keeps.
         """
-        if self.type != "TXT" or record.type != "TXT":
-            return ()
-        tag = _tag(record.value)
         texts = self.texts or tuple(f'"{value}"' for value in self.values)
         return tuple(
             text
             for value, text in zip(self.values, texts, strict=True)
-            if not value.startswith(tag)
+            if not self._of_kind(value, record)
         )
 
     def ours(self, record: dns.Record) -> tuple[str, ...]:
         """The values of the records at the name of ``record``'s kind (all but ``others``)."""
+        return tuple(value for value in self.values if self._of_kind(value, record))
+
+    def _of_kind(self, value: str, record: dns.Record) -> bool:
+        # Only TXT records share a name with others of their type but not of their kind.
         if self.type != "TXT" or record.type != "TXT":
-            return self.values
-        tag = _tag(record.value)
-        return tuple(value for value in self.values if value.startswith(tag))
+            return True
+        return value.startswith(_tag(record.value))
 
 
 @dataclass(frozen=True, slots=True)
