@@ -17,7 +17,7 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _RECORD_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 MAX_NAME = 253
 """The longest DNS name, in characters, without its trailing dot (RFC 1035 section 2.3.4)."""
-MAX_POLICY_DOMAIN = MAX_NAME - len(STS_PREFIX)
+_MAX_POLICY_DOMAIN = MAX_NAME - len(STS_PREFIX)
 """The longest policy domain whose ``_mta-sts`` record is a DNS name: 244 characters."""
 # Two or more ASCII labels, the last not all digits (that would be an IP address).
 _PLAIN_NAME = re.compile(
@@ -96,10 +96,10 @@ def policy_domain(text: str) -> str:
     if name.startswith(POLICY_HOST_PREFIX):
         domain = name[len(POLICY_HOST_PREFIX) :]
         raise ValueError(f"expected the policy domain, not its policy host; use {domain!r}")
-    if len(STS_PREFIX + name) > MAX_NAME:
+    if len(name) > _MAX_POLICY_DOMAIN:
         # Its _mta-sts TXT record (and its mta-sts host) could not exist in the DNS.
         raise ValueError(
-            f"name is {len(name)} characters long, at most {MAX_POLICY_DOMAIN} allowed: "
+            f"name is {len(name)} characters long, at most {_MAX_POLICY_DOMAIN} allowed: "
             f"{STS_PREFIX}<domain> must fit in {MAX_NAME}"
         )
     return name

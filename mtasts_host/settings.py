@@ -36,7 +36,7 @@ class PolicySettings(NamedTuple):
     lines: Mapping[str, int] = MappingProxyType({})
     failed: frozenset[str] = frozenset()
 
-    def over(self, defaults: PolicySettings, name: str = "") -> PolicySettings:
+    def over(self, defaults: PolicySettings, name: str) -> PolicySettings:
         """
         These settings of the domain ``name``, with ``defaults`` filling in what they leave
         out. A ``cname`` or ``txt_cname`` in the defaults that names this domain's own record
