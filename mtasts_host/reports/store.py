@@ -24,6 +24,17 @@ _FAILED = "SUM(CAST(p.failed AS DOUBLE PRECISION))"
 _SESSIONS = "SUM(CAST(f.sessions AS DOUBLE PRECISION))"
 _SUCCESS = "success"
 """The ``tlsrpt_pruned`` result of successful sessions; failures carry their result type."""
+_STS_POLICIES = (
+    " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report WHERE p.policy_type = 'sts'"
+)
+"""The STS policy results of the reports, for the sessions counted for ever."""
+_STS_FAILURES = (
+    " FROM tlsrpt_failures f"
+    " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
+    " JOIN tlsrpt_reports r ON r.id = f.report"
+    " WHERE p.policy_type = 'sts'"
+)
+"""Their failure details, likewise."""
 
 
 class StoreUnavailable(Exception):
@@ -212,15 +223,11 @@ class ReportStore:
                 "SELECT domain, result, sessions FROM tlsrpt_pruned"
             ).fetchall()
             sums = connection.execute(
-                f"SELECT p.domain, {_SUCCESSFUL}, MAX(r.received)"
-                " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
-                " WHERE p.policy_type = 'sts' GROUP BY p.domain"
+                f"SELECT p.domain, {_SUCCESSFUL}, MAX(r.received){_STS_POLICIES} GROUP BY p.domain"
             ).fetchall()
             failed = connection.execute(
-                f"SELECT p.domain, f.result_type, {_SESSIONS}"
-                " FROM tlsrpt_failures f"
-                " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
-                " WHERE p.policy_type = 'sts' GROUP BY p.domain, f.result_type"
+                f"SELECT p.domain, f.result_type, {_SESSIONS}{_STS_FAILURES}"
+                " GROUP BY p.domain, f.result_type"
             ).fetchall()
         successes: dict[str, float] = {}
         last_received: dict[str, int | None] = {}
@@ -265,19 +272,14 @@ class ReportStore:
             # Their STS sessions are kept as totals: the metrics count them for ever.
             connection.execute(
                 "INSERT INTO tlsrpt_pruned (domain, result, sessions)"
-                f" SELECT p.domain, '{_SUCCESS}', {_SUCCESSFUL}"
-                " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
-                " WHERE p.policy_type = 'sts' AND r.end_time < ? GROUP BY p.domain" + upsert,
+                f" SELECT p.domain, '{_SUCCESS}', {_SUCCESSFUL}{_STS_POLICIES}"
+                " AND r.end_time < ? GROUP BY p.domain" + upsert,
                 (int(before),),
             )
             connection.execute(
                 "INSERT INTO tlsrpt_pruned (domain, result, sessions)"
-                f" SELECT p.domain, f.result_type, {_SESSIONS}"
-                " FROM tlsrpt_failures f"
-                " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
-                " JOIN tlsrpt_reports r ON r.id = f.report"
-                " WHERE p.policy_type = 'sts' AND r.end_time < ?"
-                " GROUP BY p.domain, f.result_type" + upsert,
+                f" SELECT p.domain, f.result_type, {_SESSIONS}{_STS_FAILURES}"
+                " AND r.end_time < ? GROUP BY p.domain, f.result_type" + upsert,
                 (int(before),),
             )
             # Children first: SQLite enforces ON DELETE CASCADE only when asked to.
