@@ -157,3 +157,22 @@ def policy_domain_of_host(host: str) -> str | None:
 def sts_owner(name: str) -> str | None:
     """The domain whose ``_mta-sts`` record ``name`` is, if it is one."""
     return name[len(STS_PREFIX) :] if name.startswith(STS_PREFIX) else None
+
+
+def split_host_port(text: str) -> tuple[str, str | None]:
+    """
+    ``host:port``, ``[v6]:port``, ``[v6]``, a host alone or a bare IPv6 address, split into
+    the host and the port as written (None if there is none); neither is checked.
+
+    Raises:
+        ValueError: a bracket left open, or anything but ``:port`` after the closing one.
+    """
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError("expected a port after the bracketed address")
+        return host, rest[1:] if rest else None
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, port
+    return text, None

@@ -56,3 +56,25 @@ def test_invalid_international_name() -> None:
 
 def test_mx_pattern_keeps_the_wildcard() -> None:
     assert names.mx_pattern("*.MX.example.net.") == "*.mx.example.net"
+
+
+@pytest.mark.parametrize(
+    ("text", "split"),
+    [
+        ("ns1.example.net:53", ("ns1.example.net", "53")),
+        ("ns1.example.net", ("ns1.example.net", None)),
+        ("ns1.example.net:", ("ns1.example.net", "")),
+        ("[::1]:5353", ("::1", "5353")),
+        ("[::1]", ("::1", None)),
+        ("::1", ("::1", None)),
+        ("2001:db8::1", ("2001:db8::1", None)),
+    ],
+)
+def test_a_host_and_port_split_as_written(text: str, split: tuple[str, str | None]) -> None:
+    assert names.split_host_port(text) == split
+
+
+@pytest.mark.parametrize("text", ["[::1", "[::1]53", "[::1]x:53"])
+def test_brackets_that_do_not_close_before_a_port_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="port after the bracketed address"):
+        names.split_host_port(text)

@@ -69,17 +69,13 @@ def host_and_port(text: str, default_port: int | None = None) -> tuple[str, int]
         ValueError: anything else.
     """
     expected = "expected a host and a port, like ns1.example.net:53"
-    host, port = text, ""
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            raise ValueError(expected)
-        port = rest[1:]
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
+    try:
+        host, port = names.split_host_port(text)
+    except ValueError:
+        raise ValueError(expected) from None
     if not port and default_port is not None:
         port = str(default_port)
-    number = decimal(port, 1, 65535)
+    number = decimal(port or "", 1, 65535)
     if number is None:
         raise ValueError(expected)
     try:

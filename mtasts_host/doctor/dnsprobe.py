@@ -19,6 +19,7 @@ import dns.rdatatype
 import dns.resolver
 
 from .._digits import decimal
+from ..names import split_host_port
 from ..wire import name_text, txt_text
 from .facts import Authority, Names, Txt
 
@@ -33,21 +34,14 @@ def resolver_address(text: str) -> tuple[str, int]:
     Raises:
         ValueError: the text is not such an address.
     """
-    host, port = text, "53"
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or (rest and not rest.startswith(":")):
-            host = ""
-        port = rest[1:] if rest else port
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
     try:
+        host, port = split_host_port(text)
         address = ipaddress.ip_address(host)
     except ValueError:
         raise ValueError(
             "expected an IP address and an optional port, like 127.0.0.1:5353"
         ) from None
-    number = decimal(port, 1, 65535)
+    number = decimal("53" if port is None else port, 1, 65535)
     if number is None:
         raise ValueError("expected a port 1..65535 after the address")
     return str(address), number
