@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import watchfiles
@@ -15,6 +15,8 @@ from .changes import log_changes
 from .config import ConfigError, FileIdentity, file_identity, load_config
 from .store import PolicyStore
 
+Batch = set[tuple[watchfiles.Change, str]]
+"""What watchfiles yields: the changes seen in the directory at once."""
 logger = logging.getLogger(__name__)
 
 # Editors and config tools write in bursts (temp file, rename, chmod): wait for 30 ms of quiet,
@@ -98,6 +100,19 @@ class Reloader:
         logger.debug("watching %s for changes to %s", directory, self.path.name)
         self.reload_if_changed()
         failure: str | None = None
+
+        def watched(
+            changes: Iterable[Batch],
+        ) -> Iterator[Batch]:
+            # A batch, even an empty one, means the directory is watched again: an outage
+            # after that is a new one, and is logged as such.
+            nonlocal failure
+            for batch in changes:
+                if failure is not None:
+                    failure = None
+                    logger.info("watching %s again", directory)
+                yield batch
+
         while not stop.is_set():
             changes = watchfiles.watch(
                 directory,
@@ -112,7 +127,7 @@ class Reloader:
                 rust_timeout=RECHECK_MS,
             )
             try:
-                self.run(changes)
+                self.run(watched(changes))
             except OSError as exc:
                 # The directory cannot be watched (it is being replaced, or gone for now):
                 # check the file every half second, as on a quiet directory, and watch
@@ -127,7 +142,7 @@ class Reloader:
                     if directory.is_dir():
                         break
 
-    def run(self, changes: Iterable[set[tuple[watchfiles.Change, str]]]) -> None:
+    def run(self, changes: Iterable[Batch]) -> None:
         """
         For each batch of changes until the stream ends: reload if the batch touches the
         configuration; otherwise (other files, or an empty batch on a quiet directory) reload

@@ -450,6 +450,31 @@ def test_a_directory_missing_when_watching_starts_does_not_end_the_watcher(
         wait_for_body(reloader, BODY_D)
 
 
+def test_a_watch_outage_is_logged_and_so_is_its_end(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "conf"
+    directory.mkdir()
+    path = directory / "config.yaml"
+    path.write_text(CONFIG_D)
+    reloader = make_reloader(path)
+    caplog.set_level(logging.INFO, logger="mtasts_host.reload")
+    cannot = f"cannot watch {directory}"
+
+    def said(text: str) -> int:
+        return sum(text in message for message in caplog.messages)
+
+    directory.rename(tmp_path / "conf.old")
+    with watching(reloader):
+        wait_until(lambda: said(cannot) == 1)
+        directory.mkdir()
+        path.write_text(TESTING)
+        wait_until(lambda: said(f"watching {directory} again") == 1)
+        replace_by_rename(path, CONFIG_D)
+        wait_for_body(reloader, BODY_D)
+    assert said(cannot) == 1
+
+
 @pytest.mark.parametrize(
     ("withdrawn", "warned"),
     [
