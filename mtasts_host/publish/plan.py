@@ -75,6 +75,10 @@ class Current:
         """The values of the records at the name of ``record``'s kind (all but ``others``)."""
         return tuple(value for value in self.values if self._of_kind(value, record))
 
+    def kept(self, record: dns.Record) -> tuple[str, ...]:
+        """The values of ``others``, as ``values`` holds them."""
+        return tuple(value for value in self.values if not self._of_kind(value, record))
+
     def _of_kind(self, value: str, record: dns.Record) -> bool:
         # Only TXT records share a name with others of their type but not of their kind.
         if self.type != "TXT" or record.type != "TXT":

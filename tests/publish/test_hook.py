@@ -9,16 +9,22 @@ from pathlib import Path
 import dns.resolver
 import pytest
 
+from mtasts_host.config import load_config
+from mtasts_host.dns import records
 from mtasts_host.publish import authority
+from mtasts_host.store import build_snapshot
 
 from .conftest import Publish, Write, serve, theirs_once_served
 from .servers import Dns, PolicyHost
 
 # A provider's CLI as far as the publisher can tell: it records its environment, then puts
-# the record in the DNS with the test's key (which the publisher itself never sees).
+# the record in the DNS with the test's key (which the publisher itself never sees), the way
+# a provider's API works: per record (API=record, the default: delete these, add that), or
+# per RRset (API=rrset: set the whole set, the records kept included).
 SCRIPT = """#!{python}
 import json, os, sys
-import dns.query, dns.rdataset, dns.tsig, dns.update
+import dns.query, dns.rdata, dns.rdataclass, dns.rdatatype, dns.rdtypes.ANY.TXT, dns.tsig
+import dns.update
 from mtasts_host.tsigkey import read_key_file
 
 env = {{k: v for k, v in os.environ.items() if k.startswith("MTASTS_RECORD_")}}
@@ -31,15 +37,37 @@ key = read_key_file(os.environ["KEY"])
 update = dns.update.UpdateMessage(
     env["MTASTS_RECORD_ZONE"] + ".", keyring=dns.tsig.Key(key.name, key.secret, key.algorithm)
 )
-value = env["MTASTS_RECORD_VALUE"]
-text = '"' + value + '"' if env["MTASTS_RECORD_TYPE"] == "TXT" else value + "."
+
+
+def rdata(type, value):
+    if type == "TXT":
+        data = value.encode()
+        strings = [data[i : i + 255] for i in range(0, len(data), 255)]
+        return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, strings)
+    return dns.rdata.from_text("IN", type, value + ".")
+
+
+def lines(variable):
+    return [line for line in env.get(variable, "").split("\\n") if line]
+
+
 name = env["MTASTS_RECORD_NAME"] + "."
-if env["MTASTS_RECORD_OLD_TYPE"] and env["MTASTS_RECORD_OLD_TYPE"] != env["MTASTS_RECORD_TYPE"]:
-    update.delete(name, env["MTASTS_RECORD_OLD_TYPE"])
-ttl = int(env["MTASTS_RECORD_TTL"])
-update.replace(name, dns.rdataset.from_text("IN", env["MTASTS_RECORD_TYPE"], ttl, text))
+type, old_type = env["MTASTS_RECORD_TYPE"], env["MTASTS_RECORD_OLD_TYPE"]
+value, ttl = env["MTASTS_RECORD_VALUE"], int(env["MTASTS_RECORD_TTL"])
+if os.environ.get("API") == "rrset":
+    if old_type and old_type != type:
+        update.delete(name, old_type)
+    kept = [rdata(type, text) for text in lines("MTASTS_RECORD_KEPT")]
+    update.replace(name, ttl, rdata(type, value), *kept)
+else:
+    for old in lines("MTASTS_RECORD_OLD_VALUE"):
+        update.delete(name, rdata(old_type, old))
+    update.add(name, ttl, rdata(type, value))
 host, port = os.environ["DNS"].split(":")
-dns.query.tcp(update, host, port=int(port), timeout=5)
+answer = dns.query.tcp(update, host, port=int(port), timeout=5)
+if answer.rcode():
+    print(f"update refused: {{answer.rcode()}}", file=sys.stderr)
+    sys.exit(4)
 """
 
 A = "a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:tlsrpt@pub.test]}"
@@ -87,6 +115,7 @@ def test_one_call_per_changed_record(
             "MTASTS_RECORD_TTL": "300",
             "MTASTS_RECORD_OLD_VALUE": "",
             "MTASTS_RECORD_OLD_TYPE": "",
+            "MTASTS_RECORD_KEPT": "",
             "MTASTS_RECORD_ZONE": "pub.test",
         },
         {
@@ -96,6 +125,7 @@ def test_one_call_per_changed_record(
             "MTASTS_RECORD_TTL": "300",
             "MTASTS_RECORD_OLD_VALUE": "",
             "MTASTS_RECORD_OLD_TYPE": "",
+            "MTASTS_RECORD_KEPT": "",
             "MTASTS_RECORD_ZONE": "pub.test",
         },
     ]
@@ -107,6 +137,118 @@ def test_one_call_per_changed_record(
     (call,) = _calls(calls)
     assert call["MTASTS_RECORD_OLD_VALUE"] == sts[0]
     assert call["MTASTS_RECORD_VALUE"] == server.values("_mta-sts.a.pub.test")[0] != sts[0]
+
+
+@pytest.mark.parametrize("api", ["record", "rrset"])
+def test_txt_records_of_other_kinds_stay(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    calls: Path,
+    script: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    api: str,
+) -> None:
+    """
+    A hook that deletes each old value and adds the new one (per record), or sets the new
+    value and the kept ones (per RRset), keeps the TXT records of other kinds beside ours:
+    when ours is created beside them, and when it is replaced.
+    """
+    monkeypatch.setenv("API", api)
+    server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"google-site-verification=abc"')
+    server.set(
+        "pub.test",
+        "_smtp._tls.a.pub.test",
+        "TXT",
+        '"v=TLSRPTv1; rua=mailto:old@pub.test"',
+        '"some-verification=xyz"',
+        '"other"',
+    )
+    path = write(A, f"command: {script}")
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, ""), ran.out + ran.err
+    sts = _sts(path)
+    assert sorted(server.values("_mta-sts.a.pub.test")) == ["google-site-verification=abc", sts]
+    assert sorted(server.values("_smtp._tls.a.pub.test")) == [
+        "other",
+        "some-verification=xyz",
+        "v=TLSRPTv1; rua=mailto:tlsrpt@pub.test",
+    ]
+    assert [_old(call) for call in _calls(calls)] == [
+        ("TXT", ["v=TLSRPTv1; rua=mailto:old@pub.test"], ["other", "some-verification=xyz"]),
+        ("", [], ["google-site-verification=abc"]),
+    ]
+    path = write(A.replace("{mx", "{mode: testing, mx"), f"command: {script}")
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, ""), ran.out + ran.err
+    assert sorted(server.values("_mta-sts.a.pub.test")) == [
+        "google-site-verification=abc",
+        _sts(path),
+    ]
+    assert [_old(call) for call in _calls(calls)] == [
+        ("TXT", [sts], ["google-site-verification=abc"])
+    ]
+    assert publish(path).lines[-1] == "changed 0 of 2 records"
+
+
+@pytest.mark.parametrize("api", ["tsig", "record", "rrset"])
+def test_a_change_of_type_replaces_every_record_at_the_name(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    calls: Path,
+    script: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    api: str,
+) -> None:
+    """
+    A domain joining a txt_cname group: its _mta-sts TXT records, one of another kind
+    included, give way to the CNAME, which may not sit beside them (RFC 1034 section
+    3.6.2). The hook gets them all as old values and none kept, as the plan shows them and
+    as the TSIG backend deletes them. Leaving the group, the CNAME gives way to a TXT record.
+    """
+    monkeypatch.setenv("API", api)
+    backend = [] if api == "tsig" else [f"command: {script}"]
+    server.set(
+        "pub.test",
+        "_mta-sts.a.pub.test",
+        "TXT",
+        '"v=STSv1; id=old"',
+        '"google-site-verification=abc"',
+    )
+    group = "a.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}"
+    path = write(group, *backend)
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, ""), ran.out + ran.err
+    assert (
+        'replace _mta-sts.a.pub.test 3600 TXT "v=STSv1; id=old" '
+        '"google-site-verification=abc" -> 300 CNAME _mta-sts.provider.test'
+    ) in ran.lines
+    assert server.values("_mta-sts.a.pub.test", "CNAME") == ["_mta-sts.provider.test"]
+    assert server.values("_mta-sts.provider.test") == [_sts(path, "provider.test")]
+    if backend:
+        assert [_old(call) for call in _calls(calls)] == [
+            ("", [], []),
+            ("TXT", ["google-site-verification=abc", "v=STSv1; id=old"], []),
+        ]
+    path = write(A, *backend)
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, ""), ran.out + ran.err
+    assert (
+        f'replace _mta-sts.a.pub.test 300 CNAME _mta-sts.provider.test -> 300 TXT "{_sts(path)}"'
+    ) in ran.lines
+    assert server.values("_mta-sts.a.pub.test", "TXT") == [_sts(path)]
+    if backend:
+        assert [_old(call) for call in _calls(calls)] == [
+            ("", [], []),
+            ("CNAME", ["_mta-sts.provider.test"], []),
+        ]
 
 
 def test_a_failing_command(
@@ -177,3 +319,18 @@ def _id(body: bytes) -> str:
     from mtasts_host.policy import policy_id
 
     return policy_id(body)
+
+
+def _sts(path: Path, domain: str = "a.pub.test") -> str:
+    (value,) = [
+        record.value
+        for record in records(build_snapshot(load_config(path)))
+        if record.name == f"_mta-sts.{domain}"
+    ]
+    return value
+
+
+def _old(call: dict[str, str]) -> tuple[str, list[str], list[str]]:
+    """What a call was told of the name: the old type, the old values, the values kept."""
+    old, kept = call["MTASTS_RECORD_OLD_VALUE"], call["MTASTS_RECORD_KEPT"]
+    return call["MTASTS_RECORD_OLD_TYPE"], sorted(old.splitlines()), sorted(kept.splitlines())

@@ -66,6 +66,17 @@ def test_lines() -> None:
     )
 
 
+def test_what_a_change_replaces_and_what_it_keeps() -> None:
+    beside = Current("TXT", 300, ("v=STSv1; id=old", "other", "v=STSv1 id=broken"))
+    assert beside.ours(TXT) == ("v=STSv1; id=old", "v=STSv1 id=broken")
+    assert beside.kept(TXT) == ("other",)
+    # A CNAME in place of TXT records, or TXT records in place of a CNAME: all replaced.
+    cname = Record("_mta-sts.a.example", "CNAME", 300, "_mta-sts.provider.example")
+    assert (beside.ours(cname), beside.kept(cname)) == (beside.values, ())
+    target = Current("CNAME", 300, ("_mta-sts.provider.example",))
+    assert (target.ours(TXT), target.kept(TXT)) == (target.values, ())
+
+
 def test_wanted_records_and_their_domains() -> None:
     config = parse_config(CONFIG)
     found = [
