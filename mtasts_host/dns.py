@@ -12,6 +12,11 @@ from .settings import txt_cname_groups
 from .store import Snapshot
 from .wire import txt_strings
 
+STS_VERSION = "v=STSv1"
+"""The version tag an ``_mta-sts`` TXT record starts with (RFC 8461 section 3.1)."""
+TLSRPT_VERSION = "v=TLSRPTv1"
+"""The version tag a ``_smtp._tls`` TXT record starts with (RFC 8460 section 3)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -40,12 +45,12 @@ def records(snapshot: Snapshot) -> Iterator[Record]:
         if txt not in written:
             written.add(txt)
             sts_id = groups.get(txt) or snapshot.served[domain].id
-            yield Record(txt, "TXT", ttl, f"v=STSv1; id={sts_id}")
+            yield Record(txt, "TXT", ttl, f"{STS_VERSION}; id={sts_id}")
         if settings.cname is not None:
             yield Record(POLICY_HOST_PREFIX + domain, "CNAME", ttl, settings.cname)
         if settings.tlsrpt_rua:
             rua = ",".join(settings.tlsrpt_rua)
-            yield Record(TLSRPT_PREFIX + domain, "TXT", ttl, f"v=TLSRPTv1; rua={rua}")
+            yield Record(TLSRPT_PREFIX + domain, "TXT", ttl, f"{TLSRPT_VERSION}; rua={rua}")
 
 
 def txt_groups(snapshot: Snapshot) -> dict[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..dns import STS_VERSION, TLSRPT_VERSION
 from ..policy import Mode, policy_id
 from . import records
 from .facts import Authority, Names, Txt
@@ -18,7 +19,7 @@ NULL_MX = "."
 
 def published_id(txt: Txt) -> str | None:
     """The id senders read from ``txt``: that of its only STS record, if that is valid."""
-    candidates = records.selected(txt.records, records.STS_VERSION)
+    candidates = records.selected(txt.records, STS_VERSION)
     if txt.error is not None or len(candidates) != 1:
         return None
     try:
@@ -41,7 +42,7 @@ def dns_txt(domain: str, txt: Txt, expected: str) -> Finding:
 
     if txt.error is not None:
         return fail(f"could not look up {txt.name}: {txt.error}; check the domain's DNS")
-    candidates = records.selected(txt.records, records.STS_VERSION)
+    candidates = records.selected(txt.records, STS_VERSION)
     where = txt.name if txt.target == txt.name else f"{txt.name} (CNAME to {txt.target})"
     if not candidates:
         return fail(
@@ -88,7 +89,7 @@ def dns_id(
         body: the one this config serves: they tell which is newer when the ids differ.
     """
     published = published_id(txt)
-    record = f"v=STSv1; id={expected_id}"
+    record = f"{STS_VERSION}; id={expected_id}"
     if published is None:
         message = f"no valid v=STSv1 record at {txt.name} to read an id from (see dns-txt)"
         return Finding(domain, Check.DNS_ID, Status.FAIL, message)
@@ -212,14 +213,14 @@ def mx_coverage(domain: str, mode: Mode, patterns: Sequence[str], mx: Names) -> 
 
 def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
     """One valid ``v=TLSRPTv1`` record, with the ``rua`` the config gives, if any."""
-    expected = f"v=TLSRPTv1; rua={','.join(configured)}"
+    expected = f"{TLSRPT_VERSION}; rua={','.join(configured)}"
 
     def finding(status: Status, message: str) -> Finding:
         return Finding(domain, Check.TLSRPT, status, message)
 
     if txt.error is not None:
         return finding(Status.WARN, f"could not look up {txt.name}: {txt.error}")
-    candidates = records.selected(txt.records, records.TLSRPT_VERSION)
+    candidates = records.selected(txt.records, TLSRPT_VERSION)
     if not candidates:
         if configured:
             message = f"no v=TLSRPTv1 record at {txt.name}: senders send no reports; publish "

@@ -8,8 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-STS_VERSION = "v=STSv1"
-TLSRPT_VERSION = "v=TLSRPTv1"
+from ..dns import STS_VERSION, TLSRPT_VERSION
 
 _DELIMITER = re.compile(r"[ \t]*;[ \t]*")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")

@@ -17,6 +17,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from ..dns import STS_VERSION
 from ..names import STS_PREFIX
 from ..wire import name_text, txt_text
 from . import occupants
@@ -86,11 +87,20 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
                 tuple(rdata.to_text() for rdata in rrset),
             )
     if rdtype == "CNAME":
-        if name.startswith(STS_PREFIX):
-            # A TXT record there, as before a domain joined a txt_cname group, is replaced.
-            found = read(where, name, "TXT", timeout)
-            if found is not None:
+        found = read(where, name, "TXT", timeout) if name.startswith(STS_PREFIX) else None
+        if found is not None:
+            # Our TXT record there, as before a domain joined a txt_cname group, is replaced;
+            # one of another kind (a site verification) is someone else's, kept as at any
+            # other name, and so in the way.
+            foreign = [f'TXT "{value}"' for value in found.values if not _ours(value)]
+            if not foreign:
                 return found
+            them = "it" if len(foreign) == 1 else "them"
+            raise DnsError(
+                f"{name} holds {', '.join(foreign)}, which a CNAME may not sit beside "
+                f"(RFC 1034 section 3.6.2); not replaced: delete {them} by hand (senders "
+                "ignore it), or drop the domain's txt_cname"
+            )
         others = occupants.others(where, name, timeout)
         if others:
             # Records someone else put there (RFC 1034 section 3.6.2: a CNAME stands alone):
@@ -102,6 +112,10 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
                 "CNAME's target serves the policy, or drop the domain's cname"
             )
     return None
+
+
+def _ours(value: str) -> bool:
+    return value.startswith(STS_VERSION)
 
 
 def _value(rdata: object) -> str:

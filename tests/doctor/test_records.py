@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from mtasts_host.doctor.records import STS_VERSION, TLSRPT_VERSION, selected, sts_id, tlsrpt_rua
+from mtasts_host.dns import STS_VERSION, TLSRPT_VERSION
+from mtasts_host.doctor.records import selected, sts_id, tlsrpt_rua
 
 
 def test_only_records_that_begin_with_the_version_count() -> None:

@@ -195,7 +195,7 @@ def test_txt_records_of_other_kinds_stay(
 
 
 @pytest.mark.parametrize("api", ["tsig", "record", "rrset"])
-def test_a_change_of_type_replaces_every_record_at_the_name(
+def test_a_change_of_type_replaces_our_record_and_never_another(
     write: Write,
     host: PolicyHost,
     server: Dns,
@@ -206,10 +206,10 @@ def test_a_change_of_type_replaces_every_record_at_the_name(
     api: str,
 ) -> None:
     """
-    A domain joining a txt_cname group: its _mta-sts TXT records, one of another kind
-    included, give way to the CNAME, which may not sit beside them (RFC 1034 section
-    3.6.2). The hook gets them all as old values and none kept, as the plan shows them and
-    as the TSIG backend deletes them. Leaving the group, the CNAME gives way to a TXT record.
+    A domain joining a txt_cname group: its _mta-sts TXT record gives way to the CNAME. A
+    TXT record of another kind there is someone else's and a CNAME may not sit beside it
+    (RFC 1034 section 3.6.2): the run names it and leaves it, as it leaves the addresses at
+    an mta-sts name. Leaving the group, the CNAME gives way to a TXT record.
     """
     monkeypatch.setenv("API", api)
     backend = [] if api == "tsig" else [f"command: {script}"]
@@ -224,18 +224,32 @@ def test_a_change_of_type_replaces_every_record_at_the_name(
     path = write(group, *backend)
     serve(host, path)
     ran = publish(path)
-    assert (ran.code, ran.err) == (0, ""), ran.out + ran.err
-    assert (
-        'replace _mta-sts.a.pub.test 3600 TXT "v=STSv1; id=old" '
-        '"google-site-verification=abc" -> 300 CNAME _mta-sts.provider.test'
-    ) in ran.lines
-    assert server.values("_mta-sts.a.pub.test", "CNAME") == ["_mta-sts.provider.test"]
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        'error: _mta-sts.a.pub.test holds TXT "google-site-verification=abc", which a CNAME '
+        "may not sit beside (RFC 1034 section 3.6.2); not replaced: delete it by hand "
+        "(senders ignore it), or drop the domain's txt_cname"
+    ]
+    assert sorted(server.values("_mta-sts.a.pub.test", "TXT")) == [
+        "google-site-verification=abc",
+        "v=STSv1; id=old",
+    ]
+    assert server.values("_mta-sts.a.pub.test", "CNAME") == []
     assert server.values("_mta-sts.provider.test") == [_sts(path, "provider.test")]
     if backend:
-        assert [_old(call) for call in _calls(calls)] == [
-            ("", [], []),
-            ("TXT", ["google-site-verification=abc", "v=STSv1; id=old"], []),
-        ]
+        assert [_old(call) for call in _calls(calls)] == [("", [], [])]  # the shared record
+
+    server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"v=STSv1; id=old"')
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, ""), ran.out + ran.err
+    assert (
+        'replace _mta-sts.a.pub.test 3600 TXT "v=STSv1; id=old" -> 300 CNAME '
+        "_mta-sts.provider.test"
+    ) in ran.lines
+    assert server.values("_mta-sts.a.pub.test", "CNAME") == ["_mta-sts.provider.test"]
+    if backend:
+        assert [_old(call) for call in _calls(calls)] == [("TXT", ["v=STSv1; id=old"], [])]
+
     path = write(A, *backend)
     serve(host, path)
     ran = publish(path)
