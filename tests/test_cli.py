@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from mtasts_host.cli import main
+from mtasts_host.doctor import DoctorOptions, Report
+from mtasts_host.doctor import command as doctor_command
 from mtasts_host.policy import policy_id
+from mtasts_host.store import Snapshot
 
 from .conftest import BODY_D, CONFIG_D, WriteConfig
 
@@ -160,6 +163,12 @@ def test_dns_hosts(write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
             "MTASTS_HOST_LIMIT_CONCURRENCY: expected a positive integer, got '-1'",
         ),
         (["--host", ""], {}, "argument --host: expected a value, got ''"),
+        (
+            ["--ehlo", "vm"],
+            {},
+            "argument --ehlo: expected a fully qualified host name like 'doctor.example.com', "
+            "or an address literal like '[192.0.2.1]', got 'vm'",
+        ),
         (["--nope"], {}, "unrecognized arguments: --nope"),
     ],
 )
@@ -290,3 +299,31 @@ def test_doctor_exit_statuses(
     assert main([*argv, "--domain", "other.example"]) == 2
     assert main(["doctor", str(write_config(BAD))]) == 2
     assert main(["doctor", path, "--timeout", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "helo"),
+    [
+        pytest.param([], {}, None, id="default"),
+        pytest.param(["--ehlo", "Doctor.Example.net"], {}, "doctor.example.net", id="option"),
+        pytest.param([], {"MTASTS_HOST_EHLO": "[192.0.2.7]"}, "[192.0.2.7]", id="environment"),
+    ],
+)
+def test_doctor_ehlo_name(
+    argv: list[str],
+    environ: dict[str, str],
+    helo: str | None,
+    write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    given: list[DoctorOptions] = []
+
+    def run(snapshot: Snapshot, options: DoctorOptions) -> Report:
+        given.append(options)
+        return Report({})
+
+    monkeypatch.setattr(doctor_command, "run", run)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert main(["doctor", str(write_config()), *argv]) == 0
+    assert [options.helo for options in given] == [helo]

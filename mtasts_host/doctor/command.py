@@ -16,6 +16,7 @@ from ..options import Option, choice, duration, port, seconds, several, text
 from ..store import build_snapshot
 from .background import Background
 from .dnsprobe import resolver_address
+from .ehlo import ehlo_name
 from .runner import DoctorError, DoctorOptions, run
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,14 @@ def _network(timeout: str) -> tuple[Option[object], ...]:
         Option("ca-file", text, None, "more trust anchors for HTTPS and SMTP", "PEM"),
         Option("https-port", port, 443, "the port of the policy hosts"),
         Option("smtp-port", port, 25, "the port of the MX hosts"),
+        Option(
+            "ehlo",
+            ehlo_name,
+            None,
+            "the name the doctor gives the MX hosts in EHLO (default: this machine's fully "
+            "qualified name, or else its address as a literal like [192.0.2.1])",
+            "NAME",
+        ),
         Option(timeout, seconds, 10.0, "the bound of each network step, in seconds", "S"),
     )
 
@@ -68,6 +77,7 @@ def _options(args: argparse.Namespace, timeout: float, domains: tuple[str, ...])
         https_port=args.https_port,
         smtp_port=args.smtp_port,
         timeout=timeout,
+        helo=args.ehlo,
         domains=domains,
     )
 

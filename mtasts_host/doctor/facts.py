@@ -57,6 +57,11 @@ class Failure(enum.Enum):
     """Refused, reset or unreachable."""
     NO_ROUTE = "no-route"
     """No route from here to the address (an IPv6 address on a host without IPv6)."""
+    REFUSED = "refused"
+    """The SMTP server refuses the session (421, or a 4xx or 5xx greeting): perhaps only to
+    the doctor's address, as a blocklist does; others may be served."""
+    EHLO = "ehlo"
+    """The SMTP server refuses the EHLO: perhaps for the name the doctor gave."""
     NO_STARTTLS = "no-starttls"
     """The SMTP server does not offer STARTTLS, or refuses it."""
     PROTOCOL = "protocol"

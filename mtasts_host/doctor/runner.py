@@ -6,7 +6,6 @@ with a bounded number at once, and judged by the checks.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -24,6 +23,7 @@ from ..store import Snapshot
 from ..tls import sender_context
 from . import dnschecks, tlschecks
 from .dnsprobe import Lookup
+from .ehlo import ehlo_name, machine_name
 from .facts import Fetch, Names, Session
 from .findings import Finding, Report
 from .records import sts_id
@@ -34,7 +34,8 @@ V = TypeVar("V")
 
 
 class DoctorError(ValueError):
-    """The options cannot work: a domain not configured, an unreadable CA file, no resolver."""
+    """The options cannot work: a domain not configured, a bad EHLO name, an unreadable CA
+    file, no resolver."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,10 @@ class DoctorOptions:
     """Domains checked at once. A domain's own probes run at once too, so a host that never
     answers costs one timeout, and so do as many domains as this."""
     helo: str | None = None
-    """The name given in EHLO; the host name if None."""
+    """The name given in EHLO (``--ehlo``): a fully qualified host name or an address literal.
+    None: this machine's fully qualified name if it has one, else the address literal of the
+    doctor's end of each connection. RFC 5321 section 4.1.1.1 allows either, and some MX hosts
+    refuse the bare name (a container's id) that is often all a machine has."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +125,13 @@ class _Shared(Generic[K, V]):
 
 
 class _Run:
-    def __init__(self, options: DoctorOptions, lookup: Lookup, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, options: DoctorOptions, lookup: Lookup, context: ssl.SSLContext, helo: str | None
+    ) -> None:
         self.options = options
         self.lookup = lookup
         self.context = context
-        self.helo = options.helo or socket.gethostname()
+        self.helo = helo
         self.addresses = _Shared(lookup.addresses)
         self.authorities = _Shared(lookup.authorities)
         self.smtp = _Shared(self._starttls)
@@ -221,6 +227,11 @@ class _Run:
 
 
 def _prepare(options: DoctorOptions) -> tuple[ssl.SSLContext, Lookup]:
+    if options.helo is not None:
+        try:
+            ehlo_name(options.helo)
+        except ValueError as exc:
+            raise DoctorError(f"--ehlo: {exc}, got {options.helo!r}") from None
     try:
         context = sender_context(options.ca_file)
     except (OSError, ssl.SSLError) as exc:
@@ -234,7 +245,8 @@ def _prepare(options: DoctorOptions) -> tuple[ssl.SSLContext, Lookup]:
 
 def validate(options: DoctorOptions) -> None:
     """
-    Check what can be checked before any run: the CA file, and that there is a resolver.
+    Check what can be checked before any run: the EHLO name, the CA file, and that there is
+    a resolver.
 
     Raises:
         DoctorError: the options cannot work; the message names the option.
@@ -247,8 +259,8 @@ async def check(snapshot: Snapshot, options: DoctorOptions | None = None) -> Rep
     Check the domains of ``snapshot`` against the world, concurrently.
 
     Raises:
-        DoctorError: a domain asked for is not configured, the CA file is unusable, or there
-            is no resolver.
+        DoctorError: a domain asked for is not configured, the EHLO name or the CA file is
+            unusable, or there is no resolver.
     """
     options = options or DoctorOptions()
     started = time.time()
@@ -256,7 +268,8 @@ async def check(snapshot: Snapshot, options: DoctorOptions | None = None) -> Rep
     domains = select(config, options.domains)
     context, lookup = _prepare(options)
     expected = _expected(snapshot)
-    run = _Run(options, lookup, context)
+    helo = options.helo or await asyncio.to_thread(machine_name)
+    run = _Run(options, lookup, context, helo)
     results: dict[str, tuple[Finding, ...]] = {}
     queue = iter(domains)
 

@@ -18,6 +18,13 @@ EXPIRY_WARNING = 14 * 86400
 _ADVICE = {
     Failure.TIMEOUT: "check that the server runs and that no firewall drops the connection",
     Failure.UNREACHABLE: "check that the server runs and listens on that port",
+    Failure.REFUSED: (
+        "the doctor could not check STARTTLS there: run it from another address, and if other "
+        "senders are refused too, see the MX's log"
+    ),
+    Failure.EHLO: (
+        "the doctor's EHLO name may be the cause: give it one the server accepts (--ehlo NAME)"
+    ),
     Failure.NO_STARTTLS: "offer STARTTLS with a certificate for the MX name",
     Failure.PROTOCOL: "check what listens there",
     Failure.HANDSHAKE: "offer TLS 1.2 or 1.3 and a certificate for this name (SNI)",
@@ -34,10 +41,15 @@ def _date(timestamp: float) -> str:
 
 
 def judge(session: Session, now: float) -> tuple[Status, str] | None:
-    """A session's problem: FAIL if it has no valid TLS, WARN if it expires soon; else None."""
+    """
+    A session's problem: FAIL if it has no valid TLS, WARN if it expires soon or if the server
+    refused the doctor, which cannot tell whether it refuses others too; else None.
+    """
     where = f"{session.host} ({session.address})"
     if session.failure is Failure.NO_ROUTE:
         return None
+    if session.failure is Failure.REFUSED:
+        return Status.WARN, f"{where}: {session.detail}; {_ADVICE[session.failure]}"
     if session.failure is not None:
         return Status.FAIL, f"{where}: {session.detail}; {_ADVICE[session.failure]}"
     if session.not_after is not None and session.not_after - now < EXPIRY_WARNING:

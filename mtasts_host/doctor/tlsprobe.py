@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..policy import MAX_BODY_SIZE
+from .ehlo import address_literal
 from .facts import Answer, Failure, Fetch, Session
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -33,6 +34,8 @@ _BROKEN = (OSError, EOFError, ValueError, asyncio.LimitOverrunError)
 """What a connection raises when the server misbehaves: SSL errors are OSErrors."""
 _MAX_INTERIM = 10
 """Interim 1xx answers skipped before the final one."""
+_MAX_HEAD = 65536
+"""The most bytes of header lines read in one answer: the stream's own limit, for one line."""
 _NO_ROUTE = (errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTUNREACH)
 _CHAIN = "a certificate of the chain (the server's or an intermediate)"
 """OpenSSL does not say which certificate of the chain failed its dates: the server's own,
@@ -131,8 +134,7 @@ async def _get(
     # Interim 1xx answers (100 Continue, 103 Early Hints) may come first: a client MUST
     # skip them (RFC 9110 section 15.2); a few at most, to stay bounded.
     for _ in range(_MAX_INTERIM + 1):
-        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-        status_line, *header_lines = head.split("\r\n")
+        status_line, *header_lines = await _head(reader)
         version, _, rest = status_line.partition(" ")
         if not version.startswith("HTTP/1."):
             raise ValueError(f"not HTTP: {status_line[:40]!r}")
@@ -173,13 +175,28 @@ async def _get(
     )
 
 
+async def _head(reader: asyncio.StreamReader) -> list[str]:
+    """
+    The status line and the header lines, up to the empty line. A line may end in a bare LF,
+    which RFC 9112 section 2.2 lets a recipient accept: some servers written by hand send it.
+    """
+    lines: list[str] = []
+    size = 0
+    while line := (await reader.readuntil(b"\n")).removesuffix(b"\n").removesuffix(b"\r"):
+        size += len(line)
+        if size > _MAX_HEAD:
+            raise ValueError(f"headers longer than {_MAX_HEAD} bytes")
+        lines.append(line.decode("latin-1"))
+    return lines
+
+
 async def _chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
     body = b""
-    while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+    while size := int((await reader.readuntil(b"\n")).split(b";")[0], 16):
         if len(body) + size > MAX_BODY_SIZE:
             return body, True
         body += await reader.readexactly(size)
-        await reader.readexactly(2)
+        await reader.readuntil(b"\n")  # the chunk's CRLF, or bare LF
     return body, False
 
 
@@ -196,15 +213,56 @@ async def _reply(reader: asyncio.StreamReader) -> tuple[int, list[str]]:
             return int(line[:3]), lines
 
 
+def _ended(command: str | None, code: int, lines: list[str]) -> tuple[Failure, str]:
+    """Why a reply other than the one hoped for ends the dialogue (``command`` None: the
+    greeting)."""
+    text = f"{code} {' '.join(lines)}"
+    # 421 may answer anything (RFC 5321 section 3.8); a greeting may be 554 (section 3.1), or
+    # 521 (RFC 7504), which postscreen also sends to the clients it drops.
+    if code == 421 or (command is None and code // 100 in (4, 5)):
+        if code // 100 == 4:
+            return Failure.REFUSED, f"refuses the session for now: {text}"
+        why = "the doctor's address may be blocklisted there"
+        return Failure.REFUSED, f"refuses the session: {text} ({why})"
+    if command is None:
+        return Failure.PROTOCOL, f"greets with {text}"
+    if command == "STARTTLS":
+        return Failure.NO_STARTTLS, f"answers STARTTLS with {text}"
+    # 500 and 502 say that EHLO is unknown (RFC 5321 section 4.1.1.1), not that its name is bad.
+    if code >= 500 and code not in (500, 502):
+        return Failure.EHLO, f"answers {command} with {text}"
+    return Failure.PROTOCOL, f"answers EHLO with {text}"
+
+
 async def starttls(
-    address: str, host: str, port: int, context: ssl.SSLContext, timeout: float, helo: str
+    address: str,
+    host: str,
+    port: int,
+    context: ssl.SSLContext,
+    timeout: float,
+    helo: str | None,
 ) -> Session:
-    """Greeting, EHLO, STARTTLS and the TLS handshake with ``host`` as the name to verify."""
+    """
+    Greeting, EHLO, STARTTLS and the TLS handshake with ``host`` as the name to verify.
+
+    Args:
+        helo: the name given in EHLO; None: the address literal of this end of the connection.
+    """
     step = "no connection"
     writer = None
 
     def refused(failure: Failure, detail: str) -> Session:
         return Session(host, address, failure=failure, detail=detail)
+
+    def ended(
+        writer: asyncio.StreamWriter, command: str | None, code: int, lines: list[str]
+    ) -> Session:
+        # QUIT ends a session (RFC 5321 section 4.1.1.10); after a 554 greeting the server
+        # waits for it (section 3.1), after a 421 it has gone (section 3.8). Its reply is not
+        # awaited, as Postfix does not await it (smtp_skip_quit_response).
+        if code != 421:
+            writer.write(b"QUIT\r\n")
+        return refused(*_ended(command, code, lines))
 
     try:
         async with asyncio.timeout(timeout):
@@ -212,20 +270,21 @@ async def starttls(
             step = "no greeting"
             code, lines = await _reply(reader)
             if code != 220:
-                return refused(Failure.PROTOCOL, f"greets with {code} {' '.join(lines)}")
+                return ended(writer, None, code, lines)
+            name = helo or address_literal(writer.get_extra_info("sockname")[0])
             step = "no answer to EHLO"
-            writer.write(f"EHLO {helo}\r\n".encode())
+            writer.write(f"EHLO {name}\r\n".encode())
             code, lines = await _reply(reader)
             if code != 250:
-                return refused(Failure.PROTOCOL, f"answers EHLO with {code} {' '.join(lines)}")
+                return ended(writer, f"EHLO {name}", code, lines)
             if not any(line.upper().split()[:1] == ["STARTTLS"] for line in lines[1:]):
+                writer.write(b"QUIT\r\n")
                 return refused(Failure.NO_STARTTLS, "does not offer STARTTLS")
             step = "no answer to STARTTLS"
             writer.write(b"STARTTLS\r\n")
             code, lines = await _reply(reader)
             if code != 220:
-                detail = f"answers STARTTLS with {code} {' '.join(lines)}"
-                return refused(Failure.NO_STARTTLS, detail)
+                return ended(writer, "STARTTLS", code, lines)
             step = "no TLS handshake"
             session = await _handshake(writer, host, address, context)
             writer.write(b"QUIT\r\n")

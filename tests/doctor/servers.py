@@ -141,19 +141,27 @@ async def serving_on(
         yield server.sockets[0].getsockname()[1]
 
 
-def smtp_dialogue(*replies: bytes, close: bool = False) -> Handler:
+def smtp_dialogue(
+    *replies: bytes, close: bool = False, heard: asyncio.Future[bytes] | None = None
+) -> Handler:
     """A greeting, then the next reply to each line the client sends; ``close``: hang up
-    after the last instead of waiting for the client to."""
+    after the last instead of waiting for the client to. ``heard`` gets all the client sent,
+    once the dialogue is over."""
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(replies[0])
-        for reply in replies[1:]:
-            await reader.readline()
-            writer.write(reply)
-        await writer.drain()
-        if close:
-            writer.close()
-            return
-        await reader.read()
+        got = b""
+        try:
+            writer.write(replies[0])
+            for reply in replies[1:]:
+                got += await reader.readline()
+                writer.write(reply)
+            await writer.drain()
+            if close:
+                writer.close()
+                return
+            got += await reader.read()
+        finally:
+            if heard is not None and not heard.done():
+                heard.set_result(got)
 
     return handler

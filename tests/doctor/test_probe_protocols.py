@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from pathlib import Path
@@ -10,8 +11,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from mtasts_host.doctor.facts import Fetch, Session
+from mtasts_host.doctor import tlschecks
+from mtasts_host.doctor.facts import Failure, Fetch, Names, Session
+from mtasts_host.doctor.findings import Status
 from mtasts_host.doctor.tlsprobe import fetch_policy, starttls
+from mtasts_host.policy import Mode, policy_id
 from mtasts_host.tls import sender_context
 
 from .servers import Handler, server_context, serving_on, smtp_dialogue
@@ -49,6 +53,18 @@ def smtp(handler: Handler, timeout: float = 2.0) -> Session:
     async def main() -> Session:
         async with serving(handler) as port:
             return await starttls(ADDRESS, MX, port, sender_context(), timeout, "doctor.test")
+
+    return asyncio.run(main())
+
+
+def smtp_heard(*replies: bytes, helo: str | None = "doctor.test") -> tuple[Session, bytes]:
+    """The session with a server giving ``replies``, and all the probe said to it."""
+
+    async def main() -> tuple[Session, bytes]:
+        heard: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        async with serving(smtp_dialogue(*replies, heard=heard)) as port:
+            session = await starttls(ADDRESS, MX, port, sender_context(), 2.0, helo)
+            return session, await asyncio.wait_for(heard, 2.0)
 
     return asyncio.run(main())
 
@@ -217,3 +233,104 @@ def test_a_body_that_never_ends(
     result = fetch(answering(response, then_wait=3), ca, trusting, timeout=1.0)
     # Not "no HTTP answer within 1 s": the status line and headers came.
     assert result.error == detail
+
+
+@pytest.mark.parametrize(
+    ("greeting", "detail", "heard"),
+    [
+        pytest.param(
+            b"554 5.7.1 Service unavailable; client [192.0.2.9] blocked using zen.spamhaus.org\r\n",
+            "refuses the session: 554 5.7.1 Service unavailable; client [192.0.2.9] blocked "
+            "using zen.spamhaus.org (the doctor's address may be blocklisted there)",
+            b"QUIT\r\n",  # RFC 5321 section 3.1: the server waits for it
+            id="554-blocklist",
+        ),
+        pytest.param(
+            b"421-mx.probe.test is too busy to accept mail right now.\r\n"
+            b"421 Please come back in 2040 seconds.\r\n",
+            "refuses the session for now: 421 mx.probe.test is too busy to accept mail right "
+            "now. Please come back in 2040 seconds.",
+            b"",  # RFC 5321 section 3.8: a 421 has closed the session, so no QUIT
+            id="421-busy",
+        ),
+    ],
+)
+def test_a_greeting_that_refuses_the_session(greeting: bytes, detail: str, heard: bytes) -> None:
+    session, said = smtp_heard(greeting)
+    assert said == heard
+    assert session.detail == detail
+    assert session == Session(MX, ADDRESS, failure=Failure.REFUSED, detail=detail)
+    # Perhaps only the doctor is refused: no "check what listens there", and no failure.
+    finding = tlschecks.mx_tls(
+        "probe.test", Mode.ENFORCE, [MX], {MX: Names((ADDRESS,))}, [session], 0.0
+    )
+    assert finding.status is Status.WARN
+    assert finding.message == (
+        f"{MX} ({ADDRESS}): {detail}; the doctor could not check STARTTLS there: run it from "
+        "another address, and if other senders are refused too, see the MX's log"
+    )
+
+
+def test_a_refused_ehlo_names_the_ehlo_option_and_does_not_fall_back_to_helo() -> None:
+    session, said = smtp_heard(
+        b"220 mx.probe.test ESMTP\r\n", b"501 5.5.4 Invalid domain name\r\n", helo="vm"
+    )
+    assert said == b"EHLO vm\r\nQUIT\r\n"  # no HELO: STARTTLS needs ESMTP
+    assert session == Session(
+        MX,
+        ADDRESS,
+        failure=Failure.EHLO,
+        detail="answers EHLO vm with 501 5.5.4 Invalid domain name",
+    )
+    problem = tlschecks.judge(session, 0.0)
+    assert problem is not None
+    assert problem[1].endswith(
+        "; the doctor's EHLO name may be the cause: give it one the server accepts (--ehlo NAME)"
+    )
+
+
+def test_without_a_name_ehlo_gives_the_address_literal_of_this_end() -> None:
+    # RFC 5321 section 4.1.1.1: an address literal where the client has no usable name.
+    session, said = smtp_heard(b"220 mx.probe.test ESMTP\r\n", b"250 mx.probe.test\r\n", helo=None)
+    assert re.fullmatch(rb"EHLO \[127\.\d+\.\d+\.\d+\]\r\nQUIT\r\n", said)
+    assert session.detail == "does not offer STARTTLS"
+
+
+LF_BODY = BODY.replace(b"\r\n", b"\n")
+SERVED = f"https://{HOST}/.well-known/mta-sts.txt serves this config's policy, 44 bytes"
+
+
+@pytest.mark.parametrize(
+    ("response", "status", "message"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 44\n\n" + BODY,
+            Status.OK,
+            SERVED,
+            id="content-length",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\nContent-Type: text/plain\nTransfer-Encoding: chunked\n\n"
+            b"2c\n" + BODY + b"\n0\n\n",
+            Status.OK,
+            SERVED,
+            id="chunked",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 41\n\n" + LF_BODY,
+            Status.FAIL,
+            f"{ADDRESS}: serves another body than this config (id {policy_id(LF_BODY)}): line 1 "
+            "is b'version: STSv1\\n', expected b'version: STSv1\\r\\n'; a stale cache or "
+            "another server in front answers, or the server has not loaded this config",
+            id="body-ending-in-bare-lf-too",
+        ),
+    ],
+)
+def test_header_lines_ending_in_a_bare_lf(
+    response: bytes, status: Status, message: str, ca: trustme.CA, trusting: ssl.SSLContext
+) -> None:
+    # RFC 9112 section 2.2: a recipient MAY take a bare LF for the end of a line. The server
+    # keeps the connection open, so the answer must not wait for the timeout.
+    result = fetch(answering(response, then_wait=3), ca, trusting)
+    finding = tlschecks.policy("probe.test", [result], BODY, announced=False)
+    assert (finding.status, finding.message) == (status, message)

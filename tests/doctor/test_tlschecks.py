@@ -294,6 +294,36 @@ MX = "mail.example.com"
             id="no-starttls-testing",
         ),
         pytest.param(
+            # The doctor cannot tell whether only its own address is refused (a blocklist):
+            # a warning, as for addresses without a route from here, even in enforce.
+            Mode.ENFORCE,
+            Names(("192.0.2.1", "192.0.2.2")),
+            [
+                good(MX, "192.0.2.2"),
+                broken(
+                    Failure.REFUSED,
+                    "refuses the session: 554 5.7.1 blocked using zen.spamhaus.org (the "
+                    "doctor's address may be blocklisted there)",
+                    MX,
+                ),
+            ],
+            Status.WARN,
+            f"{MX} (192.0.2.1): refuses the session: 554 5.7.1 blocked using zen.spamhaus.org "
+            "(the doctor's address may be blocklisted there); the doctor could not check "
+            "STARTTLS there: run it from another address, and if other senders are refused "
+            "too, see the MX's log",
+            id="refused-enforce",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names(("192.0.2.1",)),
+            [broken(Failure.EHLO, "answers EHLO vm with 501 5.5.4 Invalid domain name", MX)],
+            Status.FAIL,
+            f"{MX} (192.0.2.1): answers EHLO vm with 501 5.5.4 Invalid domain name; the "
+            "doctor's EHLO name may be the cause: give it one the server accepts (--ehlo NAME)",
+            id="ehlo-refused",
+        ),
+        pytest.param(
             Mode.ENFORCE,
             Names(("192.0.2.1",)),
             [good(MX, days=1)],

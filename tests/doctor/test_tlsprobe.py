@@ -120,8 +120,13 @@ def test_refused() -> None:
     ("replies", "failure", "detail"),
     [
         pytest.param(
-            (b"554 5.3.2 go away\r\n",), Failure.PROTOCOL, "greets with 554 5.3.2 go away", id="554"
+            (b"554 5.3.2 go away\r\n",),
+            Failure.REFUSED,
+            "refuses the session: 554 5.3.2 go away (the doctor's address may be blocklisted "
+            "there)",
+            id="554",
         ),
+        pytest.param((b"250 mx\r\n",), Failure.PROTOCOL, "greets with 250 mx", id="not-a-greeting"),
         pytest.param(
             (b"220 mx\r\n", b"250-mx\r\n250-STARTTLS\r\n250 8BITMIME\r\n", b"454 4.7.0 no TLS\r\n"),
             Failure.NO_STARTTLS,
@@ -154,3 +159,11 @@ def test_an_unreadable_ca_file_is_an_option_error(tmp_path: Path) -> None:
     path = tmp_path / "missing.pem"
     with pytest.raises(DoctorError, match=f"^--ca-file {re.escape(str(path))}: "):
         validate(DoctorOptions(ca_file=str(path)))
+
+
+def test_an_ehlo_name_that_is_none_is_an_option_error() -> None:
+    # DoctorOptions also come from code embedding the doctor: no line breaks into the dialogue.
+    with pytest.raises(
+        DoctorError, match=r"^--ehlo: expected a fully qualified host name .*, got 'a\\r\\nRSET'$"
+    ):
+        validate(DoctorOptions(helo="a\r\nRSET"))

@@ -1,0 +1,59 @@
+"""
+The name the doctor gives in EHLO. RFC 5321 section 4.1.1.1 asks for a fully qualified domain
+name, or an address literal when the client has none: some MX hosts refuse anything else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from ..names import host_name
+
+
+def ehlo_name(text: str) -> str:
+    """
+    A name as given to ``--ehlo``: a fully qualified host name, or an address literal.
+
+    Raises:
+        ValueError: it is neither; the message says what was expected.
+    """
+    if text.startswith("[") and text.endswith("]"):
+        inner = text[1:-1]
+        ipv6 = inner[:5].upper() == "IPV6:"
+        try:
+            address = ipaddress.ip_address(inner[5:] if ipv6 else inner)
+        except ValueError:
+            address = None
+        if address is not None and (address.version == 6) == ipv6:
+            return address_literal(str(address))
+        raise ValueError("expected an address literal like '[192.0.2.1]' or '[IPv6:2001:db8::1]'")
+    try:
+        return host_name(text)
+    except ValueError:
+        raise ValueError(
+            "expected a fully qualified host name like 'doctor.example.com', or an address "
+            "literal like '[192.0.2.1]'"
+        ) from None
+
+
+def machine_name() -> str | None:
+    """
+    This machine's fully qualified name, if it has one; None if it has only a bare name (a
+    container's id) or a loopback one. Blocking: it may ask the resolver.
+    """
+    name = socket.getfqdn()
+    try:
+        name = host_name(name)
+    except ValueError:
+        return None
+    # /etc/hosts often gives the loopback line's names: they name no host to anyone else.
+    if name.split(".")[0].startswith("localhost") or name.endswith(".localdomain"):
+        return None
+    return name
+
+
+def address_literal(address: str) -> str:
+    """``[192.0.2.1]``, or ``[IPv6:2001:db8::1]`` (RFC 5321 section 4.1.3)."""
+    ip = ipaddress.ip_address(address.partition("%")[0])  # without an IPv6 zone (%eth0)
+    return f"[{ip}]" if ip.version == 4 else f"[IPv6:{ip}]"
