@@ -27,7 +27,8 @@ from .ehlo import ehlo_name, machine_name
 from .facts import Fetch, Names, Session
 from .findings import Finding, Report
 from .records import sts_id
-from .tlsprobe import fetch_policy, starttls
+from .smtpprobe import starttls
+from .tlsprobe import fetch_policy
 
 K = TypeVar("K")
 V = TypeVar("V")

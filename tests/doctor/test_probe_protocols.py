@@ -14,7 +14,8 @@ import trustme
 from mtasts_host.doctor import tlschecks
 from mtasts_host.doctor.facts import Failure, Fetch, Names, Session
 from mtasts_host.doctor.findings import Status
-from mtasts_host.doctor.tlsprobe import fetch_policy, starttls
+from mtasts_host.doctor.smtpprobe import starttls
+from mtasts_host.doctor.tlsprobe import fetch_policy
 from mtasts_host.policy import Mode, policy_id
 from mtasts_host.tls import sender_context
 
