@@ -78,7 +78,7 @@ def static_site(shipped: str, root: Path, *, tuned: bool) -> str:
         {file_cache}
     }}
 """
-    site = location.sub(lambda _: static, shipped)
+    site = location.sub(lambda _: static, shipped, count=1)  # the policy hosts' server
     return re.sub(r"proxy_cache_path[^;]*;", "", site)
 
 

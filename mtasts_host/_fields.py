@@ -173,6 +173,14 @@ def _report_uri(node: _yaml.Node) -> str:
         raise Invalid(f"expected a 'mailto:' address or an 'https://' URL, got {text!r}")
     if not text.isascii() or any(c in text for c in ',!; "\\') or not text.isprintable():
         raise Invalid(f"commas, '!', ';', quotes and spaces must be percent-encoded, got {text!r}")
+    domain = names.policy_domain_of_url(text)
+    if domain is not None:
+        # The app answers 404 to reports there: a policy host serves the policy alone.
+        raise Invalid(
+            "reports go to a host name of their own, not to the policy host "
+            f"mta-sts.{domain}, which serves the policy alone; expected a URL like "
+            f"'https://tlsrpt.{domain or 'example.com'}/tlsrpt', got {text!r}"
+        )
     return text
 
 

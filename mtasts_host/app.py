@@ -48,7 +48,8 @@ class PolicyApp(Starlette):
     """
     A Starlette app that answers every request for an ``mta-sts.*`` host from the store
     itself, in front of Starlette's middleware and routing (which would cost about a fifth of
-    the throughput), and passes every other request to them: the operational endpoints.
+    the throughput), and passes every other request to the report intake if it is for it,
+    else to them: the operational endpoints.
 
     Args:
         store: the policies to serve.
@@ -56,8 +57,9 @@ class PolicyApp(Starlette):
             the app's first event of any kind.
         metrics: serve the Prometheus metrics at ``/metrics`` on non-policy hosts.
         access_log: log one line per request to the ``mtasts_host.access`` logger.
-        reports: TLS reports: the intake on every host, in front of everything else, and
-            the ``/reports`` page, metrics and readiness on the operational hosts.
+        reports: TLS reports: the intake, and the ``/reports`` page, metrics and readiness,
+            on the hosts that are not policy hosts only. A policy host serves the policy and
+            nothing else, so reports go to a host name of their own.
     """
 
     def __init__(
@@ -112,10 +114,6 @@ class PolicyApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         start = time.perf_counter() if self.access_log else 0.0
-        reports = self.reports
-        if reports is not None and reports.matches(scope):
-            await self._logged(reports.handle, scope, receive, send, start)
-            return
         host: bytes | None = None
         repeated = False
         for key, value in scope["headers"]:
@@ -143,8 +141,12 @@ class PolicyApp(Starlette):
             if domain is not None:
                 path = _route_path(scope)
                 ready = self._ready(answers.answer(self.store.snapshot, domain, path, method))
-        if ready is None:  # not a policy host: the operational endpoints
-            await self._logged(super().__call__, scope, receive, send, start)
+        if ready is None:  # not a policy host: the report intake, the operational endpoints
+            reports = self.reports
+            if reports is not None and reports.matches(scope):
+                await self._logged(reports.handle, scope, receive, send, start)
+            else:
+                await self._logged(super().__call__, scope, receive, send, start)
             return
         status, headers, body, domain, counter = ready
         counter[0] += 1

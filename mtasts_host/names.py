@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import idna
 
@@ -152,6 +153,25 @@ def policy_domain_of_host(host: str) -> str | None:
         # policy hosts (a proxy passes them on as such), never the operational endpoints.
         return unreadable
     return host[len(POLICY_HOST_PREFIX) :]
+
+
+def policy_domain_of_url(url: str) -> str | None:
+    """
+    Return the policy domain whose policy host an ``https://`` URL names, or None if it
+    names no policy host: its host, port and all, is read as ``policy_domain_of_host`` reads
+    a Host header, which is how the app tells a policy host.
+    """
+    host = https_host(url)
+    return None if host is None else policy_domain_of_host(host)
+
+
+def https_host(url: str) -> str | None:
+    """The host and port of an ``https://`` URL as written, or None for any other URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a bracket left open
+        return None
+    return parts.netloc.rpartition("@")[2] if parts.scheme.lower() == "https" else None
 
 
 def sts_owner(name: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -13,7 +14,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from . import names
-from .store import PolicyStore
+from .config import Config
+from .store import PolicyStore, Snapshot
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -30,6 +32,21 @@ def _text(value: object) -> str:
 
 Detail = Callable[[], Awaitable[Mapping[str, object]]]
 """Something a capability adds to ``/readyz``: keys and values, never its status."""
+
+
+def _report_hosts(config: Config) -> frozenset[str]:
+    """The hosts of the ``https`` URIs the domains have senders post TLS reports to, in lower
+    case, if this app takes reports in; without their port (the proxy listens on 443)."""
+    if config.reports is None:
+        return frozenset()
+    found = set()
+    for uris in {domain.tlsrpt_rua for domain in config.domains.values()}:
+        for uri in uris:
+            host = names.https_host(uri)
+            if host is not None:
+                with contextlib.suppress(ValueError):  # never in a config that loaded
+                    found.add(names.split_host_port(host)[0].lower().rstrip("."))
+    return frozenset(found)
 
 
 def routes(
@@ -67,14 +84,25 @@ def routes(
         text = "".join(f"{key}: {_text(value)}\n" for key, value in detail.items())
         return PlainTextResponse(text)
 
+    hosts: tuple[Snapshot | None, frozenset[str]] = (None, frozenset())
+
+    def report_hosts() -> frozenset[str]:
+        nonlocal hosts
+        if hosts[0] is not store.snapshot:
+            hosts = (store.snapshot, _report_hosts(store.snapshot.config))
+        return hosts[1]
+
     async def tls_allowed(request: Request) -> Response:
-        # Caddy's on-demand TLS asks before it requests a certificate for a name.
+        # Caddy's on-demand TLS asks before it requests a certificate for a name: a policy
+        # host served here, or a host the domains send their reports to, if they come here.
         name = request.query_params.get("domain")
         if not name:
             return PlainTextResponse("missing ?domain=\n", status_code=400)
         domain = names.policy_domain_of_host(name)
+        if domain is None and name.lower().rstrip(".") in report_hosts():
+            return PlainTextResponse("ok\n")
         if domain is None or store.lookup(domain) is None:
-            return PlainTextResponse("not a policy host served here\n", status_code=404)
+            return PlainTextResponse("not a host served here\n", status_code=404)
         return PlainTextResponse("ok\n")
 
     result: list[BaseRoute] = [

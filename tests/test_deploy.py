@@ -26,6 +26,7 @@ from kubernetes_validate import validate as kubernetes_validate
 
 from mtasts_host.cli import main
 from mtasts_host.config import parse_config
+from mtasts_host.reports import ReportsSettings, open_store
 
 from .caddy import shipped_caddy
 from .clients import CADDY_ADDRESS, CLIENTS, NGINX_ADDRESS, assert_accepted, fetch_with_client
@@ -34,6 +35,7 @@ from .dnsserver import NAMESERVER, dns_server, zone_for
 from .nginx import nginx as nginx_running
 from .processes import Process, free_port, running, serve_argv
 from .rawhttp import POLICY_PATH, http_get, read_response, serves
+from .reports.conftest import REPORTS_HOST, encode, recent, report
 
 ROOT = Path(__file__).parent.parent
 DEPLOY = ROOT / "deploy"
@@ -43,10 +45,15 @@ CACHE_ADDRESS = "127.44.3.4"
 
 @pytest.fixture(scope="module")
 def policies(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Process]]:
-    """A real ``mtasts-host serve`` with several domains, as the proxies' upstream."""
+    """
+    A real ``mtasts-host serve`` with several domains and the report intake, as the
+    proxies' upstream; its report store is ``reports.db`` beside the config.
+    """
     tmp = tmp_path_factory.mktemp("upstream")
     config = tmp / "config.yaml"
-    config.write_text(SEVERAL)
+    rua = f"max_age: 1209600, tlsrpt_rua: ['https://{REPORTS_HOST}/tlsrpt']}}"
+    several = SEVERAL.replace("max_age: 1209600}", rua, 1)
+    config.write_text(several + f"reports: {{store: 'sqlite:///{tmp / 'reports.db'}'}}\n")
     port = free_port()
     with running(serve_argv(config, port), tmp / "serve.log", "127.0.0.1", port) as server:
         yield config, server
@@ -87,8 +94,7 @@ def nginx(
     certs = tmp / "certs"
     certs.mkdir()
     ca = trustme.CA()
-    for domain in domains_of(config):
-        name = f"mta-sts.{domain}"
+    for name in [*(f"mta-sts.{domain}" for domain in domains_of(config)), REPORTS_HOST]:
         cert = ca.issue_cert(name)
         cert.private_key_pem.write_to_path(str(certs / f"{name}.key"))
         (certs / f"{name}.crt").write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
@@ -125,6 +131,7 @@ def caddy(
         # could find it "not yet valid".
         for domain in domains_of(policies[0]):
             wait_until(partial(verifies, CADDY_ADDRESS, f"mta-sts.{domain}", root), timeout=20)
+        wait_until(partial(verifies, CADDY_ADDRESS, REPORTS_HOST, root), timeout=20)
         yield root
     assert "panic" not in process.output()
 
@@ -199,7 +206,8 @@ def test_each_proxy_keeps_the_operational_endpoints_off_its_policy_hosts(
     """A connection for mta-sts.example.com asking for another Host gets no app page."""
     address, ca_file = proxy
     context = ssl.create_default_context(cafile=str(ca_file))
-    for host in ("localhost", "10.0.0.7", "mta-sts.example.org", "mta-sts.", "MTA-STS.:443"):
+    hosts = ("localhost", "10.0.0.7", "mta-sts.example.org", "mta-sts.", "MTA-STS.:443")
+    for host in (*hosts, REPORTS_HOST):
         with (
             socket.create_connection((address, 443), timeout=10) as sock,
             context.wrap_socket(sock, server_hostname="mta-sts.example.com") as tls,
@@ -237,6 +245,70 @@ def test_each_proxy_serves_the_policy_under_every_form_of_its_host(
         head, _, body = read_response(tls).partition(b"\r\n\r\n")
     assert head.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
     assert body == BODY_D
+
+
+def over_tls(
+    address: str, ca_file: Path, name: str, method: str, path: str, body: bytes | None = None
+) -> int:
+    """The status of one request for ``name`` (its SNI and Host) to ``address``, port 443."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    connection = http.client.HTTPConnection(name, timeout=10)
+    sock = socket.create_connection((address, 443), timeout=10)
+    connection.sock = context.wrap_socket(sock, server_hostname=name)
+    try:
+        connection.request(method, path, body)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def stored(config: Path, report_id: str) -> bool:
+    """Whether the upstream's store holds the report (the tests' reports are Google's)."""
+    store = open_store(f"sqlite:///{config.parent / 'reports.db'}")
+    return store.raw("Google Inc.", report_id) is not None
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("name", ["mta-sts.example.com", "mta-sts.example.org"])
+def test_each_proxy_refuses_reports_on_its_policy_hosts(
+    proxy: tuple[str, Path], policies: tuple[Path, Process], name: str
+) -> None:
+    """A policy host serves the policy and nothing else: no report intake there."""
+    address, ca_file = proxy
+    report_id = f"to-{name}-through-{address}"
+    body = encode(report(day=recent(), report_id=report_id))
+    assert over_tls(address, ca_file, name, "POST", "/tlsrpt", body) == 404
+    assert not stored(policies[0], report_id)
+
+
+@pytest.mark.system
+def test_each_proxy_passes_only_report_posts_on_its_reports_host(
+    proxy: tuple[str, Path], policies: tuple[Path, Process]
+) -> None:
+    """The reports host is public: a report may be posted there, and nothing else asked."""
+    address, ca_file = proxy
+    report_id = f"to-{REPORTS_HOST}-through-{address}"
+    body = encode(report(day=recent(), report_id=report_id))
+    assert over_tls(address, ca_file, REPORTS_HOST, "POST", "/tlsrpt", body) == 201
+    assert stored(policies[0], report_id)
+    for method, path in [
+        ("GET", "/metrics"),
+        ("GET", "/readyz"),
+        ("GET", "/reports"),
+        ("GET", "/healthz"),
+        ("GET", "/tls-allowed?domain=mta-sts.example.com"),
+        ("GET", POLICY_PATH),
+        ("GET", "/tlsrpt"),  # the intake's own 405 stays inside
+        ("HEAD", "/tlsrpt"),
+        ("POST", "/reports"),
+        ("POST", "/tlsrpt/"),
+    ]:
+        status = over_tls(
+            address, ca_file, REPORTS_HOST, method, path, b"" if method == "POST" else None
+        )
+        assert status == 404, (method, path, status)
 
 
 @pytest.mark.system
@@ -352,8 +424,22 @@ def test_ingress_carries_every_policy_host(
     hosts = capsys.readouterr().out.split()
     ingress = manifests()["ingress.yaml"]
     assert ingress["spec"]["tls"][0]["hosts"] == hosts
-    assert [rule["host"] for rule in ingress["spec"]["rules"]] == hosts
+    rules = [rule for rule in ingress["spec"]["rules"] if rule["host"] != REPORTS_HOST]
+    assert [rule["host"] for rule in rules] == hosts
     assert "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
+    for rule in rules:  # the policy alone, never the report intake
+        assert [(p["path"], p["pathType"]) for p in rule["http"]["paths"]] == [
+            (POLICY_PATH, "Exact")
+        ]
+
+
+def test_ingress_routes_the_report_path_alone_on_the_reports_host() -> None:
+    ingress = manifests()["ingress.yaml"]
+    assert [tls["hosts"] for tls in ingress["spec"]["tls"]][1:] == [[REPORTS_HOST]]
+    (rule,) = [rule for rule in ingress["spec"]["rules"] if rule["host"] == REPORTS_HOST]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == (ReportsSettings("sqlite:///x.db").path, "Exact")
+    assert path["backend"] == ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]
 
 
 def test_deployment_is_locked_down() -> None:

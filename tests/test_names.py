@@ -37,6 +37,26 @@ def test_policy_domain_of_host(host: str, domain: str | None) -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "domain"),
+    [
+        ("https://mta-sts.example.com/tlsrpt", "example.com"),
+        ("HTTPS://MTA-STS.Example.COM.:443/tlsrpt", "example.com"),  # read as a Host header
+        ("https://reports:secret@mta-sts.example.com/x", "example.com"),  # not the userinfo
+        ("https://mta-sts.example.com?x=1", "example.com"),
+        ("https://mta-sts.example.com#x", "example.com"),
+        ("https://mta-sts.", ""),
+        ("https://tlsrpt.example.com/tlsrpt", None),
+        ("https://mta-sts@tlsrpt.example.com/", None),  # the userinfo is no host
+        ("https://tlsrpt.example.com/mta-sts.example.com", None),
+        ("https://[::1]:443/", None),
+        ("mailto:tlsrpt@mta-sts.example.com", None),  # mail, not the policy host's HTTPS
+    ],
+)
+def test_policy_domain_of_url(url: str, domain: str | None) -> None:
+    assert names.policy_domain_of_url(url) == domain
+
+
+@pytest.mark.parametrize(
     ("text", "name"),
     [
         ("Mail.Example.COM.", "mail.example.com"),

@@ -151,6 +151,26 @@ def test_tls_allowed(app_client: TestClient, query: str, status: int) -> None:
     assert app_client.get(f"/tls-allowed?{query}").status_code == status
 
 
+@pytest.mark.parametrize("reports", [True, False], ids=["reports", "no-reports"])
+def test_tls_allowed_for_the_hosts_reports_are_sent_to_if_they_come_here(
+    write_config: WriteConfig, tmp_path: Path, reports: bool
+) -> None:
+    config = CONFIG_D.replace(
+        "example.com:",
+        "example.com:\n    tlsrpt_rua: ['https://TLSRPT.example.com:443/tlsrpt', "
+        "'mailto:tlsrpt@reports.example.net', 'https://reports.example.org/v1/tlsrpt']",
+    )
+    if reports:
+        config += f"reports: {{store: 'sqlite:///{tmp_path / 'reports.db'}'}}\n"
+    app = create_app(write_config(config), watch=False)
+    with TestClient(app, base_url=OPS) as client:
+        for name in ("tlsrpt.example.com", "TLSRPT.example.com.", "reports.example.org"):
+            ok = client.get(f"/tls-allowed?domain={name}").status_code == 200
+            assert ok is reports, name
+        for name in ("reports.example.net", "example.com", "tlsrpt.example.org"):
+            assert client.get(f"/tls-allowed?domain={name}").status_code == 404, name
+
+
 def fresh_report() -> bytes:
     return encode(report(day=recent(), report_id=f"r{recent()}"))
 
@@ -161,10 +181,13 @@ def test_reports_wired_into_the_app(write_config: WriteConfig, tmp_path: Path) -
     with TestClient(app, base_url=OPS) as client:
         assert client.get("/readyz?format=json").json()["reports_store"] == "ok"
         assert metric(client, "mtasts_tlsrpt_store_up") == 1
-        # The intake answers on every host, the policy hosts included.
-        host = {"host": "mta-sts.example.com"}
+        # The intake answers on every host but the policy hosts: on a reports host of its own.
+        host = {"host": "tlsrpt.example.com"}
         assert client.post("/tlsrpt", content=fresh_report(), headers=host).status_code == 201
         assert client.post("/tlsrpt", content=fresh_report(), headers=host).status_code == 200
+        policy_host = {"host": "mta-sts.example.com"}
+        refused = client.post("/tlsrpt", content=fresh_report(), headers=policy_host)
+        assert refused.status_code == 404
         assert metric(client, "mtasts_tlsrpt_reports_total", outcome="stored") == 1
         assert client.get("/reports").status_code == 200
         assert client.get("/reports", headers={"host": "mta-sts.example.com"}).status_code == 404
@@ -181,6 +204,6 @@ def test_an_unreachable_report_store_leaves_the_policies_served(
         assert ready.json()["reports_store"].endswith("unable to open database file")
         policy = client.get(PATH, headers={"host": "mta-sts.example.com"})
         assert policy.status_code == 200
-        host = {"host": "mta-sts.example.com"}
+        host = {"host": "tlsrpt.example.com"}
         intake = client.post("/tlsrpt", content=fresh_report(), headers=host)
         assert intake.status_code == 503

@@ -24,7 +24,7 @@ class ReportsSettings:
     Attributes:
         store: ``sqlite:///relative.db``, ``sqlite:////absolute/path.db`` or a
             ``postgresql://`` URL (libpq syntax, ``?host=/socket/dir`` included).
-        path: the path of the HTTPS intake, answered on every host.
+        path: the path of the HTTPS intake, answered on every host but the policy hosts.
         retention_days: reports whose date range ended longer ago are deleted.
     """
 

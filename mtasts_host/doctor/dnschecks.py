@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .. import names
 from ..dns import STS_VERSION, TLSRPT_VERSION
 from ..policy import Mode, policy_id
 from . import records
@@ -235,6 +236,17 @@ def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
     except ValueError as exc:
         message = f"the record {candidates[0]!r} at {txt.name} is invalid: {exc}"
         return finding(Status.FAIL, message + "; senders then send no reports")
+    on_policy_hosts = [uri for uri in rua if names.policy_domain_of_url(uri) is not None]
+    if on_policy_hosts:
+        # The config refuses such a URI, so the published record is not the configured one.
+        message = (
+            f"{txt.name} sends reports to {','.join(on_policy_hosts)}: a policy host serves "
+            "the policy alone, and mtasts-host answers 404 to reports there; "
+        )
+        if configured:
+            return finding(Status.WARN, message + f"publish '{expected}'")
+        fix = f"post them to a host name of their own, like https://tlsrpt.{domain}/tlsrpt"
+        return finding(Status.WARN, message + fix + ", and set it in tlsrpt_rua")
     if not configured:
         message = f"{txt.name} sends reports to {','.join(rua)}, but the config sets no "
         return finding(Status.WARN, message + "tlsrpt_rua: add it there, or remove the record")

@@ -1,6 +1,6 @@
 """
-The HTTPS intake (RFC 8460 section 5.4): ``POST <path>`` on every host, policy hosts
-included, as a plain ASGI callable the app puts in front of its own routing.
+The HTTPS intake (RFC 8460 section 5.4): ``POST <path>`` on every host but the ``mta-sts.*``
+policy hosts, as a plain ASGI callable the app puts in front of its own routing.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ class IntakeEndpoint:
         """Bodies being read now (one event loop: no lock needed)."""
 
     def matches(self, scope: Scope) -> bool:
-        """Whether a request is for the intake (on any host); the path below any mount."""
+        """
+        Whether a request is for the intake, by its path below any mount. The app asks only
+        about requests for hosts that are not policy hosts.
+        """
         if scope["type"] != "http":
             return False
         path: str = scope["path"]

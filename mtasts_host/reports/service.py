@@ -1,6 +1,7 @@
 """
-The reports capability inside a running server: the intake on every host, the ``/reports``
-page, the metrics and the store's readiness, for the app to wire in.
+The reports capability inside a running server: the intake, the ``/reports`` page, the
+metrics and the store's readiness, on the hosts that are not policy hosts, for the app to
+wire in.
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ class Reports:
         return self.intake.problem
 
     def matches(self, scope: Scope) -> bool:
-        """Whether a request is for the intake; the app sends those to ``handle``."""
+        """
+        Whether a request is for the intake; the app asks only about requests for hosts
+        that are not ``mta-sts.*`` policy hosts, and sends those to ``handle``.
+        """
         return self.endpoint.matches(scope)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:

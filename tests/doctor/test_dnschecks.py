@@ -301,6 +301,7 @@ def test_mx_coverage(mode: Mode, mx: Names, status: Status, message: str) -> Non
 
 TLSRPT = "_smtp._tls.example.com"
 RUA = ("mailto:tls@example.com", "https://reports.example.com/v1")
+ON_POLICY_HOST = "https://mta-sts.example.com/tlsrpt"
 
 
 @pytest.mark.parametrize(
@@ -367,6 +368,24 @@ RUA = ("mailto:tls@example.com", "https://reports.example.com/v1")
             Status.OK,
             f"reports go to {RUA[0]},{RUA[1]}, as configured",
             id="schemes-in-upper-case",
+        ),
+        pytest.param(
+            Txt(TLSRPT, (f"v=TLSRPTv1; rua={RUA[0]},{ON_POLICY_HOST}",)),
+            (),
+            Status.WARN,
+            f"{TLSRPT} sends reports to {ON_POLICY_HOST}: a policy host serves the policy "
+            "alone, and mtasts-host answers 404 to reports there; post them to a host name of "
+            "their own, like https://tlsrpt.example.com/tlsrpt, and set it in tlsrpt_rua",
+            id="on-a-policy-host",
+        ),
+        pytest.param(
+            Txt(TLSRPT, (f"v=TLSRPTv1; rua={RUA[0]},HTTPS://MTA-STS.example.com/tlsrpt",)),
+            RUA,
+            Status.WARN,
+            f"{TLSRPT} sends reports to https://MTA-STS.example.com/tlsrpt: a policy host serves "
+            "the policy alone, and mtasts-host answers 404 to reports there; publish "
+            f"'v=TLSRPTv1; rua={RUA[0]},{RUA[1]}'",
+            id="on-a-policy-host-configured-elsewhere",
         ),
         pytest.param(
             Txt(TLSRPT, error="no answer within 10 s"),

@@ -277,7 +277,11 @@ def reports(make_reports: Callable[..., Reports]) -> Reports:
     return make_reports()
 
 
+REPORTS_HOST = "tlsrpt.example.com"
+"""The intake's own host name: a policy host serves the policy and nothing else."""
+
+
 @pytest.fixture
 def client(reports: Reports) -> TestClient:
-    """A client of the intake and the page, sending ``Host: mta-sts.example.com``."""
-    return TestClient(reports_app(reports), base_url="https://mta-sts.example.com")
+    """A client of the intake and the page, sending ``Host: tlsrpt.example.com``."""
+    return TestClient(reports_app(reports), base_url=f"https://{REPORTS_HOST}")

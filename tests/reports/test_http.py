@@ -19,7 +19,17 @@ from mtasts_host.reports import MAX_WIRE_SIZE, Reports, http
 from mtasts_host.reports.report import MAX_COUNT
 from mtasts_host.reports.rows import DAY
 
-from .conftest import NOW, TODAY, bomb, encode, fixture, flood, report, reports_app
+from .conftest import (
+    NOW,
+    REPORTS_HOST,
+    TODAY,
+    bomb,
+    encode,
+    fixture,
+    flood,
+    report,
+    reports_app,
+)
 
 PATH = "/tlsrpt"
 
@@ -53,10 +63,33 @@ def test_gzip_or_json_whatever_the_content_type(
     assert post(client, encode(report(), compress=compress), content_type)[0] == 201
 
 
-def test_on_every_host(reports: Reports) -> None:
-    for host in ("mta-sts.example.com", "reports.example.org", "10.1.2.3:8080"):
+def test_on_every_host_but_the_policy_hosts(reports: Reports) -> None:
+    for host in (REPORTS_HOST, "reports.example.org", "10.1.2.3:8080"):
         client = TestClient(reports_app(reports), base_url=f"http://{host}")
         assert post(client, encode(report()))[0] == 201
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "mta-sts.example.com",
+        "MTA-STS.Example.COM.:443",  # the same policy host, as a Host header may name it
+        "mta-sts.unknown.test",  # a policy host whose domain is not configured
+        "mta-sts.",  # unreadable, but a policy host all the same
+    ],
+)
+def test_a_policy_host_has_no_intake(reports: Reports, host: str) -> None:
+    # A policy host serves the policy and nothing else: the intake's path gets what any
+    # other path there gets, and nothing is stored.
+    client = TestClient(reports_app(reports))
+    headers = {"host": host}
+    response = client.post(PATH, content=encode(report(report_id="lost")), headers=headers)
+    elsewhere = client.post("/elsewhere", content=encode(report()), headers=headers)
+    assert response.status_code == 404
+    assert (response.headers, response.text) == (elsewhere.headers, elsewhere.text)
+    assert client.get(PATH, headers=headers).status_code == 404  # not the intake's 405
+    assert reports.intake.outcomes == {}
+    assert reports.store.raw("Google Inc.", "lost") is None
 
 
 @pytest.mark.parametrize(
@@ -202,7 +235,7 @@ def test_long_identifiers_get_400_from_either_store(
     make_reports: Callable[..., Reports], store_url: str, field: str
 ) -> None:
     # PostgreSQL indexes no row over 2704 bytes: its error was a 503, and the sender retried.
-    client = TestClient(reports_app(make_reports(store_url)), base_url="https://mta-sts.x")
+    client = TestClient(reports_app(make_reports(store_url)), base_url=f"https://{REPORTS_HOST}")
 
     def with_field(value: str) -> bytes:
         document = report()
@@ -238,8 +271,8 @@ def test_counts_past_64_bits_break_no_page(client: TestClient, reports: Reports)
 
 def test_the_page(client: TestClient) -> None:
     post(client, encode(report(organization="<b>Org</b>")))
-    # Never on a policy host, where only the policy (and the intake) are served.
-    assert client.get("/reports").status_code == 404
+    # Never on a policy host, where only the policy is served.
+    assert client.get("/reports", headers={"host": "mta-sts.example.com"}).status_code == 404
     response = client.get("/reports", headers=OPS)
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
@@ -313,13 +346,13 @@ def test_old_reports_are_pruned_as_reports_come_in(
 
 
 def _post(length: int) -> Scope:
-    """The scope of a report POSTed to a policy host, ``length`` bytes long."""
+    """The scope of a report POSTed to the reports host, ``length`` bytes long."""
     return {
         "type": "http",
         "method": "POST",
         "path": PATH,
         "query_string": b"",
-        "headers": [(b"host", b"mta-sts.example.com"), (b"content-length", str(length).encode())],
+        "headers": [(b"host", REPORTS_HOST.encode()), (b"content-length", str(length).encode())],
         "client": ("127.0.0.1", 5000),
     }
 

@@ -16,7 +16,7 @@ from mtasts_host.policy import Mode
 from mtasts_host.reports import ReportsSettings, open_store, read_summaries
 
 from ..processes import Process, free_port, need, running, serve_argv
-from .conftest import CONFIG, encode, recent, report
+from .conftest import CONFIG, REPORTS_HOST, encode, recent, report
 
 ROOT = Path(__file__).parent.parent.parent
 ADDRESS = "127.70.0.1"
@@ -40,7 +40,8 @@ def serving_reports(tmp_path: Path, address: str) -> Iterator[tuple[Process, str
     """
     url = f"sqlite:///{tmp_path / 'reports.db'}"
     config = tmp_path / "config.yaml"
-    config.write_text(CONFIG + f"reports: {{store: '{url}'}}\n")
+    rua = f"defaults: {{tlsrpt_rua: ['https://{REPORTS_HOST}/tlsrpt']}}\n"
+    config.write_text(rua + CONFIG + f"reports: {{store: '{url}'}}\n")
     port = free_port(address)
     argv = serve_argv(config, port, "--host", address, "--no-access-log", "--no-watch")
     with running(argv, tmp_path / "server.log", address, port, cwd=ROOT) as process:
@@ -58,9 +59,7 @@ def server(tmp_path: Path) -> Iterator[tuple[int, str]]:
 def post(port: int, body: bytes) -> int:
     connection = http.client.HTTPConnection(ADDRESS, port, timeout=30)
     try:
-        connection.request(
-            "POST", "/tlsrpt", body, {"Host": "mta-sts.example.com", "Content-Type": "x/y"}
-        )
+        connection.request("POST", "/tlsrpt", body, {"Host": REPORTS_HOST, "Content-Type": "x/y"})
         return connection.getresponse().status
     finally:
         connection.close()

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from mtasts_host.reports import Reports
 from mtasts_host.reports.rows import DAY
 
-from .conftest import NOW, encode, fixture, report, reports_app
+from .conftest import NOW, REPORTS_HOST, encode, fixture, report, reports_app
 
 
 class _Collector:
@@ -67,7 +67,7 @@ def test_the_sessions_counter_never_goes_down_when_reports_are_pruned(
     # A counter that drops is a reset to Prometheus: rate() would count everything again.
     now = [NOW]
     reports = make_reports(clock=lambda: now[0])
-    client = TestClient(reports_app(reports), base_url="https://mta-sts.example.com")
+    client = TestClient(reports_app(reports), base_url=f"https://{REPORTS_HOST}")
     client.post("/tlsrpt", content=encode(report(successful=90, failed=4)))
     before = [line for line in scrape(reports) if "sessions_total" in line]
     now[0] += 401 * DAY
