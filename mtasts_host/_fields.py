@@ -173,20 +173,26 @@ def _report_uri(node: _yaml.Node) -> str:
         raise Invalid(f"expected a 'mailto:' address or an 'https://' URL, got {text!r}")
     if not text.isascii() or any(c in text for c in ',!; "\\') or not text.isprintable():
         raise Invalid(f"commas, '!', ';', quotes and spaces must be percent-encoded, got {text!r}")
-    domain = names.policy_domain_of_url(text)
-    if domain is not None:
-        # The app answers 404 to reports there: a policy host serves the policy alone.
-        raise Invalid(
-            "reports go to a host name of their own, not to the policy host "
-            f"mta-sts.{domain}, which serves the policy alone; expected a URL like "
-            f"'https://tlsrpt.{domain or 'example.com'}/tlsrpt', got {text!r}"
-        )
     return text
 
 
 def report_uris(node: _yaml.Node, at: At) -> tuple[str, ...]:
-    """RFC 8460 ``rua`` URIs: mailto: or https:, with the reserved characters encoded."""
-    return tuple(uri for _, uri in _items(node, at, _report_uri))
+    """
+    RFC 8460 ``rua`` URIs: mailto: or https:, with the reserved characters encoded. One on a
+    policy host gets a warning, not an error: the app answers 404 to reports there (a policy
+    host serves the policy alone), but losing reports is no reason to stop serving policies.
+    """
+    uris = tuple(_items(node, at, _report_uri))
+    for index, (line, uri) in enumerate(uris):
+        domain = names.policy_domain_of_url(uri)
+        if domain is not None:
+            message = (
+                f"reports sent to the policy host mta-sts.{domain} get 404: it serves the "
+                "policy alone; give them a host name of their own, like "
+                f"'https://tlsrpt.{domain or 'example.com'}/tlsrpt'"
+            )
+            at.problems.warn(line, f"{at.key}[{index}]", message)
+    return tuple(uri for _, uri in uris)
 
 
 def key_path(where: str, key: str) -> str:

@@ -236,14 +236,13 @@ def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
     except ValueError as exc:
         message = f"the record {candidates[0]!r} at {txt.name} is invalid: {exc}"
         return finding(Status.FAIL, message + "; senders then send no reports")
-    on_policy_hosts = [uri for uri in rua if names.policy_domain_of_url(uri) is not None]
+    on_policy_hosts = _on_policy_hosts(rua)
     if on_policy_hosts:
-        # The config refuses such a URI, so the published record is not the configured one.
         message = (
             f"{txt.name} sends reports to {','.join(on_policy_hosts)}: a policy host serves "
             "the policy alone, and mtasts-host answers 404 to reports there; "
         )
-        if configured:
+        if configured and not _on_policy_hosts(configured):
             return finding(Status.WARN, message + f"publish '{expected}'")
         fix = f"post them to a host name of their own, like https://tlsrpt.{domain}/tlsrpt"
         return finding(Status.WARN, message + fix + ", and set it in tlsrpt_rua")
@@ -254,3 +253,8 @@ def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
         message = f"{txt.name} sends reports to {','.join(rua)}, the config to "
         return finding(Status.WARN, message + f"{','.join(configured)}: publish '{expected}'")
     return finding(Status.OK, f"reports go to {','.join(rua)}, as configured")
+
+
+def _on_policy_hosts(uris: Sequence[str]) -> list[str]:
+    """The ``https:`` URIs of a policy host (which the config only warns of)."""
+    return [uri for uri in uris if names.policy_domain_of_url(uri) is not None]

@@ -388,6 +388,15 @@ ON_POLICY_HOST = "https://mta-sts.example.com/tlsrpt"
             id="on-a-policy-host-configured-elsewhere",
         ),
         pytest.param(
+            Txt(TLSRPT, (f"v=TLSRPTv1; rua={ON_POLICY_HOST}",)),
+            (ON_POLICY_HOST,),
+            Status.WARN,
+            f"{TLSRPT} sends reports to {ON_POLICY_HOST}: a policy host serves the policy "
+            "alone, and mtasts-host answers 404 to reports there; post them to a host name of "
+            "their own, like https://tlsrpt.example.com/tlsrpt, and set it in tlsrpt_rua",
+            id="on-a-policy-host-as-configured",
+        ),
+        pytest.param(
             Txt(TLSRPT, error="no answer within 10 s"),
             RUA,
             Status.WARN,
