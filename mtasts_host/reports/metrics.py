@@ -33,7 +33,7 @@ def metric_families(intake: Intake, domains: Collection[str]) -> Iterator[Metric
         reports.add_metric([outcome], intake.outcomes[outcome])
     yield reports
     try:
-        counts = intake.use(intake.store.session_counts)
+        counts = intake.use(lambda: intake.store.session_counts(domains))
     except StoreUnavailable:
         counts = None
     yield GaugeMetricFamily(
@@ -55,9 +55,7 @@ def metric_families(intake: Intake, domains: Collection[str]) -> Iterator[Metric
         labels=["domain"],
     )
     known = {member.value for member in ResultType}
-    for count in sorted(counts, key=lambda count: count.domain):
-        if count.domain not in domains:
-            continue
+    for count in counts:
         sessions.add_metric([count.domain, SUCCESS], count.successful)
         for result, failed in sorted(count.failures.items()):
             label = result if result in known else ResultType.OTHER.value

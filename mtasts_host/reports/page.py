@@ -20,8 +20,8 @@ CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 TOP = 5
 """Failure types and MX hosts listed per domain."""
 MAX_SHOWN = 256
-"""Characters of a value from a report shown: a host name has at most 253, an organisation
-name a few dozen, while a sender may post a ``receiving-mx-hostname`` of megabytes."""
+"""Characters of a value from a report shown: a host name has at most 253 (the intake cuts
+longer ones), an organisation name a few dozen, while the intake keeps up to 1000 bytes."""
 
 _STYLE = """
 body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}

@@ -27,9 +27,17 @@ from .report import (
 
 _LEAP_SECOND = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:)60(?=\D|$)")
 MAX_KEY_BYTES = 1000
-"""UTF-8 bytes of ``organization-name``, ``report-id`` and ``policy-domain``: the store indexes
-them, and PostgreSQL cannot index a row of more than 2704 bytes (its error would be taken for
-an unavailable store, and the report sent again and again). Real ones are a few dozen."""
+"""UTF-8 bytes of ``organization-name`` and ``report-id``: the store indexes them, and
+PostgreSQL cannot index a row of more than 2704 bytes (its error would be taken for an
+unavailable store, and the report sent again and again). Real ones are a few dozen."""
+MAX_HOST = names.MAX_NAME
+"""Characters kept of a host's name or address in a failure detail or ``mx-host``: no DNS
+name is longer (an address is at most 45)."""
+MAX_TEXT = 1000
+"""Characters kept of ``contact-info`` and of a ``result-type`` as written: real ones are a
+few dozen."""
+CUT = "\u2026"
+"""Ends a value cut to its limit, so that it cannot pass for one sent so."""
 
 
 def parse_report(data: bytes) -> Report:
@@ -64,7 +72,7 @@ def parse_report(data: bytes) -> Report:
         start=start,
         end=end,
         policies=tuple(_policy(entry, f"policies[{n}]") for n, entry in enumerate(policies)),
-        contact_info=_optional_text(top.get("contact-info")),
+        contact_info=_optional_text(top.get("contact-info"), MAX_TEXT),
     )
 
 
@@ -75,12 +83,8 @@ def _policy(entry: object, where: str) -> PolicyResult:
     kind = _text(
         _required(policy, "policy-type", f"{where}.policy."), f"{where}.policy.policy-type"
     )
-    domain = _not_too_long(
-        _text(
-            _required(policy, "policy-domain", f"{where}.policy."),
-            f"{where}.policy.policy-domain",
-        ),
-        f"{where}.policy.policy-domain",
+    domain = _text(
+        _required(policy, "policy-domain", f"{where}.policy."), f"{where}.policy.policy-domain"
     )
     details = entry.get("failure-details")
     if details is None:
@@ -89,7 +93,7 @@ def _policy(entry: object, where: str) -> PolicyResult:
         raise BadReport(f"{where}.failure-details: expected an array, got {_kind(details)}")
     return PolicyResult(
         policy_type=_POLICY_TYPES.get(kind.strip().lower(), PolicyType.OTHER),
-        domain=_domain(domain),
+        domain=_domain(domain, f"{where}.policy.policy-domain"),
         successful=_count(summary, "total-successful-session-count", f"{where}.summary"),
         failed=_count(summary, "total-failure-session-count", f"{where}.summary"),
         failures=tuple(
@@ -97,7 +101,7 @@ def _policy(entry: object, where: str) -> PolicyResult:
         ),
         # Some senders pack a TLSA policy into one string; Appendix B gives mx-host as one.
         policy_strings=_strings(policy.get("policy-string")),
-        mx_hosts=_strings(policy.get("mx-host")),
+        mx_hosts=tuple(_cut(host, MAX_HOST) for host in _strings(policy.get("mx-host"))),
     )
 
 
@@ -106,12 +110,12 @@ def _failure(detail: object, where: str) -> FailureDetail:
     reported = _text(_required(detail, "result-type", f"{where}."), f"{where}.result-type")
     return FailureDetail(
         result_type=_RESULT_TYPES.get(reported.strip().lower(), ResultType.OTHER),
-        reported_type=reported,
+        reported_type=_cut(reported, MAX_TEXT),
         sessions=_count(detail, "failed-session-count", where),
-        sending_mta_ip=_optional_text(detail.get("sending-mta-ip")),
+        sending_mta_ip=_optional_text(detail.get("sending-mta-ip"), MAX_HOST),
         receiving_mx_hostname=_optional_host(detail.get("receiving-mx-hostname")),
-        receiving_mx_helo=_optional_text(detail.get("receiving-mx-helo")),
-        receiving_ip=_optional_text(detail.get("receiving-ip")),
+        receiving_mx_helo=_optional_text(detail.get("receiving-mx-helo"), MAX_HOST),
+        receiving_ip=_optional_text(detail.get("receiving-ip"), MAX_HOST),
         # The RFC's example says additional-info-uri where its schema says
         # additional-information; senders use both.
         additional_information=_optional_text(
@@ -180,16 +184,23 @@ def _not_too_long(text: str, where: str) -> str:
     return text
 
 
-def _optional_text(value: object) -> str | None:
+def _optional_text(value: object, limit: int | None = None) -> str | None:
     # Lenient: null, "" and values of other types (a number for a reason code) all occur.
     if value is None or value == "" or isinstance(value, dict | list):
         return None
-    return _clean(value if isinstance(value, str) else json.dumps(value))
+    text = _clean(value if isinstance(value, str) else json.dumps(value))
+    return text if limit is None else _cut(text, limit)
 
 
 def _optional_host(value: object) -> str | None:
     text = _optional_text(value)
-    return None if text is None else text.strip().lower().rstrip(".") or None
+    return None if text is None else _cut(text.strip().lower().rstrip("."), MAX_HOST) or None
+
+
+def _cut(text: str, limit: int) -> str:
+    # Cut, not refused: the failure detail's sessions still count, under a value that shows
+    # what the sender wrote, while the store never holds, nor reads back, more than this.
+    return text if len(text) <= limit else text[: limit - len(CUT)] + CUT
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -200,8 +211,14 @@ def _strings(value: object) -> tuple[str, ...]:
     return ()
 
 
-def _domain(text: str) -> str:
+def _domain(text: str, where: str) -> str:
     name = text.strip().lower().rstrip(".")
+    if len(name) > names.MAX_NAME:
+        # Refused, not cut: a report is for one policy domain (RFC 8460 section 5.1 names its
+        # file so), and none is longer (RFC 1035 section 2.3.4): nothing in it can count.
+        raise BadReport(
+            f"{where}: longer than {names.MAX_NAME} characters, the most a DNS name has"
+        )
     try:
         return names.host_name(name)
     except ValueError:

@@ -25,12 +25,20 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class FailureTotals:
-    """Failed sessions of one domain and policy type, by day, result type and MX host."""
+    """Failed sessions of one domain and policy type, by day and result type."""
 
     domain: str
     policy_type: str
     day: int
     result_type: str
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class MxTotals:
+    """Failed STS sessions of one domain at one MX host, over a period."""
+
+    domain: str
     mx: str
     """``receiving-mx-hostname``, or ``""`` where the sender left it out."""
     sessions: int

@@ -63,6 +63,24 @@ VERSIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (domain, result)
         )""",
     ),
+    (
+        # Version 4: the values the intake now cuts (a host's name or address to 253
+        # characters, a result type and contact-info to 1000, "…" last), cut alike in the
+        # reports stored before: a receiving-mx-hostname of 18 KB was read back by every
+        # summary.
+        "UPDATE tlsrpt_failures SET"
+        " mx = CASE WHEN LENGTH(mx) > 253 THEN SUBSTR(mx, 1, 252) || '\u2026' ELSE mx END,"
+        " receiving_ip = CASE WHEN LENGTH(receiving_ip) > 253"
+        " THEN SUBSTR(receiving_ip, 1, 252) || '\u2026' ELSE receiving_ip END,"
+        " sending_ip = CASE WHEN LENGTH(sending_ip) > 253"
+        " THEN SUBSTR(sending_ip, 1, 252) || '\u2026' ELSE sending_ip END,"
+        " reported_type = CASE WHEN LENGTH(reported_type) > 1000"
+        " THEN SUBSTR(reported_type, 1, 999) || '\u2026' ELSE reported_type END"
+        " WHERE LENGTH(mx) > 253 OR LENGTH(receiving_ip) > 253 OR LENGTH(sending_ip) > 253"
+        " OR LENGTH(reported_type) > 1000",
+        "UPDATE tlsrpt_reports SET contact = SUBSTR(contact, 1, 999) || '\u2026'"
+        " WHERE LENGTH(contact) > 1000",
+    ),
 )
 LATEST = len(VERSIONS)
 

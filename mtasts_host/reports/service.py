@@ -28,7 +28,7 @@ from .intake import Intake
 from .rows import DAY
 from .settings import DEFAULT_THRESHOLDS, ReportsSettings, Thresholds
 from .store import ReportStore, StoreUnavailable, open_store
-from .summary import DomainSummary, since_day, summarize
+from .summary import TOP_MX, DomainSummary, since_day, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +54,9 @@ def read_summaries(
     """
     today = int((time.time() if now is None else now) // DAY)
     first = since_day(today, max(days, thresholds.window_days))
-    totals, failures = store.totals(first), store.failure_totals(first)
-    return summarize(modes, totals, failures, today=today, days=days, thresholds=thresholds)
+    totals, failures = store.totals(first, modes.keys()), store.failure_totals(first, modes.keys())
+    by_mx = store.failures_by_mx(since_day(today, days), today, modes.keys(), TOP_MX)
+    return summarize(modes, totals, failures, by_mx, today=today, days=days, thresholds=thresholds)
 
 
 class Reports:

@@ -27,6 +27,7 @@ def sqlite_path(url: str) -> str:
 class SQLiteStore(ReportStore):
     id_type = "INTEGER PRIMARY KEY AUTOINCREMENT"
     blob_type = "BLOB"
+    code_point_order = " COLLATE BINARY"
 
     def __init__(self, url: str) -> None:
         super().__init__(url)

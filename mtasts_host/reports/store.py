@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import enum
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Protocol
 
 from . import schema
 from .report import Report
-from .rows import FailureTotals, SessionCounts, Totals, report_day
+from .rows import FailureTotals, MxTotals, SessionCounts, Totals, report_day
 
 # Sums of counts (each up to 2**53 - 1) pass 2**63 after 1025 rows, where SQLite's integer SUM
 # fails, and so would a cast of PostgreSQL's NUMERIC sum to BIGINT. A double overflows on no
@@ -35,6 +35,9 @@ _STS_FAILURES = (
     " WHERE p.policy_type = 'sts'"
 )
 """Their failure details, likewise."""
+_CHUNK = 500
+"""Domains one query names: SQLite takes at most 32,766 parameters, and a host may serve tens
+of thousands of domains."""
 
 
 class StoreUnavailable(Exception):
@@ -63,6 +66,8 @@ class ReportStore:
 
     id_type = ""
     blob_type = ""
+    code_point_order = ""
+    """The collation that orders text by code point, as Python does."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -179,56 +184,91 @@ class ReportStore:
                     )
         return Outcome.STORED
 
-    def totals(self, since_day: int) -> list[Totals]:
-        """Sessions by domain, policy type, organisation and day, from ``since_day`` on."""
+    def totals(self, since_day: int, domains: Collection[str]) -> list[Totals]:
+        """Sessions of ``domains`` by domain, policy type, organisation and day, from
+        ``since_day`` on."""
         with self._connection() as connection:
-            rows = connection.execute(
+            rows = _for_domains(
+                connection,
                 "SELECT p.domain, p.policy_type, r.organization, r.day, COUNT(DISTINCT r.id),"
                 f" {_SUCCESSFUL}, {_FAILED}"
                 " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
-                " WHERE r.day >= ?"
+                " WHERE r.day >= ? AND p.domain {domains}"
                 " GROUP BY p.domain, p.policy_type, r.organization, r.day",
-                (since_day,),
-            ).fetchall()
+                domains,
+                before=(since_day,),
+            )
         return [
             Totals(domain, kind, organization, day, reports, int(successful), int(failed))
             for domain, kind, organization, day, reports, successful, failed in rows
         ]
 
-    def failure_totals(self, since_day: int) -> list[FailureTotals]:
-        """Failed sessions by domain, policy type, day, result type and MX host."""
+    def failure_totals(self, since_day: int, domains: Collection[str]) -> list[FailureTotals]:
+        """Failed sessions of ``domains`` by domain, policy type, day and result type, from
+        ``since_day`` on."""
         with self._connection() as connection:
-            rows = connection.execute(
-                "SELECT p.domain, p.policy_type, r.day, f.result_type, COALESCE(f.mx, ''),"
-                f" {_SESSIONS}"
+            rows = _for_domains(
+                connection,
+                f"SELECT p.domain, p.policy_type, r.day, f.result_type, {_SESSIONS}"
                 " FROM tlsrpt_failures f"
                 " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
                 " JOIN tlsrpt_reports r ON r.id = f.report"
-                " WHERE r.day >= ?"
-                " GROUP BY p.domain, p.policy_type, r.day, f.result_type, COALESCE(f.mx, '')",
-                (since_day,),
-            ).fetchall()
+                " WHERE r.day >= ? AND p.domain {domains}"
+                " GROUP BY p.domain, p.policy_type, r.day, f.result_type",
+                domains,
+                before=(since_day,),
+            )
         return [
-            FailureTotals(domain, kind, day, result_type, mx, int(sessions))
-            for domain, kind, day, result_type, mx, sessions in rows
+            FailureTotals(domain, kind, day, result_type, int(sessions))
+            for domain, kind, day, result_type, sessions in rows
         ]
 
-    def session_counts(self) -> list[SessionCounts]:
+    def failures_by_mx(
+        self, first_day: int, last_day: int, domains: Collection[str], top: int
+    ) -> list[MxTotals]:
         """
-        Every STS session ever stored, by domain and result, for the metrics: those of
-        pruned reports included, so that the counts never go down.
+        The ``top`` MX hosts of each of ``domains`` with the most failed STS sessions from
+        ``first_day`` to ``last_day``, most first, then by name. Ranked by the database: a
+        report may name thousands of hosts, and only these are read.
+        """
+        mx = "COALESCE(f.mx, '')"
+        with self._connection() as connection:
+            rows = _for_domains(
+                connection,
+                f"SELECT domain, mx, sessions FROM (SELECT p.domain AS domain, {mx} AS mx,"
+                f" {_SESSIONS} AS sessions, ROW_NUMBER() OVER (PARTITION BY p.domain"
+                f" ORDER BY {_SESSIONS} DESC, {mx}{self.code_point_order}) AS n{_STS_FAILURES}"
+                " AND r.day BETWEEN ? AND ? AND p.domain {domains}"
+                f" GROUP BY p.domain, {mx}) ranked WHERE n <= ?",
+                domains,
+                before=(first_day, last_day),
+                after=(top,),
+            )
+        return [MxTotals(domain, host, int(sessions)) for domain, host, sessions in rows]
+
+    def session_counts(self, domains: Collection[str]) -> list[SessionCounts]:
+        """
+        Every STS session of ``domains`` ever stored, by domain and result, for the metrics:
+        those of pruned reports included, so that the counts never go down.
         """
         with self._connection() as connection:
-            pruned = connection.execute(
-                "SELECT domain, result, sessions FROM tlsrpt_pruned"
-            ).fetchall()
-            sums = connection.execute(
-                f"SELECT p.domain, {_SUCCESSFUL}, MAX(r.received){_STS_POLICIES} GROUP BY p.domain"
-            ).fetchall()
-            failed = connection.execute(
+            pruned = _for_domains(
+                connection,
+                "SELECT domain, result, sessions FROM tlsrpt_pruned WHERE domain {domains}",
+                domains,
+            )
+            sums = _for_domains(
+                connection,
+                f"SELECT p.domain, {_SUCCESSFUL}, MAX(r.received){_STS_POLICIES}"
+                " AND p.domain {domains} GROUP BY p.domain",
+                domains,
+            )
+            failed = _for_domains(
+                connection,
                 f"SELECT p.domain, f.result_type, {_SESSIONS}{_STS_FAILURES}"
-                " GROUP BY p.domain, f.result_type"
-            ).fetchall()
+                " AND p.domain {domains} GROUP BY p.domain, f.result_type",
+                domains,
+            )
         successes: dict[str, float] = {}
         last_received: dict[str, int | None] = {}
         failures: dict[str, dict[str, float]] = {}
@@ -297,6 +337,31 @@ class ReportStore:
                 "DELETE FROM tlsrpt_reports WHERE end_time < ?", (int(before),)
             )
             return int(cursor.rowcount)
+
+
+def _for_domains(
+    connection: Connection,
+    sql: str,
+    domains: Collection[str],
+    *,
+    before: Sequence[Any] = (),
+    after: Sequence[Any] = (),
+) -> list[Any]:
+    """
+    The rows of ``sql`` whose ``{domains}`` is an ``IN`` list of ``domains``, a chunk at a
+    time: every query groups by domain. Its parameters are ``before``, the domains and
+    ``after``; with no domains it still runs, matching nothing, so that a store that does
+    not answer is known.
+    """
+    names = sorted(domains)
+    rows: list[Any] = []
+    for start in range(0, max(len(names), 1), _CHUNK):
+        chunk = names[start : start + _CHUNK]
+        among = f"IN ({', '.join('?' * len(chunk)) or 'NULL'})"
+        rows += connection.execute(
+            sql.replace("{domains}", among), (*before, *chunk, *after)
+        ).fetchall()
+    return rows
 
 
 def open_store(url: str) -> ReportStore:

@@ -13,13 +13,18 @@ from typing import TypeVar
 
 from ..policy import Mode
 from .report import PolicyType
-from .rows import FailureTotals, Totals
+from .rows import FailureTotals, MxTotals, Totals
 from .settings import DEFAULT_THRESHOLDS, Thresholds
 
 _Row = TypeVar("_Row", Totals, FailureTotals)
 
 UNREPORTED_MX = "(not reported)"
 """The ``failures_by_mx`` key for failures whose sender gave no ``receiving-mx-hostname``."""
+TOP_MX = 20
+"""MX hosts a summary names: a domain has a few, while one report can name 100,000, one a
+failure detail. The sessions of the others are summed under ``OTHER_MX``."""
+OTHER_MX = "(other hosts)"
+"""The ``failures_by_mx`` key for the failed sessions of the hosts beyond the top ones."""
 
 
 class Verdict(enum.Enum):
@@ -69,6 +74,7 @@ class DomainSummary:
     failures_by_type: Mapping[str, int]
     """Result type to failed sessions, most first, from the failure details."""
     failures_by_mx: Mapping[str, int]
+    """MX host to failed sessions, most first: the ``TOP_MX`` hosts, and ``OTHER_MX``."""
     verdict: Verdict
     verdict_reason: str
     daily: tuple[Day, ...] = ()
@@ -111,6 +117,7 @@ def summarize(
     modes: Mapping[str, Mode],
     totals: Iterable[Totals],
     failures: Iterable[FailureTotals],
+    by_mx: Iterable[MxTotals],
     *,
     today: int,
     days: int = 30,
@@ -124,6 +131,8 @@ def summarize(
             left out.
         totals, failures: the store's rows from at least ``since_day(today, max(days,
             thresholds.window_days))`` on.
+        by_mx: the store's ``TOP_MX`` hosts of each domain from ``since_day(today, days)``
+            to ``today``.
         today: the current UTC day (days since 1970-01-01).
         days: the period of the summary; the verdict looks at ``thresholds.window_days``.
     """
@@ -136,6 +145,10 @@ def summarize(
     for failure in failures:
         if failure.domain in failed_by_domain and failure.policy_type == PolicyType.STS.value:
             failed_by_domain[failure.domain].append(failure)
+    mx_by_domain: dict[str, list[MxTotals]] = {domain: [] for domain in modes}
+    for host in by_mx:
+        if host.domain in mx_by_domain:
+            mx_by_domain[host.domain].append(host)
     result = {}
     for domain, mode in modes.items():
         rows = by_domain[domain]
@@ -144,6 +157,7 @@ def summarize(
         details = _between(failed_by_domain[domain], first, today)
         recent = _between(failed_by_domain[domain], window, today)
         verdict, reason = judge(mode, _between(sts, window, today), recent, thresholds)
+        by_type = _most_first((row.result_type, row.sessions) for row in details)
         result[domain] = DomainSummary(
             domain=domain,
             mode=mode,
@@ -152,8 +166,8 @@ def summarize(
             organizations=tuple(sorted({row.organization for row in period})),
             successful_sessions=sum(row.successful for row in period),
             failed_sessions=sum(row.failed for row in period),
-            failures_by_type=_most_first((row.result_type, row.sessions) for row in details),
-            failures_by_mx=_most_first((row.mx or UNREPORTED_MX, row.sessions) for row in details),
+            failures_by_type=by_type,
+            failures_by_mx=_hosts(mx_by_domain[domain], sum(by_type.values())),
             verdict=verdict,
             verdict_reason=reason,
             daily=_daily(period, first, today),
@@ -228,6 +242,13 @@ def _most_first(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
         counts[key] += count
     # Most first, then by name: the same totals always print the same way.
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _hosts(rows: Iterable[MxTotals], sessions: int) -> dict[str, int]:
+    pairs = [(row.mx or UNREPORTED_MX, row.sessions) for row in rows]
+    # The failure details' sessions that the top hosts leave: those of all the others.
+    rest = sessions - sum(count for _, count in pairs)
+    return _most_first([*pairs, (OTHER_MX, rest)] if rest > 0 else pairs)
 
 
 def _daily(rows: Iterable[Totals], first: int, today: int) -> tuple[Day, ...]:

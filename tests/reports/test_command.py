@@ -15,6 +15,7 @@ from mtasts_host.reports.command import EX_UNAVAILABLE
 from mtasts_host.reports.rows import DAY
 
 from .conftest import encode, recent, report
+from .flood import flood, name
 
 MODES = {"example.com": Mode.TESTING, "example.net": Mode.ENFORCE}
 
@@ -158,3 +159,14 @@ def test_a_url_for_no_store(url: str) -> None:
     log = io.StringIO()
     assert ingest_command(ReportsSettings(url), stdin=io.BytesIO(b""), log=log) == 75
     assert log.getvalue().startswith("mtasts-host: expected a sqlite:/// or postgresql:// URL")
+
+
+def test_the_hosts_beyond_the_top_20_are_summed(sqlite_url: str, tmp_path: Path) -> None:
+    # Five reports naming 1000 hosts each printed 5000 host names, 1.3 MB.
+    assert ingest(sqlite_url, [flood(n, 1000, recent()) for n in range(5)], tmp_path) == 0
+    status, out, _ = summary(sqlite_url, domain="example.com")
+    assert status == 0
+    assert len(out) < 10_000
+    (line,) = [line for line in out.splitlines() if line.startswith("  failures by MX: ")]
+    hosts = ", ".join(f"{name(f'mx0-{i}')} 1" for i in sorted(range(1000), key=str)[:20])
+    assert line == f"  failures by MX: (other hosts) 4980, {hosts}"

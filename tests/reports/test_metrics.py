@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,9 +12,11 @@ from prometheus_client.core import Metric
 from starlette.testclient import TestClient
 
 from mtasts_host.reports import Reports
+from mtasts_host.reports.parse import parse_report
 from mtasts_host.reports.rows import DAY
 
 from .conftest import NOW, REPORTS_HOST, encode, fixture, report, reports_app
+from .flood import flood
 
 
 class _Collector:
@@ -73,3 +77,25 @@ def test_the_sessions_counter_never_goes_down_when_reports_are_pruned(
     now[0] += 401 * DAY
     assert reports.intake.prune() == 1
     assert [line for line in scrape(reports) if "sessions_total" in line] == before
+
+
+def test_a_scrape_reads_the_configured_domains_only(
+    make_reports: Callable[..., Reports], store_url: str
+) -> None:
+    # 5000 policies of domains nobody configured, in five reports: each scrape read them all
+    # (and every page), to give them no series.
+    reports = make_reports(store_url)
+    for n in range(5):
+        raw = encode(flood(n, 1000))
+        reports.store.add(parse_report(gzip.decompress(raw)), raw, NOW)
+    tracemalloc.start()
+    try:
+        lines = scrape(reports)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 500_000
+    assert [line for line in lines if "sessions_total" in line] == [
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="success"} 5000.0',
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="certificate-expired"} 5000.0',
+    ]

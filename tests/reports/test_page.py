@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 from mtasts_host.policy import Mode
 from mtasts_host.reports.page import chart, render_page
-from mtasts_host.reports.rows import FailureTotals, Totals
+from mtasts_host.reports.rows import FailureTotals, MxTotals, Totals
 from mtasts_host.reports.summary import Day, summarize
 
 from .conftest import NOW, TODAY
@@ -38,9 +38,13 @@ def page_with(organization: str, result_type: str, mx: str) -> str:
         Totals("example.com", "sts", organization, TODAY - 1, 1, 100, 3),
         Totals("example.com", f"tlsa{organization}", organization, TODAY - 1, 1, 1, 1),
     ]
-    failures = [FailureTotals("example.com", "sts", TODAY - 1, result_type, mx, 3)]
+    failures = [FailureTotals("example.com", "sts", TODAY - 1, result_type, 3)]
     summaries = summarize(
-        {"example.com": Mode.TESTING, "example.net": Mode.ENFORCE}, totals, failures, today=TODAY
+        {"example.com": Mode.TESTING, "example.net": Mode.ENFORCE},
+        totals,
+        failures,
+        [MxTotals("example.com", mx, 3)],
+        today=TODAY,
     )
     return render_page(summaries, generated=datetime.fromtimestamp(NOW, UTC))
 

@@ -234,3 +234,49 @@ def test_booleans_are_not_counts() -> None:
     document["policies"][0]["summary"]["total-failure-session-count"] = False
     with pytest.raises(BadReport, match="got false"):
         parse_report(json.dumps(document).encode())
+
+
+def test_what_cannot_be_a_host_is_cut_and_its_sessions_count() -> None:
+    # A sender posted receiving-mx-hostnames of 18 KB: the store kept them, and every summary
+    # read them back. No DNS name is longer than 253 characters; the sessions still count.
+    long = "mx." + "a" * 18_000
+    document = report(
+        failures=[
+            {
+                "result-type": "certificate-expired" + " " * 2000,
+                "receiving-mx-hostname": long,
+                "receiving-mx-helo": long,
+                "sending-mta-ip": "192.0.2." + "1" * 300,
+                "receiving-ip": "2001:db8::" + "1" * 300,
+                "failed-session-count": 7,
+            }
+        ],
+    )
+    document["policies"][0]["policy"]["mx-host"] = [long, "mail.example.com"]
+    document["contact-info"] = "x" * 5000
+    parsed = parse_report(json.dumps(document).encode())
+    (policy,) = parsed.policies
+    (failure,) = policy.failures
+    assert (failure.result_type, failure.sessions) == (ResultType.CERTIFICATE_EXPIRED, 7)
+    assert failure.receiving_mx_hostname == "mx." + "a" * 249 + "\u2026"
+    assert failure.receiving_mx_helo == "mx." + "a" * 249 + "\u2026"
+    assert policy.mx_hosts == ("mx." + "a" * 249 + "\u2026", "mail.example.com")
+    assert failure.sending_mta_ip == ("192.0.2." + "1" * 300)[:252] + "\u2026"
+    assert failure.receiving_ip == ("2001:db8::" + "1" * 300)[:252] + "\u2026"
+    assert failure.reported_type == ("certificate-expired" + " " * 2000)[:999] + "\u2026"
+    assert parsed.contact_info == "x" * 999 + "\u2026"
+
+
+def test_the_longest_names_are_kept_whole() -> None:
+    longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters
+    international = ".".join(["ü" * 57] * 3) + ".de"  # 176 characters, 194 as A-labels
+    document = report(
+        domain=longest,
+        failures=[
+            {"result-type": "a", "receiving-mx-hostname": f"{longest}.", "failed-session-count": 1},
+            {"result-type": "a", "receiving-mx-hostname": international, "failed-session-count": 1},
+        ],
+    )
+    (policy,) = parse_report(json.dumps(document).encode()).policies
+    assert policy.domain == longest
+    assert [f.receiving_mx_hostname for f in policy.failures] == [longest, international]

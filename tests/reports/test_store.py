@@ -16,13 +16,16 @@ from typing import Any
 import pytest
 
 from mtasts_host.reports import schema
-from mtasts_host.reports.parse import parse_report
+from mtasts_host.reports.parse import CUT, parse_report
 from mtasts_host.reports.report import MAX_COUNT
-from mtasts_host.reports.rows import DAY, FailureTotals, Totals
+from mtasts_host.reports.rows import DAY, FailureTotals, MxTotals, Totals
 from mtasts_host.reports.sqlite import SQLiteStore
 from mtasts_host.reports.store import Outcome, ReportStore, StoreUnavailable, open_store
 
 from .conftest import NOW, TODAY, encode, fixture, report
+
+DOMAINS = ("example.com", "example.org", "not-configured.example")
+"""The domains each test asks for: those its reports name."""
 
 
 def add(store: ReportStore, document: dict[str, Any], received: float = NOW) -> Outcome:
@@ -36,7 +39,7 @@ def test_stored_once_then_duplicate(store: ReportStore) -> None:
     assert add(store, document) is Outcome.DUPLICATE
     # Same report-id from another organisation is another report.
     assert add(store, {**document, "organization-name": "Other"}) is Outcome.STORED
-    assert len(store.totals(0)) == 2
+    assert len(store.totals(0, DOMAINS)) == 2
 
 
 def test_the_raw_report_is_kept_compressed(store: ReportStore) -> None:
@@ -52,16 +55,20 @@ def test_totals_and_failures(store: ReportStore) -> None:
     text = fixture("odd-fields.json")
     store.add(parse_report(text), gzip.compress(text), NOW)
     day = 19844  # 2024-05-01
-    assert sorted(store.totals(0), key=lambda row: (row.domain, row.policy_type)) == [
+    assert sorted(store.totals(0, DOMAINS), key=lambda row: (row.domain, row.policy_type)) == [
         Totals("example.com", "no-policy-found", "Small Sender GmbH", day, 1, 3, 0),
         Totals("example.com", "sts", "Small Sender GmbH", day, 1, 7, 5),
         Totals("not-configured.example", "sts", "Small Sender GmbH", day, 1, 999, 999),
     ]
-    assert sorted(store.failure_totals(0), key=lambda row: row.result_type) == [
-        FailureTotals("example.com", "sts", day, "other", "", 2),
-        FailureTotals("example.com", "sts", day, "sts-webpki-invalid", "mail.example.com", 3),
+    assert sorted(store.failure_totals(0, DOMAINS), key=lambda row: row.result_type) == [
+        FailureTotals("example.com", "sts", day, "other", 2),
+        FailureTotals("example.com", "sts", day, "sts-webpki-invalid", 3),
     ]
-    assert store.totals(day + 1) == []
+    assert store.failures_by_mx(day, day, DOMAINS, 20) == [
+        MxTotals("example.com", "mail.example.com", 3),
+        MxTotals("example.com", "", 2),
+    ]
+    assert store.totals(day + 1, DOMAINS) == []
 
 
 def test_totals_add_up_by_organisation_and_day(store: ReportStore) -> None:
@@ -69,13 +76,13 @@ def test_totals_add_up_by_organisation_and_day(store: ReportStore) -> None:
         add(store, report(organization="A", day=TODAY - 1, successful=10 + n, failed=n))
     add(store, report(organization="B", day=TODAY - 1, successful=5))
     add(store, report(organization="A", day=TODAY - 2, successful=7))
-    rows = sorted(store.totals(0), key=lambda row: (row.organization, row.day))
+    rows = sorted(store.totals(0, DOMAINS), key=lambda row: (row.organization, row.day))
     assert rows == [
         Totals("example.com", "sts", "A", TODAY - 2, 1, 7, 0),
         Totals("example.com", "sts", "A", TODAY - 1, 3, 33, 3),
         Totals("example.com", "sts", "B", TODAY - 1, 1, 5, 0),
     ]
-    (failures,) = store.failure_totals(0)
+    (failures,) = store.failure_totals(0, DOMAINS)
     assert failures.sessions == 3
 
 
@@ -83,7 +90,7 @@ def test_session_counts_for_the_metrics(store: ReportStore) -> None:
     text = fixture("odd-fields.json")
     store.add(parse_report(text), gzip.compress(text), NOW)
     add(store, report(successful=100, failed=4), received=NOW + 60)
-    counts = {count.domain: count for count in store.session_counts()}
+    counts = {count.domain: count for count in store.session_counts(DOMAINS)}
     example = counts["example.com"]
     assert example.successful == 107  # the no-policy-found sessions are not among them
     assert example.failures == {"certificate-expired": 4, "other": 2, "sts-webpki-invalid": 3}
@@ -97,14 +104,14 @@ def test_sums_past_64_bits_do_not_overflow(store: ReportStore) -> None:
     add(store, poison)
     add(store, report(organization="Q", successful=1000, failed=2))
     huge = pytest.approx(1025 * MAX_COUNT, rel=1e-9)
-    totals = {row.organization: row for row in store.totals(0)}
+    totals = {row.organization: row for row in store.totals(0, DOMAINS)}
     assert totals["P"].successful == huge
     assert totals["P"].failed == huge
     assert (totals["Q"].successful, totals["Q"].failed) == (1000, 2)  # exact
-    assert [row.sessions for row in store.failure_totals(0)] == [
+    assert [row.sessions for row in store.failure_totals(0, DOMAINS)] == [
         pytest.approx(1025 * MAX_COUNT + 2, rel=1e-9)
     ]
-    (counts,) = store.session_counts()
+    (counts,) = store.session_counts(DOMAINS)
     assert counts.successful == pytest.approx(1025 * MAX_COUNT + 1000, rel=1e-9)
     assert isinstance(counts.successful, int)
 
@@ -115,8 +122,8 @@ def test_prune_removes_reports_that_ended_before(store: ReportStore) -> None:
     assert store.prune((TODAY - 300) * DAY) == 1
     assert store.raw("Google Inc.", "old") is None
     assert store.raw("Google Inc.", "new") is not None
-    assert [row.day for row in store.totals(0)] == [TODAY - 1]
-    assert store.failure_totals(0) == []
+    assert [row.day for row in store.totals(0, DOMAINS)] == [TODAY - 1]
+    assert store.failure_totals(0, DOMAINS) == []
     # A pruned report can be received again.
     assert add(store, report(report_id="old", day=TODAY - 400)) is Outcome.STORED
 
@@ -126,9 +133,9 @@ def test_pruned_sessions_stay_counted_for_the_metrics(store: ReportStore) -> Non
     add(store, report(report_id="older", day=TODAY - 401, successful=5, failed=1))
     add(store, report(report_id="new", day=TODAY - 1, successful=7, failed=2))
     add(store, report(report_id="gone", day=TODAY - 400, domain="example.org", successful=4))
-    before = {count.domain: count for count in store.session_counts()}
+    before = {count.domain: count for count in store.session_counts(DOMAINS)}
     assert store.prune((TODAY - 300) * DAY) == 3
-    after = {count.domain: count for count in store.session_counts()}
+    after = {count.domain: count for count in store.session_counts(DOMAINS)}
     assert after["example.com"].successful == before["example.com"].successful == 22
     assert (
         after["example.com"].failures
@@ -139,7 +146,7 @@ def test_pruned_sessions_stay_counted_for_the_metrics(store: ReportStore) -> Non
     assert (after["example.org"].successful, after["example.org"].last_received) == (4, None)
     add(store, report(report_id="old2", day=TODAY - 400, successful=1))
     store.prune((TODAY - 300) * DAY)
-    assert {count.domain: count.successful for count in store.session_counts()} == {
+    assert {count.domain: count.successful for count in store.session_counts(DOMAINS)} == {
         "example.com": 23,
         "example.org": 4,
     }
@@ -155,7 +162,7 @@ def test_nothing_is_half_written(store: ReportStore) -> None:
     with pytest.raises((StoreUnavailable, OverflowError)):
         store.add(bad, b"", NOW)
     assert store.raw("Google Inc.", "half") is None
-    assert store.totals(0) == []
+    assert store.totals(0, DOMAINS) == []
     assert add(store, document) is Outcome.STORED
 
 
@@ -178,6 +185,51 @@ def test_an_old_schema_is_upgraded_and_keeps_its_reports(store: ReportStore) -> 
     upgraded = open_store(store.url)
     assert upgraded.raw("Google Inc.", "from-v1") is not None  # first use upgrades
     assert upgraded.version() == schema.LATEST
+
+
+def test_values_stored_before_they_were_cut_are_cut_by_the_upgrade(store: ReportStore) -> None:
+    document = report(report_id="long", failed=2)
+    document["policies"][0]["failure-details"].append(
+        {"result-type": "validation-failure", "failed-session-count": 1}
+    )
+    parsed = parse_report(json.dumps(document).encode())
+    (policy,) = parsed.policies
+    first, second = policy.failures
+    long = replace(
+        first,
+        reported_type="t" * 5000,
+        receiving_mx_hostname="mx." + "a" * 18_000,
+        receiving_ip="1" * 300,
+        sending_mta_ip="2" * 300,
+    )
+    as_once = replace(
+        parsed, contact_info="c" * 5000, policies=(replace(policy, failures=(long, second)),)
+    )
+    latest = schema.VERSIONS
+    try:
+        schema.VERSIONS, schema.LATEST = latest[:3], 3
+        old = open_store(store.url)
+        old.add(as_once, b"", NOW)
+    finally:
+        schema.VERSIONS, schema.LATEST = latest, len(latest)
+    upgraded = open_store(store.url)
+    assert upgraded.upgrade() == schema.LATEST
+    with upgraded.transaction() as connection:
+        rows = connection.execute(
+            "SELECT mx, receiving_ip, sending_ip, reported_type FROM tlsrpt_failures"
+            " ORDER BY position"
+        ).fetchall()
+        (contact,) = connection.execute("SELECT contact FROM tlsrpt_reports").fetchone()
+    assert [tuple(row) for row in rows] == [
+        (
+            "mx." + "a" * 249 + "\u2026",
+            "1" * 252 + "\u2026",
+            "2" * 252 + "\u2026",
+            "t" * 999 + "\u2026",
+        ),
+        (None, None, None, "validation-failure"),  # untouched
+    ]
+    assert contact == "c" * 999 + CUT
 
 
 def test_a_newer_schema_is_refused(store: ReportStore) -> None:
@@ -255,5 +307,5 @@ def test_concurrent_prunes_count_pruned_sessions_once(store_url: str) -> None:
     release.set()
     one.join(10)
     other.join(10)
-    (counts,) = open_store(store_url).session_counts()
+    (counts,) = open_store(store_url).session_counts(DOMAINS)
     assert (counts.successful, counts.failures) == (17, {"certificate-expired": 3})

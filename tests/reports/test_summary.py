@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from mtasts_host.policy import Mode
-from mtasts_host.reports.rows import FailureTotals, Totals
+from mtasts_host.reports.rows import FailureTotals, MxTotals, Totals
 from mtasts_host.reports.settings import Thresholds
 from mtasts_host.reports.summary import (
+    OTHER_MX,
+    TOP_MX,
     UNREPORTED_MX,
     Day,
     Sessions,
@@ -25,10 +27,8 @@ def sts(organization: str, day: int = TODAY - 1, ok: int = 1000, failed: int = 0
     return Totals(D, "sts", organization, day, 1, ok, failed)
 
 
-def failure(
-    kind: str, sessions: int, mx: str = "mail.example.com", day: int = TODAY - 1
-) -> FailureTotals:
-    return FailureTotals(D, "sts", day, kind, mx, sessions)
+def failure(kind: str, sessions: int, day: int = TODAY - 1) -> FailureTotals:
+    return FailureTotals(D, "sts", day, kind, sessions)
 
 
 @pytest.mark.parametrize(
@@ -149,15 +149,17 @@ def test_summary_counts_sts_only_and_configured_domains_only() -> None:
     ]
     failures = [
         failure("certificate-not-trusted", 1),
-        FailureTotals(D, "tlsa", TODAY - 1, "tlsa-invalid", "mail.example.com", 1),
-        FailureTotals("other.example", "sts", TODAY - 1, "certificate-expired", "", 999),
+        FailureTotals(D, "tlsa", TODAY - 1, "tlsa-invalid", 1),
+        FailureTotals("other.example", "sts", TODAY - 1, "certificate-expired", 999),
     ]
-    summaries = summarize({D: Mode.TESTING}, totals, failures, today=TODAY)
+    by_mx = [MxTotals(D, "mail.example.com", 1), MxTotals("other.example", "", 999)]
+    summaries = summarize({D: Mode.TESTING}, totals, failures, by_mx, today=TODAY)
     assert list(summaries) == [D]
     summary = summaries[D]
     assert (summary.reports, summary.successful_sessions, summary.failed_sessions) == (1, 40, 1)
     assert summary.organizations == ("A",)
     assert summary.failures_by_type == {"certificate-not-trusted": 1}
+    assert summary.failures_by_mx == {"mail.example.com": 1}
     assert summary.other_policies == {
         "no-policy-found": Sessions(1, 3, 0),
         "tlsa": Sessions(1, 40, 1),
@@ -172,9 +174,10 @@ def test_summary_period_and_verdict_window_differ() -> None:
     ]
     failures = [
         failure("certificate-expired", 30, day=TODAY - 20),
-        failure("validation-failure", 20, mx="", day=TODAY - 20),
+        failure("validation-failure", 20, day=TODAY - 20),
     ]
-    summary = summarize({D: Mode.TESTING}, totals, failures, today=TODAY, days=30)[D]
+    by_mx = [MxTotals(D, "mail.example.com", 30), MxTotals(D, "", 20)]
+    summary = summarize({D: Mode.TESTING}, totals, failures, by_mx, today=TODAY, days=30)[D]
     assert summary.reports == 2
     assert summary.organizations == ("A", "B")
     assert (summary.successful_sessions, summary.failed_sessions) == (150, 50)
@@ -191,18 +194,18 @@ def test_summary_period_and_verdict_window_differ() -> None:
 def test_reports_dated_after_today_count_in_no_window() -> None:
     totals = [sts("A"), sts("B", day=TODAY + 1), sts("C", day=TODAY + 356_000)]
     failures = [failure("certificate-expired", 5, day=TODAY + 1)]
-    summary = summarize({D: Mode.TESTING}, totals, failures, today=TODAY)[D]
+    summary = summarize({D: Mode.TESTING}, totals, failures, [], today=TODAY)[D]
     assert (summary.reports, summary.organizations, summary.failures_by_type) == (1, ("A",), {})
     assert summary.verdict_reason == "reports from 1 organization in the last 14 days, 2 needed"
     assert summary.daily[-1] == Day(TODAY)
     enforced = summarize(
-        {D: Mode.ENFORCE}, [sts("A", day=TODAY + 1, failed=5)], failures, today=TODAY
+        {D: Mode.ENFORCE}, [sts("A", day=TODAY + 1, failed=5)], failures, [], today=TODAY
     )
     assert enforced[D].verdict is Verdict.OK
 
 
 def test_a_domain_without_reports() -> None:
-    summary = summarize({D: Mode.ENFORCE}, [], [], today=TODAY, days=7)[D]
+    summary = summarize({D: Mode.ENFORCE}, [], [], [], today=TODAY, days=7)[D]
     assert summary.to_json() == {
         "mode": "enforce",
         "reports": 0,
@@ -218,7 +221,17 @@ def test_a_domain_without_reports() -> None:
 
 
 def test_failures_are_listed_most_first_then_by_name() -> None:
-    failures = [failure("b", 2), failure("a", 2), failure("c", 9), failure("a", 1, mx="x")]
-    summary = summarize({D: Mode.TESTING}, [sts("A", failed=14)], failures, today=TODAY)[D]
+    failures = [failure("b", 2), failure("a", 2), failure("c", 9), failure("a", 1)]
+    by_mx = [MxTotals(D, "x", 1), MxTotals(D, "mail.example.com", 13)]
+    summary = summarize({D: Mode.TESTING}, [sts("A", failed=14)], failures, by_mx, today=TODAY)[D]
     assert list(summary.failures_by_type.items()) == [("c", 9), ("a", 3), ("b", 2)]
     assert list(summary.failures_by_mx.items()) == [("mail.example.com", 13), ("x", 1)]
+
+
+def test_the_hosts_beyond_the_top_are_summed() -> None:
+    # The store gives the top hosts only: the failure details' other sessions are theirs.
+    failures = [failure("certificate-expired", 5000)]
+    by_mx = [MxTotals(D, f"mx{n:02}.example.com", 10) for n in range(TOP_MX)]
+    summary = summarize({D: Mode.TESTING}, [sts("A", failed=5000)], failures, by_mx, today=TODAY)[D]
+    assert len(summary.failures_by_mx) == TOP_MX + 1
+    assert next(iter(summary.failures_by_mx.items())) == (OTHER_MX, 5000 - 10 * TOP_MX)
