@@ -221,6 +221,30 @@ def test_each_proxy_keeps_the_operational_endpoints_off_its_policy_hosts(
 
 
 @pytest.mark.system
+def test_each_proxy_answers_other_hosts_with_a_plain_404(proxy: tuple[str, Path]) -> None:
+    """
+    The notes' test 6 and section 1.2: a Host that is no policy host gets 404 with a
+    text/plain body, not an HTML page (mox reads a 404 as "no policy served").
+    """
+    address, ca_file = proxy
+    context = ssl.create_default_context(cafile=str(ca_file))
+    for host in ("example.com", "localhost", "10.0.0.7", REPORTS_HOST):
+        with (
+            socket.create_connection((address, 443), timeout=10) as sock,
+            context.wrap_socket(sock, server_hostname="mta-sts.example.com") as tls,
+        ):
+            tls.sendall(
+                f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+            )
+            head, _, body = read_response(tls).partition(b"\r\n\r\n")
+        status, *lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines)
+        assert status.split(" ")[1] == "404", (host, status)
+        assert headers.get("content-type", "").startswith("text/plain"), (host, headers)
+        assert b"<" not in body, (host, body)
+
+
+@pytest.mark.system
 @pytest.mark.parametrize(
     "host",
     [
