@@ -149,6 +149,8 @@ def summarize(
     for host in by_mx:
         if host.domain in mx_by_domain:
             mx_by_domain[host.domain].append(host)
+    # Days are values: the domains without reports (most of a large config) share theirs.
+    no_days = _daily((), first, today)
     result = {}
     for domain, mode in modes.items():
         rows = by_domain[domain]
@@ -170,7 +172,7 @@ def summarize(
             failures_by_mx=_hosts(mx_by_domain[domain], sum(by_type.values())),
             verdict=verdict,
             verdict_reason=reason,
-            daily=_daily(period, first, today),
+            daily=_daily(period, first, today) if period else no_days,
             other_policies=_others(_between(rows, first, today)),
         )
     return result
