@@ -1,6 +1,7 @@
 """
-The ``/reports`` page: one section per domain with a chart of its daily sessions, its top
-failure types, the organisations reporting and the verdict. One self-contained HTML
+The ``/reports`` page: one section per domain with reports, with a chart of its daily
+sessions, its top failure types, the organisations reporting and the verdict; the domains
+without any, by name. One self-contained HTML
 document: inline SVG and CSS, no script, no external asset; every value from a report is
 escaped.
 """
@@ -60,8 +61,14 @@ def render_page(
     ]
     if problem is not None:
         parts.append(f"<p class=problem>Report store unavailable: {escape(problem)}</p>")
+    quiet: dict[str, list[str]] = {}
     for summary in summaries.values():
-        parts.append(_section(summary))
+        if summary.reports or summary.other_policies:
+            parts.append(_section(summary))
+        else:
+            quiet.setdefault(summary.mode.value, []).append(summary.domain)
+    if quiet:
+        parts.append(_quiet(quiet, next(iter(summaries.values())).days))
     if not summaries and problem is None:
         parts.append("<p>No domains are configured.</p>")
     parts.append("</body></html>\n")
@@ -106,6 +113,21 @@ def _section(summary: DomainSummary) -> str:
             "</section>",
         ]
     )
+
+
+def _quiet(domains: Mapping[str, list[str]], days: int) -> str:
+    """
+    The domains no report covers in the period, by mode, a name each: a section of their
+    own each would be a chart of empty days, and a host of 10,000 domains, most of them
+    quiet, would send a page of 60 MB.
+    """
+    count = sum(len(names) for names in domains.values())
+    lines = "".join(
+        f"<p>mode {escape(mode)}: {', '.join(escape(name) for name in names)}</p>"
+        for mode, names in domains.items()
+    )
+    title = f"No reports in the last {days} days: {count} domain{'' if count == 1 else 's'}"
+    return f"<section id=quiet><h2>{title}</h2>{lines}</section>"
 
 
 def _listing(title: str, counts: Mapping[str, int]) -> str:

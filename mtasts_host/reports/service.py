@@ -164,8 +164,11 @@ class Reports:
             "cache-control": "no-store",
         }
         try:
-            summaries = await run_in_threadpool(self.summaries)
+            # Off the event loop, rendering too: policies keep being served meanwhile.
+            html = await run_in_threadpool(
+                lambda: page.render_page(self.summaries(), generated=generated)
+            )
         except StoreUnavailable as exc:
             html = page.render_page({}, generated=generated, problem=str(exc))
             return HTMLResponse(html, status_code=503, headers=headers)
-        return HTMLResponse(page.render_page(summaries, generated=generated), headers=headers)
+        return HTMLResponse(html, headers=headers)

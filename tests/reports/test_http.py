@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -15,7 +16,7 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Scope
 
 from mtasts_host.app import PolicyApp
-from mtasts_host.reports import MAX_WIRE_SIZE, Reports, http
+from mtasts_host.reports import MAX_WIRE_SIZE, Reports, http, page
 from mtasts_host.reports.report import MAX_COUNT
 from mtasts_host.reports.rows import DAY
 
@@ -315,6 +316,26 @@ def test_the_page(client: TestClient) -> None:
     )
     assert "<li>&lt;b&gt;Org&lt;/b&gt;</li>" in response.text
     assert client.post("/reports", headers=OPS).status_code == 405
+
+
+def test_the_page_is_rendered_off_the_event_loop(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A page of many domains takes a while to render: policies must not wait for it.
+    on_loop: list[bool] = []
+    render = page.render_page
+
+    def watched(*args: Any, **kwargs: Any) -> str:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(page, "render_page", watched)
+    assert client.get("/reports", headers=OPS).status_code == 200
+    assert on_loop == [False]
 
 
 def test_the_page_names_a_store_problem(
