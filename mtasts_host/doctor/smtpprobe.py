@@ -31,8 +31,10 @@ def _ended(command: str | None, code: int, lines: list[str]) -> tuple[Failure, s
     greeting)."""
     text = f"{code} {' '.join(lines)}"
     # 421 may answer anything (RFC 5321 section 3.8); a greeting may be 554 (section 3.1), or
-    # 521 (RFC 7504), which postscreen also sends to the clients it drops.
-    if code == 421 or (command is None and code // 100 in (4, 5)):
+    # 521 (RFC 7504), which postscreen also sends to the clients it drops; EHLO may be put
+    # off (451) as a greylist does. A 454 to STARTTLS is no TLS for senders either (below).
+    temporary = code // 100 == 4 and command != "STARTTLS"
+    if code == 421 or temporary or (command is None and code // 100 == 5):
         if code // 100 == 4:
             return Failure.REFUSED, f"refuses the session for now: {text}"
         why = "the doctor's address may be blocklisted there"

@@ -290,6 +290,15 @@ def test_a_refused_ehlo_names_the_ehlo_option_and_does_not_fall_back_to_helo() -
     )
 
 
+def test_an_ehlo_put_off_is_a_refusal_for_now() -> None:
+    session, said = smtp_heard(
+        b"220 mx.probe.test ESMTP\r\n", b"451 4.7.1 Please try again later\r\n", helo="vm"
+    )
+    assert said == b"EHLO vm\r\nQUIT\r\n"
+    detail = "refuses the session for now: 451 4.7.1 Please try again later"
+    assert session == Session(MX, ADDRESS, failure=Failure.REFUSED, detail=detail)
+
+
 def test_without_a_name_ehlo_gives_the_address_literal_of_this_end() -> None:
     # RFC 5321 section 4.1.1.1: an address literal where the client has no usable name.
     session, said = smtp_heard(b"220 mx.probe.test ESMTP\r\n", b"250 mx.probe.test\r\n", helo=None)
