@@ -161,17 +161,13 @@ def policy_domain_of_url(url: str) -> str | None:
     names no policy host: its host, port and all, is read as ``policy_domain_of_host`` reads
     a Host header, which is how the app tells a policy host.
     """
-    host = https_host(url)
-    return None if host is None else policy_domain_of_host(host)
-
-
-def https_host(url: str) -> str | None:
-    """The host and port of an ``https://`` URL as written, or None for any other URL."""
     try:
         parts = urlsplit(url)
     except ValueError:  # a bracket left open
         return None
-    return parts.netloc.rpartition("@")[2] if parts.scheme.lower() == "https" else None
+    if parts.scheme.lower() != "https":
+        return None
+    return policy_domain_of_host(parts.netloc.rpartition("@")[2])
 
 
 def sts_owner(name: str) -> str | None:

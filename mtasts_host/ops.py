@@ -6,6 +6,7 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, exposition
 from starlette.concurrency import run_in_threadpool
@@ -35,18 +36,29 @@ Detail = Callable[[], Awaitable[Mapping[str, object]]]
 
 
 def _report_hosts(config: Config) -> frozenset[str]:
-    """The hosts of the ``https`` URIs the domains have senders post TLS reports to, in lower
-    case, if this app takes reports in; without their port (the proxy listens on 443)."""
+    """
+    The host names, normalised, of the ``https`` URIs in ``tlsrpt_rua`` that lead to this
+    app's intake (its path), if it takes reports in: the names beside the policy hosts that
+    Caddy may get certificates for. A collector elsewhere gives none, nor does a URI without
+    a host name (``https:///tlsrpt``, ``https://*.example.com/tlsrpt``).
+    """
     if config.reports is None:
         return frozenset()
     found = set()
     for uris in {domain.tlsrpt_rua for domain in config.domains.values()}:
         for uri in uris:
-            host = names.https_host(uri)
-            if host is not None:
-                with contextlib.suppress(ValueError):  # never in a config that loaded
-                    found.add(names.split_host_port(host)[0].lower().rstrip("."))
+            with contextlib.suppress(ValueError):  # no host name, or brackets left open
+                parts = urlsplit(uri)
+                if parts.scheme.lower() == "https" and parts.path == config.reports.path:
+                    found.add(names.host_name(parts.hostname or ""))
     return frozenset(found)
+
+
+def _host_name(text: str) -> str | None:
+    try:
+        return names.host_name(text)
+    except ValueError:
+        return None
 
 
 def routes(
@@ -99,7 +111,7 @@ def routes(
         if not name:
             return PlainTextResponse("missing ?domain=\n", status_code=400)
         domain = names.policy_domain_of_host(name)
-        if domain is None and name.lower().rstrip(".") in report_hosts():
+        if domain is None and _host_name(name) in report_hosts():
             return PlainTextResponse("ok\n")
         if domain is None or store.lookup(domain) is None:
             return PlainTextResponse("not a host served here\n", status_code=404)

@@ -164,10 +164,29 @@ def test_tls_allowed_for_the_hosts_reports_are_sent_to_if_they_come_here(
         config += f"reports: {{store: 'sqlite:///{tmp_path / 'reports.db'}'}}\n"
     app = create_app(write_config(config), watch=False)
     with TestClient(app, base_url=OPS) as client:
-        for name in ("tlsrpt.example.com", "TLSRPT.example.com.", "reports.example.org"):
+        for name in ("tlsrpt.example.com", "TLSRPT.example.com."):
             ok = client.get(f"/tls-allowed?domain={name}").status_code == 200
             assert ok is reports, name
-        for name in ("reports.example.net", "example.com", "tlsrpt.example.org"):
+        # A mailto: domain, a collector elsewhere (another path), names in no URI.
+        for name in ("reports.example.net", "reports.example.org", "example.com", "x.test"):
+            assert client.get(f"/tls-allowed?domain={name}").status_code == 404, name
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        pytest.param("https:///tlsrpt", id="no-host"),  # a slash too many
+        pytest.param("https://*.example.com/tlsrpt", id="wildcard"),
+    ],
+)
+def test_tls_allowed_for_no_name_a_report_uri_does_not_name(
+    write_config: WriteConfig, tmp_path: Path, uri: str
+) -> None:
+    config = CONFIG_D.replace("example.com:", f"example.com:\n    tlsrpt_rua: ['{uri}']")
+    config += f"reports: {{store: 'sqlite:///{tmp_path / 'reports.db'}'}}\n"
+    app = create_app(write_config(config), watch=False)
+    with TestClient(app, base_url=OPS) as client:
+        for name in (".", "..", "*.example.com"):
             assert client.get(f"/tls-allowed?domain={name}").status_code == 404, name
 
 

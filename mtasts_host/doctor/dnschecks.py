@@ -215,6 +215,15 @@ def mx_coverage(domain: str, mode: Mode, patterns: Sequence[str], mx: Names) -> 
 def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
     """One valid ``v=TLSRPTv1`` record, with the ``rua`` the config gives, if any."""
     expected = f"{TLSRPT_VERSION}; rua={','.join(configured)}"
+    publish = f"publish '{expected}'"
+    moved = _on_policy_hosts(configured)
+    if moved:
+        # The config's own record would send reports where mtasts-host answers 404.
+        publish = (
+            f"move {','.join(moved)} in tlsrpt_rua to a host name of their own, like "
+            f"https://tlsrpt.{domain}/tlsrpt (a policy host serves the policy alone), then "
+            "publish the record `mtasts-host dns` prints"
+        )
 
     def finding(status: Status, message: str) -> Finding:
         return Finding(domain, Check.TLSRPT, status, message)
@@ -224,8 +233,8 @@ def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
     candidates = records.selected(txt.records, TLSRPT_VERSION)
     if not candidates:
         if configured:
-            message = f"no v=TLSRPTv1 record at {txt.name}: senders send no reports; publish "
-            return finding(Status.WARN, message + f"'{expected}'")
+            message = f"no v=TLSRPTv1 record at {txt.name}: senders send no reports; "
+            return finding(Status.WARN, message + publish)
         return finding(Status.OK, f"no TLS-RPT record at {txt.name}, and none configured")
     if len(candidates) > 1:
         message = f"{len(candidates)} v=TLSRPTv1 records at {txt.name}: senders then send no "
@@ -242,8 +251,8 @@ def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
             f"{txt.name} sends reports to {','.join(on_policy_hosts)}: a policy host serves "
             "the policy alone, and mtasts-host answers 404 to reports there; "
         )
-        if configured and not _on_policy_hosts(configured):
-            return finding(Status.WARN, message + f"publish '{expected}'")
+        if configured and not moved:
+            return finding(Status.WARN, message + publish)
         fix = f"post them to a host name of their own, like https://tlsrpt.{domain}/tlsrpt"
         return finding(Status.WARN, message + fix + ", and set it in tlsrpt_rua")
     if not configured:
@@ -251,7 +260,7 @@ def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
         return finding(Status.WARN, message + "tlsrpt_rua: add it there, or remove the record")
     if sorted(rua) != sorted(configured):
         message = f"{txt.name} sends reports to {','.join(rua)}, the config to "
-        return finding(Status.WARN, message + f"{','.join(configured)}: publish '{expected}'")
+        return finding(Status.WARN, message + f"{','.join(configured)}: {publish}")
     return finding(Status.OK, f"reports go to {','.join(rua)}, as configured")
 
 

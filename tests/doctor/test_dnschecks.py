@@ -397,6 +397,26 @@ ON_POLICY_HOST = "https://mta-sts.example.com/tlsrpt"
             id="on-a-policy-host-as-configured",
         ),
         pytest.param(
+            Txt(TLSRPT),
+            (ON_POLICY_HOST,),
+            Status.WARN,
+            f"no v=TLSRPTv1 record at {TLSRPT}: senders send no reports; move {ON_POLICY_HOST} "
+            "in tlsrpt_rua to a host name of their own, like https://tlsrpt.example.com/tlsrpt "
+            "(a policy host serves the policy alone), then publish the record `mtasts-host dns` "
+            "prints",
+            id="missing-configured-on-a-policy-host",  # never advise publishing it
+        ),
+        pytest.param(
+            Txt(TLSRPT, ("v=TLSRPTv1; rua=https://tlsrpt.example.com/tlsrpt",)),
+            (ON_POLICY_HOST,),
+            Status.WARN,
+            f"{TLSRPT} sends reports to https://tlsrpt.example.com/tlsrpt, the config to "
+            f"{ON_POLICY_HOST}: move {ON_POLICY_HOST} in tlsrpt_rua to a host name of their "
+            "own, like https://tlsrpt.example.com/tlsrpt (a policy host serves the policy "
+            "alone), then publish the record `mtasts-host dns` prints",
+            id="moved-but-configured-on-a-policy-host",  # never advise moving back
+        ),
+        pytest.param(
             Txt(TLSRPT, error="no answer within 10 s"),
             RUA,
             Status.WARN,
