@@ -6,6 +6,7 @@ from collections.abc import Collection, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from . import sums
 from .intake import REJECTED, Intake
 from .report import ResultType
 from .store import Outcome, StoreUnavailable
@@ -33,7 +34,7 @@ def metric_families(intake: Intake, domains: Collection[str]) -> Iterator[Metric
         reports.add_metric([outcome], intake.outcomes[outcome])
     yield reports
     try:
-        counts = intake.use(lambda: intake.store.session_counts(domains))
+        counts = intake.use(lambda: sums.session_counts(intake.store, domains))
     except StoreUnavailable:
         counts = None
     yield GaugeMetricFamily(

@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..policy import Mode
 from ..store import PolicyStore
-from . import metrics, page
+from . import metrics, page, sums
 from .http import IntakeEndpoint
 from .intake import Intake
 from .rows import DAY
@@ -54,8 +54,9 @@ def read_summaries(
     """
     today = int((time.time() if now is None else now) // DAY)
     first = since_day(today, max(days, thresholds.window_days))
-    totals, failures = store.totals(first, modes.keys()), store.failure_totals(first, modes.keys())
-    by_mx = store.failures_by_mx(since_day(today, days), today, modes.keys(), TOP_MX)
+    totals = sums.totals(store, first, modes.keys())
+    failures = sums.failure_totals(store, first, modes.keys())
+    by_mx = sums.failures_by_mx(store, since_day(today, days), today, modes.keys(), TOP_MX)
     return summarize(modes, totals, failures, by_mx, today=today, days=days, thresholds=thresholds)
 
 

@@ -9,35 +9,32 @@ from __future__ import annotations
 import contextlib
 import enum
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from . import schema
 from .report import Report
-from .rows import FailureTotals, MxTotals, SessionCounts, Totals, report_day
+from .rows import report_day
 
 # Sums of counts (each up to 2**53 - 1) pass 2**63 after 1025 rows, where SQLite's integer SUM
 # fails, and so would a cast of PostgreSQL's NUMERIC sum to BIGINT. A double overflows on no
 # number of rows, and is exact while a sum stays under 2**53, which no real sender reaches.
-_SUCCESSFUL = "SUM(CAST(p.successful AS DOUBLE PRECISION))"
-_FAILED = "SUM(CAST(p.failed AS DOUBLE PRECISION))"
-_SESSIONS = "SUM(CAST(f.sessions AS DOUBLE PRECISION))"
-_SUCCESS = "success"
+SUCCESSFUL = "SUM(CAST(p.successful AS DOUBLE PRECISION))"
+FAILED = "SUM(CAST(p.failed AS DOUBLE PRECISION))"
+SESSIONS = "SUM(CAST(f.sessions AS DOUBLE PRECISION))"
+SUCCESS = "success"
 """The ``tlsrpt_pruned`` result of successful sessions; failures carry their result type."""
-_STS_POLICIES = (
+STS_POLICIES = (
     " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report WHERE p.policy_type = 'sts'"
 )
 """The STS policy results of the reports, for the sessions counted for ever."""
-_STS_FAILURES = (
+STS_FAILURES = (
     " FROM tlsrpt_failures f"
     " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
     " JOIN tlsrpt_reports r ON r.id = f.report"
     " WHERE p.policy_type = 'sts'"
 )
 """Their failure details, likewise."""
-_CHUNK = 500
-"""Domains one query names: SQLite takes at most 32,766 parameters, and a host may serve tens
-of thousands of domains."""
 
 
 class StoreUnavailable(Exception):
@@ -86,7 +83,8 @@ class ReportStore:
         each would add the sessions of the same reports to the pruned totals."""
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[Connection]:
+    def connection(self) -> Iterator[Connection]:
+        """A connection in a transaction, the schema checked first (once per store)."""
         if not self._schema_checked:
             with self._lock:
                 if not self._schema_checked:
@@ -121,7 +119,7 @@ class ReportStore:
 
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the store answers."""
-        with self._connection() as connection:
+        with self.connection() as connection:
             connection.execute("SELECT 1 FROM tlsrpt_schema")
 
     def add(self, report: Report, raw: bytes, received: float) -> Outcome:
@@ -133,7 +131,7 @@ class ReportStore:
             raw: the report as received, gzip-compressed.
             received: when it arrived, in seconds since the epoch.
         """
-        with self._connection() as connection:
+        with self.connection() as connection:
             row = connection.execute(
                 "INSERT INTO tlsrpt_reports (organization, report_id, start_time, end_time, day,"
                 " received, contact, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -184,117 +182,9 @@ class ReportStore:
                     )
         return Outcome.STORED
 
-    def totals(self, since_day: int, domains: Collection[str]) -> list[Totals]:
-        """Sessions of ``domains`` by domain, policy type, organisation and day, from
-        ``since_day`` on."""
-        with self._connection() as connection:
-            rows = _for_domains(
-                connection,
-                "SELECT p.domain, p.policy_type, r.organization, r.day, COUNT(DISTINCT r.id),"
-                f" {_SUCCESSFUL}, {_FAILED}"
-                " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
-                " WHERE r.day >= ? AND p.domain {domains}"
-                " GROUP BY p.domain, p.policy_type, r.organization, r.day",
-                domains,
-                before=(since_day,),
-            )
-        return [
-            Totals(domain, kind, organization, day, reports, int(successful), int(failed))
-            for domain, kind, organization, day, reports, successful, failed in rows
-        ]
-
-    def failure_totals(self, since_day: int, domains: Collection[str]) -> list[FailureTotals]:
-        """Failed sessions of ``domains`` by domain, policy type, day and result type, from
-        ``since_day`` on."""
-        with self._connection() as connection:
-            rows = _for_domains(
-                connection,
-                f"SELECT p.domain, p.policy_type, r.day, f.result_type, {_SESSIONS}"
-                " FROM tlsrpt_failures f"
-                " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
-                " JOIN tlsrpt_reports r ON r.id = f.report"
-                " WHERE r.day >= ? AND p.domain {domains}"
-                " GROUP BY p.domain, p.policy_type, r.day, f.result_type",
-                domains,
-                before=(since_day,),
-            )
-        return [
-            FailureTotals(domain, kind, day, result_type, int(sessions))
-            for domain, kind, day, result_type, sessions in rows
-        ]
-
-    def failures_by_mx(
-        self, first_day: int, last_day: int, domains: Collection[str], top: int
-    ) -> list[MxTotals]:
-        """
-        The ``top`` MX hosts of each of ``domains`` with the most failed STS sessions from
-        ``first_day`` to ``last_day``, most first, then by name. Ranked by the database: a
-        report may name thousands of hosts, and only these are read.
-        """
-        mx = "COALESCE(f.mx, '')"
-        with self._connection() as connection:
-            rows = _for_domains(
-                connection,
-                f"SELECT domain, mx, sessions FROM (SELECT p.domain AS domain, {mx} AS mx,"
-                f" {_SESSIONS} AS sessions, ROW_NUMBER() OVER (PARTITION BY p.domain"
-                f" ORDER BY {_SESSIONS} DESC, {mx}{self.code_point_order}) AS n{_STS_FAILURES}"
-                " AND r.day BETWEEN ? AND ? AND p.domain {domains}"
-                f" GROUP BY p.domain, {mx}) ranked WHERE n <= ?",
-                domains,
-                before=(first_day, last_day),
-                after=(top,),
-            )
-        return [MxTotals(domain, host, int(sessions)) for domain, host, sessions in rows]
-
-    def session_counts(self, domains: Collection[str]) -> list[SessionCounts]:
-        """
-        Every STS session of ``domains`` ever stored, by domain and result, for the metrics:
-        those of pruned reports included, so that the counts never go down.
-        """
-        with self._connection() as connection:
-            pruned = _for_domains(
-                connection,
-                "SELECT domain, result, sessions FROM tlsrpt_pruned WHERE domain {domains}",
-                domains,
-            )
-            sums = _for_domains(
-                connection,
-                f"SELECT p.domain, {_SUCCESSFUL}, MAX(r.received){_STS_POLICIES}"
-                " AND p.domain {domains} GROUP BY p.domain",
-                domains,
-            )
-            failed = _for_domains(
-                connection,
-                f"SELECT p.domain, f.result_type, {_SESSIONS}{_STS_FAILURES}"
-                " AND p.domain {domains} GROUP BY p.domain, f.result_type",
-                domains,
-            )
-        successes: dict[str, float] = {}
-        last_received: dict[str, int | None] = {}
-        failures: dict[str, dict[str, float]] = {}
-        for domain, successful, last in sums:
-            successes[domain], last_received[domain] = successful, last
-        for domain, result_type, sessions in failed:
-            failures.setdefault(domain, {})[result_type] = sessions
-        for domain, result, sessions in pruned:
-            if result == _SUCCESS:
-                successes[domain] = successes.get(domain, 0) + sessions
-            else:
-                counts = failures.setdefault(domain, {})
-                counts[result] = counts.get(result, 0) + sessions
-        return [
-            SessionCounts(
-                domain,
-                int(successes.get(domain, 0)),
-                {result: int(sessions) for result, sessions in failures.get(domain, {}).items()},
-                last_received.get(domain),
-            )
-            for domain in sorted(successes.keys() | failures.keys())
-        ]
-
     def raw(self, organization: str, report_id: str) -> bytes | None:
         """The report as received (gzip), or None if it is not stored."""
-        with self._connection() as connection:
+        with self.connection() as connection:
             row = connection.execute(
                 "SELECT raw FROM tlsrpt_reports WHERE organization = ? AND report_id = ?",
                 (organization, report_id),
@@ -307,18 +197,18 @@ class ReportStore:
             " ON CONFLICT (domain, result)"
             " DO UPDATE SET sessions = tlsrpt_pruned.sessions + excluded.sessions"
         )
-        with self._connection() as connection:
+        with self.connection() as connection:
             self.lock_prune(connection)
             # Their STS sessions are kept as totals: the metrics count them for ever.
             connection.execute(
                 "INSERT INTO tlsrpt_pruned (domain, result, sessions)"
-                f" SELECT p.domain, '{_SUCCESS}', {_SUCCESSFUL}{_STS_POLICIES}"
+                f" SELECT p.domain, '{SUCCESS}', {SUCCESSFUL}{STS_POLICIES}"
                 " AND r.end_time < ? GROUP BY p.domain" + upsert,
                 (int(before),),
             )
             connection.execute(
                 "INSERT INTO tlsrpt_pruned (domain, result, sessions)"
-                f" SELECT p.domain, f.result_type, {_SESSIONS}{_STS_FAILURES}"
+                f" SELECT p.domain, f.result_type, {SESSIONS}{STS_FAILURES}"
                 " AND r.end_time < ? GROUP BY p.domain, f.result_type" + upsert,
                 (int(before),),
             )
@@ -337,31 +227,6 @@ class ReportStore:
                 "DELETE FROM tlsrpt_reports WHERE end_time < ?", (int(before),)
             )
             return int(cursor.rowcount)
-
-
-def _for_domains(
-    connection: Connection,
-    sql: str,
-    domains: Collection[str],
-    *,
-    before: Sequence[Any] = (),
-    after: Sequence[Any] = (),
-) -> list[Any]:
-    """
-    The rows of ``sql`` whose ``{domains}`` is an ``IN`` list of ``domains``, a chunk at a
-    time: every query groups by domain. Its parameters are ``before``, the domains and
-    ``after``; with no domains it still runs, matching nothing, so that a store that does
-    not answer is known.
-    """
-    names = sorted(domains)
-    rows: list[Any] = []
-    for start in range(0, max(len(names), 1), _CHUNK):
-        chunk = names[start : start + _CHUNK]
-        among = f"IN ({', '.join('?' * len(chunk)) or 'NULL'})"
-        rows += connection.execute(
-            sql.replace("{domains}", among), (*before, *chunk, *after)
-        ).fetchall()
-    return rows
 
 
 def open_store(url: str) -> ReportStore:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mtasts_host.reports import schema
+from mtasts_host.reports import schema, sums
 from mtasts_host.reports.parse import CUT, parse_report
 from mtasts_host.reports.report import MAX_COUNT
 from mtasts_host.reports.rows import DAY, FailureTotals, MxTotals, Totals
@@ -39,7 +39,7 @@ def test_stored_once_then_duplicate(store: ReportStore) -> None:
     assert add(store, document) is Outcome.DUPLICATE
     # Same report-id from another organisation is another report.
     assert add(store, {**document, "organization-name": "Other"}) is Outcome.STORED
-    assert len(store.totals(0, DOMAINS)) == 2
+    assert len(sums.totals(store, 0, DOMAINS)) == 2
 
 
 def test_the_raw_report_is_kept_compressed(store: ReportStore) -> None:
@@ -55,20 +55,22 @@ def test_totals_and_failures(store: ReportStore) -> None:
     text = fixture("odd-fields.json")
     store.add(parse_report(text), gzip.compress(text), NOW)
     day = 19844  # 2024-05-01
-    assert sorted(store.totals(0, DOMAINS), key=lambda row: (row.domain, row.policy_type)) == [
+    assert sorted(
+        sums.totals(store, 0, DOMAINS), key=lambda row: (row.domain, row.policy_type)
+    ) == [
         Totals("example.com", "no-policy-found", "Small Sender GmbH", day, 1, 3, 0),
         Totals("example.com", "sts", "Small Sender GmbH", day, 1, 7, 5),
         Totals("not-configured.example", "sts", "Small Sender GmbH", day, 1, 999, 999),
     ]
-    assert sorted(store.failure_totals(0, DOMAINS), key=lambda row: row.result_type) == [
+    assert sorted(sums.failure_totals(store, 0, DOMAINS), key=lambda row: row.result_type) == [
         FailureTotals("example.com", "sts", day, "other", 2),
         FailureTotals("example.com", "sts", day, "sts-webpki-invalid", 3),
     ]
-    assert store.failures_by_mx(day, day, DOMAINS, 20) == [
+    assert sums.failures_by_mx(store, day, day, DOMAINS, 20) == [
         MxTotals("example.com", "mail.example.com", 3),
         MxTotals("example.com", "", 2),
     ]
-    assert store.totals(day + 1, DOMAINS) == []
+    assert sums.totals(store, day + 1, DOMAINS) == []
 
 
 def test_totals_add_up_by_organisation_and_day(store: ReportStore) -> None:
@@ -76,13 +78,13 @@ def test_totals_add_up_by_organisation_and_day(store: ReportStore) -> None:
         add(store, report(organization="A", day=TODAY - 1, successful=10 + n, failed=n))
     add(store, report(organization="B", day=TODAY - 1, successful=5))
     add(store, report(organization="A", day=TODAY - 2, successful=7))
-    rows = sorted(store.totals(0, DOMAINS), key=lambda row: (row.organization, row.day))
+    rows = sorted(sums.totals(store, 0, DOMAINS), key=lambda row: (row.organization, row.day))
     assert rows == [
         Totals("example.com", "sts", "A", TODAY - 2, 1, 7, 0),
         Totals("example.com", "sts", "A", TODAY - 1, 3, 33, 3),
         Totals("example.com", "sts", "B", TODAY - 1, 1, 5, 0),
     ]
-    (failures,) = store.failure_totals(0, DOMAINS)
+    (failures,) = sums.failure_totals(store, 0, DOMAINS)
     assert failures.sessions == 3
 
 
@@ -90,7 +92,7 @@ def test_session_counts_for_the_metrics(store: ReportStore) -> None:
     text = fixture("odd-fields.json")
     store.add(parse_report(text), gzip.compress(text), NOW)
     add(store, report(successful=100, failed=4), received=NOW + 60)
-    counts = {count.domain: count for count in store.session_counts(DOMAINS)}
+    counts = {count.domain: count for count in sums.session_counts(store, DOMAINS)}
     example = counts["example.com"]
     assert example.successful == 107  # the no-policy-found sessions are not among them
     assert example.failures == {"certificate-expired": 4, "other": 2, "sts-webpki-invalid": 3}
@@ -104,14 +106,14 @@ def test_sums_past_64_bits_do_not_overflow(store: ReportStore) -> None:
     add(store, poison)
     add(store, report(organization="Q", successful=1000, failed=2))
     huge = pytest.approx(1025 * MAX_COUNT, rel=1e-9)
-    totals = {row.organization: row for row in store.totals(0, DOMAINS)}
+    totals = {row.organization: row for row in sums.totals(store, 0, DOMAINS)}
     assert totals["P"].successful == huge
     assert totals["P"].failed == huge
     assert (totals["Q"].successful, totals["Q"].failed) == (1000, 2)  # exact
-    assert [row.sessions for row in store.failure_totals(0, DOMAINS)] == [
+    assert [row.sessions for row in sums.failure_totals(store, 0, DOMAINS)] == [
         pytest.approx(1025 * MAX_COUNT + 2, rel=1e-9)
     ]
-    (counts,) = store.session_counts(DOMAINS)
+    (counts,) = sums.session_counts(store, DOMAINS)
     assert counts.successful == pytest.approx(1025 * MAX_COUNT + 1000, rel=1e-9)
     assert isinstance(counts.successful, int)
 
@@ -122,8 +124,8 @@ def test_prune_removes_reports_that_ended_before(store: ReportStore) -> None:
     assert store.prune((TODAY - 300) * DAY) == 1
     assert store.raw("Google Inc.", "old") is None
     assert store.raw("Google Inc.", "new") is not None
-    assert [row.day for row in store.totals(0, DOMAINS)] == [TODAY - 1]
-    assert store.failure_totals(0, DOMAINS) == []
+    assert [row.day for row in sums.totals(store, 0, DOMAINS)] == [TODAY - 1]
+    assert sums.failure_totals(store, 0, DOMAINS) == []
     # A pruned report can be received again.
     assert add(store, report(report_id="old", day=TODAY - 400)) is Outcome.STORED
 
@@ -133,9 +135,9 @@ def test_pruned_sessions_stay_counted_for_the_metrics(store: ReportStore) -> Non
     add(store, report(report_id="older", day=TODAY - 401, successful=5, failed=1))
     add(store, report(report_id="new", day=TODAY - 1, successful=7, failed=2))
     add(store, report(report_id="gone", day=TODAY - 400, domain="example.org", successful=4))
-    before = {count.domain: count for count in store.session_counts(DOMAINS)}
+    before = {count.domain: count for count in sums.session_counts(store, DOMAINS)}
     assert store.prune((TODAY - 300) * DAY) == 3
-    after = {count.domain: count for count in store.session_counts(DOMAINS)}
+    after = {count.domain: count for count in sums.session_counts(store, DOMAINS)}
     assert after["example.com"].successful == before["example.com"].successful == 22
     assert (
         after["example.com"].failures
@@ -146,7 +148,7 @@ def test_pruned_sessions_stay_counted_for_the_metrics(store: ReportStore) -> Non
     assert (after["example.org"].successful, after["example.org"].last_received) == (4, None)
     add(store, report(report_id="old2", day=TODAY - 400, successful=1))
     store.prune((TODAY - 300) * DAY)
-    assert {count.domain: count.successful for count in store.session_counts(DOMAINS)} == {
+    assert {count.domain: count.successful for count in sums.session_counts(store, DOMAINS)} == {
         "example.com": 23,
         "example.org": 4,
     }
@@ -162,7 +164,7 @@ def test_nothing_is_half_written(store: ReportStore) -> None:
     with pytest.raises((StoreUnavailable, OverflowError)):
         store.add(bad, b"", NOW)
     assert store.raw("Google Inc.", "half") is None
-    assert store.totals(0, DOMAINS) == []
+    assert sums.totals(store, 0, DOMAINS) == []
     assert add(store, document) is Outcome.STORED
 
 
@@ -307,5 +309,5 @@ def test_concurrent_prunes_count_pruned_sessions_once(store_url: str) -> None:
     release.set()
     one.join(10)
     other.join(10)
-    (counts,) = open_store(store_url).session_counts(DOMAINS)
+    (counts,) = sums.session_counts(open_store(store_url), DOMAINS)
     assert (counts.successful, counts.failures) == (17, {"certificate-expired": 3})

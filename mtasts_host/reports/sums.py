@@ -1,0 +1,165 @@
+"""
+The sums that the summaries, the page and the metrics read from the store: grouped in SQL, for
+the configured domains only, so that what is read stays bounded by them whatever the store
+holds (reports name domains and hosts by the thousand).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from .rows import FailureTotals, MxTotals, SessionCounts, Totals
+from .store import (
+    FAILED,
+    SESSIONS,
+    STS_FAILURES,
+    STS_POLICIES,
+    SUCCESS,
+    SUCCESSFUL,
+    Connection,
+    ReportStore,
+)
+
+_CHUNK = 500
+"""Domains one query names: SQLite takes at most 32,766 parameters, and a host may serve tens
+of thousands of domains."""
+
+
+def totals(store: ReportStore, since_day: int, domains: Collection[str]) -> list[Totals]:
+    """Sessions of ``domains`` by domain, policy type, organisation and day, from
+    ``since_day`` on."""
+    with store.connection() as connection:
+        rows = _for_domains(
+            connection,
+            "SELECT p.domain, p.policy_type, r.organization, r.day, COUNT(DISTINCT r.id),"
+            f" {SUCCESSFUL}, {FAILED}"
+            " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
+            " WHERE r.day >= ? AND p.domain {domains}"
+            " GROUP BY p.domain, p.policy_type, r.organization, r.day",
+            domains,
+            before=(since_day,),
+        )
+    return [
+        Totals(domain, kind, organization, day, reports, int(successful), int(failed))
+        for domain, kind, organization, day, reports, successful, failed in rows
+    ]
+
+
+def failure_totals(
+    store: ReportStore, since_day: int, domains: Collection[str]
+) -> list[FailureTotals]:
+    """Failed sessions of ``domains`` by domain, policy type, day and result type, from
+    ``since_day`` on."""
+    with store.connection() as connection:
+        rows = _for_domains(
+            connection,
+            f"SELECT p.domain, p.policy_type, r.day, f.result_type, {SESSIONS}"
+            " FROM tlsrpt_failures f"
+            " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
+            " JOIN tlsrpt_reports r ON r.id = f.report"
+            " WHERE r.day >= ? AND p.domain {domains}"
+            " GROUP BY p.domain, p.policy_type, r.day, f.result_type",
+            domains,
+            before=(since_day,),
+        )
+    return [
+        FailureTotals(domain, kind, day, result_type, int(sessions))
+        for domain, kind, day, result_type, sessions in rows
+    ]
+
+
+def failures_by_mx(
+    store: ReportStore, first_day: int, last_day: int, domains: Collection[str], top: int
+) -> list[MxTotals]:
+    """
+    The ``top`` MX hosts of each of ``domains`` with the most failed STS sessions from
+    ``first_day`` to ``last_day``, most first, then by name. Ranked by the database: a
+    report may name thousands of hosts, and only these are read.
+    """
+    mx = "COALESCE(f.mx, '')"
+    with store.connection() as connection:
+        rows = _for_domains(
+            connection,
+            f"SELECT domain, mx, sessions FROM (SELECT p.domain AS domain, {mx} AS mx,"
+            f" {SESSIONS} AS sessions, ROW_NUMBER() OVER (PARTITION BY p.domain"
+            f" ORDER BY {SESSIONS} DESC, {mx}{store.code_point_order}) AS n{STS_FAILURES}"
+            " AND r.day BETWEEN ? AND ? AND p.domain {domains}"
+            f" GROUP BY p.domain, {mx}) ranked WHERE n <= ?",
+            domains,
+            before=(first_day, last_day),
+            after=(top,),
+        )
+    return [MxTotals(domain, host, int(sessions)) for domain, host, sessions in rows]
+
+
+def session_counts(store: ReportStore, domains: Collection[str]) -> list[SessionCounts]:
+    """
+    Every STS session of ``domains`` ever stored, by domain and result, for the metrics:
+    those of pruned reports included, so that the counts never go down.
+    """
+    with store.connection() as connection:
+        pruned = _for_domains(
+            connection,
+            "SELECT domain, result, sessions FROM tlsrpt_pruned WHERE domain {domains}",
+            domains,
+        )
+        sums = _for_domains(
+            connection,
+            f"SELECT p.domain, {SUCCESSFUL}, MAX(r.received){STS_POLICIES}"
+            " AND p.domain {domains} GROUP BY p.domain",
+            domains,
+        )
+        failed = _for_domains(
+            connection,
+            f"SELECT p.domain, f.result_type, {SESSIONS}{STS_FAILURES}"
+            " AND p.domain {domains} GROUP BY p.domain, f.result_type",
+            domains,
+        )
+    successes: dict[str, float] = {}
+    last_received: dict[str, int | None] = {}
+    failures: dict[str, dict[str, float]] = {}
+    for domain, successful, last in sums:
+        successes[domain], last_received[domain] = successful, last
+    for domain, result_type, sessions in failed:
+        failures.setdefault(domain, {})[result_type] = sessions
+    for domain, result, sessions in pruned:
+        if result == SUCCESS:
+            successes[domain] = successes.get(domain, 0) + sessions
+        else:
+            counts = failures.setdefault(domain, {})
+            counts[result] = counts.get(result, 0) + sessions
+    return [
+        SessionCounts(
+            domain,
+            int(successes.get(domain, 0)),
+            {result: int(sessions) for result, sessions in failures.get(domain, {}).items()},
+            last_received.get(domain),
+        )
+        for domain in sorted(successes.keys() | failures.keys())
+    ]
+
+
+def _for_domains(
+    connection: Connection,
+    sql: str,
+    domains: Collection[str],
+    *,
+    before: Sequence[Any] = (),
+    after: Sequence[Any] = (),
+) -> list[Any]:
+    """
+    The rows of ``sql`` whose ``{domains}`` is an ``IN`` list of ``domains``, a chunk at a
+    time: every query groups by domain. Its parameters are ``before``, the domains and
+    ``after``; with no domains it still runs, matching nothing, so that a store that does
+    not answer is known.
+    """
+    names = sorted(domains)
+    rows: list[Any] = []
+    for start in range(0, max(len(names), 1), _CHUNK):
+        chunk = names[start : start + _CHUNK]
+        among = f"IN ({', '.join('?' * len(chunk)) or 'NULL'})"
+        rows += connection.execute(
+            sql.replace("{domains}", among), (*before, *chunk, *after)
+        ).fetchall()
+    return rows
