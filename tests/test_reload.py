@@ -431,7 +431,7 @@ def test_with_auto_publish_the_reload_line_says_who_updates_the_ids(
 
 
 def test_a_directory_missing_when_watching_starts_does_not_end_the_watcher(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # An embedded app starts watching with its first request, maybe while a deploy has the
     # directory moved away and its replacement not yet in place.
@@ -440,39 +440,22 @@ def test_a_directory_missing_when_watching_starts_does_not_end_the_watcher(
     path = directory / "config.yaml"
     path.write_text(CONFIG_D)
     reloader = make_reloader(path)
-    directory.rename(tmp_path / "conf.old")
-    with watching(reloader):
-        wait_until(lambda: reloader.store.status.failed == 1)
-        directory.mkdir()
-        path.write_text(TESTING)
-        wait_for_body(reloader, BODY_TESTING)
-        replace_by_rename(path, CONFIG_D)  # and it watches the new directory again
-        wait_for_body(reloader, BODY_D)
-
-
-def test_a_watch_outage_is_logged_and_so_is_its_end(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    directory = tmp_path / "conf"
-    directory.mkdir()
-    path = directory / "config.yaml"
-    path.write_text(CONFIG_D)
-    reloader = make_reloader(path)
     caplog.set_level(logging.INFO, logger="mtasts_host.reload")
-    cannot = f"cannot watch {directory}"
 
     def said(text: str) -> int:
         return sum(text in message for message in caplog.messages)
 
     directory.rename(tmp_path / "conf.old")
     with watching(reloader):
-        wait_until(lambda: said(cannot) == 1)
+        wait_until(lambda: reloader.store.status.failed == 1)
         directory.mkdir()
         path.write_text(TESTING)
+        wait_for_body(reloader, BODY_TESTING)
+        # The outage is logged, and so is its end.
         wait_until(lambda: said(f"watching {directory} again") == 1)
-        replace_by_rename(path, CONFIG_D)
+        replace_by_rename(path, CONFIG_D)  # and it watches the new directory again
         wait_for_body(reloader, BODY_D)
-    assert said(cannot) == 1
+    assert said(f"cannot watch {directory}") == 1
 
 
 @pytest.mark.parametrize(
