@@ -1,9 +1,8 @@
 """
 The ``/reports`` page: one section per domain with reports, with a chart of its daily
 sessions, its top failure types, the organisations reporting and the verdict; the domains
-without any, by name. One self-contained HTML
-document: inline SVG and CSS, no script, no external asset; every value from a report is
-escaped.
+without any, by name. One self-contained HTML document: inline SVG and CSS, no script, no
+external asset; every value from a report is escaped.
 """
 
 from __future__ import annotations
