@@ -3,9 +3,10 @@
 #   docker run -p 8080:8080 -v "$PWD/policies:/etc/mtasts-host:ro" --read-only mtasts-host
 FROM python:3.12-slim AS build
 WORKDIR /src
-# Dependencies first, so that a source change does not reinstall them.
+# Dependencies first, so that a source change does not reinstall them; psycopg too, for a
+# reports store in PostgreSQL, which replicas share.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgresql']))" > requirements.txt \
     && pip install --no-cache-dir --prefix=/install -r requirements.txt
 COPY README.md ./
 COPY mtasts_host ./mtasts_host

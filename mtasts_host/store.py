@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ._gc import collector_paused
+from ._text import counted
 from .config import Config
 from .policy import Mode, Policy, policy_id
 
@@ -35,9 +36,7 @@ class Snapshot:
     def describe(self) -> str:
         """``<file>: <n> domains, digest <digest>``, for start-up and reload log lines."""
         count = len(self.served)
-        return (
-            f"{self.config.path}: {count} domain{'' if count == 1 else 's'}, digest {self.digest}"
-        )
+        return f"{self.config.path}: {counted(count, 'domain')}, digest {self.digest}"
 
 
 def build_snapshot(config: Config, previous: Snapshot | None = None) -> Snapshot:

@@ -372,6 +372,20 @@ def dockerfile() -> dict[str, Any]:
     return result
 
 
+def test_the_image_installs_the_postgresql_driver(tmp_path: Path) -> None:
+    # Replicas share their reports through PostgreSQL (the Deployment runs two): without
+    # psycopg in the image a postgresql:// store is a config error and serve does not start.
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    (run,) = [line for line in text.splitlines() if "> requirements.txt" in line]
+    argv = shlex.split(run.strip().removeprefix("RUN ").partition(" > requirements.txt")[0])
+    assert argv[0] == "python"
+    (tmp_path / "pyproject.toml").write_bytes((ROOT / "pyproject.toml").read_bytes())
+    listed = subprocess.run(
+        [sys.executable, *argv[1:]], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert "psycopg[binary]>=3.1" in listed.stdout.splitlines()
+
+
 @pytest.mark.system
 def test_the_image_command_line(tmp_path: Path) -> None:
     image = dockerfile()

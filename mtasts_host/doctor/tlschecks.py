@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
+from .._text import counted
 from ..policy import MAX_BODY_SIZE, Mode, policy_id
 from .facts import Failure, Fetch, Names, Session
 from .findings import Check, Finding, Status
@@ -54,7 +55,7 @@ def judge(session: Session, now: float) -> tuple[Status, str] | None:
         return Status.FAIL, f"{where}: {session.detail}; {_ADVICE[session.failure]}"
     if session.not_after is not None and session.not_after - now < EXPIRY_WARNING:
         days = max(0, round((session.not_after - now) / 86400))
-        left = f"{days} day{'' if days == 1 else 's'}"
+        left = counted(days, "day")
         message = f"{where}: the certificate expires {_date(session.not_after)}, in {left}"
         return Status.WARN, message + ": renew it"
     return None

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import BinaryIO, TextIO
 
 from .. import names
-from .._text import printable
+from .._text import counted, printable
 from ..config import Config
 from ..options import Option, choice, positive_int, text
 from ..policy import Mode
@@ -190,8 +190,8 @@ def to_text(summaries: Mapping[str, DomainSummary]) -> str:
         lines += [
             f"{domain} ({summary.mode.value}): {summary.verdict.value}",
             f"  {summary.verdict_reason}",
-            f"  last {summary.days} days: {summary.reports} reports from "
-            f"{len(summary.organizations)} organizations"
+            f"  last {summary.days} days: {counted(summary.reports, 'report')} from "
+            f"{counted(len(summary.organizations), 'organization')}"
             + (f" ({organizations})" if organizations else ""),
             f"  sessions: {summary.successful_sessions} successful, "
             f"{summary.failed_sessions} failed",

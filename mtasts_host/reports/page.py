@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from html import escape as _escape
 
-from .._text import printable
+from .._text import counted, printable
 from .rows import DAY
 from .summary import Day, DomainSummary
 
@@ -125,7 +125,7 @@ def _quiet(domains: Mapping[str, list[str]], days: int) -> str:
         f"<p>mode {escape(mode)}: {', '.join(escape(name) for name in names)}</p>"
         for mode, names in domains.items()
     )
-    title = f"No reports in the last {days} days: {count} domain{'' if count == 1 else 's'}"
+    title = f"No reports in the last {days} days: {counted(count, 'domain')}"
     return f"<section id=quiet><h2>{title}</h2>{lines}</section>"
 
 

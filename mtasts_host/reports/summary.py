@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from .._text import counted
 from ..policy import Mode
 from .report import PolicyType
 from .rows import FailureTotals, MxTotals, Totals
@@ -197,19 +198,19 @@ def judge(
         if failed:
             common = _most_first((row.result_type, row.sessions) for row in failures)
             top = f", most often {next(iter(common))}" if common else ""
-            return Verdict.FAILING, f"{_n(failed, 'failed session')} in {window}{top}"
+            return Verdict.FAILING, f"{counted(failed, 'failed session')} in {window}{top}"
         if not rows:
             return Verdict.OK, f"no failed sessions: no reports in {window}"
         return Verdict.OK, (
-            f"no failed sessions in {window}: {_n(sessions, 'session')} from "
-            f"{_n(organizations, 'organization')}"
+            f"no failed sessions in {window}: {counted(sessions, 'session')} from "
+            f"{counted(organizations, 'organization')}"
         )
     missing = []
     if not rows:
         missing.append(f"no reports in {window}")
     elif organizations < thresholds.min_organizations:
         missing.append(
-            f"reports from {_n(organizations, 'organization')} in {window}, "
+            f"reports from {counted(organizations, 'organization')} in {window}, "
             f"{thresholds.min_organizations} needed"
         )
     if rows and not sessions:
@@ -218,19 +219,15 @@ def judge(
         # A share against the share: failed >= sessions * rate rounds 100 * 0.07 up past 7,
         # and 0 >= sessions * 0 made a rate of 0 refuse even a domain without failures.
         missing.append(
-            f"{failed} of {_n(sessions, 'session')} failed ({failed / sessions:.2%}) in {window}, "
+            f"{failed} of {counted(sessions, 'session')} failed ({failed / sessions:.2%}) in {window}, "
             f"under {thresholds.max_failure_rate:.2%} needed"
         )
     if missing:
         return Verdict.NOT_READY, "; ".join(missing)
     return Verdict.READY, (
-        f"{_n(sessions, 'session')} from {_n(organizations, 'organization')} in {window}, "
+        f"{counted(sessions, 'session')} from {counted(organizations, 'organization')} in {window}, "
         f"{failed} failed ({failed / sessions:.3%})"
     )
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _between(rows: Iterable[_Row], first: int, today: int) -> list[_Row]:

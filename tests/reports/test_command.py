@@ -54,7 +54,7 @@ def test_text_and_json(sqlite_url: str, tmp_path: Path) -> None:
         "  failures by MX: mail.example.com 1\n"
         "example.net (enforce): failing\n"
         "  2 failed sessions in the last 14 days, most often certificate-expired\n"
-        "  last 30 days: 1 reports from 1 organizations (A)\n"
+        "  last 30 days: 1 report from 1 organization (A)\n"
         "  sessions: 10 successful, 2 failed\n"
         "  failures by type: certificate-expired 2\n"
         "  failures by MX: mail.example.net 2\n"
