@@ -219,13 +219,15 @@ def judge(
         # A share against the share: failed >= sessions * rate rounds 100 * 0.07 up past 7,
         # and 0 >= sessions * 0 made a rate of 0 refuse even a domain without failures.
         missing.append(
-            f"{failed} of {counted(sessions, 'session')} failed ({failed / sessions:.2%}) in {window}, "
+            f"{failed} of {counted(sessions, 'session')} failed ({failed / sessions:.2%}) "
+            f"in {window}, "
             f"under {thresholds.max_failure_rate:.2%} needed"
         )
     if missing:
         return Verdict.NOT_READY, "; ".join(missing)
     return Verdict.READY, (
-        f"{counted(sessions, 'session')} from {counted(organizations, 'organization')} in {window}, "
+        f"{counted(sessions, 'session')} from {counted(organizations, 'organization')} "
+        f"in {window}, "
         f"{failed} failed ({failed / sessions:.3%})"
     )
 
