@@ -30,6 +30,17 @@ def _ended(command: str | None, code: int, lines: list[str]) -> tuple[Failure, s
     """Why a reply other than the one hoped for ends the dialogue (``command`` None: the
     greeting)."""
     text = f"{code} {' '.join(lines)}"
+    # A refusal that quotes the EHLO name, <name>, is about the name, even a 4xx one: Postfix's
+    # reject_unknown_helo_hostname answers "450 4.7.1 <name>: Helo command rejected: Host not
+    # found", as it will tomorrow; waiting does not help, another --ehlo does. Its refusals of
+    # the client itself name it otherwise: "<host[192.0.2.1]>", or "[192.0.2.1]".
+    if (
+        command is not None
+        and command.startswith("EHLO ")
+        and code not in (421, 500, 502)
+        and f"<{command[5:]}>".lower() in text.lower()
+    ):
+        return Failure.EHLO, f"answers {command} with {text}"
     # 421 may answer anything (RFC 5321 section 3.8); a greeting may be 554 (section 3.1), or
     # 521 (RFC 7504), which postscreen also sends to the clients it drops; EHLO may be put
     # off (451) as a greylist does. A 454 to STARTTLS is no TLS for senders either (below).

@@ -299,6 +299,33 @@ def test_an_ehlo_put_off_is_a_refusal_for_now() -> None:
     assert session == Session(MX, ADDRESS, failure=Failure.REFUSED, detail=detail)
 
 
+@pytest.mark.parametrize(
+    ("reply", "failure", "detail"),
+    [
+        pytest.param(
+            b"450 4.7.1 <Doctor.Example>: Helo command rejected: Host not found\r\n",
+            Failure.EHLO,
+            "answers EHLO doctor.example with 450 4.7.1 <Doctor.Example>: Helo command "
+            "rejected: Host not found",
+            id="name-unknown",  # Postfix's reject_unknown_helo_hostname (test_postfix.py)
+        ),
+        pytest.param(
+            b"450 4.7.1 <doctor.example[192.0.2.9]>: Client host rejected: try again\r\n",
+            Failure.REFUSED,
+            "refuses the session for now: 450 4.7.1 <doctor.example[192.0.2.9]>: Client host "
+            "rejected: try again",
+            id="client-named-so",  # the client, whose name is the EHLO name too
+        ),
+    ],
+)
+def test_an_ehlo_put_off_is_about_the_name_when_it_quotes_the_name(
+    reply: bytes, failure: Failure, detail: str
+) -> None:
+    session, said = smtp_heard(b"220 mx.probe.test ESMTP\r\n", reply, helo="doctor.example")
+    assert said == b"EHLO doctor.example\r\nQUIT\r\n"
+    assert session == Session(MX, ADDRESS, failure=failure, detail=detail)
+
+
 def test_without_a_name_ehlo_gives_the_address_literal_of_this_end() -> None:
     # RFC 5321 section 4.1.1.1: an address literal where the client has no usable name.
     session, said = smtp_heard(b"220 mx.probe.test ESMTP\r\n", b"250 mx.probe.test\r\n", helo=None)
