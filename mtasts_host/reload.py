@@ -101,9 +101,7 @@ class Reloader:
         self.reload_if_changed()
         failure: str | None = None
 
-        def watched(
-            changes: Iterable[Batch],
-        ) -> Iterator[Batch]:
+        def watched(changes: Iterable[Batch]) -> Iterator[Batch]:
             # A batch, even an empty one, means the directory is watched again: an outage
             # after that is a new one, and is logged as such.
             nonlocal failure

@@ -30,15 +30,16 @@ def _ended(command: str | None, code: int, lines: list[str]) -> tuple[Failure, s
     """Why a reply other than the one hoped for ends the dialogue (``command`` None: the
     greeting)."""
     text = f"{code} {' '.join(lines)}"
-    # A refusal that quotes the EHLO name, <name>, is about the name, even a 4xx one: Postfix's
-    # reject_unknown_helo_hostname answers "450 4.7.1 <name>: Helo command rejected: Host not
-    # found", as it will tomorrow; waiting does not help, another --ehlo does. Its refusals of
-    # the client itself name it otherwise: "<host[192.0.2.1]>", or "[192.0.2.1]".
+    # A refused EHLO is about its name: a 5xx, or a 4xx that quotes the name, <name>, as
+    # Postfix's reject_unknown_helo_hostname does ("450 4.7.1 <name>: Helo command rejected:
+    # Host not found", as it will tomorrow: waiting does not help, another --ehlo does). Its
+    # refusals of the client itself name it otherwise: "<host[192.0.2.1]>", or "[192.0.2.1]".
+    # 500 and 502 say that EHLO is unknown (RFC 5321 section 4.1.1.1), not that its name is bad.
     if (
         command is not None
         and command.startswith("EHLO ")
         and code not in (421, 500, 502)
-        and f"<{command[5:]}>".lower() in text.lower()
+        and (code >= 500 or f"<{command[5:]}>".lower() in text.lower())
     ):
         return Failure.EHLO, f"answers {command} with {text}"
     # 421 may answer anything (RFC 5321 section 3.8); a greeting may be 554 (section 3.1), or
@@ -54,9 +55,6 @@ def _ended(command: str | None, code: int, lines: list[str]) -> tuple[Failure, s
         return Failure.PROTOCOL, f"greets with {text}"
     if command == "STARTTLS":
         return Failure.NO_STARTTLS, f"answers STARTTLS with {text}"
-    # 500 and 502 say that EHLO is unknown (RFC 5321 section 4.1.1.1), not that its name is bad.
-    if code >= 500 and code not in (500, 502):
-        return Failure.EHLO, f"answers {command} with {text}"
     return Failure.PROTOCOL, f"answers EHLO with {text}"
 
 

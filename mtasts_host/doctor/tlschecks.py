@@ -49,10 +49,9 @@ def judge(session: Session, now: float) -> tuple[Status, str] | None:
     where = f"{session.host} ({session.address})"
     if session.failure is Failure.NO_ROUTE:
         return None
-    if session.failure is Failure.REFUSED:
-        return Status.WARN, f"{where}: {session.detail}; {_ADVICE[session.failure]}"
     if session.failure is not None:
-        return Status.FAIL, f"{where}: {session.detail}; {_ADVICE[session.failure]}"
+        status = Status.WARN if session.failure is Failure.REFUSED else Status.FAIL
+        return status, f"{where}: {session.detail}; {_ADVICE[session.failure]}"
     if session.not_after is not None and session.not_after - now < EXPIRY_WARNING:
         days = max(0, round((session.not_after - now) / 86400))
         left = counted(days, "day")
