@@ -33,8 +33,8 @@ def report_text(
     data: bytes, limit: int = MAX_REPORT_SIZE, values: int = MAX_REPORT_VALUES
 ) -> bytes:
     """
-    The JSON text of a report body: decompressed if it starts with the gzip magic bytes,
-    as it is otherwise.
+    The JSON text of a report body: decompressed if it starts with the gzip magic bytes
+    (twice if what comes out starts with them too), as it is otherwise.
 
     Raises:
         TooLarge: the text is, or would decompress to, more than ``limit`` bytes, or holds
@@ -43,6 +43,10 @@ def report_text(
         BadReport: the gzip data is corrupt or truncated.
     """
     text = _inflated(data, limit) if is_gzip(data) else data
+    if is_gzip(text):
+        # An application/tlsrpt+gzip body sent with Content-Encoding: gzip on top, as an HTTP
+        # client compressing its requests sends it: once more, and no further.
+        text = _inflated(text, limit)
     if len(text) > limit:
         raise TooLarge(f"the report is larger than {_mib(limit)}")
     # Every array element and object member follows one of these bytes: an upper bound on

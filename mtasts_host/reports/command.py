@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import BinaryIO, TextIO
 
 from .. import names
+from .._digits import decimal
 from .._text import counted, printable
 from ..config import Config
 from ..options import Option, choice, positive_int, text
@@ -26,6 +27,16 @@ from .summary import DomainSummary
 EX_UNAVAILABLE = 69
 """``reports`` could not read the store (sysexits.h ``EX_UNAVAILABLE``)."""
 EX_TEMPFAIL = mail.EX_TEMPFAIL
+MAX_DAYS = 36_500
+"""The most days a summary looks back: the longest ``retention_days`` keeps reports, while
+each day is one of the chart's in memory (``--days 999999999`` ran out of memory)."""
+
+
+def _days(text: str) -> int:
+    value = decimal(text, 1, MAX_DAYS)
+    if value is None:
+        raise ValueError(f"expected a number of days from 1 to {MAX_DAYS}")
+    return value
 
 
 def _rate(text: str) -> float:
@@ -40,11 +51,11 @@ def _rate(text: str) -> float:
 
 OPTIONS = (
     Option("domain", text, None, "only this configured domain", "D"),
-    Option("days", positive_int, 30, "reports whose date range ended in the last N days", "N"),
+    Option("days", _days, 30, "reports whose date range ended in the last N days", "N"),
     Option("format", choice("text", "json"), "text", "a few lines a domain, or JSON"),
     Option(
         "window-days",
-        positive_int,
+        _days,
         DEFAULT_THRESHOLDS.window_days,
         "the days of reports the verdict looks at",
         "N",
@@ -201,7 +212,7 @@ def to_text(summaries: Mapping[str, DomainSummary]) -> str:
             lines.append(f"  failures by MX: {_counts(summary.failures_by_mx)}")
         for kind, sessions in summary.other_policies.items():
             lines.append(
-                f"  {kind} policies (not counted): {sessions.reports} reports, "
+                f"  {kind} policies (not counted): {counted(sessions.reports, 'report')}, "
                 f"{sessions.successful} successful, {sessions.failed} failed"
             )
     return "".join(line + "\n" for line in lines)

@@ -9,6 +9,7 @@ import email
 import email.policy
 import os
 from collections.abc import Iterable
+from email.message import Message
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -33,20 +34,36 @@ def reports_in(data: bytes) -> list[bytes]:
     The report bodies in a file: the file itself if it is a bare report (gzip, or JSON
     text), else the parts of the message whose type is ``application/tlsrpt+gzip`` or
     ``+json``, or whose file name ends in ``.json`` or ``.json.gz``.
+
+    Raises:
+        BadReport: the message's parts are nested too deeply to be read.
     """
     if data.startswith(GZIP_MAGIC) or data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return [data]
-    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    try:
+        message = email.message_from_bytes(data, policy=email.policy.compat32)
+        parts = [part for part in message.walk() if not part.is_multipart()]
+    except RecursionError:
+        # The email package recurses once per level of nested parts: a thousand levels, in
+        # some 70 KB, exhaust Python's stack. Real reports are two or three levels down.
+        raise BadReport("MIME parts nested too deeply") from None
     found = []
-    for part in message.walk():
-        if part.is_multipart():
-            continue
-        name = (part.get_filename() or "").strip().lower()
-        if part.get_content_type() in REPORT_TYPES or name.endswith(REPORT_SUFFIXES):
+    for part in parts:
+        if part.get_content_type() in REPORT_TYPES or _file_name(part).endswith(REPORT_SUFFIXES):
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes) and payload:
                 found.append(payload)
     return found
+
+
+def _file_name(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except (TypeError, ValueError):
+        # The email package raises on some malformed RFC 2231 parameters (a name both
+        # numbered and not, a NUL in its charset): no name then, as if none were given.
+        return ""
+    return (name or "").strip().lower()
 
 
 def ingest(intake: Intake, data: bytes, name: str, log: TextIO) -> int:
@@ -61,7 +78,12 @@ def ingest(intake: Intake, data: bytes, name: str, log: TextIO) -> int:
         intake.reject("message too large")
         print(f"{name}: larger than {MAX_MESSAGE_SIZE >> 20} MiB; not read", file=log)
         return EX_DATAERR
-    bodies = reports_in(data)
+    try:
+        bodies = reports_in(data)
+    except BadReport as exc:
+        intake.reject(str(exc))
+        print(f"{name}: {exc}; not read", file=log)
+        return EX_DATAERR
     if not bodies:
         intake.reject("no report")
         print(f"{name}: no TLS report (application/tlsrpt+gzip or +json) found", file=log)

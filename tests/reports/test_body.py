@@ -80,3 +80,10 @@ def test_a_gzip_bomb_costs_no_memory() -> None:
         tracemalloc.stop()
     # The output up to the limit, and a little: never the gigabyte.
     assert peak < 3 * MAX_REPORT_SIZE
+
+
+def test_gzip_in_gzip_is_inflated_twice_and_no_more() -> None:
+    assert report_text(gzip.compress(gzip.compress(TEXT))) == TEXT
+    assert report_text(gzip.compress(gzip.compress(gzip.compress(TEXT)))).startswith(b"\x1f\x8b")
+    with pytest.raises(TooLarge, match="decompresses to more than 20 MiB"):
+        report_text(gzip.compress(bomb()))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mtasts_host.cli import main
 from mtasts_host.policy import Mode
 from mtasts_host.reports import ReportsSettings, ingest_command, summary_command
 from mtasts_host.reports.command import EX_UNAVAILABLE
@@ -84,6 +85,14 @@ def test_days(sqlite_url: str, tmp_path: Path) -> None:
     ingest(sqlite_url, [report(day=recent() - 10), report(day=recent() - 2)], tmp_path)
     _, out, _ = summary(sqlite_url, format="json", days=5)
     assert json.loads(out)["domains"]["example.com"]["reports"] == 1
+
+
+def test_one_report_of_other_policies_is_one_report(sqlite_url: str, tmp_path: Path) -> None:
+    ingest(sqlite_url, [report(day=recent(), policy_type="tlsa")], tmp_path)
+    _, out, _ = summary(sqlite_url, domain="example.com")
+    assert out.splitlines()[-1] == (
+        "  tlsa policies (not counted): 1 report, 1000 successful, 0 failed"
+    )
 
 
 def test_a_domain_that_is_not_configured(sqlite_url: str) -> None:
@@ -170,3 +179,23 @@ def test_the_hosts_beyond_the_top_20_are_summed(sqlite_url: str, tmp_path: Path)
     (line,) = [line for line in out.splitlines() if line.startswith("  failures by MX: ")]
     hosts = ", ".join(f"{name(f'mx0-{i}')} 1" for i in sorted(range(1000), key=str)[:20])
     assert line == f"  failures by MX: (other hosts) 4980, {hosts}"
+
+
+@pytest.mark.parametrize("option", ["--days", "--window-days"])
+def test_days_beyond_a_century_are_a_usage_error(
+    option: str, sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --days 999999999 built a chart of a billion days until memory ran out: a MemoryError.
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "domains:\n  example.com: {mode: testing, mx: [mail.example.com]}\n"
+        f"reports:\n  store: {sqlite_url}\n"
+    )
+    assert main(["reports", "--config", str(config), option, "36500"]) == 0
+    capsys.readouterr()
+    assert main(["reports", "--config", str(config), option, "36501"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"mtasts-host: error: argument {option}: expected a number of days from 1 to 36500, "
+        "got '36501'\n",
+    )

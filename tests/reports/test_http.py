@@ -64,6 +64,15 @@ def test_gzip_or_json_whatever_the_content_type(
     assert post(client, encode(report(), compress=compress), content_type)[0] == 201
 
 
+def test_content_encoding_gzip_over_a_gzip_report(client: TestClient, reports: Reports) -> None:
+    # It was a 400, "not JSON: 'utf-8' codec can't decode byte 0x8b".
+    body = gzip.compress(encode(report(report_id="twice")), mtime=0)
+    headers = {"content-type": "application/tlsrpt+gzip", "content-encoding": "gzip"}
+    response = client.post(PATH, content=body, headers=headers)
+    assert (response.status_code, response.text) == (201, "stored\n")
+    assert reports.store.raw("Google Inc.", "twice") == body
+
+
 def test_on_every_host_but_the_policy_hosts(reports: Reports) -> None:
     for host in (REPORTS_HOST, "reports.example.org", "10.1.2.3:8080"):
         client = TestClient(reports_app(reports), base_url=f"http://{host}")

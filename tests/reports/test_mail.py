@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.message
 import email.policy
 import io
@@ -138,6 +139,61 @@ def test_a_report_with_a_long_report_id_is_bad_not_a_store_failure(
         (maildir / "new" / name).write_bytes(data)
     assert _ingest(postgres_url, maildir=str(maildir)) == EX_DATAERR
     assert sorted(path.name for path in (maildir / "cur").iterdir()) == ["1.host:2,F", "2.host:2,S"]
+
+
+def one_part(content_type: str, disposition: str, data: bytes) -> bytes:
+    """A message that is one base64 part, its headers written as given."""
+    head = (
+        f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: base64\r\n"
+        f"Content-Disposition: {disposition}\r\n\r\n"
+    )
+    return head.encode() + base64.encodebytes(data)
+
+
+MALFORMED_FILE_NAMES = [
+    pytest.param("attachment; filename*0=r; filename*=r.json.gz", id="numbered-and-not"),
+    pytest.param("attachment; filename*=utf\x008''r.json.gz", id="nul-in-charset"),
+]
+
+
+@pytest.mark.parametrize("disposition", MALFORMED_FILE_NAMES)
+def test_a_malformed_file_name_is_none(disposition: str) -> None:
+    # The email package raises on these RFC 2231 parameters; the type still tells.
+    gz = encode(report(day=recent()))
+    assert reports_in(one_part("application/tlsrpt+gzip", disposition, gz)) == [gz]
+    assert reports_in(one_part("application/octet-stream", disposition, gz)) == []
+
+
+@pytest.mark.parametrize("disposition", MALFORMED_FILE_NAMES)
+def test_a_maildir_goes_past_a_malformed_file_name(
+    sqlite_url: str, tmp_path: Path, disposition: str
+) -> None:
+    # It was a traceback: the message stayed in new/ and stopped every later run there.
+    maildir = maildir_with(tmp_path, "new", "cur", "tmp")
+    poison = one_part("application/octet-stream", disposition, b"x")
+    (maildir / "new" / "0.host").write_bytes(poison)
+    log = io.StringIO()
+    assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_DATAERR
+    assert sorted(path.name for path in (maildir / "cur").iterdir()) == ["0.host:2,F", "1.host:2,S"]
+    assert log.getvalue().splitlines()[0] == (
+        f"{maildir}/new/0.host: no TLS report (application/tlsrpt+gzip or +json) found"
+    )
+
+
+def test_a_maildir_goes_past_parts_nested_too_deeply(sqlite_url: str, tmp_path: Path) -> None:
+    # It was a RecursionError: the message stayed in new/ and stopped every later run there.
+    maildir = maildir_with(tmp_path, "new", "cur", "tmp")
+    levels = range(1000)
+    poison = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n) for n in levels
+    ) + b"".join(b"--b%d--\r\n" % n for n in reversed(levels))
+    (maildir / "new" / "0.host").write_bytes(poison)
+    log = io.StringIO()
+    assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_DATAERR
+    assert sorted(path.name for path in (maildir / "cur").iterdir()) == ["0.host:2,F", "1.host:2,S"]
+    assert log.getvalue().splitlines()[0] == (
+        f"{maildir}/new/0.host: MIME parts nested too deeply; not read"
+    )
 
 
 def maildir_with(tmp_path: Path, *subdirectories: str) -> Path:
