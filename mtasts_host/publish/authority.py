@@ -28,6 +28,10 @@ NAMESERVER_PORT = 53
 """Where the zone's other name servers answer."""
 
 
+class Occupied(DnsError):
+    """The name of a wanted CNAME holds records a CNAME may not sit beside."""
+
+
 def zone_of(where: Server, name: str) -> str:
     """
     The zone that holds ``name`` on ``where``: the owner of the SOA record its answer for
@@ -65,8 +69,9 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
     nothing of the kind.
 
     Raises:
-        DnsError: the server refused or failed, or (for a wanted CNAME) the name holds
-            records of other types, such as the A record of a policy host.
+        DnsError: the server refused or failed.
+        Occupied: (for a wanted CNAME) the name holds records of other types, such as the
+            A record of a policy host.
     """
     response = ask(where, name, rdtype, timeout)
     rcode = response.rcode()
@@ -87,30 +92,42 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
                 tuple(rdata.to_text() for rdata in rrset),
             )
     if rdtype == "CNAME":
-        found = read(where, name, "TXT", timeout) if name.startswith(STS_PREFIX) else None
+        sts = name.startswith(STS_PREFIX)
+        found = read(where, name, "TXT", timeout) if sts else None
         if found is not None:
             # Our TXT record there, as before a domain joined a txt_cname group, is replaced;
             # one of another kind (a site verification) is someone else's, kept as at any
             # other name, and so in the way.
             foreign = [f'TXT "{value}"' for value in found.values if not _ours(value)]
-            if not foreign:
-                return found
-            them = "it" if len(foreign) == 1 else "them"
-            raise DnsError(
-                f"{name} holds {', '.join(foreign)}, which a CNAME may not sit beside "
-                f"(RFC 1034 section 3.6.2); not replaced: delete {them} by hand (senders "
-                "ignore it), or drop the domain's txt_cname"
-            )
-        others = occupants.others(where, name, timeout)
+            if foreign:
+                them = "it" if len(foreign) == 1 else "them"
+                raise Occupied(
+                    f"{name} holds {', '.join(foreign)}, which a CNAME may not sit beside "
+                    f"(RFC 1034 section 3.6.2); not replaced: delete {them} by hand (senders "
+                    "ignore it), or drop the domain's txt_cname"
+                )
+        # Records of other types (our TXT records aside) are someone else's. A CNAME may not
+        # sit beside them (RFC 1034 section 3.6.2), and knot and BIND drop one added there
+        # without a word (RFC 2136 section 3.4.2.2), after deleting the TXT record it replaces.
+        others = [
+            other
+            for other in occupants.others(where, name, timeout)
+            if found is None or not other.startswith("TXT ")
+        ]
         if others:
-            # Records someone else put there (RFC 1034 section 3.6.2: a CNAME stands alone):
-            # deleting them would move every sender's policy fetches at once.
+            # Deleting them would move every sender's policy fetches at once.
             them = "it" if len(others) == 1 else "them"
-            raise DnsError(
-                f"{name} holds {', '.join(others)}, which a CNAME may not sit beside "
-                f"(RFC 1034 section 3.6.2); not replaced: delete {them} by hand once the "
-                "CNAME's target serves the policy, or drop the domain's cname"
+            how = (
+                f"delete {them} by hand, or drop the domain's txt_cname"
+                if sts
+                else f"delete {them} by hand once the CNAME's target serves the policy, or "
+                "drop the domain's cname"
             )
+            raise Occupied(
+                f"{name} holds {', '.join(others)}, which a CNAME may not sit beside "
+                f"(RFC 1034 section 3.6.2); not replaced: {how}"
+            )
+        return found
     return None
 
 

@@ -15,13 +15,18 @@ from .query import DnsError, Server, ask
 
 _PROBE = "_mtasts-host-probe"
 """A label no zone holds, asked below a name to tell a wildcard's answer from the name's."""
+_TYPES = ("A", "AAAA", "TXT", "CAA", "HTTPS", "SVCB", "MX", "SRV", "TLSA", "HINFO", "ANY")
+"""What a name of a web or mail setup may hold, each asked for: knot answers ANY with one
+RRset (RFC 8482 section 4.1), which may be the very TXT record a CNAME replaces."""
+_RFC8482 = b"RFC8482"
+"""The CPU field of the HINFO record a server answers ANY with instead (RFC 8482 section 4.2)."""
 
 
 def others(where: Server, name: str, timeout: float | None) -> list[str]:
     """
-    The records at ``name`` other than a CNAME, as ``TYPE data``: its addresses, its TXT
-    records, and whatever else an ANY query shows (servers may show one type only, RFC
-    8482). Empty if they are a wildcard's: they are no records of the name (RFC 4592).
+    The records at ``name`` other than a CNAME, as ``TYPE data``: those of ``_TYPES``, and
+    whatever else an ANY query shows (servers may show one type only, RFC 8482). Empty if
+    they are a wildcard's: they are no records of the name (RFC 4592).
     """
     found = _records(where, name, timeout)
     if not found:
@@ -63,14 +68,16 @@ def own(response: dns.message.Message, name: str) -> frozenset[str]:
 def _records(where: Server, name: str, timeout: float | None) -> dict[str, list[str]]:
     owner = dns.name.from_text(name)
     found: dict[str, list[str]] = {}
-    for rdtype in ("A", "AAAA", "TXT", "ANY"):
+    for rdtype in _TYPES:
         try:
             response = ask(where, name, rdtype, timeout)
         except DnsError:
             continue  # some servers drop ANY queries
         for rrset in response.answer:
             kind = dns.rdatatype.to_text(rrset.rdtype)
-            # HINFO is what servers answer ANY with instead (RFC 8482 section 4.2).
-            if rrset.name == owner and kind not in ("CNAME", "RRSIG", "NSEC", "HINFO"):
-                found.setdefault(kind, sorted(f"{kind} {rdata.to_text()}" for rdata in rrset))
+            if rrset.name != owner or kind in ("CNAME", "RRSIG", "NSEC"):
+                continue
+            if kind == "HINFO" and all(getattr(r, "cpu", b"") == _RFC8482 for r in rrset):
+                continue
+            found.setdefault(kind, sorted(f"{kind} {rdata.to_text()}" for rdata in rrset))
     return found

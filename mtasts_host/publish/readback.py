@@ -61,8 +61,10 @@ def _secondary(server: Server, record: dns.Record, unreachable: set[Server]) -> 
     except Unreachable:
         unreachable.add(server)
         return "unreachable"
+    except authority.Occupied:
+        now = None  # records the primary no longer holds: an older version of the zone
     except DnsError as exc:
-        return str(exc)
+        return str(exc).removeprefix(f"{server} ")  # named once, before the colon
     if now is not None and holds(now, record):
         return "ok"
     return "not yet (a zone transfer may be pending)"

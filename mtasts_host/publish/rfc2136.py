@@ -36,6 +36,11 @@ _NOWHERE = {
 }
 
 
+_WIRE_NAMES = {"hmac-md5": dns.tsig.HMAC_MD5}
+"""Algorithms whose name in a key file is not their name in a TSIG record (RFC 8945 section
+6): dnspython knows HMAC-MD5 only as HMAC-MD5.SIG-ALG.REG.INT."""
+
+
 class Rfc2136:
     """
     Updates to ``server``, signed with the key in ``key_file``, which is read again for
@@ -99,7 +104,8 @@ class Rfc2136:
 
     def _key(self) -> dns.tsig.Key:
         key = tsigkey.read_key_file(self.key_file)
-        return dns.tsig.Key(key.name, key.secret, key.algorithm)
+        algorithm = _WIRE_NAMES.get(key.algorithm, key.algorithm)
+        return dns.tsig.Key(key.name, key.secret, algorithm)
 
     def _send(self, update: dns.update.UpdateMessage, zone: str) -> Applied:
         server = self.server
@@ -109,8 +115,20 @@ class Rfc2136:
                 update, server.address, port=server.port, timeout=query.TIMEOUT
             )
         except dns.tsig.PeerBadKey:
-            # knot answers so to a key it knows but whose ACL does not grant the records.
-            why = "it does not know the key, or its ACL does not grant these records"
+            # knot answers so to a key it knows but whose ACL does not grant the records, and
+            # both knot and BIND to a key of another algorithm (RFC 8945 section 5.2.1).
+            why = (
+                "it does not know the key by this name and algorithm, or its ACL does not "
+                "grant these records"
+            )
+            return Applied(Result.REFUSED, f"{refused}: {why}")
+        except dns.tsig.PeerBadSignature:
+            why = "the signature does not verify (BADSIG): the key's secret is not the server's"
+            return Applied(Result.REFUSED, f"{refused}: {why}")
+        except dns.tsig.PeerBadTime:
+            # RFC 8945 section 5.2.3: signed more than the fudge (dnspython's 300 s) from its
+            # time; a clock off, here or there.
+            why = "its clock and this machine's differ by more than 300 s (BADTIME)"
             return Applied(Result.REFUSED, f"{refused}: {why}")
         except dns.tsig.PeerError as exc:
             return Applied(Result.REFUSED, f"{refused}: {str(exc).lower()}")

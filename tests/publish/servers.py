@@ -32,10 +32,10 @@ POLICY_HOST = "127.80.1.1"
 ZONES = ("pub.test", "provider.test")
 
 
-def keymgr(directory: Path, name: str) -> Path:
+def keymgr(directory: Path, name: str, algorithm: str = "hmac-sha256") -> Path:
     """A new TSIG key, written by knot's keymgr as ``directory/name.key``."""
     path = directory / f"{name}.key"
-    argv = [need("keymgr", "knot"), "-t", name, "hmac-sha256"]
+    argv = [need("keymgr", "knot"), "-t", name, algorithm]
     made = subprocess.run(argv, capture_output=True, check=True)
     path.write_bytes(made.stdout)
     return path

@@ -158,7 +158,8 @@ def test_a_key_unknown_to_named_is_refused(
     assert ran.code == 1
     assert ran.err.splitlines() == [
         f"error: TSIG key refused by {ADDRESS}:{server.port} for zone provider.test: "
-        "it does not know the key, or its ACL does not grant these records"
+        "it does not know the key by this name and algorithm, or its ACL does not grant these "
+        "records"
     ]
     secret = stranger.read_text().split('secret "')[1].split('"')[0]
     assert secret not in ran.out + ran.err
@@ -170,3 +171,25 @@ def test_a_key_unknown_to_named_is_refused(
 def test_the_first_update_changes_nothing(write: Write, server: Dns, keys: Keys) -> None:
     """named grants the first update to the updater key, and it changes nothing."""
     first_update_changes_nothing(write(FIVE_RECORDS), server, keys.good)
+
+
+def test_records_of_other_types_keep_a_joining_domains_txt(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """
+    named ignores a CNAME added beside other records and answers NOERROR (RFC 2136 section
+    3.4.2.2): replacing the TXT record there would leave the name with no id at all.
+    """
+    server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"v=STSv1; id=old"')
+    server.set("pub.test", "_mta-sts.a.pub.test", "CAA", '0 issue "ca.pub.test"')
+    path = write("a.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        'error: _mta-sts.a.pub.test holds CAA 0 issue "ca.pub.test", which a CNAME may not '
+        "sit beside (RFC 1034 section 3.6.2); not replaced: delete it by hand, or drop the "
+        "domain's txt_cname"
+    ]
+    assert server.values("_mta-sts.a.pub.test") == ["v=STSv1; id=old"]
+    assert server.values("_mta-sts.a.pub.test", "CNAME") == []

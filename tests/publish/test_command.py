@@ -6,7 +6,9 @@ import socket
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import dns.message as dns_message
 import pytest
 
 from mtasts_host import dns, tsigkey
@@ -17,6 +19,7 @@ from mtasts_host.publish.plan import Change, Wanted
 from mtasts_host.publish.query import Server
 from mtasts_host.store import build_snapshot
 
+from ..knot import knot
 from ..processes import free_port
 from .conftest import (
     Keys,
@@ -26,7 +29,7 @@ from .conftest import (
     serve,
     theirs_once_served,
 )
-from .servers import POLICY_HOST, Dns, PolicyHost
+from .servers import DNS1, POLICY_HOST, ZONES, Dns, PolicyHost, keymgr, zone_text
 
 A = "a.pub.test: {mx: [mx.pub.test]}"
 FULL = """
@@ -211,6 +214,67 @@ def test_a_refused_key_is_one_clear_line(
     assert [line for line in ran.lines if line.startswith("waiting")] == []
 
 
+@pytest.mark.parametrize(
+    ("wrong", "why"),
+    [
+        ("clock", "its clock and this machine's differ by more than 300 s (BADTIME)"),
+        ("secret", "the signature does not verify (BADSIG): the key's secret is not the server's"),
+        (
+            "algorithm",
+            "it does not know the key by this name and algorithm, or its ACL does not grant "
+            "these records",
+        ),
+    ],
+)
+def test_a_tsig_error_says_what_to_fix(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    keys: Keys,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    wrong: str,
+    why: str,
+) -> None:
+    """knot's TSIG error (RFC 8945 section 5.2) named, not dnspython's words for it."""
+    key = tmp_path / "wrong.key"
+    text = keys.good.read_text()
+    secret = text.split("secret:")[1].split()[0]
+    if wrong == "clock":
+        later = time.time() + 3600  # signed an hour ahead: beyond the 300 s fudge
+        monkeypatch.setattr(dns_message, "time", SimpleNamespace(time=lambda: later))
+    elif wrong == "secret":
+        text = text.replace(secret, "A" * len(secret))
+    else:
+        text = text.replace("hmac-sha256", "hmac-sha512")
+    key.write_text(text)
+    path = write(A, key=key)
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        f"error: TSIG key refused by 127.80.0.1:{server.port} for zone pub.test: {why}"
+    ]
+    assert server.values("_mta-sts.a.pub.test") == []
+
+
+def test_an_hmac_md5_key_signs(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish, tmp_path: Path
+) -> None:
+    """keymgr and tsig-keygen call it hmac-md5; on the wire it is HMAC-MD5.SIG-ALG.REG.INT
+    (RFC 8945 section 6)."""
+    key = keymgr(tmp_path, "md5", "hmac-md5")
+    port = free_port(DNS1)
+    zones = {origin: zone_text(origin) for origin in ZONES}
+    with knot(tmp_path / "md5-knot", DNS1, port, zones, keys=[key], updater="md5"):
+        path = write(A, f"server: {DNS1}:{port}", key=key)
+        serve(host, path)
+        ran = publish(path)
+        assert (ran.code, ran.err) == (0, "")
+        assert Dns(DNS1, port, key).values("_mta-sts.a.pub.test") == [_sts(path)]
+
+
 def test_the_first_update_changes_nothing(write: Write, server: Dns, keys: Keys) -> None:
     """knot grants the first update to the updater key, and it changes nothing."""
     first_update_changes_nothing(write(FULL), server, keys.good)
@@ -231,6 +295,22 @@ def test_a_record_changed_behind_its_back_is_not_overwritten(
         "error: _mta-sts.a.pub.test TXT: prerequisite failed (the server answers NXRRSET): "
         f'changed by someone else since it was read ("{_sts(write(A))}" then, '
         '"v=STSv1; id=theirs" now); not overwritten'
+    ]
+    assert server.values("_mta-sts.a.pub.test") == ["v=STSv1; id=theirs"]
+
+
+def test_a_record_created_behind_its_back_is_not_overwritten(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    path = write(A)
+    serve(host, path)
+    theirs_once_served(host, server)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        "error: _mta-sts.a.pub.test TXT: prerequisite failed (the server answers YXRRSET): "
+        'changed by someone else since it was read (nothing then, "v=STSv1; id=theirs" now); '
+        "not overwritten"
     ]
     assert server.values("_mta-sts.a.pub.test") == ["v=STSv1; id=theirs"]
 
@@ -371,6 +451,29 @@ def test_a_domain_joining_a_group_has_its_txt_replaced_by_a_cname(
     _published(server, path)
 
 
+def test_records_of_other_types_keep_a_joining_domains_txt(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """
+    knot drops a CNAME added beside other records without a word (RFC 2136 section
+    3.4.2.2): replacing the TXT record there would leave the name with no id at all.
+    """
+    server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"v=STSv1; id=old"')
+    server.set("pub.test", "_mta-sts.a.pub.test", "CAA", '0 issue "ca.pub.test"')
+    path = write("a.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        'error: _mta-sts.a.pub.test holds CAA 0 issue "ca.pub.test", which a CNAME may not '
+        "sit beside (RFC 1034 section 3.6.2); not replaced: delete it by hand, or drop the "
+        "domain's txt_cname"
+    ]
+    assert server.values("_mta-sts.a.pub.test") == ["v=STSv1; id=old"]
+    assert server.values("_mta-sts.a.pub.test", "CNAME") == []
+    assert server.values("_mta-sts.provider.test") == [_sts(path, "provider.test")]
+
+
 def test_a_cname_waits_for_the_shared_record_it_leads_to(
     write: Write, host: PolicyHost, server: Dns, publish: Publish
 ) -> None:
@@ -432,6 +535,23 @@ def test_addresses_where_the_cname_goes_are_named_and_kept(
     assert server.values("mta-sts.a.pub.test", "TXT") == ["site-verification=x"]
     assert server.values("mta-sts.a.pub.test", "CNAME") == []
     assert server.values("_mta-sts.a.pub.test") == ([] if dry_run else [_sts(path)])
+
+
+def test_an_hinfo_record_where_the_cname_goes_is_named(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """A real HINFO record is in the way too: only RFC 8482's answer to ANY is none."""
+    server.set("pub.test", "mta-sts.a.pub.test", "HINFO", '"x86" "linux"')
+    path = write("a.pub.test: {mx: [mx.pub.test], cname: web.pub.test}")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        'error: mta-sts.a.pub.test holds HINFO "x86" "linux", which a CNAME may not sit '
+        "beside (RFC 1034 section 3.6.2); not replaced: delete it by hand once the CNAME's "
+        "target serves the policy, or drop the domain's cname"
+    ]
+    assert server.values("mta-sts.a.pub.test", "CNAME") == []
 
 
 def test_a_wildcard_is_no_record_in_the_way_of_the_cname(
@@ -540,6 +660,20 @@ def test_a_zone_the_server_does_not_hold(
         f"127.80.0.1:{server.port} (REFUSED)"
     ]
     assert server.values("_mta-sts.a.pub.test") == [_sts(path)]
+
+
+def test_a_zone_the_server_delegates(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """knot holds pub.test, which hands sub.pub.test to another server: no answer of its own."""
+    server.set("pub.test", "sub.pub.test", "NS", "ns.elsewhere.test.")
+    path = write("a.sub.pub.test: {mx: [mx.pub.test]}")
+    ran = publish(path, "--dry-run")
+    assert (ran.code, ran.out) == (1, "would change 0 of 0 records\n")
+    assert ran.err.splitlines() == [
+        "error: zone not found for _mta-sts.a.sub.pub.test at "
+        f"127.80.0.1:{server.port} (no SOA in its answer)"
+    ]
 
 
 def test_an_unreachable_server(write: Write, publish: Publish, server: Dns) -> None:

@@ -131,3 +131,39 @@ def test_a_url_that_cannot_be_fetched(url: str, message: str) -> None:
     with pytest.raises(FetchError) as info:
         fetch(url, timeout=1)
     assert str(info.value) == message
+
+
+@contextlib.contextmanager
+def raw_server(reply: bytes) -> Iterator[int]:
+    """Reads one request, sends ``reply`` as it is (nothing if empty) and closes."""
+    listener = socket.create_server((ADDRESS, 0))
+    listener.settimeout(5)
+
+    def run() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(reply)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "scheme", "message"),
+    [
+        (b"", "http", "remote end closed connection without response ({where})"),
+        (b"garbage\r\n\r\n", "http", "a broken HTTP answer from {where} (BadStatusLine)"),
+        (b"HTTP/1.0 200 OK\r\n\r\n", "https", "TLS with {where} failed: WRONG_VERSION_NUMBER"),
+    ],
+    ids=["closed", "not-http", "not-tls"],
+)
+def test_a_broken_answer_is_named(reply: bytes, scheme: str, message: str) -> None:
+    with raw_server(reply) as port, pytest.raises(FetchError) as info:
+        fetch(f"{scheme}://{NAME}/x", connect=(ADDRESS, port), timeout=5)
+    assert str(info.value) == message.format(where=f"{ADDRESS}:{port}")

@@ -63,7 +63,8 @@ def test_a_key_granted_less_fails_before_fetching(
     assert ran.code == 1
     assert ran.err.splitlines() == [
         f"error: TSIG key refused by 127.80.0.1:{server.port} for zone pub.test: "
-        "it does not know the key, or its ACL does not grant these records"
+        "it does not know the key by this name and algorithm, or its ACL does not grant these "
+        "records"
     ]
     assert host.served == []
     untouched(server)

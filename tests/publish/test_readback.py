@@ -1,0 +1,80 @@
+"""Read-back at the zone's other name servers, real knot secondaries in step or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mtasts_host.publish import authority, readback
+
+from ..knot import knot
+from ..processes import free_port
+from .conftest import Keys, Publish, Write, serve
+from .servers import DNS2, Dns, PolicyHost, zone_text
+
+
+def test_a_secondary_without_the_zone_is_named_once(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    keys: Keys,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ns2.pub.test serves pub.test only, and refuses questions about provider.test."""
+    port = free_port(DNS2)
+    with knot(tmp_path / "ns2", DNS2, port, {"pub.test": zone_text("pub.test")}, keys=[keys.good]):
+        monkeypatch.setattr(authority, "NAMESERVER_PORT", port)
+        path = write("h1.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}")
+        serve(host, path)
+        ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert (
+        f"checked _mta-sts.provider.test TXT: 127.80.0.1:{server.port}: ok; ns2.pub.test "
+        f"(127.80.0.2:{port}): answers REFUSED for _mta-sts.provider.test TXT"
+    ) in ran.lines
+
+
+def test_a_secondary_still_holding_what_the_cname_replaced_is_not_yet(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    keys: Keys,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The A record deleted by hand at the primary is still at ns2.pub.test: no transfer yet."""
+    port = free_port(DNS2)
+    zones = {
+        "pub.test": zone_text("pub.test", ["mta-sts.a A 192.0.2.10"]),
+        "provider.test": zone_text("provider.test"),
+    }
+    with knot(tmp_path / "ns2", DNS2, port, zones, keys=[keys.good]):
+        monkeypatch.setattr(authority, "NAMESERVER_PORT", port)
+        path = write("a.pub.test: {mx: [mx.pub.test], cname: web.pub.test}")
+        serve(host, path)
+        ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert (
+        f"checked mta-sts.a.pub.test CNAME: 127.80.0.1:{server.port}: ok; ns2.pub.test "
+        f"(127.80.0.2:{port}): not yet (a zone transfer may be pending)"
+    ) in ran.lines
+
+
+def test_an_unreachable_secondary_only_informs(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asked once in the run, for at most its own timeout; no failure."""
+    port = free_port(DNS2)  # nothing listens there
+    monkeypatch.setattr(authority, "NAMESERVER_PORT", port)
+    monkeypatch.setattr(readback, "_TIMEOUT", 0.3)
+    path = write("a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:tlsrpt@pub.test]}")
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert [line.partition(": ")[2] for line in ran.lines if line.startswith("checked ")] == [
+        f"127.80.0.1:{server.port}: ok; ns2.pub.test (127.80.0.2:{port}): unreachable"
+    ] * 2
