@@ -24,9 +24,20 @@ class Problem:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        parts = [where, "warning" if self.warning else "", self.key, self.message]
+        parts = [where, "warning" if self.warning else "", _cut(self.key), _cut(self.message)]
         # One line, whatever a key holds: a line break in it must not forge a second error.
         return printable(": ".join(part for part in parts if part))
+
+
+_SHOWN = 10_000
+"""The characters of a key or a message shown: a value of 30 MiB must not become a log line
+(and a /readyz answer) of 30 MiB."""
+
+
+def _cut(text: str) -> str:
+    if len(text) <= _SHOWN:
+        return text
+    return f"{text[:_SHOWN]}... ({len(text) - _SHOWN} more characters)"
 
 
 class ConfigError(Exception):
@@ -41,6 +52,15 @@ class ConfigError(Exception):
         self.problems = tuple(problems)
 
 
+MAX_PROBLEMS = 1000
+"""The errors, and the warnings, kept of one file: a file of millions of bad or repeated items
+(32 MiB of ``a,``) would otherwise take minutes and gigabytes to describe, at every reload."""
+
+
+class TooManyErrors(Exception):
+    """``MAX_PROBLEMS`` errors are reported already: stop reading the file."""
+
+
 class Problems:
     """The errors and warnings found in one file so far."""
 
@@ -48,14 +68,31 @@ class Problems:
         self.path = path
         self.errors: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.stopped = False
+        """Errors beyond ``MAX_PROBLEMS`` were found, and reading stopped there."""
 
     def error(self, line: int | None, key: str, message: str, column: int | None = None) -> None:
+        """
+        Raises:
+            TooManyErrors: there are ``MAX_PROBLEMS`` errors already; this one is not kept.
+        """
+        if len(self.errors) == MAX_PROBLEMS:
+            self.stopped = True
+            raise TooManyErrors
         self.errors.append(Problem(self.path, line, key, message, column))
 
     def warn(self, line: int, key: str, message: str) -> None:
-        self.warnings.append(Problem(self.path, line, key, message, warning=True))
+        if len(self.warnings) < MAX_PROBLEMS:
+            self.warnings.append(Problem(self.path, line, key, message, warning=True))
+        elif len(self.warnings) == MAX_PROBLEMS:
+            message = f"more than {MAX_PROBLEMS} warnings; the rest are not shown"
+            self.warnings.append(Problem(self.path, line, "", message, warning=True))
 
     def raise_errors(self) -> None:
         """Raise every error found, in file order, if there is any."""
         if self.errors:
-            raise ConfigError(self.path, sorted(self.errors, key=lambda p: p.line or 0))
+            errors = sorted(self.errors, key=lambda p: p.line or 0)
+            if self.stopped:
+                message = f"more than {MAX_PROBLEMS} errors; stopped looking for more"
+                errors.append(Problem(self.path, None, "", message))
+            raise ConfigError(self.path, errors)

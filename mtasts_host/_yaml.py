@@ -18,6 +18,9 @@ import yaml
 
 MAX_FILE_SIZE = 32 * 1024 * 1024
 _MAX_DEPTH = 64
+# Far more than any one setting needs (a policy's 64 KiB hold fewer than 8,000 mx
+# patterns), far fewer than the 16 million nodes 32 MiB of "a," make: gigabytes.
+_MAX_ITEMS = 100_000
 
 try:
     _Loader: type[yaml.SafeLoader | yaml.CSafeLoader] = yaml.CSafeLoader
@@ -152,6 +155,7 @@ class Document:
         # and only node starts are checked for what a config never needs. Events are Any:
         # each kind has its own attributes, and the kind is tested by identity.
         read: Callable[[], Any] = self._loader.get_event
+        items = 0
         while True:
             if event is None:
                 event = read()
@@ -179,6 +183,9 @@ class Document:
             if not stack:
                 return node
             event = None
+            items += 1
+            if items > _MAX_ITEMS:
+                raise YAMLProblem(f"more than {_MAX_ITEMS} items in one value", stack[0].line)
             parent = stack[-1]
             if isinstance(parent, Sequence):
                 parent.items.append(node)

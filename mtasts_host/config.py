@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections import deque
@@ -13,7 +14,7 @@ from . import _yaml, names
 from ._block import duplicate_key, unknown_key
 from ._fields import got
 from ._gc import collector_paused
-from ._problems import ConfigError, Problem, Problems
+from ._problems import ConfigError, Problem, Problems, TooManyErrors
 from .blocks import (
     PublishSettings,
     ReportsSettings,
@@ -138,11 +139,12 @@ def parse_config(
     """
     problems = Problems(path)
     reader = _Reader(problems, previous)
-    try:
-        with collector_paused():
-            domains = reader.read(_yaml.Document(data))
-    except _yaml.YAMLProblem as exc:
-        problems.error(exc.line, "", exc.message, exc.column)
+    with contextlib.suppress(TooManyErrors):  # raise_errors says so
+        try:
+            with collector_paused():
+                domains = reader.read(_yaml.Document(data))
+        except _yaml.YAMLProblem as exc:
+            problems.error(exc.line, "", exc.message, exc.column)
     problems.raise_errors()
     return Config(
         path, domains, tuple(problems.warnings), reader.reports, reader.publish, read_from

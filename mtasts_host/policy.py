@@ -44,7 +44,8 @@ class Policy:
     def __post_init__(self) -> None:
         if not isinstance(self.mode, Mode):
             raise ValueError(f"mode must be a Mode, not {self.mode!r}")
-        if isinstance(self.max_age, bool) or not 0 <= self.max_age <= MAX_AGE_LIMIT:
+        # Exactly an int: a bool is one to Python, and a float renders as 'max_age: 1.5'.
+        if type(self.max_age) is not int or not 0 <= self.max_age <= MAX_AGE_LIMIT:
             raise ValueError(f"max_age must be an integer 0..{MAX_AGE_LIMIT}")
         if self.mode is not Mode.NONE and not self.mx:
             raise ValueError(f"mode {self.mode.value} needs at least one mx pattern")

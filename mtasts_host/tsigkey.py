@@ -9,6 +9,7 @@ import base64
 import binascii
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -55,7 +56,10 @@ def read_key_file(path: str | os.PathLike[str]) -> TsigKey:
             why, and never shows the secret.
     """
     try:
-        with open(path, "rb") as file:
+        # O_NONBLOCK: a FIFO in place of the file must give an error, not hang the load.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ValueError("cannot read the key file: not a regular file")
             data = file.read(_MAX_SIZE + 1)
     except OSError as exc:
         reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror

@@ -466,6 +466,65 @@ def test_deep_nesting_is_refused(depth: int, message: str) -> None:
     assert errors("domains: " + "[" * depth + "]" * depth + "\n") == [message]
 
 
+@pytest.mark.parametrize(
+    ("text", "messages"),
+    [
+        (
+            one_domain("mode: none, mx: [" + "a," * 100_001 + "]"),
+            ["config.yaml:2: more than 100000 items in one value"],
+        ),
+        (
+            one_domain("mode: none") + "x:\n" + "  - []\n" * 100_001,
+            [
+                "config.yaml:3: x: unknown key 'x' (expected one of: defaults, domains, reports, "
+                "publish)",
+                "config.yaml:4: more than 100000 items in one value",
+            ],
+        ),
+    ],
+    ids=["flow", "block"],
+)
+def test_millions_of_items_are_refused_at_once(text: str, messages: list[str]) -> None:
+    # 32 MiB of "a," would be 16 million nodes: gigabytes and a minute, at every reload.
+    assert errors(text) == messages
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        2000,
+        1000,  # and then the syntax error: one error too many, found outside the reader
+    ],
+)
+def test_errors_stop_at_a_thousand(keys: int) -> None:
+    # Each bad item is one error: 32 MiB of them would take minutes and gigabytes to list.
+    text = one_domain("mode: none") + "".join(f"k{i}: 1\n" for i in range(keys)) + "]\n"
+    found = errors(text)
+    assert len(found) == 1001
+    assert found[-2] == (
+        "config.yaml:1002: k999: unknown key 'k999' (expected one of: defaults, domains, "
+        "reports, publish)"
+    )
+    assert found[-1] == "config.yaml: more than 1000 errors; stopped looking for more"
+
+
+def test_warnings_stop_at_a_thousand() -> None:
+    found = warnings(one_domain("mode: none, mx: [" + "a.example," * 2000 + "]"))
+    assert len(found) == 1001
+    assert found[-2] == (
+        "config.yaml:2: warning: domains.example.com.mx[1000]: duplicate of 'a.example', removed"
+    )
+    assert found[-1] == "config.yaml:2: warning: more than 1000 warnings; the rest are not shown"
+
+
+def test_a_huge_value_is_cut_short_in_its_error() -> None:
+    # The line is logged, and shown by /readyz, at every failed reload: not megabytes of it.
+    message = "expected one of enforce, testing, none, got '" + "a" * 100_000 + "'"
+    assert errors(one_domain("mode: " + "a" * 100_000)) == [
+        f"config.yaml:2: domains.example.com.mode: {message[:10_000]}... (90046 more characters)"
+    ]
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "nope.yaml")

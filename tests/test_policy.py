@@ -112,6 +112,9 @@ def test_policy_id_is_32_alphanumerics_of_the_body() -> None:
         ({"mode": Mode.ENFORCE, "mx": ()}, "mode enforce needs at least one mx pattern"),
         ({"mode": Mode.NONE, "mx": (), "max_age": True}, "max_age must be an integer 0..31557600"),
         ({"mode": Mode.NONE, "mx": (), "max_age": -1}, "max_age must be an integer 0..31557600"),
+        # rendered as is, "max_age: 1.5" is a policy no sender accepts
+        ({"mode": Mode.NONE, "mx": (), "max_age": 1.5}, "max_age must be an integer 0..31557600"),
+        ({"mode": Mode.NONE, "mx": (), "max_age": "1"}, "max_age must be an integer 0..31557600"),
         ({"mode": Mode.NONE, "mx": ("a.example",) * 2}, "mx patterns must be unique"),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -114,3 +115,13 @@ def test_bad_key_files_never_show_the_secret(text: str, message: str) -> None:
 def test_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^cannot read the key file: no such file$"):
         read_key_file(tmp_path / "none.key")
+
+
+@pytest.mark.timeout(5)
+def test_not_a_regular_file(tmp_path: Path) -> None:
+    # A FIFO without a writer would block the open, and every load of the config with it.
+    os.mkfifo(tmp_path / "fifo.key")
+    with pytest.raises(ValueError, match=r"^cannot read the key file: not a regular file$"):
+        read_key_file(tmp_path / "fifo.key")
+    with pytest.raises(ValueError, match=r"^cannot read the key file: is a directory$"):
+        read_key_file(tmp_path)
