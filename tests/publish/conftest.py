@@ -164,6 +164,31 @@ def first_update_changes_nothing(path: Path, server: Dns, key: Path) -> None:
     assert server.values("mta-sts.a.pub.test", "CNAME") == ["elsewhere.pub.test"]
 
 
+def other_types_keep_a_joining_domains_txt(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> Path:
+    """
+    ``_mta-sts.a.pub.test`` holds our TXT record and a CAA record when a.pub.test joins a
+    txt_cname group: named and left, since a server drops a CNAME added beside other records
+    (RFC 2136 section 3.4.2.2) after the TXT record it replaces is gone. Returns the
+    config's path.
+    """
+    server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"v=STSv1; id=old"')
+    server.set("pub.test", "_mta-sts.a.pub.test", "CAA", '0 issue "ca.pub.test"')
+    path = write("a.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        'error: _mta-sts.a.pub.test holds CAA 0 issue "ca.pub.test", which a CNAME may not '
+        "sit beside (RFC 1034 section 3.6.2); not replaced: delete it by hand, or drop the "
+        "domain's txt_cname"
+    ]
+    assert server.values("_mta-sts.a.pub.test") == ["v=STSv1; id=old"]
+    assert server.values("_mta-sts.a.pub.test", "CNAME") == []
+    return path
+
+
 def theirs_once_served(host: PolicyHost, server: Dns) -> None:
     """
     Someone else's write between the publisher's read and its update: the first time the

@@ -23,6 +23,7 @@ from .conftest import (
     Publish,
     Write,
     first_update_changes_nothing,
+    other_types_keep_a_joining_domains_txt,
     serve,
     untouched,
 )
@@ -180,16 +181,4 @@ def test_records_of_other_types_keep_a_joining_domains_txt(
     named ignores a CNAME added beside other records and answers NOERROR (RFC 2136 section
     3.4.2.2): replacing the TXT record there would leave the name with no id at all.
     """
-    server.set("pub.test", "_mta-sts.a.pub.test", "TXT", '"v=STSv1; id=old"')
-    server.set("pub.test", "_mta-sts.a.pub.test", "CAA", '0 issue "ca.pub.test"')
-    path = write("a.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}")
-    serve(host, path)
-    ran = publish(path)
-    assert ran.code == 1
-    assert ran.err.splitlines() == [
-        'error: _mta-sts.a.pub.test holds CAA 0 issue "ca.pub.test", which a CNAME may not '
-        "sit beside (RFC 1034 section 3.6.2); not replaced: delete it by hand, or drop the "
-        "domain's txt_cname"
-    ]
-    assert server.values("_mta-sts.a.pub.test") == ["v=STSv1; id=old"]
-    assert server.values("_mta-sts.a.pub.test", "CNAME") == []
+    other_types_keep_a_joining_domains_txt(write, host, server, publish)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,17 @@ from .conftest import Keys, Publish, Write, serve
 from .servers import DNS2, Dns, PolicyHost, zone_text
 
 
+@contextlib.contextmanager
+def secondary(
+    tmp_path: Path, keys: Keys, monkeypatch: pytest.MonkeyPatch, zones: dict[str, str]
+) -> Iterator[int]:
+    """A knot at ns2.pub.test's address serving ``zones``, asked by the read-back; its port."""
+    port = free_port(DNS2)
+    with knot(tmp_path / "ns2", DNS2, port, zones, keys=[keys.good]):
+        monkeypatch.setattr(authority, "NAMESERVER_PORT", port)
+        yield port
+
+
 def test_a_secondary_without_the_zone_is_named_once(
     write: Write,
     host: PolicyHost,
@@ -24,9 +37,8 @@ def test_a_secondary_without_the_zone_is_named_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """ns2.pub.test serves pub.test only, and refuses questions about provider.test."""
-    port = free_port(DNS2)
-    with knot(tmp_path / "ns2", DNS2, port, {"pub.test": zone_text("pub.test")}, keys=[keys.good]):
-        monkeypatch.setattr(authority, "NAMESERVER_PORT", port)
+    zones = {"pub.test": zone_text("pub.test")}
+    with secondary(tmp_path, keys, monkeypatch, zones) as port:
         path = write("h1.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}")
         serve(host, path)
         ran = publish(path)
@@ -47,13 +59,11 @@ def test_a_secondary_still_holding_what_the_cname_replaced_is_not_yet(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The A record deleted by hand at the primary is still at ns2.pub.test: no transfer yet."""
-    port = free_port(DNS2)
     zones = {
         "pub.test": zone_text("pub.test", ["mta-sts.a A 192.0.2.10"]),
         "provider.test": zone_text("provider.test"),
     }
-    with knot(tmp_path / "ns2", DNS2, port, zones, keys=[keys.good]):
-        monkeypatch.setattr(authority, "NAMESERVER_PORT", port)
+    with secondary(tmp_path, keys, monkeypatch, zones) as port:
         path = write("a.pub.test: {mx: [mx.pub.test], cname: web.pub.test}")
         serve(host, path)
         ran = publish(path)
