@@ -195,12 +195,14 @@ class PolicyApp(Starlette):
             return
         status: int | None = None
         sent = 0
+        # Starlette's answers to a HEAD carry their body, which the server does not send.
+        head = scope["method"] == "HEAD"
 
         async def watch(message: Message) -> None:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-            elif message["type"] == "http.response.body":
+            elif message["type"] == "http.response.body" and not head:
                 sent += len(message.get("body", b""))
             await send(message)
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from starlette.types import Scope
 
+from ._text import printable
+
 ACCESS_LOGGER = "mtasts_host.access"
 _access = logging.getLogger(ACCESS_LOGGER)
 _KEPT = 256
@@ -28,10 +30,14 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 class TextFormatter(logging.Formatter):
     """``time level logger: event key=value ...``; strings are JSON-quoted, so a quote or a
-    newline from a client stays inside its value and cannot start a line of its own."""
+    newline from a client stays inside its value and cannot start a line of its own. What is
+    not printable in the event is escaped too: uvicorn's lines quote the client address that
+    X-Forwarded-For gives, the doctor's what mail servers answer, and a carriage return, an
+    escape or U+0085 there would break or repaint the line for many readers."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_timestamp(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        event = printable(record.getMessage())
+        line = f"{_timestamp(record)} {record.levelname:<7} {record.name}: {event}"
         for key, value in _fields(record).items():
             text = json.dumps(value) if isinstance(value, str) else value
             line += f" {key}={text}"
@@ -120,7 +126,8 @@ def log_access(scope: Scope, start: float, status: int, sent: int, domain: str |
                 "bytes": sent,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                 "user_agent": _sent(headers.get(b"user-agent", b"")),
-                "client": client[0] if client else None,
+                # X-Forwarded-For's, with --proxy-headers: a client's value too.
+                "client": _kept(client[0]) if client else None,
             }
         },
     )

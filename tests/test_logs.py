@@ -7,12 +7,14 @@ import logging
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
-from mtasts_host.logs import JSONFormatter, TextFormatter, log_access
+from mtasts_host import create_app
+from mtasts_host.logs import ACCESS_LOGGER, JSONFormatter, TextFormatter, log_access
 
 from .conftest import BODY_D, CONFIG_D, WriteConfig, wait_until
 from .processes import free_port, running, serve_argv
-from .rawhttp import raw_request
+from .rawhttp import POLICY_PATH, raw_request
 
 HOSTILE_UA = b'x" level=error event="forged\\n" \t\xff\xfe'
 
@@ -29,6 +31,34 @@ def test_text_quotes_strings() -> None:
         ' INFO    mtasts_host.access: request host="a\\"\\nb" status=200 domain=None'
     )
     assert "\n" not in line
+
+
+@pytest.mark.parametrize(
+    ("logger", "message", "value", "shown"),
+    [
+        pytest.param(
+            "uvicorn.error",
+            '%s:0 - "WebSocket %s" 403',
+            ("evil\x85" + "2026-11-30T11:35:34.208Z CRITICAL x: forged", "/"),
+            'evil\\x852026-11-30T11:35:34.208Z CRITICAL x: forged:0 - "WebSocket /" 403',
+            id="uvicorn-client-from-x-forwarded-for",  # U+0085: a line break to many readers
+        ),
+        pytest.param(
+            "mtasts_host.doctor.background",
+            "doctor: %s",
+            ("example.com: fail: mx-tls: refuses the session: 554 mx\rforged \x1b[2J",),
+            "doctor: example.com: fail: mx-tls: refuses the session: 554 mx\\rforged \\x1b[2J",
+            id="doctor-quoting-an-smtp-reply",
+        ),
+    ],
+)
+def test_text_escapes_what_is_not_printable_in_the_event(
+    logger: str, message: str, value: tuple[str, ...], shown: str
+) -> None:
+    entry = logging.LogRecord(logger, logging.INFO, __file__, 1, message, value, None)
+    line = TextFormatter().format(entry)
+    assert line.endswith(f" INFO    {logger}: {shown}")
+    assert len(line.splitlines()) == 1
 
 
 def test_json_is_one_object_per_line() -> None:
@@ -105,7 +135,7 @@ def test_client_values_are_utf8_where_they_are_and_cut_to_a_readable_size(
         "path": "/" + "p" * 5000,
         "query_string": b"q" * 5000,
         "headers": [(b"host", host), (b"user-agent", b"\x80" * 1_000_000)],
-        "client": ("127.0.0.1", 5000),
+        "client": ("c" * 5000, 0),  # from X-Forwarded-For
     }
     with caplog.at_level(logging.INFO, logger="mtasts_host.access"):
         log_access(scope, 0.0, 404, 0, None)
@@ -114,7 +144,19 @@ def test_client_values_are_utf8_where_they_are_and_cut_to_a_readable_size(
     assert fields["user_agent"] == "\\x80" * 256 + "... (1000000 bytes)"
     assert fields["path"] == "/" + "p" * 255 + "... (5001 characters)"
     assert fields["query"] == "q" * 256 + "... (5000 bytes)"
+    assert fields["client"] == "c" * 256 + "... (5000 characters)"
     assert len(JSONFormatter().format(caplog.records[0])) < 3_000
+
+
+def test_a_head_logs_no_body_bytes(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(write_config(), watch=False)
+    with TestClient(app, base_url="http://10.0.0.7") as client, caplog.at_level(logging.INFO):
+        assert client.head("/readyz").status_code == 200
+        assert client.head(POLICY_PATH, headers={"host": "mta-sts.example.com"}).status_code == 200
+    lines = [r for r in caplog.records if r.name == ACCESS_LOGGER]
+    assert [line.fields["bytes"] for line in lines] == [0, 0]  # type: ignore[attr-defined]
 
 
 def test_changes_in_the_config_directory_log_no_lines_of_their_own(
