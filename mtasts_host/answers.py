@@ -13,7 +13,8 @@ from .store import Snapshot
 
 # RFC 8461 section 8.2 suggests 60 s for proxies in front of a multi-domain policy host; it
 # bounds how long a proxy may serve an old policy after a reload.
-CACHE_CONTROL = b"max-age=60"
+CACHE_MAX_AGE = 60
+CACHE_CONTROL = b"max-age=%d" % CACHE_MAX_AGE
 
 Headers = tuple[tuple[bytes, bytes], ...]
 

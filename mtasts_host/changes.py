@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Mapping
 
+from .answers import CACHE_MAX_AGE
 from .store import PolicyStore, Served, Snapshot
 
 logger = logging.getLogger("mtasts_host.reload")
@@ -53,8 +54,12 @@ def log_changes(old: Snapshot, store: PolicyStore) -> None:
         "; ".join(parts),
         "the publisher updates the DNS records once the new policies are served"
         if publish is not None and publish.auto and store.publishing
-        else "update the _mta-sts TXT id of each added or changed domain ('mtasts-host dns' "
-        "prints the records, shared ones included)",
+        # Proxies may serve the old policies until their cache lets them go: the id must
+        # not change before that (RFC 8461 section 8.1).
+        else f"in {CACHE_MAX_AGE} s, once proxies' caches have let the old policies go, "
+        "update the _mta-sts TXT id of each added or changed domain ('mtasts-host dns' prints "
+        "the records, shared ones included): a new id seen before the new policy is served "
+        "has senders cache the old policy under it (RFC 8461 section 8.1)",
     )
     now = time.time()
     for domain in removed:

@@ -79,11 +79,17 @@ def mox(body: bytes) -> Parsed:
 
 
 def go_mtasts(body: bytes) -> Parsed:
-    """go-mtasts: every line splits on ':' into exactly two parts; a blank line is an error."""
+    """
+    go-mtasts: lines as bufio.ScanLines cuts them (at LF, one CR before it dropped: a lone CR
+    ends no line), each split on ':' into exactly two parts; a blank line is an error.
+    """
     fields: dict[str, str] = {}
     mx: list[str] = []
-    for line in body.decode("utf-8").splitlines():
-        parts = line.split(":")
+    lines = body.decode("utf-8").split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the scanner gives no empty token after a final LF
+    for line in lines:
+        parts = line.removesuffix("\r").split(":")
         if len(parts) != 2:
             raise ValueError(f"bad line {line!r}")
         key, value = parts[0], parts[1].strip()
@@ -95,7 +101,8 @@ def go_mtasts(body: bytes) -> Parsed:
 
 
 def postfix_tlspol(body: bytes) -> Parsed:
-    """postfix-tlspol: as mox, but max_age is capped, and mx may carry one trailing dot."""
+    """postfix-tlspol: as mox, but max_age is capped (it also strips one trailing dot from an
+    mx, which this port refuses as mox does: stricter, never looser)."""
     mode, mx, max_age = mox(body)
     return mode, mx, min(max_age, 31557600)
 

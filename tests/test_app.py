@@ -114,6 +114,7 @@ def test_head_has_get_headers_and_no_body(client: TestClient) -> None:
     assert response.content == b""
     assert response.headers["content-length"] == str(len(BODY_D))
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.headers.multi_items() == client.get(PATH).headers.multi_items()
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "FOO"])
@@ -184,6 +185,39 @@ def test_request_headers_never_change_the_answer(
 def test_no_accept_encoding_no_content_encoding(client: TestClient) -> None:
     response = client.get(PATH, headers={"accept-encoding": ""})
     assert_policy(response)
+
+
+@pytest.mark.parametrize(
+    ("host", "forwarded"),
+    [
+        ("10.0.0.1:8080", "x-forwarded-host"),  # a pod address: the operational host
+        ("mta-sts.unknown.test", "x-forwarded-host"),
+        ("mta-sts.unknown.test", "forwarded"),
+    ],
+)
+def test_forwarded_host_headers_are_not_trusted(
+    client: TestClient, host: str, forwarded: str
+) -> None:
+    # The notes, section 9.1: the policy is chosen by the Host the proxy passes on; a
+    # forwarded host comes from the client, and no proxy is trusted to set it.
+    value = "mta-sts.example.com"
+    headers = {"host": host, forwarded: value if forwarded != "forwarded" else f"host={value}"}
+    response = client.get(PATH, headers=headers)
+    assert response.status_code == 404
+    assert b"STSv1" not in response.content
+    other = {"host": "mta-sts.example.com", forwarded: "mta-sts.unknown.test"}
+    assert_policy(client.get(PATH, headers=other))
+
+
+def test_requests_read_no_file(write_config: WriteConfig) -> None:
+    # The notes, section 9.2: bodies are rendered at load time; a request never reads the
+    # configuration (here it is gone, and nothing watches it).
+    path = write_config()
+    client = TestClient(create_app(path, watch=False), base_url="http://mta-sts.example.com")
+    path.unlink()
+    path.parent.rmdir()
+    assert_policy(client.get(PATH))
+    assert client.get(PATH, headers={"host": "mta-sts.unknown.test"}).status_code == 404
 
 
 def test_non_policy_host_gets_plain_404(client: TestClient) -> None:

@@ -124,6 +124,14 @@ def test_null_domain_takes_defaults() -> None:
             "mode: none, version: STSv2",
             "version: expected 'STSv1' (the only version RFC 8461 defines), got 'STSv2'",
         ),
+        (  # case-sensitive, as every value (RFC 8461 section 3.2, %s)
+            "mode: none, version: stsv1",
+            "version: expected 'STSv1' (the only version RFC 8461 defines), got 'stsv1'",
+        ),
+        (
+            "mode: none, version: 'STSv1 '",
+            "version: expected 'STSv1' (the only version RFC 8461 defines), got 'STSv1 '",
+        ),
         # optional keys
         (
             "mode: none, cname: 'a b'",
@@ -560,6 +568,30 @@ def test_policy_too_large_for_senders() -> None:
     text = one_domain(f"mode: enforce, mx: [{', '.join(patterns)}]")
     assert errors(text)[0].startswith("config.yaml:2: domains.example.com: the policy is ")
     assert errors(text)[0].endswith(" bytes; senders accept at most 65536")
+
+
+def patterns_for(size: int) -> list[str]:
+    """mx patterns that make example.com's enforce policy exactly ``size`` bytes long."""
+    one = Policy(Mode.ENFORCE, ("a.example",)).render()
+    room = size - len(one) + len(b"mx: a.example\r\n")  # for the mx lines, 'mx: ' and CRLF
+    full = (room - 20) // 50  # lines of 50 bytes, then one of 20 to 69
+    last = room - 50 * full - len("mx: \r\n")
+    return [
+        f"{i:05d}{'m' * (length - 13)}.example" for i, length in enumerate([44] * full + [last])
+    ]
+
+
+@pytest.mark.parametrize("size", [65536, 65537])
+def test_the_size_limit_is_exactly_what_senders_accept(size: int) -> None:
+    # Snawoot, mox and postfix-tlspol refuse more than 65,536 bytes (notes, test 41).
+    text = one_domain(f"mode: enforce, mx: [{', '.join(patterns_for(size))}]")
+    if size <= 65536:
+        assert len(parse(text)["example.com"].policy.render()) == size
+    else:
+        assert errors(text) == [
+            "config.yaml:2: domains.example.com: the policy is 65537 bytes; senders accept at "
+            "most 65536"
+        ]
 
 
 def test_error_carries_its_problems() -> None:

@@ -33,7 +33,7 @@ from .clients import CADDY_ADDRESS, CLIENTS, NGINX_ADDRESS, assert_accepted, fet
 from .conftest import BODY_D, CONFIG_D, SEVERAL, WriteConfig, wait_until
 from .dnsserver import NAMESERVER, dns_server, zone_for
 from .nginx import nginx as nginx_running
-from .processes import Process, free_port, running, serve_argv
+from .processes import Process, free_port, need, running, serve_argv
 from .rawhttp import POLICY_PATH, http_get, read_response, serves
 from .reports.conftest import REPORTS_HOST, encode, recent, report
 
@@ -94,8 +94,11 @@ def nginx(
     certs = tmp / "certs"
     certs.mkdir()
     ca = trustme.CA()
+    # Issued by an intermediate, as a public CA's are: clients that trust the root alone
+    # verify only if nginx sends the whole chain in the file (notes, section 4).
+    issuer = ca.create_child_ca()
     for name in [*(f"mta-sts.{domain}" for domain in domains_of(config)), REPORTS_HOST]:
-        cert = ca.issue_cert(name)
+        cert = issuer.issue_cert(name)
         cert.private_key_pem.write_to_path(str(certs / f"{name}.key"))
         (certs / f"{name}.crt").write_bytes(b"".join(b.bytes() for b in cert.cert_chain_pems))
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
@@ -269,6 +272,198 @@ def test_each_proxy_serves_the_policy_under_every_form_of_its_host(
         head, _, body = read_response(tls).partition(b"\r\n\r\n")
     assert head.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
     assert body == BODY_D
+
+
+def exchange(
+    address: str, ca_file: Path, request: str, name: str = "mta-sts.example.com"
+) -> tuple[int, dict[str, str], bytes]:
+    """
+    One request as written, on a TLS connection for ``name`` (its SNI) to ``address``, port
+    443, read until the server closes it: the status, the headers (lower-case names) and the
+    body.
+    """
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with (
+        socket.create_connection((address, 443), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname=name) as tls,
+    ):
+        tls.sendall(request.encode())
+        head, _, body = read_until_closed(tls).partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    fields = (line.split(":", 1) for line in lines)
+    headers = {field.lower(): value.strip() for field, value in fields}
+    return int(status.split(" ")[1]), headers, body
+
+
+def ask(
+    proxy: tuple[str, Path],
+    *lines: str,
+    method: str = "GET",
+    target: str = POLICY_PATH,
+    host: str = "mta-sts.example.com",
+) -> tuple[int, dict[str, str], bytes]:
+    """One request to a proxy on a connection for mta-sts.example.com, with more header lines."""
+    extra = "".join(f"{line}\r\n" for line in lines)
+    request = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+    return exchange(*proxy, request)
+
+
+def assert_policy_answer(answer: tuple[int, dict[str, str], bytes], body: bytes = BODY_D) -> None:
+    """The policy as senders accept it (notes, tests 1, 19 and 21); ``body`` is empty for HEAD."""
+    status, headers, received = answer
+    assert (status, received) == (200, body), headers
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert headers["content-length"] == str(len(BODY_D))
+    assert headers["cache-control"] == "max-age=60"
+    for absent in ("content-encoding", "content-range", "set-cookie", "location", "etag"):
+        assert absent not in headers, headers
+
+
+@pytest.mark.system
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Accept-Encoding: gzip, deflate, br",  # never compressed (notes, section 1.2)
+        "Range: bytes=0-5",  # never a 206 (notes, test 18)
+        "If-None-Match: *",  # never a 304 (notes, test 17)
+        "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT",
+        "X-Forwarded-Proto: http",  # never a redirect to https (notes, test 16)
+        "User-Agent: postfix-tlspol/1.8",  # real fetchers' agents are served (notes, 1.2)
+    ],
+)
+def test_each_proxy_gives_senders_the_whole_policy_whatever_they_send(
+    proxy: tuple[str, Path], line: str
+) -> None:
+    """
+    What a sender sees over HTTPS is the app's plain 200, whatever the request carries, and
+    whether or not the proxy has the policy in its cache (nginx's, filled by the first
+    request).
+    """
+    assert_policy_answer(ask(proxy))
+    for _ in range(2):
+        assert_policy_answer(ask(proxy, line))
+
+
+@pytest.mark.system
+def test_each_proxy_serves_the_policy_over_http2(proxy: tuple[str, Path], tmp_path: Path) -> None:
+    """
+    The Go senders (go-mtasts, maddy, mox, postfix-tlspol) use HTTP/2 wherever a proxy offers
+    it (Caddy does): the policy must be the same answer there.
+    """
+    address, ca_file = proxy
+    body = tmp_path / "body"
+    completed = subprocess.run(
+        [
+            need("curl", "curl"),
+            "--silent",
+            "--show-error",
+            "--http2",
+            "--cacert",
+            str(ca_file),
+            "--resolve",
+            f"mta-sts.example.com:443:{address}",
+            "--output",
+            str(body),
+            "--write-out",
+            "%{http_version} %{http_code} %{content_type}",
+            f"https://mta-sts.example.com{POLICY_PATH}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    version, status, content_type = completed.stdout.split(" ", 2)
+    assert version == ("2" if address == CADDY_ADDRESS else "1.1")
+    assert (status, content_type) == ("200", "text/plain; charset=utf-8")
+    assert body.read_bytes() == BODY_D
+
+
+@pytest.mark.system
+def test_each_proxy_answers_head_with_the_headers_of_get(proxy: tuple[str, Path]) -> None:
+    """Notes, test 10: HEAD gets GET's headers, Content-Length included, and no body."""
+    for _ in range(2):
+        assert_policy_answer(ask(proxy, method="HEAD"), b"")
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_each_proxy_passes_on_the_apps_405(proxy: tuple[str, Path], method: str) -> None:
+    """Notes, test 11: other methods on the policy path get 405 with Allow: GET, HEAD."""
+    status, headers, _ = ask(proxy, "Content-Length: 0", method=method)
+    assert status == 405
+    assert headers["allow"] == "GET, HEAD"
+    assert "location" not in headers
+
+
+@pytest.mark.system
+@pytest.mark.parametrize(
+    "target",
+    [
+        POLICY_PATH + "/",  # notes, test 13: a 404, not a redirect
+        "/.well-known/MTA-STS.txt",  # notes, test 14
+        "/mta-sts.txt",
+        "/",  # notes, test 15
+        "//.well-known/mta-sts.txt/",
+    ],
+)
+def test_each_proxy_answers_other_paths_with_a_plain_404(
+    proxy: tuple[str, Path], target: str
+) -> None:
+    for _ in range(2):
+        status, headers, body = ask(proxy, target=target)
+        assert status == 404, (target, status)
+        assert headers["content-type"].startswith("text/plain")
+        assert "location" not in headers
+        assert b"STSv1" not in body
+
+
+@pytest.mark.system
+def test_each_proxy_ignores_the_query_string(proxy: tuple[str, Path]) -> None:
+    """Notes, test 12."""
+    assert_policy_answer(ask(proxy, target=POLICY_PATH + "?x=1"))
+
+
+@pytest.mark.system
+@pytest.mark.parametrize(
+    "host",
+    [
+        f"mta-sts.{UNKNOWN}",  # notes, test 5
+        "mta-sts.sub.example.com",  # notes, test 7: no parent fallback (RFC 8461 section 3.4)
+        "mta-sts.mta-sts.example.com",  # notes, test 8
+    ],
+)
+def test_each_proxy_serves_no_policy_to_other_policy_hosts(
+    proxy: tuple[str, Path], host: str
+) -> None:
+    """
+    The proxies refuse the handshake for these names (see the certificate tests); asked on
+    a policy host's connection, they answer the app's 404, never another domain's policy.
+    """
+    for _ in range(2):
+        status, headers, body = ask(proxy, host=host)
+        assert status == 404, (host, status)
+        assert headers["content-type"].startswith("text/plain")
+        assert b"STSv1" not in body
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("path", [POLICY_PATH, "/metrics", "/readyz", "/healthz", "/reports"])
+@pytest.mark.parametrize(
+    "request_line",
+    ["GET {path} HTTP/1.0\r\n", "GET {path} HTTP/1.1\r\nHost: \r\n"],
+    ids=["http-1.0-without-host", "empty-host"],
+)
+def test_each_proxy_answers_a_request_without_a_host_with_a_4xx(
+    proxy: tuple[str, Path], path: str, request_line: str
+) -> None:
+    """
+    Notes, test 9: no Host (HTTP/1.0 needs none) or an empty one is a 400 or a 404, never a
+    200 or a 5xx; and a policy host's connection never reaches the operational endpoints.
+    """
+    request = request_line.format(path=path) + "Connection: close\r\n\r\n"
+    status, _, body = exchange(*proxy, request)
+    assert status in (400, 404), (path, status, body)
 
 
 def over_tls(

@@ -75,6 +75,11 @@ def test_every_real_parser_accepts_every_policy(parser: str, policy: Policy) -> 
             set(PARSERS),
         ),
         (b"version: STSv1\r\nmode: ENFORCE\r\nmx: a.example\r\nmax_age: 86400\r\n", set(PARSERS)),
+        # CR alone ends no line but in Snawoot's (Python's splitlines)
+        (
+            b"version: STSv1\rmode: enforce\rmx: a.example\rmax_age: 86400\r",
+            {"checkdmarc", "go-mtasts", "mox", "postfix-tlspol"},
+        ),
         (b"version: STSv1\r\nmode: testing\r\nmax_age: 86400\r\n", set(PARSERS)),
         # An extension field, which section 3.2 has parsers ignore: go-mtasts splits the
         # line on every colon.

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 import watchfiles
+from starlette.testclient import TestClient
 
-from mtasts_host import PolicyStore, load_config
+from mtasts_host import PolicyStore, create_app, load_config, reload
 from mtasts_host.config import Config
+from mtasts_host.policy import POLICY_PATH
 from mtasts_host.reload import ConfigFilter, Reloader
 
 from .conftest import BODY_D, CONFIG_D, INVALID_CONFIG, WriteConfig, wait_until
@@ -129,7 +131,7 @@ def test_a_large_change_is_one_line_of_a_readable_size(
     (line,) = [message for message in caplog.messages if message.startswith("reloaded")]
     assert line.startswith(
         f"reloaded {new.describe()}; added 3: {added}; changed 12: {changed} and 2 more; "
-        f"removed 13: {removed} and 3 more; update the _mta-sts TXT id"
+        f"removed 13: {removed} and 3 more; in 60 s, once proxies' caches"
     )
 
 
@@ -150,9 +152,11 @@ def test_success_clears_the_error_and_logs_the_changes(
     assert caplog.messages[0] == (
         f"reloaded {path}: 2 domains, digest {digest}; "
         f"added 1: example.net id={new['example.net'].id}; changed 1: "
-        f"example.com id={new['example.com'].id}; removed 1: example.org; update the "
-        "_mta-sts TXT id of each added or changed domain ('mtasts-host dns' prints the "
-        "records, shared ones included)"
+        f"example.com id={new['example.com'].id}; removed 1: example.org; in 60 s, once "
+        "proxies' caches have let the old policies go, update the _mta-sts TXT id of each "
+        "added or changed domain ('mtasts-host dns' prints the records, shared ones "
+        "included): a new id seen before the new policy is served has senders cache the "
+        "old policy under it (RFC 8461 section 8.1)"
     )
     assert caplog.messages[1].startswith(
         "example.org was removed while in mode testing: senders that cached its policy keep "
@@ -204,6 +208,36 @@ def replace_by_rename(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def test_requests_are_answered_while_a_reload_reads(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The notes, section 1.2.4: a reload never holds a request up. The watcher's thread reads
+    the file, and the app answers from the snapshot it has until the new one is whole.
+    """
+    reading, go_on, read = threading.Event(), threading.Event(), threading.Event()
+
+    def held(*args: Any, **kwargs: Any) -> Config:
+        reading.set()
+        try:
+            assert go_on.wait(10)
+            return load_config(*args, **kwargs)
+        finally:
+            read.set()
+
+    monkeypatch.setattr(reload, "load_config", held)
+    path = write_config()
+    app = create_app(path)
+    with TestClient(app, base_url="http://mta-sts.example.com") as client:
+        assert client.get(POLICY_PATH).content == BODY_D  # the watcher starts with it
+        replace_by_rename(path, TESTING)
+        assert reading.wait(10)
+        assert client.get(POLICY_PATH).content == BODY_D
+        assert not read.is_set()  # answered while the reload was still reading
+        go_on.set()
+        wait_until(lambda: client.get(POLICY_PATH).content == BODY_TESTING)
 
 
 def test_rewrite_in_place(write_config: WriteConfig) -> None:
@@ -412,7 +446,7 @@ def test_a_changed_reports_block_asks_for_a_restart(
     [
         (True, "the publisher updates the DNS records once the new policies are served"),
         # Under another ASGI server, or mounted in another app, no publisher runs.
-        (False, "update the _mta-sts TXT id"),
+        (False, "in 60 s, once proxies' caches have let the old policies go, update"),
     ],
     ids=["serve-publishes", "no-publisher-running"],
 )

@@ -112,6 +112,20 @@ def test_hostile_requests_never_5xx(server: Process, request_bytes: bytes) -> No
     assert get(server, b"mta-sts.example.com").endswith(BODY_D)
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /.well-known/mta-sts.txt HTTP/1.0\r\n\r\n",
+        b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n",
+    ],
+    ids=["http-1.0-without-host", "empty-host"],
+)
+def test_no_host_gets_no_policy(server: Process, request_bytes: bytes) -> None:
+    # notes, test 9: a 400 or a 404, never a 200 (whose policy?) and never a 5xx
+    status = raw_request(server.port, request_bytes).split(b"\r\n", 1)[0]
+    assert status.split(b" ")[1] in (b"400", b"404"), status
+
+
 def test_absolute_form_uses_the_host_header(server: Process) -> None:
     response = get(
         server, b"mta-sts.example.com", b"http://mta-sts.unknown.test/.well-known/mta-sts.txt"
