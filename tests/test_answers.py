@@ -10,12 +10,15 @@ import pytest
 from mtasts_host import Mode, Policy, PolicyStore
 from mtasts_host.answers import (
     BAD_HOST,
+    CACHE_CONTROL,
+    CACHE_MAX_AGE,
     NO_POLICY,
     NOT_ALLOWED,
     NOT_FOUND,
     answer,
     policy_domain,
 )
+from mtasts_host.blocks.publish import DEFAULT_CACHE_WAIT
 from mtasts_host.config import Config, DomainConfig
 from mtasts_host.policy import POLICY_PATH
 from mtasts_host.store import Snapshot
@@ -88,3 +91,10 @@ def test_refusals_are_plain_text_and_never_cached() -> None:
 )
 def test_policy_domain_of_a_host_header(host: bytes, domain: str | None) -> None:
     assert policy_domain(host) == domain
+
+
+def test_publish_waits_as_long_as_proxies_may_cache() -> None:
+    # Two modules, one figure: publish must not change an id while a proxy may still serve
+    # the old policy under it (RFC 8461 section 8.1).
+    assert DEFAULT_CACHE_WAIT == CACHE_MAX_AGE
+    assert CACHE_CONTROL == b"max-age=%d" % CACHE_MAX_AGE
