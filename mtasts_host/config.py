@@ -42,13 +42,19 @@ __all__ = [
 
 _TOP_LEVEL = ("defaults", "domains", "reports", "publish")
 
-FileIdentity = tuple[int, int, int, int]
-"""A file's device, inode, size and modification time: another whenever it is rewritten or
-replaced."""
+FileIdentity = tuple[int, int, int, int, int]
+"""A file's device, inode, size, modification and change time: another whenever it is
+rewritten or replaced, and whenever its mode or owner changes (a file made readable again)."""
 
 
 def file_identity(status: os.stat_result) -> FileIdentity:
-    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+    return (
+        status.st_dev,
+        status.st_ino,
+        status.st_size,
+        status.st_mtime_ns,
+        status.st_ctime_ns,
+    )
 
 
 @dataclass(frozen=True, slots=True)

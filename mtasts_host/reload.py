@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import watchfiles
+from watchfiles._rust_notify import WatchfilesRustInternalError
 
 from ._gc import release_free_memory
 from .changes import log_changes
@@ -24,6 +25,10 @@ logger = logging.getLogger(__name__)
 DEBOUNCE_MS = 300
 STEP_MS = 30
 RECHECK_MS = 500
+_WATCH_FAILED = (OSError, UnicodeEncodeError, WatchfilesRustInternalError)
+"""The directory cannot be watched: it is being replaced, or gone for now; its path is not
+UTF-8, which watchfiles refuses; or a file whose name is not UTF-8 appears in it, which ends
+the watch."""
 
 
 class ConfigFilter:
@@ -126,10 +131,9 @@ class Reloader:
             )
             try:
                 self.run(watched(changes))
-            except OSError as exc:
-                # The directory cannot be watched (it is being replaced, or gone for now):
-                # check the file every half second, as on a quiet directory, and watch
-                # again once the directory is back, rather than end the watcher.
+            except _WATCH_FAILED as exc:
+                # Check the file every half second, as on a quiet directory, and watch again
+                # once the directory is there, rather than end the watcher.
                 if str(exc) != failure:
                     failure = str(exc)
                     logger.warning(
@@ -155,7 +159,7 @@ class Reloader:
                 self.reload_if_changed()
 
     def reload_if_changed(self) -> bool:
-        """Reload if the file is not the one last read (by inode, size and mtime)."""
+        """Reload if the file is not the one last read (by inode, size, mtime and ctime)."""
         if _signature(self.path) == self._signature:
             return False
         return self.reload()

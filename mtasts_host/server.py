@@ -116,6 +116,10 @@ def build_app(args: argparse.Namespace) -> PolicyApp | None:
 def serve(args: argparse.Namespace, companions: Sequence[Companion] = ()) -> int:
     """Serve until SIGTERM or SIGINT, with ``companions`` running beside; the exit status."""
     logging.config.dictConfig(logs.config(args.log_format))
+    # Unhandled, SIGHUP ends the process, and a large file takes seconds to load: a signal
+    # that comes before the server is up asks for a reload once it is.
+    hangups: list[int] = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
     app = build_app(args)
     if app is None:
         return 1
@@ -131,14 +135,14 @@ def serve(args: argparse.Namespace, companions: Sequence[Companion] = ()) -> int
             companion.stop()
         return 2
     try:
-        _run(app, args)
+        _run(app, args, hangups)
     finally:
         for companion in reversed(started):
             companion.stop()
     return 0
 
 
-def _run(app: PolicyApp, args: argparse.Namespace) -> None:
+def _run(app: PolicyApp, args: argparse.Namespace, hangups: list[int]) -> None:
     reloader = app.reloader or Reloader(app.store)
 
     def reload_on_sighup(signum: int, frame: object) -> None:
@@ -146,6 +150,8 @@ def _run(app: PolicyApp, args: argparse.Namespace) -> None:
         reloader.reload_soon()
 
     signal.signal(signal.SIGHUP, reload_on_sighup)
+    if hangups:  # checked once the handler is in place, so that none is missed
+        reloader.reload_soon()
     uvicorn.run(
         # The bound method, not the app: a call to it skips the lookup of __call__ on the
         # instance, a tenth of what the app itself costs a request.

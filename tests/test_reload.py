@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import shutil
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import watchfiles
 from starlette.testclient import TestClient
 
 from mtasts_host import PolicyStore, create_app, load_config, reload
-from mtasts_host.config import Config
+from mtasts_host.config import Config, ConfigError, Problem, file_identity
 from mtasts_host.policy import POLICY_PATH
 from mtasts_host.reload import ConfigFilter, Reloader
 
@@ -394,17 +396,49 @@ def test_an_empty_batch_still_checks_the_file(write_config: WriteConfig) -> None
 def test_a_batch_naming_the_file_reloads_even_if_it_looks_unchanged(
     write_config: WriteConfig,
 ) -> None:
-    # Same size, inode and mtime (a coarse clock, or a tool that restores it): the event decides.
+    # Rewritten within one tick of a coarse file system clock, the file keeps its size, inode
+    # and times: the event decides. The identity it had before is made its identity now.
     path = write_config()
     reloader = make_reloader(path)
-    before = path.stat()
     with path.open("r+") as file:
         file.write(TESTING.replace("testing", "none   "))
-    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    reloader._signature = file_identity(path.stat())
     reloader.run([{(watchfiles.Change.modified, "/elsewhere/other.yaml")}])
     assert body(reloader) == BODY_D
     reloader.run([{(watchfiles.Change.modified, str(path))}])
     assert body(reloader) == BODY_D.replace(b"mode: enforce", b"mode: none")
+
+
+def changes_stamp_later(path: Path) -> bool:
+    """Whether a change made now gets a later ctime than ``path`` has: before Linux 6.13,
+    changes within one tick of the file system's clock get the same one."""
+    probe = path.with_name("probe")
+    probe.write_text("")
+    return probe.stat().st_ctime_ns > path.stat().st_ctime_ns
+
+
+def test_a_file_made_readable_again_is_read_again(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen without an event (the config a symlink into another directory): a new file that
+    # cannot be read yet is refused, then its mode alone changes, which only its ctime shows.
+    path = write_config()
+    reloader = make_reloader(path)
+
+    def load_if_readable(*args: Any) -> Config:
+        if not path.stat().st_mode & 0o444:  # as for a user other than root
+            raise ConfigError(str(path), [Problem(str(path), None, "", "permission denied")])
+        return load_config(*args)
+
+    monkeypatch.setattr("mtasts_host.reload.load_config", load_if_readable)
+    replace_by_rename(path, TESTING)
+    path.chmod(0)
+    reloader.run([set()])
+    assert reloader.store.status.last_error == f"{path}: permission denied"
+    wait_until(partial(changes_stamp_later, path))
+    path.chmod(0o644)
+    reloader.run([set()])
+    assert body(reloader) == BODY_TESTING
 
 
 def test_a_busy_directory_still_checks_the_file(tmp_path: Path) -> None:
@@ -490,6 +524,31 @@ def test_a_directory_missing_when_watching_starts_does_not_end_the_watcher(
         replace_by_rename(path, CONFIG_D)  # and it watches the new directory again
         wait_for_body(reloader, BODY_D)
     assert said(f"cannot watch {directory}") == 1
+
+
+@pytest.mark.parametrize("named", ["directory", "file-in-it"])
+def test_names_that_are_not_utf8_do_not_end_the_watcher(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, named: str
+) -> None:
+    # watchfiles refuses such a directory (UnicodeEncodeError), and a file so named in the
+    # directory fails the watch (a RuntimeError of its own).
+    directory = tmp_path / os.fsdecode(b"conf-\xff" if named == "directory" else b"conf")
+    directory.mkdir()
+    path = directory / "config.yaml"
+    path.write_text(CONFIG_D)
+    junk = (directory / os.fsdecode(b"junk-%d-\xff" % i) for i in itertools.count())
+
+    def watch_failed() -> bool:
+        if named == "file-in-it":
+            next(junk).write_text("")  # one each time: the first may come before the watch
+        return any(f"cannot watch {directory} (" in message for message in caplog.messages)
+
+    with watching(make_reloader(path)) as reloader:
+        wait_until(watch_failed)
+        replace_by_rename(path, TESTING)
+        wait_for_body(reloader, BODY_TESTING)
+        assert reloader._thread is not None
+        assert reloader._thread.is_alive()
 
 
 @pytest.mark.parametrize(

@@ -210,6 +210,35 @@ def test_sighup_reloads(write_config: WriteConfig, tmp_path: Path) -> None:
     assert f": reloaded {after}; changed 1: example.com id=" in reload
 
 
+# serve, with the file changed and SIGHUP sent while it is still being loaded at start-up,
+# which takes seconds for a large file.
+SIGHUP_WHILE_LOADING = """
+import os, pathlib, signal, sys
+from mtasts_host import cli, server
+build_app = server.build_app
+def loading(args):
+    app = build_app(args)
+    path = pathlib.Path(args.config)
+    path.write_text(path.read_text().replace("604800", "604801"))
+    os.kill(os.getpid(), signal.SIGHUP)
+    return app
+server.build_app = loading
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sighup_while_starting_reloads_once_started(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    path = write_config()
+    port = free_port()
+    arguments = serve_argv(path, port, "--no-watch")[3:]  # after "python -m mtasts_host"
+    argv = [PYTHON, "-c", SIGHUP_WHILE_LOADING, *arguments]
+    with running(argv, tmp_path / "server.log", "127.0.0.1", port) as server:
+        wait_until(partial(serves, port, BODY_D.replace(b"604800", b"604801")))
+    assert "Traceback" not in server.output()
+
+
 def all_answered(seen: list[set[tuple[int, bytes]]], response: tuple[int, bytes]) -> bool:
     return all(response in responses for responses in seen)
 
