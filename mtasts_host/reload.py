@@ -206,14 +206,17 @@ class Reloader:
                 self.store.reject("the file could not be read: an internal error (see the log)")
                 return False
             old = self.store.replace(config)
-        for warning in config.warnings:
-            logger.warning("%s", warning)
-        log_changes(old, self.store)
+            # Told while no other reload can replace the snapshot again: each reload's lines
+            # and listeners get the pair it made.
+            new = self.store.snapshot
+            for warning in config.warnings:
+                logger.warning("%s", warning)
+            log_changes(old, self.store)
         for listener in list(self.store.listeners):
             try:
-                listener(old, self.store.snapshot)
+                listener(old, new)
             except Exception:
                 logger.exception("a listener failed after the reload of %s", self.path)
-        del old
+        del old, new
         release_free_memory()
         return True

@@ -22,6 +22,7 @@ from mtasts_host import PolicyStore, create_app, load_config, reload
 from mtasts_host.config import Config, ConfigError, Problem, file_identity
 from mtasts_host.policy import POLICY_PATH
 from mtasts_host.reload import ConfigFilter, Reloader
+from mtasts_host.store import Snapshot
 
 from .conftest import BODY_D, CONFIG_D, INVALID_CONFIG, WriteConfig, wait_until
 
@@ -169,6 +170,29 @@ def test_success_clears_the_error_and_logs_the_changes(
         "TXT id, and remove the domain only after the old max_age has passed"
     )
     assert caplog.records[1].levelno == logging.WARNING
+
+
+def test_each_listener_gets_the_snapshots_of_its_reload(write_config: WriteConfig) -> None:
+    # The snapshot served by the time a listener runs may be a later reload's already.
+    path = write_config()
+    reloader = make_reloader(path)
+    first = reloader.store.snapshot
+    seen: list[tuple[Snapshot, Snapshot]] = []
+    later = load_config(write_config(CONFIG_D, "later.yaml"))
+
+    def replace_again(old: Snapshot, new: Snapshot) -> None:
+        reloader.store.replace(later)
+
+    reloader.store.listeners += [
+        lambda old, new: seen.append((old, new)),
+        replace_again,
+        lambda old, new: seen.append((old, new)),
+    ]
+    path.write_text(TESTING)
+    assert reloader.reload() is True
+    assert seen[0] == seen[1]
+    assert seen[0][0] is first
+    assert seen[0][1].served["example.com"].body == BODY_TESTING
 
 
 @pytest.mark.parametrize(
