@@ -171,7 +171,12 @@ def _report_uri(node: _yaml.Node) -> str:
     text = string(node, "a report URI")
     if not (text.startswith("mailto:") and "@" in text) and not text.startswith("https://"):
         raise Invalid(f"expected a 'mailto:' address or an 'https://' URL, got {text!r}")
-    if not text.isascii() or any(c in text for c in ',!; "\\') or not text.isprintable():
+    if not text.isascii():
+        raise Invalid(
+            "expected ASCII: international domains in A-labels ('xn--...'), other characters "
+            f"percent-encoded, got {text!r}"
+        )
+    if any(c in text for c in ',!; "\\') or not text.isprintable():
         raise Invalid(f"commas, '!', ';', quotes and spaces must be percent-encoded, got {text!r}")
     return text
 

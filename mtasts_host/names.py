@@ -69,12 +69,15 @@ def host_name(text: str) -> str:
 def dns_name(text: str) -> str:
     """
     Normalise the owner name of a record, such as ``_mta-sts.provider.example``: like a host
-    name, but labels may hold underscores. ASCII only, lower case, no trailing dot.
+    name, but labels may hold underscores. Lower case, international labels as A-labels, no
+    trailing dot.
 
     Raises:
         ValueError: the text is not such a name.
     """
     name = (text[:-1] if text.endswith(".") else text).lower()
+    if not name.isascii():
+        name = ".".join(_a_label(label) for label in name.split("."))
     labels = name.split(".")
     if not name.isascii() or len(labels) < 2 or len(name) > MAX_NAME:
         raise ValueError("expected a DNS name like '_mta-sts.provider.example'")
@@ -82,6 +85,16 @@ def dns_name(text: str) -> str:
         if not _RECORD_LABEL.fullmatch(label):
             raise ValueError(f"label {label!r} is not a DNS label (letters, digits, '-' and '_')")
     return name
+
+
+def _a_label(label: str) -> str:
+    """One label of a record name, an international one as its A-label."""
+    if label.isascii():
+        return label
+    try:
+        return idna.encode(label, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"label {label!r} is not a valid international label ({exc})") from None
 
 
 def policy_domain(text: str) -> str:

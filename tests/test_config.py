@@ -157,6 +157,11 @@ def test_null_domain_takes_defaults() -> None:
             "tlsrpt_rua[0]: commas, '!', "
             "';', quotes and spaces must be percent-encoded, got 'mailto:a@x.example,b@x.example'",
         ),
+        (  # the domain of an IDN: not normalised as mx is, and no comma to blame
+            "mode: none, tlsrpt_rua: ['mailto:tls@bücher.example']",
+            "tlsrpt_rua[0]: expected ASCII: international domains in A-labels ('xn--...'), "
+            "other characters percent-encoded, got 'mailto:tls@bücher.example'",
+        ),
         (
             "mode: none, tlsrpt_rua: mailto:nobody",
             "tlsrpt_rua[0]: expected a 'mailto:' address or an 'https://' URL, got 'mailto:nobody'",

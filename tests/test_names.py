@@ -98,3 +98,17 @@ def test_a_host_and_port_split_as_written(text: str, split: tuple[str, str | Non
 def test_brackets_that_do_not_close_before_a_port_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="port after the bracketed address"):
         names.split_host_port(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("_mta-sts.provider.example", "_mta-sts.provider.example"),
+        ("_MTA-STS.Provider.Example.", "_mta-sts.provider.example"),
+        # a record name is written in the DNS, and so in a zone file, in A-labels
+        ("_mta-sts.prövider.example", "_mta-sts.xn--prvider-b1a.example"),
+        ("_mta-sts.PRÖVIDER.example", "_mta-sts.xn--prvider-b1a.example"),
+    ],
+)
+def test_dns_name(text: str, name: str) -> None:
+    assert names.dns_name(text) == name

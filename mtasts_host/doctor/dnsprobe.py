@@ -86,8 +86,9 @@ class Lookup:
         for _ in range(_MAX_CNAMES):
             try:
                 answer = await self._resolve(target, "TXT")
-            except dns.resolver.NXDOMAIN:
-                return Txt(name, final=name_text(target))
+            except dns.resolver.NXDOMAIN as exc:
+                # A CNAME to a name that does not exist: the chain ends there, not at name.
+                return Txt(name, final=name_text(exc.canonical_name))
             except dns.exception.DNSException as exc:
                 return Txt(name, final=name_text(target), error=self._reason(exc))
             if answer.rrset is not None:

@@ -110,7 +110,9 @@ def tlsrpt_rua(record: str) -> tuple[str, ...]:
     for uri in uris:
         if not (uri.startswith("mailto:") and "@" in uri) and not uri.startswith("https://"):
             raise ValueError(f"rua {uri!r} is not a 'mailto:' address or an 'https://' URL")
-        if not uri.isascii() or not uri.isprintable() or any(c in uri for c in ',!; "\\'):
+        if not uri.isascii():
+            raise ValueError(f"rua {uri!r} is not ASCII: write international domains in A-labels")
+        if not uri.isprintable() or any(c in uri for c in ',!; "\\'):
             raise ValueError(f"rua {uri!r} must percent-encode commas, '!', ';' and spaces")
     _extensions(fields, "rua")
     return uris

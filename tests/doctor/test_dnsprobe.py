@@ -83,6 +83,16 @@ def test_missing_names_are_no_error(world: World) -> None:
     )
 
 
+def test_a_cname_to_a_missing_name_ends_there(world: World) -> None:
+    # The server answers NXDOMAIN with the chain: the doctor must say where it leads, as
+    # no TXT record can be published beside the CNAME.
+    assert world.options.resolver is not None
+    lookup = Lookup(world.options.resolver, 2.0)
+    assert asyncio.run(lookup.txt("_mta-sts.dangling.test")) == Txt(
+        "_mta-sts.dangling.test", final="gone.test"
+    )
+
+
 def test_every_authoritative_server_is_asked(world: World) -> None:
     assert world.options.resolver is not None
     lookup = Lookup(world.options.resolver, 2.0)

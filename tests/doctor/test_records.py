@@ -117,6 +117,11 @@ def test_valid_tlsrpt_records(record: str, expected: tuple[str, ...]) -> None:
             id="bang",
         ),
         pytest.param(
+            "v=TLSRPTv1; rua=mailto:tls@bücher.example",
+            "rua 'mailto:tls@bücher.example' is not ASCII: write international domains in A-labels",
+            id="idn",
+        ),
+        pytest.param(
             "v=TLSRPTv1; rua=mailto:a@b.example; rua=mailto:c@d.example",
             "it has 2 rua fields",
             id="two-rua",

@@ -202,6 +202,8 @@ def zones(snapshot: Snapshot, slow: Snapshot) -> tuple[dict[str, str], dict[str,
     published = _published(snapshot) | _published(slow)
     ids = {r.name: r.value for r in dns.records(snapshot) if r.type == "TXT"}
     test: list[str] = ["ns1 A " + DNS1, "ns2 A " + DNS2, "disagree NS ns1", "disagree NS ns2"]
+    # CNAMEs to a name that does not exist, of no configured domain: for the probe's tests.
+    test += ["_mta-sts.dangling.test. CNAME hop.test.", "hop.test. CNAME gone.test."]
     disagree: list[str] = []
     slow_domains = [Domain(name, policy_host=SILENT, mx=[(f"mx.{name}", SILENT)]) for name in SLOW]
     for domain in [*DOMAINS, *slow_domains]:
