@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import NamedTuple
 from . import _yaml, names
 from ._block import duplicate_key, unknown_key
 from ._fields import got
+from ._files import NotAFile, read_file
 from ._gc import collector_paused
 from ._problems import ConfigError, Problem, Problems, TooManyErrors
 from .blocks import (
@@ -44,7 +44,8 @@ _TOP_LEVEL = ("defaults", "domains", "reports", "publish")
 
 FileIdentity = tuple[int, int, int, int, int]
 """A file's device, inode, size, modification and change time: another whenever it is
-rewritten or replaced, and whenever its mode or owner changes (a file made readable again)."""
+rewritten or replaced, and whenever its mode, owner or links change (which matters only to a
+file refused, maybe made readable again)."""
 
 
 def file_identity(status: os.stat_result) -> FileIdentity:
@@ -108,20 +109,10 @@ def load_config(path: str | os.PathLike[str], previous: Config | None = None) ->
     """
     name = os.fspath(path)
     try:
-        # O_NONBLOCK: a FIFO in place of the file must give an error, not a hang.
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
-        raise ConfigError(name, [Problem(name, None, "", _os_reason(exc))]) from exc
-    status = os.fstat(fd)
-    mode = status.st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise ConfigError(name, [Problem(name, None, "", f"{kind}; expected a YAML file")])
-    try:
-        with os.fdopen(fd, "rb") as file:
-            data = file.read(_yaml.MAX_FILE_SIZE + 1)
-    except OSError as exc:  # an I/O error, a stale NFS handle: the file cannot be read
+        data, status = read_file(name, _yaml.MAX_FILE_SIZE)
+    except NotAFile as exc:
+        raise ConfigError(name, [Problem(name, None, "", f"{exc}; expected a YAML file")]) from None
+    except OSError as exc:  # unreadable, an I/O error, a stale NFS handle
         raise ConfigError(name, [Problem(name, None, "", _os_reason(exc))]) from exc
     if len(data) > _yaml.MAX_FILE_SIZE:
         message = f"larger than {_yaml.MAX_FILE_SIZE // 2**20} MiB; refusing to parse it"

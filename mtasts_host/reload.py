@@ -72,6 +72,8 @@ class Reloader:
         # What the store served was read from this file, maybe well before: a change made
         # since is seen by the first check.
         self._signature = store.config.read_from
+        self._refused = False
+        """The last reload could not use the file (unreadable, or invalid)."""
         self._lock = threading.Lock()
         self._wanted = False
         """A reload asked for by ``reload_soon`` has not started reading yet."""
@@ -159,8 +161,16 @@ class Reloader:
                 self.reload_if_changed()
 
     def reload_if_changed(self) -> bool:
-        """Reload if the file is not the one last read (by inode, size, mtime and ctime)."""
-        if _signature(self.path) == self._signature:
+        """
+        Reload if the file is not the one last read (by inode, size and mtime); by its ctime
+        too while the last reload refused it, for a chmod may have made it readable.
+        """
+        now, last = _signature(self.path), self._signature
+        if now == last:
+            return False
+        if not self._refused and now is not None and last is not None and now[:4] == last[:4]:
+            # Only the change time moved (a hard link made or removed, an owner, a mode, an
+            # access time put back by a backup): the text served is still the file's.
             return False
         return self.reload()
 
@@ -189,6 +199,7 @@ class Reloader:
             try:
                 config = load_config(self.path, self.store.config)
             except ConfigError as exc:
+                self._refused = True
                 self.store.reject(str(exc.problems[0]))
                 more = len(exc.problems) - 1
                 logger.error(
@@ -203,8 +214,10 @@ class Reloader:
                 logger.exception(
                     "reload of %s failed, still serving the last good policies", self.path
                 )
+                self._refused = True
                 self.store.reject("the file could not be read: an internal error (see the log)")
                 return False
+            self._refused = False
             old = self.store.replace(config)
             # Told while no other reload can replace the snapshot again: each reload's lines
             # and listeners get the pair it made.

@@ -119,7 +119,16 @@ def serve(args: argparse.Namespace, companions: Sequence[Companion] = ()) -> int
     # Unhandled, SIGHUP ends the process, and a large file takes seconds to load: a signal
     # that comes before the server is up asks for a reload once it is.
     hangups: list[int] = []
-    signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
+    before = signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
+    status = _serve(args, companions, hangups)
+    if status != 0:
+        # Nothing served: a caller of main() in-process (a test, a wrapper) gets SIGHUP back
+        # as it was, not a handler that swallows it for the rest of the process.
+        signal.signal(signal.SIGHUP, signal.SIG_DFL if before is None else before)
+    return status
+
+
+def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: list[int]) -> int:
     app = build_app(args)
     if app is None:
         return 1

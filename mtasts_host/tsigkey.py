@@ -9,11 +9,12 @@ import base64
 import binascii
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 
 import dns.exception
 import dns.name
+
+from ._files import NotAFile, read_file
 
 _ALGORITHMS = (
     "hmac-sha256",
@@ -56,11 +57,9 @@ def read_key_file(path: str | os.PathLike[str]) -> TsigKey:
             why, and never shows the secret.
     """
     try:
-        # O_NONBLOCK: a FIFO in place of the file must give an error, not hang the load.
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                raise ValueError("cannot read the key file: not a regular file")
-            data = file.read(_MAX_SIZE + 1)
+        data, _ = read_file(path, _MAX_SIZE)
+    except NotAFile as exc:
+        raise ValueError(f"cannot read the key file: {exc}") from None
     except OSError as exc:
         reason = "no such file" if isinstance(exc, FileNotFoundError) else exc.strerror
         raise ValueError(f"cannot read the key file: {(reason or str(exc)).lower()}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,27 @@ def test_serve_refuses_a_bad_config_in_one_line(
         f"{path}:2: domains.a.example.mode: expected one of enforce, testing, none, got 'enforced'",
         "... and 1 more; run 'mtasts-host check' to see them",
     ]
+
+
+@pytest.mark.parametrize(
+    ("config", "argv", "status"),
+    [
+        (BAD, [], 1),
+        (CONFIG_D, ["--doctor-interval", "1m", "--ca-file", "/nonexistent/ca.pem"], 2),
+    ],
+    ids=["bad-config", "companion-refused"],
+)
+def test_serve_that_serves_nothing_leaves_sighup_as_it_was(
+    write_config: WriteConfig, config: str, argv: list[str], status: int
+) -> None:
+    # serve catches SIGHUP while it loads; returning without serving, it must not leave an
+    # in-process caller with a handler that swallows every SIGHUP from then on.
+    before = signal.getsignal(signal.SIGHUP)
+    try:
+        assert main(["serve", "--config", str(write_config(config)), *argv]) == status
+        assert signal.getsignal(signal.SIGHUP) is before
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -463,6 +463,28 @@ def test_a_file_made_readable_again_is_read_again(
     path.chmod(0o644)
     reloader.run([set()])
     assert body(reloader) == BODY_TESTING
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda path, elsewhere: os.link(path, elsewhere), id="hard-link-elsewhere"),
+        pytest.param(lambda path, elsewhere: path.chmod(0o640), id="chmod-seen-without-an-event"),
+    ],
+)
+def test_a_served_file_whose_change_time_alone_moves_is_not_read_again(
+    write_config: WriteConfig, tmp_path: Path, change: Callable[[Path, Path], object]
+) -> None:
+    # A backup's hard link, an owner or a mode changes nothing served: a reload of a large
+    # file would cost seconds, a log line and its warnings again, for nothing.
+    path = write_config()
+    reloader = make_reloader(path)
+    wait_until(partial(changes_stamp_later, path))
+    (tmp_path / "backups").mkdir()
+    change(path, tmp_path / "backups" / "config.yaml")
+    assert file_identity(path.stat()) != reloader._signature  # its change time moved
+    reloader.run([set()])
+    assert reloader.store.status.succeeded == 0
 
 
 def test_a_busy_directory_still_checks_the_file(tmp_path: Path) -> None:

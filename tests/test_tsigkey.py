@@ -123,5 +123,15 @@ def test_not_a_regular_file(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo.key")
     with pytest.raises(ValueError, match=r"^cannot read the key file: not a regular file$"):
         read_key_file(tmp_path / "fifo.key")
-    with pytest.raises(ValueError, match=r"^cannot read the key file: is a directory$"):
+    with pytest.raises(ValueError, match=r"^cannot read the key file: a directory$"):
         read_key_file(tmp_path)
+
+
+def test_a_directory_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    # Read at every load of the config and every update: a descriptor left open each time
+    # would run the process out of them.
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        with pytest.raises(ValueError, match=r"^cannot read the key file: a directory$"):
+            read_key_file(tmp_path)
+    assert len(os.listdir("/proc/self/fd")) == before
