@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
+# The default-ignorable code points (Unicode's DerivedCoreProperties) that str.isprintable()
+# lets through: a combining grapheme joiner, Hangul fillers, Khmer inherent vowels and
+# variation selectors show nothing, so "mail.example.com\u034f" looked like mail.example.com.
+_INVISIBLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u3164\ufe00-\ufe0f\uffa0"
+    "\U000e0100-\U000e01ef]"
+)
+
 
 def printable(text: str) -> str:
-    """``text`` with what is not printable (a line break, an escape) as its Python escape."""
-    if text.isprintable():
+    """
+    ``text`` with what is not printable (a line break, an escape) or shows nothing (a
+    variation selector) as its Python escape.
+    """
+    if text.isprintable() and not _INVISIBLE.search(text):
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "".join(
+        c if c.isprintable() and not _INVISIBLE.match(c) else c.encode("unicode_escape").decode()
+        for c in text
+    )
 
 
 def counted(count: int, noun: str) -> str:

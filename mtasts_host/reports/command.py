@@ -197,7 +197,7 @@ def to_text(summaries: Mapping[str, DomainSummary]) -> str:
     """A few lines per domain; what senders wrote is shown with control characters escaped."""
     lines = []
     for domain, summary in summaries.items():
-        organizations = ", ".join(printable(name) for name in summary.organizations)
+        organizations = ", ".join(_organization(name) for name in summary.organizations)
         lines += [
             f"{domain} ({summary.mode.value}): {summary.verdict.value}",
             f"  {summary.verdict_reason}",
@@ -216,6 +216,14 @@ def to_text(summaries: Mapping[str, DomainSummary]) -> str:
                 f"{sessions.successful} successful, {sessions.failed} failed"
             )
     return "".join(line + "\n" for line in lines)
+
+
+def _organization(name: str) -> str:
+    # The names are listed in parentheses, after a comma each: a name holding one of them,
+    # "Google Inc., Microsoft Corporation", would pass for two; it is shown in quotes.
+    return printable(
+        json.dumps(name, ensure_ascii=False) if any(c in name for c in ',()"') else name
+    )
 
 
 def _counts(counts: Mapping[str, int]) -> str:

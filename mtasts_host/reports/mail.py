@@ -13,6 +13,7 @@ from email.message import Message
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from .._text import printable
 from .body import GZIP_MAGIC, TooLarge
 from .intake import Intake
 from .report import BadReport
@@ -100,10 +101,8 @@ def ingest(intake: Intake, data: bytes, name: str, log: TextIO) -> int:
             return EX_TEMPFAIL
         else:
             done = "stored" if outcome is Outcome.STORED else "duplicate, already stored"
-            print(
-                f"{name}: {done}: report {report.report_id!r} from {report.organization_name!r}",
-                file=log,
-            )
+            line = f"{name}: {done}: report {report.report_id!r} from {report.organization_name!r}"
+            print(printable(line), file=log)
     return status
 
 

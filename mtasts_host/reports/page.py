@@ -7,6 +7,7 @@ external asset; every value from a report is escaped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from html import escape as _escape
@@ -22,14 +23,18 @@ TOP = 5
 MAX_SHOWN = 256
 """Characters of a value from a report shown: a host name has at most 253 (the intake cuts
 longer ones), an organisation name a few dozen, while the intake keeps up to 1000 bytes."""
+_UNSHOWN_SPACES = re.compile(r"^ +| +$| (?= )")
+"""The spaces HTML does not show: leading, trailing, and all but one of a run."""
 
+# td and li clip what their text draws beyond them: a letter under 255 combining marks drew a
+# line up the page, over the chart and the rows above.
 _STYLE = """
 body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;color:#222}
 section{border-top:1px solid #ccc;padding:.5em 0 1em}
 h2{margin:.3em 0}.verdict{font-weight:bold;padding:.1em .5em;border-radius:.3em}
 .ready,.ok{background:#d4f4d4}.not-ready,.none{background:#eee}.failing{background:#f8d0d0}
 table{border-collapse:collapse}td,th{padding:.1em .8em .1em 0;text-align:left}
-td,li{overflow-wrap:anywhere}
+td,li{overflow-wrap:anywhere;overflow:hidden}li{list-style-position:inside}
 td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 svg .ok{fill:#3a3}svg .fail{fill:#c33}svg text{font-size:11px;fill:#555}
 .problem{background:#f8d0d0;padding:.5em}
@@ -79,11 +84,13 @@ def escape(value: str) -> str:
     ``value`` escaped for HTML, cut after ``MAX_SHOWN`` characters with its length noted,
     and with the characters that show nothing or turn the text around (U+202E, zero-width
     spaces, controls) as their escapes (``\\u202e``): no value can look like another, such
-    as ``\u202emoc.elpmaxe.liam`` like ``mail.example.com``.
+    as ``\u202emoc.elpmaxe.liam`` like ``mail.example.com``; so are the spaces HTML would
+    not show (``Google Inc.\\x20``).
     """
     if len(value) > MAX_SHOWN:
         value = f"{value[:MAX_SHOWN]}… ({len(value):,} characters)"
-    return _escape(printable(value))
+    shown = _UNSHOWN_SPACES.sub(lambda spaces: "\\x20" * len(spaces[0]), printable(value))
+    return _escape(shown)
 
 
 def _section(summary: DomainSummary) -> str:

@@ -6,6 +6,8 @@ counts matter.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -192,9 +194,21 @@ def _optional_text(value: object, limit: int | None = None) -> str | None:
     return text if limit is None else _cut(text, limit)
 
 
+# A report names a few hosts in up to some 100,000 failure details.
+_host_name = functools.lru_cache(maxsize=1024)(names.host_name)
+
+
 def _optional_host(value: object) -> str | None:
     text = _optional_text(value)
-    return None if text is None else _cut(text.strip().lower().rstrip("."), MAX_HOST) or None
+    if text is None:
+        return None
+    name = text.strip().lower().rstrip(".")
+    if len(name) <= MAX_HOST:
+        # As A-labels, like the policy's mx: "mx.bu\u0308cher.example" (decomposed) and
+        # mx.bücher.example were two hosts that looked the same.
+        with contextlib.suppress(ValueError):
+            name = _host_name(name)
+    return _cut(name, MAX_HOST) or None
 
 
 def _cut(text: str, limit: int) -> str:

@@ -6,6 +6,8 @@ What the stored reports say about each configured domain, and whether it is read
 from __future__ import annotations
 
 import enum
+import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ TOP_MX = 20
 failure detail. The sessions of the others are summed under ``OTHER_MX``."""
 OTHER_MX = "(other hosts)"
 """The ``failures_by_mx`` key for the failed sessions of the hosts beyond the top ones."""
+_PLAIN_HOST = re.compile(r'[^\s,"()]+')
+"""What a host name can be shown as: no blank, comma, quote or parenthesis."""
 
 
 class Verdict(enum.Enum):
@@ -246,10 +250,16 @@ def _most_first(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
 
 
 def _hosts(rows: Iterable[MxTotals], sessions: int) -> dict[str, int]:
-    pairs = [(row.mx or UNREPORTED_MX, row.sessions) for row in rows]
+    pairs = [(_host(row.mx) if row.mx else UNREPORTED_MX, row.sessions) for row in rows]
     # The failure details' sessions that the top hosts leave: those of all the others.
     rest = sessions - sum(count for _, count in pairs)
     return _most_first([*pairs, (OTHER_MX, rest)] if rest > 0 else pairs)
+
+
+def _host(mx: str) -> str:
+    # A sender may name its MX "(other hosts)", or "mail.example.com 999, other.example.com"
+    # to add a count to a line of text: what no host name is, it gets in quotes.
+    return mx if _PLAIN_HOST.fullmatch(mx) else json.dumps(mx, ensure_ascii=False)
 
 
 def _daily(rows: Iterable[Totals], first: int, today: int) -> tuple[Day, ...]:

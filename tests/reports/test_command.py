@@ -81,6 +81,34 @@ def test_text_and_json(sqlite_url: str, tmp_path: Path) -> None:
     }
 
 
+def test_what_senders_wrote_passes_for_nothing_else(sqlite_url: str, tmp_path: Path) -> None:
+    # A host "mail.example.com 999, other.example.com" added a count of 999 to the line, and
+    # a variation selector or a Hangul filler showed nothing.
+    failures = [
+        {
+            "result-type": "certificate-expired",
+            "receiving-mx-hostname": mx,
+            "failed-session-count": 1,
+        }
+        for mx in ("mail.example.com 999, other.example.com", "mx\u3164")
+    ]
+    documents = [
+        report(organization="Google Inc.\ufe0f", day=recent(), failed=2, failures=failures)
+    ]
+    assert ingest(sqlite_url, documents, tmp_path) == 0
+    _, out, _ = summary(sqlite_url, domain="example.com")
+    assert "1 report from 1 organization (Google Inc.\\ufe0f)\n" in out
+    assert '  failures by MX: "mail.example.com 999, other.example.com" 1, mx\\u3164 1\n' in out
+
+
+def test_an_organization_passes_for_one(sqlite_url: str, tmp_path: Path) -> None:
+    # Listed after a comma each, "Google Inc., Microsoft Corporation" read as two.
+    documents = [report(organization="Google Inc., Microsoft Corporation (MS)", day=recent())]
+    assert ingest(sqlite_url, documents, tmp_path) == 0
+    _, out, _ = summary(sqlite_url, domain="example.com")
+    assert '1 organization ("Google Inc., Microsoft Corporation (MS)")\n' in out
+
+
 def test_days(sqlite_url: str, tmp_path: Path) -> None:
     ingest(sqlite_url, [report(day=recent() - 10), report(day=recent() - 2)], tmp_path)
     _, out, _ = summary(sqlite_url, format="json", days=5)

@@ -62,6 +62,14 @@ def test_a_message_is_stored_then_duplicate(sqlite_url: str) -> None:
     ]
 
 
+def test_the_line_of_a_stored_report_shows_what_shows_nothing(sqlite_url: str) -> None:
+    # repr() escapes controls, but keeps a combining grapheme joiner or a variation selector.
+    body = encode(report(day=recent(), report_id="m\u034f", organization="Google Inc.\ufe0f"))
+    log = io.StringIO()
+    assert _ingest(sqlite_url, stdin=body, log=log) == EX_OK
+    assert log.getvalue() == "<stdin>: stored: report 'm\\u034f' from 'Google Inc.\\ufe0f'\n"
+
+
 def test_a_message_without_a_report_is_a_data_error(sqlite_url: str) -> None:
     data = message((b"%PDF-1.4", "application/pdf", "invoice.pdf"))
     log = io.StringIO()

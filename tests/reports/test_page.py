@@ -109,7 +109,7 @@ def test_a_long_value_from_a_report_is_cut() -> None:
     assert len(html) < 30_000
     assert f"<td>{'m' * 256}\u2026 (1,000,000 characters)</td>" in html
     assert f"<li>{'o' * 256}\u2026 (1,000 characters)</li>" in html
-    assert "td,li{overflow-wrap:anywhere}" in html  # what is left wraps inside the page
+    assert "td,li{overflow-wrap:anywhere;" in html  # what is left wraps inside the page
     assert "white-space:nowrap}" in html  # but not the counts
 
 
@@ -122,6 +122,21 @@ def test_invisible_and_reversing_characters_are_shown() -> None:
     assert "<td>\\u202emoc.elpmaxe.liam</td>" in html
     assert "<li>Goo\\u200bgle</li>" in html
     assert "<li>Zero Width \U0001f600</li>" in page_with("Zero Width \U0001f600", "b", "c")
+
+
+def test_characters_that_show_nothing_are_shown() -> None:
+    # str.isprintable() passes a combining grapheme joiner, Hangul fillers and variation
+    # selectors, which show nothing: "mail.example.com\u034f" looked like mail.example.com.
+    html = page_with("Google Inc.\u3164", "b", "mail.example.com\u034f")
+    assert "<li>Google Inc.\\u3164</li>" in html
+    assert "<td>mail.example.com\\u034f</td>" in html
+    assert "<li>a\\ufe0f\\U000e0100</li>" in page_with("a\ufe0f\U000e0100", "b", "c")
+
+
+def test_spaces_html_would_not_show_are_shown() -> None:
+    # HTML shows " Google  Inc. " as "Google Inc.": one organisation passed for another.
+    html = page_with(" Google  Inc. ", "b", "c")
+    assert "<li>\\x20Google\\x20 Inc.\\x20</li>" in html
 
 
 def test_domains_without_reports_cost_a_name_each() -> None:

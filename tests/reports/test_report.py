@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import idna
 import pytest
 
 from mtasts_host.reports.parse import parse_report
@@ -279,4 +280,29 @@ def test_the_longest_names_are_kept_whole() -> None:
     )
     (policy,) = parse_report(json.dumps(document).encode()).policies
     assert policy.domain == longest
-    assert [f.receiving_mx_hostname for f in policy.failures] == [longest, international]
+    assert [f.receiving_mx_hostname for f in policy.failures] == [
+        longest,
+        idna.encode(international, uts46=True).decode(),
+    ]
+
+
+def test_a_receiving_mx_is_one_name_however_written() -> None:
+    # Decomposed, it was a second mx.bücher.example, shown exactly like the first.
+    written = [
+        "mx.bücher.example",
+        "mx.bu\u0308cher.example",
+        "MX.XN--BCHER-KVA.EXAMPLE.",
+        "\uff4d\uff58.bücher.example",  # fullwidth "mx"
+        " Mx.Bücher.Example ",
+    ]
+    failures = [
+        {"result-type": "a", "receiving-mx-hostname": host, "failed-session-count": 1}
+        for host in [*written, "192.0.2.1", "Localhost", "(Other Hosts)"]
+    ]
+    (policy,) = parse_report(json.dumps(report(failures=failures)).encode()).policies
+    assert [f.receiving_mx_hostname for f in policy.failures] == [
+        *["mx.xn--bcher-kva.example"] * len(written),
+        "192.0.2.1",
+        "localhost",
+        "(other hosts)",  # not a host name: as written, in lower case
+    ]

@@ -235,3 +235,25 @@ def test_the_hosts_beyond_the_top_are_summed() -> None:
     summary = summarize({D: Mode.TESTING}, [sts("A", failed=5000)], failures, by_mx, today=TODAY)[D]
     assert len(summary.failures_by_mx) == TOP_MX + 1
     assert next(iter(summary.failures_by_mx.items())) == (OTHER_MX, 5000 - 10 * TOP_MX)
+
+
+def test_a_host_that_no_host_name_can_be_is_quoted() -> None:
+    # A sender's "(other hosts)" was added to the sessions of the hosts beyond the top, and
+    # "mail.example.com 999, x" put a count of 999 in the text of `mtasts-host reports`.
+    failures = [failure("certificate-expired", 10)]
+    by_mx = [
+        MxTotals(D, "(other hosts)", 3),
+        MxTotals(D, "(not reported)", 2),
+        MxTotals(D, "mail.example.com 999, x", 1),
+        MxTotals(D, '"mail.example.com"', 1),
+        MxTotals(D, "mail.example.com", 1),
+    ]
+    summary = summarize({D: Mode.TESTING}, [sts("A", failed=10)], failures, by_mx, today=TODAY)[D]
+    assert summary.failures_by_mx == {
+        '"(other hosts)"': 3,
+        OTHER_MX: 2,
+        '"(not reported)"': 2,
+        '"\\"mail.example.com\\""': 1,
+        '"mail.example.com 999, x"': 1,
+        "mail.example.com": 1,
+    }
