@@ -163,6 +163,7 @@ class Reports:
         headers = {
             "content-security-policy": page.CONTENT_SECURITY_POLICY,
             "cache-control": "no-store",
+            "x-content-type-options": "nosniff",
         }
         try:
             # Off the event loop, rendering too: policies keep being served meanwhile.

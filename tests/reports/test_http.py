@@ -323,6 +323,7 @@ def test_the_page(client: TestClient) -> None:
         response.headers["content-security-policy"]
         == "default-src 'none'; style-src 'unsafe-inline'"
     )
+    assert response.headers["x-content-type-options"] == "nosniff"  # as every other answer
     assert "<li>&lt;b&gt;Org&lt;/b&gt;</li>" in response.text
     assert client.post("/reports", headers=OPS).status_code == 405
 
