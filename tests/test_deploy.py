@@ -13,11 +13,12 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import trustme
@@ -735,12 +736,21 @@ Fetch = Callable[..., tuple[bytes, bytes]]
 and the body."""
 
 
+class Cached(NamedTuple):
+    """mtasts-host behind the shipped nginx, its cache included."""
+
+    config: Path
+    upstream: int
+    """The app's port."""
+    fetch: Fetch
+    app: Process
+
+
 @pytest.fixture
-def cached(write_config: WriteConfig, tmp_path: Path) -> Iterator[tuple[Path, int, Fetch]]:
+def cached(write_config: WriteConfig, tmp_path: Path) -> Iterator[Cached]:
     """
     mtasts-host serving CONFIG_D behind the shipped nginx config, its cache included, with
-    certificates for mta-sts.example.com and mta-sts.example.net: the config, the app's
-    port and a fetch through nginx.
+    certificates for mta-sts.example.com and mta-sts.example.net.
     """
     config = write_config(CONFIG_D)
     certs = tmp_path / "certs"
@@ -768,20 +778,20 @@ def cached(write_config: WriteConfig, tmp_path: Path) -> Iterator[tuple[Path, in
             return head.split(b"\r\n")[0], body
 
     with (
-        running(serve_argv(config, upstream), tmp_path / "serve.log", "127.0.0.1", upstream),
+        running(serve_argv(config, upstream), tmp_path / "serve.log", "127.0.0.1", upstream) as app,
         nginx_running(tmp_path / "nginx", certs, ("127.0.0.1", upstream), CACHE_ADDRESS, port),
     ):
-        yield config, upstream, fetch
+        yield Cached(config, upstream, fetch, app)
 
 
 def test_a_reload_reaches_senders_through_nginx_within_the_cache_lifetime(
-    cached: tuple[Path, int, Fetch],
+    cached: Cached,
 ) -> None:
     """
     The shipped cache keeps a policy for the app's max-age=60 (RFC 8461 section 8.2); then
     a changed policy is served, and a removed domain's 404, which nginx may not keep.
     """
-    config, upstream, fetch = cached
+    config, upstream, fetch, _ = cached
     name, gone = "mta-sts.example.com", "mta-sts.example.net"
     removed = b"version: STSv1\r\nmode: testing\r\nmx: mx.example.net\r\nmax_age: 604800\r\n"
     config.write_text(CONFIG_D + "  example.net: {mode: testing, mx: [mx.example.net]}\n")
@@ -801,12 +811,12 @@ def test_a_reload_reaches_senders_through_nginx_within_the_cache_lifetime(
     assert seen == ((b"HTTP/1.1 200 OK", BODY_D), (b"HTTP/1.1 200 OK", removed))
 
 
-def test_nginx_keeps_no_answer_the_app_marks_no_store(cached: tuple[Path, int, Fetch]) -> None:
+def test_nginx_keeps_no_answer_the_app_marks_no_store(cached: Cached) -> None:
     """
     A host without a policy gets the app's 404, marked no-store: nginx keeps none of it, so
     a domain added to the config is served through nginx as soon as the app serves it.
     """
-    config, upstream, fetch = cached
+    config, upstream, fetch, _ = cached
     name = "mta-sts.example.net"
     status, body = fetch(name)
     assert status == b"HTTP/1.1 404 Not Found", body
@@ -815,6 +825,19 @@ def test_nginx_keeps_no_answer_the_app_marks_no_store(cached: tuple[Path, int, F
     added = b"version: STSv1\r\nmode: testing\r\nmx: mx.example.net\r\nmax_age: 604800\r\n"
     wait_until(partial(serves, upstream, added, name))
     assert fetch(name) == (b"HTTP/1.1 200 OK", added)
+
+
+def test_nginx_serves_the_last_policy_while_the_app_is_down(cached: Cached) -> None:
+    """
+    Past its minute, a cached policy is asked of the app again; while the app cannot be
+    reached (restarting, down), senders get that policy rather than a 502.
+    """
+    name = "mta-sts.example.com"
+    assert cached.fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)  # now cached
+    cached.app.stop()
+    assert cached.fetch("mta-sts.example.net")[0] == b"HTTP/1.1 502 Bad Gateway"  # not cached
+    time.sleep(61)  # the cached answer's max-age=60 runs out
+    assert cached.fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)
 
 
 def read_until_closed(tls: ssl.SSLSocket) -> bytes:
@@ -836,14 +859,14 @@ def read_until_closed(tls: ssl.SSLSocket) -> bytes:
     ],
 )
 def test_nginx_answers_conditional_requests_with_the_whole_policy(
-    cached: tuple[Path, int, Fetch], header: str
+    cached: Cached, header: str
 ) -> None:
     """
     Senders accept only a 200 (RFC 8461 section 3.3), so conditional headers change nothing
     (RFC 8461 notes, test 17): nginx must not answer them itself from a cacheable response,
     with a 304 or a 412, whether the policy is in its cache yet or not.
     """
-    _, _, fetch = cached
+    fetch = cached.fetch
     name = "mta-sts.example.com"
     assert fetch(name, header) == (b"HTTP/1.1 200 OK", BODY_D)  # not cached yet
     assert fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)  # now cached
