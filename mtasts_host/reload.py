@@ -198,6 +198,7 @@ class Reloader:
             self._signature = _signature(self.path)
             try:
                 config = load_config(self.path, self.store.config)
+                old = self.store.replace(config)
             except ConfigError as exc:
                 self._refused = True
                 self.store.reject(str(exc.problems[0]))
@@ -210,7 +211,8 @@ class Reloader:
                 )
                 return False
             except Exception:
-                # A fault in reading must not end the watcher: keep serving, and say so.
+                # A fault in reading, or in building the policies (out of memory), must not end
+                # the watcher: keep serving, and say so.
                 logger.exception(
                     "reload of %s failed, still serving the last good policies", self.path
                 )
@@ -218,13 +220,15 @@ class Reloader:
                 self.store.reject("the file could not be read: an internal error (see the log)")
                 return False
             self._refused = False
-            old = self.store.replace(config)
             # Told while no other reload can replace the snapshot again: each reload's lines
             # and listeners get the pair it made.
             new = self.store.snapshot
             for warning in config.warnings:
                 logger.warning("%s", warning)
-            log_changes(old, self.store)
+            try:
+                log_changes(old, self.store)
+            except Exception:
+                logger.exception("could not log what the reload of %s changed", self.path)
         for listener in list(self.store.listeners):
             try:
                 listener(old, new)

@@ -368,18 +368,30 @@ def test_a_change_made_before_the_reloader_exists_is_seen(write_config: WriteCon
         wait_for_body(reloader, BODY_TESTING)
 
 
+@pytest.mark.parametrize(
+    ("where", "real"),
+    [
+        ("mtasts_host.reload.load_config", load_config),
+        ("mtasts_host.PolicyStore.replace", PolicyStore.replace),  # building the policies
+    ],
+    ids=["reading", "building"],
+)
 def test_a_fault_while_reading_keeps_the_policies_and_the_watcher(
-    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    where: str,
+    real: Callable[..., Any],
 ) -> None:
-    faults = iter([RuntimeError("a bug in reading")])
+    faults = iter([MemoryError()])
 
-    def load_or_fail(*args: Any) -> Config:
+    def once_failing(*args: Any) -> Any:
         fault = next(faults, None)
         if fault is not None:
             raise fault
-        return load_config(*args)
+        return real(*args)
 
-    monkeypatch.setattr("mtasts_host.reload.load_config", load_or_fail)
+    monkeypatch.setattr(where, once_failing)
     with watching(make_reloader(write_config())) as reloader:
         replace_by_rename(reloader.path, TESTING)
         wait_until(lambda: reloader.store.status.failed == 1)
@@ -395,6 +407,22 @@ def test_a_fault_while_reading_keeps_the_policies_and_the_watcher(
         f"reload of {reloader.path} failed, still serving the last good policies"
     ]
     assert failed[0].exc_info is not None
+
+
+def test_a_fault_in_logging_the_changes_keeps_the_watcher(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fail(*args: Any) -> None:
+        raise RuntimeError("a bug in logging")
+
+    monkeypatch.setattr("mtasts_host.reload.log_changes", fail)
+    with watching(make_reloader(write_config())) as reloader:
+        replace_by_rename(reloader.path, TESTING)
+        wait_for_body(reloader, BODY_TESTING)  # served all the same
+        replace_by_rename(reloader.path, CONFIG_D)
+        wait_for_body(reloader, BODY_D)
+    failed = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert failed == [f"could not log what the reload of {reloader.path} changed"] * 2
 
 
 def test_start_is_idempotent_and_stop_ends_the_thread(write_config: WriteConfig) -> None:
