@@ -110,6 +110,13 @@ def _judge_fetch(fetch: Fetch, expected: bytes) -> str | None:
     answer = fetch.answer
     if answer is None:
         return f"{where}: {fetch.error}"
+    if answer.status in (206, 304):
+        # Answers to a Range or a condition, which neither the doctor nor senders send.
+        return (
+            f"{where}: answers {answer.status} to a request with no Range and no condition: "
+            "senders accept only 200 with the whole policy (RFC 8461 section 3.3); a cache or "
+            "file server in front answers instead of mtasts-host: serve its answer unchanged"
+        )
     if 300 <= answer.status < 400:
         target = "without a Location" if answer.location is None else f"to {answer.location}"
         return (
@@ -124,8 +131,10 @@ def _judge_fetch(fetch: Fetch, expected: bytes) -> str | None:
         )
     media_type = (answer.content_type or "").split(";")[0].strip().lower()
     if media_type != "text/plain":
+        given = answer.content_type
+        header = "without a Content-Type" if given is None else f"with Content-Type {given!r}"
         return (
-            f"{where}: answers with Content-Type {answer.content_type!r}, not text/plain: "
+            f"{where}: answers {header}, not text/plain: "
             "strict senders reject it; serve mtasts-host's answer unchanged"
         )
     if answer.content_encoding is not None:

@@ -107,6 +107,11 @@ async def fetch_policy(
             session = await handshake(writer, host, address, context)
             try:
                 return Fetch(session, await _get(reader, writer, host, waiting))
+            except asyncio.IncompleteReadError:
+                # Closed before the answer ended: nginx's "return 444", a proxy that lost its
+                # upstream, a Content-Length longer than the body.
+                error = f"the server closed the connection: {waiting.what}{waiting.why}"
+                return Fetch(session, error=error)
             except BROKEN as exc:
                 return Fetch(session, error=f"the HTTP answer is broken ({exc})")
     except TimeoutError:
@@ -135,7 +140,7 @@ async def _get(
     # Interim 1xx answers (100 Continue, 103 Early Hints) may come first: a client MUST
     # skip them (RFC 9110 section 15.2); a few at most, to stay bounded.
     for _ in range(_MAX_INTERIM + 1):
-        status_line, *header_lines = await _head(reader)
+        status_line, *header_lines = await _head(reader, waiting)
         version, _, rest = status_line.partition(" ")
         if not version.startswith("HTTP/1."):
             raise ValueError(f"not HTTP: {status_line[:40]!r}")
@@ -176,10 +181,11 @@ async def _get(
     )
 
 
-async def _head(reader: asyncio.StreamReader) -> list[str]:
+async def _head(reader: asyncio.StreamReader, waiting: _Waiting) -> list[str]:
     """
     The status line and the header lines, up to the empty line. A line may end in a bare LF,
     which RFC 9112 section 2.2 lets a recipient accept: some servers written by hand send it.
+    From the first line on, ``waiting`` says that the headers are awaited.
     """
     lines: list[str] = []
     size = 0
@@ -188,6 +194,7 @@ async def _head(reader: asyncio.StreamReader) -> list[str]:
         if size > _MAX_HEAD:
             raise ValueError(f"headers longer than {_MAX_HEAD} bytes")
         lines.append(line.decode("latin-1"))
+        waiting.what = "the headers did not arrive in full"
     return lines
 
 

@@ -226,6 +226,11 @@ def test_a_reply_of_more_than_100_lines_is_read_to_its_end() -> None:
             "and the connection stayed open)",
             id="never-closes",
         ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n",
+            "the headers did not arrive in full within 1 s",
+            id="headers-stall",  # a server trickling its answer, or stalled after the status
+        ),
     ],
 )
 def test_a_body_that_never_ends(
@@ -234,6 +239,40 @@ def test_a_body_that_never_ends(
     result = fetch(answering(response, then_wait=3), ca, trusting, timeout=1.0)
     # Not "no HTTP answer within 1 s": the status line and headers came.
     assert result.error == detail
+
+
+@pytest.mark.parametrize(
+    ("response", "detail"),
+    [
+        pytest.param(
+            b"",
+            "the server closed the connection: no HTTP answer",
+            id="no-answer",  # nginx's "return 444", for a name it has no server block for
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n",
+            "the server closed the connection: the headers did not arrive in full",
+            id="headers-cut",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + BODY,
+            "the server closed the connection: the body did not arrive in full (the headers did)",
+            id="content-length-too-long",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2c\r\nversion",
+            "the server closed the connection: the body did not arrive in full (the headers did)",
+            id="chunk-cut",
+        ),
+    ],
+)
+def test_a_connection_closed_before_the_answer_ends(
+    response: bytes, detail: str, ca: trustme.CA, trusting: ssl.SSLContext
+) -> None:
+    # Not "the HTTP answer is broken (0 bytes read on a total of undefined expected bytes)".
+    result = fetch(answering(response), ca, trusting)
+    assert (result.answer, result.error) == (None, detail)
 
 
 @pytest.mark.parametrize(

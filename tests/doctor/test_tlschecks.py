@@ -196,6 +196,22 @@ EXTRA = BODY + b"x: y\r\n"
             id="redirect-without-location",
         ),
         pytest.param(
+            [fetched(Answer(304))],
+            False,
+            "192.0.2.1: answers 304 to a request with no Range and no condition: senders accept "
+            "only 200 with the whole policy (RFC 8461 section 3.3); a cache or file server in "
+            "front answers instead of mtasts-host: serve its answer unchanged",
+            id="not-modified-is-no-redirect",
+        ),
+        pytest.param(
+            [fetched(Answer(206, "text/plain", None, BODY[:6]))],
+            False,
+            "192.0.2.1: answers 206 to a request with no Range and no condition: senders accept "
+            "only 200 with the whole policy (RFC 8461 section 3.3); a cache or file server in "
+            "front answers instead of mtasts-host: serve its answer unchanged",
+            id="partial",
+        ),
+        pytest.param(
             [fetched(Answer(404, "text/html"))],
             False,
             "192.0.2.1: answers 404, not 200: senders then have no policy; check that the proxy "
@@ -212,7 +228,7 @@ EXTRA = BODY + b"x: y\r\n"
         pytest.param(
             [fetched(Answer(200, None, None, BODY))],
             False,
-            "192.0.2.1: answers with Content-Type None, not text/plain: strict senders reject "
+            "192.0.2.1: answers without a Content-Type, not text/plain: strict senders reject "
             "it; serve mtasts-host's answer unchanged",
             id="no-type",
         ),
