@@ -38,10 +38,13 @@ logger = logging.getLogger(__name__)
 
 
 def _route_path(scope: Scope) -> str:
-    # As Starlette's Mount does: the path below the mount point, if we are mounted.
+    # As Starlette's routing does: the path below the mount point, if we are mounted, cut at
+    # a "/" only (granian's --url-path-prefix / gives a root path of "/").
     path: str = scope["path"]
     root = scope.get("root_path")
-    return path[len(root) :] if root and path.startswith(root) else path
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return path
 
 
 class PolicyApp(Starlette):

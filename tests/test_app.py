@@ -285,6 +285,24 @@ def test_mounted_in_starlette(write_config: WriteConfig, prefix: str) -> None:
     assert not policies.reloader._thread.is_alive()  # ...and the host's lifespan ended it
 
 
+@pytest.mark.parametrize(
+    ("root_path", "path"),
+    [
+        ("/", PATH),  # granian --url-path-prefix /: the path does not repeat the root
+        ("/policies", PATH),  # hypercorn --root-path /policies: nor there
+        ("/policies", "/policies" + PATH),  # uvicorn --root-path /policies: it does
+    ],
+)
+def test_a_root_path_is_cut_at_a_slash(
+    write_config: WriteConfig, root_path: str, path: str
+) -> None:
+    app = create_app(write_config(), watch=False)
+    client = TestClient(app, base_url="http://mta-sts.example.com", root_path=root_path)
+    assert_policy(client.get(path))
+    response = client.post(path)
+    assert (response.status_code, response.headers["allow"]) == (405, "GET, HEAD")
+
+
 def test_mounted_under_host_route(write_config: WriteConfig) -> None:
     policies = create_app(write_config())
     parent = Starlette(

@@ -14,6 +14,8 @@ import pytest
 from fastapi import FastAPI
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.httpsredirect import HTTPSRedirectMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.testclient import TestClient
@@ -95,6 +97,40 @@ def test_a_host_apps_middleware_may_change_the_headers(
         response = client.get(POLICY_PATH, headers=headers)
         assert "x-frame-options" not in response.headers
         assert "vary" not in response.headers
+
+
+def _redirecting(app: ASGIApp) -> ASGIApp:
+    return HTTPSRedirectMiddleware(app)
+
+
+def _trusting(app: ASGIApp) -> ASGIApp:
+    return TrustedHostMiddleware(app, allowed_hosts=["*.example.com"])
+
+
+@pytest.mark.parametrize(
+    ("middleware", "url", "status"),
+    [
+        # The README's account of the host app's middleware, row by row. "http" is what the
+        # app sees behind a proxy that terminates TLS, unless the server trusts its
+        # X-Forwarded-Proto (then "https").
+        (_redirecting, "http://mta-sts.example.com", 307),
+        (_redirecting, "https://mta-sts.example.com", 200),
+        (_trusting, "http://mta-sts.example.com", 200),
+        (_trusting, "http://mta-sts.example.org", 400),
+        (_trusting, "http://mta-sts.example.com.", 400),
+    ],
+    ids=["redirect-http", "redirect-https", "trusted", "not-listed", "trailing-dot"],
+)
+def test_what_a_host_apps_middleware_does_to_the_policy(
+    middleware: Callable[[ASGIApp], ASGIApp], url: str, status: int, write_config: WriteConfig
+) -> None:
+    host_app = FastAPI()
+    host_app.mount("/", create_app(write_config(), watch=False))
+    client = TestClient(middleware(host_app), base_url=url, follow_redirects=False)
+    response = client.get(POLICY_PATH)
+    assert response.status_code == status
+    if status == 200:
+        assert response.content == BODY_D
 
 
 def _answers(client: TestClient, line: str) -> bool:
