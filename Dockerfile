@@ -19,12 +19,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MTASTS_HOST_HOST=0.0.0.0 \
     MTASTS_HOST_PORT=8080
 RUN groupadd --system --gid 10001 mtasts \
-    && useradd --system --uid 10001 --gid mtasts --no-create-home --shell /usr/sbin/nologin mtasts
+    && useradd --system --uid 10001 --gid mtasts --no-create-home --shell /usr/sbin/nologin mtasts \
+    && install -d -o 10001 -g 10001 /var/lib/mtasts-host
 COPY --from=build /install /usr/local
 COPY config.example.yaml /etc/mtasts-host/config.yaml
+# /var/lib/mtasts-host is for an SQLite reports store: the root filesystem may be read-only,
+# so mount a volume there; a new named volume takes this directory's owner, user 10001.
 USER 10001:10001
 EXPOSE 8080
+# No proxy, whatever http_proxy the container was given (the Docker CLI passes on its own).
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
-    CMD ["python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:%s/healthz' % os.environ.get('MTASTS_HOST_PORT', '8080'); sys.exit(urllib.request.urlopen(url, timeout=2).status != 200)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:%s/healthz' % os.environ.get('MTASTS_HOST_PORT', '8080'); sys.exit(urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2).status != 200)"]
 ENTRYPOINT ["mtasts-host"]
 CMD ["serve"]

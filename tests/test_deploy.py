@@ -7,6 +7,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -17,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import pytest
@@ -34,7 +35,7 @@ from .clients import CADDY_ADDRESS, CLIENTS, NGINX_ADDRESS, assert_accepted, fet
 from .conftest import BODY_D, CONFIG_D, SEVERAL, WriteConfig, wait_until
 from .dnsserver import NAMESERVER, dns_server, zone_for
 from .nginx import nginx as nginx_running
-from .processes import Process, free_port, need, running, serve_argv
+from .processes import Process, free_port, logged, need, running, serve_argv
 from .rawhttp import POLICY_PATH, http_get, read_response, serves
 from .reports.conftest import REPORTS_HOST, encode, recent, report
 
@@ -617,6 +618,29 @@ def test_the_image_command_line(tmp_path: Path) -> None:
     assert "Traceback" not in server.output()
 
 
+def test_the_image_healthcheck_asks_the_server_itself_whatever_the_proxy_settings(
+    tmp_path: Path,
+) -> None:
+    # The Docker CLI gives containers the proxy of its config.json as http_proxy and
+    # HTTP_PROXY: the health check must not ask that proxy for 127.0.0.1.
+    image = dockerfile()
+    port = free_port()
+    closed = free_port()  # nothing listens there: a proxy that refuses every connection
+    proxy = f"http://127.0.0.1:{closed}"
+    env = {
+        "MTASTS_HOST_PORT": str(port),
+        "http_proxy": proxy,
+        "HTTP_PROXY": proxy,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    argv = serve_argv(ROOT / "config.example.yaml", port)
+    with running(argv, tmp_path / "serve.log", "127.0.0.1", port):
+        check = subprocess.run(
+            image["HEALTHCHECK"], env={**os.environ, **env}, timeout=10, capture_output=True
+        )
+        assert check.returncode == 0, check.stderr.decode()
+
+
 # -- Kubernetes --------------------------------------------------------------------------------
 
 K8S = DEPLOY / "kubernetes"
@@ -719,13 +743,51 @@ def test_compose_wires_caddy_to_mtasts_host() -> None:
     assert policies["build"] == "../.."
     assert policies["read_only"] is True
     # the directory is mounted, so that files replaced by rename are seen
-    assert policies["volumes"] == ["./:/etc/mtasts-host:ro"]
+    assert policies["volumes"][0] == "./:/etc/mtasts-host:ro"
     assert policies["environment"]["MTASTS_HOST_CONFIG"] == "/etc/mtasts-host/config.yaml"
     assert caddy["environment"]["MTASTS_HOST_UPSTREAM"] == "mtasts-host:8080"
     caddyfile = caddy["volumes"][0].split(":")[0]
     assert (DEPLOY / "compose" / caddyfile).resolve() == (DEPLOY / "caddy" / "Caddyfile")
     assert caddy["ports"] == ["443:443"]
     assert dockerfile()["EXPOSE"] == "8080"
+
+
+def test_compose_gives_the_reports_store_a_writable_volume() -> None:
+    # The root filesystem is read-only: the example's SQLite store (config.example.yaml,
+    # README "TLS reports") must lie on a volume, or the intake answers 503. A new named
+    # volume takes the owner of the image's directory, which must be user 10001.
+    example = re.search(r"store: sqlite:///(/\S+)", (ROOT / "config.example.yaml").read_text())
+    assert example is not None
+    directory = str(PurePosixPath(example[1]).parent)
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    mounts = [volume.split(":") for volume in compose["services"]["mtasts-host"]["volumes"]]
+    (name,) = [mount[0] for mount in mounts if mount[1:] == [directory]]  # writable
+    assert name in compose["volumes"]
+    final = (ROOT / "Dockerfile").read_text().replace("\\\n", " ").split("\nFROM ")[-1]
+    assert f"install -d -o 10001 -g 10001 {directory}" in final
+    assert dockerfile()["USER"] == "10001:10001"
+
+
+def test_compose_has_mtasts_host_log_the_senders_address(tmp_path: Path) -> None:
+    # Caddy reaches mtasts-host from its own container's address, never from 127.0.0.1,
+    # uvicorn's only trusted proxy by default: unless the compose environment trusts it, every
+    # access line names Caddy instead of the sender (README, Operations).
+    compose = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    env = {
+        key: str(value) for key, value in compose["services"]["mtasts-host"]["environment"].items()
+    }
+    port = free_port()
+    argv = serve_argv(ROOT / "config.example.yaml", port)  # --config wins over the variable
+    with running(argv, tmp_path / "serve.log", "127.0.0.1", port, env=env) as server:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.2", 0))  # Caddy, at an address of its own
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(
+                f"GET {POLICY_PATH} HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
+                "X-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n".encode()
+            )
+            assert sock.recv(12) == b"HTTP/1.1 200"
+        wait_until(lambda: logged(server, 'client="203.0.113.9"'))
 
 
 # -- nginx's cache ---------------------------------------------------------------------------
