@@ -1,6 +1,10 @@
-"""Decimal integers in text from outside: configuration values, options, ports."""
+"""Decimal numbers in text from outside: configuration values, options, ports."""
 
 from __future__ import annotations
+
+import re
+
+_FRACTION = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 def decimal(text: str, low: int, high: int) -> int | None:
@@ -16,3 +20,11 @@ def decimal(text: str, low: int, high: int) -> int | None:
         return None
     value = int(digits)
     return value if low <= value <= high else None
+
+
+def fraction(text: str) -> float | None:
+    """
+    ``text`` as a number like ``2`` or ``2.5``, or None if it is anything else: ``float``
+    would also take spaces, underscores, exponents and non-ASCII digits (``'١٢'``).
+    """
+    return float(text) if _FRACTION.fullmatch(text) else None

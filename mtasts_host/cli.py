@@ -23,6 +23,9 @@ _CONFIG_ONLY = replace(CONFIG, help="the YAML file")
 # Beside the server: the doctor if --doctor-interval asks, the publisher for auto: true.
 _COMPANIONS = (doctor.start_background, publish.start_background)
 
+EX_INTERRUPTED = 130
+"""A command ended by Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
+
 _DNS = (
     CONFIG,
     Option(
@@ -164,6 +167,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if command is None:
         return serve(args, _COMPANIONS)
+    try:
+        return _run(command, args)
+    except KeyboardInterrupt:
+        # Ctrl-C: one line and the status a shell gives a command SIGINT ended, no traceback.
+        print("mtasts-host: interrupted", file=sys.stderr)
+        return EX_INTERRUPTED
+
+
+def _run(command: Command, args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, NoReturn, TypeVar
 
-from ._digits import decimal
+from ._digits import decimal, fraction
 
 ENV_PREFIX = "MTASTS_HOST_"
 T = TypeVar("T")
@@ -21,6 +21,7 @@ T_co = TypeVar("T_co", covariant=True)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_MAX_DURATION = 365 * 86400
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd]?)")
 
 
@@ -35,21 +36,21 @@ def positive_int(text: str) -> int:
 
 def seconds(text: str) -> float:
     """A positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
+    value = fraction(text)
+    if value is None or not 0 < value < float("inf"):
         raise ValueError("expected a positive number of seconds")
     return value
 
 
 def duration(text: str) -> float:
-    """Seconds, or a number with a unit (``30s``, ``15m``, ``1h``, ``1d``); at least 1 s."""
+    """
+    Seconds, or a number with a unit (``30s``, ``15m``, ``1h``, ``1d``); 1 s to 365 days,
+    as a thread cannot wait much longer than that (``Event.wait(1e12)`` raises).
+    """
     match = _DURATION.fullmatch(text.strip())
     value = float(match[1]) * _UNITS[match[2] or "s"] if match else 0.0
-    if value < 1:
-        raise ValueError("expected a duration of at least 1 s, like 30s, 15m or 1h")
+    if not 1 <= value <= _MAX_DURATION:
+        raise ValueError("expected a duration from 1 s to 365 d, like 30s, 15m or 1h")
     return value
 
 

@@ -208,6 +208,36 @@ def test_a_bad_option_is_one_usage_line(
     assert capsys.readouterr() == ("", f"mtasts-host: error: {message}\n")
 
 
+@pytest.mark.parametrize("rate", ["\u0660.\u0665", " 0.5", "5e-1"])
+def test_a_failure_rate_is_ascii_decimal(
+    rate: str, write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["reports", "--config", str(write_config()), "--max-failure-rate", rate]) == 2
+    assert capsys.readouterr().err == (
+        "mtasts-host: error: argument --max-failure-rate: expected a share of sessions "
+        f"from 0 to 1, like 0.001, got {rate!r}\n"
+    )
+
+
+@pytest.mark.parametrize("command", [["check"], ["doctor"], ["reports", "--config"]])
+def test_ctrl_c_is_one_line_and_130(
+    command: list[str],
+    write_config: WriteConfig,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def interrupted(path: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mtasts_host.cli.load_config", interrupted)
+    try:
+        status = main([*command, str(write_config())])
+    except KeyboardInterrupt:
+        status = None
+    assert status == 130
+    assert capsys.readouterr() == ("", "mtasts-host: interrupted\n")
+
+
 def test_the_command_line_wins_over_the_environment(
     write_config: WriteConfig, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

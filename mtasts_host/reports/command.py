@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import BinaryIO, TextIO
 
 from .. import names
-from .._digits import decimal
+from .._digits import decimal, fraction
 from .._text import counted, printable
 from ..config import Config
 from ..options import Option, choice, positive_int, text
@@ -40,11 +40,8 @@ def _days(text: str) -> int:
 
 
 def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
+    value = fraction(text)
+    if value is None or not 0 <= value <= 1:
         raise ValueError("expected a share of sessions from 0 to 1, like 0.001")
     return value
 
