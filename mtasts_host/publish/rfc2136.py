@@ -36,6 +36,19 @@ _NOWHERE = {
 }
 
 
+_TSIG_ERRORS: dict[type[dns.tsig.PeerError], str] = {
+    # knot answers so to a key it knows but whose ACL does not grant the records, and both
+    # knot and BIND to a key of another algorithm (RFC 8945 section 5.2.1).
+    dns.tsig.PeerBadKey: "it does not know the key by this name and algorithm, or its ACL "
+    "does not grant these records",
+    dns.tsig.PeerBadSignature: "the signature does not verify (BADSIG): the key's secret is "
+    "not the server's",
+    # RFC 8945 section 5.2.3: signed more than the fudge (dnspython's 300 s) from its time;
+    # a clock off, here or there.
+    dns.tsig.PeerBadTime: "its clock and this machine's differ by more than 300 s (BADTIME)",
+}
+"""What each TSIG error a server answers means, in place of dnspython's words for it."""
+
 _WIRE_NAMES = {"hmac-md5": dns.tsig.HMAC_MD5}
 """Algorithms whose name in a key file is not their name in a TSIG record (RFC 8945 section
 6): dnspython knows HMAC-MD5 only as HMAC-MD5.SIG-ALG.REG.INT."""
@@ -114,24 +127,9 @@ class Rfc2136:
             response = dns.query.tcp(
                 update, server.address, port=server.port, timeout=query.TIMEOUT
             )
-        except dns.tsig.PeerBadKey:
-            # knot answers so to a key it knows but whose ACL does not grant the records, and
-            # both knot and BIND to a key of another algorithm (RFC 8945 section 5.2.1).
-            why = (
-                "it does not know the key by this name and algorithm, or its ACL does not "
-                "grant these records"
-            )
-            return Applied(Result.REFUSED, f"{refused}: {why}")
-        except dns.tsig.PeerBadSignature:
-            why = "the signature does not verify (BADSIG): the key's secret is not the server's"
-            return Applied(Result.REFUSED, f"{refused}: {why}")
-        except dns.tsig.PeerBadTime:
-            # RFC 8945 section 5.2.3: signed more than the fudge (dnspython's 300 s) from its
-            # time; a clock off, here or there.
-            why = "its clock and this machine's differ by more than 300 s (BADTIME)"
-            return Applied(Result.REFUSED, f"{refused}: {why}")
         except dns.tsig.PeerError as exc:
-            return Applied(Result.REFUSED, f"{refused}: {str(exc).lower()}")
+            why = _TSIG_ERRORS.get(type(exc), str(exc).lower())
+            return Applied(Result.REFUSED, f"{refused}: {why}")
         except dns.exception.FormError as exc:
             if "TSIG" in str(exc):
                 return Applied(Result.REFUSED, f"{refused}: its answer is not signed")
