@@ -72,8 +72,6 @@ class Reloader:
         # What the store served was read from this file, maybe well before: a change made
         # since is seen by the first check.
         self._signature = store.config.read_from
-        self._refused = False
-        """The last reload could not use the file (unreadable, or invalid)."""
         self._lock = threading.Lock()
         self._wanted = False
         """A reload asked for by ``reload_soon`` has not started reading yet."""
@@ -168,7 +166,8 @@ class Reloader:
         now, last = _signature(self.path), self._signature
         if now == last:
             return False
-        if not self._refused and now is not None and last is not None and now[:4] == last[:4]:
+        refused = self.store.status.last_error is not None  # the last reload could not use it
+        if not refused and now is not None and last is not None and now[:4] == last[:4]:
             # Only the change time moved (a hard link made or removed, an owner, a mode, an
             # access time put back by a backup): the text served is still the file's.
             return False
@@ -200,7 +199,6 @@ class Reloader:
                 config = load_config(self.path, self.store.config)
                 old = self.store.replace(config)
             except ConfigError as exc:
-                self._refused = True
                 self.store.reject(str(exc.problems[0]))
                 more = len(exc.problems) - 1
                 logger.error(
@@ -216,10 +214,8 @@ class Reloader:
                 logger.exception(
                     "reload of %s failed, still serving the last good policies", self.path
                 )
-                self._refused = True
                 self.store.reject("the file could not be read: an internal error (see the log)")
                 return False
-            self._refused = False
             # Told while no other reload can replace the snapshot again: each reload's lines
             # and listeners get the pair it made.
             new = self.store.snapshot
