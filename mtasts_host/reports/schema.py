@@ -85,9 +85,18 @@ VERSIONS: tuple[tuple[str, ...], ...] = (
 LATEST = len(VERSIONS)
 
 
-def current(connection: Connection) -> int:
-    """The version a store has applied, 0 if none; the version table is made if missing."""
-    connection.execute("CREATE TABLE IF NOT EXISTS tlsrpt_schema (version INTEGER NOT NULL)")
+def current(connection: Connection, table_exists: str) -> int:
+    """
+    The version a store has applied, 0 if none; the version table is made if missing.
+
+    Args:
+        table_exists: the SQL giving a row if the table its one parameter names exists.
+    """
+    # Looked for, not CREATE TABLE IF NOT EXISTS: PostgreSQL checks the right to create
+    # first, and a role that may only read and write the tables would be refused.
+    if connection.execute(table_exists, ("tlsrpt_schema",)).fetchone() is None:
+        connection.execute("CREATE TABLE tlsrpt_schema (version INTEGER NOT NULL)")
+        return 0
     (version,) = connection.execute("SELECT MAX(version) FROM tlsrpt_schema").fetchone()
     return int(version or 0)
 

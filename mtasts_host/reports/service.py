@@ -7,6 +7,7 @@ wire in.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -148,11 +149,20 @@ class Reports:
         """
         if time.monotonic() - self.intake.checked_at > READINESS_STALE and not self._probing:
             self._probing = True
-            with anyio.move_on_after(READINESS_WAIT):
-                await anyio.to_thread.run_sync(self._probe, abandon_on_cancel=True)
+            started = threading.Event()
+            try:
+                with anyio.move_on_after(READINESS_WAIT):
+                    await anyio.to_thread.run_sync(self._probe, started, abandon_on_cancel=True)
+            finally:
+                # Given up before a worker thread took it (all busy, say with requests
+                # waiting for the store), it never runs to clear the flag: /readyz would
+                # never ask again, and tell the same news for ever.
+                if not started.is_set():
+                    self._probing = False
         return self.intake.problem
 
-    def _probe(self) -> None:
+    def _probe(self, started: threading.Event) -> None:
+        started.set()
         try:
             self.intake.probe()
         finally:

@@ -28,16 +28,24 @@ class SQLiteStore(ReportStore):
     id_type = "INTEGER PRIMARY KEY AUTOINCREMENT"
     blob_type = "BLOB"
     code_point_order = " COLLATE BINARY"
+    table_exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.path = sqlite_path(url)
 
+    def transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        # IMMEDIATE: two writers queue for the lock instead of failing on upgrade from a read.
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def read_transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        # Deferred, it takes no lock: in WAL mode it reads while another transaction writes.
+        return self._transaction("BEGIN")
+
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def _transaction(self, begin: str) -> Iterator[Connection]:
         try:
-            # isolation_level=None: the transaction is ours, begun IMMEDIATE so that two
-            # writers queue for the lock instead of failing on upgrade from a read.
+            # isolation_level=None: the transaction is ours, begun as ``begin`` says.
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"{self.path}: {exc}") from exc
@@ -45,7 +53,7 @@ class SQLiteStore(ReportStore):
             try:
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = NORMAL")
-                connection.execute("BEGIN IMMEDIATE")
+                connection.execute(begin)
                 yield connection
             except BaseException:
                 if connection.in_transaction:

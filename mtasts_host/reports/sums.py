@@ -29,7 +29,7 @@ of thousands of domains."""
 def totals(store: ReportStore, since_day: int, domains: Collection[str]) -> list[Totals]:
     """Sessions of ``domains`` by domain, policy type, organisation and day, from
     ``since_day`` on."""
-    with store.connection() as connection:
+    with store.connection(write=False) as connection:
         rows = _for_domains(
             connection,
             "SELECT p.domain, p.policy_type, r.organization, r.day, COUNT(DISTINCT r.id),"
@@ -51,7 +51,7 @@ def failure_totals(
 ) -> list[FailureTotals]:
     """Failed sessions of ``domains`` by domain, policy type, day and result type, from
     ``since_day`` on."""
-    with store.connection() as connection:
+    with store.connection(write=False) as connection:
         rows = _for_domains(
             connection,
             f"SELECT p.domain, p.policy_type, r.day, f.result_type, {SESSIONS}"
@@ -78,7 +78,7 @@ def failures_by_mx(
     report may name thousands of hosts, and only these are read.
     """
     mx = "COALESCE(f.mx, '')"
-    with store.connection() as connection:
+    with store.connection(write=False) as connection:
         rows = _for_domains(
             connection,
             f"SELECT domain, mx, sessions FROM (SELECT p.domain AS domain, {mx} AS mx,"
@@ -98,7 +98,7 @@ def session_counts(store: ReportStore, domains: Collection[str]) -> list[Session
     Every STS session of ``domains`` ever stored, by domain and result, for the metrics:
     those of pruned reports included, so that the counts never go down.
     """
-    with store.connection() as connection:
+    with store.connection(write=False) as connection:
         pruned = _for_domains(
             connection,
             "SELECT domain, result, sessions FROM tlsrpt_pruned WHERE domain {domains}",

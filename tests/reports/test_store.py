@@ -8,11 +8,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from mtasts_host.reports import schema, sums
@@ -20,7 +22,13 @@ from mtasts_host.reports.parse import CUT, parse_report
 from mtasts_host.reports.report import MAX_COUNT
 from mtasts_host.reports.rows import DAY, FailureTotals, MxTotals, Totals
 from mtasts_host.reports.sqlite import SQLiteStore
-from mtasts_host.reports.store import Outcome, ReportStore, StoreUnavailable, open_store
+from mtasts_host.reports.store import (
+    Connection,
+    Outcome,
+    ReportStore,
+    StoreUnavailable,
+    open_store,
+)
 
 from .conftest import NOW, TODAY, encode, fixture, report
 
@@ -168,6 +176,86 @@ def test_nothing_is_half_written(store: ReportStore) -> None:
     assert add(store, document) is Outcome.STORED
 
 
+class _Counting:
+    """A connection counting the statements sent: each is a round trip to PostgreSQL."""
+
+    def __init__(self, connection: Connection, sent: list[str]) -> None:
+        self.connection, self.sent = connection, sent
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self.sent.append(sql)
+        return self.connection.execute(sql, params)
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any:
+        self.sent.append(sql)
+        return self.connection.executemany(sql, params)
+
+
+def test_a_report_takes_as_many_statements_however_many_failure_details_it_has(
+    store: ReportStore,
+) -> None:
+    store.ping()
+    sent: list[str] = []
+    begin = store.transaction
+
+    @contextlib.contextmanager
+    def counting() -> Iterator[Connection]:
+        with begin() as connection:
+            yield _Counting(connection, sent)
+
+    store.transaction = counting  # type: ignore[method-assign]
+    failures = [
+        {
+            "result-type": "certificate-expired",
+            "receiving-mx-hostname": f"mx{n}.example.com",
+            "failed-session-count": 1,
+        }
+        for n in range(100)
+    ]
+    add(store, report(report_id="one", failed=1, failures=failures[:1]))
+    one = len(sent)
+    sent.clear()
+    add(store, report(report_id="hundred", failed=100, failures=failures))
+    assert len(sent) == one
+    assert [row.sessions for row in sums.failure_totals(store, 0, DOMAINS)] == [101]
+
+
+class _PrunedAfterTheFirst:
+    """A connection after whose first statement another replica prunes, and commits."""
+
+    def __init__(self, connection: Connection, prune: Callable[[], object]) -> None:
+        self.connection, self.prune = connection, prune
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        result = self.connection.execute(sql, params)
+        prune, self.prune = self.prune, lambda: None
+        prune()
+        return result
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any:
+        return self.connection.executemany(sql, params)
+
+
+def test_session_counts_read_while_another_replica_prunes(store_url: str) -> None:
+    """The metrics' counters never go down: a prune moves sessions from the reports to the
+    pruned totals, and a reading sees all of either side of it, never half."""
+    reader, other = open_store(store_url), open_store(store_url)
+    add(reader, report(report_id="old", day=TODAY - 400, successful=10, failed=3))
+    other.ping()
+    begin = reader.read_transaction
+
+    @contextlib.contextmanager
+    def pruned_meanwhile() -> Iterator[Connection]:
+        with begin() as connection:
+            yield _PrunedAfterTheFirst(connection, lambda: other.prune((TODAY - 300) * DAY))
+
+    reader.read_transaction = pruned_meanwhile  # type: ignore[method-assign]
+    assert [
+        (counts.successful, counts.failures) for counts in sums.session_counts(reader, DOMAINS)
+    ] == [(10, {"certificate-expired": 3})]
+    assert sums.session_counts(reader, DOMAINS)[0].successful == 10  # pruned, still counted
+
+
 def test_a_new_store_gets_the_latest_schema(store: ReportStore) -> None:
     assert store.version() == 0
     assert store.upgrade() == schema.LATEST
@@ -234,6 +322,18 @@ def test_values_stored_before_they_were_cut_are_cut_by_the_upgrade(store: Report
     assert contact == "c" * 999 + CUT
 
 
+def test_a_store_that_comes_back_empty_gets_its_tables_again(store: ReportStore) -> None:
+    """A database server restarted without its volume, or an SQLite file deleted."""
+    assert add(store, report(report_id="before")) is Outcome.STORED
+    with store.transaction() as connection:
+        for table in ("failures", "policies", "reports", "pruned", "schema"):
+            connection.execute(f"DROP TABLE tlsrpt_{table}")
+    with pytest.raises(StoreUnavailable):
+        add(store, report(report_id="during"))  # that use finds it empty
+    assert add(store, report(report_id="after")) is Outcome.STORED
+    assert store.version() == schema.LATEST
+
+
 def test_a_newer_schema_is_refused(store: ReportStore) -> None:
     store.upgrade()
     with store.transaction() as connection:
@@ -259,6 +359,23 @@ def test_sqlite_uses_wal(sqlite_url: str) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+def test_sqlite_reads_while_another_transaction_writes(sqlite_url: str) -> None:
+    """The summaries, the metrics and /readyz wait neither for the intake nor for ingest."""
+    store = open_store(sqlite_url)
+    add(store, report(report_id="r1"))
+    assert isinstance(store, SQLiteStore)
+    writer = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("DELETE FROM tlsrpt_policies")
+        store.ping()
+        assert [row.successful for row in sums.totals(store, 0, DOMAINS)] == [1000]
+        assert store.raw("Google Inc.", "r1") is not None
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
 def test_postgresql_that_does_not_answer_is_unavailable(tmp_path: Path) -> None:
     store = open_store(f"postgresql://postgres@/none?host={tmp_path}")
     with pytest.raises(StoreUnavailable, match=r"^postgresql: connection (failed|is bad)"):
@@ -276,6 +393,22 @@ def test_postgresql_that_does_not_answer_is_unavailable(tmp_path: Path) -> None:
 def test_urls_that_name_no_store(url: str, message: str) -> None:
     with pytest.raises(ValueError, match="^" + message):
         open_store(url)
+
+
+def test_postgresql_role_that_may_only_read_and_write_the_tables(postgres_url: str) -> None:
+    """The owner made the tables; the role serving reports has no right to create any."""
+    open_store(postgres_url).upgrade()
+    role = f"writer_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        connection.execute(f"CREATE ROLE {role} LOGIN")  # a name of ours, not input
+        connection.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")  # before PG 15
+        connection.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        )
+    writer = open_store(postgres_url.replace("postgres@", f"{role}@", 1))
+    assert add(writer, report(report_id="r1")) is Outcome.STORED
+    assert writer.prune(NOW) == 1
+    assert writer.version() == schema.LATEST
 
 
 def test_relative_and_absolute_sqlite_paths() -> None:
