@@ -9,6 +9,8 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .._text import printable
+
 
 class Check(enum.Enum):
     """The checks, by their stable ids: also metric labels and alert keys."""
@@ -61,7 +63,9 @@ class Finding:
         return {"check": self.check.value, "status": self.status.value, "message": self.message}
 
     def __str__(self) -> str:
-        return f"{self.domain}: {self.status.value}: {self.check.value}: {self.message}"
+        # Messages quote what servers said (an SMTP reply, a Location header): shown on a
+        # terminal, an escape sequence or a carriage return there must not rewrite the report.
+        return printable(f"{self.domain}: {self.status.value}: {self.check.value}: {self.message}")
 
 
 def worst(findings: tuple[Finding, ...] | list[Finding]) -> Status:

@@ -6,7 +6,7 @@ The rules for what the TLS endpoints answer: ``https`` and ``policy`` for the po
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .._text import counted
 from ..policy import MAX_BODY_SIZE, Mode, policy_id
@@ -65,6 +65,13 @@ def _unreachable(sessions: Sequence[Session]) -> bool:
     return all(session.failure is Failure.NO_ROUTE for session in sessions)
 
 
+def _not_checked(sessions: Sequence[Session], where: Callable[[Session], str]) -> str:
+    """What an ok finding adds about the addresses skipped, without a route from here: it must
+    not count them among those it vouches for."""
+    skipped = [where(s) for s in sessions if s.failure is Failure.NO_ROUTE]
+    return f"; not checked, no route from here: {', '.join(skipped)}" if skipped else ""
+
+
 def _valid_until(sessions: Sequence[Session]) -> str:
     dates = [s.not_after for s in sessions if s.not_after is not None]
     return f"certificate valid until {_date(min(dates))}" if dates else "no address checked"
@@ -89,8 +96,9 @@ def https(domain: str, addresses: Names, sessions: Sequence[Session], now: float
         status = max((status for status, _ in problems), key=lambda status: status.level)
         return finding(status, "; ".join(message for _, message in problems))
     versions = sorted({s.version for s in sessions if s.version})
-    message = f"{host} ({', '.join(addresses.values)}): {', '.join(versions)}, "
-    return finding(Status.OK, message + _valid_until(sessions))
+    checked = [s.address for s in sessions if s.failure is not Failure.NO_ROUTE]
+    message = f"{host} ({', '.join(checked)}): {', '.join(versions)}, " + _valid_until(sessions)
+    return finding(Status.OK, message + _not_checked(sessions, lambda s: s.address))
 
 
 def _first_difference(got: bytes, expected: bytes) -> str:
@@ -243,6 +251,8 @@ def mx_tls(
         return finding(status, "; ".join(message for _, message in problems))
     if _unreachable(sessions):
         return finding(Status.WARN, "no MX address is reachable from here")
-    count = f"{len(sessions)} address{'' if len(sessions) == 1 else 'es'}"
-    message = f"STARTTLS on {count} of {', '.join(hosts)}, "
-    return finding(Status.OK, message + _valid_until(sessions))
+    checked = [s for s in sessions if s.failure is not Failure.NO_ROUTE]
+    reached = [host for host in hosts if any(s.host == host for s in checked)]
+    count = f"{len(checked)} address{'' if len(checked) == 1 else 'es'}"
+    message = f"STARTTLS on {count} of {', '.join(reached)}, " + _valid_until(sessions)
+    return finding(Status.OK, message + _not_checked(sessions, lambda s: f"{s.host} ({s.address})"))

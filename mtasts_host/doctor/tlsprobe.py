@@ -67,9 +67,11 @@ def classify(exc: BaseException, host: str, address: str, port: int) -> tuple[Fa
         return Failure.PROTOCOL, "the server closed the connection"
     if isinstance(exc, ConnectionRefusedError):
         return Failure.UNREACHABLE, f"connection refused on port {port}"
-    if isinstance(exc, ConnectionResetError) and exc.errno is None:
-        # asyncio's own, without a text: the connection was lost before TLS was up.
-        return Failure.HANDSHAKE, "the server closed the connection during the TLS handshake"
+    if isinstance(exc, ConnectionResetError):
+        # asyncio's own, without an errno: the connection was lost before TLS was up; with
+        # one, a reset (RST): the connection was made, so it came during the handshake.
+        how = "closed" if exc.errno is None else "reset"
+        return Failure.HANDSHAKE, f"the server {how} the connection during the TLS handshake"
     if isinstance(exc, OSError):
         if exc.errno in _NO_ROUTE and ipaddress.ip_address(address).version == 6:
             return Failure.NO_ROUTE, f"no route to port {port}"

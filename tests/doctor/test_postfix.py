@@ -38,6 +38,8 @@ UNKNOWN_HELO = "127.62.25.5"
 NO_REVERSE = "127.62.25.6"
 """Refuses, for now, a client whose address has no name, at EHLO (smtpd_peername_lookup is
 off: no client has one)."""
+REJECT_AT_HELO = "127.62.25.7"
+"""Refuses the client at EHLO, for good: a client check among the HELO restrictions."""
 
 SETTINGS = {
     TLS: {},
@@ -55,6 +57,10 @@ SETTINGS = {
     NO_REVERSE: {
         "smtpd_delay_reject": "no",
         "smtpd_helo_restrictions": "reject_unknown_reverse_client_hostname",
+    },
+    REJECT_AT_HELO: {
+        "smtpd_delay_reject": "no",
+        "smtpd_helo_restrictions": "check_client_access inline:{127.0.0.1=REJECT}",
     },
 }
 
@@ -168,6 +174,26 @@ def test_a_client_refused_for_now_at_ehlo(server: Postfix, trusting: ssl.SSLCont
     assert session.failure is Failure.REFUSED
     assert session.detail == f"refuses the session for now: {refusal}"
     assert finding.status is Status.WARN
+
+
+def test_a_client_refused_at_ehlo(server: Postfix, trusting: ssl.SSLContext) -> None:
+    session, finding, dialogue = probe(server, REJECT_AT_HELO, trusting, "doctor.example.com")
+    refusal = "554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: Access denied"
+    assert dialogue[:3] == [
+        "S: 220 mx.postfix.test ESMTP Postfix",
+        "C: EHLO doctor.example.com",
+        f"S: {refusal}",
+    ]
+    assert client(dialogue) == ["EHLO doctor.example.com", "QUIT"]
+    # The client's address is refused, whatever its EHLO name: as a blocklist at connect, a
+    # warning, and no "give it one the server accepts (--ehlo NAME)".
+    assert session.failure is Failure.REFUSED
+    assert (finding.status, finding.message) == (
+        Status.WARN,
+        f"{MX} ({REJECT_AT_HELO}): refuses the session: {refusal} (the doctor's address may be "
+        "blocklisted there); the doctor could not check STARTTLS there: run it from another "
+        "address, and if other senders are refused too, see the MX's log",
+    )
 
 
 @pytest.mark.parametrize(

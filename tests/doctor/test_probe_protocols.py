@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
+import struct
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import trustme
 
 from mtasts_host.doctor import tlschecks
 from mtasts_host.doctor.facts import Failure, Fetch, Names, Session
-from mtasts_host.doctor.findings import Status
+from mtasts_host.doctor.findings import Report, Status
 from mtasts_host.doctor.smtpprobe import starttls
 from mtasts_host.doctor.tlsprobe import fetch_policy
 from mtasts_host.policy import Mode, policy_id
@@ -93,6 +95,76 @@ def test_smtp_server_closing_after_starttls_220() -> None:
     ehlo = b"250-mx.probe.test\r\n250-PIPELINING\r\n250-starttls\r\n250 8BITMIME\r\n"
     session = smtp(smtp_dialogue(greeting, ehlo, b"220 2.0.0 go ahead\r\n", close=True))
     assert session.detail == "the server closed the connection during the TLS handshake"
+
+
+@pytest.mark.parametrize(
+    ("replies", "detail"),
+    [
+        pytest.param((b"",), "no greeting", id="at-once"),  # as a firewall or tcpwrappers do
+        pytest.param((b"220 mx.probe.test ESMTP\r\n",), "no answer to EHLO", id="after-greeting"),
+        pytest.param(
+            (b"220 mx.probe.test ESMTP\r\n", b"250-mx.probe.test\r\n250 STARTTLS\r\n"),
+            "no answer to STARTTLS",
+            id="after-ehlo",
+        ),
+    ],
+)
+def test_smtp_server_closing_says_when(replies: tuple[bytes, ...], detail: str) -> None:
+    # Not only "the server closed the connection": at which step, as a timeout says.
+    session = smtp(smtp_dialogue(*replies, close=True))
+    assert session == Session(
+        MX, ADDRESS, failure=Failure.PROTOCOL, detail=f"the server closed the connection: {detail}"
+    )
+
+
+def resetting(*replies: bytes) -> Handler:
+    """A greeting, then the next reply to each line the client sends, then a reset (RST) when
+    it speaks again, as a firewall or an intrusion prevention system in front may send."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(replies[0])
+        for reply in replies[1:]:
+            await reader.readuntil(b"\n")
+            writer.write(reply)
+        await reader.read(1)
+        writer.get_extra_info("socket").setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("replies", "detail"),
+    [
+        pytest.param(
+            (b"220 mx.probe.test ESMTP\r\n",),
+            "the server reset the connection: no answer to EHLO",
+            id="after-greeting",
+        ),
+        pytest.param(
+            (b"220 mx.probe.test ESMTP\r\n", b"250-mx.probe.test\r\n250 STARTTLS\r\n"),
+            "the server reset the connection: no answer to STARTTLS",
+            id="after-ehlo",
+        ),
+    ],
+)
+def test_smtp_server_resetting_says_when(replies: tuple[bytes, ...], detail: str) -> None:
+    # Not "connection reset by peer on port N; check that the server runs and listens on
+    # that port": it ran, listened and answered.
+    session = smtp(resetting(*replies))
+    assert session == Session(MX, ADDRESS, failure=Failure.PROTOCOL, detail=detail)
+
+
+def test_smtp_server_resetting_during_the_tls_handshake() -> None:
+    greeting, ehlo = b"220 mx.probe.test ESMTP\r\n", b"250-mx.probe.test\r\n250 STARTTLS\r\n"
+    session = smtp(resetting(greeting, ehlo, b"220 2.0.0 go ahead\r\n"))
+    assert session == Session(
+        MX,
+        ADDRESS,
+        failure=Failure.HANDSHAKE,
+        detail="the server reset the connection during the TLS handshake",
+    )
 
 
 def test_https_server_closing_on_client_hello(ca: trustme.CA, trusting: ssl.SSLContext) -> None:
@@ -212,6 +284,33 @@ def test_a_reply_of_more_than_100_lines_is_read_to_its_end() -> None:
     assert session.detail == "answers STARTTLS with 454 4.7.0 TLS not available"
 
 
+def test_a_reply_that_never_ends() -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            writer.write(b"220-mx.probe.test ESMTP\r\n" * 100)
+            await writer.drain()
+
+    # Not "no greeting within 2 s" once the timeout strikes: it greeted, and never stopped.
+    session = smtp(endless)
+    assert session == Session(
+        MX,
+        ADDRESS,
+        failure=Failure.PROTOCOL,
+        detail="the server's answers make no sense (a reply of more than 1000 lines)",
+    )
+
+
+def test_a_reply_line_is_kept_to_the_longest_smtp_allows() -> None:
+    # RFC 5321 section 4.5.3.1.5: 512 octets with the CRLF. Else 100 lines of 64 KiB each,
+    # 6.5 MB, would be quoted in the finding, and so in each report, log line and /readyz.
+    greeting = b"554-" + b"x" * 60000 + b"\r\n" + b"554 5.3.2 go away\r\n"
+    session, _ = smtp_heard(greeting)
+    assert session.detail == (
+        f"refuses the session: 554 {'x' * 506} 5.3.2 go away (the doctor's address may be "
+        "blocklisted there)"
+    )
+
+
 @pytest.mark.parametrize(
     ("response", "detail"),
     [
@@ -311,6 +410,21 @@ def test_a_greeting_that_refuses_the_session(greeting: bytes, detail: str, heard
     )
 
 
+def test_a_reply_cannot_steer_the_operators_terminal() -> None:
+    # Erase the line, go back to its start, and print a line of the report's own.
+    reply = b"454 4.7.0 \x1b[1A\x1b[2K\rprobe.test: 7 ok\x9b2J\r\n"
+    ehlo = b"250-mx.probe.test\r\n250 STARTTLS\r\n"
+    session, _ = smtp_heard(b"220 mx.probe.test ESMTP\r\n", ehlo, reply)
+    finding = tlschecks.mx_tls(
+        "probe.test", Mode.ENFORCE, [MX], {MX: Names((ADDRESS,))}, [session], 0.0
+    )
+    assert Report({"probe.test": (finding,)}).to_text() == (
+        f"probe.test: fail: mx-tls: {MX} ({ADDRESS}): answers STARTTLS with 454 4.7.0 "
+        "\\x1b[1A\\x1b[2K\\rprobe.test: 7 ok\\x9b2J; offer STARTTLS with a certificate for the MX "
+        "name\nprobe.test: 1 fail"
+    )
+
+
 def test_a_refused_ehlo_names_the_ehlo_option_and_does_not_fall_back_to_helo() -> None:
     session, said = smtp_heard(
         b"220 mx.probe.test ESMTP\r\n", b"501 5.5.4 Invalid domain name\r\n", helo="vm"
@@ -362,6 +476,42 @@ def test_an_ehlo_put_off_is_about_the_name_when_it_quotes_the_name(
 ) -> None:
     session, said = smtp_heard(b"220 mx.probe.test ESMTP\r\n", reply, helo="doctor.example")
     assert said == b"EHLO doctor.example\r\nQUIT\r\n"
+    assert session == Session(MX, ADDRESS, failure=failure, detail=detail)
+
+
+@pytest.mark.parametrize(
+    ("reply", "failure", "detail"),
+    [
+        pytest.param(
+            b"554 5.7.1 <unknown[192.0.2.9]>: Client host rejected: Access denied\r\n",
+            Failure.REFUSED,
+            "refuses the session: 554 5.7.1 <unknown[192.0.2.9]>: Client host rejected: Access "
+            "denied (the doctor's address may be blocklisted there)",
+            id="client-access",  # Postfix's check_client_access in smtpd_helo_restrictions
+        ),
+        pytest.param(
+            b"550 5.7.25 Client host rejected: cannot find your hostname, [2001:db8::9]\r\n",
+            Failure.REFUSED,
+            "refuses the session: 550 5.7.25 Client host rejected: cannot find your hostname, "
+            "[2001:db8::9] (the doctor's address may be blocklisted there)",
+            id="client-no-name",  # reject_unknown_client_hostname, its 450 made a 550
+        ),
+        pytest.param(
+            b"504 5.5.2 <[192.0.2.9]>: Helo command rejected: need fully-qualified hostname\r\n",
+            Failure.EHLO,
+            "answers EHLO [192.0.2.9] with 504 5.5.2 <[192.0.2.9]>: Helo command rejected: "
+            "need fully-qualified hostname",
+            id="name-quoted",  # the address literal given as the name, quoted
+        ),
+    ],
+)
+def test_an_ehlo_refused_is_about_the_client_when_it_names_its_address(
+    reply: bytes, failure: Failure, detail: str
+) -> None:
+    # As for a 4xx: refusing the client's address is no fault of the EHLO name, and perhaps
+    # only the doctor is refused. Not a failure saying "give it one the server accepts".
+    session, said = smtp_heard(b"220 mx.probe.test ESMTP\r\n", reply, helo="[192.0.2.9]")
+    assert said == b"EHLO [192.0.2.9]\r\nQUIT\r\n"
     assert session == Session(MX, ADDRESS, failure=failure, detail=detail)
 
 

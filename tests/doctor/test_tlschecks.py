@@ -105,6 +105,15 @@ def test_judge(session: Session, expected: tuple[Status, str] | None) -> None:
             id="ipv6-only",
         ),
         pytest.param(
+            Names(("192.0.2.1", "2001:db8::1")),
+            [good(), Session(HOST, "2001:db8::1", failure=Failure.NO_ROUTE, detail="no route")],
+            Status.OK,
+            # Not "(192.0.2.1, 2001:db8::1): TLSv1.3": the IPv6 address was never checked.
+            f"{HOST} (192.0.2.1): TLSv1.3, certificate valid until 2024-01-13 22:13 UTC; not "
+            "checked, no route from here: 2001:db8::1",
+            id="ipv6-skipped",
+        ),
+        pytest.param(
             Names(("192.0.2.1", "192.0.2.2")),
             [good(days=3), broken(Failure.TIMEOUT, "no TLS handshake within 10 s on port 443")],
             Status.FAIL,
@@ -349,6 +358,16 @@ MX = "mail.example.com"
         ),
         pytest.param(
             Mode.ENFORCE,
+            Names(("192.0.2.1", "2001:db8::1")),
+            [good(MX), Session(MX, "2001:db8::1", failure=Failure.NO_ROUTE, detail="no route")],
+            Status.OK,
+            # Not "STARTTLS on 2 addresses": the IPv6 address was never checked.
+            f"STARTTLS on 1 address of {MX}, certificate valid until 2024-01-13 22:13 UTC; not "
+            f"checked, no route from here: {MX} (2001:db8::1)",
+            id="ipv6-skipped",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
             Names(),
             [],
             Status.FAIL,
@@ -377,6 +396,21 @@ def test_policy_warns_when_no_address_has_a_route_from_here() -> None:
     nowhere = Fetch(Session(HOST, "2001:db8::1", failure=Failure.NO_ROUTE, detail="no route"))
     message = f"not fetched: no address of {HOST} is reachable from here"
     assert policy(D, [nowhere], BODY, True) == Finding(D, Check.POLICY, Status.WARN, message)
+
+
+def test_mx_tls_names_only_the_hosts_it_checked() -> None:
+    # An IPv6-only MX host, from a doctor without IPv6: skipped, and not named as checked.
+    v6 = "mx6.example.com"
+    addresses = {MX: Names(("192.0.2.1",)), v6: Names(("2001:db8::1",))}
+    sessions = [good(MX), Session(v6, "2001:db8::1", failure=Failure.NO_ROUTE, detail="x")]
+    finding = mx_tls(D, Mode.ENFORCE, [MX, v6], addresses, sessions, NOW)
+    assert finding == Finding(
+        D,
+        Check.MX_TLS,
+        Status.OK,
+        f"STARTTLS on 1 address of {MX}, certificate valid until 2024-01-13 22:13 UTC; not "
+        f"checked, no route from here: {v6} (2001:db8::1)",
+    )
 
 
 def test_mx_tls_without_mx_hosts() -> None:
