@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -58,9 +59,13 @@ def metric_families(intake: Intake, domains: Collection[str]) -> Iterator[Metric
     known = {member.value for member in ResultType}
     for count in counts:
         sessions.add_metric([count.domain, SUCCESS], count.successful)
-        for result, failed in sorted(count.failures.items()):
-            label = result if result in known else ResultType.OTHER.value
-            sessions.add_metric([count.domain, label], failed)
+        # Summed by label: a store shared with a newer version may hold several result types
+        # this one does not know, and a series may appear only once in a scrape.
+        failures: Counter[str] = Counter()
+        for result, failed in count.failures.items():
+            failures[result if result in known else ResultType.OTHER.value] += failed
+        for result, failed in sorted(failures.items()):
+            sessions.add_metric([count.domain, result], failed)
         if count.last_received is not None:
             last.add_metric([count.domain], count.last_received)
     yield sessions

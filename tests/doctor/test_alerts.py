@@ -1,5 +1,5 @@
 """The shipped alerting rules: valid for Prometheus, right in promtool's unit tests, and about
-metrics the doctor exports."""
+metrics mtasts-host exports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from pathlib import Path
 
 import yaml
 
+from mtasts_host import create_app
 from mtasts_host.doctor import families
+
+from ..conftest import WriteConfig
 
 RULES = Path(__file__).parent.parent.parent / "deploy" / "prometheus"
 
@@ -23,14 +26,14 @@ def promtool(*args: str) -> str:
 
 
 def test_promtool_checks_the_rules() -> None:
-    assert "SUCCESS: 2 rules found" in promtool("check", "rules", "mtasts-host.rules.yaml")
+    assert "SUCCESS: 3 rules found" in promtool("check", "rules", "mtasts-host.rules.yaml")
 
 
 def test_promtool_unit_tests_pass() -> None:
     assert "SUCCESS" in promtool("test", "rules", "mtasts-host.rules.test.yaml")
 
 
-def test_rules_use_only_metrics_the_doctor_exports() -> None:
+def test_rules_use_only_metrics_mtasts_host_exports(write_config: WriteConfig) -> None:
     groups = yaml.safe_load((RULES / "mtasts-host.rules.yaml").read_text())["groups"]
     used = {
         name
@@ -41,5 +44,9 @@ def test_rules_use_only_metrics_the_doctor_exports() -> None:
     assert used == {
         "mtasts_doctor_check_failed_runs",
         "mtasts_certificate_expiry_timestamp_seconds",
+        "mtasts_last_reload_failed",
     }
-    assert used <= {family.name for family in families(None)}
+    app = create_app(write_config(), watch=False)
+    assert app.registry is not None
+    exported = {family.name for family in app.registry.collect()}
+    assert used <= exported | {family.name for family in families(None)}

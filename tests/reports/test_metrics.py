@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -14,8 +16,9 @@ from starlette.testclient import TestClient
 from mtasts_host.reports import Reports
 from mtasts_host.reports.parse import parse_report
 from mtasts_host.reports.rows import DAY
+from mtasts_host.reports.store import Connection
 
-from .conftest import NOW, REPORTS_HOST, encode, fixture, report, reports_app
+from .conftest import NOW, REPORTS_HOST, TODAY, encode, fixture, report, reports_app
 from .flood import flood
 
 
@@ -98,4 +101,73 @@ def test_a_scrape_reads_the_configured_domains_only(
     assert [line for line in lines if "sessions_total" in line] == [
         'mtasts_tlsrpt_sessions_total{domain="example.com",result="success"} 5000.0',
         'mtasts_tlsrpt_sessions_total{domain="example.com",result="certificate-expired"} 5000.0',
+    ]
+
+
+def test_the_sessions_counter_never_goes_down_when_a_replica_prunes_during_a_scrape(
+    make_reports: Callable[..., Reports], postgres_url: str
+) -> None:
+    # In READ COMMITTED each query reads what has been committed before it: a prune committed
+    # between the read of the pruned totals and that of the reports left its sessions out.
+    now = [NOW]
+    reports = make_reports(postgres_url, clock=lambda: now[0])
+    client = TestClient(reports_app(reports), base_url=f"https://{REPORTS_HOST}")
+    client.post("/tlsrpt", content=encode(report(successful=90, failed=4)))
+    now[0] += 200 * DAY
+    client.post("/tlsrpt", content=encode(report(day=TODAY + 199, successful=10)))
+    before = [line for line in scrape(reports) if "sessions_total" in line]
+    now[0] += 201 * DAY  # the first report is past the retention, the second is not
+    replica = make_reports(postgres_url, clock=lambda: now[0])
+    store, transaction = reports.store, reports.store.read_transaction
+    pruned: list[int] = []
+
+    class _PruneInBetween:
+        """The scrape's connection: another replica prunes once it has read the pruned totals."""
+
+        def __init__(self, connection: Connection) -> None:
+            self.connection = connection
+
+        def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+            result = self.connection.execute(sql, params)
+            if "tlsrpt_pruned" in sql and not pruned:
+                pruned.append(replica.intake.prune())
+            return result
+
+        def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Any:
+            return self.connection.executemany(sql, params)
+
+    @contextlib.contextmanager
+    def racing() -> Iterator[Connection]:
+        with transaction() as connection:
+            yield _PruneInBetween(connection)
+
+    store.read_transaction = racing  # type: ignore[method-assign]
+    try:
+        during = [line for line in scrape(reports) if "sessions_total" in line]
+    finally:
+        store.read_transaction = transaction  # type: ignore[method-assign]
+    assert pruned == [1]
+    assert during == before
+    assert [line for line in scrape(reports) if "sessions_total" in line] == before
+
+
+def test_result_types_this_version_does_not_know_count_as_one_other_series(
+    client: TestClient, reports: Reports
+) -> None:
+    # A newer replica sharing the store may store a result type RFC 8460's registry gained
+    # since: one series with the sum, not a series with the same labels per unknown type.
+    failures = [
+        {"result-type": result, "failed-session-count": sessions}
+        for result, sessions in [("validation-failure", 1), ("x-unknown", 2), ("tlsa-invalid", 4)]
+    ]
+    client.post("/tlsrpt", content=encode(report(successful=5, failed=7, failures=failures)))
+    with reports.store.connection() as connection:
+        connection.execute(
+            "UPDATE tlsrpt_failures SET result_type = ? WHERE result_type = ?",
+            ("tlsa-required-by-a-newer-rfc", "tlsa-invalid"),
+        )
+    assert [line for line in scrape(reports) if "sessions_total" in line] == [
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="success"} 5.0',
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="other"} 6.0',
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="validation-failure"} 1.0',
     ]
