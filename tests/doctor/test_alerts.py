@@ -12,7 +12,7 @@ import yaml
 from mtasts_host import create_app
 from mtasts_host.doctor import families
 
-from ..conftest import WriteConfig
+from ..conftest import CONFIG_D, WriteConfig
 
 RULES = Path(__file__).parent.parent.parent / "deploy" / "prometheus"
 
@@ -26,14 +26,16 @@ def promtool(*args: str) -> str:
 
 
 def test_promtool_checks_the_rules() -> None:
-    assert "SUCCESS: 3 rules found" in promtool("check", "rules", "mtasts-host.rules.yaml")
+    assert "SUCCESS: 4 rules found" in promtool("check", "rules", "mtasts-host.rules.yaml")
 
 
 def test_promtool_unit_tests_pass() -> None:
     assert "SUCCESS" in promtool("test", "rules", "mtasts-host.rules.test.yaml")
 
 
-def test_rules_use_only_metrics_mtasts_host_exports(write_config: WriteConfig) -> None:
+def test_rules_use_only_metrics_mtasts_host_exports(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
     groups = yaml.safe_load((RULES / "mtasts-host.rules.yaml").read_text())["groups"]
     used = {
         name
@@ -45,8 +47,10 @@ def test_rules_use_only_metrics_mtasts_host_exports(write_config: WriteConfig) -
         "mtasts_doctor_check_failed_runs",
         "mtasts_certificate_expiry_timestamp_seconds",
         "mtasts_last_reload_failed",
+        "mtasts_tlsrpt_store_up",
     }
-    app = create_app(write_config(), watch=False)
+    store = tmp_path / "reports.db"
+    app = create_app(write_config(f"{CONFIG_D}reports:\n  store: sqlite:///{store}\n"), watch=False)
     assert app.registry is not None
     exported = {family.name for family in app.registry.collect()}
     assert used <= exported | {family.name for family in families(None)}
