@@ -120,12 +120,35 @@ def serve(args: argparse.Namespace, companions: Sequence[Companion] = ()) -> int
     # that comes before the server is up asks for a reload once it is.
     hangups: list[int] = []
     before = signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
-    status = _serve(args, companions, hangups)
+    terminate = signal.signal(signal.SIGTERM, _terminated)
+    status: int | None = None
+    try:
+        status = _serve(args, companions, hangups)
+    except _Terminated:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if terminate is None else terminate)
+    if status is None:
+        # The companions have stopped: now end as SIGTERM ends a process (unless the caller's
+        # own handler takes it).
+        signal.raise_signal(signal.SIGTERM)
+        return 0
     if status != 0:
         # Nothing served: a caller of main() in-process (a test, a wrapper) gets SIGHUP back
         # as it was, not a handler that swallows it for the rest of the process.
         signal.signal(signal.SIGHUP, signal.SIG_DFL if before is None else before)
     return status
+
+
+class _Terminated(BaseException):
+    """SIGTERM came: unwind, so that what runs beside the server stops first."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    # uvicorn stops on SIGTERM, then raises it again with the handler it found in place: the
+    # default one would end the process there, before the companions are stopped, and with it
+    # a command the publisher runs, cut off in the middle of its update.
+    raise _Terminated
 
 
 def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: list[int]) -> int:

@@ -316,6 +316,8 @@ def test_unix_socket(write_config: WriteConfig, tmp_path: Path) -> None:
         )
         assert read_response(sock).endswith(BODY_D)
     assert "Traceback" not in server.output()
+    # Ended by SIGTERM (the helper's stop), as before, but not before uvicorn removed it.
+    assert (server.process.returncode, path.exists()) == (-signal.SIGTERM, False)
 
 
 def test_a_storm_of_sighups_is_a_few_reloads(tmp_path: Path) -> None:

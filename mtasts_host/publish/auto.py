@@ -25,11 +25,17 @@ LAST_RETRY = 600.0
 
 
 class _Log:
+    def __init__(self, abandon: threading.Event) -> None:
+        self.abandon = abandon
+
     def info(self, line: str) -> None:
         logger.info("publish: %s", line)
 
     def problem(self, line: str) -> None:
-        logger.error("publish: %s", line)
+        # A run ended early by a reload (or by the service stopping) is no failure: what it
+        # could not do, the next run does at once.
+        level = logging.INFO if self.abandon.is_set() else logging.ERROR
+        logger.log(level, "publish: %s", line)
 
 
 class AutoPublisher:
@@ -90,6 +96,8 @@ class AutoPublisher:
         """
         settings = new.config.publish
         if settings is None or not settings.auto:
+            # A run in progress waits for nothing now: it ends at its next wait.
+            self._abandon.set()
             return
         before = set(dns.records(old))
         pending = [r for r in dns.records(new) if r not in before]
@@ -161,15 +169,18 @@ class AutoPublisher:
                 delay = None
                 continue
             try:
-                outcome = publish(snapshot, _Log(), stop=abandon)
+                outcome = publish(snapshot, _Log(abandon), stop=abandon)
             except Exception:
                 logger.exception("publish: the run failed")
                 outcome = Outcome((), ("crashed",))
             if self._stopping.is_set():
                 return
             if abandon.is_set() and outcome.problems:
-                # Not a failure: the reload set _wake, and the next run starts at once.
-                logger.info("publish: the configuration was reloaded; starting again")
+                # Not a failure: the reload set _wake, and the next run starts at once, unless
+                # the reload turned auto off.
+                settings = self.store.snapshot.config.publish
+                then = "starting again" if settings is not None and settings.auto else "auto is off"
+                logger.info("publish: the configuration was reloaded; %s", then)
                 continue
             self.settled = outcome.settled
             if outcome.problems:

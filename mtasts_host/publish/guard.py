@@ -71,6 +71,7 @@ def await_body(
                 seen += 1
                 if seen >= streak:
                     return Sighting(domain, url, since)
+                last = f"served {seen} of the {streak} times in a row needed"
             else:
                 seen, last = 0, f"it serves id {policy_id(served)}"
         if time.monotonic() + interval > deadline or stop.wait(interval):

@@ -6,14 +6,21 @@ the record in its environment.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 from collections.abc import Mapping, Sequence
+from typing import IO
 
 from .backend import Applied, Result
 from .plan import Change
 
 TIMEOUT = 300
 """Seconds a command may take: a provider's API may be slow, but never forever."""
+_KEPT = 4096
+"""Bytes of a command's output kept, from its end: its last line says why it failed."""
+_DRAIN = 1.0
+"""Seconds to read what a command wrote once it has ended."""
 
 
 class Hook:
@@ -57,22 +64,63 @@ class Hook:
         }
         command = self.argv[0]
         try:
-            done = subprocess.run(
+            process = subprocess.Popen(
                 self.argv,
                 env=environ,
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=TIMEOUT,
-                check=False,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
-        except subprocess.TimeoutExpired:
-            return Applied(Result.FAILED, f"command {command} did not end within {TIMEOUT} s")
         except OSError as exc:
             return Applied(Result.FAILED, f"command {command}: {(exc.strerror or '').lower()}")
-        if done.returncode != 0:
-            output = (done.stderr or done.stdout).decode("utf-8", "replace").strip()
-            last = output.splitlines()[-1] if output else "no output"
-            return Applied(
-                Result.FAILED, f"command {command} exited with {done.returncode}: {last}"
-            )
+        assert process.stdout is not None
+        assert process.stderr is not None
+        outputs = [_Tail(process.stdout), _Tail(process.stderr)]
+        try:
+            returncode = process.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            return Applied(Result.FAILED, f"command {command} did not end within {TIMEOUT} s")
+        finally:
+            for output in outputs:
+                # What it wrote before it ended is there to read at once; a process it left
+                # behind may keep the pipe open for as long as it likes.
+                output.join(_DRAIN)
+        if returncode != 0:
+            last = outputs[1].last_line() or outputs[0].last_line() or "no output"
+            return Applied(Result.FAILED, f"command {command} {_ended(returncode)}: {last}")
         return Applied(Result.DONE)
+
+
+class _Tail(threading.Thread):
+    """
+    Reads a pipe to its end in a daemon thread, keeping the last ``_KEPT`` bytes: a chatty
+    command costs no memory, and one whose pipe a process it started holds open ends when
+    it exits.
+    """
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        super().__init__(name="mtasts-host-command-output", daemon=True)
+        self.pipe = pipe
+        self.kept = b""
+        self.start()
+
+    def run(self) -> None:
+        with self.pipe:
+            while chunk := os.read(self.pipe.fileno(), 65536):
+                self.kept = (self.kept + chunk)[-_KEPT:]
+
+    def last_line(self) -> str:
+        text = self.kept.decode("utf-8", "replace").strip()
+        return text.splitlines()[-1] if text else ""
+
+
+def _ended(returncode: int) -> str:
+    """How a command ended: subprocess gives a signal that killed it as its negative."""
+    if returncode >= 0:
+        return f"exited with {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"

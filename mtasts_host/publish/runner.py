@@ -144,8 +144,12 @@ class _Run:
     def write(
         self, changes: Iterable[Change], written: list[dns.Record], settled: set[dns.Record]
     ) -> bool:
-        """Step 3 for ``changes``, in order; False once the key is refused."""
+        """Step 3 for ``changes``, in order; False once the key is refused, or the run is
+        stopped (each record written leaves the DNS as a run may: never one cut off)."""
         for change in ordered(changes):
+            if self.stop.is_set():
+                self.problem(f"stopped before {change.record.name} {change.record.type} changed")
+                return False
             if not self.leads_to_settled(change, settled):
                 continue
             result = self.apply(change)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import signal
 import threading
 import time
 import urllib.request
@@ -147,6 +148,38 @@ def test_a_reload_during_a_run_starts_it_again_for_the_new_config(
         publisher.stop()
     assert server.values("_mta-sts.a.pub.test") == [_sts(write(A), "a.pub.test")]
     assert (publisher.runs["failure"], took < 10) == (0, True), took
+    # Nor is it logged as one: an edit made while a run waits must not look like an error.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "publish: the configuration was reloaded; starting again" in caplog.messages
+
+
+def test_a_reload_that_turns_auto_off_ends_the_run(
+    write: Write, host: PolicyHost, server: Dns, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    A run waits for a body when a reload turns ``auto`` off: it ends then, rather than
+    waiting out verify_timeout, logging an error and a retry that never comes.
+    """
+    caplog.set_level(logging.INFO)
+    path = write(A, "verify_timeout: 30")
+    serve(host, path)  # the policy host serves the enforce policy of A
+    testing = "a.pub.test: {mx: [mx.pub.test], mode: testing}"
+    path = write(testing, "auto: true", "verify_timeout: 30")
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store)
+    store.listeners.append(publisher.reloaded)
+    publisher.start()
+    ended = "publish: the configuration was reloaded; auto is off"
+    try:
+        wait_until(lambda: any("waiting for" in r.getMessage() for r in caplog.records), 10)
+        write(A, "verify_timeout: 30")
+        assert Reloader(store).reload()
+        wait_until(lambda: ended in caplog.messages, timeout=10)
+    finally:
+        publisher.stop()
+    assert publisher.runs == {"success": 0, "failure": 0}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert server.values("_mta-sts.a.pub.test") == []
 
 
 def test_a_failed_run_is_retried_with_backoff(
@@ -202,6 +235,38 @@ def test_serve_with_auto_follows_the_yaml(
     published = _first(lines, "publish: published _mta-sts.a.pub.test 300 TXT", waited)
     # cache_wait, counted from the first answer with the new body: the log's clock agrees.
     assert _when(lines[published]) - _when(lines[fetched]) >= 2.0
+
+
+def test_sigterm_lets_the_command_in_progress_finish(
+    write: Write, server: Dns, tmp_path: Path, host: PolicyHost
+) -> None:
+    """
+    SIGTERM while the command writes a record: serve stops the publisher before it ends,
+    so the command is not cut off between deleting the old record and adding the new one
+    (in a container, the end of the process kills every other one in it).
+    """
+    port = free_port(SERVE_ADDRESS)
+    steps = tmp_path / "steps"
+    hook = tmp_path / "dns-hook"
+    hook.write_text(
+        f"#!/bin/sh\necho deleting\necho $MTASTS_RECORD_NAME deleted >> {steps}\nsleep 3\n"
+        f"echo adding\necho $MTASTS_RECORD_NAME added >> {steps}\n"
+    )
+    hook.chmod(0o755)
+    extra = (f"command: {hook}", f"verify_connect: {SERVE_ADDRESS}:{port}", "auto: true")
+    # Two records that need no new body, written one after the other.
+    domain = "a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:r@pub.test], cname: web.pub.test}"
+    path = write(domain, *extra)
+    argv = [*serve_argv(path, port, "--host", SERVE_ADDRESS)]
+    with running(argv, tmp_path / "serve.log", SERVE_ADDRESS, port) as process:
+        wait_until(steps.exists, timeout=15)
+        process.process.send_signal(signal.SIGTERM)
+        assert process.process.wait(15) == -signal.SIGTERM
+    # The first record's command ends its update; the second record's never starts.
+    assert steps.read_text().splitlines() == [
+        "mta-sts.a.pub.test deleted",
+        "mta-sts.a.pub.test added",
+    ]
 
 
 def _first(lines: list[str], text: str, after: int) -> int:

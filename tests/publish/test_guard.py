@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 
 from mtasts_host.policy import policy_id
@@ -53,3 +54,24 @@ def test_the_last_error_says_why() -> None:
     sighting = await_body("a.example", URL, NEW, fetch, timeout=0.05, interval=0.01)
     assert sighting.problem is not None
     assert "after 0.05 s (HTTP 404 Not Found); that id is not published" in sighting.problem
+
+
+def test_a_streak_cut_short_says_how_far_it_got() -> None:
+    # A reload stops the run after two of the three answers: they came, so not "nothing
+    # fetched".
+    stop = threading.Event()
+    log: list[bytes | str] = []
+    fetch = _fetch(_script(NEW), log)
+
+    def fetch_then_stop(url: str) -> bytes:
+        body = fetch(url)
+        if len(log) == 2:
+            stop.set()
+        return body
+
+    sighting = await_body("a.example", URL, NEW, fetch_then_stop, timeout=5, stop=stop)
+    assert sighting.served_since is None
+    assert sighting.problem == (
+        f"a.example: the new policy (id {policy_id(NEW)}) is not served at {URL} before the "
+        "run was stopped (served 2 of the 3 times in a row needed); that id is not published"
+    )

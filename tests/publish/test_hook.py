@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 
 from mtasts_host.config import load_config
 from mtasts_host.dns import records
-from mtasts_host.publish import authority
+from mtasts_host.publish import authority, hook
 from mtasts_host.store import build_snapshot
 
 from .conftest import Publish, Write, serve, theirs_once_served
@@ -285,6 +287,74 @@ def test_a_failing_command(
         "provider says no",
     ]
     assert server.values("_mta-sts.a.pub.test") == []
+
+
+def test_a_command_killed_by_a_signal(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish, tmp_path: Path
+) -> None:
+    # The kernel's OOM killer, or a timeout wrapper: not an exit status of -9.
+    script = tmp_path / "killed-hook"
+    script.write_text("#!/bin/sh\necho 'half done'\nkill -KILL $$\n")
+    script.chmod(0o755)
+    path = write(A, f"command: {script}")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        f"error: _smtp._tls.a.pub.test TXT: not changed: command {script} was killed by "
+        "SIGKILL: half done",
+        f"error: _mta-sts.a.pub.test TXT: not changed: command {script} was killed by "
+        "SIGKILL: half done",
+    ]
+
+
+def test_a_command_that_leaves_a_process_behind_has_ended(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    calls: Path,
+    script: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    A command that starts something in the background (an agent, a credential helper)
+    which keeps its output open has still ended when it exits: its write is done, and the
+    run does not wait for the other process, nor report a timeout.
+    """
+    monkeypatch.setattr(hook, "TIMEOUT", 5)
+    pids = tmp_path / "pids"
+    wrapper = tmp_path / "agent-hook"
+    wrapper.write_text(f"#!/bin/sh\nsleep 60 &\necho $! >> {pids}\nexec {script}\n")
+    wrapper.chmod(0o755)
+    path = write(A, f"command: {wrapper}")
+    serve(host, path)
+    try:
+        ran = publish(path)
+    finally:
+        for pid in pids.read_text().split():
+            os.kill(int(pid), signal.SIGKILL)
+    assert (ran.code, ran.err) == (0, "")
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path)]
+
+
+def test_the_last_line_of_much_output(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish, tmp_path: Path
+) -> None:
+    # Kept as its last lines only: a command's output is not held in memory whole.
+    script = tmp_path / "chatty-hook"
+    script.write_text(
+        "#!/bin/sh\nyes debug | head -c 50000000\necho 'quota exceeded' >&2\nexit 1\n"
+    )
+    script.chmod(0o755)
+    path = write("a.pub.test: {mx: [mx.pub.test]}", f"command: {script}")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.err.splitlines() == [
+        f"error: _mta-sts.a.pub.test TXT: not changed: command {script} exited with 1: "
+        "quota exceeded"
+    ]
 
 
 def test_a_record_changed_before_the_command_runs(
