@@ -14,7 +14,7 @@ from prometheus_client.core import Metric
 from ..store import PolicyStore, Snapshot
 from .findings import Report, Status
 from .metrics import FailedRuns, families
-from .runner import DoctorOptions, check, validate
+from .runner import DoctorError, DoctorOptions, check, validate
 
 logger = logging.getLogger(__name__)
 _RECANCEL = 0.2
@@ -53,6 +53,9 @@ class Background:
         self._results: tuple[Report | None, FailedRuns] = (None, {})
         """The latest report, and how many runs in a row have found each of its checks
         failing: replaced together, so that a scrape never mixes two runs."""
+        self._error: str | None = None
+        """Why the last run could not be made, if it could not: the latest report is then
+        older than one interval, which /readyz must say rather than pass it off as current."""
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -99,7 +102,8 @@ class Background:
         """For ``/readyz``: the interval, and the latest results (see ``Report.summary``)."""
         latest = self.latest
         summary = latest.summary() if latest is not None else {"finished_at": None}
-        return {"interval_seconds": self.interval, **summary}
+        error = {} if self._error is None else {"last_run_error": self._error}
+        return {"interval_seconds": self.interval, **summary, **error}
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -109,9 +113,14 @@ class Background:
                 report = asyncio.run(self._once())
             except asyncio.CancelledError:
                 return
-            except Exception:
+            except DoctorError as exc:  # the options stopped working: a --ca-file removed
+                self._error = str(exc)
+                logger.error("doctor: the run failed: %s", exc)
+            except Exception as exc:
+                self._error = f"{type(exc).__name__}: {exc}"
                 logger.exception("doctor: the run failed")
             else:
+                self._error = None
                 self._publish(report)
             self._wake.wait(max(0.0, self.interval - (time.monotonic() - began)))
             self._stopping.wait(max(0.0, self.soonest - (time.monotonic() - began)))

@@ -89,6 +89,36 @@ def test_a_reload_starts_a_run_and_failures_are_counted_run_by_run(
     assert 'mtasts_doctor_check_failed_runs{check="dns-id",domain="good.test"} 0.0' in metrics
 
 
+def test_a_run_that_cannot_be_made_is_said_in_readyz(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A --ca-file removed after start-up: the last report stays, said to be the last good."""
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(Path(str(world.options.ca_file)).read_bytes())
+    options = dataclasses.replace(world.options, domains=("good.test",), ca_file=str(ca_file))
+    store = PolicyStore(world.snapshot.config)
+    background = Background(store, options, interval=3600, soonest=0)
+    background.start()
+    try:
+        wait_until(lambda: background.latest is not None, timeout=20)
+        good = background.latest
+        ca_file.unlink()
+        store.listeners[-1](store.snapshot, store.snapshot)  # as a reload does
+        wait_until(lambda: "last_run_error" in background.detail(), timeout=20)
+        detail = background.detail()
+        assert str(detail["last_run_error"]).startswith(f"--ca-file {ca_file}: ")
+        assert background.latest is good
+        assert detail["status"] == "ok"
+        ca_file.write_bytes(Path(str(world.options.ca_file)).read_bytes())
+        store.listeners[-1](store.snapshot, store.snapshot)
+        wait_until(lambda: background.latest is not good, timeout=20)
+    finally:
+        background.stop()
+    assert "last_run_error" not in background.detail()
+    failed = [r for r in caplog.records if r.getMessage().startswith("doctor: the run failed")]
+    assert [(r.levelno, r.exc_info) for r in failed] == [(logging.ERROR, None)]
+
+
 def test_stop_ends_the_wait_for_the_soonest_next_run(world: World) -> None:
     options = dataclasses.replace(world.options, domains=("good.test",))
     store = PolicyStore(world.snapshot.config)
