@@ -147,7 +147,10 @@ def summary_command(
         modes = {name: modes[name]}
     try:
         store = open_store(settings.store)
-        summaries = read_summaries(store, modes, days=days, now=now, thresholds=thresholds)
+        # No chart: the text and JSON show none.
+        summaries = read_summaries(
+            store, modes, days=days, now=now, thresholds=thresholds, daily=False
+        )
     except (ValueError, StoreUnavailable) as exc:
         print(f"mtasts-host: report store unavailable: {exc}", file=err)
         return EX_UNAVAILABLE

@@ -46,9 +46,11 @@ def read_summaries(
     days: int = 30,
     now: float | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    daily: bool = True,
 ) -> dict[str, DomainSummary]:
     """
-    Summarise the stored reports of each configured domain (blocking).
+    Summarise the stored reports of each configured domain (blocking); ``daily`` as for
+    ``summarize``.
 
     Raises:
         StoreUnavailable: the store cannot be read.
@@ -58,7 +60,16 @@ def read_summaries(
     totals = sums.totals(store, first, modes.keys())
     failures = sums.failure_totals(store, first, modes.keys())
     by_mx = sums.failures_by_mx(store, since_day(today, days), today, modes.keys(), TOP_MX)
-    return summarize(modes, totals, failures, by_mx, today=today, days=days, thresholds=thresholds)
+    return summarize(
+        modes,
+        totals,
+        failures,
+        by_mx,
+        today=today,
+        days=days,
+        thresholds=thresholds,
+        daily=daily,
+    )
 
 
 class Reports:

@@ -127,6 +127,7 @@ def summarize(
     today: int,
     days: int = 30,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    daily: bool = True,
 ) -> dict[str, DomainSummary]:
     """
     Summarise each configured domain, in the order of ``modes``.
@@ -140,6 +141,8 @@ def summarize(
             to ``today``.
         today: the current UTC day (days since 1970-01-01).
         days: the period of the summary; the verdict looks at ``thresholds.window_days``.
+        daily: whether each summary has its ``daily`` sessions, for the page's chart: a
+            day of each domain with reports, which ``--days 36500`` made 1 GB for 300.
     """
     first, window = since_day(today, days), since_day(today, thresholds.window_days)
     by_domain: dict[str, list[Totals]] = {domain: [] for domain in modes}
@@ -155,7 +158,7 @@ def summarize(
         if host.domain in mx_by_domain:
             mx_by_domain[host.domain].append(host)
     # Days are values: the domains without reports (most of a large config) share theirs.
-    no_days = _daily((), first, today)
+    no_days = _daily((), first, today) if daily else ()
     result = {}
     for domain, mode in modes.items():
         rows = by_domain[domain]
@@ -163,7 +166,7 @@ def summarize(
         period = _between(sts, first, today)
         details = _between(failed_by_domain[domain], first, today)
         recent = _between(failed_by_domain[domain], window, today)
-        verdict, reason = judge(mode, _between(sts, window, today), recent, thresholds)
+        verdict, reason = judge(mode, _between(rows, window, today), recent, thresholds)
         by_type = _most_first((row.result_type, row.sessions) for row in details)
         result[domain] = DomainSummary(
             domain=domain,
@@ -177,7 +180,7 @@ def summarize(
             failures_by_mx=_hosts(mx_by_domain[domain], sum(by_type.values())),
             verdict=verdict,
             verdict_reason=reason,
-            daily=_daily(period, first, today) if period else no_days,
+            daily=_daily(period, first, today) if period and daily else no_days,
             other_policies=_others(_between(rows, first, today)),
         )
     return result
@@ -189,10 +192,18 @@ def judge(
     failures: Iterable[FailureTotals],
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> tuple[Verdict, str]:
-    """The verdict on a domain from its STS totals and failures of the verdict window."""
-    rows = list(totals)
+    """
+    The verdict on a domain from its totals and STS failures of the verdict window: only
+    the STS totals count; those of other policy types are named when no STS report came.
+    """
+    every = list(totals)
+    rows = [row for row in every if row.policy_type == PolicyType.STS.value]
     window = f"the last {thresholds.window_days} days"
-    organizations = len({row.organization for row in rows})
+    no_reports = _no_reports(every, window)
+    # An organisation counts as one that saw our MX hosts: one that reported no session is
+    # no view of them, and made a single sender's view "ready".
+    organizations = len({row.organization for row in rows if row.successful or row.failed})
+    silent = len({row.organization for row in rows}) - organizations
     successful = sum(row.successful for row in rows)
     failed = sum(row.failed for row in rows)
     sessions = successful + failed
@@ -204,36 +215,63 @@ def judge(
             top = f", most often {next(iter(common))}" if common else ""
             return Verdict.FAILING, f"{counted(failed, 'failed session')} in {window}{top}"
         if not rows:
-            return Verdict.OK, f"no failed sessions: no reports in {window}"
+            return Verdict.OK, f"no failed sessions: {no_reports}"
         return Verdict.OK, (
             f"no failed sessions in {window}: {counted(sessions, 'session')} from "
             f"{counted(organizations, 'organization')}"
         )
     missing = []
     if not rows:
-        missing.append(f"no reports in {window}")
-    elif organizations < thresholds.min_organizations:
-        missing.append(
-            f"reports from {counted(organizations, 'organization')} in {window}, "
-            f"{thresholds.min_organizations} needed"
-        )
-    if rows and not sessions:
+        missing.append(no_reports)
+    elif not sessions:
         missing.append(f"no sessions reported in {window}")
-    elif failed and failed / sessions >= thresholds.max_failure_rate:
-        # A share against the share: failed >= sessions * rate rounds 100 * 0.07 up past 7,
-        # and 0 >= sessions * 0 made a rate of 0 refuse even a domain without failures.
-        missing.append(
-            f"{failed} of {counted(sessions, 'session')} failed ({failed / sessions:.2%}) "
-            f"in {window}, "
-            f"under {thresholds.max_failure_rate:.2%} needed"
-        )
+    else:
+        if organizations < thresholds.min_organizations:
+            none = f" (and {silent} with no sessions)" if silent else ""
+            missing.append(
+                f"reports from {counted(organizations, 'organization')}{none} in {window}, "
+                f"{thresholds.min_organizations} needed"
+            )
+        if failed and failed / sessions >= thresholds.max_failure_rate:
+            # A share against the share: failed >= sessions * rate rounds 100 * 0.07 up past
+            # 7, and 0 >= sessions * 0 made a rate of 0 refuse even a domain without failures.
+            missing.append(
+                f"{failed} of {counted(sessions, 'session')} failed "
+                f"({_percent(failed / sessions, 2)}) in {window}, "
+                f"under {_percent(thresholds.max_failure_rate, 2)} needed"
+            )
     if missing:
         return Verdict.NOT_READY, "; ".join(missing)
     return Verdict.READY, (
         f"{counted(sessions, 'session')} from {counted(organizations, 'organization')} "
         f"in {window}, "
-        f"{failed} failed ({failed / sessions:.3%})"
+        f"{failed} failed ({_percent(failed / sessions, 3)})"
     )
+
+
+def _no_reports(rows: Iterable[Totals], window: str) -> str:
+    # Senders that report only no-policy-found did not find the policy: "no reports" sent
+    # the operator looking for reports that never went out.
+    others = _others(rows)
+    if not others:
+        return f"no reports in {window}"
+    kinds = ", ".join(
+        f"{kind} ({counted(sessions.reports, 'report')})" for kind, sessions in others.items()
+    )
+    return f"no reports of an sts policy in {window}, only of {kinds}"
+
+
+def _percent(share: float, decimals: int) -> str:
+    # More decimals where these would round a share to one it is not: 1 failed session of
+    # 10 million showed as 0.000%, --max-failure-rate 0.00001 as "under 0.00% needed", and
+    # all but one of 100,000 sessions failed as 100.00%.
+    shown = f"{share:.{decimals}%}"
+    while decimals < 12 and (
+        (share and shown == f"{0:.{decimals}%}") or (share != 1 and shown == f"{1:.{decimals}%}")
+    ):
+        decimals += 1
+        shown = f"{share:.{decimals}%}"
+    return shown
 
 
 def _between(rows: Iterable[_Row], first: int, today: int) -> list[_Row]:

@@ -52,7 +52,7 @@ def failure(kind: str, sessions: int, day: int = TODAY - 1) -> FailureTotals:
         ),
         (
             # exactly 0.1% is not under 0.1%
-            [sts("A", ok=999, failed=1), sts("B", ok=0)],
+            [sts("A", ok=499, failed=1), sts("B", ok=500)],
             Verdict.NOT_READY,
             "1 of 1000 sessions failed (0.10%) in the last 14 days, under 0.10% needed",
         ),
@@ -67,8 +67,23 @@ def failure(kind: str, sessions: int, day: int = TODAY - 1) -> FailureTotals:
             Verdict.NOT_READY,
             "no sessions reported in the last 14 days",
         ),
+        (
+            # B saw none of our MX hosts: A's view alone is no second opinion.
+            [sts("A"), sts("B", ok=0), sts("B", day=TODAY - 2, ok=0)],
+            Verdict.NOT_READY,
+            "reports from 1 organization (and 1 with no sessions) in the last 14 days, 2 needed",
+        ),
     ],
-    ids=["clean", "few-failures", "no-reports", "one-org", "at-threshold", "both", "no-sessions"],
+    ids=[
+        "clean",
+        "few-failures",
+        "no-reports",
+        "one-org",
+        "at-threshold",
+        "both",
+        "no-sessions",
+        "one-org-with-sessions",
+    ],
 )
 def test_testing_domains(rows: list[Totals], verdict: Verdict, reason: str) -> None:
     assert judge(Mode.TESTING, rows, []) == (verdict, reason)
@@ -111,6 +126,35 @@ def test_a_failure_rate_of_zero_asks_for_no_failure() -> None:
     assert judge(Mode.TESTING, [sts("A"), sts("B", failed=1)], [], thresholds)[0] is (
         Verdict.NOT_READY
     )
+
+
+@pytest.mark.parametrize(
+    ("rows", "rate", "reason"),
+    [
+        (
+            [sts("A", ok=10_000_000), sts("B", ok=9_999_999, failed=1)],
+            0.001,
+            "20000000 sessions from 2 organizations in the last 14 days, 1 failed (0.000005%)",
+        ),
+        (
+            [sts("A", ok=99_999), sts("B", ok=0, failed=1)],
+            0.00001,
+            "1 of 100000 sessions failed (0.001%) in the last 14 days, under 0.001% needed",
+        ),
+        (
+            [sts("A", ok=1), sts("B", ok=0, failed=99_999)],
+            0.001,
+            "99999 of 100000 sessions failed (99.999%) in the last 14 days, under 0.10% needed",
+        ),
+    ],
+    ids=["one-in-20-million", "small-rate", "all-but-one-failed"],
+)
+def test_shares_are_never_rounded_to_what_they_are_not(
+    rows: list[Totals], rate: float, reason: str
+) -> None:
+    # They showed as 0.000% failed, "under 0.00% needed" and 100.00% failed.
+    thresholds = Thresholds(max_failure_rate=rate)
+    assert judge(Mode.TESTING, rows, [], thresholds)[1] == reason
 
 
 def test_enforce_domains() -> None:
@@ -189,6 +233,39 @@ def test_summary_period_and_verdict_window_differ() -> None:
     assert summary.daily[0] == Day(TODAY - 30)
     assert summary.daily[10] == Day(TODAY - 20, 50, 50)
     assert summary.daily[-2] == Day(TODAY - 1, 100, 0)
+
+
+@pytest.mark.parametrize(
+    ("mode", "verdict", "reason"),
+    [
+        (
+            Mode.TESTING,
+            Verdict.NOT_READY,
+            "no reports of an sts policy in the last 14 days, "
+            "only of no-policy-found (2 reports), tlsa (1 report)",
+        ),
+        (
+            Mode.ENFORCE,
+            Verdict.OK,
+            "no failed sessions: no reports of an sts policy in the last 14 days, "
+            "only of no-policy-found (2 reports), tlsa (1 report)",
+        ),
+    ],
+    ids=["testing", "enforce"],
+)
+def test_reports_of_other_policies_alone_are_named(
+    mode: Mode, verdict: Verdict, reason: str
+) -> None:
+    # Senders reporting no-policy-found did not find the policy: "no reports in the last 14
+    # days" had the operator look for reports that were not sent.
+    totals = [
+        Totals(D, "no-policy-found", "A", TODAY - 1, 1, 500, 0),
+        Totals(D, "no-policy-found", "B", TODAY - 2, 1, 70, 0),
+        Totals(D, "tlsa", "A", TODAY - 1, 1, 500, 0),
+        Totals(D, "no-policy-found", "C", TODAY - 15, 1, 9, 0),  # before the window
+    ]
+    summary = summarize({D: mode}, totals, [], [], today=TODAY)[D]
+    assert (summary.verdict, summary.verdict_reason) == (verdict, reason)
 
 
 def test_reports_dated_after_today_count_in_no_window() -> None:
