@@ -29,3 +29,8 @@ def printable(text: str) -> str:
 def counted(count: int, noun: str) -> str:
     """``1 domain``, ``2 domains``: a count and its noun, in the plural but for one."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def last_days(days: int) -> str:
+    """``last 14 days``, and ``last day`` for one."""
+    return "last day" if days == 1 else f"last {days} days"

@@ -13,7 +13,7 @@ from typing import BinaryIO, TextIO
 
 from .. import names
 from .._digits import decimal, fraction
-from .._text import counted, printable
+from .._text import counted, last_days, printable
 from ..config import Config
 from ..options import Option, choice, positive_int, text
 from ..policy import Mode
@@ -201,7 +201,7 @@ def to_text(summaries: Mapping[str, DomainSummary]) -> str:
         lines += [
             f"{domain} ({summary.mode.value}): {summary.verdict.value}",
             f"  {summary.verdict_reason}",
-            f"  last {summary.days} days: {counted(summary.reports, 'report')} from "
+            f"  {last_days(summary.days)}: {counted(summary.reports, 'report')} from "
             f"{counted(len(summary.organizations), 'organization')}"
             + (f" ({organizations})" if organizations else ""),
             f"  sessions: {summary.successful_sessions} successful, "

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from html import escape as _escape
 
-from .._text import counted, printable
+from .._text import counted, last_days, printable
 from .rows import DAY
 from .summary import Day, DomainSummary
 
@@ -132,7 +132,7 @@ def _quiet(domains: Mapping[str, list[str]], days: int) -> str:
         f"<p>mode {escape(mode)}: {', '.join(escape(name) for name in names)}</p>"
         for mode, names in domains.items()
     )
-    title = f"No reports in the last {days} days: {counted(count, 'domain')}"
+    title = f"No reports in the {last_days(days)}: {counted(count, 'domain')}"
     return f"<section id=quiet><h2>{title}</h2>{lines}</section>"
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._text import counted
+from .._text import counted, last_days
 from ..policy import Mode
 from .report import PolicyType
 from .rows import FailureTotals, MxTotals, Totals
@@ -198,7 +198,7 @@ def judge(
     """
     every = list(totals)
     rows = [row for row in every if row.policy_type == PolicyType.STS.value]
-    window = f"the last {thresholds.window_days} days"
+    window = f"the {last_days(thresholds.window_days)}"
     no_reports = _no_reports(every, window)
     # An organisation counts as one that saw our MX hosts: one that reported no session is
     # no view of them, and made a single sender's view "ready".

@@ -97,6 +97,13 @@ def test_at_the_threshold_is_not_ready() -> None:
     assert judge(Mode.TESTING, rows, [], thresholds)[0] is Verdict.READY
 
 
+def test_a_window_of_one_day_is_the_last_day() -> None:
+    assert judge(Mode.ENFORCE, [], [], Thresholds(window_days=1)) == (
+        Verdict.OK,
+        "no failed sessions: no reports in the last day",
+    )
+
+
 def test_thresholds_are_options() -> None:
     rows = [sts("A", ok=990, failed=10)]
     thresholds = Thresholds(window_days=7, min_organizations=1, max_failure_rate=0.05)
