@@ -22,7 +22,7 @@ from .intake import Intake
 from .service import read_summaries
 from .settings import DEFAULT_THRESHOLDS, ReportsSettings, Thresholds
 from .store import StoreUnavailable, open_store
-from .summary import DomainSummary
+from .summary import DomainSummary, Verdict
 
 EX_UNAVAILABLE = 69
 """``reports`` could not read the store (sysexits.h ``EX_UNAVAILABLE``)."""
@@ -134,7 +134,9 @@ def summary_command(
         format: ``text`` or ``json`` (``{"domains": {"<domain>": {...}}}``).
 
     Returns:
-        0; 1 for a domain that is not configured; 69 when the store cannot be read.
+        0; 1 when a domain's verdict is ``failing`` (as the doctor's for a failed check,
+        for a cron job to mail); 2 for a domain that is not configured; 69 when the store
+        cannot be read.
     """
     if domain is not None:
         try:
@@ -143,7 +145,7 @@ def summary_command(
             name = domain
         if name not in modes:
             print(f"mtasts-host: {domain!r} is not a configured domain", file=err)
-            return 1
+            return 2
         modes = {name: modes[name]}
     try:
         store = open_store(settings.store)
@@ -155,7 +157,7 @@ def summary_command(
         print(f"mtasts-host: report store unavailable: {exc}", file=err)
         return EX_UNAVAILABLE
     out.write(to_json(summaries) if format == "json" else to_text(summaries))
-    return 0
+    return int(any(summary.verdict is Verdict.FAILING for summary in summaries.values()))
 
 
 def ingest_command(

@@ -46,7 +46,7 @@ def test_text_and_json(sqlite_url: str, tmp_path: Path) -> None:
     ]
     assert ingest(sqlite_url, documents, tmp_path) == 0
     status, out, _ = summary(sqlite_url)
-    assert status == 0
+    assert status == 1  # example.net is failing
     assert out == (
         "example.com (testing): ready\n"
         "  10001 sessions from 2 organizations in the last 14 days, 1 failed (0.010%)\n"
@@ -145,9 +145,17 @@ def test_one_report_of_other_policies_is_one_report(sqlite_url: str, tmp_path: P
     )
 
 
+def test_the_status_says_whether_a_domain_is_failing(sqlite_url: str, tmp_path: Path) -> None:
+    documents = [report(day=recent(), domain="example.net", successful=10, failed=1)]
+    assert ingest(sqlite_url, documents, tmp_path) == 0
+    assert summary(sqlite_url)[0] == 1
+    assert summary(sqlite_url, domain="example.com")[0] == 0  # testing: not-ready is no failure
+    assert summary(sqlite_url, domain="example.net", format="json")[0] == 1
+
+
 def test_a_domain_that_is_not_configured(sqlite_url: str) -> None:
     assert summary(sqlite_url, domain="other.example") == (
-        1,
+        2,
         "",
         "mtasts-host: 'other.example' is not a configured domain\n",
     )
