@@ -9,9 +9,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from . import __version__, dns
+from .app import PolicyApp
 from .config import Config, ConfigError, load_config
+from .doctor import Background, Publishing
 from .doctor import command as doctor
 from .options import ENV_PREFIX, Option, Parser, UsageError, choice, resolve_all
+from .publish import AutoPublisher
 from .publish import command as publish
 from .reports import command as reports
 from .server import CONFIG, SERVE_OPTIONS, print_problems, serve
@@ -20,8 +23,6 @@ from .store import build_snapshot
 _SERVE = (*SERVE_OPTIONS, *doctor.SERVE_OPTIONS)
 # For the commands without a positional PATH (reports, reports ingest): --config alone.
 _CONFIG_ONLY = replace(CONFIG, help="the YAML file")
-# Beside the server: the doctor if --doctor-interval asks, the publisher for auto: true.
-_COMPANIONS = (doctor.start_background, publish.start_background)
 
 EX_INTERRUPTED = 130
 """A command ended by Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
@@ -53,6 +54,38 @@ class Command:
     """Whether the configuration may be given as a positional PATH."""
     arguments: Callable[[argparse.ArgumentParser], None] | None = None
     subcommands: Mapping[str, Command] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Beside:
+    publisher: AutoPublisher
+    doctor: Background | None
+
+    def stop(self) -> None:
+        # The publisher first: once the server has stopped, it starts no other record.
+        self.publisher.stop()
+        if self.doctor is not None:
+            self.doctor.stop()
+
+
+def _beside(app: PolicyApp, args: argparse.Namespace) -> _Beside:
+    """
+    What runs beside the server: the doctor if --doctor-interval asks, the publisher for
+    ``auto: true``. The doctor asks the publisher which ``_mta-sts`` records it has pending,
+    to say that the publisher is on them rather than to publish by hand, and runs again once
+    the publisher has written records (or its runs began or stopped failing).
+    """
+    background = doctor.background_for(app, args)  # its options checked before any update
+    publisher = publish.start_background(app, args)
+    if background is not None:
+
+        def pending() -> dict[str, Publishing]:
+            return {domain: Publishing(n) for domain, n in publisher.pending().items()}
+
+        background.publishing = pending
+        publisher.listeners.append(background.run_soon)
+        background.start()
+    return _Beside(publisher, background)
 
 
 def _check(config: Config, args: argparse.Namespace) -> int:
@@ -166,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2
     if command is None:
-        return serve(args, _COMPANIONS)
+        return serve(args, (_beside,))
     try:
         return _run(command, args)
     except KeyboardInterrupt:

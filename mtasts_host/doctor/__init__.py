@@ -2,6 +2,7 @@
 
 from .background import Background
 from .dnsprobe import resolver_address
+from .facts import Publishing
 from .findings import Check, Finding, Report, Status
 from .metrics import families
 from .runner import DoctorError, DoctorOptions, check, run
@@ -12,6 +13,7 @@ __all__ = [
     "DoctorError",
     "DoctorOptions",
     "Finding",
+    "Publishing",
     "Report",
     "Status",
     "check",

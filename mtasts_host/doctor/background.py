@@ -7,11 +7,12 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import Metric
 
 from ..store import PolicyStore, Snapshot
+from .facts import Publishing
 from .findings import Report, Status
 from .metrics import FailedRuns, families
 from .runner import DoctorError, DoctorOptions, check, validate
@@ -33,6 +34,11 @@ class Background:
 
     Logs one line per run, and one per finding whose status changed since the run before.
 
+    Args:
+        publishing: asked at the start of each run, the domains whose ``_mta-sts`` records
+            the automatic publisher has pending (see ``check``); ``run_soon`` is then for
+            it to call once it has published.
+
     Raises:
         DoctorError: the options cannot work (see ``validate``).
     """
@@ -44,9 +50,12 @@ class Background:
         interval: float,
         *,
         soonest: float = SOONEST,
+        publishing: Callable[[], Mapping[str, Publishing]] | None = None,
     ) -> None:
         validate(options)
         self.store = store
+        self.publishing = publishing
+        """Set before ``start``, if not given here."""
         self.options = options
         self.interval = interval
         self.soonest = min(soonest, interval)
@@ -73,6 +82,11 @@ class Background:
             self._thread = threading.Thread(target=self._loop, name="mtasts-host-doctor")
             self._thread.daemon = True  # never keeps the process alive at exit
             self._thread.start()
+
+    def run_soon(self) -> None:
+        """Start the next run at once (but ``soonest`` seconds after the start of the one
+        before): the world changed, as when the publisher has just written records."""
+        self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Cancel the run in progress, if any, and wait up to ``timeout`` s for the thread."""
@@ -126,7 +140,7 @@ class Background:
             self._stopping.wait(max(0.0, self.soonest - (time.monotonic() - began)))
 
     def _reloaded(self, old: Snapshot, new: Snapshot) -> None:
-        self._wake.set()
+        self.run_soon()
 
     async def _once(self) -> Report:
         task = asyncio.current_task()
@@ -136,7 +150,9 @@ class Background:
                 raise asyncio.CancelledError
             self._running = asyncio.get_running_loop(), task
         try:
-            return await check(self.store.snapshot, self.options)
+            # Asked before any lookup: a record pending then and found old is the publisher's.
+            pending = None if self.publishing is None else self.publishing()
+            return await check(self.store.snapshot, self.options, pending)
         finally:
             with self._lock:
                 self._running = None

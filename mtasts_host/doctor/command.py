@@ -99,10 +99,10 @@ def doctor(config: Config, args: argparse.Namespace) -> int:
     return report.exit_code()
 
 
-def start_background(app: PolicyApp, args: argparse.Namespace) -> Background | None:
+def background_for(app: PolicyApp, args: argparse.Namespace) -> Background | None:
     """
-    Start the doctor in the background of ``serve`` if ``--doctor-interval`` asks for it:
-    its findings go to the metrics and to ``/readyz``.
+    The doctor in the background of ``serve``, if ``--doctor-interval`` asks for it, its
+    findings going to the metrics and to ``/readyz``; not started yet (``Background.start``).
 
     Raises:
         DoctorError: the options cannot work.
@@ -119,6 +119,5 @@ def start_background(app: PolicyApp, args: argparse.Namespace) -> Background | N
         return {"doctor": background.detail()}
 
     app.details.append(detail)
-    background.start()
     logger.info("doctor: checking every %s s", args.doctor_interval)
     return background

@@ -11,7 +11,7 @@ from .. import names
 from ..dns import STS_VERSION, TLSRPT_VERSION
 from ..policy import Mode, policy_id
 from . import records
-from .facts import Authority, Names, Txt
+from .facts import Authority, Names, Publishing, Txt
 from .findings import Check, Finding, Status
 
 NULL_MX = "."
@@ -29,13 +29,15 @@ def published_id(txt: Txt) -> str | None:
         return None
 
 
-def dns_txt(domain: str, txt: Txt, expected: str) -> Finding:
+def dns_txt(domain: str, txt: Txt, expected: str, publishing: Publishing | None = None) -> Finding:
     """
     ``_mta-sts.<domain>``, CNAMEs followed, holds exactly one valid ``v=STSv1`` record.
 
     Args:
         expected: what to publish, as ``mtasts-host dns`` prints it: the record in quotes,
             or for ``txt_cname`` the CNAME and the record at its target.
+        publishing: the automatic publisher has the records pending, if it has: a missing
+            one is then its to add.
     """
 
     def fail(message: str) -> Finding:
@@ -45,6 +47,11 @@ def dns_txt(domain: str, txt: Txt, expected: str) -> Finding:
         return fail(f"could not look up {txt.name}: {txt.error}; check the domain's DNS")
     candidates = records.selected(txt.records, STS_VERSION)
     where = txt.name if txt.target == txt.name else f"{txt.name} (CNAME to {txt.target})"
+    if not candidates and publishing is not None:
+        status, message = _publishing(expected, publishing)
+        return Finding(
+            domain, Check.DNS_TXT, status, f"no v=STSv1 TXT record at {where} yet; {message}"
+        )
     if not candidates:
         return fail(
             f"no v=STSv1 TXT record at {where}: senders see no MTA-STS policy; "
@@ -79,6 +86,7 @@ def dns_id(
     authorities: Sequence[Authority] = (),
     served: bytes | None = None,
     body: bytes = b"",
+    publishing: Publishing | None = None,
 ) -> Finding:
     """
     The published id is ``expected_id``, the one ``mtasts-host dns`` prints for the name.
@@ -88,9 +96,15 @@ def dns_id(
             disagreement among them, or one that does not answer, is a warning.
         served: the policy body ``mta-sts.<domain>`` serves, if it could be fetched, and
         body: the one this config serves: they tell which is newer when the ids differ.
+        publishing: the automatic publisher has the records pending, if it has: a wrong id
+            is then its to replace, once the new policy is served, and no advice to publish.
     """
     published = published_id(txt)
     record = f"{STS_VERSION}; id={expected_id}"
+    if published is None and publishing is not None:
+        status, message = _publishing(f"'{record}'", publishing)
+        message = f"no valid v=STSv1 record at {txt.name} yet; {message}"
+        return Finding(domain, Check.DNS_ID, status, message)
     if published is None:
         message = f"no valid v=STSv1 record at {txt.name} to read an id from (see dns-txt)"
         return Finding(domain, Check.DNS_ID, Status.FAIL, message)
@@ -106,6 +120,9 @@ def dns_id(
                 f"id={expected_id} already: wait for the cached record's TTL to pass"
             )
             return Finding(domain, Check.DNS_ID, Status.WARN, message)
+        if publishing is not None:
+            status, message = _publishing(f"'{record}'", publishing)
+            return Finding(domain, Check.DNS_ID, status, f"DNS has id={published}; {message}")
         return Finding(domain, Check.DNS_ID, Status.FAIL, _newer(published, record, served, body))
     disagreeing = {server: id_ for server, id_ in answers.items() if id_ != expected_id}
     if disagreeing:
@@ -117,6 +134,22 @@ def dns_id(
         )
         return Finding(domain, Check.DNS_ID, Status.WARN, message)
     return Finding(domain, Check.DNS_ID, Status.OK, f"id={published}, as this config gives")
+
+
+def _publishing(record: str, publishing: Publishing) -> tuple[Status, str]:
+    """What the automatic publisher does about ``record``: a warning while it waits, as RFC
+    8461 section 8.1 has it, a failure once its runs fail (it retries, but may never make it)."""
+    failed = publishing.failed_runs
+    if failed:
+        runs = "run" if failed == 1 else f"{failed} runs"
+        return Status.FAIL, (
+            f"the automatic publisher has not published {record}: its last {runs} failed, "
+            "and it tries again; see its 'publish:' log lines"
+        )
+    return Status.WARN, (
+        f"the automatic publisher publishes {record} once the new policy has been served "
+        "for cache_wait seconds (RFC 8461 section 8.1); nothing to do"
+    )
 
 
 def _authority_ids(authorities: Sequence[Authority]) -> dict[str, str]:

@@ -116,3 +116,15 @@ class Fetch:
     session: Session
     answer: Answer | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Publishing:
+    """
+    The automatic publisher of ``serve`` has a domain's ``_mta-sts`` records pending: a run
+    in progress or scheduled is to put the id of the policy served in place, after the new
+    policy is served and proxies' caches have let the old one go (RFC 8461 section 8.1).
+    """
+
+    failed_runs: int = 0
+    """Its runs in a row that failed, each retried; 0 while none has."""

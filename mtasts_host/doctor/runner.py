@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +24,7 @@ from ..tls import sender_context
 from . import dnschecks, tlschecks
 from .dnsprobe import Lookup
 from .ehlo import ehlo_name, machine_name
-from .facts import Fetch, Names, Session
+from .facts import Fetch, Names, Publishing, Session
 from .findings import Finding, Report
 from .records import sts_id
 from .smtpprobe import starttls
@@ -171,7 +171,11 @@ class _Run:
                 self.certificates[session.host] = min(known, session.not_after)
 
     async def domain(
-        self, domain: str, settings: DomainConfig, expected: _Expected
+        self,
+        domain: str,
+        settings: DomainConfig,
+        expected: _Expected,
+        publishing: Publishing | None = None,
     ) -> list[Finding]:
         """Every check that applies to ``domain``, in the order of ``Check``."""
         policy = settings.policy
@@ -197,8 +201,10 @@ class _Run:
         self._note(sessions)
         now = time.time()
         findings = [
-            dnschecks.dns_txt(domain, txt, expected.record),
-            dnschecks.dns_id(domain, txt, expected.id, authorities, served, expected.announced),
+            dnschecks.dns_txt(domain, txt, expected.record, publishing),
+            dnschecks.dns_id(
+                domain, txt, expected.id, authorities, served, expected.announced, publishing
+            ),
         ]
         if full:
             findings.append(tlschecks.https(domain, addresses, sessions, now))
@@ -255,9 +261,17 @@ def validate(options: DoctorOptions) -> None:
     _prepare(options)
 
 
-async def check(snapshot: Snapshot, options: DoctorOptions | None = None) -> Report:
+async def check(
+    snapshot: Snapshot,
+    options: DoctorOptions | None = None,
+    publishing: Mapping[str, Publishing] | None = None,
+) -> Report:
     """
     Check the domains of ``snapshot`` against the world, concurrently.
+
+    Args:
+        publishing: the domains whose ``_mta-sts`` records the automatic publisher of
+            ``serve`` has pending (see ``Publishing``); none for the command line.
 
     Raises:
         DoctorError: a domain asked for is not configured, the EHLO name or the CA file is
@@ -273,10 +287,12 @@ async def check(snapshot: Snapshot, options: DoctorOptions | None = None) -> Rep
     run = _Run(options, lookup, context, helo)
     results: dict[str, tuple[Finding, ...]] = {}
     queue = iter(domains)
+    pending = publishing or {}
 
     async def worker() -> None:
         for domain in queue:
-            findings = await run.domain(domain, config.domains[domain], expected[domain])
+            settings, wanted = config.domains[domain], expected[domain]
+            findings = await run.domain(domain, settings, wanted, pending.get(domain))
             results[domain] = tuple(findings)
 
     await asyncio.gather(*(worker() for _ in range(min(options.concurrency, len(domains)))))

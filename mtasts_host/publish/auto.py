@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -47,6 +47,10 @@ class AutoPublisher:
 
     Several replicas may do the same at once: each update is a compare-and-swap, so one
     wins and the others find nothing left to do.
+
+    ``listeners`` are called, in the publisher's thread, after each run that wrote records,
+    that failed after runs that did not, or that succeeded after runs that failed: what the
+    DNS holds, or what ``pending`` says, has changed.
     """
 
     def __init__(
@@ -62,6 +66,10 @@ class AutoPublisher:
         self.runs = {"success": 0, "failure": 0}
         self.settled: frozenset[dns.Record] = frozenset()
         """The records the last run found or put in the DNS."""
+        self.failed_runs = 0
+        """The runs in a row, up to the last, that failed (each is retried)."""
+        self.listeners: list[Callable[[], None]] = []
+        self._running = False
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -132,6 +140,20 @@ class AutoPublisher:
         self._current = snapshot, settled, result
         return result
 
+    def pending(self) -> dict[str, int]:
+        """
+        The domains served whose ``_mta-sts`` records a run in progress or scheduled is to
+        put in place (see ``current``), each with ``failed_runs``; none while the publisher
+        is idle, or ``auto`` is off.
+        """
+        settings = self.store.snapshot.config.publish
+        if settings is None or not settings.auto or self._stopping.is_set():
+            return {}
+        failed = self.failed_runs
+        if not (self._running or self._wake.is_set() or failed):
+            return {}
+        return {domain: failed for domain, ok in self.current().items() if not ok}
+
     def collect(self) -> Iterator[Metric]:
         """``mtasts_publish_runs_total{outcome}`` and ``mtasts_dns_id_current{domain}``; none
         without ``auto: true``, where nothing reads the DNS and a 0 would be a false alarm."""
@@ -159,6 +181,7 @@ class AutoPublisher:
             self._wake.wait(delay)
             if self._stopping.is_set():
                 return
+            self._running = True
             self._wake.clear()
             abandon = self._abandon = threading.Event()
             if self._stopping.is_set():
@@ -167,6 +190,7 @@ class AutoPublisher:
             settings = snapshot.config.publish
             if settings is None or not settings.auto:
                 delay = None
+                self._running = False
                 continue
             try:
                 outcome = publish(snapshot, _Log(abandon), stop=abandon)
@@ -181,8 +205,12 @@ class AutoPublisher:
                 settings = self.store.snapshot.config.publish
                 then = "starting again" if settings is not None and settings.auto else "auto is off"
                 logger.info("publish: the configuration was reloaded; %s", then)
+                self._running = False
                 continue
             self.settled = outcome.settled
+            failed_before = self.failed_runs
+            self.failed_runs = failed_before + 1 if outcome.problems else 0
+            self._running = False
             if outcome.problems:
                 self.runs["failure"] += 1
                 delay = self.first_retry if delay is None else min(delay * 2, self.last_retry)
@@ -199,3 +227,6 @@ class AutoPublisher:
                         ", ".join(f"{r.name} {r.type}" for r in outcome.written),
                         at,
                     )
+            if outcome.written or bool(failed_before) != bool(self.failed_runs):
+                for listener in self.listeners:
+                    listener()

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mtasts_host.config import load_config
-from mtasts_host.doctor import Background, DoctorError, DoctorOptions
+from mtasts_host.doctor import Background, DoctorError, DoctorOptions, Publishing
 from mtasts_host.reload import Reloader
 from mtasts_host.store import PolicyStore
 
@@ -87,6 +87,47 @@ def test_a_reload_starts_a_run_and_failures_are_counted_run_by_run(
     metrics = scrape(background)
     assert "oldid.test" not in metrics
     assert 'mtasts_doctor_check_failed_runs{check="dns-id",domain="good.test"} 0.0' in metrics
+
+
+def test_what_the_publisher_has_pending_is_no_failure_and_run_soon_runs_again(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    oldid.test's record, pending at the automatic publisher: a warning that the publisher is
+    on it, not a failure with advice to publish by hand; once the publisher is done (here:
+    gives up the record), ``run_soon`` has the doctor say what the DNS holds at once.
+    """
+    caplog.set_level(logging.INFO, logger="mtasts_host.doctor")
+    options = dataclasses.replace(world.options, domains=("good.test", "oldid.test"))
+    pending = {"oldid.test": Publishing()}
+    background = Background(
+        PolicyStore(world.snapshot.config),
+        options,
+        interval=3600,
+        soonest=0,
+        publishing=lambda: dict(pending),
+    )
+    background.start()
+    try:
+        wait_until(lambda: background.latest is not None, timeout=20)
+        first = background.latest
+        assert 'mtasts_doctor_check{check="dns-id",domain="oldid.test"} 1.0' in scrape(background)
+        assert 'check_failed_runs{check="dns-id",domain="oldid.test"} 0.0' in scrape(background)
+        detail = background.detail()
+        assert detail["status"] == "warn"
+        problems = detail["problems"]
+        assert isinstance(problems, list)
+        (problem,) = [p for p in problems if p["check"] == "dns-id"]
+        assert problem["status"] == "warn"
+        assert problem["message"].startswith("DNS has id=20240101T000000; the automatic publisher ")
+        pending.clear()
+        background.run_soon()
+        wait_until(lambda: background.latest is not first, timeout=20)
+    finally:
+        background.stop()
+    assert 'mtasts_doctor_check{check="dns-id",domain="oldid.test"} 2.0' in scrape(background)
+    messages = [r.getMessage() for r in caplog.records if "oldid.test" in r.getMessage()]
+    assert [m.split(": ")[2:4] for m in messages] == [["warn", "dns-id"], ["fail", "dns-id"]]
 
 
 def test_a_run_that_cannot_be_made_is_said_in_readyz(

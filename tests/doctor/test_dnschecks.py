@@ -13,7 +13,7 @@ from mtasts_host.doctor.dnschecks import (
     mx_hosts,
     tlsrpt,
 )
-from mtasts_host.doctor.facts import Authority, Names, Txt
+from mtasts_host.doctor.facts import Authority, Names, Publishing, Txt
 from mtasts_host.doctor.findings import Check, Finding, Status
 from mtasts_host.policy import Mode, policy_id
 
@@ -192,6 +192,118 @@ def test_dns_id(
 ) -> None:
     finding = dns_id(D, txt, ID, authorities, served, BODY)
     assert finding == Finding(D, Check.DNS_ID, status, message)
+
+
+WAITING = (
+    f"the automatic publisher publishes '{RECORD}' once the new policy has been served for "
+    "cache_wait seconds (RFC 8461 section 8.1); nothing to do"
+)
+
+
+@pytest.mark.parametrize(
+    ("txt", "authorities", "publishing", "status", "message"),
+    [
+        pytest.param(
+            Txt(NAME, (OLD,)),
+            (),
+            Publishing(),
+            Status.WARN,
+            f"DNS has id=old1; {WAITING}",
+            id="old-id-while-the-publisher-waits",
+        ),
+        pytest.param(
+            Txt(NAME, ()),
+            (),
+            Publishing(),
+            Status.WARN,
+            f"no valid v=STSv1 record at {NAME} yet; {WAITING}",
+            id="no-record-while-the-publisher-waits",
+        ),
+        pytest.param(
+            Txt(NAME, (OLD,)),
+            (),
+            Publishing(failed_runs=1),
+            Status.FAIL,
+            f"DNS has id=old1; the automatic publisher has not published '{RECORD}': its last "
+            "run failed, and it tries again; see its 'publish:' log lines",
+            id="its-run-failed",
+        ),
+        pytest.param(
+            Txt(NAME, ()),
+            (),
+            Publishing(failed_runs=3),
+            Status.FAIL,
+            f"no valid v=STSv1 record at {NAME} yet; the automatic publisher has not published "
+            f"'{RECORD}': its last 3 runs failed, and it tries again; see its 'publish:' log "
+            "lines",
+            id="its-runs-failed",
+        ),
+        pytest.param(
+            Txt(NAME, (OLD,)),
+            _authorities(RECORD, RECORD),
+            Publishing(),
+            Status.WARN,
+            f"resolvers still see id=old1, but every authoritative server answers id={ID} "
+            "already: wait for the cached record's TTL to pass",
+            id="published-and-cached",
+        ),
+        pytest.param(
+            Txt(NAME, (RECORD,)),
+            (),
+            Publishing(),
+            Status.OK,
+            f"id={ID}, as this config gives",
+            id="published",
+        ),
+    ],
+)
+def test_dns_id_while_the_automatic_publisher_has_the_record_pending(
+    txt: Txt,
+    authorities: list[Authority],
+    publishing: Publishing,
+    status: Status,
+    message: str,
+) -> None:
+    finding = dns_id(D, txt, ID, authorities, BODY, BODY, publishing)
+    assert finding == Finding(D, Check.DNS_ID, status, message)
+
+
+@pytest.mark.parametrize(
+    ("txt", "publishing", "status", "message"),
+    [
+        pytest.param(
+            Txt(NAME, ()),
+            Publishing(),
+            Status.WARN,
+            f"no v=STSv1 TXT record at {NAME} yet; the automatic publisher publishes "
+            f"{EXPECTED} once the new policy has been served for cache_wait seconds (RFC 8461 "
+            "section 8.1); nothing to do",
+            id="none-while-the-publisher-waits",
+        ),
+        pytest.param(
+            Txt(NAME, ()),
+            Publishing(failed_runs=2),
+            Status.FAIL,
+            f"no v=STSv1 TXT record at {NAME} yet; the automatic publisher has not published "
+            f"{EXPECTED}: its last 2 runs failed, and it tries again; see its 'publish:' log "
+            "lines",
+            id="none-and-its-runs-failed",
+        ),
+        pytest.param(
+            Txt(NAME, (RECORD, OLD)),
+            Publishing(),
+            Status.FAIL,
+            f"2 v=STSv1 TXT records at {NAME}: senders then ignore MTA-STS (RFC 8461 section "
+            f"3.1); keep only {EXPECTED}",
+            id="two-whatever-the-publisher-does",
+        ),
+    ],
+)
+def test_dns_txt_while_the_automatic_publisher_has_the_record_pending(
+    txt: Txt, publishing: Publishing, status: Status, message: str
+) -> None:
+    finding = dns_txt(D, txt, EXPECTED, publishing)
+    assert finding == Finding(D, Check.DNS_TXT, status, message)
 
 
 def test_dns_id_reads_the_first_of_two_ids() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import signal
 import threading
@@ -21,8 +22,8 @@ from mtasts_host.store import PolicyStore, build_snapshot
 
 from ..conftest import wait_until
 from ..processes import free_port, running, serve_argv
-from .conftest import Write, serve
-from .servers import Dns, PolicyHost
+from .conftest import Keys, Write, serve
+from .servers import DNS1, Dns, PolicyHost
 
 A = "a.pub.test: {mx: [mx.pub.test]}"
 B = "b.pub.test: {mx: [mx.pub.test]}"
@@ -204,6 +205,37 @@ def test_a_failed_run_is_retried_with_backoff(
     ]
 
 
+def test_pending_and_the_listeners_tell_the_doctor_what_the_publisher_does(
+    write: Write, host: PolicyHost, server: Dns, keys: Keys
+) -> None:
+    """
+    ``pending``: the domains whose id a run in progress or scheduled is to publish, with its
+    failed runs in a row; the listeners hear when a run fails after none did, and when one
+    writes records.
+    """
+    path = write(A, "auto: true", key=keys.other)  # a key the server refuses
+    serve(host, path)
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store, first_retry=3600)
+    store.listeners.append(publisher.reloaded)
+    heard: list[dict[str, int]] = []
+    publisher.listeners.append(lambda: heard.append(publisher.pending()))
+    assert publisher.pending() == {}  # no run in progress or scheduled
+    publisher.start()
+    try:
+        wait_until(lambda: publisher.runs["failure"] == 1, timeout=10)
+        assert publisher.pending() == {"a.pub.test": 1}  # its retry is scheduled
+        write(A, "auto: true")  # the key the server takes
+        assert Reloader(store).reload()
+        wait_until(lambda: len(heard) == 2, timeout=10)
+        assert publisher.pending() == {}
+    finally:
+        publisher.stop()
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path, "a.pub.test")]
+    assert heard == [{"a.pub.test": 1}, {}]
+    assert publisher.runs == {"success": 1, "failure": 1}
+
+
 def test_serve_with_auto_follows_the_yaml(
     write: Write, server: Dns, tmp_path: Path, host: PolicyHost
 ) -> None:
@@ -235,6 +267,65 @@ def test_serve_with_auto_follows_the_yaml(
     published = _first(lines, "publish: published _mta-sts.a.pub.test 300 TXT", waited)
     # cache_wait, counted from the first answer with the new body: the log's clock agrees.
     assert _when(lines[published]) - _when(lines[fetched]) >= 2.0
+
+
+def test_serve_with_auto_and_the_doctor(
+    write: Write, server: Dns, tmp_path: Path, host: PolicyHost
+) -> None:
+    """
+    The real server with the doctor beside the publisher: after a reload, the doctor's run
+    finds the old id while the publisher waits out cache_wait, as RFC 8461 section 8.1 asks:
+    a warning saying so, not a failure advising to publish by hand; and once the publisher
+    has written the new id, the doctor runs again rather than in an hour.
+    """
+    # Both name servers of the zone are the primary, as the doctor asks them (on its port).
+    server.set("pub.test", "ns2.pub.test", "A", DNS1, ttl=60)
+    port = free_port(SERVE_ADDRESS)
+    extra = (f"verify_connect: {SERVE_ADDRESS}:{port}", "auto: true")
+    path = write(A, "cache_wait: 0", *extra)
+    doctor = ("--doctor-interval", "1h", "--doctor-timeout", "0.5")
+    resolver = ("--resolver", f"{server.address}:{server.port}")
+    argv = [*serve_argv(path, port, "--host", SERVE_ADDRESS), *doctor, *resolver]
+    base = f"http://{SERVE_ADDRESS}:{port}"
+
+    def dns_id() -> dict[str, str]:
+        time.sleep(0.1)
+        with urllib.request.urlopen(f"{base}/readyz?format=json", timeout=5) as answer:
+            problems: list[dict[str, str]] = json.load(answer)["doctor"].get("problems", [])
+        found = [p for p in problems if (p["domain"], p["check"]) == ("a.pub.test", "dns-id")]
+        return found[0] if found else {"status": "ok"}
+
+    def metric() -> str:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as answer:
+            text: str = answer.read().decode()
+        return next(line for line in text.splitlines() if "dns-id" in line and "check{" in line)
+
+    with running(argv, tmp_path / "serve.log", SERVE_ADDRESS, port) as process:
+        old = _sts(path, "a.pub.test")
+        wait_until(lambda: server.values("_mta-sts.a.pub.test") == [old], timeout=15)
+        # The run at start-up may come before the record or after: the one after it, at once.
+        wait_until(lambda: dns_id()["status"] == "ok", timeout=30)
+        path = write(A.replace("{mx", "{mode: testing, mx"), "cache_wait: 20", *extra)
+        new = _sts(path, "a.pub.test")
+        wait_until(lambda: dns_id()["status"] != "ok", timeout=30)
+        found = dns_id()
+        assert server.values("_mta-sts.a.pub.test") == [old]
+        assert found["status"] == "warn"
+        assert found["message"] == (
+            f"DNS has id={old.partition('id=')[2]}; the automatic publisher publishes '{new}' "
+            "once the new policy has been served for cache_wait seconds (RFC 8461 section "
+            "8.1); nothing to do"
+        )
+        assert metric().endswith(" 1.0")
+        wait_until(lambda: dns_id()["status"] == "ok", timeout=60)
+        assert server.values("_mta-sts.a.pub.test") == [new]
+        assert metric().endswith(" 0.0")
+        lines = process.output().splitlines()
+    assert [line for line in lines if "fail: dns-" in line] == []
+    reloaded = _first(lines, "reloaded ", 0)
+    warned = _first(lines, "doctor: a.pub.test: warn: dns-id: DNS has id=", reloaded)
+    published = _first(lines, "publish: _mta-sts.a.pub.test TXT published at", warned)
+    _first(lines, "doctor: a.pub.test: ok: dns-id: ", published)
 
 
 def test_sigterm_lets_the_command_in_progress_finish(
