@@ -198,9 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2
-    if command is None:
-        return serve(args, (_beside,))
     try:
+        if command is None:
+            # Once started, uvicorn handles Ctrl-C itself: this is while the file loads.
+            return serve(args, (_beside,))
         return _run(command, args)
     except KeyboardInterrupt:
         # Ctrl-C: one line and the status a shell gives a command SIGINT ended, no traceback.

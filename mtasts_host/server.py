@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.config
+import os
 import signal
+import socket
+import stat
 import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -19,6 +22,9 @@ from .options import Option, boolean, choice, port, positive_int, text
 from .reload import Reloader
 
 logger = logging.getLogger("mtasts_host")
+
+STARTUP_FAILURE = 3
+"""The exit status when the server cannot listen where it is told to: uvicorn's own."""
 
 CONFIG = Option("config", text, None, "the YAML file; or give it as PATH", "PATH")
 APP_OPTIONS = (
@@ -80,8 +86,10 @@ SERVE_OPTIONS = (
     Option(
         "forwarded-allow-ips",
         text,
-        None,
-        "comma-separated proxy addresses to trust, or '*' (default: 127.0.0.1)",
+        # uvicorn's default, given here: left to uvicorn, its own FORWARDED_ALLOW_IPS
+        # variable would widen the trust, unnamed by any option or the README.
+        "127.0.0.1,::1",
+        "comma-separated proxy addresses to trust, or '*'",
         "IPS",
     ),
 )
@@ -120,23 +128,26 @@ def serve(args: argparse.Namespace, companions: Sequence[Companion] = ()) -> int
     # that comes before the server is up asks for a reload once it is.
     hangups: list[int] = []
     before = signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
+    # SIGTERM unwinds, while the file loads as while serving: as PID 1 (in a container) a
+    # process ignores a signal it has no handler for, and one that came during a long load
+    # was lost.
     terminate = signal.signal(signal.SIGTERM, _terminated)
-    status: int | None = None
+    status: int | None = 1
     try:
         status = _serve(args, companions, hangups)
     except _Terminated:
-        pass
+        status = None
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if terminate is None else terminate)
+        if status != 0:
+            # Nothing served, or ended: a caller of main() in-process (a test, a wrapper)
+            # gets SIGHUP back as it was, not a handler that swallows it for good.
+            signal.signal(signal.SIGHUP, signal.SIG_DFL if before is None else before)
     if status is None:
         # The companions have stopped: now end as SIGTERM ends a process (unless the caller's
-        # own handler takes it).
+        # own handler takes it, or it is ignored, as by PID 1).
         signal.raise_signal(signal.SIGTERM)
         return 0
-    if status != 0:
-        # Nothing served: a caller of main() in-process (a test, a wrapper) gets SIGHUP back
-        # as it was, not a handler that swallows it for the rest of the process.
-        signal.signal(signal.SIGHUP, signal.SIG_DFL if before is None else before)
     return status
 
 
@@ -155,6 +166,11 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
     app = build_app(args)
     if app is None:
         return 1
+    if args.uds is not None:
+        problem = _unix_socket_problem(args.uds)
+        if problem is not None:
+            print(f"mtasts-host: error: cannot listen on {args.uds}: {problem}", file=sys.stderr)
+            return STARTUP_FAILURE
     started: list[Stoppable] = []
     try:
         for start in companions:
@@ -172,6 +188,35 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
         for companion in reversed(started):
             companion.stop()
     return 0
+
+
+def _unix_socket_problem(path: str) -> str | None:
+    """
+    Why ``serve`` must not listen on the Unix socket ``path``, or None. uvicorn checks
+    nothing: it replaces a socket another server listens on, and where it cannot bind (a
+    missing directory, a path too long, a file in the way) it ends with two tracebacks that
+    do not name the path, and deletes whatever file is there.
+    """
+    try:
+        mode: int | None = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if mode is not None and not stat.S_ISSOCK(mode):
+        return "a file that is not a socket is there"
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            if mode is None:
+                probe.bind(path)
+                os.unlink(path)
+                return None
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return None  # left by a server that was killed: uvicorn replaces it
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return "another server is listening there"
 
 
 def _run(app: PolicyApp, args: argparse.Namespace, hangups: list[int]) -> None:

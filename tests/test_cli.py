@@ -121,12 +121,16 @@ def test_serve_that_serves_nothing_leaves_sighup_as_it_was(
 ) -> None:
     # serve catches SIGHUP while it loads; returning without serving, it must not leave an
     # in-process caller with a handler that swallows every SIGHUP from then on.
+    # SIGTERM, which ends it while it loads, too.
     before = signal.getsignal(signal.SIGHUP)
+    before_term = signal.getsignal(signal.SIGTERM)
     try:
         assert main(["serve", "--config", str(write_config(config)), *argv]) == status
         assert signal.getsignal(signal.SIGHUP) is before
+        assert signal.getsignal(signal.SIGTERM) is before_term
     finally:
         signal.signal(signal.SIGHUP, before)
+        signal.signal(signal.SIGTERM, before_term)
 
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -236,6 +240,26 @@ def test_ctrl_c_is_one_line_and_130(
         status = None
     assert status == 130
     assert capsys.readouterr() == ("", "mtasts-host: interrupted\n")
+
+
+def test_ctrl_c_while_serve_loads_is_one_line_and_130(
+    write_config: WriteConfig,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Once started, uvicorn handles Ctrl-C; before, it was a KeyboardInterrupt traceback.
+    def interrupted(args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mtasts_host.server.build_app", interrupted)
+    before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+    try:
+        status = main(["serve", str(write_config())])
+    except KeyboardInterrupt:
+        status = None
+    assert status == 130
+    assert capsys.readouterr() == ("", "mtasts-host: interrupted\n")
+    assert (signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)) == before
 
 
 def test_the_command_line_wins_over_the_environment(

@@ -239,6 +239,36 @@ def test_sighup_while_starting_reloads_once_started(
     assert "Traceback" not in server.output()
 
 
+# serve as PID 1 in a container, which ignores a signal it has no handler for (simulated
+# here by a SIGTERM ignored from the start), sent SIGTERM while the file is being loaded.
+SIGTERM_WHILE_LOADING = """
+import os, signal, sys
+from mtasts_host import cli, server
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+build_app = server.build_app
+def loading(args):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return build_app(args)
+server.build_app = loading
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_starting_ends_the_process(write_config: WriteConfig) -> None:
+    # It was lost: the server started and served on until the orchestrator killed it.
+    arguments = serve_argv(write_config(), free_port())[3:]  # after "python -m mtasts_host"
+    completed = subprocess.run(
+        [PYTHON, "-c", SIGTERM_WHILE_LOADING, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Ended, not served: with 0, as a PID 1 that SIGTERM ends once serving (it is ignored
+    # when raised again, once the companions have stopped).
+    assert (completed.returncode, completed.stderr) == (0, "")
+
+
 def all_answered(seen: list[set[tuple[int, bytes]]], response: tuple[int, bytes]) -> bool:
     return all(response in responses for responses in seen)
 
@@ -318,6 +348,87 @@ def test_unix_socket(write_config: WriteConfig, tmp_path: Path) -> None:
     assert "Traceback" not in server.output()
     # Ended by SIGTERM (the helper's stop), as before, but not before uvicorn removed it.
     assert (server.process.returncode, path.exists()) == (-signal.SIGTERM, False)
+
+
+def test_uvicorns_own_forwarded_allow_ips_variable_is_not_read(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # Left to uvicorn, FORWARDED_ALLOW_IPS=* (named by no option, nor the README) made serve
+    # trust anyone's X-Forwarded-For: access lines named whatever address a client made up.
+    port = free_port()
+    argv = serve_argv(write_config(), port, "--host", "127.0.0.2")
+    env = {"FORWARDED_ALLOW_IPS": "*"}
+    with running(argv, tmp_path / "server.log", "127.0.0.2", port, env=env) as server:
+        with socket.create_connection(("127.0.0.2", port), 10, ("127.0.0.3", 0)) as sock:
+            sock.sendall(
+                b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
+                b"X-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n"
+            )
+            assert read_response(sock).endswith(BODY_D)
+        wait_until(lambda: " request " in server.output())
+    assert ' client="127.0.0.3"' in server.output()
+
+
+def uds_argv(config: Path, path: Path) -> list[str]:
+    return [PYTHON, "-m", "mtasts_host", "serve", "--config", str(config), "--uds", str(path)]
+
+
+def test_unix_socket_left_by_a_killed_server_is_replaced(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    path = tmp_path / "mtasts.sock"
+    with socket.socket(socket.AF_UNIX) as stale:
+        stale.bind(str(path))  # closed without listening: the file of a server killed -9
+    request = (
+        b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+
+    def answered() -> bytes | None:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            try:
+                sock.connect(str(path))
+            except ConnectionRefusedError:
+                return None
+            sock.sendall(request)
+            return read_response(sock)
+
+    with running_on_socket(uds_argv(write_config(), path), tmp_path / "server.log", path):
+        wait_until(answered, timeout=30)
+        assert (answered() or b"").endswith(BODY_D)
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        pytest.param("missing/mtasts.sock", "No such file or directory", id="no-directory"),
+        pytest.param("x" * 120 + ".sock", "AF_UNIX path too long", id="too-long"),
+        pytest.param("config.yaml", "a file that is not a socket is there", id="a-file"),
+        pytest.param("listening.sock", "another server is listening there", id="in-use"),
+    ],
+)
+def test_a_unix_socket_that_cannot_be_ours_is_one_line_and_touches_nothing(
+    write_config: WriteConfig, tmp_path: Path, where: str, problem: str
+) -> None:
+    # uvicorn binds without a check: it printed two tracebacks naming no path, deleted the
+    # file in the way (here the config itself), and took the path of a listening server.
+    config = write_config()
+    path = tmp_path / where
+    with socket.socket(socket.AF_UNIX) as other:
+        if where == "listening.sock":
+            other.bind(str(path))
+            other.listen()
+        completed = subprocess.run(
+            uds_argv(config, path), capture_output=True, text=True, timeout=60, check=False
+        )
+    assert completed.returncode == 3  # as uvicorn's when the port is taken
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.splitlines()[-1] == (
+        f"mtasts-host: error: cannot listen on {path}: {problem}"
+    )
+    assert config.read_text() == CONFIG_D
+    assert path.exists() == (where in ("config.yaml", "listening.sock"))
 
 
 def test_a_storm_of_sighups_is_a_few_reloads(tmp_path: Path) -> None:
