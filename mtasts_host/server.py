@@ -86,10 +86,9 @@ SERVE_OPTIONS = (
     Option(
         "forwarded-allow-ips",
         text,
-        # uvicorn's default, given here: left to uvicorn, its own FORWARDED_ALLOW_IPS
-        # variable would widen the trust, unnamed by any option or the README.
-        "127.0.0.1,::1",
-        "comma-separated proxy addresses to trust, or '*'",
+        None,
+        "comma-separated proxy addresses to trust, or '*' "
+        "(default: 127.0.0.1,::1; with --uds, '*')",
         "IPS",
     ),
 )
@@ -238,7 +237,7 @@ def _run(app: PolicyApp, args: argparse.Namespace, hangups: list[int]) -> None:
         port=args.port,
         uds=args.uds,
         proxy_headers=args.proxy_headers,
-        forwarded_allow_ips=args.forwarded_allow_ips,
+        forwarded_allow_ips=_forwarded_allow_ips(args),
         workers=1,
         timeout_keep_alive=args.timeout_keep_alive,
         limit_concurrency=args.limit_concurrency,
@@ -247,6 +246,18 @@ def _run(app: PolicyApp, args: argparse.Namespace, hangups: list[int]) -> None:
         log_config=logs.config(args.log_format),
         access_log=False,  # ours replaces uvicorn's: it names the policy domain
     )
+
+
+def _forwarded_allow_ips(args: argparse.Namespace) -> str:
+    # Given always: left to uvicorn, its own FORWARDED_ALLOW_IPS variable would widen the
+    # trust, unnamed by any option or the README. A Unix socket's peer has no address that
+    # uvicorn could trust: unless told '*', it never reads the proxy's X-Forwarded-For there,
+    # and every access line names no client at all. Only what can open the socket reaches
+    # the server, as only the host's own users reach 127.0.0.1, trusted on TCP.
+    allowed: str | None = args.forwarded_allow_ips
+    if allowed is None:
+        return "*" if args.uds is not None else "127.0.0.1,::1"
+    return allowed
 
 
 def print_problems(exc: ConfigError, *, every: bool) -> None:

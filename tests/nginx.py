@@ -12,13 +12,19 @@ from .processes import need, running
 SITE = Path(__file__).parent.parent / "deploy" / "nginx" / "mtasts-host.conf"
 
 
-def shipped_site(tmp: Path, certs: Path, upstream: tuple[str, int], address: str, port: int) -> str:
-    """The shipped server blocks, with only paths, addresses and ports made the test's."""
+def shipped_site(
+    tmp: Path, certs: Path, upstream: tuple[str, int] | Path, address: str, port: int
+) -> str:
+    """
+    The shipped server blocks, with only paths, addresses and ports made the test's; the
+    upstream is an address and port, or the Unix socket of ``serve --uds``.
+    """
     site = SITE.read_text()
+    server = f"unix:{upstream}" if isinstance(upstream, Path) else f"{upstream[0]}:{upstream[1]}"
     for old, new in [
         ("/etc/ssl/mta-sts/", f"{certs}/"),
         ("/var/lib/nginx/mtasts-host ", f"{tmp}/cache "),
-        ("server 127.0.0.1:8080;", f"server {upstream[0]}:{upstream[1]};"),
+        ("server 127.0.0.1:8080;", f"server {server};"),
         ("listen 443 ssl;", f"listen {address}:{port} ssl;"),
         ("listen 443 ssl default_server;", f"listen {address}:{port} ssl default_server;"),
         ("listen [::]:443 ssl;", ""),
@@ -63,7 +69,7 @@ def nginx_argv(tmp: Path, http: str, connections: int = 512, access_log: bool = 
 def nginx(
     tmp: Path,
     certs: Path,
-    upstream: tuple[str, int],
+    upstream: tuple[str, int] | Path,
     address: str,
     port: int,
     extra: str = "",

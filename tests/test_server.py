@@ -431,6 +431,27 @@ def test_a_unix_socket_that_cannot_be_ours_is_one_line_and_touches_nothing(
     assert path.exists() == (where in ("config.yaml", "listening.sock"))
 
 
+def test_unix_socket_trusts_the_x_forwarded_for_of_the_proxy(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # The proxy's end of a Unix socket has no address, never one of --forwarded-allow-ips:
+    # unless the socket is trusted, no access line names a sender (README, Operations).
+    path = tmp_path / "mtasts.sock"
+    with (
+        running_on_socket(uds_argv(write_config(), path), tmp_path / "server.log", path) as server,
+        socket.socket(socket.AF_UNIX) as sock,
+    ):
+        sock.settimeout(10)
+        sock.connect(str(path))
+        sock.sendall(
+            b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
+            b"X-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n"
+        )
+        assert read_response(sock).endswith(BODY_D)
+        wait_until(partial(logged, server, 'path="/.well-known/mta-sts.txt"'))
+    assert 'client="203.0.113.9"' in server.output()
+
+
 def test_a_storm_of_sighups_is_a_few_reloads(tmp_path: Path) -> None:
     # A file large enough that a reload takes a while: signals come faster than reloads.
     lines = ["defaults: {mode: enforce, mx: mail.example.net}", "domains:"]
