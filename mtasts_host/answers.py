@@ -47,6 +47,7 @@ NO_POLICY = _plain(404, "No MTA-STS policy is served for this host.")
 NOT_FOUND = _plain(404, f"Not found. The MTA-STS policy is at {POLICY_PATH}.")
 NOT_ALLOWED = _plain(405, "Method not allowed.", (b"allow", b"GET, HEAD"))
 BAD_HOST = _plain(400, "Bad request: more than one Host header.")
+NO_HOST = _plain(400, "Bad request: no Host header.")
 
 # The headers of a policy depend on its length alone: at most 64 KiB of them, made once.
 _policy_headers: dict[int, Headers] = {}

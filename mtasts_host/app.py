@@ -145,12 +145,16 @@ class PolicyApp(Starlette):
                 path = _route_path(scope)
                 ready = self._ready(answers.answer(self.store.snapshot, domain, path, method))
         if ready is None:  # not a policy host: the report intake, the operational endpoints
-            reports = self.reports
-            if reports is not None and reports.matches(scope):
-                await self._logged(reports.handle, scope, receive, send, start)
-            else:
-                await self._logged(super().__call__, scope, receive, send, start)
-            return
+            if host is not None or scope.get("http_version") != "1.1":
+                reports = self.reports
+                if reports is not None and reports.matches(scope):
+                    await self._logged(reports.handle, scope, receive, send, start)
+                else:
+                    await self._logged(super().__call__, scope, receive, send, start)
+                return
+            # RFC 9112 section 3.2: an HTTP/1.1 request without Host is a 400 (h11 refuses
+            # it itself, httptools passes it on). HTTP/1.0 has no Host to miss: a 404 there.
+            ready = self._ready(answers.NO_HOST)
         status, headers, body, domain, counter = ready
         counter[0] += 1
         # A list of its own for each answer: a host app's middleware changes the headers in

@@ -126,6 +126,30 @@ def test_no_host_gets_no_policy(server: Process, request_bytes: bytes) -> None:
     assert status.split(b" ")[1] in (b"400", b"404"), status
 
 
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "body"),
+    [
+        (
+            b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nConnection: close\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request",
+            b"Bad request: no Host header.\n",
+        ),
+        (b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n", b"HTTP/1.1 400 Bad Request", None),
+        (b"GET /.well-known/mta-sts.txt HTTP/1.0\r\n\r\n", b"HTTP/1.1 404 Not Found", None),
+    ],
+    ids=["http-1.1-policy", "http-1.1-metrics", "http-1.0"],
+)
+def test_a_missing_host_is_a_bad_request_in_http_1_1_only(
+    server: Process, request_bytes: bytes, status: bytes, body: bytes | None
+) -> None:
+    # RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
+    # httptools passes one on (h11 refuses it itself); HTTP/1.0 has no Host to miss.
+    response = raw_request(server.port, request_bytes)
+    assert response.split(b"\r\n", 1)[0] == status
+    if body is not None:
+        assert response.endswith(b"\r\n\r\n" + body)
+
+
 def test_absolute_form_uses_the_host_header(server: Process) -> None:
     response = get(
         server, b"mta-sts.example.com", b"http://mta-sts.unknown.test/.well-known/mta-sts.txt"
