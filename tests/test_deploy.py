@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -1000,10 +1001,45 @@ def test_nginx_keeps_no_answer_the_app_marks_no_store(cached: Cached) -> None:
     assert fetch(name) == (b"HTTP/1.1 200 OK", added)
 
 
+@contextlib.contextmanager
+def overloaded(port: int) -> Iterator[list[int]]:
+    """On ``port``, what an app over ``--limit-concurrency`` answers to every request: a 503.
+    Yields the count of requests it answered."""
+    answered = [0]
+    with socket.create_server(("127.0.0.1", port)) as listener:
+        listener.settimeout(0.1)
+        stop = threading.Event()
+
+        def answer() -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                with connection:
+                    connection.settimeout(5)
+                    with contextlib.suppress(OSError):
+                        connection.recv(65536)
+                        connection.sendall(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                            b"Connection: close\r\n\r\n"
+                        )
+                        answered[0] += 1
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        try:
+            yield answered
+        finally:
+            stop.set()
+            thread.join(5)
+
+
 def test_nginx_serves_the_last_policy_while_the_app_is_down(cached: Cached) -> None:
     """
     Past its minute, a cached policy is asked of the app again; while the app cannot be
-    reached (restarting, down), senders get that policy rather than a 502.
+    reached (restarting, down) or is overloaded (a 503), senders get that policy rather
+    than a 502 or a 503.
     """
     name = "mta-sts.example.com"
     assert cached.fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)  # now cached
@@ -1011,6 +1047,10 @@ def test_nginx_serves_the_last_policy_while_the_app_is_down(cached: Cached) -> N
     assert cached.fetch("mta-sts.example.net")[0] == b"HTTP/1.1 502 Bad Gateway"  # not cached
     time.sleep(61)  # the cached answer's max-age=60 runs out
     assert cached.fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)
+    with overloaded(cached.upstream) as answered:
+        assert cached.fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)
+        assert cached.fetch("mta-sts.example.net")[0] == b"HTTP/1.1 503 Service Unavailable"
+    assert answered[0] >= 2  # asked for both: the stale policy stood in for its 503
 
 
 def read_until_closed(tls: ssl.SSLSocket) -> bytes:
