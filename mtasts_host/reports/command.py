@@ -149,6 +149,9 @@ def summary_command(
         modes = {name: modes[name]}
     try:
         store = open_store(settings.store)
+        absent = store.absent()
+        if absent is not None:
+            raise StoreUnavailable(f"{absent} (no report was ever stored there)")
         # No chart: the text and JSON show none.
         summaries = read_summaries(
             store, modes, days=days, now=now, thresholds=thresholds, daily=False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 
@@ -33,6 +34,9 @@ class SQLiteStore(ReportStore):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.path = sqlite_path(url)
+
+    def absent(self) -> str | None:
+        return None if os.path.exists(self.path) else f"{self.path}: no such file"
 
     def transaction(self) -> contextlib.AbstractContextManager[Connection]:
         # IMMEDIATE: two writers queue for the lock instead of failing on upgrade from a read.

@@ -83,6 +83,11 @@ class ReportStore:
         """A connection in a transaction that only reads: by default, ``transaction``."""
         return self.transaction()
 
+    def absent(self) -> str | None:
+        """Why the store is not there at all, if it is not: for a command that only reads,
+        where a mistyped path must not become an empty store that says "no reports"."""
+        return None
+
     def lock_schema(self, connection: Connection) -> None:
         """Keep other processes from upgrading the schema at the same time."""
 

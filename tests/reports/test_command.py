@@ -12,7 +12,7 @@ import pytest
 
 from mtasts_host.cli import main
 from mtasts_host.policy import Mode
-from mtasts_host.reports import ReportsSettings, ingest_command, summary_command
+from mtasts_host.reports import ReportsSettings, ingest_command, open_store, summary_command
 from mtasts_host.reports.command import EX_UNAVAILABLE, MAX_DAYS
 from mtasts_host.reports.rows import DAY
 
@@ -161,6 +161,17 @@ def test_a_domain_that_is_not_configured(sqlite_url: str) -> None:
     )
 
 
+def test_a_store_that_is_not_there_is_not_made_by_reading_it(tmp_path: Path) -> None:
+    # A mistyped path made an empty store, and every enforce domain read "ok: no reports".
+    path = tmp_path / "reprots.db"
+    status, out, err = summary(f"sqlite:///{path}")
+    assert (status, out, path.exists()) == (EX_UNAVAILABLE, "", False)
+    assert err == (
+        f"mtasts-host: report store unavailable: {path}: no such file "
+        "(no report was ever stored there)\n"
+    )
+
+
 def test_store_unavailable(tmp_path: Path) -> None:
     status, out, err = summary(f"sqlite:///{tmp_path}/missing/reports.db")
     assert (status, out) == (EX_UNAVAILABLE, "")
@@ -249,6 +260,7 @@ def test_days_beyond_a_century_are_a_usage_error(
         "domains:\n  example.com: {mode: testing, mx: [mail.example.com]}\n"
         f"reports:\n  store: {sqlite_url}\n"
     )
+    open_store(sqlite_url).upgrade()
     assert main(["reports", "--config", str(config), option, "36500"]) == 0
     capsys.readouterr()
     assert main(["reports", "--config", str(config), option, "36501"]) == 2
