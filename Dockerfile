@@ -27,8 +27,9 @@ COPY config.example.yaml /etc/mtasts-host/config.yaml
 # so mount a volume there; a new named volume takes this directory's owner, user 10001.
 USER 10001:10001
 EXPOSE 8080
-# No proxy, whatever http_proxy the container was given (the Docker CLI passes on its own).
+# On the socket or the address and port the MTASTS_HOST_* variables give the server, and
+# never through a proxy, whatever http_proxy the container was given.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s \
-    CMD ["python", "-c", "import os, sys, urllib.request; url = 'http://127.0.0.1:%s/healthz' % os.environ.get('MTASTS_HOST_PORT', '8080'); sys.exit(urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2).status != 200)"]
+    CMD ["python", "-m", "mtasts_host.health"]
 ENTRYPOINT ["mtasts-host"]
 CMD ["serve"]

@@ -653,6 +653,32 @@ def test_the_image_healthcheck_asks_the_server_itself_whatever_the_proxy_setting
         assert check.returncode == 0, check.stderr.decode()
 
 
+def test_the_image_healthcheck_asks_where_the_variables_have_the_server_listen(
+    tmp_path: Path,
+) -> None:
+    # It asked 127.0.0.1 on MTASTS_HOST_PORT whatever MTASTS_HOST_UDS or MTASTS_HOST_HOST
+    # said: a server on a Unix socket (beside a proxy in the same pod) was always unhealthy.
+    image = dockerfile()
+    base = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def check(**env: str) -> int:
+        done = subprocess.run(
+            image["HEALTHCHECK"], env={**base, **env}, timeout=10, capture_output=True
+        )
+        return done.returncode
+
+    path = tmp_path / "mtasts.sock"
+    argv = [*serve_argv(ROOT / "config.example.yaml", 0)[:6], "--uds", str(path)]
+    with running_on_socket(argv, tmp_path / "uds.log", path):
+        assert check(MTASTS_HOST_UDS=str(path)) == 0
+        assert check(MTASTS_HOST_UDS=str(tmp_path / "other.sock")) == 1
+    port = free_port("127.0.0.2")
+    argv = serve_argv(ROOT / "config.example.yaml", port, "--host", "127.0.0.2")
+    with running(argv, tmp_path / "host.log", "127.0.0.2", port):
+        assert check(MTASTS_HOST_HOST="127.0.0.2", MTASTS_HOST_PORT=str(port)) == 0
+        assert check(MTASTS_HOST_HOST="0.0.0.0", MTASTS_HOST_PORT=str(port)) == 1
+
+
 # -- Kubernetes --------------------------------------------------------------------------------
 
 K8S = DEPLOY / "kubernetes"
