@@ -5,6 +5,7 @@ Each takes what was observed and what the config says, and returns one finding.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 from .. import names
@@ -44,7 +45,7 @@ def dns_txt(domain: str, txt: Txt, expected: str, publishing: Publishing | None 
         return Finding(domain, Check.DNS_TXT, Status.FAIL, message)
 
     if txt.error is not None:
-        return fail(f"could not look up {txt.name}: {txt.error}; check the domain's DNS")
+        return fail(f"could not look up {txt.name}: {txt.error}")
     candidates = records.selected(txt.records, STS_VERSION)
     where = txt.name if txt.target == txt.name else f"{txt.name} (CNAME to {txt.target})"
     if not candidates and publishing is not None:
@@ -55,7 +56,7 @@ def dns_txt(domain: str, txt: Txt, expected: str, publishing: Publishing | None 
     if not candidates:
         return fail(
             f"no v=STSv1 TXT record at {where}: senders see no MTA-STS policy; "
-            f"publish {expected} (mtasts-host dns prints it)"
+            f"publish {expected} (mtasts-host dns prints it)" + _ignored(txt, STS_VERSION)
         )
     if len(candidates) > 1:
         return fail(
@@ -77,6 +78,18 @@ def dns_txt(domain: str, txt: Txt, expected: str, publishing: Publishing | None 
             f"record and then ignore MTA-STS; publish {expected} alone"
         )
     return Finding(domain, Check.DNS_TXT, Status.OK, f"{where}: '{candidates[0]}'")
+
+
+def _ignored(txt: Txt, version: str) -> str:
+    """What to add to a message saying there is no ``version`` record at ``txt``: the records
+    that look like one, but that senders ignore."""
+    found = records.resembling(txt.records, version)
+    if not found:
+        return ""
+    return (
+        f"; senders ignore {', '.join(map(repr, found))} there: {version} must begin a "
+        "record exactly (in this case, with nothing before it)"
+    )
 
 
 def dns_id(
@@ -208,6 +221,14 @@ def matches(pattern: str, host: str) -> bool:
     return host == pattern
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def mx_coverage(domain: str, mode: Mode, patterns: Sequence[str], mx: Names) -> Finding:
     """Every MX host matches a pattern (a failure in enforce), every pattern an MX host."""
     strict = Status.FAIL if mode is Mode.ENFORCE else Status.WARN
@@ -221,17 +242,46 @@ def mx_coverage(domain: str, mode: Mode, patterns: Sequence[str], mx: Names) -> 
     uncovered = [host for host in hosts if not any(matches(p, host) for p in patterns)]
     unused = [p for p in patterns if not any(matches(p, host) for host in hosts)]
     problems = []
+    if NULL_MX in mx.values:
+        # RFC 7505 section 3: a null MX MUST NOT come with other MX records. Senders differ
+        # on such a set: some skip the null MX, others bounce the mail as to no mail domain.
+        problems.append(
+            f"{domain} has a null MX (RFC 7505) beside MX {', '.join(hosts)}: RFC 7505 section "
+            "3 forbids that, and some senders then take the domain to receive no mail; "
+            "remove the null MX (MX 0 .)"
+        )
     if uncovered:
         consequence = (
             "senders in enforce mode refuse to deliver to it"
             if mode is Mode.ENFORCE
             else "senders will refuse it once the mode is enforce"
         )
-        names = ", ".join(uncovered)
-        problems.append(
-            f"MX {names} {'match' if len(uncovered) > 1 else 'matches'} no mx pattern: "
-            f"{consequence}; add it to the policy's mx list"
-        )
+        if not mx.values:
+            # Likely the MX records are what is missing, not a pattern: say so, and leave
+            # the patterns be.
+            problems.append(
+                f"{domain} has no MX records, so senders deliver to {domain} itself (RFC 5321 "
+                f"section 5.1), which matches no mx pattern: {consequence}; publish its MX "
+                f"records, or add {domain} to the policy's mx list if it receives its own mail"
+            )
+            unused = []
+        else:
+            literals = [host for host in uncovered if _is_address(host)]
+            named = [host for host in uncovered if host not in literals]
+            if named:
+                problems.append(
+                    f"MX {', '.join(named)} {'match' if len(named) > 1 else 'matches'} no mx "
+                    f"pattern: {consequence}; add it to the policy's mx list"
+                )
+            if literals:
+                # An mx pattern cannot be an address: never advise adding it.
+                problems.append(
+                    f"MX {', '.join(literals)} {'are' if len(literals) > 1 else 'is an'} IP "
+                    f"address{'es' if len(literals) > 1 else ''}, which no mx pattern matches: "
+                    f"{consequence}, and most senders find no address for it: an MX names a "
+                    "host (RFC 1035 section 3.3.9), not an address; point the MX record at a "
+                    "host name with that address, and add that name to the policy's mx list"
+                )
     if unused:
         problems.append(
             f"mx {', '.join(unused)} {'match' if len(unused) > 1 else 'matches'} no MX "
@@ -265,10 +315,12 @@ def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
         return finding(Status.WARN, f"could not look up {txt.name}: {txt.error}")
     candidates = records.selected(txt.records, TLSRPT_VERSION)
     if not candidates:
+        ignored = _ignored(txt, TLSRPT_VERSION)
         if configured:
             message = f"no v=TLSRPTv1 record at {txt.name}: senders send no reports; "
-            return finding(Status.WARN, message + publish)
-        return finding(Status.OK, f"no TLS-RPT record at {txt.name}, and none configured")
+            return finding(Status.WARN, message + publish + ignored)
+        message = f"no TLS-RPT record at {txt.name}, and none configured"
+        return finding(Status.WARN if ignored else Status.OK, message + ignored)
     if len(candidates) > 1:
         message = f"{len(candidates)} v=TLSRPTv1 records at {txt.name}: senders then send no "
         keep = f"keep only '{expected}'" if configured else "keep one"

@@ -19,11 +19,25 @@ import dns.rdatatype
 import dns.resolver
 
 from .._digits import decimal
-from ..names import split_host_port
+from ..names import MAX_NAME, split_host_port
 from ..wire import name_text, txt_text
 from .facts import Authority, Names, Txt
+from .tlsprobe import no_route
 
 _MAX_CNAMES = 8
+_REFUSALS = {
+    dns.rcode.SERVFAIL: (
+        "the resolver answers SERVFAIL: the name servers of the zone do not answer for it "
+        "(a lame or broken delegation), or its DNSSEC signatures do not validate; check the "
+        "zone's NS and DS records and its name servers"
+    ),
+    dns.rcode.REFUSED: (
+        "the resolver refuses the query: it resolves no such name for this machine (a name "
+        "server without the zone, or one that offers no recursion to this address); give "
+        "--resolver one that does"
+    ),
+}
+"""What the resolver's error answer means, and what to do, when every server asked gave it."""
 
 
 def resolver_address(text: str) -> tuple[str, int]:
@@ -73,8 +87,18 @@ class Lookup:
         self.timeout = timeout
 
     def _reason(self, exc: dns.exception.DNSException) -> str:
+        """Why a lookup through the resolver failed, and, where that tells, what to do."""
         if isinstance(exc, dns.exception.Timeout):
-            return f"no answer within {self.timeout:g} s"
+            return f"no answer within {self.timeout:g} s; check the domain's DNS"
+        if isinstance(exc, dns.resolver.NoNameservers):
+            # dnspython's own text names its classes ("Server Do53:192.0.2.1@53 answered
+            # SERVFAIL"), and says nothing of what the answer means.
+            errors = exc.kwargs.get("errors", ())
+            rcodes = {error[4].rcode() if error[4] else None for error in errors}
+            if len(rcodes) == 1 and (rcode := rcodes.pop()) in _REFUSALS:
+                return _REFUSALS[rcode]
+            if errors and all(isinstance(error[3], dns.message.ChainTooLong) for error in errors):
+                return f"its CNAMEs loop, or chain more than {dns.message.MAX_CHAIN} times"
         return str(exc) or type(exc).__name__
 
     async def _resolve(self, name: dns.name.Name | str, rdtype: str) -> dns.resolver.Answer:
@@ -82,7 +106,13 @@ class Lookup:
 
     async def txt(self, name: str) -> Txt:
         """The TXT records at ``name``, following CNAMEs wherever they lead."""
-        target = dns.name.from_text(name)
+        try:
+            target = dns.name.from_text(name)
+        except dns.name.NameTooLong:
+            # _smtp._tls.<domain> of a policy domain of 243 or 244 characters, which the
+            # config allows: no sender can look a record up there.
+            error = f"it is {len(name)} characters long, more than a DNS name can hold ({MAX_NAME})"
+            return Txt(name, error=error)
         for _ in range(_MAX_CNAMES):
             try:
                 answer = await self._resolve(target, "TXT")
@@ -133,7 +163,9 @@ class Lookup:
         """
         What every authoritative server of the zone holding ``name`` answers for its TXT
         records, each asked directly on port 53 (or the port of the one nameserver given).
-        None if the zone's servers cannot be found.
+        None if the zone's servers cannot be found. IPv6 addresses without a route from here
+        are left out, as the connection probes skip them: most zones have some, and a host
+        without IPv6 would otherwise find every one of them silent.
         """
         try:
             zone = await dns.asyncresolver.zone_for_name(name, resolver=self.resolver)
@@ -147,20 +179,26 @@ class Lookup:
             for server, addresses in zip(servers, found, strict=True)
             for address in addresses.values
         ]
-        return tuple(
-            await asyncio.gather(*(self._ask(name, server, address) for server, address in asked))
+        answers = await asyncio.gather(
+            *(self._ask(name, server, address) for server, address in asked)
         )
+        return tuple(answer for answer in answers if answer is not None)
 
-    async def _ask(self, name: str, server: str, address: str) -> Authority:
+    async def _ask(self, name: str, server: str, address: str) -> Authority | None:
         query = dns.message.make_query(name, "TXT")
         query.flags &= ~dns.flags.RD  # an authoritative answer, not a recursive one
         try:
             response, _ = await dns.asyncquery.udp_with_fallback(
                 query, address, timeout=self.timeout, port=self.port
             )
-        except (dns.exception.DNSException, OSError) as exc:
-            reason = self._reason(exc) if isinstance(exc, dns.exception.DNSException) else exc
-            return Authority(server, address, error=str(reason))
+        except OSError as exc:
+            if no_route(exc, address):
+                return None
+            return Authority(server, address, error=str(exc))
+        except dns.exception.Timeout:
+            return Authority(server, address, error=f"no answer within {self.timeout:g} s")
+        except dns.exception.DNSException as exc:
+            return Authority(server, address, error=str(exc) or type(exc).__name__)
         rcode = response.rcode()
         if rcode == dns.rcode.NXDOMAIN:
             return Authority(server, address)

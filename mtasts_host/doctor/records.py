@@ -25,6 +25,20 @@ def selected(records: Iterable[str], version: str) -> list[str]:
     return [record for record in records if record.startswith(version)]
 
 
+def resembling(records: Iterable[str], version: str) -> list[str]:
+    """
+    The records senders ignore that would count but for the case of the version, or what
+    comes before it (spaces, a byte-order mark an editor put there): the version must begin
+    the record exactly (RFC 7405 ``%s``).
+    """
+    return [
+        record
+        for record in records
+        if not record.startswith(version)
+        and record.lstrip(" \t\ufeff").lower().startswith(version.lower())
+    ]
+
+
 def _fields(record: str, version: str) -> list[tuple[str, str]]:
     """
     The ``name=value`` fields after the version, in order.

@@ -50,6 +50,12 @@ class _Waiting:
     why: str = ""
 
 
+def no_route(exc: OSError, address: str) -> bool:
+    """The error says there is no route from here to ``address``, an IPv6 one: a host without
+    IPv6 cannot check it, which says nothing of the address itself."""
+    return exc.errno in _NO_ROUTE and ipaddress.ip_address(address).version == 6
+
+
 def classify(exc: BaseException, host: str, address: str, port: int) -> tuple[Failure, str]:
     """What a connection's exception (one of ``BROKEN``) says went wrong, and its message."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -73,7 +79,7 @@ def classify(exc: BaseException, host: str, address: str, port: int) -> tuple[Fa
         how = "closed" if exc.errno is None else "reset"
         return Failure.HANDSHAKE, f"the server {how} the connection during the TLS handshake"
     if isinstance(exc, OSError):
-        if exc.errno in _NO_ROUTE and ipaddress.ip_address(address).version == 6:
+        if no_route(exc, address):
             return Failure.NO_ROUTE, f"no route to port {port}"
         reason = exc.strerror or str(exc) or type(exc).__name__
         return Failure.UNREACHABLE, f"{reason.lower()} on port {port}"

@@ -43,7 +43,7 @@ EXPECTED = f"'{RECORD}'"
         pytest.param(
             Txt(NAME, error="no answer within 10 s"),
             Status.FAIL,
-            f"could not look up {NAME}: no answer within 10 s; check the domain's DNS",
+            f"could not look up {NAME}: no answer within 10 s",
             id="lookup-failed",
         ),
         pytest.param(
@@ -52,6 +52,15 @@ EXPECTED = f"'{RECORD}'"
             f"no v=STSv1 TXT record at {NAME}: senders see no MTA-STS policy; publish "
             f"{EXPECTED} (mtasts-host dns prints it)",
             id="none",
+        ),
+        pytest.param(
+            Txt(NAME, ("V=STSV1; id=abc", f"\ufeff{RECORD}", " v=STSv1; id=abc")),
+            Status.FAIL,
+            f"no v=STSv1 TXT record at {NAME}: senders see no MTA-STS policy; publish "
+            f"{EXPECTED} (mtasts-host dns prints it); senders ignore 'V=STSV1; id=abc', "
+            f"'\\ufeff{RECORD}', ' v=STSv1; id=abc' there: v=STSv1 must begin a record exactly "
+            "(in this case, with nothing before it)",
+            id="look-alikes",  # the case, a byte-order mark, a space
         ),
         pytest.param(
             Txt(NAME, (RECORD, "v=STSv1; id=old")),
@@ -378,10 +387,23 @@ PATTERNS = ("mail.example.com", "*.mx.example.net")
             Mode.ENFORCE,
             Names(),
             Status.FAIL,
-            "MX example.com matches no mx pattern: senders in enforce mode refuse to deliver to "
-            "it; add it to the policy's mx list; mx mail.example.com, *.mx.example.net match "
-            "no MX of example.com (example.com): remove it unless an MX is about to use it",
+            "example.com has no MX records, so senders deliver to example.com itself (RFC 5321 "
+            "section 5.1), which matches no mx pattern: senders in enforce mode refuse to "
+            "deliver to it; publish its MX records, or add example.com to the policy's mx list "
+            "if it receives its own mail",
             id="implicit-mx",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names(("mail.example.com", "eu.mx.example.net", "192.0.2.1", "backup.example.org")),
+            Status.FAIL,
+            "MX backup.example.org matches no mx pattern: senders in enforce mode refuse to "
+            "deliver to it; add it to the policy's mx list; MX 192.0.2.1 is an IP address, "
+            "which no mx pattern matches: senders in enforce mode refuse to deliver to it, and "
+            "most senders find no address for it: an MX names a host (RFC 1035 section 3.3.9), "
+            "not an address; point the MX record at a host name with that address, and add that "
+            "name to the policy's mx list",
+            id="an-address-as-mx",  # never advise adding it to mx, which takes no address
         ),
         pytest.param(
             Mode.ENFORCE,
@@ -389,6 +411,15 @@ PATTERNS = ("mail.example.com", "*.mx.example.net")
             Status.WARN,
             "example.com has a null MX (RFC 7505) and receives no mail: set mode none",
             id="null-mx",
+        ),
+        pytest.param(
+            Mode.ENFORCE,
+            Names((NULL_MX, "mail.example.com", "eu.mx.example.net")),
+            Status.WARN,
+            "example.com has a null MX (RFC 7505) beside MX mail.example.com, eu.mx.example.net: "
+            "RFC 7505 section 3 forbids that, and some senders then take the domain to receive "
+            "no mail; remove the null MX (MX 0 .)",
+            id="null-mx-beside-others",
         ),
         pytest.param(
             Mode.TESTING,
@@ -440,6 +471,25 @@ ON_POLICY_HOST = "https://mta-sts.example.com/tlsrpt"
             f"no v=TLSRPTv1 record at {TLSRPT}: senders send no reports; publish "
             f"'v=TLSRPTv1; rua={RUA[0]},{RUA[1]}'",
             id="missing",
+        ),
+        pytest.param(
+            Txt(TLSRPT, ("v=tlsrptv1; rua=mailto:tls@example.com",)),
+            RUA,
+            Status.WARN,
+            f"no v=TLSRPTv1 record at {TLSRPT}: senders send no reports; publish "
+            f"'v=TLSRPTv1; rua={RUA[0]},{RUA[1]}'; senders ignore 'v=tlsrptv1; "
+            "rua=mailto:tls@example.com' there: v=TLSRPTv1 must begin a record exactly (in this "
+            "case, with nothing before it)",
+            id="look-alike",
+        ),
+        pytest.param(
+            Txt(TLSRPT, ("\ufeffv=TLSRPTv1; rua=mailto:tls@example.com",)),
+            (),
+            Status.WARN,
+            f"no TLS-RPT record at {TLSRPT}, and none configured; senders ignore "
+            "'\\ufeffv=TLSRPTv1; rua=mailto:tls@example.com' there: v=TLSRPTv1 must begin a "
+            "record exactly (in this case, with nothing before it)",
+            id="look-alike-not-configured",
         ),
         pytest.param(
             Txt(TLSRPT, (f"v=TLSRPTv1; rua={RUA[0]}",)),

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import ipaddress
 import re
+from typing import Any
 
+import dns.asyncquery
+import dns.message
 import pytest
 
 from mtasts_host.doctor import resolver_address
@@ -93,6 +98,53 @@ def test_a_cname_to_a_missing_name_ends_there(world: World) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        pytest.param(
+            "_mta-sts.broken.test",
+            "the resolver answers SERVFAIL: the name servers of the zone do not answer for it "
+            "(a lame or broken delegation), or its DNSSEC signatures do not validate; check the "
+            "zone's NS and DS records and its name servers",
+            id="servfail",
+        ),
+        pytest.param(
+            "_mta-sts.elsewhere.example",
+            "the resolver refuses the query: it resolves no such name for this machine (a name "
+            "server without the zone, or one that offers no recursion to this address); give "
+            "--resolver one that does",
+            id="refused",
+        ),
+    ],
+)
+def test_error_answers_say_what_they_mean(world: World, name: str, message: str) -> None:
+    assert world.options.resolver is not None
+    lookup = Lookup(world.options.resolver, 2.0)
+    assert asyncio.run(lookup.txt(name)).error == message
+    assert asyncio.run(lookup.mx(name)).error == message
+    assert asyncio.run(lookup.addresses(name)).error == message
+
+
+def test_a_cname_loop_is_named(world: World) -> None:
+    assert world.options.resolver is not None
+    lookup = Lookup(world.options.resolver, 2.0)
+    txt = asyncio.run(lookup.txt("_mta-sts.loop.test"))
+    assert txt.error == "its CNAMEs loop, or chain more than 16 times"
+
+
+def test_a_name_longer_than_dns_allows_is_an_error_not_a_crash(world: World) -> None:
+    # The config allows policy domains of up to 244 characters, for _mta-sts.<domain>:
+    # _smtp._tls.<domain> is two characters longer.
+    domain = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 48, "com"])
+    assert world.options.resolver is not None
+    lookup = Lookup(world.options.resolver, 2.0)
+    txt = asyncio.run(lookup.txt(f"_smtp._tls.{domain}"))
+    assert txt == Txt(
+        f"_smtp._tls.{domain}",
+        error="it is 255 characters long, more than a DNS name can hold (253)",
+    )
+
+
 def test_every_authoritative_server_is_asked(world: World) -> None:
     assert world.options.resolver is not None
     lookup = Lookup(world.options.resolver, 2.0)
@@ -106,3 +158,24 @@ def test_a_server_that_does_not_answer() -> None:
     txt = asyncio.run(lookup.txt("_mta-sts.example.com"))
     assert txt.records == ()
     assert txt.error is not None
+
+
+def test_authorities_without_a_route_from_here_are_left_out(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A host without IPv6 gets ENETUNREACH from every IPv6 name server, which most zones
+    # have: that says nothing of the servers, so they are skipped, as the connection probes
+    # skip such addresses. (This host may have IPv6, and taking it away needs root: the
+    # error is made here.)
+    query = dns.asyncquery.udp_with_fallback
+
+    async def without_ipv6(q: dns.message.Message, where: str, **kwargs: Any) -> Any:
+        if ipaddress.ip_address(where).version == 6:
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+        return await query(q, where, **kwargs)
+
+    monkeypatch.setattr(dns.asyncquery, "udp_with_fallback", without_ipv6)
+    assert world.options.resolver is not None
+    lookup = Lookup(world.options.resolver, 2.0)
+    answers = asyncio.run(lookup.authorities("_mta-sts.v6ns.test"))
+    assert answers == (Authority("ns1.test", DNS1, ("v=STSv1; id=v6ns1",)),)

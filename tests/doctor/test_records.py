@@ -7,13 +7,19 @@ import re
 import pytest
 
 from mtasts_host.dns import STS_VERSION, TLSRPT_VERSION
-from mtasts_host.doctor.records import selected, sts_id, tlsrpt_rua
+from mtasts_host.doctor.records import resembling, selected, sts_id, tlsrpt_rua
 
 
 def test_only_records_that_begin_with_the_version_count() -> None:
     found = ["google-site-verification=x", "v=STSv1; id=1", "V=STSv1; id=2", " v=STSv1; id=3"]
     assert selected(found, STS_VERSION) == ["v=STSv1; id=1"]
     assert selected(["v=TLSRPTv1; rua=mailto:a@b.example"], TLSRPT_VERSION) != []
+
+
+def test_records_that_only_resemble_the_version_are_told_apart() -> None:
+    found = ["v=STSv1; id=1", "V=STSV1; id=2", "\ufeffv=STSv1; id=3", "\t v=STSv1; id=4", "v=STS"]
+    assert resembling(found, STS_VERSION) == found[1:4]
+    assert resembling(["v=spf1 -all", "v=TLSRPTv1; rua=x"], TLSRPT_VERSION) == []
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,7 @@ def test_each_world_yields_exactly_its_findings(report: Report, domain: Domain) 
     [
         ("notxt.test", "dns-txt", "no v=STSv1 TXT record at _mta-sts.notxt.test"),
         ("badid.test", "dns-txt", "its id '2024-01-01' is not 1 to 32 letters and digits"),
+        ("bom.test", "dns-txt", "senders ignore '\\ufeffv=STSv1; id="),
         ("oldid.test", "dns-id", "DNS has id=20240101T000000, but the policy changed since"),
         ("disagree.test", "dns-id", "ns2.test (127.60.0.2) answers 20240101000000, not id="),
         ("nohost.test", "https", "mta-sts.nohost.test has no address"),

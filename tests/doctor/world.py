@@ -17,6 +17,8 @@ from .servers import zone
 DNS1 = "127.60.0.1"
 DNS2 = "127.60.0.2"
 """A second authoritative server for disagree.test, with an older zone."""
+DNS6 = "2001:db8::53"
+"""The IPv6 address of a name server of v6ns.test, which no server has."""
 NGINX = "127.60.1.1"
 REDIRECT = "127.60.1.2"
 """nginx in front of the policy host, answering with a redirect."""
@@ -102,6 +104,8 @@ DOMAINS = [
     Domain("notxt.test", expect=FAIL_TXT, sts=[]),
     Domain("twotxt.test", expect=FAIL_TXT, sts=['"v=STSv1; id={id}"', '"v=STSv1; id=other1"']),
     Domain("badid.test", expect=FAIL_TXT, sts=['"v=STSv1; id=2024-01-01"']),
+    # A byte-order mark before the record, as an editor may save it: senders ignore it.
+    Domain("bom.test", expect=FAIL_TXT, sts=['"\\239\\187\\191v=STSv1; id={id}"']),
     Domain("oldid.test", expect={"dns-id": "fail"}, sts=['"v=STSv1; id=20240101T000000"']),
     Domain("disagree.test", expect={"dns-id": "warn"}),
     Domain("nohost.test", expect=FAIL_HTTPS, policy_host=None),
@@ -156,6 +160,12 @@ DOMAINS = [
     Domain("dupid.test", expect={"dns-txt": "fail"}, sts=['"v=STSv1; id={id}; id=other1"']),
     # A null MX: mx-coverage warns (set mode none); nothing else to check, nothing fails.
     Domain("nullmx.test", expect={"mx-coverage": "warn", "mx-tls": "warn"}, mx=[(".", "")]),
+    # A null MX beside another, which RFC 7505 forbids: some senders bounce, some deliver.
+    Domain(
+        "nullmixed.test",
+        expect={"mx-coverage": "warn"},
+        mx=[(".", ""), ("mx.nullmixed.test", MX_GOOD)],
+    ),
     # One of two policy-host addresses refuses connections: some senders cannot fetch.
     Domain(
         "nonepartial.test",
@@ -202,8 +212,13 @@ def zones(snapshot: Snapshot, slow: Snapshot) -> tuple[dict[str, str], dict[str,
     published = _published(snapshot) | _published(slow)
     ids = {r.name: r.value for r in dns.records(snapshot) if r.type == "TXT"}
     test: list[str] = ["ns1 A " + DNS1, "ns2 A " + DNS2, "disagree NS ns1", "disagree NS ns2"]
-    # CNAMEs to a name that does not exist, of no configured domain: for the probe's tests.
+    # CNAMEs to a name that does not exist, and CNAMEs in a loop, of no configured domain:
+    # for the probe's tests.
     test += ["_mta-sts.dangling.test. CNAME hop.test.", "hop.test. CNAME gone.test."]
+    test += ["_mta-sts.loop.test. CNAME loop.test.", "loop.test. CNAME _mta-sts.loop.test."]
+    # A zone with a name server that has only an IPv6 address, also for the probe's tests.
+    test += ["v6ns NS ns1", "v6ns NS ns6", f"ns6 AAAA {DNS6}"]
+    v6ns = ['_mta-sts TXT "v=STSv1; id=v6ns1"']
     disagree: list[str] = []
     slow_domains = [Domain(name, policy_host=SILENT, mx=[(f"mx.{name}", SILENT)]) for name in SLOW]
     for domain in [*DOMAINS, *slow_domains]:
@@ -234,5 +249,8 @@ def zones(snapshot: Snapshot, slow: Snapshot) -> tuple[dict[str, str], dict[str,
         "test": zone("test", ["ns1.test"], test),
         "disagree.test": zone("disagree.test", servers, disagree),
         "provider.example": zone("provider.example", ["ns1.test"], provider),
+        "v6ns.test": zone("v6ns.test", ["ns1.test", "ns6.test"], v6ns),
+        # A zone that does not load, which knot answers with SERVFAIL: for the probe's tests.
+        "broken.test": "not a zone\n",
     }
     return first, {"disagree.test": zone("disagree.test", servers, older)}
