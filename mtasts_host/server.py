@@ -171,6 +171,10 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
             print(f"mtasts-host: error: cannot listen on {args.uds}: {problem}", file=sys.stderr)
             return STARTUP_FAILURE
     started: list[Stoppable] = []
+    # A SIGTERM while they start waits until each one started is known, to be stopped: one
+    # raised in the middle of a start left a publisher running, unknown to the stops below.
+    deferred: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: deferred.append(signum))
     try:
         for start in companions:
             companion = start(app, args)
@@ -182,6 +186,9 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
             companion.stop()
         return 2
     try:
+        signal.signal(signal.SIGTERM, _terminated)
+        if deferred:
+            raise _Terminated
         _run(app, args, hangups)
     finally:
         for companion in reversed(started):

@@ -44,12 +44,12 @@ class _Zone(ZoneResolver):  # type: ignore[misc]
 
 
 @contextlib.contextmanager
-def dns_server(zone: str, address: str = NAMESERVER) -> Iterator[None]:
-    """An authoritative DNS server on address:53 (UDP and TCP) answering from zone text."""
+def dns_server(zone: str, address: str = NAMESERVER, port: int = 53) -> Iterator[None]:
+    """An authoritative DNS server on address:port (UDP and TCP) answering from zone text."""
     resolver = _Zone(zone)
     logger = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
     servers = [
-        DNSServer(resolver, address=address, port=53, tcp=tcp, logger=logger)
+        DNSServer(resolver, address=address, port=port, tcp=tcp, logger=logger)
         for tcp in (False, True)
     ]
     for server in servers:

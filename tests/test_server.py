@@ -293,6 +293,51 @@ def test_sigterm_while_starting_ends_the_process(write_config: WriteConfig) -> N
     assert (completed.returncode, completed.stderr) == (0, "")
 
 
+# The same, with SIGTERM sent as the automatic publisher has just started, before the doctor.
+SIGTERM_WHILE_COMPANIONS_START = """
+import os, signal, sys, threading
+from mtasts_host import cli
+from mtasts_host.publish import command
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+start_background = command.start_background
+def starting(app, args):
+    publisher = start_background(app, args)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return publisher
+command.start_background = starting
+status = cli.main(sys.argv[1:])
+print(sorted(thread.name for thread in threading.enumerate()))
+sys.exit(status)
+"""
+
+
+def test_sigterm_while_the_companions_start_stops_those_started(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # The publisher started went on publishing: the signal unwound serve before it was
+    # among the companions to stop.
+    key = tmp_path / "tsig.key"
+    key.write_text('key "k" { algorithm hmac-sha256; secret "c2VjcmV0c2VjcmV0c2VjcmV0"; };\n')
+    port = free_port()
+    publish = (
+        f"publish: {{server: '127.0.0.1:{port}', tsig_key_file: '{key}', auto: true,\n"
+        "  verify_url: 'http://mta-sts.{domain}/.well-known/mta-sts.txt'}\n"
+    )
+    path = write_config(CONFIG_D + publish)
+    doctor = ("--doctor-interval", "1h", "--resolver", f"127.0.0.1:{port}")
+    arguments = serve_argv(path, free_port(), *doctor)[3:]  # after "python -m mtasts_host"
+    # A server with no zone, which answers at once: the publisher's run fails without a wait.
+    with dns_server("", "127.0.0.1", port):
+        completed = subprocess.run(
+            [PYTHON, "-c", SIGTERM_WHILE_COMPANIONS_START, *arguments],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert (completed.returncode, completed.stdout) == (0, "['MainThread']\n"), completed.stderr
+
+
 def all_answered(seen: list[set[tuple[int, bytes]]], response: tuple[int, bytes]) -> bool:
     return all(response in responses for responses in seen)
 

@@ -70,15 +70,17 @@ class Background:
         self._lock = threading.Lock()
         self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[Report]] | None = None
         self._thread: threading.Thread | None = None
-        store.listeners.append(self._reloaded)
 
     @property
     def latest(self) -> Report | None:
         return self._results[0]
 
     def start(self) -> None:
-        """Start the first run now, in a daemon thread; once only."""
+        """Start the first run now, in a daemon thread, and one after each reload; once only."""
         if self._thread is None:
+            # Heard after the listeners already there: the publisher's, set before this starts,
+            # has taken on the records a reload changed when a run woken by it asks.
+            self.store.listeners.append(self._reloaded)
             self._thread = threading.Thread(target=self._loop, name="mtasts-host-doctor")
             self._thread.daemon = True  # never keeps the process alive at exit
             self._thread.start()
@@ -151,8 +153,12 @@ class Background:
             self._running = asyncio.get_running_loop(), task
         try:
             # Asked before any lookup: a record pending then and found old is the publisher's.
+            # The snapshot before the answer: one taken after could be of a reload between
+            # the two, whose new id the publisher, idle when asked, was about to publish: a
+            # failure advising to publish by hand. The reload has the next run check it.
+            snapshot = self.store.snapshot
             pending = None if self.publishing is None else self.publishing()
-            return await check(self.store.snapshot, self.options, pending)
+            return await check(snapshot, self.options, pending)
         finally:
             with self._lock:
                 self._running = None

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mtasts_host.config import load_config
-from mtasts_host.doctor import Background, DoctorError, DoctorOptions, Publishing
+from mtasts_host.doctor import Background, Check, DoctorError, DoctorOptions, Publishing, Status
 from mtasts_host.reload import Reloader
 from mtasts_host.store import PolicyStore
 
@@ -87,6 +87,40 @@ def test_a_reload_starts_a_run_and_failures_are_counted_run_by_run(
     metrics = scrape(background)
     assert "oldid.test" not in metrics
     assert 'mtasts_doctor_check_failed_runs{check="dns-id",domain="good.test"} 0.0' in metrics
+
+
+def test_a_run_checks_the_config_the_publisher_was_asked_about(
+    world: World, tmp_path: Path
+) -> None:
+    """
+    A reload right after the doctor asked the publisher, idle then: the run checks the config
+    it asked about, not the new one, whose id the publisher has yet to publish (that would
+    be a failure advising to publish by hand); the reload has the next run check the new one.
+    """
+    good = next(d for d in DOMAINS if d.name == "good.test")
+    path = tmp_path / "config.yaml"
+    path.write_text(config_text([good]))
+    store = PolicyStore(load_config(path))
+    reloader = Reloader(store)
+    asked: list[None] = []
+
+    def publishing() -> dict[str, Publishing]:
+        if not asked:
+            asked.append(None)
+            path.write_text(config_text([good]).replace("604800", "604801"))
+            assert reloader.reload()
+        return {}
+
+    options = dataclasses.replace(world.options, domains=("good.test",))
+    background = Background(store, options, interval=3600, publishing=publishing)
+    background.start()
+    try:
+        wait_until(lambda: background.latest is not None, timeout=20)
+    finally:
+        background.stop()
+    latest = background.latest
+    assert latest is not None
+    assert [f.status for f in latest.findings() if f.check is Check.DNS_ID] == [Status.OK]
 
 
 def test_what_the_publisher_has_pending_is_no_failure_and_run_soon_runs_again(

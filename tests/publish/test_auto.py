@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import logging
@@ -15,6 +16,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mtasts_host import dns
+from mtasts_host.app import create_app
+from mtasts_host.cli import _beside
 from mtasts_host.config import load_config
 from mtasts_host.publish import AutoPublisher
 from mtasts_host.reload import Reloader
@@ -234,6 +237,41 @@ def test_pending_and_the_listeners_tell_the_doctor_what_the_publisher_does(
     assert server.values("_mta-sts.a.pub.test") == [_sts(path, "a.pub.test")]
     assert heard == [{"a.pub.test": 1}, {}]
     assert publisher.runs == {"success": 1, "failure": 1}
+
+
+def test_a_reload_wakes_the_doctor_once_the_publisher_has_its_records_pending(
+    write: Write, host: PolicyHost, server: Dns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    A reload wakes the doctor of ``serve`` after the publisher has taken on the records it
+    changed: woken first, the doctor's run could ask before, find the publisher idle, and
+    call the old id a failure to fix by hand.
+    """
+    path = write(A, "auto: true")
+    serve(host, path)
+    app = create_app(path, watch=False, metrics=False)
+    args = argparse.Namespace(
+        doctor_interval=3600.0,
+        doctor_timeout=0.5,
+        resolver=(server.address, server.port),
+        ca_file=None,
+        https_port=443,
+        smtp_port=25,
+        ehlo=None,
+    )
+    beside = _beside(app, args)
+    assert beside.doctor is not None
+    publisher = beside.publisher
+    asked: list[dict[str, int]] = []
+    try:
+        wait_until(lambda: publisher.runs["success"] == 1, timeout=10)
+        assert publisher.pending() == {}
+        monkeypatch.setattr(beside.doctor, "run_soon", lambda: asked.append(publisher.pending()))
+        write(A.replace("{mx", "{mode: testing, mx"), "auto: true", "cache_wait: 30")
+        assert Reloader(app.store).reload()
+    finally:
+        beside.stop()
+    assert asked == [{"a.pub.test": 0}]
 
 
 def test_serve_with_auto_follows_the_yaml(
