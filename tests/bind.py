@@ -42,6 +42,7 @@ def named(
     keys: Sequence[Path] = (),
     updater: str | None = None,
     per_record: bool = False,
+    rrset_order: str = "random",
 ) -> Iterator[Process]:
     """
     named in the foreground serving ``zones`` (origin to zone text) on address:port, which
@@ -49,8 +50,9 @@ def named(
     knows every key of ``keys`` (tsig-keygen files), and lets the key named ``updater``
     (only) update the zones, if any: by ``allow-update``, which BIND checks for every
     update, or with ``per_record`` by ``update-policy``, which it checks for each record
-    an update adds or deletes. Every file named writes stays under ``tmp``, so it runs as
-    root or not.
+    an update adds or deletes; answers with the records of an RRset in ``rrset_order``
+    (BIND's default, random, or cyclic: turned by one at each query). Every file named
+    writes stays under ``tmp``, so it runs as root or not.
     """
     program = need("named", "bind9")
     tmp.mkdir()
@@ -66,6 +68,7 @@ def named(
         "    recursion no;",
         "    dnssec-validation no;",
         "    notify no;",
+        f"    rrset-order {{ order {rrset_order}; }};",
         "};",
         "controls { };",  # no rndc channel: nothing listens on port 953
     ]

@@ -47,10 +47,18 @@ def need(program: str, package: str) -> str:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port free on ``host`` for TCP and for UDP: the DNS servers of the tests take both,
+    and a UDP socket (a lookup's, anywhere) may hold a number the TCP side has free."""
+    for _ in range(100):
+        with socket.socket() as tcp, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            tcp.bind((host, 0))
+            port: int = tcp.getsockname()[1]
+            try:
+                udp.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no port free for both TCP and UDP on {host}")
 
 
 def wait_for_port(

@@ -22,7 +22,7 @@ from ..names import STS_PREFIX
 from ..wire import name_text, txt_text
 from . import occupants
 from .plan import Current, normal
-from .query import DnsError, Server, ask
+from .query import DnsError, Server, Unreachable, ask
 
 NAMESERVER_PORT = 53
 """Where the zone's other name servers answer."""
@@ -58,8 +58,21 @@ def zone_of(where: Server, name: str) -> str:
                 if rrset.rdtype == dns.rdatatype.SOA:
                     return name_text(rrset.name)
         break
-    why = dns.rcode.to_text(rcode) if rcode != dns.rcode.NOERROR else "no SOA in its answer"
-    raise DnsError(f"zone not found for {name} at {where} ({why})")
+    raise DnsError(f"zone not found for {name} at {where} ({_why(response)})")
+
+
+def _why(response: dns.message.Message) -> str:
+    """Why an answer to an SOA query names no zone: its rcode, or the zone cut it refers to."""
+    rcode = response.rcode()
+    if rcode != dns.rcode.NOERROR:
+        return dns.rcode.to_text(rcode)
+    if not response.flags & dns.flags.AA:
+        for rrset in response.authority:
+            if rrset.rdtype == dns.rdatatype.NS:
+                hosts = ", ".join(sorted(name_text(rdata.target) for rdata in rrset))
+                return f"it delegates {name_text(rrset.name)} to {hosts}, and holds no zone of it"
+        return "it does not answer with authority"
+    return "no SOA in its answer"
 
 
 def read(where: Server, name: str, rdtype: str, timeout: float | None = None) -> Current | None:
@@ -85,11 +98,14 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
         if rrset.name == owner and type in (rdtype, "CNAME"):
             if occupants.synthesised(where, name, rdtype, occupants.own(response, name), timeout):
                 break  # a wildcard's answer: the name holds nothing of its own
+            # Sorted: servers may give an RRset's records in any order, another each time
+            # (BIND's default rrset-order is random), and two reads must compare equal.
+            pairs = sorted((normal(type, _value(rdata)), rdata.to_text()) for rdata in rrset)
             return Current(
                 type,
                 rrset.ttl,
-                tuple(normal(type, _value(rdata)) for rdata in rrset),
-                tuple(rdata.to_text() for rdata in rrset),
+                tuple(value for value, _ in pairs),
+                tuple(text for _, text in pairs),
             )
     if rdtype == "CNAME":
         sts = name.startswith(STS_PREFIX)
@@ -186,24 +202,71 @@ def _addresses(where: Server, host: str) -> list[str]:
         return []
 
 
-def primary_for(name: str) -> Server:
+def primary_for(name: str, known: dict[str, Server] | None = None) -> Server:
     """
-    Without a ``server``: the first name server of the zone holding ``name``, found through
-    the system's resolver, to read from directly.
+    Without a ``server``: a name server of the zone holding ``name``, found through the
+    system's resolver, to read from directly. The zone's primary (its SOA MNAME) comes
+    first if it is one of its name servers, then the others by name; the first that
+    answers for the zone with authority is the one. ``known`` keeps it by zone, so that
+    each zone's servers are tried once in a run, and one that does not answer waited for
+    once.
 
     Raises:
         DnsError: the zone or its name servers cannot be found.
+        Unreachable: none of them answers for the zone.
     """
     try:
         zone = dns.resolver.zone_for_name(name)
         answer = dns.resolver.resolve(zone, "NS", search=False)
     except (dns.exception.DNSException, OSError) as exc:
         raise DnsError(f"zone not found for {name} by the system resolver: {exc}") from None
-    for host in sorted(name_text(rdata.target) for rdata in answer):
-        for rdtype in ("A", "AAAA"):
+    known = {} if known is None else known
+    if name_text(zone) not in known:
+        known[name_text(zone)] = _answering(zone, answer)
+    return known[name_text(zone)]
+
+
+def _answering(zone: dns.name.Name, answer: dns.resolver.Answer) -> Server:
+    """The first of the zone's name servers (``answer``) that answers for it with authority."""
+    hosts = sorted(name_text(rdata.target) for rdata in answer)
+    primary = _mname(zone)
+    if primary in hosts:
+        hosts.remove(primary)
+        hosts.insert(0, primary)
+    lame: DnsError | None = None
+    down: Unreachable | None = None
+    for host in hosts:
+        for address in _resolved(host):
+            where = Server(address, NAMESERVER_PORT, host)
             try:
-                addresses = dns.resolver.resolve(host, rdtype, search=False)
-            except (dns.exception.DNSException, OSError):
+                response = ask(where, zone.to_text(), "SOA")
+            except Unreachable as exc:
+                down = exc
                 continue
-            return Server(str(addresses[0].address), NAMESERVER_PORT, host)
-    raise DnsError(f"no name server of {name_text(zone)} resolves")
+            if response.rcode() == dns.rcode.NOERROR and response.flags & dns.flags.AA:
+                return where
+            why = f"with authority ({dns.rcode.to_text(response.rcode())})"
+            lame = DnsError(f"{where} does not answer for {name_text(zone)} {why}")
+    # One that answers without authority for the zone says more than one that is down.
+    raise lame or down or DnsError(f"no name server of {name_text(zone)} resolves")
+
+
+def _mname(zone: dns.name.Name) -> str | None:
+    """The zone's primary name server, as its SOA record names it."""
+    try:
+        answer = dns.resolver.resolve(zone, "SOA", search=False)
+    except (dns.exception.DNSException, OSError):
+        return None
+    return name_text(answer[0].mname)
+
+
+def _resolved(host: str) -> list[str]:
+    """The first addresses of ``host`` the system's resolver finds: IPv4, else IPv6."""
+    for rdtype in ("A", "AAAA"):
+        try:
+            return [
+                str(rdata.address) for rdata in dns.resolver.resolve(host, rdtype, search=False)
+            ]
+        except (dns.exception.DNSException, OSError):
+            continue
+    return []

@@ -49,7 +49,7 @@ class Current:
     ttl: int
     values: tuple[str, ...]
     """Each record's data as one unquoted string (TXT strings joined, CNAME targets without
-    the final dot, in lower case)."""
+    the final dot, in lower case), sorted, whatever order the server gave them in."""
     texts: tuple[str, ...] = ()
     """Each record's data in zone-file syntax, exactly as read: the prerequisite of a
     compare-and-swap update must name the records as the server holds them."""

@@ -94,6 +94,8 @@ class _Run:
         self.stop = stop
         self.problems: list[str] = []
         self.servers: dict[str, Server] = {}
+        self.primaries: dict[str, Server] = {}
+        """The server read from for each zone, without a fixed one."""
         self.zones: dict[str, str] = {}
         self.shared: dict[str, dns.Record] = {}
         """The shared TXT record wanted at each ``txt_cname`` target."""
@@ -106,7 +108,7 @@ class _Run:
         if self.fixed is not None:
             return self.fixed
         if name not in self.servers:
-            self.servers[name] = authority.primary_for(name)
+            self.servers[name] = authority.primary_for(name, self.primaries)
         return self.servers[name]
 
     def run(self, items: Sequence[Wanted], dry_run: bool) -> Outcome:

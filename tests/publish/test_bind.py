@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from .conftest import (
     untouched,
 )
 from .servers import ZONES, Dns, PolicyHost
+from .test_hook import SCRIPT
 
 ADDRESS = "127.0.0.1"  # named listens on its interfaces' addresses only, not all of 127/8
 GRANTS = pytest.mark.parametrize(
@@ -65,15 +67,25 @@ def server(
     """
     In place of conftest's knot: named, authoritative for pub.test and provider.test, knowing
     the good and the other key, and letting the good one (only) update them by
-    ``allow-update``, or by ``update-policy`` when the test's parameter is True.
+    ``allow-update``, or by ``update-policy`` when the test's parameter is True; with the
+    parameter "cyclic", by ``allow-update``, turning the order of each RRset's records at
+    each query.
     """
     monkeypatch.setattr(guard, "INTERVAL", 0.1)
     port = free_port(ADDRESS)
     zones = {origin: _zone(origin) for origin in ZONES}
-    per_record = bool(getattr(request, "param", False))
+    param = getattr(request, "param", False)
+    order = "cyclic" if param == "cyclic" else "random"
     known = [keys.good, keys.other]
     with named(
-        tmp_path / "named", ADDRESS, port, zones, keys=known, updater="good", per_record=per_record
+        tmp_path / "named",
+        ADDRESS,
+        port,
+        zones,
+        keys=known,
+        updater="good",
+        per_record=param is True,
+        rrset_order=order,
     ):
         yield Dns(ADDRESS, port, keys.good)
 
@@ -182,3 +194,39 @@ def test_records_of_other_types_keep_a_joining_domains_txt(
     3.4.2.2): replacing the TXT record there would leave the name with no id at all.
     """
     other_types_keep_a_joining_domains_txt(write, host, server, publish)
+
+
+@pytest.mark.parametrize("server", ["cyclic"], indirect=True)
+def test_a_command_is_not_put_off_by_records_in_another_order(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    Before a command runs, the name is read again: named gives the same records in another
+    order (rrset-order cyclic here, random by default), which is no change by anyone.
+    """
+    texts = ['"v=TLSRPTv1; rua=mailto:old@pub.test"', '"verification=1"', '"verification=2"']
+    server.set("pub.test", "_smtp._tls.a.pub.test", "TXT", *texts, ttl=300)
+    script = tmp_path / "dns-hook"
+    script.write_text(SCRIPT.format(python=sys.executable))
+    script.chmod(0o755)
+    monkeypatch.setenv("CALLS", str(tmp_path / "calls.jsonl"))
+    monkeypatch.setenv("KEY", str(server.key_file))
+    monkeypatch.setenv("DNS", f"{server.address}:{server.port}")
+    path = write(
+        "a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:tlsrpt@pub.test]}",
+        f"command: {script}",
+    )
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, ""), ran.out + ran.err
+    assert sorted(server.values("_smtp._tls.a.pub.test")) == [
+        "v=TLSRPTv1; rua=mailto:tlsrpt@pub.test",
+        "verification=1",
+        "verification=2",
+    ]
+    assert publish(path).lines[-1] == "changed 0 of 2 records"

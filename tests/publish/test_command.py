@@ -661,7 +661,8 @@ def test_a_zone_the_server_delegates(
     assert (ran.code, ran.out) == (1, "would change 0 of 0 records\n")
     assert ran.err.splitlines() == [
         "error: zone not found for _mta-sts.a.sub.pub.test at "
-        f"127.80.0.1:{server.port} (no SOA in its answer)"
+        f"127.80.0.1:{server.port} (it delegates sub.pub.test to ns.elsewhere.test, and holds "
+        "no zone of it)"
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,8 +17,9 @@ from mtasts_host.dns import records
 from mtasts_host.publish import authority, hook
 from mtasts_host.store import build_snapshot
 
+from ..knot import knot
 from .conftest import Publish, Write, serve, theirs_once_served
-from .servers import Dns, PolicyHost
+from .servers import Dns, PolicyHost, zone_text
 
 # A provider's CLI as far as the publisher can tell: it records its environment, then puts
 # the record in the DNS with the test's key (which the publisher itself never sees), the way
@@ -417,3 +419,47 @@ def _old(call: dict[str, str]) -> tuple[str, list[str], list[str]]:
     """What a call was told of the name: the old type, the old values, the values kept."""
     old, kept = call["MTASTS_RECORD_OLD_VALUE"], call["MTASTS_RECORD_KEPT"]
     return call["MTASTS_RECORD_OLD_TYPE"], sorted(old.splitlines()), sorted(kept.splitlines())
+
+
+@pytest.mark.parametrize("lame", [False, True], ids=["down", "lame"])
+def test_without_a_server_a_primary_that_does_not_answer_is_passed_over(
+    lame: bool,
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    calls: Path,
+    script: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """
+    The zone's primary (its SOA MNAME, one of its name servers, the first by name too) is
+    down, or lame (a knot that holds provider.test only, answering REFUSED for pub.test):
+    the records are read from the next name server that answers for the zone.
+    """
+    server.set("pub.test", "ns0.pub.test", "A", "127.80.0.9")
+    # Added beside ns1 and ns2: an update never deletes a zone's NS RRset (RFC 2136 3.4.2.3).
+    server.set("pub.test", "pub.test", "NS", "ns0.pub.test.", "ns1.pub.test.", "ns2.pub.test.")
+    soa = "ns0.pub.test. hostmaster.pub.test. 100 3600 600 86400 60"
+    server.set("pub.test", "pub.test", "SOA", soa)
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [server.address]
+    resolver.port = server.port
+    monkeypatch.setattr(dns.resolver, "default_resolver", resolver)
+    monkeypatch.setattr(authority, "NAMESERVER_PORT", server.port)
+    path = write(A, f"command: {script}", "server:")
+    serve(host, path)
+    with contextlib.ExitStack() as stack:
+        if lame:
+            zones = {"provider.test": zone_text("provider.test")}
+            stack.enter_context(knot(tmp_path / "lame", "127.80.0.9", server.port, zones))
+        ran = publish(path)
+        assert (ran.code, ran.err) == (0, ""), ran.out + ran.err
+        ns0 = "answers REFUSED for _mta-sts.a.pub.test TXT" if lame else "unreachable"
+        assert (
+            f"checked _mta-sts.a.pub.test TXT: ns1.pub.test (127.80.0.1:{server.port}): ok; "
+            f"ns0.pub.test (127.80.0.9:{server.port}): {ns0}; "
+            f"ns2.pub.test (127.80.0.2:{server.port}): unreachable"
+        ) in ran.lines
+        assert publish(path).lines[-1] == "changed 0 of 2 records"
