@@ -144,6 +144,11 @@ def running_on_socket(argv: Sequence[str], log: Path, path: Path) -> Iterator[Pr
         server.stop()
 
 
+def uds_argv(config: Path, path: Path) -> list[str]:
+    """The command line of ``mtasts-host serve`` on the Unix socket ``path``."""
+    return [PYTHON, "-m", "mtasts_host", "serve", "--config", str(config), "--uds", str(path)]
+
+
 def serve_argv(config: Path, port: int, *extra: str) -> list[str]:
     """The command line of ``mtasts-host serve`` on 127.0.0.1:port (the benchmark's too)."""
     return [

@@ -39,7 +39,6 @@ from .dnsserver import NAMESERVER, dns_server, zone_for
 from .nginx import SITE
 from .nginx import nginx as nginx_running
 from .processes import (
-    PYTHON,
     Process,
     free_port,
     logged,
@@ -47,6 +46,7 @@ from .processes import (
     running,
     running_on_socket,
     serve_argv,
+    uds_argv,
 )
 from .rawhttp import POLICY_PATH, http_get, read_response, serves
 from .reports.conftest import REPORTS_HOST, encode, recent, report
@@ -846,16 +846,7 @@ def test_nginx_has_mtasts_host_log_the_senders_address_over_a_unix_socket(
     context = ssl.create_default_context()
     ca.configure_trust(context)
     path = tmp_path / "mtasts.sock"
-    argv = [
-        PYTHON,
-        "-m",
-        "mtasts_host",
-        "serve",
-        "--config",
-        str(write_config()),
-        "--uds",
-        str(path),
-    ]
+    argv = uds_argv(write_config(), path)
     port = free_port(CACHE_ADDRESS)
     with (
         running_on_socket(argv, tmp_path / "serve.log", path) as server,

@@ -30,6 +30,7 @@ from .processes import (
     running,
     running_on_socket,
     serve_argv,
+    uds_argv,
 )
 from .rawhttp import POLICY_PATH, raw_request, read_response, serves
 
@@ -393,16 +394,7 @@ def test_reload_while_serving(write_config: WriteConfig, tmp_path: Path) -> None
 
 def test_unix_socket(write_config: WriteConfig, tmp_path: Path) -> None:
     path = tmp_path / "mtasts.sock"
-    argv = [
-        PYTHON,
-        "-m",
-        "mtasts_host",
-        "serve",
-        "--config",
-        str(write_config()),
-        "--uds",
-        str(path),
-    ]
+    argv = uds_argv(write_config(), path)
     with (
         running_on_socket(argv, tmp_path / "server.log", path) as server,
         socket.socket(socket.AF_UNIX) as sock,
@@ -436,10 +428,6 @@ def test_uvicorns_own_forwarded_allow_ips_variable_is_not_read(
             assert read_response(sock).endswith(BODY_D)
         wait_until(lambda: " request " in server.output())
     assert ' client="127.0.0.3"' in server.output()
-
-
-def uds_argv(config: Path, path: Path) -> list[str]:
-    return [PYTHON, "-m", "mtasts_host", "serve", "--config", str(config), "--uds", str(path)]
 
 
 def test_unix_socket_left_by_a_killed_server_is_replaced(
