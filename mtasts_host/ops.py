@@ -61,6 +61,18 @@ def _host_name(text: str) -> str | None:
         return None
 
 
+def _certificate_name(text: str) -> str | None:
+    """
+    The host name, normalised, of a name as a TLS client sends it (RFC 6066 section 3:
+    ASCII, international names as A-labels, no port), or None for any other text. Caddy
+    gets its certificate for the name as it asked, not as normalised here: a port
+    (``mta-sts.example.com:443``, ``:0443``, ...) or U-labels that only UTS 46 makes ours
+    (a fullwidth ``a``, U+FF41, or a decomposed ``ü``) would each have it get one for a
+    name not ours.
+    """
+    return _host_name(text) if text.isascii() else None
+
+
 def routes(
     store: PolicyStore, registry: CollectorRegistry | None, details: Sequence[Detail] = ()
 ) -> list[BaseRoute]:
@@ -110,8 +122,11 @@ def routes(
         name = request.query_params.get("domain")
         if not name:
             return PlainTextResponse("missing ?domain=\n", status_code=400)
-        domain = names.policy_domain_of_host(name)
-        if domain is None and _host_name(name) in report_hosts():
+        host = _certificate_name(name)
+        if host is None:
+            return PlainTextResponse("not a host served here\n", status_code=404)
+        domain = names.policy_domain_of_host(host)
+        if domain is None and host in report_hosts():
             return PlainTextResponse("ok\n")
         if domain is None or store.lookup(domain) is None:
             return PlainTextResponse("not a host served here\n", status_code=404)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -32,7 +33,7 @@ from mtasts_host.config import parse_config
 from mtasts_host.reports import ReportsSettings, open_store
 from mtasts_host.server import SERVE_OPTIONS
 
-from .caddy import shipped_caddy
+from .caddy import CADDYFILE, shipped_caddy
 from .clients import CADDY_ADDRESS, CLIENTS, NGINX_ADDRESS, assert_accepted, fetch_with_client
 from .conftest import BODY_D, CONFIG_D, SEVERAL, WriteConfig, wait_until
 from .dnsserver import NAMESERVER, dns_server, zone_for
@@ -882,41 +883,158 @@ def test_nginx_closes_idle_connections_to_mtasts_host_before_it_does() -> None:
     assert int(timeout[1]) < default
 
 
-def test_caddy_sends_one_server_header(write_config: WriteConfig, tmp_path: Path) -> None:
-    # Caddy names itself in Server and passed uvicorn's on as a second line: two lines of a
-    # field that is no list (RFC 9110 sections 5.3 and 10.2.4).
+def test_caddy_closes_idle_connections_to_mtasts_host_before_it_does() -> None:
+    # As for nginx: Caddy kept idle connections for 2 minutes, and a report POSTed on one as
+    # mtasts-host closed it got a 502 ("EOF" in Caddy's log; 1 of 61 such reports a second
+    # after the last, with serve --timeout-keep-alive 1). Every reverse_proxy must close first.
+    block = r"\n\t+reverse_proxy [^\n]*\{\n((?:[^{}]|\{[^{}]*\})*)\}"
+    proxies = re.findall(block, CADDYFILE.read_text())
+    default = next(
+        option.default for option in SERVE_OPTIONS if option.name == "timeout-keep-alive"
+    )
+    assert isinstance(default, int)
+    assert len(proxies) == 2
+    for proxy in proxies:
+        timeout = re.search(r"\n\t+transport http \{\n\t+keepalive (\d+)s\n", proxy)
+        assert timeout is not None, proxy
+        assert int(timeout[1]) < default
+
+
+@contextlib.contextmanager
+def caddy_in_front(config: Path, tmp_path: Path) -> Iterator[tuple[int, Path, Process]]:
+    """
+    ``mtasts-host serve`` of ``config`` behind the shipped Caddyfile, on a free port of
+    CADDY_ADDRESS once the certificate of mta-sts.example.com verifies: that port, Caddy's
+    root certificate and the server.
+    """
     upstream, port = free_port(), free_port(CADDY_ADDRESS)
     argv, env = shipped_caddy(tmp_path / "caddy", upstream, CADDY_ADDRESS, https_port=port)
     root = tmp_path / "caddy" / "storage" / "pki" / "authorities" / "local" / "root.crt"
-
-    def fetch() -> bytes:
-        context = ssl.create_default_context(cafile=str(root))
-        with (
-            socket.create_connection((CADDY_ADDRESS, port), timeout=10) as sock,
-            context.wrap_socket(sock, server_hostname="mta-sts.example.com") as tls,
-        ):
-            tls.sendall(
-                f"GET {POLICY_PATH} HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
-                "Connection: close\r\n\r\n".encode()
-            )
-            return read_until_closed(tls)
-
-    def answers() -> bool:
-        with contextlib.suppress(OSError, ssl.SSLError):
-            return fetch().endswith(BODY_D)
-        return False
-
     with (
-        running(
-            serve_argv(write_config(), upstream), tmp_path / "serve.log", "127.0.0.1", upstream
-        ),
+        running(serve_argv(config, upstream), tmp_path / "serve.log", "127.0.0.1", upstream) as s,
         running(argv, tmp_path / "caddy.log", CADDY_ADDRESS, port, env=env),
     ):
         wait_until(root.exists, timeout=20)
         # The certificate is issued on demand, valid from the current second.
-        wait_until(answers, timeout=20)
-        head = fetch().partition(b"\r\n\r\n")[0].lower().split(b"\r\n")
+        wait_until(partial(caddy_verifies, port, "mta-sts.example.com", root), timeout=20)
+        yield port, root, s
+
+
+def caddy_verifies(port: int, name: str, ca_file: Path) -> bool:
+    """Whether Caddy's certificate for ``name`` verifies against the CA."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    with (
+        contextlib.suppress(OSError, ssl.SSLError),
+        socket.create_connection((CADDY_ADDRESS, port), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname=name),
+    ):
+        return True
+    return False
+
+
+def caddy_policy_head(port: int, root: Path) -> list[bytes]:
+    """The header lines, in lower case, of Caddy's answer to mta-sts.example.com's policy."""
+    context = ssl.create_default_context(cafile=str(root))
+    with (
+        socket.create_connection((CADDY_ADDRESS, port), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname="mta-sts.example.com") as tls,
+    ):
+        tls.sendall(
+            f"GET {POLICY_PATH} HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        answer = read_until_closed(tls)
+    assert answer.endswith(BODY_D)
+    return answer.partition(b"\r\n\r\n")[0].lower().split(b"\r\n")
+
+
+def test_caddy_sends_one_server_header(write_config: WriteConfig, tmp_path: Path) -> None:
+    # Caddy names itself in Server and passed uvicorn's on as a second line: two lines of a
+    # field that is no list (RFC 9110 sections 5.3 and 10.2.4).
+    with caddy_in_front(write_config(), tmp_path) as (port, root, _):
+        head = caddy_policy_head(port, root)
     assert [line for line in head if line.startswith(b"server:")] == [b"server: caddy"]
+
+
+def test_caddy_offers_no_http3(write_config: WriteConfig, tmp_path: Path) -> None:
+    # Caddy listened on UDP too and sent 'Alt-Svc: h3=":443"' with each policy: a port that
+    # compose.yaml does not publish, so clients that take it up wait for QUIC in vain.
+    with caddy_in_front(write_config(), tmp_path) as (port, root, _):
+        head = caddy_policy_head(port, root)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((CADDY_ADDRESS, port))  # free: nothing listens for HTTP/3
+    assert [line for line in head if line.startswith(b"alt-svc:")] == []
+
+
+@pytest.mark.parametrize("path", ["/readyz", "/metrics", "/reports"])
+def test_caddy_keeps_the_operational_endpoints_off_its_policy_hosts_over_http2(
+    write_config: WriteConfig, tmp_path: Path, path: str
+) -> None:
+    # Go's (?i) folds the long s, U+017F, to "s", so a matcher of (?i)^mta-sts\. passed on
+    # HTTP/2's :authority "mta-\u017fts.\u200d" (HTTP/1.1 refuses such a Host), which
+    # mtasts-host takes for no policy host (it is no IDNA name): the operational endpoints
+    # answered on a policy host's connection, /reports included.
+    store = f"sqlite:///{tmp_path / 'reports.db'}"
+    config = write_config(CONFIG_D + f"reports: {{store: '{store}'}}\n")
+    with caddy_in_front(config, tmp_path) as (port, root, _):
+        completed = subprocess.run(
+            [
+                need("curl", "curl"),
+                "--silent",
+                "--show-error",
+                "--http2",
+                "--cacert",
+                str(root),
+                "--resolve",
+                f"mta-sts.example.com:{port}:{CADDY_ADDRESS}",
+                "--header",
+                "Host: mta-\u017fts.\u200d",
+                "--write-out",
+                " %{http_version} %{http_code}",
+                f"https://mta-sts.example.com:{port}{path}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    assert completed.stdout == (
+        "Not found: no MTA-STS policy is served for this host and path. 2 404"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("mta-sts.example.com:443", id="port"),
+        pytest.param("mta-sts.example.com:0443", id="port-zero"),
+        pytest.param("mta-sts.example.com:", id="port-empty"),
+        # Caddy got mta-sts.xn--exmple-qx68a.com and mta-sts.xn--examplecom-th3i for these.
+        pytest.param("mta-sts.ex\uff41mple.com", id="fullwidth"),
+        pytest.param("mta-sts.example\u3002com", id="ideographic-dot"),
+    ],
+)
+def test_caddy_gets_no_certificate_for_a_name_that_only_normalises_to_a_policy_host(
+    write_config: WriteConfig, tmp_path: Path, name: str
+) -> None:
+    # A client may send such a name in its SNI, and Caddy asks /tls-allowed about it as it
+    # came: a 200 had Caddy get a certificate for that name as written, one for each of the
+    # endless ways to write it, each an order to the ACME CA and a file kept. openssl sends
+    # the name as it is, where Python's ssl would map it to mta-sts.example.com first.
+    openssl = need("openssl", "openssl")
+    with caddy_in_front(write_config(), tmp_path) as (port, _, server):
+        handshake = subprocess.run(
+            [openssl, "s_client", "-connect", f"{CADDY_ADDRESS}:{port}", "-servername", name],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+        asked = f'query="domain={urllib.parse.quote_plus(name)}" status=404'
+        wait_until(lambda: logged(server, asked))
+    assert handshake.returncode == 1, handshake.stdout
+    issued = [path.name for path in (tmp_path / "caddy" / "storage").glob("certificates/*/*")]
+    assert issued == ["mta-sts.example.com"]
 
 
 # -- nginx's cache ---------------------------------------------------------------------------

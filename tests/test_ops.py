@@ -139,6 +139,12 @@ def test_metrics_can_be_turned_off(write_config: WriteConfig) -> None:
     [
         ("domain=mta-sts.example.com", 200),
         ("domain=MTA-STS.Example.COM.", 200),  # normalised like the Host header
+        # Names as TLS clients send them only (RFC 6066 section 3): Caddy gets its certificate
+        # for the name as written, so each of these would have it get one more.
+        ("domain=mta-sts.example.com:443", 404),  # a port
+        ("domain=mta-sts.example.com:", 404),
+        ("domain=mta-sts.ex%EF%BD%81mple.com", 404),  # a fullwidth a: mta-sts.xn--exmple-qx68a.com
+        ("domain=mta-sts.example%E3%80%82com", 404),  # an ideographic full stop
         ("domain=example.com", 404),  # the bare domain
         ("domain=mta-sts.sub.example.com", 404),  # a deeper name
         ("domain=www.example.com", 404),
@@ -149,6 +155,22 @@ def test_metrics_can_be_turned_off(write_config: WriteConfig) -> None:
 )
 def test_tls_allowed(app_client: TestClient, query: str, status: int) -> None:
     assert app_client.get(f"/tls-allowed?{query}").status_code == status
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("mta-sts.xn--bcher-kva.example", 200),  # as TLS clients send it
+        ("mta-sts.b%C3%BCcher.example", 404),  # U-labels: no SNI has them (RFC 6066 section 3)
+        ("mta-sts.bu%CC%88cher.example", 404),  # decomposed: mta-sts.xn--bucher-kva.example
+    ],
+)
+def test_tls_allowed_for_international_names_in_a_labels_alone(
+    write_config: WriteConfig, name: str, status: int
+) -> None:
+    app = create_app(write_config(CONFIG_D + "  b\u00fccher.example: {mode: none}\n"), watch=False)
+    with TestClient(app, base_url=OPS) as client:
+        assert client.get(f"/tls-allowed?domain={name}").status_code == status
 
 
 @pytest.mark.parametrize("reports", [True, False], ids=["reports", "no-reports"])
