@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import gc
+import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import pytest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
 
-from mtasts_host import create_app
+from mtasts_host import create_app, ops
+from mtasts_host.metrics import collector
 from mtasts_host.reload import Reloader
 
 from .conftest import CONFIG_D, WriteConfig
 from .reports.conftest import encode, recent, report
+
+if TYPE_CHECKING:
+    from _collections_abc import dict_items
 
 OPS = "http://10.0.0.7:8080"  # a probe to the pod address
 PATH = "/.well-known/mta-sts.txt"
@@ -125,6 +135,97 @@ def test_metrics_count_requests_and_reloads(write_config: WriteConfig) -> None:
         assert reloaded is not None
         assert reloaded >= loaded
         assert metric(client, "mtasts_policy_info", domain="example.org") is None
+
+
+def test_a_scrape_is_rendered_without_the_cyclic_collector(write_config: WriteConfig) -> None:
+    # A series per domain: at 100,000 domains the collector's full collections in the
+    # scraping thread held the GIL, and so every policy answer, for 100 to 300 ms each.
+    collecting: list[bool] = []
+
+    def watched() -> Iterator[Metric]:
+        collecting.append(gc.isenabled())
+        yield GaugeMetricFamily("watched", "Whether the collector ran.", value=1)
+
+    app = create_app(write_config(), watch=False)
+    assert app.registry is not None
+    app.registry.register(collector(watched))
+    with TestClient(app, base_url=OPS) as client:
+        assert gc.isenabled()
+        assert metric(client, "watched") == 1
+        assert metric(client, "mtasts_domains") == 1
+    assert collecting == [False, False]
+    assert gc.isenabled()
+
+
+def test_readyz_is_rendered_off_the_event_loop(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The doctor's problems at 100,000 domains make it tens of MB: at 10,000 (70,000
+    # problems, 11 MB) rendering it on the loop held every policy answer for 250 to 440 ms.
+    on_loop: list[bool] = []
+    render = ops._readyz_body
+
+    def watched(detail: Mapping[str, object], as_json: bool) -> bytes:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return render(detail, as_json)
+
+    monkeypatch.setattr(ops, "_readyz_body", watched)
+    app = create_app(write_config(), watch=False)
+    with TestClient(app, base_url=OPS) as client:
+        text = client.get("/readyz")
+        assert text.headers["content-type"] == "text/plain; charset=utf-8"
+        assert "domains: 1\n" in text.text
+        answer = client.get("/readyz?format=json")
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["domains"] == 1
+    assert on_loop == [False, False]
+
+
+class _Watched(dict[str, object]):
+    """A value in /readyz that notes whether the cyclic collector runs as it is written."""
+
+    collecting: ClassVar[list[bool]] = []
+
+    def items(self) -> dict_items[str, object]:
+        self.collecting.append(gc.isenabled())
+        return super().items()
+
+
+def test_readyz_is_rendered_without_the_cyclic_collector(write_config: WriteConfig) -> None:
+    app = create_app(write_config(), watch=False)
+
+    async def detail() -> dict[str, object]:
+        return {"watched": _Watched(problems=[])}
+
+    app.details.append(detail)
+    _Watched.collecting.clear()
+    with TestClient(app, base_url=OPS) as client:
+        assert 'watched: {"problems": []}\n' in client.get("/readyz").text
+        assert client.get("/readyz?format=json").json()["watched"] == {"problems": []}
+    assert _Watched.collecting == [False, False]  # as for a scrape
+    assert gc.isenabled()
+
+
+_MANY = [{"domain": f"d{n}.example", "message": "caf\u00e9 \u202e", "n": n} for n in range(2_345)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param({"status": "ready", "doctor": {"problems": _MANY}}, id="a long list"),
+        pytest.param({"problems": _MANY[:1_000], "x": [_MANY[:2]]}, id="a list just short"),
+        pytest.param({"problems": _MANY[:1_001]}, id="a list just long"),
+        pytest.param({"nested": {"problems": [], "n": 1.5, "none": None}}, id="small values"),
+    ],
+)
+def test_readyz_json_in_pieces_is_the_json_of_the_whole(value: dict[str, object]) -> None:
+    compact = "".join(ops._json(value, compact=True))
+    assert compact.encode() == JSONResponse(value).body
+    assert "".join(ops._json(value, compact=False)) == json.dumps(value)
 
 
 def test_metrics_can_be_turned_off(write_config: WriteConfig) -> None:

@@ -55,6 +55,16 @@ def render_page(
         generated: the time shown as "as of".
         problem: why the store could not be read, shown instead of the domains.
     """
+    return "".join(page_parts(summaries, generated=generated, problem=problem))
+
+
+def page_parts(
+    summaries: Mapping[str, DomainSummary],
+    *,
+    generated: datetime,
+    problem: str | None = None,
+) -> list[str]:
+    """``render_page``'s text in pieces of a section or so each, for sending in chunks."""
     parts = [
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>",
         "<meta name=viewport content='width=device-width'>",
@@ -75,8 +85,8 @@ def render_page(
         parts.append(_quiet(quiet, next(iter(summaries.values())).days))
     if not summaries and problem is None:
         parts.append("<p>No domains are configured.</p>")
-    parts.append("</body></html>\n")
-    return "\n".join(parts)
+    parts.append("</body></html>")
+    return [f"{part}\n" for part in parts]
 
 
 def escape(value: str) -> str:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import http.client
 import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from mtasts_host import create_app
+from mtasts_host.cli import _SERVE, _parser
+from mtasts_host.doctor import Background, command
+from mtasts_host.options import resolve_all
 
 from ..conftest import CONFIG_D, WriteConfig, wait_until
 from ..processes import free_port, running, serve_argv
@@ -74,3 +83,33 @@ def test_options_that_cannot_work_stop_serve(write_config: WriteConfig, tmp_path
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith("mtasts-host: error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_readyz_reads_the_findings_off_the_event_loop(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every problem of every domain: 70,000 at 10,000 domains that all fail, which held every
+    # policy answer while /readyz listed them on the loop.
+    args = _parser().parse_args(["serve", "--doctor-interval", "1h"])
+    args.config = str(write_config(CONFIG_D))
+    resolve_all(args, _SERVE, {"MTASTS_HOST_RESOLVER": "127.0.0.1:9"})
+    app = create_app(args.config, watch=False)
+    background = command.background_for(app, args)
+    assert background is not None  # never started: no run, the detail alone
+    on_loop: list[bool] = []
+    detail = Background.detail
+
+    def watched(self: Background) -> dict[str, object]:
+        on_loop.append(gc.isenabled())  # and without the cyclic collector, as for a scrape
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return detail(self)
+
+    monkeypatch.setattr(Background, "detail", watched)
+    with TestClient(app, base_url=f"http://{OPS}") as client:
+        ready = client.get("/readyz?format=json").json()
+    assert ready["doctor"] == {"interval_seconds": 3600.0, "finished_at": None}
+    assert on_loop == [False, False]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
 import logging
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Scope
 
 from mtasts_host.app import PolicyApp
-from mtasts_host.reports import MAX_WIRE_SIZE, Reports, http, page
+from mtasts_host.reports import MAX_WIRE_SIZE, Reports, http, page, service
 from mtasts_host.reports.report import MAX_COUNT
 from mtasts_host.reports.rows import DAY
 
@@ -333,9 +335,9 @@ def test_the_page_is_rendered_off_the_event_loop(
 ) -> None:
     # A page of many domains takes a while to render: policies must not wait for it.
     on_loop: list[bool] = []
-    render = page.render_page
+    render = page.page_parts
 
-    def watched(*args: Any, **kwargs: Any) -> str:
+    def watched(*args: Any, **kwargs: Any) -> list[str]:
         try:
             asyncio.get_running_loop()
             on_loop.append(True)
@@ -343,9 +345,48 @@ def test_the_page_is_rendered_off_the_event_loop(
             on_loop.append(False)
         return render(*args, **kwargs)
 
-    monkeypatch.setattr(page, "render_page", watched)
+    monkeypatch.setattr(page, "page_parts", watched)
     assert client.get("/reports", headers=OPS).status_code == 200
     assert on_loop == [False]
+
+
+def test_the_page_is_rendered_without_the_cyclic_collector(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At 100,000 domains, its full collections in the rendering thread held the GIL, and so
+    # the event loop and every policy answer, for up to 280 ms each.
+    collecting: list[bool] = []
+    render = page.page_parts
+
+    def watched(*args: Any, **kwargs: Any) -> list[str]:
+        collecting.append(gc.isenabled())
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(page, "page_parts", watched)
+    assert gc.isenabled()
+    assert client.get("/reports", headers=OPS).status_code == 200
+    assert collecting == [False]
+    assert gc.isenabled()
+
+
+def test_the_page_is_sent_in_chunks(
+    client: TestClient, reports: Reports, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A page of 20,000 domains with reports is over 100 MB: joined and encoded at once, then
+    # written at once, it held the GIL, and so every policy answer, for up to 230 ms.
+    post(client, encode(report()))
+    post(client, encode(report(organization="Other")))
+    monkeypatch.setattr(service, "PAGE_CHUNK", 100)
+    generated = datetime.fromtimestamp(NOW, UTC)
+    chunks = reports._render(generated)
+    assert len(chunks) > 3
+    assert all(len(chunk) < 20_000 for chunk in chunks)
+    whole = page.render_page(reports.summaries(), generated=generated).encode()
+    assert b"".join(chunks) == whole
+    response = client.get("/reports", headers=OPS)
+    assert response.content == whole
+    assert response.headers["content-length"] == str(len(whole))
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
 
 
 def test_the_page_names_a_store_problem(
