@@ -55,7 +55,8 @@ def _json(value: object, *, compact: bool) -> Iterator[str]:
     if isinstance(value, dict):
         yield "{"
         for n, (name, member) in enumerate(value.items()):
-            yield f"{item if n else ''}{dumps(name)}{key}"
+            # The key as the encoder writes it: a number, True or None as a string.
+            yield f"{item if n else ''}{dumps({name: 0})[1 : -len(key) - 2]}{key}"
             yield from _json(member, compact=compact)
         yield "}"
     elif isinstance(value, list) and len(value) > _PIECE:

@@ -220,6 +220,7 @@ _MANY = [{"domain": f"d{n}.example", "message": "caf\u00e9 \u202e", "n": n} for 
         pytest.param({"problems": _MANY[:1_000], "x": [_MANY[:2]]}, id="a list just short"),
         pytest.param({"problems": _MANY[:1_001]}, id="a list just long"),
         pytest.param({"nested": {"problems": [], "n": 1.5, "none": None}}, id="small values"),
+        pytest.param({"by": {404: 1, 1.5: 2, True: 3, None: 4}}, id="keys not strings"),
     ],
 )
 def test_readyz_json_in_pieces_is_the_json_of_the_whole(value: dict[str, object]) -> None:
