@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
@@ -186,6 +187,15 @@ def policy_domain_of_url(url: str) -> str | None:
 def sts_owner(name: str) -> str | None:
     """The domain whose ``_mta-sts`` record ``name`` is, if it is one."""
     return name[len(STS_PREFIX) :] if name.startswith(STS_PREFIX) else None
+
+
+def is_address(text: str) -> bool:
+    """Whether ``text`` is an IP address, v4 or v6, rather than a name."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def split_host_port(text: str) -> tuple[str, str | None]:

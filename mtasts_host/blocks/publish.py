@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shlex
 import shutil
@@ -78,13 +77,11 @@ def host_and_port(text: str, default_port: int | None = None) -> tuple[str, int]
     number = decimal(port or "", 1, 65535)
     if number is None:
         raise ValueError(expected)
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
+    if not names.is_address(host):
         if "." in host:
             host = names.host_name(host)
         elif not (host.isascii() and host.replace("-", "").isalnum()):
-            raise ValueError(expected) from None
+            raise ValueError(expected)
     return host, number
 
 

@@ -5,7 +5,6 @@ Each takes what was observed and what the config says, and returns one finding.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
 from .. import names
@@ -221,14 +220,6 @@ def matches(pattern: str, host: str) -> bool:
     return host == pattern
 
 
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def mx_coverage(domain: str, mode: Mode, patterns: Sequence[str], mx: Names) -> Finding:
     """Every MX host matches a pattern (a failure in enforce), every pattern an MX host."""
     strict = Status.FAIL if mode is Mode.ENFORCE else Status.WARN
@@ -266,7 +257,7 @@ def mx_coverage(domain: str, mode: Mode, patterns: Sequence[str], mx: Names) -> 
             )
             unused = []
         else:
-            literals = [host for host in uncovered if _is_address(host)]
+            literals = [host for host in uncovered if names.is_address(host)]
             named = [host for host in uncovered if host not in literals]
             if named:
                 problems.append(

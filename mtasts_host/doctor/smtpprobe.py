@@ -6,10 +6,10 @@ as a whole, it returns what it saw and never raises.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import re
 import ssl
 
+from ..names import is_address
 from .ehlo import address_literal
 from .facts import Failure, Session
 from .tlsprobe import BROKEN, classify, handshake
@@ -45,13 +45,7 @@ _BRACKETED = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f.:]+)\]")
 def _names_address(text: str) -> bool:
     """Whether ``text`` names an IP address in brackets, as Postfix's refusals of a client
     do: ``<unknown[192.0.2.1]>``, ``cannot find your hostname, [192.0.2.1]``."""
-    for match in _BRACKETED.finditer(text):
-        try:
-            ipaddress.ip_address(match[1])
-        except ValueError:
-            continue
-        return True
-    return False
+    return any(is_address(match[1]) for match in _BRACKETED.finditer(text))
 
 
 def _ended(command: str | None, code: int, lines: list[str]) -> tuple[Failure, str]:
