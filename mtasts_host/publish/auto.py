@@ -178,6 +178,7 @@ class AutoPublisher:
     def _loop(self) -> None:
         delay: float | None = None
         while not self._stopping.is_set():
+            self._running = False  # idle: only a wake or a failed run leaves records pending
             self._wake.wait(delay)
             if self._stopping.is_set():
                 return
@@ -190,7 +191,6 @@ class AutoPublisher:
             settings = snapshot.config.publish
             if settings is None or not settings.auto:
                 delay = None
-                self._running = False
                 continue
             try:
                 outcome = publish(snapshot, _Log(abandon), stop=abandon)
@@ -205,12 +205,10 @@ class AutoPublisher:
                 settings = self.store.snapshot.config.publish
                 then = "starting again" if settings is not None and settings.auto else "auto is off"
                 logger.info("publish: the configuration was reloaded; %s", then)
-                self._running = False
                 continue
             self.settled = outcome.settled
             failed_before = self.failed_runs
             self.failed_runs = failed_before + 1 if outcome.problems else 0
-            self._running = False
             if outcome.problems:
                 self.runs["failure"] += 1
                 delay = self.first_retry if delay is None else min(delay * 2, self.last_retry)
