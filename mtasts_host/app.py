@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import answers, ops
 from .config import load_config
 from .logs import log_access
-from .metrics import RequestCounts, collector
+from .metrics import MetricSource, RequestCounts
 from .metrics import registry as metrics_registry
 from .policy import POLICY_PATH
 from .reload import Reloader
@@ -78,7 +78,12 @@ class PolicyApp(Starlette):
         self.reloader = reloader
         self.reports = reports
         self.requests = RequestCounts()
-        self.registry = metrics_registry(store, self.requests) if metrics else None
+        self.metric_sources: list[MetricSource] = [] if reports is None else [reports.metrics]
+        """The metric families of the capabilities that depend on the domains served: each
+        scrape gives them the snapshot it read the policies from."""
+        self.registry = (
+            metrics_registry(store, self.requests, self.metric_sources) if metrics else None
+        )
         self.details: list[ops.Detail] = []
         """What ``/readyz`` adds about the capabilities; it never changes its status."""
         self.access_log = access_log
@@ -89,8 +94,6 @@ class PolicyApp(Starlette):
         if reports is not None:
             routes += reports.routes()
             self.details.append(_reports_detail(reports))
-            if self.registry is not None:
-                self.registry.register(collector(reports.metrics))
         super().__init__(routes=routes, lifespan=self._lifespan)
         # No trailing-slash redirects: senders never follow a 3xx (RFC 8461 section 3.3).
         self.router.redirect_slashes = False

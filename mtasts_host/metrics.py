@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -12,7 +12,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from .store import PolicyStore
+from .store import PolicyStore, Snapshot
 
 UNKNOWN = "_unknown_"
 """The one label value for every policy host that is not configured, so that nobody can
@@ -47,10 +47,20 @@ class RequestCounts:
             yield key, counter[0]
 
 
+MetricSource = Callable[[Snapshot], Iterable[Metric]]
+"""A capability's metric families for the domains of a snapshot."""
+
+
 class _Collector:
-    def __init__(self, store: PolicyStore, requests: RequestCounts) -> None:
+    def __init__(
+        self,
+        store: PolicyStore,
+        requests: RequestCounts,
+        sources: Sequence[MetricSource],
+    ) -> None:
         self.store = store
         self.requests = requests
+        self.sources = sources
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -89,12 +99,29 @@ class _Collector:
         for domain, entry in served.items():
             info.add_metric([domain], {"mode": entry.policy.mode.value, "id": entry.id})
         yield info
+        # Given the snapshot read above: each reading the store's, a reload between the two
+        # reads gave one scrape the policies of one config and the reports of another's domains.
+        for source in self.sources:
+            yield from source(snapshot)
 
 
-def registry(store: PolicyStore, requests: RequestCounts) -> CollectorRegistry:
-    """A registry of its own per app, so that several apps in one process never collide."""
+def registry(
+    store: PolicyStore,
+    requests: RequestCounts,
+    sources: Sequence[MetricSource] = (),
+) -> CollectorRegistry:
+    """
+    A registry of its own per app, so that several apps in one process never collide.
+
+    Args:
+        store: the policies served.
+        requests: the policy requests counted.
+        sources: the metric families of capabilities that depend on the domains served,
+            each given the snapshot the scrape read the policies from; read at each scrape,
+            so that a capability started later can add its own.
+    """
     result = CollectorRegistry(auto_describe=False)
-    result.register(_Collector(store, requests))
+    result.register(_Collector(store, requests, sources))
     return result
 
 

@@ -124,10 +124,11 @@ class AutoPublisher:
         self._abandon.set()
         self.start()
 
-    def current(self) -> dict[str, bool]:
-        """Per domain served: whether its ``_mta-sts`` records, as the last run found them,
-        lead to the id of the policy served now."""
-        snapshot, settled = self.store.snapshot, self.settled
+    def current(self, snapshot: Snapshot | None = None) -> dict[str, bool]:
+        """Per domain of ``snapshot`` (by default, the one served): whether its ``_mta-sts``
+        records, as the last run found them, lead to the id of its policy."""
+        snapshot = self.store.snapshot if snapshot is None else snapshot
+        settled = self.settled
         cached = self._current
         if cached is not None and cached[0] is snapshot and cached[1] is settled:
             return cached[2]
@@ -154,10 +155,11 @@ class AutoPublisher:
             return {}
         return {domain: failed for domain, ok in self.current().items() if not ok}
 
-    def collect(self) -> Iterator[Metric]:
-        """``mtasts_publish_runs_total{outcome}`` and ``mtasts_dns_id_current{domain}``; none
-        without ``auto: true``, where nothing reads the DNS and a 0 would be a false alarm."""
-        settings = self.store.snapshot.config.publish
+    def collect(self, snapshot: Snapshot) -> Iterator[Metric]:
+        """``mtasts_publish_runs_total{outcome}`` and ``mtasts_dns_id_current{domain}`` for the
+        domains of ``snapshot``, the scrape's; none without ``auto: true``, where nothing reads
+        the DNS and a 0 would be a false alarm."""
+        settings = snapshot.config.publish
         if settings is None or not settings.auto:
             return
         runs = CounterMetricFamily(
@@ -171,7 +173,7 @@ class AutoPublisher:
             "1 when the id the DNS publishes for the domain is that of the policy served.",
             labels=["domain"],
         )
-        for domain, ok in self.current().items():
+        for domain, ok in self.current(snapshot).items():
             current.add_metric([domain], int(ok))
         yield current
 

@@ -11,7 +11,6 @@ import sys
 
 from ..app import PolicyApp
 from ..config import Config
-from ..metrics import collector
 from ..options import Option, boolean, several, text
 from ..store import build_snapshot
 from .auto import AutoPublisher
@@ -76,8 +75,7 @@ def start_background(app: PolicyApp, args: argparse.Namespace) -> AutoPublisher:
     publisher = AutoPublisher(app.store)
     app.store.publishing = True
     app.store.listeners.append(publisher.reloaded)
-    if app.registry is not None:
-        app.registry.register(collector(publisher.collect))
+    app.metric_sources.append(publisher.collect)
     settings = app.store.config.publish
     if settings is not None and settings.auto:
         logger.info("publish: publishing the DNS records automatically")

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from .._gc import collector_paused
 from ..policy import Mode
-from ..store import PolicyStore
+from ..store import PolicyStore, Snapshot
 from . import metrics, page, sums
 from .http import IntakeEndpoint
 from .intake import Intake
@@ -151,9 +151,10 @@ class Reports:
             )
         )
 
-    def metrics(self) -> Iterator[Metric]:
-        """The reports' metric families, for the app's collector (blocking)."""
-        return metrics.metric_families(self.intake, self.policies.snapshot.served.keys())
+    def metrics(self, snapshot: Snapshot) -> Iterator[Metric]:
+        """The reports' metric families for the domains of ``snapshot``, the one the scrape
+        read the policies from, for the app's collector (blocking)."""
+        return metrics.metric_families(self.intake, snapshot.served.keys())
 
     async def readiness(self) -> str | None:
         """

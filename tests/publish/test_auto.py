@@ -13,12 +13,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 
 from mtasts_host import dns
 from mtasts_host.app import create_app
 from mtasts_host.cli import _beside
 from mtasts_host.config import load_config
+from mtasts_host.metrics import RequestCounts
+from mtasts_host.metrics import registry as metrics_registry
 from mtasts_host.publish import AutoPublisher
 from mtasts_host.reload import Reloader
 from mtasts_host.store import PolicyStore, build_snapshot
@@ -43,8 +45,7 @@ def _sts(path: Path, domain: str) -> str:
 
 
 def _metrics(publisher: AutoPublisher) -> str:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(publisher)
+    registry = metrics_registry(publisher.store, RequestCounts(), [publisher.collect])
     return generate_latest(registry).decode()
 
 
@@ -100,6 +101,23 @@ def test_no_publish_metrics_unless_auto(write: Write) -> None:
     write(A, "auto: true")
     assert Reloader(store).reload()
     assert 'mtasts_dns_id_current{domain="a.pub.test"} 0.0' in _metrics(publisher)
+
+
+def test_one_scrape_reads_the_domains_of_one_snapshot(write: Write) -> None:
+    # Each read the store's snapshot: a reload between the policies' info and the publisher's
+    # gauge gave one scrape a domain's policy and not whether its id is published.
+    path = write(f"{A}\n{B}", "auto: true")
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store)
+    registry = metrics_registry(store, RequestCounts(), [publisher.collect])
+    write(A, "auto: true")
+    labels: dict[str, set[str]] = {}
+    for family in registry.collect():
+        labels[family.name] = {sample.labels.get("domain", "") for sample in family.samples}
+        if family.name == "mtasts_policy":
+            assert Reloader(store).reload()
+    assert labels["mtasts_policy"] == {"a.pub.test", "b.pub.test"}
+    assert labels["mtasts_dns_id_current"] == {"a.pub.test", "b.pub.test"}
 
 
 def test_auto_turned_on_by_a_reload_publishes_at_once(

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from starlette.testclient import TestClient
 
+from mtasts_host.app import PolicyApp
+from mtasts_host.config import parse_config
 from mtasts_host.reports import Reports
 from mtasts_host.reports.parse import parse_report
 from mtasts_host.reports.rows import DAY
@@ -27,7 +29,7 @@ class _Collector:
         self.reports = reports
 
     def collect(self) -> Iterator[Metric]:
-        return self.reports.metrics()
+        return self.reports.metrics(self.reports.policies.snapshot)
 
 
 def scrape(reports: Reports) -> list[str]:
@@ -171,3 +173,21 @@ def test_result_types_this_version_does_not_know_count_as_one_other_series(
         'mtasts_tlsrpt_sessions_total{domain="example.com",result="other"} 6.0',
         'mtasts_tlsrpt_sessions_total{domain="example.com",result="validation-failure"} 1.0',
     ]
+
+
+def test_one_scrape_reads_the_domains_of_one_snapshot(reports: Reports) -> None:
+    # The policies' info and the reports' sessions each read the store's snapshot: a reload
+    # between the two gave one scrape a domain's policy and not its sessions.
+    app = PolicyApp(reports.policies, reports=reports, access_log=False)
+    client = TestClient(app, base_url=f"https://{REPORTS_HOST}")
+    for domain in ("example.com", "example.net"):
+        client.post("/tlsrpt", content=encode(report(domain=domain)))
+    assert app.registry is not None
+    labels: dict[str, set[str]] = {}
+    for family in app.registry.collect():
+        labels[family.name] = {sample.labels.get("domain", "") for sample in family.samples}
+        if family.name == "mtasts_policy":
+            reports.policies.replace(parse_config(b"domains:\n  example.net: {mode: none}\n"))
+    assert labels["mtasts_policy"] == {"example.com", "example.net"}
+    assert labels["mtasts_tlsrpt_sessions"] == {"example.com", "example.net"}
+    assert labels["mtasts_tlsrpt_last_report_timestamp_seconds"] == {"example.com", "example.net"}
