@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -173,7 +174,7 @@ def summarize(
             mode=mode,
             days=days,
             reports=sum(row.reports for row in period),
-            organizations=tuple(sorted({row.organization for row in period})),
+            organizations=_organizations(period),
             successful_sessions=sum(row.successful for row in period),
             failed_sessions=sum(row.failed for row in period),
             failures_by_type=by_type,
@@ -202,8 +203,10 @@ def judge(
     no_reports = _no_reports(every, window)
     # An organisation counts as one that saw our MX hosts: one that reported no session is
     # no view of them, and made a single sender's view "ready".
-    organizations = len({row.organization for row in rows if row.successful or row.failed})
-    silent = len({row.organization for row in rows}) - organizations
+    organizations = len(
+        {_organization_key(row.organization) for row in rows if row.successful or row.failed}
+    )
+    silent = len({_organization_key(row.organization) for row in rows}) - organizations
     successful = sum(row.successful for row in rows)
     failed = sum(row.failed for row in rows)
     sessions = successful + failed
@@ -247,6 +250,26 @@ def judge(
         f"in {window}, "
         f"{failed} failed ({_percent(failed / sessions, 3)})"
     )
+
+
+def _organization_key(name: str) -> str:
+    # "Google Inc." and "google  inc. " were two organisations, and one sender alone made a
+    # domain ready: case, blanks and compatibility forms (NFKC) do not tell organisations
+    # apart. Punctuation and legal suffixes do ("Google Inc" and "Google LLC"): no rule tells
+    # a suffix from a name, and anyone can post under any name anyway (RFC 8460 reports are
+    # not authenticated).
+    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+def _organizations(rows: Iterable[Totals]) -> tuple[str, ...]:
+    # One name per organisation, as most of its reports spell it (then the first in code
+    # point order): each spelling listed would pass for an organisation of its own.
+    spellings: dict[str, Counter[str]] = {}
+    for row in rows:
+        counts = spellings.setdefault(_organization_key(row.organization), Counter())
+        counts[row.organization] += row.reports
+    names = (min(counts, key=lambda name: (-counts[name], name)) for counts in spellings.values())
+    return tuple(sorted(names))
 
 
 def _no_reports(rows: Iterable[Totals], window: str) -> str:

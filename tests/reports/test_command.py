@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import tracemalloc
 from pathlib import Path
 
@@ -12,13 +13,14 @@ import pytest
 
 from mtasts_host.cli import main
 from mtasts_host.policy import Mode
-from mtasts_host.reports import ReportsSettings, ingest_command, open_store, summary_command
+from mtasts_host.reports import ReportsSettings, ingest_command, open_store, schema, summary_command
 from mtasts_host.reports.command import EX_UNAVAILABLE, MAX_DAYS
 from mtasts_host.reports.rows import DAY
 
 from .conftest import encode, recent, report
 from .flood import flood, name
 
+README = Path(__file__).parents[2] / "README.md"
 MODES = {"example.com": Mode.TESTING, "example.net": Mode.ENFORCE}
 
 
@@ -269,3 +271,20 @@ def test_days_beyond_a_century_are_a_usage_error(
         f"mtasts-host: error: argument {option}: expected a number of days from 1 to 36500, "
         "got '36501'\n",
     )
+
+
+def test_the_command_the_readme_gives_the_owner_of_a_postgresql_store(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # Once the owner has made the tables, a role that may only read and write them is enough,
+    # the README says; the command it gave the owner, `reports summary`, was no command.
+    given = re.search(r"have their owner run `(?:mtasts-host )?([^`]*)`", README.read_text())
+    assert given is not None
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "domains:\n  example.com: {mode: testing, mx: [mail.example.com]}\n"
+        f"reports:\n  store: {json.dumps(postgres_url)}\n"
+    )
+    assert open_store(postgres_url).version() == 0
+    assert main([*given[1].split(), "--config", str(config)]) == 0
+    assert open_store(postgres_url).version() == schema.LATEST

@@ -217,6 +217,46 @@ def test_summary_counts_sts_only_and_configured_domains_only() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "spellings",
+    [
+        pytest.param(["Google Inc.", "google inc."], id="case"),
+        pytest.param(["Google Inc.", " Google  Inc. "], id="blanks"),
+        pytest.param(["Google Inc.", "Google\u00a0Inc.", "Google\tInc."], id="other-blanks"),
+        pytest.param(["Google Inc.", "\uff27oogle Inc."], id="fullwidth"),  # NFKC
+        pytest.param(["Société", "Socie\u0301te\u0301"], id="decomposed"),
+    ],
+)
+def test_one_organization_however_it_spells_its_name(spellings: list[str]) -> None:
+    # "Google Inc." and "google inc. " were two organisations: one sender made a domain ready.
+    verdict, reason = judge(Mode.TESTING, [sts(name) for name in spellings], [])
+    assert (verdict, reason) == (
+        Verdict.NOT_READY,
+        "reports from 1 organization in the last 14 days, 2 needed",
+    )
+
+
+def test_punctuation_and_legal_suffixes_still_tell_organizations_apart() -> None:
+    verdict, _ = judge(Mode.TESTING, [sts("Google Inc."), sts("Google LLC")], [])
+    assert verdict is Verdict.READY
+
+
+def test_an_organization_is_shown_once_as_most_of_its_reports_spell_it() -> None:
+    totals = [
+        Totals(D, "sts", "google inc.", TODAY - 1, 1, 10, 0),
+        Totals(D, "sts", "Google Inc.", TODAY - 2, 3, 10, 0),
+        Totals(D, "sts", "GOOGLE INC.", TODAY - 3, 1, 10, 0),
+        Totals(D, "sts", "b", TODAY - 1, 1, 10, 0),  # a tie: the first in code point order
+        Totals(D, "sts", "B", TODAY - 2, 1, 10, 0),
+    ]
+    summary = summarize({D: Mode.TESTING}, totals, [], [], today=TODAY)[D]
+    assert summary.organizations == ("B", "Google Inc.")
+    assert summary.reports == 7
+    assert summary.verdict_reason == (
+        "50 sessions from 2 organizations in the last 14 days, 0 failed (0.000%)"
+    )
+
+
 def test_summary_period_and_verdict_window_differ() -> None:
     totals = [
         sts("A", day=TODAY - 1, ok=100),
