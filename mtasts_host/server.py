@@ -165,11 +165,17 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
     app = build_app(args)
     if app is None:
         return 1
+    # Checked before anything starts beside the server: the publisher of a server that then
+    # could not listen (the port another mtasts-host's) wrote the DNS records of a
+    # configuration it never served.
     if args.uds is not None:
-        problem = _unix_socket_problem(args.uds)
-        if problem is not None:
-            print(f"mtasts-host: error: cannot listen on {args.uds}: {problem}", file=sys.stderr)
-            return STARTUP_FAILURE
+        where, problem = args.uds, _unix_socket_problem(args.uds)
+    else:
+        where = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
+        problem = _address_problem(args.host, args.port)
+    if problem is not None:
+        print(f"mtasts-host: error: cannot listen on {where}: {problem}", file=sys.stderr)
+        return STARTUP_FAILURE
     started: list[Stoppable] = []
     # A SIGTERM while they start waits until each one started is known, to be stopped: one
     # raised in the middle of a start left a publisher running, unknown to the stops below.
@@ -194,6 +200,30 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
         for companion in reversed(started):
             companion.stop()
     return 0
+
+
+def _address_problem(host: str, port: int) -> str | None:
+    """
+    Why ``serve`` cannot listen on ``host`` and ``port`` (the port taken, the address not
+    this machine's, a name that does not resolve), or None: each address is bound as the
+    event loop binds it, then let go.
+    """
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:  # a name that does not resolve
+        return exc.strerror or str(exc)
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            # As the event loop: a port whose last connections are in TIME_WAIT is free, and
+            # "::" is IPv6 alone.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                return exc.strerror or str(exc)
+    return None
 
 
 def _unix_socket_problem(path: str) -> str | None:

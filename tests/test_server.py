@@ -488,6 +488,41 @@ def test_a_unix_socket_that_cannot_be_ours_is_one_line_and_touches_nothing(
     assert path.exists() == (where in ("config.yaml", "listening.sock"))
 
 
+def test_a_port_taken_is_one_line_and_starts_nothing_beside_the_server(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # The port held by another mtasts-host, the publisher of this one, which then could not
+    # listen, wrote the DNS records of a configuration that it never served.
+    written = tmp_path / "written"
+    hook = tmp_path / "dns-hook"
+    hook.write_text(f"#!/bin/sh\ntouch '{written}'\n")
+    hook.chmod(0o755)
+    publish = (
+        f"publish: {{server: '127.0.0.1:{free_port()}', command: '{hook}', auto: true,\n"
+        "  verify_url: 'http://mta-sts.{domain}/.well-known/mta-sts.txt'}\n"
+    )
+    path = write_config(CONFIG_D + publish)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        completed = subprocess.run(
+            serve_argv(path, port, "--doctor-interval", "1h", "--resolver", "127.0.0.1:9"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert completed.returncode == 3
+    assert "Traceback" not in completed.stderr
+    assert "publish:" not in completed.stderr
+    assert "doctor:" not in completed.stderr
+    assert completed.stderr.splitlines()[-1] == (
+        f"mtasts-host: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert not written.exists()
+
+
 def test_unix_socket_trusts_the_x_forwarded_for_of_the_proxy(
     write_config: WriteConfig, tmp_path: Path
 ) -> None:
