@@ -129,6 +129,8 @@ COMMANDS: dict[str, Command] = {
         "summarise the TLS reports of each domain, and say when enforce is safe",
         (_CONFIG_ONLY, *reports.OPTIONS),
         reports.summary,
+        # 1 is a failing verdict: a bad configuration must not pass for one.
+        config_error=2,
         path=False,
         subcommands={
             "ingest": Command(

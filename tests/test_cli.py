@@ -334,6 +334,19 @@ def test_reports_need_their_block(
     assert capsys.readouterr().err == f"mtasts-host: error: {path} has no 'reports' block\n" * 2
 
 
+def test_reports_on_a_bad_config_is_2_not_a_failing_verdict(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(BAD)
+    assert main(["reports", "--config", str(path)]) == 2
+    assert main(["reports", "--config", str(path.parent / "missing.yaml")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}:2: domains.a.example.mode: expected one of enforce, testing, none, got 'enforced'",
+        "... and 1 more; run 'mtasts-host check' to see them",
+        f"{path.parent / 'missing.yaml'}: no such file",
+    ]
+
+
 def test_reports_ingest_then_summary(
     write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client.core import Metric
 
+from .._text import counted
 from ..store import PolicyStore, Snapshot
 from .facts import Publishing
 from .findings import Report, Status
@@ -184,8 +185,8 @@ class Background:
         failing = sum(finding.status is Status.FAIL for finding in findings)
         warning = sum(finding.status is Status.WARN for finding in findings)
         logger.info(
-            "doctor: %d domains checked in %.1f s: %d failing, %d warning",
-            len(report.domains),
+            "doctor: %s checked in %.1f s: %d failing, %d warning",
+            counted(len(report.domains), "domain"),
             report.finished_at - report.started_at,
             failing,
             warning,

@@ -60,6 +60,18 @@ def test_runs_in_a_thread_and_keeps_the_latest_report(
     assert messages[-1].endswith(" s: 1 failing, 0 warning")
 
 
+def test_one_domain_checked_is_one_domain(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mtasts_host.doctor")
+    options = dataclasses.replace(world.options, domains=("good.test",))
+    background = Background(PolicyStore(world.snapshot.config), options, interval=3600)
+    background.start()
+    try:
+        wait_until(lambda: background.latest is not None, timeout=20)
+    finally:
+        background.stop()
+    assert caplog.records[-1].getMessage().startswith("doctor: 1 domain checked in ")
+
+
 def test_a_reload_starts_a_run_and_failures_are_counted_run_by_run(
     world: World, tmp_path: Path
 ) -> None:
