@@ -6,6 +6,7 @@ with a bounded number at once, and judged by the checks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -125,6 +126,29 @@ class _Shared(Generic[K, V]):
         return task
 
 
+async def _starttls(
+    options: DoctorOptions, context: ssl.SSLContext, helo: str | None, key: tuple[str, str]
+) -> Session:
+    address, host = key
+    return await starttls(address, host, options.smtp_port, context, options.timeout, helo)
+
+
+async def _policy_host(
+    addresses: _Shared[str, Names],
+    options: DoctorOptions,
+    context: ssl.SSLContext,
+    host: str,
+) -> tuple[Names, tuple[Fetch, ...]]:
+    found = await addresses(host)
+    fetches = await asyncio.gather(
+        *(
+            fetch_policy(address, host, options.https_port, context, options.timeout)
+            for address in found.values
+        )
+    )
+    return found, tuple(fetches)
+
+
 class _Run:
     def __init__(
         self, options: DoctorOptions, lookup: Lookup, context: ssl.SSLContext, helo: str | None
@@ -135,27 +159,14 @@ class _Run:
         self.helo = helo
         self.addresses = _Shared(lookup.addresses)
         self.authorities = _Shared(lookup.authorities)
-        self.smtp = _Shared(self._starttls)
-        self.policy_hosts = _Shared(self._policy_host)
+        # Functions of their own, not methods: a _Shared holding a bound method of the run
+        # would make the run, and every task and result it keeps, a reference cycle that
+        # only the cyclic collector frees, all at once after a run of every domain.
+        self.smtp = _Shared(functools.partial(_starttls, options, context, helo))
+        self.policy_hosts = _Shared(
+            functools.partial(_policy_host, self.addresses, options, context)
+        )
         self.certificates: dict[str, float] = {}
-
-    async def _starttls(self, key: tuple[str, str]) -> Session:
-        address, host = key
-        options = self.options
-        return await starttls(
-            address, host, options.smtp_port, self.context, options.timeout, self.helo
-        )
-
-    async def _policy_host(self, host: str) -> tuple[Names, tuple[Fetch, ...]]:
-        found = await self.addresses(host)
-        options = self.options
-        fetches = await asyncio.gather(
-            *(
-                fetch_policy(address, host, options.https_port, self.context, options.timeout)
-                for address in found.values
-            )
-        )
-        return found, tuple(fetches)
 
     async def _mx(self, domain: str) -> tuple[Names, dict[str, Names], tuple[Session, ...]]:
         mx = await self.lookup.mx(domain)

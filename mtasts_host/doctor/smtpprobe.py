@@ -12,7 +12,7 @@ import ssl
 from ..names import is_address
 from .ehlo import address_literal
 from .facts import Failure, Session
-from .tlsprobe import BROKEN, classify, handshake
+from .tlsprobe import BROKEN, classify, handshake, untangle
 
 _MAX_LINE = 512
 """The longest reply line RFC 5321 section 4.5.3.1.5 allows, CRLF included: what is kept of
@@ -99,6 +99,7 @@ async def starttls(
         helo: the name given in EHLO; None: the address literal of this end of the connection.
     """
     step = "no connection"
+    reader: asyncio.StreamReader | None = None
     writer = None
 
     def refused(failure: Failure, detail: str) -> Session:
@@ -142,13 +143,16 @@ async def starttls(
     except TimeoutError:
         return refused(Failure.TIMEOUT, f"{step} within {timeout:g} s on port {port}")
     except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+        untangle(exc)
         if step == "no TLS handshake":
             return refused(*classify(exc, host, address, port))
         # It ran, listened and spoke: say when it hung up (a reset: a firewall in front, often).
         how = "reset" if isinstance(exc, ConnectionResetError) else "closed"
         return refused(Failure.PROTOCOL, f"the server {how} the connection: {step}")
     except BROKEN as exc:
+        untangle(exc)
         return refused(*classify(exc, host, address, port))
     finally:
         if writer is not None:
             writer.transport.abort()
+        reader = writer = None  # see tlsprobe.untangle

@@ -10,6 +10,7 @@ import asyncio
 import errno
 import ipaddress
 import ssl
+import traceback
 from dataclasses import dataclass
 
 from .. import __version__
@@ -86,6 +87,17 @@ def classify(exc: BaseException, host: str, address: str, port: int) -> tuple[Fa
     return Failure.PROTOCOL, f"the server's answers make no sense ({exc})"
 
 
+def untangle(exc: BaseException) -> None:
+    """
+    Clear the finished frames of ``exc``'s traceback. The exception that ends a connection
+    stays in its stream reader and its protocol, and the frames of its traceback hold the
+    streams: a cycle of about 45 objects a failed connection, the TLS objects among them,
+    that only the cyclic collector frees. The frame that caught ``exc`` is still running and
+    is not cleared: it drops its streams itself before it returns.
+    """
+    traceback.clear_frames(exc.__traceback__)
+
+
 def _session(host: str, address: str, writer: asyncio.StreamWriter) -> Session:
     tls = writer.get_extra_info("ssl_object")
     certificate = tls.getpeercert()
@@ -105,6 +117,7 @@ async def fetch_policy(
 ) -> Fetch:
     """GET the policy from ``address`` with SNI ``host``, never following a redirect."""
     step = "no connection"
+    reader: asyncio.StreamReader | None = None
     writer = None
     session = None
     waiting = _Waiting()
@@ -121,6 +134,7 @@ async def fetch_policy(
                 error = f"the server closed the connection: {waiting.what}{waiting.why}"
                 return Fetch(session, error=error)
             except BROKEN as exc:
+                untangle(exc)
                 return Fetch(session, error=f"the HTTP answer is broken ({exc})")
     except TimeoutError:
         if session is not None:
@@ -129,11 +143,13 @@ async def fetch_policy(
         detail = f"{step} within {timeout:g} s on port {port}"
         return Fetch(Session(host, address, failure=Failure.TIMEOUT, detail=detail))
     except BROKEN as exc:
+        untangle(exc)
         failure, detail = classify(exc, host, address, port)
         return Fetch(Session(host, address, failure=failure, detail=detail))
     finally:
         if writer is not None:
             writer.transport.abort()
+        reader = writer = None  # see untangle
 
 
 async def _get(

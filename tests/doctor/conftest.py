@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import ssl
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from .world import (
     MX_WRONG_NAME,
     NGINX,
     REDIRECT,
+    REFUSING,
     SILENT,
     config_text,
     slow_config_text,
@@ -143,6 +145,32 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             timeout=3.0,
         )
         yield World(snapshot, slow, options)
+
+
+def cyclic_garbage(action: Callable[[], object]) -> int:
+    """
+    How many objects ``action`` leaves in reference cycles: what only the cyclic collector
+    frees, in full collections that stall ``serve`` when a run leaves many. The collector is
+    off meanwhile, so that none of them is freed before it is counted.
+    """
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        action()
+        return gc.collect()
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@pytest.fixture(scope="session")
+def refusing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """A name server without zones, which answers REFUSED to every query: a resolver given
+    with --resolver that offers this machine no recursion."""
+    port = free_port(REFUSING)
+    with knot(tmp_path_factory.mktemp("refusing") / "knot", REFUSING, port, {}):
+        yield REFUSING, port
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from mtasts_host.doctor.dnsprobe import Lookup
 from mtasts_host.doctor.facts import Authority, Names, Txt
 
 from ..processes import free_port
-from .conftest import World
-from .world import DNS1, DNS2
+from .conftest import World, cyclic_garbage
+from .world import DNS1, DNS2, SILENT_DNS
 
 
 @pytest.mark.parametrize(
@@ -154,10 +154,30 @@ def test_every_authoritative_server_is_asked(world: World) -> None:
 
 
 def test_a_server_that_does_not_answer() -> None:
-    lookup = Lookup(("127.60.3.2", free_port("127.60.3.2")), 0.5)
+    lookup = Lookup((SILENT_DNS, free_port(SILENT_DNS)), 0.5)
     txt = asyncio.run(lookup.txt("_mta-sts.example.com"))
     assert txt.records == ()
     assert txt.error is not None
+
+
+def test_lookups_without_an_answer_leave_no_reference_cycles() -> None:
+    # dnspython keeps each server's exception, whose traceback holds the frame that holds
+    # the list of them: about 70 objects a lookup, before they were untangled.
+    lookup = Lookup((SILENT_DNS, free_port(SILENT_DNS)), 0.3)
+    names = [f"d{i}.silent.test" for i in range(25)]
+
+    async def lookups() -> list[object]:
+        return await asyncio.gather(
+            *(lookup.txt(f"_mta-sts.{name}") for name in names),
+            *map(lookup.mx, names),
+            *map(lookup.addresses, names),
+            *(lookup.authorities(f"_mta-sts.{name}") for name in names),
+        )
+
+    assert cyclic_garbage(lambda: asyncio.run(lookups())) < len(names)
+    assert (
+        asyncio.run(lookup.mx(names[0])).error == "no answer within 0.3 s; check the domain's DNS"
+    )
 
 
 def test_authorities_without_a_route_from_here_are_left_out(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
+import sys
+from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from pathlib import Path
 
@@ -18,7 +21,8 @@ from mtasts_host.doctor.smtpprobe import starttls
 from mtasts_host.doctor.tlsprobe import fetch_policy
 from mtasts_host.tls import sender_context as tls_context
 
-from ..processes import free_port
+from ..processes import free_port, running
+from .conftest import cyclic_garbage
 from .servers import Handler, server_context, serving_on, smtp_dialogue
 
 ADDRESS = "127.60.3.1"
@@ -168,3 +172,59 @@ def test_an_ehlo_name_that_is_none_is_an_option_error() -> None:
         DoctorError, match=r"^--ehlo: expected a fully qualified host name .*, got 'a\\r\\nRSET'$"
     ):
         validate(DoctorOptions(helo="a\r\nRSET"))
+
+
+@pytest.fixture(scope="module")
+def aiosmtpd(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+    """
+    aiosmtpd in processes of their own, so that the garbage counted is the probes' alone:
+    one speaking TLS from the first byte (``tls``), one offering STARTTLS (``starttls``).
+    """
+    tmp = tmp_path_factory.mktemp("aiosmtpd")
+    certificate = ca.issue_cert(MX)
+    certificate.cert_chain_pems[0].write_to_path(str(tmp / "cert.pem"))
+    certificate.private_key_pem.write_to_path(str(tmp / "key.pem"))
+    ports = {"tls": free_port(ADDRESS), "starttls": free_port(ADDRESS)}
+    options = {"tls": "--smtps", "starttls": "--tls"}
+    with contextlib.ExitStack() as stack:
+        for name, port in ports.items():
+            argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{ADDRESS}:{port}"]
+            argv += [f"{options[name]}cert", str(tmp / "cert.pem")]
+            argv += [f"{options[name]}key", str(tmp / "key.pem")]
+            stack.enter_context(running(argv, tmp / f"{name}.log", ADDRESS, port))
+        yield ports
+
+
+# The exception that ends a connection stays in its streams, and the frames of its traceback
+# held the streams: about 45 objects in cycles a connection, the TLS objects among them.
+# asyncio's selector transport refers to itself (its _read_ready_cb, a bound method of its
+# own): 7 objects a connection that are not the probes' to untangle.
+_CONNECTIONS = 20
+_CYCLIC_PER_CONNECTION = 10
+
+
+def test_a_failed_tls_handshake_leaves_no_reference_cycles(aiosmtpd: dict[str, int]) -> None:
+    async def fetches() -> list[Fetch]:
+        port = aiosmtpd["tls"]
+        probes = (fetch_policy(ADDRESS, MX, port, tls_context(), 2.0) for _ in range(_CONNECTIONS))
+        return await asyncio.gather(*probes)
+
+    fetched: list[list[Fetch]] = []
+    garbage = cyclic_garbage(lambda: fetched.append(asyncio.run(fetches())))
+    assert garbage <= _CONNECTIONS * _CYCLIC_PER_CONNECTION
+    assert {fetch.session.failure for fetch in fetched[0]} == {Failure.UNTRUSTED}
+
+
+def test_a_failed_starttls_handshake_leaves_no_reference_cycles(
+    aiosmtpd: dict[str, int],
+) -> None:
+    async def sessions() -> list[Session]:
+        port = aiosmtpd["starttls"]
+        context = tls_context()
+        probes = (starttls(ADDRESS, MX, port, context, 2.0, MX) for _ in range(_CONNECTIONS))
+        return await asyncio.gather(*probes)
+
+    probed: list[list[Session]] = []
+    garbage = cyclic_garbage(lambda: probed.append(asyncio.run(sessions())))
+    assert garbage <= _CONNECTIONS * _CYCLIC_PER_CONNECTION
+    assert {session.failure for session in probed[0]} == {Failure.UNTRUSTED}

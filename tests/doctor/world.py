@@ -33,6 +33,10 @@ SILENT = "127.60.2.5"
 """Accepts connections, never speaks."""
 MX_SOON = "127.60.2.6"
 """A certificate expiring in five days."""
+SILENT_DNS = "127.60.3.2"
+"""No name server: every query goes unanswered."""
+REFUSING = "127.60.3.3"
+"""A name server without zones: REFUSED to every query."""
 
 
 @dataclass(frozen=True)
