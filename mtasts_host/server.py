@@ -25,6 +25,8 @@ logger = logging.getLogger("mtasts_host")
 
 STARTUP_FAILURE = 3
 """The exit status when the server cannot listen where it is told to: uvicorn's own."""
+GRACEFUL_SHUTDOWN = 5
+"""Seconds in-flight requests get to finish on SIGTERM or SIGINT (README, Limits)."""
 
 CONFIG = Option("config", text, None, "the YAML file; or give it as PATH", "PATH")
 APP_OPTIONS = (
@@ -279,7 +281,7 @@ def _run(app: PolicyApp, args: argparse.Namespace, hangups: list[int]) -> None:
         timeout_keep_alive=args.timeout_keep_alive,
         limit_concurrency=args.limit_concurrency,
         # In-flight requests finish; idle connections are closed; never longer than this.
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         log_config=logs.config(args.log_format),
         access_log=False,  # ours replaces uvicorn's: it names the policy domain
     )

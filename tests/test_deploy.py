@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import inspect
 import json
 import os
 import re
@@ -30,8 +31,12 @@ from kubernetes_validate import validate as kubernetes_validate
 
 from mtasts_host.cli import main
 from mtasts_host.config import parse_config
+from mtasts_host.doctor.background import Background
+from mtasts_host.publish.auto import AutoPublisher
+from mtasts_host.reload import Reloader
 from mtasts_host.reports import ReportsSettings, open_store
-from mtasts_host.server import SERVE_OPTIONS
+from mtasts_host.reports.http import BODY_TIMEOUT
+from mtasts_host.server import GRACEFUL_SHUTDOWN, SERVE_OPTIONS
 
 from .caddy import CADDYFILE, shipped_caddy
 from .clients import CADDY_ADDRESS, CLIENTS, NGINX_ADDRESS, assert_accepted, fetch_with_client
@@ -756,6 +761,34 @@ def test_deployment_is_locked_down() -> None:
     assert annotations["prometheus.io/path"] == "/metrics"
 
 
+def test_deployment_drains_before_it_stops() -> None:
+    # A pod that is told to stop leaves the Service's endpoints at that moment, but the
+    # ingress controller and kube-proxy learn of it later and still send it requests: it got
+    # SIGTERM at once and refused them. preStop waits first (exec: the image's sleep, since the
+    # native sleep action needs Kubernetes 1.30), and the grace period covers that wait and
+    # everything serve does after SIGTERM, each bounded: the kubelet kills the pod after it.
+    pod = manifests()["deployment.yaml"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    drain = int(command[1])
+    assert drain >= 5
+    assert drain + shutdown_time() < pod["terminationGracePeriodSeconds"]
+
+
+def shutdown_time() -> float:
+    """The longest ``serve`` takes after SIGTERM: the requests in flight, then the watcher,
+    the publisher and the doctor, each stopped with a timeout of its own."""
+    stops: list[float] = [
+        parameter.default
+        for stop in (Reloader.stop, AutoPublisher.stop, Background.stop)
+        for name, parameter in inspect.signature(stop).parameters.items()
+        if name == "timeout"
+    ]
+    assert len(stops) == 3
+    return GRACEFUL_SHUTDOWN + sum(stops)
+
+
 def test_deployment_probes_answer_on_a_running_server(tmp_path: Path) -> None:
     (container,) = manifests()["deployment.yaml"]["spec"]["template"]["spec"]["containers"]
     port = free_port()
@@ -785,9 +818,12 @@ def test_compose_wires_caddy_to_mtasts_host() -> None:
     assert policies["volumes"][0] == "./:/etc/mtasts-host:ro"
     assert policies["environment"]["MTASTS_HOST_CONFIG"] == "/etc/mtasts-host/config.yaml"
     assert caddy["environment"]["MTASTS_HOST_UPSTREAM"] == "mtasts-host:8080"
+    # Docker's default of 10 s killed serve while the publisher finished a record.
+    assert shutdown_time() < float(policies["stop_grace_period"].removesuffix("s"))
     caddyfile = caddy["volumes"][0].split(":")[0]
     assert (DEPLOY / "compose" / caddyfile).resolve() == (DEPLOY / "caddy" / "Caddyfile")
-    assert caddy["ports"] == ["443:443"]
+    # 80: the ACME HTTP-01 challenge, and Caddy's redirects to https
+    assert caddy["ports"] == ["80:80", "443:443"]
     assert dockerfile()["EXPOSE"] == "8080"
 
 
@@ -901,23 +937,46 @@ def test_caddy_closes_idle_connections_to_mtasts_host_before_it_does() -> None:
 
 
 @contextlib.contextmanager
-def caddy_in_front(config: Path, tmp_path: Path) -> Iterator[tuple[int, Path, Process]]:
+def caddy_in_front(
+    config: Path,
+    tmp_path: Path,
+    http_port: int | None = None,
+    *,
+    body_timeout: float | None = None,
+    edit: Callable[[str], str] | None = None,
+) -> Iterator[tuple[int, Path, Process]]:
     """
     ``mtasts-host serve`` of ``config`` behind the shipped Caddyfile, on a free port of
-    CADDY_ADDRESS once the certificate of mta-sts.example.com verifies: that port, Caddy's
-    root certificate and the server.
+    CADDY_ADDRESS (and ``http_port`` for http, if given) once the certificate of
+    mta-sts.example.com verifies: that port, Caddy's root certificate and the server.
+    ``body_timeout`` replaces the intake's ``BODY_TIMEOUT`` in the server, and ``edit`` the
+    Caddyfile's text, for a test of timeouts at a scale it can wait for.
     """
     upstream, port = free_port(), free_port(CADDY_ADDRESS)
-    argv, env = shipped_caddy(tmp_path / "caddy", upstream, CADDY_ADDRESS, https_port=port)
+    argv, env = shipped_caddy(
+        tmp_path / "caddy", upstream, CADDY_ADDRESS, https_port=port, http_port=http_port, edit=edit
+    )
     root = tmp_path / "caddy" / "storage" / "pki" / "authorities" / "local" / "root.crt"
+    serve = serve_argv(config, upstream)
+    if body_timeout is not None:
+        serve[1:3] = ["-c", _BODY_TIMEOUT_REPLACED % body_timeout]
     with (
-        running(serve_argv(config, upstream), tmp_path / "serve.log", "127.0.0.1", upstream) as s,
+        running(serve, tmp_path / "serve.log", "127.0.0.1", upstream) as s,
         running(argv, tmp_path / "caddy.log", CADDY_ADDRESS, port, env=env),
     ):
         wait_until(root.exists, timeout=20)
         # The certificate is issued on demand, valid from the current second.
         wait_until(partial(caddy_verifies, port, "mta-sts.example.com", root), timeout=20)
         yield port, root, s
+
+
+_BODY_TIMEOUT_REPLACED = """
+import sys
+import mtasts_host.reports.http
+from mtasts_host.cli import main
+mtasts_host.reports.http.BODY_TIMEOUT = %r
+raise SystemExit(main(sys.argv[1:]))
+"""
 
 
 def caddy_verifies(port: int, name: str, ca_file: Path) -> bool:
@@ -964,6 +1023,99 @@ def test_caddy_offers_no_http3(write_config: WriteConfig, tmp_path: Path) -> Non
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind((CADDY_ADDRESS, port))  # free: nothing listens for HTTP/3
     assert [line for line in head if line.startswith(b"alt-svc:")] == []
+
+
+@pytest.mark.parametrize(
+    ("host", "target"),
+    [
+        ("mta-sts.example.com", POLICY_PATH),
+        ("MTA-STS.example.com:80", POLICY_PATH),
+        (REPORTS_HOST, "/tlsrpt"),
+        ("localhost", "/metrics"),
+    ],
+)
+def test_caddy_redirects_plain_http_to_https(
+    write_config: WriteConfig, tmp_path: Path, host: str, target: str
+) -> None:
+    # compose.yaml published port 443 alone: no ACME HTTP-01 challenge, and plain http got
+    # no answer. Port 80 answers now, but never with a policy or anything of the app's:
+    # senders fetch over https only (RFC 8461 section 3.3).
+    http_port = free_port(CADDY_ADDRESS)
+    with (
+        caddy_in_front(write_config(), tmp_path, http_port) as (_, _, server),
+        socket.create_connection((CADDY_ADDRESS, http_port), timeout=10) as sock,
+    ):
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        head, _, body = read_response(sock).partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines)
+    name = host.lower().removesuffix(":80")
+    assert (status, headers["location"]) == (
+        "HTTP/1.1 308 Permanent Redirect",
+        f"https://{name}{target}",
+    )
+    assert body == b""
+    assert f'path="{target}"' not in server.output()
+
+
+def caddy_timeouts() -> dict[str, int]:
+    """The server timeouts of the shipped Caddyfile, in seconds."""
+    block = re.search(r"\n\t\ttimeouts \{\n((?:\t\t\t\w+ \d+s\n)+)\t\t\}\n", CADDYFILE.read_text())
+    assert block is not None
+    return {name: int(value) for name, value in re.findall(r"(\w+) (\d+)s", block[1])}
+
+
+def test_caddy_reads_a_report_body_for_longer_than_mtasts_host_waits_for_it() -> None:
+    # Caddy's read_body counts from the request's first byte, the intake's 60 s from its
+    # headers: Caddy must give up last, or it cuts the request off and answers 200 with no
+    # body (seen with read_body 10s), which a sender takes for a stored report.
+    timeouts = caddy_timeouts()
+    assert timeouts["read_header"] + BODY_TIMEOUT < timeouts["read_body"]
+
+
+def test_caddy_passes_on_the_apps_408_to_a_report_body_that_trickles(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # Over HTTP/1.1 Caddy (Go) reads the rest of a body of up to 256 KiB before it answers,
+    # and it read on for ever: the intake's 408 after 60 s never reached a sender that kept
+    # trickling its body (still none after 200 s). At a tenth of the scale: the intake waits
+    # 6 s, Caddy's read_body a tenth of the shipped one (the test above keeps their order).
+    timeouts = caddy_timeouts()
+    scaled = BODY_TIMEOUT / 10
+
+    def tenth(caddyfile: str) -> str:
+        shipped = f"read_body {timeouts['read_body']}s"
+        assert shipped in caddyfile
+        return caddyfile.replace(shipped, f"read_body {timeouts['read_body'] / 10:g}s")
+
+    rua = f"mode: enforce\n    tlsrpt_rua: ['https://{REPORTS_HOST}/tlsrpt']"
+    store = f"sqlite:///{tmp_path / 'reports.db'}"
+    config = write_config(
+        CONFIG_D.replace("mode: enforce", rua) + f"reports: {{store: '{store}'}}\n"
+    )
+    with caddy_in_front(config, tmp_path, body_timeout=scaled, edit=tenth) as (port, root, server):
+        wait_until(partial(caddy_verifies, port, REPORTS_HOST, root), timeout=20)
+        context = ssl.create_default_context(cafile=str(root))
+        with (
+            socket.create_connection((CADDY_ADDRESS, port), timeout=10) as sock,
+            context.wrap_socket(sock, server_hostname=REPORTS_HOST) as tls,
+        ):
+            tls.sendall(
+                f"POST /tlsrpt HTTP/1.1\r\nHost: {REPORTS_HOST}\r\n"
+                "Content-Length: 100000\r\n\r\n".encode()
+            )
+            tls.settimeout(0.5)
+            answer = b""
+            for _ in range(200):  # two bytes a second, far fewer than promised
+                with contextlib.suppress(TimeoutError):
+                    tls.sendall(b"{")
+                    answer = tls.recv(65536)
+                    break
+            answer += read_until_closed(tls)
+        assert logged(server, "status=408")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 408 Request Timeout"
+    assert body == f"the report did not arrive within {scaled:g} s\n".encode()
 
 
 @pytest.mark.parametrize("path", ["/readyz", "/metrics", "/reports"])
