@@ -6,9 +6,13 @@ name, or an address literal when the client has none: some MX hosts refuse anyth
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
+import threading
 
 from ..names import host_name
+
+logger = logging.getLogger(__name__)
 
 
 def ehlo_name(text: str) -> str:
@@ -37,12 +41,34 @@ def ehlo_name(text: str) -> str:
         ) from None
 
 
-def machine_name() -> str | None:
+def machine_name(timeout: float) -> str | None:
     """
     This machine's fully qualified name, if it has one; None if it has only a bare name (a
-    container's id) or a loopback one. Blocking: it may ask the resolver.
+    container's id) or a loopback one, or if the resolver gives none within ``timeout``
+    seconds. Blocking, up to ``timeout``.
     """
-    name = socket.getfqdn()
+    # getfqdn() may ask the resolver, which nothing bounds but its own settings: it runs in a
+    # daemon thread, left behind if it hangs, so that it keeps neither the doctor nor the
+    # process at exit waiting.
+    found: list[str] = []
+
+    def look() -> None:
+        try:
+            found.append(socket.getfqdn())
+        except UnicodeError:  # a host name IDNA cannot encode ("a..b"): no name
+            found.append("")
+
+    lookup = threading.Thread(target=look, name="mtasts-host-fqdn", daemon=True)
+    lookup.start()
+    lookup.join(timeout)
+    if not found:
+        logger.warning(
+            "doctor: no name for this machine within %g s (the resolver hangs?): EHLO gives "
+            "the address literal of each connection instead; set one with --ehlo",
+            timeout,
+        )
+        return None
+    name = found[0]
     try:
         name = host_name(name)
     except ValueError:

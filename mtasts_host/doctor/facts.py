@@ -81,6 +81,17 @@ class Failure(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Certificate:
+    """A CA certificate that the server sends and that the chain senders verify runs through:
+    an intermediate, which breaks validation when it expires as the server's own does."""
+
+    subject: str
+    not_after: float
+    root: bool = False
+    """Self-signed: a root the server sends too, where most send intermediates only."""
+
+
+@dataclass(frozen=True, slots=True)
 class Session:
     """
     A TLS connection to one address for one host name: the negotiated version and when the
@@ -91,6 +102,8 @@ class Session:
     address: str
     version: str = ""
     not_after: float | None = None
+    chain: tuple[Certificate, ...] = ()
+    """The CA certificates the server sent that its verified chain runs through."""
     failure: Failure | None = None
     detail: str = ""
 

@@ -51,7 +51,8 @@ class DoctorOptions:
     https_port: int = 443
     smtp_port: int = 25
     timeout: float = 10.0
-    """The bound of each network step: one lookup, one HTTPS fetch, one SMTP dialogue."""
+    """The bound of each network step: one lookup (this machine's name too), one HTTPS
+    fetch, one SMTP dialogue."""
     domains: tuple[str, ...] = ()
     """Only these configured domains; all of them if empty."""
     concurrency: int = 64
@@ -59,9 +60,10 @@ class DoctorOptions:
     answers costs one timeout, and so do as many domains as this."""
     helo: str | None = None
     """The name given in EHLO (``--ehlo``): a fully qualified host name or an address literal.
-    None: this machine's fully qualified name if it has one, else the address literal of the
-    doctor's end of each connection. RFC 5321 section 4.1.1.1 allows either, and some MX hosts
-    refuse the bare name (a container's id) that is often all a machine has."""
+    None: this machine's fully qualified name if it has one (and the resolver gives it within
+    ``timeout``), else the address literal of the doctor's end of each connection. RFC 5321
+    section 4.1.1.1 allows either, and some MX hosts refuse the bare name (a container's id)
+    that is often all a machine has."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,8 +180,10 @@ class _Run:
     def _note(self, sessions: Sequence[Session]) -> None:
         for session in sessions:
             if session.not_after is not None:
-                known = self.certificates.get(session.host, session.not_after)
-                self.certificates[session.host] = min(known, session.not_after)
+                # An intermediate the server sends that expires first takes the chain with it.
+                ends = min([session.not_after, *(ca.not_after for ca in session.chain)])
+                known = self.certificates.get(session.host, ends)
+                self.certificates[session.host] = min(known, ends)
 
     async def domain(
         self,
@@ -294,7 +298,7 @@ async def check(
     domains = select(config, options.domains)
     context, lookup = _prepare(options)
     expected = _expected(snapshot)
-    helo = options.helo or await asyncio.to_thread(machine_name)
+    helo = options.helo or await asyncio.to_thread(machine_name, options.timeout)
     run = _Run(options, lookup, context, helo)
     results: dict[str, tuple[Finding, ...]] = {}
     queue = iter(domains)

@@ -1,6 +1,7 @@
 """
 An SMTP dialogue up to STARTTLS and the TLS handshake, with asyncio: bounded by one timeout
-as a whole, it returns what it saw and never raises.
+as a whole (and one more for a second look at a chain out of its dates), it returns what it
+saw and never raises.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import re
 import ssl
 
 from ..names import is_address
+from .chain import dated
 from .ehlo import address_literal
 from .facts import Failure, Session
-from .tlsprobe import BROKEN, classify, handshake, untangle
+from .tlsprobe import BROKEN, DATED, classify, handshake, untangle
 
 _MAX_LINE = 512
 """The longest reply line RFC 5321 section 4.5.3.1.5 allows, CRLF included: what is kept of
@@ -84,6 +86,21 @@ def _ended(command: str | None, code: int, lines: list[str]) -> tuple[Failure, s
     return Failure.PROTOCOL, f"answers EHLO with {text}"
 
 
+async def _to_starttls(address: str, port: int, name: str) -> asyncio.StreamWriter:
+    """A second connection, up to where TLS starts: the dialogue went there before."""
+    reader, writer = await asyncio.open_connection(address, port)
+    try:
+        for command in ("", f"EHLO {name}\r\n", "STARTTLS\r\n"):  # "": the greeting
+            writer.write(command.encode())
+            code = (await _reply(reader))[0]
+            if code // 100 != 2:
+                raise ValueError(f"another dialogue than the first: {code}")
+    except BaseException:
+        writer.transport.abort()
+        raise
+    return writer
+
+
 async def starttls(
     address: str,
     host: str,
@@ -101,6 +118,7 @@ async def starttls(
     step = "no connection"
     reader: asyncio.StreamReader | None = None
     writer = None
+    name = None
 
     def refused(failure: Failure, detail: str) -> Session:
         return Session(host, address, failure=failure, detail=detail)
@@ -151,7 +169,13 @@ async def starttls(
         return refused(Failure.PROTOCOL, f"the server {how} the connection: {step}")
     except BROKEN as exc:
         untangle(exc)
-        return refused(*classify(exc, host, address, port))
+        failure, detail = classify(exc, host, address, port)
+        if failure in DATED and name is not None:
+            again = name
+            detail = (
+                await dated(lambda: _to_starttls(address, port, again), host, timeout) or detail
+            )
+        return refused(failure, detail)
     finally:
         if writer is not None:
             writer.transport.abort()

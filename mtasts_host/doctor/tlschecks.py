@@ -52,12 +52,24 @@ def judge(session: Session, now: float) -> tuple[Status, str] | None:
     if session.failure is not None:
         status = Status.WARN if session.failure is Failure.REFUSED else Status.FAIL
         return status, f"{where}: {session.detail}; {_ADVICE[session.failure]}"
+    soon: list[str] = []
     if session.not_after is not None and session.not_after - now < EXPIRY_WARNING:
-        days = max(0, round((session.not_after - now) / 86400))
-        left = counted(days, "day")
-        message = f"{where}: the certificate expires {_date(session.not_after)}, in {left}"
-        return Status.WARN, message + ": renew it"
-    return None
+        soon.append(f"the certificate expires {_expiry(session.not_after, now)}: renew it")
+    # An intermediate that expires breaks senders' validation as the server's own does, and
+    # renewing the server's certificate does not replace it if the chain file is kept.
+    soon += [
+        f"the {'root' if ca.root else 'intermediate'} certificate {ca.subject!r} that it sends "
+        f"expires {_expiry(ca.not_after, now)}: serve the CA's current "
+        f"{'chain' if ca.root else 'intermediate'} in its place"
+        for ca in session.chain
+        if ca.not_after - now < EXPIRY_WARNING
+    ]
+    return (Status.WARN, f"{where}: " + "; ".join(soon)) if soon else None
+
+
+def _expiry(not_after: float, now: float) -> str:
+    left = counted(max(0, round((not_after - now) / 86400)), "day")
+    return f"{_date(not_after)}, in {left}"
 
 
 def _unreachable(sessions: Sequence[Session]) -> bool:

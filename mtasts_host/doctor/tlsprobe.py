@@ -1,7 +1,8 @@
 """
 TLS connections, with asyncio: the handshake and what its failures mean, and the policy
 fetched over HTTPS (the SMTP dialogue up to STARTTLS is in ``smtpprobe``). Each probe is
-bounded by one timeout as a whole, and returns what it saw, never raises.
+bounded by one timeout as a whole (and one more for a second look at a chain out of its
+dates, ``chain.dated``), and returns what it saw, never raises.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from .. import __version__
 from ..policy import MAX_BODY_SIZE
+from .chain import dated, verified_chain
 from .facts import Answer, Failure, Fetch, Session
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -40,7 +42,9 @@ _MAX_HEAD = 65536
 _NO_ROUTE = (errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTUNREACH)
 _CHAIN = "a certificate of the chain (the server's or an intermediate)"
 """OpenSSL does not say which certificate of the chain failed its dates: the server's own,
-or an intermediate it sends (an old one left in the chain file)."""
+or an intermediate it sends (an old one left in the chain file). ``chain.dated`` looks."""
+DATED = (Failure.EXPIRED, Failure.NOT_YET_VALID)
+"""Failures that ``chain.dated`` can name the certificate of."""
 
 
 @dataclass
@@ -102,7 +106,7 @@ def _session(host: str, address: str, writer: asyncio.StreamWriter) -> Session:
     tls = writer.get_extra_info("ssl_object")
     certificate = tls.getpeercert()
     not_after = ssl.cert_time_to_seconds(certificate["notAfter"])
-    return Session(host, address, tls.version() or "", not_after)
+    return Session(host, address, tls.version() or "", not_after, verified_chain(tls))
 
 
 async def handshake(
@@ -145,11 +149,17 @@ async def fetch_policy(
     except BROKEN as exc:
         untangle(exc)
         failure, detail = classify(exc, host, address, port)
+        if failure in DATED:
+            detail = await dated(lambda: _connect(address, port), host, timeout) or detail
         return Fetch(Session(host, address, failure=failure, detail=detail))
     finally:
         if writer is not None:
             writer.transport.abort()
         reader = writer = None  # see untangle
+
+
+async def _connect(address: str, port: int) -> asyncio.StreamWriter:
+    return (await asyncio.open_connection(address, port))[1]
 
 
 async def _get(

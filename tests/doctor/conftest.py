@@ -19,7 +19,7 @@ from mtasts_host.tls import sender_context
 
 from ..knot import knot
 from ..processes import free_port, running
-from .servers import days, issue, nginx, server_context, silent, smtp
+from .servers import chained, days, issue, nginx, server_context, silent, smtp
 from .world import (
     ALTER,
     DNS1,
@@ -73,11 +73,21 @@ server {{
 """
 
 
-def _policy_host_certificates(ca: trustme.CA, certs: Path) -> None:
+def _policy_host_certificates(ca: trustme.CA, certs: Path, roots: Path) -> None:
+    """Each policy host's certificate pair in ``certs``; roots other than ``ca``'s are added
+    to ``roots``."""
     certs.mkdir()
     for domain in DOMAINS:
         name = f"mta-sts.{domain.name}"
-        if domain.certificate == "expired":
+        if domain.certificate == "intermediate-soon":
+            chain = certs / f"{name}.chain"
+            chain.mkdir()
+            chained(chain, name, intermediate=5)
+            (chain / "chain.pem").rename(certs / f"{name}.crt")
+            (chain / "key.pem").rename(certs / f"{name}.key")
+            with roots.open("ab") as file:
+                file.write((chain / "ca.pem").read_bytes())
+        elif domain.certificate == "expired":
             issue(ca, certs / name, name, not_before=days(-30), not_after=days(-1))
         elif domain.certificate == "wrong-name":
             issue(ca, certs / name, "mta-sts.other.test")
@@ -104,7 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp / "ca.pem"))
     certs = tmp / "certs"
-    _policy_host_certificates(ca, certs)
+    _policy_host_certificates(ca, certs, tmp / "ca.pem")
     good = sorted({host.lower() for d in DOMAINS for host, at in d.mx_hosts if at == MX_GOOD})
     mx_certificates = {
         MX_GOOD: issue(ca, tmp / "mx-good", *good),

@@ -18,6 +18,10 @@ from pathlib import Path
 
 import trustme
 from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..nginx import nginx as shipped_nginx
 
@@ -46,6 +50,86 @@ def issue(
 def server_context(cert: trustme.LeafCert) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
+    return context
+
+
+_USAGES = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
+)
+
+
+def _certificate(
+    name: str,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    host: str | None,
+    end: float,
+) -> tuple[x509.Name, ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A certificate named ``name`` (CN), signed by ``issuer`` (None: by itself), valid until
+    ``end`` days from now: for ``host`` (a DNS name), or a CA's without one."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_name, issuer_key = issuer or (subject, key)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(days(-400))
+        .not_valid_after(days(end))
+        .add_extension(x509.BasicConstraints(ca=host is None, path_length=None), critical=True)
+        # What VERIFY_X509_STRICT, on by default from Python 3.13, requires.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
+        )
+    )
+    if host is None:
+        usage = dict.fromkeys(_USAGES, False) | {"key_cert_sign": True, "crl_sign": True}
+        builder = builder.add_extension(x509.KeyUsage(**usage), critical=True)
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+    return subject, key, builder.sign(issuer_key, hashes.SHA256())
+
+
+def chained(
+    tmp: Path,
+    host: str,
+    intermediate: float,
+    leaf: float = 60,
+    root_days: float = 1000,
+    send_root: bool = False,
+) -> ssl.SSLContext:
+    """
+    A root ("root", in ``tmp``/ca.pem) valid for ``root_days`` more days, an intermediate
+    ("middle") valid for ``intermediate`` more days (negative: expired), and a certificate
+    for ``host`` valid for ``leaf`` more days; returns a server context that sends the
+    certificate and the intermediate, and the root too if ``send_root``.
+    """
+    root_name, root_key, root = _certificate("root", None, None, root_days)
+    middle_name, middle_key, middle = _certificate(
+        "middle", (root_name, root_key), None, intermediate
+    )
+    _, leaf_key, cert = _certificate(host, (middle_name, middle_key), host, leaf)
+    pem = serialization.Encoding.PEM
+    (tmp / "ca.pem").write_bytes(root.public_bytes(pem))
+    sent = [cert, middle, root] if send_root else [cert, middle]
+    (tmp / "chain.pem").write_bytes(b"".join(each.public_bytes(pem) for each in sent))
+    (tmp / "key.pem").write_bytes(
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp / "chain.pem", tmp / "key.pem")
     return context
 
 

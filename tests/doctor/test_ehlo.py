@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from mtasts_host.doctor import ehlo
+from mtasts_host.config import load_config
+from mtasts_host.doctor import DoctorOptions, ehlo, run
+from mtasts_host.store import build_snapshot
+
+from ..processes import free_port
 
 
 @pytest.mark.parametrize(
@@ -51,7 +59,57 @@ def test_names_refused(text: str, expected: str) -> None:
 )
 def test_machine_name(fqdn: str, name: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getfqdn", lambda: fqdn)
-    assert ehlo.machine_name() == name
+    assert ehlo.machine_name(10.0) == name
+
+
+def test_a_host_name_that_idna_cannot_encode_is_no_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # socket.getfqdn() raises, rather than returns, for a host name such as "a..b".
+    monkeypatch.setattr(socket, "gethostname", lambda: "a..b")
+    assert ehlo.machine_name(10.0) is None
+
+
+@pytest.fixture
+def hung_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """getfqdn() hangs, as it does when the resolver it asks never answers: until the test
+    ends, or a minute at most, so that a test of a doctor that waits for it ends too. The event
+    yielded is set once it has answered."""
+    released, answered = threading.Event(), threading.Event()
+
+    def getfqdn(name: str = "") -> str:
+        released.wait(60)
+        answered.set()
+        return "doctor.example.com"
+
+    monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    yield answered
+    released.set()
+
+
+@pytest.mark.timeout(120)
+def test_machine_name_gives_up_after_the_timeout(
+    hung_resolver: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "mtasts_host.doctor.ehlo"):
+        assert ehlo.machine_name(0.2) is None
+    assert not hung_resolver.is_set()
+    assert caplog.messages == [
+        "doctor: no name for this machine within 0.2 s (the resolver hangs?): EHLO gives the "
+        "address literal of each connection instead; set one with --ehlo"
+    ]
+
+
+@pytest.mark.timeout(120)
+def test_the_doctor_does_not_wait_for_a_hung_resolver(
+    hung_resolver: threading.Event, tmp_path: Path
+) -> None:
+    # Before any check, the doctor asks for this machine's name: a resolver that never
+    # answers held it there, whatever --timeout said.
+    path = tmp_path / "config.yaml"
+    path.write_text("domains:\n  example.test:\n    mode: none\n")
+    dns = ("127.60.3.2", free_port("127.60.3.2"))  # nothing listens: each lookup fails fast
+    report = run(build_snapshot(load_config(path)), DoctorOptions(resolver=dns, timeout=0.5))
+    assert list(report.domains) == ["example.test"]
+    assert not hung_resolver.is_set()
 
 
 @pytest.mark.parametrize(

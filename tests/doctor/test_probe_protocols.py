@@ -21,7 +21,7 @@ from mtasts_host.doctor.tlsprobe import fetch_policy
 from mtasts_host.policy import Mode, policy_id
 from mtasts_host.tls import sender_context
 
-from .servers import Handler, server_context, serving_on, smtp_dialogue
+from .servers import Handler, chained, server_context, serving_on, smtp_dialogue
 
 ADDRESS = "127.77.5.1"
 HOST = "mta-sts.probe.test"
@@ -182,49 +182,7 @@ def test_https_server_closing_on_client_hello(ca: trustme.CA, trusting: ssl.SSLC
 def test_an_expired_intermediate_is_not_blamed_on_the_servers_certificate(
     tmp_path: Path,
 ) -> None:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    day = datetime.timedelta(days=1)
-
-    def certificate(
-        name: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None, ca: bool, end: float
-    ) -> tuple[x509.Name, ec.EllipticCurvePrivateKey, x509.Certificate]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        issuer_name, issuer_key = issuer or (subject, key)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer_name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - 400 * day)
-            .not_valid_after(now + end * day)
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False
-            )
-        return subject, key, builder.sign(issuer_key, hashes.SHA256())
-
-    root_name, root_key, root = certificate("root", None, True, 1000)
-    middle_name, middle_key, middle = certificate("middle", (root_name, root_key), True, -1)
-    _, leaf_key, leaf = certificate(HOST, (middle_name, middle_key), False, 60)
-    pem = serialization.Encoding.PEM
-    (tmp_path / "ca.pem").write_bytes(root.public_bytes(pem))
-    (tmp_path / "chain.pem").write_bytes(leaf.public_bytes(pem) + middle.public_bytes(pem))
-    (tmp_path / "key.pem").write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+    server = chained(tmp_path, HOST, intermediate=-1)
 
     async def main() -> Fetch:
         async with serving(answering(BODY), server) as port:

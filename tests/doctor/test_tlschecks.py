@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtasts_host.doctor.facts import Answer, Failure, Fetch, Names, Session
+from mtasts_host.doctor.facts import Answer, Certificate, Failure, Fetch, Names, Session
 from mtasts_host.doctor.findings import Check, Finding, Status
 from mtasts_host.doctor.tlschecks import https, judge, mx_tls, policy
 from mtasts_host.policy import Mode, policy_id
@@ -18,6 +18,10 @@ BODY = b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmax_age: 604
 
 def good(host: str = HOST, address: str = "192.0.2.1", days: float = 60) -> Session:
     return Session(host, address, "TLSv1.3", NOW + days * DAY)
+
+
+def middle(days: float) -> Certificate:
+    return Certificate("C=US, O=Let's Encrypt, CN=R11", NOW + days * DAY)
 
 
 def broken(failure: Failure, detail: str, host: str = HOST) -> Session:
@@ -66,6 +70,22 @@ def broken(failure: Failure, detail: str, host: str = HOST) -> Session:
             id="old-tls",
         ),
         pytest.param(broken(Failure.NO_ROUTE, "no route to port 443"), None, id="no-route"),
+        pytest.param(
+            Session(HOST, "192.0.2.1", "TLSv1.3", NOW + 60 * DAY, (middle(days=30),)),
+            None,
+            id="intermediate-valid",
+        ),
+        pytest.param(
+            Session(HOST, "192.0.2.1", "TLSv1.3", NOW + 5 * DAY, (middle(days=3),)),
+            (
+                Status.WARN,
+                f"{HOST} (192.0.2.1): the certificate expires 2023-11-19 22:13 UTC, in 5 days: "
+                'renew it; the intermediate certificate "C=US, O=Let\'s Encrypt, CN=R11" that it '
+                "sends expires 2023-11-17 22:13 UTC, in 3 days: serve the CA's current "
+                "intermediate in its place",
+            ),
+            id="both-expire-soon",
+        ),
     ],
 )
 def test_judge(session: Session, expected: tuple[Status, str] | None) -> None:

@@ -41,9 +41,14 @@ def test_each_world_yields_exactly_its_findings(report: Report, domain: Domain) 
         ("oldid.test", "dns-id", "DNS has id=20240101T000000, but the policy changed since"),
         ("disagree.test", "dns-id", "ns2.test (127.60.0.2) answers 20240101000000, not id="),
         ("nohost.test", "https", "mta-sts.nohost.test has no address"),
-        ("expired.test", "https", "(127.60.1.1): a certificate of the chain (the server's or an"),
+        ("expired.test", "https", "(127.60.1.1): the certificate expired 20"),
         ("wrongname.test", "https", "the certificate is not valid for mta-sts.wrongname.test"),
         ("soon.test", "https", "in 5 days: renew it"),
+        (
+            "middlesoon.test",
+            "https",
+            "(127.60.1.1): the intermediate certificate 'CN=middle' that it sends expires ",
+        ),
         ("redirect.test", "policy", "127.60.1.2: answers 301, a redirect to https://www."),
         ("altered.test", "policy", "line 2 is b'mode: testing\\r\\n', expected b'mode: enf"),
         ("uncovered.test", "mx-coverage", "MX backup.uncovered.test matches no mx pattern"),
@@ -51,7 +56,7 @@ def test_each_world_yields_exactly_its_findings(report: Report, domain: Domain) 
         (
             "mxexpired.test",
             "mx-tls",
-            "mx.mxexpired.test (127.60.2.2): a certificate of the chain (the server's or an in",
+            "mx.mxexpired.test (127.60.2.2): the certificate expired 20",
         ),
         ("mxwrongname.test", "mx-tls", "the certificate is not valid for mx.mxwrongname.test"),
         ("nostarttls.test", "mx-tls", "mx.nostarttls.test (127.60.2.4): does not offer STARTTLS"),
@@ -97,6 +102,8 @@ def test_certificate_expiries_of_policy_hosts_and_named_mx_hosts(report: Report)
     certificates = report.certificates
     assert {"mta-sts.good.test", "mx.good.test", "eu.mx.good.test"} <= certificates.keys()
     assert certificates["mta-sts.soon.test"] - time.time() < 5 * 86400
+    # The intermediate it sends expires before it: the chain ends with it.
+    assert certificates["mta-sts.middlesoon.test"] - time.time() < 5 * 86400
     # Certificates that do not verify have no expiry; MX hosts no policy names get no series.
     assert "mta-sts.expired.test" not in certificates
     assert "backup.uncovered.test" not in certificates

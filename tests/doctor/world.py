@@ -54,7 +54,9 @@ class Domain:
     more_policy_hosts: Sequence[str] = ()
     """More A records of ``mta-sts.<name>``, beside ``policy_host``."""
     certificate: str = "valid"
-    """That of ``mta-sts.<name>`` on nginx: valid, expired, wrong-name or soon."""
+    """That of ``mta-sts.<name>`` on nginx: valid, expired, wrong-name, soon, or
+    intermediate-soon (valid, sent with an intermediate of another root expiring in five
+    days)."""
     mx: Sequence[tuple[str, str]] = ()
     """MX hosts and their addresses; by default ``mx.<name>`` on MX_GOOD."""
     tlsrpt: Sequence[str] | None = None
@@ -116,6 +118,7 @@ DOMAINS = [
     Domain("expired.test", expect=FAIL_HTTPS, certificate="expired"),
     Domain("wrongname.test", expect=FAIL_HTTPS, certificate="wrong-name"),
     Domain("soon.test", expect={"https": "warn"}, certificate="soon"),
+    Domain("middlesoon.test", expect={"https": "warn"}, certificate="intermediate-soon"),
     Domain("redirect.test", expect={"policy": "fail"}, policy_host=REDIRECT),
     Domain("altered.test", expect={"policy": "fail"}, policy_host=ALTER),
     Domain(
