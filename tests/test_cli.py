@@ -18,6 +18,7 @@ from mtasts_host.policy import policy_id
 from mtasts_host.store import Snapshot
 
 from .conftest import BODY_D, CONFIG_D, WriteConfig
+from .processes import free_port
 
 BAD = """\
 domains:
@@ -125,7 +126,9 @@ def test_serve_that_serves_nothing_leaves_sighup_as_it_was(
     before = signal.getsignal(signal.SIGHUP)
     before_term = signal.getsignal(signal.SIGTERM)
     try:
-        assert main(["serve", "--config", str(write_config(config)), *argv]) == status
+        port = str(free_port())
+        path = str(write_config(config))
+        assert main(["serve", "--config", path, "--port", port, *argv]) == status
         assert signal.getsignal(signal.SIGHUP) is before
         assert signal.getsignal(signal.SIGTERM) is before_term
     finally:
