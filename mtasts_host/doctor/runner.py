@@ -22,7 +22,7 @@ from ..policy import Mode
 from ..settings import txt_cname_groups
 from ..store import Snapshot
 from ..tls import sender_context
-from . import dnschecks, tlschecks
+from . import dnschecks, mxchecks, tlschecks
 from .dnsprobe import Lookup
 from .ehlo import ehlo_name, machine_name
 from .facts import Fetch, Names, Publishing, Session
@@ -172,7 +172,7 @@ class _Run:
 
     async def _mx(self, domain: str) -> tuple[Names, dict[str, Names], tuple[Session, ...]]:
         mx = await self.lookup.mx(domain)
-        hosts = dnschecks.mx_hosts(domain, mx)
+        hosts = mxchecks.mx_hosts(domain, mx)
         found = dict(zip(hosts, await asyncio.gather(*map(self.addresses, hosts)), strict=True))
         keys = [(address, host) for host in hosts for address in found[host].values]
         return mx, found, tuple(await asyncio.gather(*map(self.smtp, keys)))
@@ -227,13 +227,13 @@ class _Run:
         findings.append(tlschecks.policy(domain, fetches, expected.body, announced))
         if full:
             mx, found, mx_sessions = await mx_task
-            hosts = dnschecks.mx_hosts(domain, mx)
+            hosts = mxchecks.mx_hosts(domain, mx)
             # Only the MX hosts the policy names get a metric series: the config bounds them.
             self._note(
-                [s for s in mx_sessions if any(dnschecks.matches(p, s.host) for p in policy.mx)]
+                [s for s in mx_sessions if any(mxchecks.matches(p, s.host) for p in policy.mx)]
             )
             findings += [
-                dnschecks.mx_coverage(domain, policy.mode, policy.mx, mx),
+                mxchecks.mx_coverage(domain, policy.mode, policy.mx, mx),
                 tlschecks.mx_tls(
                     domain,
                     policy.mode,
@@ -241,7 +241,7 @@ class _Run:
                     found,
                     mx_sessions,
                     now,
-                    null_mx=dnschecks.NULL_MX in mx.values,
+                    null_mx=mxchecks.NULL_MX in mx.values,
                 ),
                 dnschecks.tlsrpt(domain, await tlsrpt_task, settings.tlsrpt_rua),
             ]
