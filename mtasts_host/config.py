@@ -264,7 +264,7 @@ class _Reader:
     def check_groups(self, domains: dict[str, DomainConfig]) -> None:
         """
         Refuse a shared ``_mta-sts`` record at a name that is itself a CNAME here; warn where
-        domains share one record but not one policy.
+        domains share one record but not one policy, or not one ``dns_ttl``.
         """
         for target, members in txt_cname_groups(domains).items():
             owner = names.sts_owner(target)
@@ -283,4 +283,12 @@ class _Reader:
                     f"{', '.join(members)} share the _mta-sts record at {target} but not one "
                     "policy: its id covers them all, so a change to any one makes senders "
                     "fetch every one again",
+                )
+            ttls = {domains[name].dns_ttl for name in members}
+            if chained is None and len(ttls) > 1:
+                self.problems.warn(
+                    self.lines[members[0]],
+                    f"domains.{members[0]}.dns_ttl",
+                    f"{', '.join(members)} share the _mta-sts record at {target} but not one "
+                    f"dns_ttl: it gets the shortest, {min(ttls)}",
                 )

@@ -30,13 +30,15 @@ def records(snapshot: Snapshot) -> Iterator[Record]:
     """
     Per domain: the ``_mta-sts`` TXT record with the id of the policy served (or, with
     ``txt_cname``, a CNAME to the shared record, which comes once per group with the group's
-    id, also where a configured domain's own record is the one shared), the ``mta-sts``
-    CNAME if a target is configured, and the ``_smtp._tls`` TXT record if report URIs are
-    configured.
+    id and the shortest ``dns_ttl`` of its members, also where a configured domain's own
+    record is the one shared), the ``mta-sts`` CNAME if a target is configured, and the
+    ``_smtp._tls`` TXT record if report URIs are configured.
     """
+    domains = snapshot.config.domains
     groups = txt_groups(snapshot)
+    members = txt_cname_groups(domains)
     written = set()
-    for domain, settings in snapshot.config.domains.items():
+    for domain, settings in domains.items():
         ttl = settings.dns_ttl
         own = STS_PREFIX + domain
         if settings.txt_cname is not None:
@@ -45,7 +47,10 @@ def records(snapshot: Snapshot) -> Iterator[Record]:
         if txt not in written:
             written.add(txt)
             sts_id = groups.get(txt) or snapshot.served[domain].id
-            yield Record(txt, "TXT", ttl, f"{STS_VERSION}; id={sts_id}")
+            # A shared record changes with any member's policy: the shortest TTL of its
+            # members, so that none waits longer for a new id than its own dns_ttl says.
+            shared_ttl = min((domains[m].dns_ttl for m in members.get(txt, ())), default=ttl)
+            yield Record(txt, "TXT", shared_ttl, f"{STS_VERSION}; id={sts_id}")
         if settings.cname is not None:
             yield Record(POLICY_HOST_PREFIX + domain, "CNAME", ttl, settings.cname)
         if settings.tlsrpt_rua:

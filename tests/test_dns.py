@@ -110,6 +110,57 @@ def test_the_group_id_changes_with_any_member() -> None:
     assert before["_mta-sts.other.example"] != after["_mta-sts.other.example"]
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "warned"),
+    [
+        pytest.param(
+            "a.example",
+            "b.example",
+            "3: warning: domains.a.example.dns_ttl: a.example, b.example",
+            id="longest-first",
+        ),
+        pytest.param(
+            "b.example",
+            "a.example",
+            "3: warning: domains.b.example.dns_ttl: b.example, a.example",
+            id="shortest-first",
+        ),
+        # The provider's own record, shared: its dns_ttl counts too, and it comes last.
+        pytest.param(
+            "provider.example",
+            "a.example",
+            "4: warning: domains.a.example.dns_ttl: a.example, provider.example",
+            id="provider-first",
+        ),
+        pytest.param(
+            "a.example",
+            "provider.example",
+            "3: warning: domains.a.example.dns_ttl: a.example, provider.example",
+            id="provider-last",
+        ),
+    ],
+)
+def test_a_shared_record_takes_the_shortest_ttl_of_its_members(
+    first: str, second: str, warned: str
+) -> None:
+    # Any member's change shows in the shared record: none may wait longer than its dns_ttl.
+    # Which one comes first in the file does not matter.
+    ttls = {"a.example": 3600, "b.example": 300, "provider.example": 300}
+    text = (
+        "defaults: {mode: enforce, mx: mx.provider.example, txt_cname: _mta-sts.provider.example}"
+        f"\ndomains:\n  {first}: {{dns_ttl: {ttls[first]}}}\n"
+        f"  {second}: {{dns_ttl: {ttls[second]}}}\n"
+    )
+    config = parse_config(text.encode(), "config.yaml")
+    records = {(r.name, r.type): r.ttl for r in dns.records(build_snapshot(config))}
+    assert records[("_mta-sts.provider.example", "TXT")] == 300
+    assert records[("_mta-sts.a.example", "CNAME")] == 3600
+    assert [str(w) for w in config.warnings] == [
+        f"config.yaml:{warned} share the _mta-sts record at _mta-sts.provider.example but "
+        "not one dns_ttl: it gets the shortest, 300"
+    ]
+
+
 ANCHORED = textwrap.dedent(
     """\
     defaults: {mode: enforce, mx: mx.provider.example}
