@@ -62,7 +62,8 @@ def fetch(
         if https:
             sock = (context or sender_context()).wrap_socket(sock, server_hostname=host)
         connection.sock = sock  # http.client then skips its own connect()
-        connection.request("GET", parts.path or "/", headers=headers)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request("GET", target, headers=headers)
         response = connection.getresponse()
         body = response.read(MAX_BODY_SIZE + 1)
     except ssl.SSLCertVerificationError as exc:

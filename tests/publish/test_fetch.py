@@ -28,9 +28,12 @@ BODY = b"version: STSv1\r\nmode: testing\r\nmx: mx.a.example\r\nmax_age: 86400\r
 class _Handler(http.server.BaseHTTPRequestHandler):
     hosts: ClassVar[list[str]] = []
     """The Host header of each request."""
+    paths: ClassVar[list[str]] = []
+    """The target of each request."""
 
     def do_GET(self) -> None:
         self.hosts.append(self.headers.get("Host", ""))
+        self.paths.append(self.path)
         if self.path == "/moved":
             self.send_response(301)
             self.send_header("Location", f"https://{NAME}/.well-known/mta-sts.txt")
@@ -116,6 +119,29 @@ def test_the_host_header_is_the_one_senders_send(
     with https_server(ca if https else None) as port:
         assert fetch(url, connect=(ADDRESS, port), context=context, timeout=5) == BODY
     assert hosts == [host]
+
+
+@pytest.mark.parametrize(
+    ("url", "target"),
+    [
+        (f"http://{NAME}/.well-known/mta-sts.txt", "/.well-known/mta-sts.txt"),
+        (f"http://{NAME}", "/"),
+        # A query (a cache-buster, a token a proxy wants) is part of the URL configured.
+        (
+            f"http://{NAME}/.well-known/mta-sts.txt?via=publish",
+            "/.well-known/mta-sts.txt?via=publish",
+        ),
+        (f"http://{NAME}?x", "/?x"),
+    ],
+)
+def test_the_request_target_is_the_urls(
+    monkeypatch: pytest.MonkeyPatch, url: str, target: str
+) -> None:
+    paths: list[str] = []
+    monkeypatch.setattr(_Handler, "paths", paths)
+    with https_server(None) as port:
+        assert fetch(url, connect=(ADDRESS, port), timeout=5) == BODY
+    assert paths == [target]
 
 
 @pytest.mark.parametrize(
