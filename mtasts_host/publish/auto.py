@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from .. import dns
 from ..store import PolicyStore, Snapshot
+from . import hook
 from .outcome import Outcome
 from .plan import wanted
 from .runner import publish
@@ -89,12 +90,16 @@ class AutoPublisher:
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """End the run in progress at its next wait, and the thread."""
+        """End the run in progress at its next wait, and the thread; after ``timeout``
+        seconds, the command still writing a record too."""
         self._stopping.set()
         self._abandon.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                # The record in hand had its time: its command does not outlive the service.
+                hook.end_all()
 
     def reloaded(self, old: Snapshot, new: Snapshot) -> None:
         """

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from ..app import PolicyApp
@@ -63,7 +64,25 @@ def publish(config: Config, args: argparse.Namespace) -> int:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2
     snapshot = build_snapshot(config)
-    return run(snapshot, _Terminal(), domains=domains, dry_run=args.dry_run).exit_code
+    # SIGTERM unwinds, as Ctrl-C does: a command writing a record, in a session of its own,
+    # gets its time to finish and is then ended, not left running behind.
+    before = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return run(snapshot, _Terminal(), domains=domains, dry_run=args.dry_run).exit_code
+    except _Terminated:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
+    signal.raise_signal(signal.SIGTERM)  # now end as SIGTERM ends a process
+    return 128 + signal.SIGTERM  # the caller's own handler took it
+
+
+class _Terminated(BaseException):
+    """SIGTERM came during a run."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def start_background(app: PolicyApp, args: argparse.Namespace) -> AutoPublisher:

@@ -5,6 +5,7 @@ the record in its environment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +22,12 @@ _KEPT = 4096
 """Bytes of a command's output kept, from its end: its last line says why it failed."""
 _DRAIN = 1.0
 """Seconds to read what a command wrote once it has ended."""
+GRACE = 5.0
+"""Seconds an interrupted run (Ctrl-C, or SIGTERM to ``publish``) gives its command to finish
+the record in hand, as ``serve`` gives the publisher on SIGTERM."""
+_running: set[subprocess.Popen[bytes]] = set()
+"""The commands running now, in any thread, for ``end_all``."""
+_running_lock = threading.Lock()
 
 
 class Hook:
@@ -63,6 +70,15 @@ class Hook:
             "MTASTS_RECORD_ZONE": zone,
         }
         command = self.argv[0]
+        # One value a line, in an environment that ends each at a NUL byte: a record with
+        # either (someone else's, or hostile) cannot be told to the command as it is.
+        unfit = next((v for v in (*old, *kept) if "\0" in v or "\n" in v), None)
+        if unfit is not None:
+            return Applied(
+                Result.FAILED,
+                f"command {command} not run: the name holds {unfit!r}, whose NUL byte or line "
+                "break its environment cannot pass on; change that record by hand",
+            )
         try:
             process = subprocess.Popen(
                 self.argv,
@@ -70,19 +86,36 @@ class Hook:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                # Ctrl-C, or a supervisor signalling mtasts-host's process group, would cut
+                # it off between its delete and its add: mtasts-host decides when it ends.
+                start_new_session=True,
             )
         except OSError as exc:
             return Applied(Result.FAILED, f"command {command}: {(exc.strerror or '').lower()}")
-        assert process.stdout is not None
-        assert process.stderr is not None
-        outputs = [_Tail(process.stdout), _Tail(process.stderr)]
+        outputs: list[_Tail] = []
         try:
+            # Inside the try: an interruption while the readers start gives the command its
+            # time and ends it too.
+            with _running_lock:
+                _running.add(process)
+            assert process.stdout is not None
+            assert process.stderr is not None
+            outputs += [_Tail(process.stdout), _Tail(process.stderr)]
             returncode = process.wait(TIMEOUT)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            _kill(process)
             return Applied(Result.FAILED, f"command {command} did not end within {TIMEOUT} s")
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM): the record in hand is finished, for a while.
+            try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(GRACE)
+            finally:  # a second Ctrl-C included
+                _kill(process)
+            raise
         finally:
+            with _running_lock:
+                _running.discard(process)
             for output in outputs:
                 # What it wrote before it ended is there to read at once; a process it left
                 # behind may keep the pipe open for as long as it likes.
@@ -91,6 +124,25 @@ class Hook:
             last = outputs[1].last_line() or outputs[0].last_line() or "no output"
             return Applied(Result.FAILED, f"command {command} {_ended(returncode)}: {last}")
         return Applied(Result.DONE)
+
+
+def end_all() -> None:
+    """
+    End every command still running, and what each started: the service stops, and they
+    have had their time. In a session of their own, they would outlive it.
+    """
+    with _running_lock:
+        running = list(_running)
+    for process in running:
+        _kill(process)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """End a command still running, and what it started: its session's process group."""
+    if process.poll() is None:
+        # Not reaped, so its process ID, the group's, is still its own.
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 class _Tail(threading.Thread):

@@ -5,6 +5,8 @@ hold it) and at the zone's other name servers (which may not yet: zone transfers
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from .. import dns
@@ -14,6 +16,38 @@ from .query import DnsError, Server, Unreachable
 
 _TIMEOUT = 2.0
 """Seconds for each other name server: they only inform, they never fail a run."""
+PROPAGATION_TIMEOUT = 120.0
+"""Seconds a command's change may take to show at the server it is read from: a provider's
+API may apply it after it has answered (Route53's PENDING, an eventually consistent API)."""
+PROPAGATION_INTERVAL = 1.0
+"""Seconds between two reads while a command's change is not there yet."""
+
+
+def propagated(
+    where: Server, record: dns.Record, stop: threading.Event, timeout: float | None = None
+) -> str | None:
+    """
+    Read ``record`` at ``where`` until it is there, for at most ``timeout`` seconds
+    (``PROPAGATION_TIMEOUT`` by default): None once it is (or ``stop`` is set), else what
+    ``where`` holds in its place.
+    """
+    timeout = PROPAGATION_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            now = authority.read(where, record.name, record.type)
+        except DnsError as exc:
+            seen = f"cannot read it: {exc}"
+        else:
+            if now is not None and holds(now, record):
+                return None
+            seen = f"{now.ttl} {now.type} {now.show()}" if now else "nothing"
+            seen = f"{where} still holds {seen}"
+        wait = min(PROPAGATION_INTERVAL, deadline - time.monotonic())
+        if wait <= 0:
+            return f"{seen} after {timeout:g} s"
+        if stop.wait(wait):
+            return None
 
 
 def read_back(

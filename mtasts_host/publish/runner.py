@@ -23,7 +23,7 @@ from .hook import Hook
 from .outcome import Outcome, Output
 from .plan import Action, Change, Current, Wanted, holds, ordered, wanted
 from .query import DnsError, Server, Unreachable
-from .readback import read_back
+from .readback import propagated, read_back
 from .rfc2136 import Rfc2136
 
 _FETCH_TIMEOUT = 10.0
@@ -257,6 +257,12 @@ class _Run:
             if now != change.current:
                 return self.judge(change, now)
         applied = self.backend.apply(change, zone)
+        if applied.result is Result.DONE and not self.backend.atomic:
+            # What comes next (a CNAME to this record, the read-back) must see it there.
+            why = propagated(where, record, self.stop)
+            if why is not None:
+                self.problem(f"{label}: the command succeeded, but {why}")
+                return Result.FAILED
         if applied.result is Result.DONE:
             self.output.info(f"published {_shown(change.record)}")
             return Result.DONE

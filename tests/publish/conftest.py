@@ -235,3 +235,12 @@ def publish(capsys: pytest.CaptureFixture[str]) -> Publish:
         return Ran(code, captured.out, captured.err)
 
     return run
+
+
+def ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended: gone, or a zombie its new parent has not reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
+import os
 import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -27,7 +30,7 @@ from mtasts_host.store import PolicyStore, build_snapshot
 
 from ..conftest import wait_until
 from ..processes import free_port, running, serve_argv
-from .conftest import Keys, Write, serve
+from .conftest import Keys, Write, ended, serve
 from .servers import DNS1, Dns, PolicyHost
 
 A = "a.pub.test: {mx: [mx.pub.test]}"
@@ -423,3 +426,70 @@ def _first(lines: list[str], text: str, after: int) -> int:
 def _when(line: str) -> float:
     stamp = line.split()[0].removesuffix("Z")
     return datetime.datetime.fromisoformat(stamp).timestamp()
+
+
+def test_ctrl_c_lets_the_command_in_progress_finish(
+    write: Write, server: Dns, tmp_path: Path, host: PolicyHost
+) -> None:
+    """
+    Ctrl-C in a terminal signals the whole foreground process group: the command, in a
+    session of its own, is not cut off between its delete and its add, and serve lets it
+    finish the record in hand.
+    """
+    port = free_port(SERVE_ADDRESS)
+    steps, go = tmp_path / "steps", tmp_path / "go"
+    hook = tmp_path / "dns-hook"
+    hook.write_text(
+        f"#!/bin/sh\necho $MTASTS_RECORD_NAME deleted >> {steps}\n"
+        f"while [ ! -e {go} ]; do sleep 0.01; done\necho $MTASTS_RECORD_NAME added >> {steps}\n"
+    )
+    hook.chmod(0o755)
+    extra = (f"command: {hook}", f"verify_connect: {SERVE_ADDRESS}:{port}", "auto: true")
+    domain = "a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:r@pub.test], cname: web.pub.test}"
+    path = write(domain, *extra)
+    argv = [*serve_argv(path, port, "--host", SERVE_ADDRESS)]
+    with (tmp_path / "serve.log").open("wb") as log:
+        # A session of its own, as a shell gives a job: the SIGINT below is the terminal's.
+        process = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_until(steps.exists, timeout=15)
+        os.killpg(process.pid, signal.SIGINT)
+        go.touch()
+        process.wait(15)
+    finally:
+        go.touch()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    # Whether the next record starts before the server has stopped is the SIGTERM test's.
+    assert steps.read_text().splitlines()[:2] == [
+        "mta-sts.a.pub.test deleted",
+        "mta-sts.a.pub.test added",
+    ]
+
+
+def test_a_command_still_running_when_stopped_is_ended(
+    write: Write, server: Dns, tmp_path: Path, host: PolicyHost
+) -> None:
+    # Past stop's time, a command in a session of its own would outlive the service, and
+    # what it started with it.
+    pids = tmp_path / "pids"
+    hook = tmp_path / "stuck-hook"
+    hook.write_text(f"#!/bin/sh\nsleep 60 &\necho $! >> {pids}\nwait\n")
+    hook.chmod(0o755)
+    path = write(A, f"command: {hook}", "auto: true")
+    serve(host, path)
+    publisher = AutoPublisher(PolicyStore(load_config(path)))
+    publisher.start()
+    try:
+        wait_until(pids.exists, timeout=15)
+    finally:
+        publisher.stop(timeout=0.1)
+    (pid,) = [int(pid) for pid in pids.read_text().split()]
+    try:
+        wait_until(lambda: ended(pid), timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

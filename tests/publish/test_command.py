@@ -388,6 +388,22 @@ def test_tlsrpt_cname_and_ttl_changes_need_no_new_body(
     _published(server, path)
 
 
+def test_a_shared_record_gets_the_shortest_ttl_whatever_the_order(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    h1 = "h1.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test, dns_ttl: 3600}"
+    h2 = "h2.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test, dns_ttl: 120}"
+    path = write(f"{h1}\n{h2}")
+    serve(host, path)
+    assert publish(path).code == 0
+    assert server.ttl("_mta-sts.provider.test") == 120
+    assert server.ttl("_mta-sts.h1.pub.test", "CNAME") == 3600
+    # The other order in the file is the same group: nothing to change.
+    path = write(f"{h2}\n{h1}")
+    ran = publish(path)
+    assert (ran.code, ran.lines[-1]) == (0, "changed 0 of 3 records")
+
+
 def test_txt_records_of_other_kinds_at_the_names_are_kept(
     write: Write, host: PolicyHost, server: Dns, publish: Publish
 ) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,11 +15,12 @@ import pytest
 
 from mtasts_host.config import load_config
 from mtasts_host.dns import records
-from mtasts_host.publish import authority, hook
+from mtasts_host.publish import authority, hook, readback
 from mtasts_host.store import build_snapshot
 
+from ..conftest import wait_until
 from ..knot import knot
-from .conftest import Publish, Write, serve, theirs_once_served
+from .conftest import Publish, Write, ended, serve, theirs_once_served
 from .servers import Dns, PolicyHost, zone_text
 
 # A provider's CLI as far as the publisher can tell: it records its environment, then puts
@@ -463,3 +465,190 @@ def test_without_a_server_a_primary_that_does_not_answer_is_passed_over(
             f"ns2.pub.test (127.80.0.2:{server.port}): unreachable"
         ) in ran.lines
         assert publish(path).lines[-1] == "changed 0 of 2 records"
+
+
+@pytest.mark.parametrize(
+    ("signum", "ended"),
+    [
+        # Ctrl-C in a terminal signals the whole foreground process group.
+        pytest.param(signal.SIGINT, (130, "mtasts-host: interrupted\n"), id="ctrl-c"),
+        # As a supervisor, or timeout(1), signals the group; the status SIGTERM gives.
+        pytest.param(signal.SIGTERM, (-signal.SIGTERM, ""), id="sigterm"),
+    ],
+)
+def test_a_signal_lets_the_command_finish_its_record(
+    signum: signal.Signals,
+    ended: tuple[int, str],
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    tmp_path: Path,
+) -> None:
+    """
+    A signal to mtasts-host's process group: the command, in a session of its own, is not
+    cut off between its delete and its add, and mtasts-host lets it finish the record in
+    hand before it ends.
+    """
+    steps, go = tmp_path / "steps", tmp_path / "go"
+    slow = tmp_path / "slow-hook"
+    slow.write_text(
+        f"#!/bin/sh\necho deleted >> {steps}\nwhile [ ! -e {go} ]; do sleep 0.01; done\n"
+        f"echo added >> {steps}\n"
+    )
+    slow.chmod(0o755)
+    path = write("a.pub.test: {mx: [mx.pub.test]}", f"command: {slow}")
+    serve(host, path)
+    argv = [sys.executable, "-m", "mtasts_host", "publish", str(path)]
+    # A session of its own, as a shell gives a job: the signal below is the terminal's.
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as process:
+        try:
+            wait_until(lambda: steps.exists() or process.poll() is not None, timeout=20)
+            assert process.poll() is None, process.communicate()
+            os.killpg(process.pid, signum)
+            go.touch()
+            _, err = process.communicate(timeout=20)
+        finally:
+            go.touch()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert (process.returncode, err) == ended
+    assert steps.read_text().splitlines() == ["deleted", "added"]
+
+
+def test_a_command_past_its_time_is_ended_with_what_it_started(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A shell script waiting on a provider's CLI: killing the shell alone left the CLI
+    # running, to write the record at any time after the run had given up on it.
+    monkeypatch.setattr(hook, "TIMEOUT", 1)
+    pids = tmp_path / "pids"
+    stuck = tmp_path / "stuck-hook"
+    stuck.write_text(f"#!/bin/sh\nsleep 60 &\necho $! >> {pids}\nwait\n")
+    stuck.chmod(0o755)
+    path = write("a.pub.test: {mx: [mx.pub.test]}", f"command: {stuck}")
+    serve(host, path)
+    ran = publish(path)
+    (pid,) = [int(pid) for pid in pids.read_text().split()]
+    try:
+        assert ran.err.splitlines() == [
+            f"error: _mta-sts.a.pub.test TXT: not changed: command {stuck} did not end within 1 s"
+        ]
+        wait_until(lambda: ended(pid), timeout=10)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_change_the_provider_applies_later_is_waited_for(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    calls: Path,
+    script: Path,
+    tmp_path: Path,
+) -> None:
+    """
+    A provider whose API answers before the change is in the DNS (Route53's PENDING): the
+    record is read until it shows, before the next one is written and before the read-back.
+    """
+    later = tmp_path / "async-hook"
+    later.write_text(f"#!/bin/sh\n(sleep 2; exec {script}) </dev/null >/dev/null 2>&1 &\n")
+    later.chmod(0o755)
+    path = write(A, f"command: {later}")
+    serve(host, path)
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, ""), ran.out + ran.err
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path)]
+    assert ran.lines[-1] == "changed 2 of 2 records"
+
+
+def test_a_change_that_never_shows_is_one_clear_line(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(readback, "PROPAGATION_TIMEOUT", 1.0)
+    monkeypatch.setattr(readback, "PROPAGATION_INTERVAL", 0.1)
+    lost = tmp_path / "lost-hook"
+    lost.write_text("#!/bin/sh\nexit 0\n")
+    lost.chmod(0o755)
+    path = write("a.pub.test: {mx: [mx.pub.test]}", f"command: {lost}")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        "error: _mta-sts.a.pub.test TXT: the command succeeded, but "
+        f"{server.address}:{server.port} still holds nothing after 1 s"
+    ]
+    assert ran.lines[-1] == "changed 0 of 1 records"
+
+
+def test_sigterm_leaves_no_command_running_behind(
+    write: Write, host: PolicyHost, server: Dns, tmp_path: Path
+) -> None:
+    """
+    SIGTERM to the process group (a supervisor, timeout(1)) while a command hangs: once it
+    has had its time, mtasts-host ends it, in its session of its own, before it ends itself.
+    """
+    pid = tmp_path / "pid"
+    stuck = tmp_path / "stuck-hook"
+    stuck.write_text(f"#!/bin/sh\necho $$ > {pid}.new\nmv {pid}.new {pid}\nexec sleep 60\n")
+    stuck.chmod(0o755)
+    path = write("a.pub.test: {mx: [mx.pub.test]}", f"command: {stuck}")
+    serve(host, path)
+    argv = [sys.executable, "-m", "mtasts_host", "publish", str(path)]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    ) as process:
+        try:
+            wait_until(lambda: pid.exists() or process.poll() is not None, timeout=20)
+            os.killpg(process.pid, signal.SIGTERM)
+            assert process.wait(20) == -signal.SIGTERM, process.communicate()
+            wait_until(lambda: ended(int(pid.read_text())), timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                os.kill(int(pid.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        pytest.param('"site\\000verify"', "'site\\x00verify'", id="nul"),
+        pytest.param('"site\\010verify"', "'site\\nverify'", id="line-break"),
+        pytest.param('"v=STSv1; id=old\\000"', "'v=STSv1; id=old\\x00'", id="ours"),
+    ],
+)
+def test_a_record_the_environment_cannot_carry_is_named(
+    text: str,
+    shown: str,
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    calls: Path,
+    script: Path,
+) -> None:
+    # A NUL byte ends an environment variable, and a line break splits one value in two: the
+    # command would be told of records that are not there, and rewrite them so.
+    server.set("pub.test", "_mta-sts.a.pub.test", "TXT", text, ttl=300)
+    path = write("a.pub.test: {mx: [mx.pub.test]}", f"command: {script}")
+    serve(host, path)
+    ran = publish(path)
+    assert ran.code == 1
+    assert ran.err.splitlines() == [
+        f"error: _mta-sts.a.pub.test TXT: not changed: command {script} not run: the name "
+        f"holds {shown}, whose NUL byte or line break its environment cannot pass on; change "
+        "that record by hand"
+    ]
+    assert _calls(calls) == []
