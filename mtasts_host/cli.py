@@ -26,6 +26,9 @@ _CONFIG_ONLY = replace(CONFIG, help="the YAML file")
 
 EX_INTERRUPTED = 130
 """A command ended by Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
+EX_BROKEN_PIPE = 141
+"""A command whose reader went away (``| head``): 128 + 13, as a shell reports a command
+that SIGPIPE ended, which Python ignores."""
 
 _DNS = (
     CONFIG,
@@ -35,6 +38,7 @@ _DNS = (
         "zone",
         "zone-file lines, a JSON list, or just the policy host names, one a line, for "
         "certificate and ingress lists",
+        "{zone,json,hosts}",
     ),
 )
 
@@ -148,22 +152,36 @@ COMMANDS: dict[str, Command] = {
 
 
 def _parser() -> Parser:
+    # No abbreviations: ``serve --timeout 10``, the doctor's option, set --timeout-keep-alive.
     parser = Parser(
         prog="mtasts-host",
+        allow_abbrev=False,
         description="Serve RFC 8461 MTA-STS policies for many domains from one YAML file.",
         epilog=f"Every option can also be set as an environment variable {ENV_PREFIX}<OPTION>.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    server = commands.add_parser("serve", help="serve the policies over HTTP (behind a TLS proxy)")
+    server = commands.add_parser(
+        "serve", help="serve the policies over HTTP (behind a TLS proxy)", allow_abbrev=False
+    )
     _add(server, _SERVE, path=True)
     for name, command in COMMANDS.items():
-        sub = commands.add_parser(name, help=command.help, description=command.help)
+        sub = commands.add_parser(
+            name, help=command.help, description=command.help, allow_abbrev=False
+        )
         _add(sub, command.options, command.path, command.arguments)
         if command.subcommands:
+            if not command.path:
+                # Its one positional is a subcommand: a file given there lands in it.
+                sub.choice_hint = f"{name} takes the configuration file as --config PATH"
             nested = sub.add_subparsers(dest="subcommand", parser_class=Parser)
             for subname, subcommand in command.subcommands.items():
-                subparser = nested.add_parser(subname, help=subcommand.help)
+                subparser = nested.add_parser(
+                    subname,
+                    help=subcommand.help,
+                    description=subcommand.help,
+                    allow_abbrev=False,
+                )
                 _add(subparser, subcommand.options, subcommand.path, subcommand.arguments)
     return parser
 
@@ -193,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if given is not None and args.config is not None and given != args.config:
             raise UsageError("give the configuration once: PATH or --config")
         args.config = given or args.config
+        if command is None:
+            doctor.check_serve_options(args, os.environ)
         resolve_all(args, command.options if command else _SERVE, os.environ)
         if args.config is None:
             given_as = "PATH" if command is None or command.path else "--config PATH"
@@ -204,11 +224,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command is None:
             # Once started, uvicorn handles Ctrl-C itself: this is while the file loads.
             return serve(args, (_beside,))
-        return _run(command, args)
+        status = _run(command, args)
+        sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
+        return status
     except KeyboardInterrupt:
         # Ctrl-C: one line and the status a shell gives a command SIGINT ended, no traceback.
         print("mtasts-host: interrupted", file=sys.stderr)
         return EX_INTERRUPTED
+    except BrokenPipeError:
+        # As other commands end on SIGPIPE: quietly, the output having nowhere to go.
+        _discard_output()
+        return EX_BROKEN_PIPE
+
+
+def _discard_output() -> None:
+    # What is still buffered would raise again as Python flushes it at exit, with an
+    # "Exception ignored" message (see "Note on SIGPIPE" in the docs of the signal module).
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # a stream of no file: an in-process caller's own
+        pass
 
 
 def _run(command: Command, args: argparse.Namespace) -> int:

@@ -112,6 +112,8 @@ class Option(Generic[T_co]):
     metavar: str | None = None
     flag: bool = False
     repeat: bool = False
+    unset: str | None = None
+    """What ``--help`` says happens when the option is not given, if its default is None."""
 
     @property
     def variable(self) -> str:
@@ -123,6 +125,7 @@ class Option(Generic[T_co]):
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         shown = "on" if self.default is True else "off" if self.default is False else self.default
+        shown = self.unset if shown is None else shown
         default = "" if shown is None else f"default: {shown}; "
         help = f"{self.help} ({default}{self.variable})"
         if self.flag:
@@ -172,7 +175,13 @@ def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
 class Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are one line, raised rather than printed."""
 
+    choice_hint: str | None = None
+    """Added to the error for a word that is not one of its subcommands: what to type instead."""
+
     def error(self, message: str) -> NoReturn:
+        # Subcommands are the only choices: every option value is parsed by a function.
+        if self.choice_hint is not None and "invalid choice" in message:
+            raise UsageError(f"{message}; {self.choice_hint}")
         raise UsageError(message)
 
 

@@ -55,13 +55,17 @@ APP_OPTIONS = (
 )
 """The options that shape the app itself, wherever it runs (see ``mtasts_host.asgi``)."""
 LOG_FORMAT = Option(
-    "log-format", choice("text", "json"), "text", "text lines or one JSON object a line"
+    "log-format",
+    choice("text", "json"),
+    "text",
+    "text lines or one JSON object a line",
+    "{text,json}",
 )
 
 SERVE_OPTIONS = (
     *APP_OPTIONS,
-    Option("host", text, "127.0.0.1", "address to bind"),
-    Option("port", port, 8080, "port to bind"),
+    Option("host", text, "127.0.0.1", "address to bind", "ADDR"),
+    Option("port", port, 8080, "port to bind", "PORT"),
     Option("uds", text, None, "bind to this Unix socket instead", "PATH"),
     LOG_FORMAT,
     Option(
@@ -82,16 +86,17 @@ SERVE_OPTIONS = (
         "limit-concurrency",
         positive_int,
         None,
-        "answer 503 beyond this many connections and tasks at once (default: no limit)",
+        "answer 503 beyond this many connections and requests handled at once",
         "N",
+        unset="no limit",
     ),
     Option(
         "forwarded-allow-ips",
         text,
         None,
-        "comma-separated proxy addresses to trust, or '*' "
-        "(default: 127.0.0.1,::1; with --uds, '*')",
+        "comma-separated proxy addresses to trust, or '*'",
         "IPS",
+        unset="127.0.0.1,::1; with --uds, '*'",
     ),
 )
 
@@ -164,19 +169,17 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: list[int]) -> int:
+    # Checked before the file loads, so that no "serving" line (nor the report store opened)
+    # comes before the error, and again once it has loaded, which can take seconds: before
+    # anything starts beside the server, as the publisher of a server that then could not
+    # listen (the port another mtasts-host's) wrote the DNS records of a configuration it
+    # never served.
+    if not _can_listen(args):
+        return STARTUP_FAILURE
     app = build_app(args)
     if app is None:
         return 1
-    # Checked before anything starts beside the server: the publisher of a server that then
-    # could not listen (the port another mtasts-host's) wrote the DNS records of a
-    # configuration it never served.
-    if args.uds is not None:
-        where, problem = args.uds, _unix_socket_problem(args.uds)
-    else:
-        where = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
-        problem = _address_problem(args.host, args.port)
-    if problem is not None:
-        print(f"mtasts-host: error: cannot listen on {where}: {problem}", file=sys.stderr)
+    if not _can_listen(args):
         return STARTUP_FAILURE
     started: list[Stoppable] = []
     # A SIGTERM while they start waits until each one started is known, to be stopped: one
@@ -202,6 +205,18 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
         for companion in reversed(started):
             companion.stop()
     return 0
+
+
+def _can_listen(args: argparse.Namespace) -> bool:
+    """Whether ``serve`` can listen where ``args`` say; if not, one line says why."""
+    if args.uds is not None:
+        where, problem = args.uds, _unix_socket_problem(args.uds)
+    else:
+        where = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
+        problem = _address_problem(args.host, args.port)
+    if problem is not None:
+        print(f"mtasts-host: error: cannot listen on {where}: {problem}", file=sys.stderr)
+    return problem is None
 
 
 def _address_problem(host: str, port: int) -> str | None:

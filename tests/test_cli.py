@@ -419,3 +419,178 @@ def test_doctor_ehlo_name(
         monkeypatch.setenv(name, value)
     assert main(["doctor", str(write_config()), *argv]) == 0
     assert [options.helo for options in given] == [helo]
+
+
+def test_reports_given_a_path_says_to_give_config(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its one positional is the ingest subcommand: the file landed there, with no hint.
+    path = write_config()
+    assert main(["reports", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mtasts-host: error: argument subcommand: invalid choice: '{path}'")
+    assert err.endswith("; reports takes the configuration file as --config PATH\n")
+
+
+@pytest.mark.parametrize("command", ["doctor", "publish", "reports"])
+def test_a_domain_not_configured_is_the_same_error_in_every_command(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    path = write_config(
+        CONFIG_D
+        + "publish: {server: '127.0.0.1:9', command: '/bin/true'}\n"
+        + "reports: {store: 'sqlite:///unused.db'}\n"
+    )
+    config = [str(path)] if command != "reports" else ["--config", str(path)]
+    assert main([command, *config, "--domain", "other.example"]) == 2
+    assert capsys.readouterr().err == (
+        f"mtasts-host: error: --domain 'other.example': not configured in {path}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--resolver", "127.0.0.1:9"], id="resolver"),
+        pytest.param(["--ca-file", "/nonexistent/ca.pem"], id="ca-file"),
+        pytest.param(["--ehlo", "doctor.example.net"], id="ehlo"),
+        pytest.param(["--doctor-timeout", "3"], id="doctor-timeout"),
+        pytest.param(["--https-port", "8443"], id="https-port"),
+    ],
+)
+def test_serve_refuses_doctor_options_without_an_interval(
+    write_config: WriteConfig,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+) -> None:
+    # They were ignored: an operator who typed them believed the doctor ran, and a bad
+    # --ca-file passed.
+    monkeypatch.delenv("MTASTS_HOST_DOCTOR_INTERVAL", raising=False)
+    # A socket it cannot listen on: were the options ignored, it would end there, with 3.
+    uds = ["--uds", str(tmp_path / "missing" / "mtasts.sock")]
+    assert main(["serve", str(write_config()), *uds, *argv]) == 2
+    assert capsys.readouterr().err == (
+        f"mtasts-host: error: {argv[0]}: only the background doctor uses it: "
+        "give --doctor-interval too\n"
+    )
+
+
+def test_serve_names_every_doctor_option_given_without_an_interval(
+    write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uds = ["--uds", str(tmp_path / "missing" / "mtasts.sock")]
+    argv = ["--ehlo", "doctor.example.net", "--smtp-port", "2525"]
+    assert main(["serve", str(write_config()), *uds, *argv]) == 2
+    assert capsys.readouterr().err == (
+        "mtasts-host: error: --smtp-port, --ehlo: only the background doctor uses them: "
+        "give --doctor-interval too\n"
+    )
+
+
+def test_serve_takes_doctor_options_with_the_interval_from_the_environment(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The options are checked as the doctor starts: a bad --ca-file is refused there.
+    monkeypatch.setenv("MTASTS_HOST_DOCTOR_INTERVAL", "1h")
+    port = str(free_port())
+    argv = ["serve", str(write_config()), "--port", port, "--ca-file", "/nonexistent/ca.pem"]
+    before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(argv) == 2
+    finally:
+        signal.signal(signal.SIGHUP, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert (
+        capsys.readouterr()
+        .err.splitlines()[-1]
+        .startswith("mtasts-host: error: --ca-file /nonexistent/ca.pem: ")
+    )
+
+
+def test_options_are_never_abbreviated(
+    write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The doctor's --timeout given to serve set --timeout-keep-alive instead, silently.
+    uds = ["--uds", str(tmp_path / "missing" / "mtasts.sock")]
+    assert main(["serve", str(write_config()), *uds, "--timeout", "10"]) == 2
+    assert capsys.readouterr().err == "mtasts-host: error: unrecognized arguments: --timeout 10\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "shows"),
+    [
+        (["serve"], "[--log-format {text,json}]"),
+        (["serve"], "[--port PORT]"),
+        (["serve"], "[--https-port PORT]"),
+        (["doctor"], "[--format {text,json}]"),
+        (["dns"], "[--format {zone,json,hosts}]"),
+        (["reports"], "[--format {text,json}]"),
+    ],
+)
+def test_help_shows_what_to_type(
+    capsys: pytest.CaptureFixture[str], command: list[str], shows: str
+) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    assert shows in " ".join(capsys.readouterr().out.split())
+
+
+def test_help_gives_one_default_per_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--limit-concurrency N answer 503 beyond this many connections and requests handled "
+        "at once (default: no limit; MTASTS_HOST_LIMIT_CONCURRENCY)"
+    ) in out
+
+
+@pytest.mark.parametrize(
+    "command", [["serve"], ["check"], ["dns"], ["doctor"], ["publish"], ["reports"]]
+)
+def test_help_has_one_parenthesis_per_option(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    # "(default: no limit) (MTASTS_HOST_LIMIT_CONCURRENCY)": the default and the variable
+    # go in one.
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    assert ") (" not in " ".join(capsys.readouterr().out.split())
+
+
+def test_reports_ingest_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["reports", "ingest", "--help"])
+    out = capsys.readouterr().out
+    assert "\nstore the TLS reports in mail messages, report files or a maildir\n" in out
+
+
+def test_reports_ingest_of_a_file_that_is_not_there_is_66(
+    write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # EX_NOINPUT, not EX_DATAERR: no bad report came, and retrying (75) would not help.
+    path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{tmp_path / 'r.db'}'}}\n")
+    missing = tmp_path / "missing.json"
+    assert main(["reports", "ingest", "--config", str(path), str(missing)]) == 66
+    assert capsys.readouterr().err == f"{missing}: No such file or directory\n"
+
+
+@pytest.mark.parametrize("command", ["check", "dns"])
+def test_a_reader_that_goes_away_is_no_traceback(write_config: WriteConfig, command: str) -> None:
+    # `mtasts-host dns | head -1` ended in a BrokenPipeError traceback, and exit status 1.
+    lines = [f"  d{n}.example.com: {{mode: testing, mx: mx.example.com}}" for n in range(5000)]
+    path = write_config("domains:\n" + "\n".join(lines) + "\n")
+    with subprocess.Popen(
+        [sys.executable, "-m", "mtasts_host", command, str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        # More than a pipe holds: the command is still writing when the reader goes away.
+        assert process.stdout.readline().startswith((b"d0.", b"_mta-sts.d0."))
+        process.stdout.close()
+        assert process.stderr.read() == b""
+        assert process.wait(timeout=60) == 141  # 128 + SIGPIPE, as a shell reports it

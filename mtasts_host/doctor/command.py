@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Mapping
 
 import anyio
 import anyio.to_thread
@@ -16,7 +17,7 @@ from .._gc import collector_paused
 from ..app import PolicyApp
 from ..config import Config
 from ..metrics import collector
-from ..options import Option, choice, duration, port, seconds, several, text
+from ..options import Option, UsageError, choice, duration, port, seconds, several, text
 from ..store import build_snapshot
 from .background import Background
 from .dnsprobe import resolver_address
@@ -32,19 +33,21 @@ def _network(timeout: str) -> tuple[Option[object], ...]:
             "resolver",
             resolver_address,
             None,
-            "send every DNS query to this server (default: the system's)",
+            "send every DNS query to this server",
             "HOST[:PORT]",
+            unset="the system's",
         ),
         Option("ca-file", text, None, "more trust anchors for HTTPS and SMTP", "PEM"),
-        Option("https-port", port, 443, "the port of the policy hosts"),
-        Option("smtp-port", port, 25, "the port of the MX hosts"),
+        Option("https-port", port, 443, "the port of the policy hosts", "PORT"),
+        Option("smtp-port", port, 25, "the port of the MX hosts", "PORT"),
         Option(
             "ehlo",
             ehlo_name,
             None,
-            "the name the doctor gives the MX hosts in EHLO (default: this machine's fully "
-            "qualified name, or else its address as a literal like [192.0.2.1])",
+            "the name the doctor gives the MX hosts in EHLO",
             "NAME",
+            unset="this machine's fully qualified name, or else its address as a literal like "
+            "[192.0.2.1]",
         ),
         Option(timeout, seconds, 10.0, "the bound of each network step, in seconds", "S"),
     )
@@ -59,19 +62,40 @@ OPTIONS = (
         "D",
         repeat=True,
     ),
-    Option("format", choice("text", "json"), "text", "one line a problem, or JSON"),
+    Option("format", choice("text", "json"), "text", "one line a problem, or JSON", "{text,json}"),
     *_network("timeout"),
 )
-SERVE_OPTIONS = (
-    Option(
-        "doctor-interval",
-        duration,
-        None,
-        "run the doctor's checks this often in the background (seconds, or 30s, 15m, 1h)",
-        "DURATION",
-    ),
-    *_network("doctor-timeout"),
+_INTERVAL = Option(
+    "doctor-interval",
+    duration,
+    None,
+    "run the doctor's checks this often in the background: seconds, or 30s, 15m, 1h",
+    "DURATION",
+    unset="never",
 )
+_SERVE_NETWORK = _network("doctor-timeout")
+SERVE_OPTIONS = (_INTERVAL, *_SERVE_NETWORK)
+
+
+def check_serve_options(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """
+    Refuse the doctor's options on the command line of ``serve`` without an interval, which
+    alone starts the doctor: they would do nothing. Called before the environment fills in
+    the options; their variables alone are no error, as ``mtasts-host doctor`` reads them too.
+
+    Raises:
+        UsageError: such an option is given; the message names it.
+    """
+    if args.doctor_interval is not None or _INTERVAL.variable in environ:
+        return
+    given = [
+        f"--{option.name}" for option in _SERVE_NETWORK if getattr(args, option.dest) is not None
+    ]
+    if given:
+        raise UsageError(
+            f"{', '.join(given)}: only the background doctor uses "
+            f"{'it' if len(given) == 1 else 'them'}: give --doctor-interval too"
+        )
 
 
 def _options(args: argparse.Namespace, timeout: float, domains: tuple[str, ...]) -> DoctorOptions:

@@ -224,7 +224,9 @@ class _Run:
         if full:
             findings.append(tlschecks.https(domain, addresses, sessions, now))
         announced = published == expected.id
-        findings.append(tlschecks.policy(domain, fetches, expected.body, announced))
+        findings.append(
+            tlschecks.policy(domain, fetches, expected.body, announced, self.options.https_port)
+        )
         if full:
             mx, found, mx_sessions = await mx_task
             hosts = mxchecks.mx_hosts(domain, mx)
@@ -256,8 +258,11 @@ def _prepare(options: DoctorOptions) -> tuple[ssl.SSLContext, Lookup]:
             raise DoctorError(f"--ehlo: {exc}, got {options.helo!r}") from None
     try:
         context = sender_context(options.ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise DoctorError(f"--ca-file {options.ca_file}: {exc}") from None
+    except ssl.SSLError as exc:  # read, but not certificates ("[X509: ...] ... (_ssl.c:...)")
+        why = f"expected PEM certificates ({exc.reason or exc})"
+        raise DoctorError(f"--ca-file {options.ca_file}: {why}") from None
+    except OSError as exc:  # not read ("[Errno 2] ..."): the reason alone
+        raise DoctorError(f"--ca-file {options.ca_file}: {exc.strerror or exc}") from None
     try:
         lookup = Lookup(options.resolver, options.timeout)
     except dns.resolver.NoResolverConfiguration:

@@ -174,7 +174,9 @@ def _judge_fetch(fetch: Fetch, expected: bytes) -> str | None:
     return None
 
 
-def policy(domain: str, fetches: Sequence[Fetch], expected: bytes, announced: bool) -> Finding:
+def policy(
+    domain: str, fetches: Sequence[Fetch], expected: bytes, announced: bool, port: int = 443
+) -> Finding:
     """
     Each address of ``mta-sts.<domain>`` answers 200, ``text/plain``, at most 64 KiB, with
     ``expected`` byte for byte, without a redirect.
@@ -182,8 +184,10 @@ def policy(domain: str, fetches: Sequence[Fetch], expected: bytes, announced: bo
     Args:
         announced: whether DNS already publishes this config's id, which makes a stale body
             worse: senders may cache it under the new id (RFC 8461 section 8.1).
+        port: the port fetched (``--https-port``), named in the URL unless it is 443.
     """
     host = f"mta-sts.{domain}"
+    origin = f"https://{host}" if port == 443 else f"https://{host}:{port}"
     if fetches and _unreachable([fetch.session for fetch in fetches]):
         message = f"not fetched: no address of {host} is reachable from here"
         return Finding(domain, Check.POLICY, Status.WARN, message)
@@ -193,9 +197,7 @@ def policy(domain: str, fetches: Sequence[Fetch], expected: bytes, announced: bo
     if not fetched:
         # Said here in full: in mode none there is no https finding to point at.
         why = "; ".join(f"{f.session.address}: {f.session.detail}" for f in reachable)
-        message = (
-            f"not fetched: https://{host}/ is not reachable with valid TLS ({why or 'no address'})"
-        )
+        message = f"not fetched: {origin}/ is not reachable with valid TLS ({why or 'no address'})"
         return Finding(domain, Check.POLICY, Status.FAIL, message)
     # Every address counts: a sender that reaches a broken one fetches no policy and keeps
     # applying the one it cached (RFC 8461 section 3.3), a withdrawn one too in mode none.
@@ -214,7 +216,7 @@ def policy(domain: str, fetches: Sequence[Fetch], expected: bytes, announced: bo
                 "under it for max_age (RFC 8461 section 8.1)"
             )
         return Finding(domain, Check.POLICY, Status.FAIL, "; ".join(problems))
-    message = f"https://{host}/.well-known/mta-sts.txt serves this config's policy, "
+    message = f"{origin}/.well-known/mta-sts.txt serves this config's policy, "
     return Finding(domain, Check.POLICY, Status.OK, message + f"{len(expected)} bytes")
 
 

@@ -49,7 +49,9 @@ def _rate(text: str) -> float:
 OPTIONS = (
     Option("domain", text, None, "only this configured domain", "D"),
     Option("days", _days, 30, "reports whose date range ended in the last N days", "N"),
-    Option("format", choice("text", "json"), "text", "a few lines a domain, or JSON"),
+    Option(
+        "format", choice("text", "json"), "text", "a few lines a domain, or JSON", "{text,json}"
+    ),
     Option(
         "window-days",
         _days,
@@ -68,7 +70,7 @@ OPTIONS = (
         "max-failure-rate",
         _rate,
         DEFAULT_THRESHOLDS.max_failure_rate,
-        "the share of failed sessions a ready domain stays under (0: no failed session)",
+        "the share of failed sessions a ready domain stays under; 0 allows none",
         "RATE",
     ),
 )
@@ -82,12 +84,18 @@ def summary(config: Config, args: argparse.Namespace) -> int:
     if config.reports is None:
         print(f"mtasts-host: error: {config.path} has no 'reports' block", file=sys.stderr)
         return 2
+    try:
+        # As doctor and publish say it, in the canonical form (any case, U-labels) too.
+        domains = config.select(() if args.domain is None else (args.domain,))
+    except ValueError as exc:
+        print(f"mtasts-host: error: {exc}", file=sys.stderr)
+        return 2
     return summary_command(
         config.reports,
         {domain: settings.policy.mode for domain, settings in config.domains.items()},
         out=sys.stdout,
         err=sys.stderr,
-        domain=args.domain,
+        domain=None if args.domain is None else domains[0],
         days=args.days,
         format=args.format,
         thresholds=Thresholds(args.window_days, args.min_organizations, args.max_failure_rate),
@@ -144,7 +152,7 @@ def summary_command(
         except ValueError:
             name = domain
         if name not in modes:
-            print(f"mtasts-host: {domain!r} is not a configured domain", file=err)
+            print(f"mtasts-host: error: --domain {domain!r}: not configured", file=err)
             return 2
         modes = {name: modes[name]}
     try:
@@ -177,7 +185,8 @@ def ingest_command(
 
     Returns:
         0 when stored or duplicate, 65 (``EX_DATAERR``) for a message without a report or
-        with a bad one, 75 (``EX_TEMPFAIL``) when the store is unavailable.
+        with a bad one, 66 (``EX_NOINPUT``) for a file or maildir that cannot be read, 75
+        (``EX_TEMPFAIL``) when the store is unavailable.
     """
     try:
         store = open_store(settings.store)

@@ -22,6 +22,9 @@ from .store import Outcome, StoreUnavailable
 EX_OK = 0
 EX_DATAERR = 65
 """A message without a report, or with a bad one: Postfix bounces it."""
+EX_NOINPUT = 66
+"""A file or maildir given that is not there or cannot be read: nothing to retry, as a
+temporary failure would have a mail system do, and no bad report either."""
 EX_TEMPFAIL = 75
 """The store is unavailable: Postfix keeps the message and delivers it again later."""
 MAX_MESSAGE_SIZE = 64 << 20
@@ -107,14 +110,17 @@ def ingest(intake: Intake, data: bytes, name: str, log: TextIO) -> int:
 
 
 def ingest_files(intake: Intake, paths: Iterable[str | Path], log: TextIO) -> int:
-    """Ingest files; return the worst exit code (``EX_TEMPFAIL`` stops at once)."""
+    """
+    Ingest files; return the worst exit code (``EX_TEMPFAIL`` stops at once, ``EX_NOINPUT``
+    for a file that cannot be read).
+    """
     status = EX_OK
     for path in paths:
         try:
             data = _read(Path(path))
         except OSError as exc:
             print(f"{path}: {exc.strerror or exc}", file=log)
-            status = max(status, EX_DATAERR)
+            status = max(status, EX_NOINPUT)
             continue
         status = max(status, ingest(intake, data, str(path), log))
         if status == EX_TEMPFAIL:
@@ -132,7 +138,8 @@ def ingest_maildir(intake: Intake, maildir: str | Path, log: TextIO) -> int:
     Ingest the messages in ``new/`` and move each handled one to ``cur/``: marked seen
     (``:2,S``) when its reports are stored, flagged (``:2,F``) when it has none or a bad
     one, so that it is not read again. Stops, leaving the rest in ``new/``, when the store
-    is unavailable or a message cannot be moved; reads nothing without ``new/`` and ``cur/``.
+    is unavailable or a message cannot be moved; reads nothing without ``new/`` and ``cur/``
+    (``EX_NOINPUT``).
     """
     root = Path(maildir)
     new, cur = root / "new", root / "cur"
@@ -140,11 +147,11 @@ def ingest_maildir(intake: Intake, maildir: str | Path, log: TextIO) -> int:
         names = sorted(entry.name for entry in os.scandir(new) if not entry.name.startswith("."))
     except OSError as exc:
         print(f"{new}: {exc.strerror or exc}", file=log)
-        return EX_DATAERR
+        return EX_NOINPUT
     if not cur.is_dir():
         # Checked first: a message that cannot be moved would be read again on every run.
         print(f"{cur}: no such directory; a maildir has new/ and cur/", file=log)
-        return EX_DATAERR
+        return EX_NOINPUT
     status = EX_OK
     for name in names:
         try:

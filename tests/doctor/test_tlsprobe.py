@@ -162,8 +162,18 @@ def test_smtp_dialogues(replies: tuple[bytes, ...], failure: Failure, detail: st
 
 def test_an_unreadable_ca_file_is_an_option_error(tmp_path: Path) -> None:
     path = tmp_path / "missing.pem"
-    with pytest.raises(DoctorError, match=f"^--ca-file {re.escape(str(path))}: "):
+    # The reason alone, not "[Errno 2] No such file or directory".
+    with pytest.raises(DoctorError, match=f"^--ca-file {re.escape(str(path))}: No such file or "):
         validate(DoctorOptions(ca_file=str(path)))
+
+
+def test_a_ca_file_without_a_certificate_is_an_option_error(tmp_path: Path) -> None:
+    path = tmp_path / "ca.pem"
+    path.write_text("not a certificate\n")
+    message = f"--ca-file {path}: expected PEM certificates (NO_CERTIFICATE_OR_CRL_FOUND)"
+    with pytest.raises(DoctorError) as raised:
+        validate(DoctorOptions(ca_file=str(path)))
+    assert str(raised.value) == message
 
 
 def test_an_ehlo_name_that_is_none_is_an_option_error() -> None:

@@ -157,6 +157,14 @@ def test_a_run_against_a_silent_resolver_leaves_no_reference_cycles(tmp_path: Pa
     assert finding.message.endswith("no answer within 0.3 s; check the domain's DNS")
 
 
+def test_the_policy_url_names_the_port_fetched(report: Report, world: World) -> None:
+    # The world's policy hosts listen on a free port, not 443 (--https-port).
+    (finding,) = [f for f in report.domains["good.test"] if f.check.value == "policy"]
+    assert finding.message.startswith(
+        f"https://mta-sts.good.test:{world.options.https_port}/.well-known/mta-sts.txt serves "
+    )
+
+
 def test_a_domain_not_configured_is_an_error(world: World) -> None:
     options = dataclasses.replace(world.options, domains=("unknown.test",))
     with pytest.raises(DoctorError, match=r"^--domain 'unknown\.test': not configured in "):

@@ -159,7 +159,7 @@ def test_a_domain_that_is_not_configured(sqlite_url: str) -> None:
     assert summary(sqlite_url, domain="other.example") == (
         2,
         "",
-        "mtasts-host: 'other.example' is not a configured domain\n",
+        "mtasts-host: error: --domain 'other.example': not configured\n",
     )
 
 

@@ -13,7 +13,7 @@ from typing import TextIO
 import pytest
 
 from mtasts_host.reports import Intake, ReportsSettings, ingest_command, mail, open_store
-from mtasts_host.reports.mail import EX_DATAERR, EX_OK, EX_TEMPFAIL, reports_in
+from mtasts_host.reports.mail import EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, reports_in
 
 from .conftest import NOW, encode, recent, report
 
@@ -104,7 +104,10 @@ def test_files_bare_and_in_messages(sqlite_url: str, tmp_path: Path) -> None:
     log = io.StringIO()
     assert _ingest(sqlite_url, files=paths, log=log) == EX_OK
     assert len(log.getvalue().splitlines()) == 3
-    assert _ingest(sqlite_url, files=[*paths, str(tmp_path / "none")]) == EX_DATAERR
+    # A file that is not there is no bad report: 66, as sysexits.h has it, not 65.
+    log = io.StringIO()
+    assert _ingest(sqlite_url, files=[*paths, str(tmp_path / "none")], log=log) == EX_NOINPUT
+    assert log.getvalue().splitlines()[-1] == f"{tmp_path / 'none'}: No such file or directory"
 
 
 def test_a_maildir(sqlite_url: str, tmp_path: Path) -> None:
@@ -216,10 +219,16 @@ def maildir_with(tmp_path: Path, *subdirectories: str) -> Path:
     return maildir
 
 
+def test_a_maildir_that_is_not_there(sqlite_url: str, tmp_path: Path) -> None:
+    log = io.StringIO()
+    assert _ingest(sqlite_url, maildir=str(tmp_path / "Mialdir"), log=log) == EX_NOINPUT
+    assert log.getvalue() == f"{tmp_path}/Mialdir/new: No such file or directory\n"
+
+
 def test_a_maildir_without_cur_is_not_read(sqlite_url: str, tmp_path: Path) -> None:
     maildir = maildir_with(tmp_path, "new", "tmp")
     log = io.StringIO()
-    assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_DATAERR
+    assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_NOINPUT
     assert log.getvalue() == f"{maildir}/cur: no such directory; a maildir has new/ and cur/\n"
     assert [path.name for path in (maildir / "new").iterdir()] == ["1.host"]
     assert open_store(sqlite_url).raw("Google Inc.", "g") is None  # not stored, not re-read
