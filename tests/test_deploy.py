@@ -29,6 +29,7 @@ import trustme
 import yaml
 from kubernetes_validate import validate as kubernetes_validate
 
+from mtasts_host import __version__
 from mtasts_host.cli import main
 from mtasts_host.config import parse_config
 from mtasts_host.doctor.background import Background
@@ -759,6 +760,12 @@ def test_deployment_is_locked_down() -> None:
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_deployment_runs_the_image_of_this_version() -> None:
+    # The README has users build and push the image with this tag.
+    (container,) = manifests()["deployment.yaml"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"mtasts-host:{__version__}"
 
 
 def test_deployment_drains_before_it_stops() -> None:
