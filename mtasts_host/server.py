@@ -229,8 +229,14 @@ def _address_problem(host: str, port: int) -> str | None:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:  # a name that does not resolve
         return exc.strerror or str(exc)
+    except UnicodeError as exc:  # a label IDNA cannot encode: "a..b", or over 63 characters
+        return f"not a host name: {exc.__cause__ or exc}"
     for family, kind, protocol, _, address in addresses:
-        with socket.socket(family, kind, protocol) as probe:
+        try:
+            probe = socket.socket(family, kind, protocol)
+        except OSError:  # a family this kernel lacks (IPv6): skipped, as the event loop does
+            continue
+        with probe:
             # As the event loop: a port whose last connections are in TIME_WAIT is free, and
             # "::" is IPv6 alone.
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

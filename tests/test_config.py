@@ -780,6 +780,16 @@ def test_publish_block(tmp_path: Path) -> None:
             "'http://[{domain}/.well-known/mta-sts.txt'",
         ),
         (
+            "{command: 'true', verify_url: 'http://mta-sts.{domain}/mta-sts.txt?r=\u00e9'}",
+            "verify_url: expected a URL of printable ASCII (percent-encode the rest), got "
+            "'http://mta-sts.{domain}/mta-sts.txt?r=\u00e9'",
+        ),
+        (
+            "{command: 'true', verify_url: 'http://mta-sts.{domain}/mta-sts.txt?r=a b'}",
+            "verify_url: expected a URL of printable ASCII (percent-encode the rest), got "
+            "'http://mta-sts.{domain}/mta-sts.txt?r=a b'",
+        ),
+        (
             f"{{server: 'ns1.example.net:{HUGE}', command: 'true'}}",
             f"server: expected a host and a port, like ns1.example.net:53, got "
             f"'ns1.example.net:{HUGE}'",

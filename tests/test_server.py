@@ -519,6 +519,27 @@ def test_a_port_taken_is_one_line_and_starts_nothing_beside_the_server(
     assert not written.exists()
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        pytest.param("a..b", id="empty-label"),
+        pytest.param("a" * 64 + ".test", id="label-too-long"),
+    ],
+)
+def test_a_host_name_idna_refuses_is_one_line(write_config: WriteConfig, host: str) -> None:
+    # The name is resolved before anything starts: a label IDNA refuses raised UnicodeError
+    # there, a traceback in place of the one line and exit 3 of a name that does not resolve.
+    port = free_port()
+    argv = serve_argv(write_config(), port, "--host", host)
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode == 3
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.splitlines()[-1] == (
+        f"mtasts-host: error: cannot listen on {host}:{port}: "
+        "not a host name: label empty or too long"
+    )
+
+
 def test_unix_socket_trusts_the_x_forwarded_for_of_the_proxy(
     write_config: WriteConfig, tmp_path: Path
 ) -> None:

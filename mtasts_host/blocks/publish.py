@@ -136,6 +136,12 @@ def _verify_url(node: _yaml.Node, at: _fields.At) -> str:
         port = 0
     if port == 0:
         raise _fields.Invalid(f"expected a port 1..65535 after the host, got {url!r}")
+    # Sent as it is in the request line, which is ASCII without blanks: http.client raised
+    # UnicodeEncodeError there (a traceback) or refused the URL as a broken answer.
+    if not url.isascii() or any(char <= " " or char == "\x7f" for char in url):
+        raise _fields.Invalid(
+            f"expected a URL of printable ASCII (percent-encode the rest), got {url!r}"
+        )
     return url
 
 

@@ -99,7 +99,7 @@ class AutoPublisher:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 # The record in hand had its time: its command does not outlive the service.
-                hook.end_all()
+                hook.end_started_by(self._thread)
 
     def reloaded(self, old: Snapshot, new: Snapshot) -> None:
         """

@@ -25,8 +25,8 @@ _DRAIN = 1.0
 GRACE = 5.0
 """Seconds an interrupted run (Ctrl-C, or SIGTERM to ``publish``) gives its command to finish
 the record in hand, as ``serve`` gives the publisher on SIGTERM."""
-_running: set[subprocess.Popen[bytes]] = set()
-"""The commands running now, in any thread, for ``end_all``."""
+_running: dict[subprocess.Popen[bytes], threading.Thread] = {}
+"""The commands running now, each with the thread that runs it, for ``end_started_by``."""
 _running_lock = threading.Lock()
 
 
@@ -97,7 +97,7 @@ class Hook:
             # Inside the try: an interruption while the readers start gives the command its
             # time and ends it too.
             with _running_lock:
-                _running.add(process)
+                _running[process] = threading.current_thread()
             assert process.stdout is not None
             assert process.stderr is not None
             outputs += [_Tail(process.stdout), _Tail(process.stderr)]
@@ -115,7 +115,7 @@ class Hook:
             raise
         finally:
             with _running_lock:
-                _running.discard(process)
+                _running.pop(process, None)
             for output in outputs:
                 # What it wrote before it ended is there to read at once; a process it left
                 # behind may keep the pipe open for as long as it likes.
@@ -126,13 +126,14 @@ class Hook:
         return Applied(Result.DONE)
 
 
-def end_all() -> None:
+def end_started_by(thread: threading.Thread) -> None:
     """
-    End every command still running, and what each started: the service stops, and they
-    have had their time. In a session of their own, they would outlive it.
+    End every command that ``thread`` runs, and what each started: its publisher stops, and
+    they have had their time. In a session of their own, they would outlive it. Another
+    publisher's in the process (another app's) may be between its delete and its add.
     """
     with _running_lock:
-        running = list(_running)
+        running = [process for process, runner in _running.items() if runner is thread]
     for process in running:
         _kill(process)
 

@@ -217,7 +217,14 @@ class _Run:
                 f"waiting for the new policies of {', '.join(domains)} to be served at {url}"
             )
         with ThreadPoolExecutor(max(1, min(_VERIFIERS, len(domains)))) as pool:
-            sightings = {s.domain: s for s in pool.map(self.sight, domains)}
+            try:
+                sightings = {s.domain: s for s in pool.map(self.sight, domains)}
+            except BaseException as exc:
+                # Ctrl-C, or SIGTERM to publish, reach this thread alone: the pool's end
+                # waited for its threads, which fetched on until verify_timeout.
+                if not isinstance(exc, Exception):
+                    self.stop.set()
+                raise
         failed = {d for d, sighting in sightings.items() if sighting.served_since is None}
         for domain in failed:
             self.problem(sightings[domain].problem or f"{domain}: not verified")

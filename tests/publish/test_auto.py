@@ -493,3 +493,30 @@ def test_a_command_still_running_when_stopped_is_ended(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_stopping_one_publisher_leaves_another_publishers_command_running(
+    write: Write, server: Dns, tmp_path: Path, host: PolicyHost
+) -> None:
+    # Two apps in one process, each with its publisher: one stopping ends its own command,
+    # not the other's, which may be between its delete and its add.
+    pids = tmp_path / "pids"
+    hook = tmp_path / "stuck-hook"
+    hook.write_text(f"#!/bin/sh\necho $$ >> {pids}\nexec sleep 60\n")
+    hook.chmod(0o755)
+    path = write(A, f"command: {hook}", "auto: true")
+    serve(host, path)
+    stopped, other = (AutoPublisher(PolicyStore(load_config(path))) for _ in range(2))
+    try:
+        stopped.start()
+        wait_until(lambda: pids.exists() and len(pids.read_text().split()) == 1, timeout=15)
+        other.start()
+        wait_until(lambda: len(pids.read_text().split()) == 2, timeout=15)
+        stopped.stop(timeout=0.1)
+        first, second = (int(pid) for pid in pids.read_text().split())
+        assert ended(first)
+        assert not ended(second)
+    finally:
+        stopped.stop(timeout=0.1)
+        other.stop(timeout=0.1)
+    assert ended(second)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +23,7 @@ from mtasts_host.publish.plan import Change, Wanted
 from mtasts_host.publish.query import Server
 from mtasts_host.store import build_snapshot
 
+from ..conftest import wait_until
 from ..knot import knot
 from ..processes import free_port
 from .conftest import (
@@ -154,6 +159,35 @@ def test_a_body_never_served_holds_back_only_the_id(
     assert server.values("mta-sts.a.pub.test", "CNAME") == ["web2.pub.test"]
     assert server.values("_mta-sts.a.pub.test") == old
     assert ran.lines[-1] == "changed 1 of 3 records"
+
+
+@pytest.mark.parametrize(
+    ("signum", "status"),
+    [
+        pytest.param(signal.SIGINT, 130, id="ctrl-c"),
+        pytest.param(signal.SIGTERM, -signal.SIGTERM, id="sigterm"),
+    ],
+)
+def test_a_signal_while_waiting_for_the_new_body_ends_the_wait(
+    signum: signal.Signals, status: int, write: Write, server: Dns, tmp_path: Path
+) -> None:
+    # The fetching threads knew nothing of the signal: publish went on waiting for them, up
+    # to verify_timeout, before it ended.
+    path = write(A, "verify_timeout: 3600")
+    log = tmp_path / "publish.log"
+    argv = [sys.executable, "-m", "mtasts_host", "publish", str(path)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+    try:
+        wait_until(lambda: "waiting for the new policies" in log.read_text(), timeout=20)
+        process.send_signal(signum)
+        assert process.wait(30) == status
+    finally:
+        process.kill()
+        process.wait()
+    assert server.values("_mta-sts.a.pub.test") == []
 
 
 def test_a_new_domain_behind_a_proxy_gets_its_cname_before_its_id(
