@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 
 from . import __version__, dns
@@ -182,7 +182,13 @@ def _parser() -> Parser:
                     description=subcommand.help,
                     allow_abbrev=False,
                 )
-                _add(subparser, subcommand.options, subcommand.path, subcommand.arguments)
+                _add(
+                    subparser,
+                    subcommand.options,
+                    subcommand.path,
+                    subcommand.arguments,
+                    inherited={option.dest for option in command.options},
+                )
     return parser
 
 
@@ -191,11 +197,12 @@ def _add(
     options: Sequence[Option[object]],
     path: bool,
     arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    inherited: Set[str] = frozenset(),
 ) -> None:
     if path:
         parser.add_argument("path", nargs="?", metavar="PATH", help="the YAML file")
     for option in options:
-        option.add_to(parser)
+        option.add_to(parser, inherited=option.dest in inherited)
     if arguments is not None:
         arguments(parser)
 
@@ -206,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         command = COMMANDS.get(args.command)
         if command is not None and getattr(args, "subcommand", None):
-            command = command.subcommands[args.subcommand]
+            parent, command = command, command.subcommands[args.subcommand]
+            _check_before(parent, command, args)
         given = getattr(args, "path", None)
         if given is not None and args.config is not None and given != args.config:
             raise UsageError("give the configuration once: PATH or --config")
@@ -235,6 +243,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # As other commands end on SIGPIPE: quietly, the output having nowhere to go.
         _discard_output()
         return EX_BROKEN_PIPE
+
+
+def _check_before(parent: Command, command: Command, args: argparse.Namespace) -> None:
+    """
+    Refuse the options of ``parent`` that ``command``, its subcommand, does not have, given
+    before the subcommand's name (``reports --days 7 ingest``): they would do nothing.
+    """
+    own = {option.dest for option in command.options}
+    given = [
+        f"--{option.name}"
+        for option in parent.options
+        if option.dest not in own and getattr(args, option.dest) is not None
+    ]
+    if given:
+        name = f"{args.command} {args.subcommand}"
+        raise UsageError(f"{', '.join(given)}: not an option of {name}")
 
 
 def _discard_output() -> None:

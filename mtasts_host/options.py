@@ -123,20 +123,26 @@ class Option(Generic[T_co]):
     def dest(self) -> str:
         return self.name.replace("-", "_")
 
-    def add_to(self, parser: argparse.ArgumentParser) -> None:
+    def add_to(self, parser: argparse.ArgumentParser, *, inherited: bool = False) -> None:
+        """
+        Add it to ``parser``; ``inherited``: a subcommand's option that its command has too,
+        whose value given before the subcommand's name stands unless given again after it.
+        """
         shown = "on" if self.default is True else "off" if self.default is False else self.default
         shown = self.unset if shown is None else shown
         default = "" if shown is None else f"default: {shown}; "
         help = f"{self.help} ({default}{self.variable})"
+        # argparse sets a subcommand's defaults over what its command's parser has read.
+        unset = argparse.SUPPRESS if inherited else None
         if self.flag:
             action = argparse.BooleanOptionalAction
-            parser.add_argument(f"--{self.name}", action=action, default=None, help=help)
+            parser.add_argument(f"--{self.name}", action=action, default=unset, help=help)
         else:
             parser.add_argument(
                 f"--{self.name}",
                 type=_argument(self.parse),
                 action="append" if self.repeat else "store",
-                default=None,
+                default=unset,
                 metavar=self.metavar,
                 help=help,
             )

@@ -432,6 +432,33 @@ def test_reports_given_a_path_says_to_give_config(
     assert err.endswith("; reports takes the configuration file as --config PATH\n")
 
 
+def test_reports_config_before_ingest_is_the_config_of_ingest(
+    write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # As the hint for 'reports PATH' says to type it: ingest's default replaced it, and the
+    # error was "no configuration file: give --config PATH", though it was given.
+    store = f"sqlite:///{tmp_path / 'r.db'}"
+    path = write_config(CONFIG_D + f"reports: {{store: '{store}', retention_days: 36500}}\n")
+    assert main(["reports", "--config", str(path), "ingest", str(REPORT)]) == 0
+    assert capsys.readouterr().err.startswith(f"{REPORT}: stored")
+    # Given again after ingest, that one counts, as any option given twice.
+    other = tmp_path / "missing.yaml"
+    argv = ["reports", "--config", str(other), "ingest", "--config", str(path), str(REPORT)]
+    assert main(argv) == 0
+
+
+def test_reports_options_before_ingest_that_ingest_has_not_are_refused(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # They did nothing: 'reports --days 7 ingest' ran ingest as if they were not there.
+    path = write_config()
+    argv = ["reports", "--days", "7", "--format", "json", "ingest", "--config", str(path)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "mtasts-host: error: --days, --format: not an option of reports ingest\n"
+    )
+
+
 @pytest.mark.parametrize("command", ["doctor", "publish", "reports"])
 def test_a_domain_not_configured_is_the_same_error_in_every_command(
     write_config: WriteConfig, capsys: pytest.CaptureFixture[str], command: str

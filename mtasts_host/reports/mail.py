@@ -139,7 +139,7 @@ def ingest_maildir(intake: Intake, maildir: str | Path, log: TextIO) -> int:
     (``:2,S``) when its reports are stored, flagged (``:2,F``) when it has none or a bad
     one, so that it is not read again. Stops, leaving the rest in ``new/``, when the store
     is unavailable or a message cannot be moved; reads nothing without ``new/`` and ``cur/``
-    (``EX_NOINPUT``).
+    (``EX_NOINPUT``), and leaves a message that cannot be read in ``new/`` (``EX_NOINPUT``).
     """
     root = Path(maildir)
     new, cur = root / "new", root / "cur"
@@ -156,8 +156,14 @@ def ingest_maildir(intake: Intake, maildir: str | Path, log: TextIO) -> int:
     for name in names:
         try:
             data = _read(new / name)
-        except OSError:
+        except FileNotFoundError:
             continue  # taken by another reader meanwhile
+        except OSError as exc:
+            # Left in new/ and said on every run: skipped unsaid (a file of another user,
+            # mode 0600), it was never read and the run still exited 0.
+            print(f"{new / name}: {exc.strerror or exc}", file=log)
+            status = max(status, EX_NOINPUT)
+            continue
         result = ingest(intake, data, str(new / name), log)
         if result == EX_TEMPFAIL:
             return EX_TEMPFAIL

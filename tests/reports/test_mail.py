@@ -234,6 +234,23 @@ def test_a_maildir_without_cur_is_not_read(sqlite_url: str, tmp_path: Path) -> N
     assert open_store(sqlite_url).raw("Google Inc.", "g") is None  # not stored, not re-read
 
 
+def test_a_message_that_cannot_be_read_is_named_and_left_in_new(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # It was skipped without a word and the run exited 0: a message of another user, mode
+    # 0600, stayed in new/ unread for good. A directory cannot be read by root either.
+    maildir = maildir_with(tmp_path, "new", "cur", "tmp")
+    (maildir / "new" / "0.host").mkdir()
+    log = io.StringIO()
+    assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_NOINPUT
+    assert log.getvalue().splitlines() == [
+        f"{maildir}/new/0.host: Is a directory",
+        f"{maildir}/new/1.host: stored: report 'g' from 'Google Inc.'",
+    ]
+    assert [path.name for path in (maildir / "new").iterdir()] == ["0.host"]
+    assert [path.name for path in (maildir / "cur").iterdir()] == ["1.host:2,S"]
+
+
 def test_a_message_taken_by_another_reader_meanwhile(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
