@@ -130,6 +130,8 @@ class Option(Generic[T_co]):
         """
         shown = "on" if self.default is True else "off" if self.default is False else self.default
         shown = self.unset if shown is None else shown
+        if isinstance(shown, float):
+            shown = f"{shown:g}"  # 10, as the README gives it, not 10.0
         default = "" if shown is None else f"default: {shown}; "
         help = f"{self.help} ({default}{self.variable})"
         # argparse sets a subcommand's defaults over what its command's parser has read.

@@ -621,3 +621,9 @@ def test_a_reader_that_goes_away_is_no_traceback(write_config: WriteConfig, comm
         process.stdout.close()
         assert process.stderr.read() == b""
         assert process.wait(timeout=60) == 141  # 128 + SIGPIPE, as a shell reports it
+
+
+def test_help_gives_whole_seconds_as_the_readme_does(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["doctor", "--help"])
+    assert "(default: 10; MTASTS_HOST_TIMEOUT)" in " ".join(capsys.readouterr().out.split())
