@@ -52,6 +52,8 @@ class Command:
     run: Callable[[Config, argparse.Namespace], int]
     config_error: int = 1
     """The exit status when the configuration is invalid."""
+    usage_error: int = 2
+    """The exit status of a usage error: a bad option or variable, no configuration."""
     every_error: bool = False
     """Print every configuration error, not only the first."""
     path: bool = True
@@ -141,8 +143,10 @@ COMMANDS: dict[str, Command] = {
                 "store the TLS reports in mail messages, report files or a maildir",
                 (_CONFIG_ONLY, *reports.INGEST_OPTIONS),
                 reports.ingest,
-                # A mail system keeps a message it could not deliver and tries again later.
+                # A mail system keeps a message it could not deliver and tries again later:
+                # a mistake in its pipe's command line must not bounce the reports.
                 config_error=reports.EX_TEMPFAIL,
+                usage_error=reports.EX_TEMPFAIL,
                 path=False,
                 arguments=_files,
             )
@@ -182,6 +186,7 @@ def _parser() -> Parser:
                     description=subcommand.help,
                     allow_abbrev=False,
                 )
+                subparser.usage_error = subcommand.usage_error
                 _add(
                     subparser,
                     subcommand.options,
@@ -208,13 +213,18 @@ def _add(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (2 for a usage error)."""
+    """Run the command line; return the exit status (2 for a usage error, but for a command
+    whose ``usage_error`` says otherwise)."""
+    command: Command | None = None
     try:
-        args = _parser().parse_args(argv)
+        # Known arguments first: an unknown one is then the usage error of its command.
+        args, unknown = _parser().parse_known_args(argv)
         command = COMMANDS.get(args.command)
         if command is not None and getattr(args, "subcommand", None):
             parent, command = command, command.subcommands[args.subcommand]
             _check_before(parent, command, args)
+        if unknown:
+            raise UsageError(f"unrecognized arguments: {' '.join(unknown)}")
         given = getattr(args, "path", None)
         if given is not None and args.config is not None and given != args.config:
             raise UsageError("give the configuration once: PATH or --config")
@@ -227,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"no configuration file: give {given_as} or set MTASTS_HOST_CONFIG")
     except UsageError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.status if command is None else command.usage_error
     try:
         if command is None:
             # Once started, uvicorn handles Ctrl-C itself: this is while the file loads.

@@ -168,6 +168,11 @@ class Option(Generic[T_co]):
 class UsageError(Exception):
     """A command line or environment that cannot be used; the message is one line."""
 
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+        """The exit status, for an error found while the command is not yet known."""
+
 
 def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
     def convert(text: str) -> T:
@@ -185,12 +190,14 @@ class Parser(argparse.ArgumentParser):
 
     choice_hint: str | None = None
     """Added to the error for a word that is not one of its subcommands: what to type instead."""
+    usage_error = 2
+    """The exit status of its errors."""
 
     def error(self, message: str) -> NoReturn:
         # Subcommands are the only choices: every option value is parsed by a function.
         if self.choice_hint is not None and "invalid choice" in message:
-            raise UsageError(f"{message}; {self.choice_hint}")
-        raise UsageError(message)
+            raise UsageError(f"{message}; {self.choice_hint}", self.usage_error)
+        raise UsageError(message, self.usage_error)
 
 
 def resolve_all(

@@ -453,7 +453,7 @@ def test_reports_options_before_ingest_that_ingest_has_not_are_refused(
     # They did nothing: 'reports --days 7 ingest' ran ingest as if they were not there.
     path = write_config()
     argv = ["reports", "--days", "7", "--format", "json", "ingest", "--config", str(path)]
-    assert main(argv) == 2
+    assert main(argv) == 75  # ingest's usage error: the mail system tries again
     assert capsys.readouterr().err == (
         "mtasts-host: error: --days, --format: not an option of reports ingest\n"
     )
@@ -627,3 +627,32 @@ def test_help_gives_whole_seconds_as_the_readme_does(capsys: pytest.CaptureFixtu
     with pytest.raises(SystemExit):
         main(["doctor", "--help"])
     assert "(default: 10; MTASTS_HOST_TIMEOUT)" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "message"),
+    [
+        (["--nope"], {}, "unrecognized arguments: --nope"),
+        ([], {"MAILDIR": ""}, "MTASTS_HOST_MAILDIR: expected a value, got ''"),
+        ([], {}, "no configuration file: give --config PATH or set MTASTS_HOST_CONFIG"),
+    ],
+    ids=["option", "variable", "no-config"],
+)
+def test_a_usage_error_of_reports_ingest_is_75_for_the_mail_system_to_retry(
+    argv: list[str],
+    environ: dict[str, str],
+    message: str | None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A mistake in the pipe's command line in master.cf bounced every report (exit 2) where
+    # an invalid configuration (75) has Postfix keep them until it is fixed.
+    monkeypatch.delenv("MTASTS_HOST_CONFIG", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(f"MTASTS_HOST_{name}", value)
+    assert main(["reports", "ingest", *argv]) == 75
+    err = capsys.readouterr().err
+    assert err.startswith("mtasts-host: error: ")
+    if message is not None:
+        assert err == f"mtasts-host: error: {message}\n"
+    assert main(["reports", *argv]) == 2  # the summary is no mail pipe
