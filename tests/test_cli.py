@@ -375,8 +375,27 @@ def test_reports_ingest_takes_files_or_a_maildir(
 ) -> None:
     path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{tmp_path / 'r.db'}'}}\n")
     argv = ["reports", "ingest", "--config", str(path), "--maildir", str(tmp_path), str(REPORT)]
-    assert main(argv) == 2
+    assert main(argv) == 75  # a usage error of ingest: the mail system tries again
     assert capsys.readouterr().err == "mtasts-host: error: give FILEs or --maildir, not both\n"
+
+
+def test_reports_ingest_with_standard_input_closed_is_one_line(
+    write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 'reports ingest <&-': an AttributeError traceback.
+    path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{tmp_path / 'r.db'}'}}\n")
+    argv = [sys.executable, "-m", "mtasts_host", "reports", "ingest", "--config", str(path)]
+    completed = subprocess.run(
+        ["sh", "-c", 'exec "$@" <&-', "sh", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (completed.returncode, completed.stderr) == (
+        75,
+        "mtasts-host: error: standard input is closed: give FILEs or --maildir\n",
+    )
 
 
 def test_doctor_exit_statuses(

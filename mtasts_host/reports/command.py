@@ -6,6 +6,7 @@ the summary of each domain, and the intake by mail.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -107,14 +108,20 @@ def ingest(config: Config, args: argparse.Namespace) -> int:
     if config.reports is None:
         print(f"mtasts-host: error: {config.path} has no 'reports' block", file=sys.stderr)
         return EX_TEMPFAIL
+    # Usage errors, 75 as the others of ingest (see cli): the mail system tries again.
     if args.files and args.maildir:
         print("mtasts-host: error: give FILEs or --maildir, not both", file=sys.stderr)
-        return 2
+        return EX_TEMPFAIL
+    if not (args.files or args.maildir) and sys.stdin is None:
+        print(
+            "mtasts-host: error: standard input is closed: give FILEs or --maildir", file=sys.stderr
+        )
+        return EX_TEMPFAIL
     return ingest_command(
         config.reports,
         files=args.files,
         maildir=args.maildir,
-        stdin=sys.stdin.buffer,
+        stdin=sys.stdin.buffer if sys.stdin is not None else io.BytesIO(),
         log=sys.stderr,
     )
 
