@@ -135,13 +135,25 @@ def running_on_socket(argv: Sequence[str], log: Path, path: Path) -> Iterator[Pr
     server = Process(process, log, str(path), 0)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not path.exists():
+        # The file alone is not enough: serve's own check binds the path for a moment
+        # before uvicorn listens there.
+        while not _accepts(path):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nothing listens on {path}")
             time.sleep(0.05)
         yield server
     finally:
         server.stop()
+
+
+def _accepts(path: Path) -> bool:
+    """Whether a server listens on the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def uds_argv(config: Path, path: Path) -> list[str]:

@@ -71,8 +71,14 @@ def _untangle(exc: dns.exception.DNSException) -> None:
     the errors say is kept, as ``Lookup._reason`` reads it; where they were raised is not.
     """
     for error in exc.kwargs.get("errors", ()):
-        if isinstance(error[3], BaseException):
-            error[3].__traceback__ = None
+        # From Python 3.12, asyncio.wait_for chains a TimeoutError and a CancelledError to a
+        # server's timeout, each with a traceback of its own: the whole chain is cleared.
+        chain: list[BaseException] = []
+        cause = error[3]
+        while isinstance(cause, BaseException) and cause not in chain:
+            chain.append(cause)
+            cause.__traceback__ = None
+            cause = cause.__cause__ or cause.__context__
 
 
 class Lookup:

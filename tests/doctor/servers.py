@@ -71,9 +71,11 @@ def _certificate(
     issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
     host: str | None,
     end: float,
+    strict: bool = True,
 ) -> tuple[x509.Name, ec.EllipticCurvePrivateKey, x509.Certificate]:
     """A certificate named ``name`` (CN), signed by ``issuer`` (None: by itself), valid until
-    ``end`` days from now: for ``host`` (a DNS name), or a CA's without one."""
+    ``end`` days from now: for ``host`` (a DNS name), or a CA's without one; not ``strict``:
+    without the extensions that only VERIFY_X509_STRICT requires."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     issuer_name, issuer_key = issuer or (subject, key)
@@ -86,19 +88,21 @@ def _certificate(
         .not_valid_before(days(-400))
         .not_valid_after(days(end))
         .add_extension(x509.BasicConstraints(ca=host is None, path_length=None), critical=True)
-        # What VERIFY_X509_STRICT, on by default from Python 3.13, requires.
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
+    )
+    if strict:
+        # What VERIFY_X509_STRICT (Python 3.13's default, not senders') requires as well.
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False
+        ).add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
         )
-    )
-    if host is None:
-        usage = dict.fromkeys(_USAGES, False) | {"key_cert_sign": True, "crl_sign": True}
-        builder = builder.add_extension(x509.KeyUsage(**usage), critical=True)
-    else:
+    if host is not None:
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False
         ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+    elif strict:
+        usage = dict.fromkeys(_USAGES, False) | {"key_cert_sign": True, "crl_sign": True}
+        builder = builder.add_extension(x509.KeyUsage(**usage), critical=True)
     return subject, key, builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -109,18 +113,20 @@ def chained(
     leaf: float = 60,
     root_days: float = 1000,
     send_root: bool = False,
+    strict: bool = True,
 ) -> ssl.SSLContext:
     """
     A root ("root", in ``tmp``/ca.pem) valid for ``root_days`` more days, an intermediate
     ("middle") valid for ``intermediate`` more days (negative: expired), and a certificate
     for ``host`` valid for ``leaf`` more days; returns a server context that sends the
-    certificate and the intermediate, and the root too if ``send_root``.
+    certificate and the intermediate, and the root too if ``send_root``. Not ``strict``: the
+    certificates lack what only VERIFY_X509_STRICT requires (key identifiers, key usage).
     """
-    root_name, root_key, root = _certificate("root", None, None, root_days)
+    root_name, root_key, root = _certificate("root", None, None, root_days, strict)
     middle_name, middle_key, middle = _certificate(
-        "middle", (root_name, root_key), None, intermediate
+        "middle", (root_name, root_key), None, intermediate, strict
     )
-    _, leaf_key, cert = _certificate(host, (middle_name, middle_key), host, leaf)
+    _, leaf_key, cert = _certificate(host, (middle_name, middle_key), host, leaf, strict)
     pem = serialization.Encoding.PEM
     (tmp / "ca.pem").write_bytes(root.public_bytes(pem))
     sent = [cert, middle, root] if send_root else [cert, middle]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from mtasts_host.doctor.facts import Failure, Fetch, Session
 from mtasts_host.doctor.findings import Status
@@ -164,4 +166,28 @@ def test_without_a_second_look_the_chain_is_blamed_as_a_whole(tmp_path: Path) ->
     assert session.failure is Failure.EXPIRED
     assert (
         session.detail == "a certificate of the chain (the server's or an intermediate) has expired"
+    )
+
+
+def test_a_chain_that_senders_accept_is_accepted_on_every_python(tmp_path: Path) -> None:
+    # Without key identifiers or key usage: OpenSSL's default verification, as Postfix and
+    # Exim use it, accepts them; Python 3.13's default context (VERIFY_X509_STRICT) does not.
+    server = chained(tmp_path, HOST, intermediate=30, strict=False)
+    session = fetch_chained(tmp_path, server)
+    assert session.failure is None, session.detail
+    mx = chained(tmp_path, MX, intermediate=30, strict=False)
+    session = starttls_chained(tmp_path, mx)
+    assert session.failure is None, session.detail
+
+
+def test_a_trusted_intermediate_is_no_trust_anchor_on_any_python(tmp_path: Path) -> None:
+    # Senders' OpenSSL needs a chain up to a root; Python 3.13's default context
+    # (VERIFY_X509_PARTIAL_CHAIN) would stop at any certificate it trusts.
+    server = chained(tmp_path, HOST, intermediate=30)
+    _, middle = x509.load_pem_x509_certificates((tmp_path / "chain.pem").read_bytes())
+    (tmp_path / "ca.pem").write_bytes(middle.public_bytes(serialization.Encoding.PEM))
+    session = fetch_chained(tmp_path, server)
+    assert session.failure is Failure.UNTRUSTED
+    assert session.detail == (
+        "the certificate does not chain to a trusted root (unable to get issuer certificate)"
     )

@@ -355,7 +355,8 @@ def test_sqlite_uses_wal(sqlite_url: str) -> None:
     store = open_store(sqlite_url)
     store.ping()
     assert isinstance(store, SQLiteStore)
-    with sqlite3.connect(store.path) as connection:
+    # closing: a connection's own "with" ends a transaction, not the connection.
+    with contextlib.closing(sqlite3.connect(store.path)) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
