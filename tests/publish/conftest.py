@@ -244,3 +244,10 @@ def ended(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+def shell_script(path: Path, text: str) -> Path:
+    """An executable ``/bin/sh`` script at ``path``, of the lines ``text``: a hook command."""
+    path.write_text(f"#!/bin/sh\n{text}")
+    path.chmod(0o755)
+    return path

@@ -30,7 +30,7 @@ from mtasts_host.store import PolicyStore, build_snapshot
 
 from ..conftest import wait_until
 from ..processes import free_port, running, serve_argv
-from .conftest import Keys, Write, ended, serve
+from .conftest import Keys, Write, ended, serve, shell_script
 from .servers import DNS1, Dns, PolicyHost
 
 A = "a.pub.test: {mx: [mx.pub.test]}"
@@ -477,8 +477,7 @@ def test_a_command_still_running_when_stopped_is_ended(
     # what it started with it.
     pids = tmp_path / "pids"
     hook = tmp_path / "stuck-hook"
-    hook.write_text(f"#!/bin/sh\nsleep 60 &\necho $! >> {pids}\nwait\n")
-    hook.chmod(0o755)
+    shell_script(hook, f"sleep 60 &\necho $! >> {pids}\nwait\n")
     path = write(A, f"command: {hook}", "auto: true")
     serve(host, path)
     publisher = AutoPublisher(PolicyStore(load_config(path)))
@@ -502,8 +501,7 @@ def test_stopping_one_publisher_leaves_another_publishers_command_running(
     # not the other's, which may be between its delete and its add.
     pids = tmp_path / "pids"
     hook = tmp_path / "stuck-hook"
-    hook.write_text(f"#!/bin/sh\necho $$ >> {pids}\nexec sleep 60\n")
-    hook.chmod(0o755)
+    shell_script(hook, f"echo $$ >> {pids}\nexec sleep 60\n")
     path = write(A, f"command: {hook}", "auto: true")
     serve(host, path)
     stopped, other = (AutoPublisher(PolicyStore(load_config(path))) for _ in range(2))

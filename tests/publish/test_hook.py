@@ -20,7 +20,7 @@ from mtasts_host.store import build_snapshot
 
 from ..conftest import wait_until
 from ..knot import knot
-from .conftest import Publish, Write, ended, serve, theirs_once_served
+from .conftest import Publish, Write, ended, serve, shell_script, theirs_once_served
 from .servers import Dns, PolicyHost, zone_text
 
 # A provider's CLI as far as the publisher can tell: it records its environment, then puts
@@ -298,8 +298,7 @@ def test_a_command_killed_by_a_signal(
 ) -> None:
     # The kernel's OOM killer, or a timeout wrapper: not an exit status of -9.
     script = tmp_path / "killed-hook"
-    script.write_text("#!/bin/sh\necho 'half done'\nkill -KILL $$\n")
-    script.chmod(0o755)
+    shell_script(script, "echo 'half done'\nkill -KILL $$\n")
     path = write(A, f"command: {script}")
     serve(host, path)
     ran = publish(path)
@@ -330,8 +329,7 @@ def test_a_command_that_leaves_a_process_behind_has_ended(
     monkeypatch.setattr(hook, "TIMEOUT", 5)
     pids = tmp_path / "pids"
     wrapper = tmp_path / "agent-hook"
-    wrapper.write_text(f"#!/bin/sh\nsleep 60 &\necho $! >> {pids}\nexec {script}\n")
-    wrapper.chmod(0o755)
+    shell_script(wrapper, f"sleep 60 &\necho $! >> {pids}\nexec {script}\n")
     path = write(A, f"command: {wrapper}")
     serve(host, path)
     try:
@@ -530,8 +528,7 @@ def test_a_command_past_its_time_is_ended_with_what_it_started(
     monkeypatch.setattr(hook, "TIMEOUT", 1)
     pids = tmp_path / "pids"
     stuck = tmp_path / "stuck-hook"
-    stuck.write_text(f"#!/bin/sh\nsleep 60 &\necho $! >> {pids}\nwait\n")
-    stuck.chmod(0o755)
+    shell_script(stuck, f"sleep 60 &\necho $! >> {pids}\nwait\n")
     path = write("a.pub.test: {mx: [mx.pub.test]}", f"command: {stuck}")
     serve(host, path)
     ran = publish(path)
@@ -560,8 +557,7 @@ def test_a_change_the_provider_applies_later_is_waited_for(
     record is read until it shows, before the next one is written and before the read-back.
     """
     later = tmp_path / "async-hook"
-    later.write_text(f"#!/bin/sh\n(sleep 2; exec {script}) </dev/null >/dev/null 2>&1 &\n")
-    later.chmod(0o755)
+    shell_script(later, f"(sleep 2; exec {script}) </dev/null >/dev/null 2>&1 &\n")
     path = write(A, f"command: {later}")
     serve(host, path)
     ran = publish(path)
@@ -581,8 +577,7 @@ def test_a_change_that_never_shows_is_one_clear_line(
     monkeypatch.setattr(readback, "PROPAGATION_TIMEOUT", 1.0)
     monkeypatch.setattr(readback, "PROPAGATION_INTERVAL", 0.1)
     lost = tmp_path / "lost-hook"
-    lost.write_text("#!/bin/sh\nexit 0\n")
-    lost.chmod(0o755)
+    shell_script(lost, "exit 0\n")
     path = write("a.pub.test: {mx: [mx.pub.test]}", f"command: {lost}")
     serve(host, path)
     ran = publish(path)
@@ -603,8 +598,7 @@ def test_sigterm_leaves_no_command_running_behind(
     """
     pid = tmp_path / "pid"
     stuck = tmp_path / "stuck-hook"
-    stuck.write_text(f"#!/bin/sh\necho $$ > {pid}.new\nmv {pid}.new {pid}\nexec sleep 60\n")
-    stuck.chmod(0o755)
+    shell_script(stuck, f"echo $$ > {pid}.new\nmv {pid}.new {pid}\nexec sleep 60\n")
     path = write("a.pub.test: {mx: [mx.pub.test]}", f"command: {stuck}")
     serve(host, path)
     argv = [sys.executable, "-m", "mtasts_host", "publish", str(path)]
