@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .. import dns
+from .._text import printable
 from ..names import POLICY_HOST_PREFIX, STS_PREFIX, TLSRPT_PREFIX
 from ..settings import txt_cname_groups
 from ..store import Snapshot
@@ -151,6 +152,9 @@ def _tag(value: str) -> str:
 
 
 def _show(type: str, value: str) -> str:
+    # A value read from the DNS can hold anything: a line break in it made a log line of its
+    # own in serve's text logs.
+    value = printable(value)
     return f'"{value}"' if type == "TXT" else value
 
 

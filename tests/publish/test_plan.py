@@ -44,6 +44,16 @@ def test_actions(current: Current | None, action: Action, guarded: bool) -> None
     assert (change.action, change.guarded) == (action, guarded)
 
 
+def test_a_value_read_from_the_dns_is_shown_on_one_line() -> None:
+    # A line break from the DNS made a line of its own in the plan, and in serve's logs.
+    forged = Current("TXT", 300, ("v=STSv1; id=old\nINFO published everything\x1b[2J",))
+    assert _change(forged).line() == (
+        'replace _mta-sts.a.example 300 TXT "v=STSv1; id=old\\nINFO published everything'
+        '\\x1b[2J" -> 300 TXT "v=STSv1; id=new"'
+    )
+    assert forged.show() == '"v=STSv1; id=old\\nINFO published everything\\x1b[2J"'
+
+
 def test_lines() -> None:
     assert _change(None).line() == 'create _mta-sts.a.example 300 TXT "v=STSv1; id=new"'
     old = Current("TXT", 3600, ("v=STSv1; id=old",))
