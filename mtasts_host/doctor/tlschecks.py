@@ -68,7 +68,8 @@ def judge(session: Session, now: float) -> tuple[Status, str] | None:
 
 
 def _expiry(not_after: float, now: float) -> str:
-    left = counted(max(0, round((not_after - now) / 86400)), "day")
+    days = (not_after - now) / 86400
+    left = "less than a day" if days < 1 else counted(round(days), "day")
     return f"{_date(not_after)}, in {left}"
 
 
@@ -86,7 +87,18 @@ def _not_checked(sessions: Sequence[Session], where: Callable[[Session], str]) -
 
 def _valid_until(sessions: Sequence[Session]) -> str:
     dates = [s.not_after for s in sessions if s.not_after is not None]
-    return f"certificate valid until {_date(min(dates))}" if dates else "no address checked"
+    if not dates:
+        return "no address checked"
+    valid = f"certificate valid until {_date(min(dates))}"
+    # Where an intermediate it sends ends first, that is when senders stop accepting it.
+    chain = [ca for s in sessions for ca in s.chain]
+    first = min(chain, key=lambda ca: ca.not_after, default=None)
+    if first is not None and first.not_after < min(dates):
+        kind = "root" if first.root else "intermediate"
+        valid += (
+            f", the {kind} certificate {first.subject!r} it sends until {_date(first.not_after)}"
+        )
+    return valid
 
 
 def https(domain: str, addresses: Names, sessions: Sequence[Session], now: float) -> Finding:

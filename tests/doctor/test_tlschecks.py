@@ -69,6 +69,15 @@ def broken(failure: Failure, detail: str, host: str = HOST) -> Session:
             ),
             id="old-tls",
         ),
+        pytest.param(
+            good(days=0.3),
+            (
+                Status.WARN,
+                f"{HOST} (192.0.2.1): the certificate expires 2023-11-15 05:25 UTC, in less than "
+                "a day: renew it",
+            ),
+            id="expires-within-a-day",
+        ),
         pytest.param(broken(Failure.NO_ROUTE, "no route to port 443"), None, id="no-route"),
         pytest.param(
             Session(HOST, "192.0.2.1", "TLSv1.3", NOW + 60 * DAY, (middle(days=30),)),
@@ -443,3 +452,17 @@ def test_mx_tls_with_a_null_mx_only_warns() -> None:
     finding = mx_tls(D, Mode.ENFORCE, [], {}, [], NOW, null_mx=True)
     message = f"no MX host to check: {D} has a null MX (see mx-coverage)"
     assert finding == Finding(D, Check.MX_TLS, Status.WARN, message)
+
+
+def test_an_ok_finding_gives_the_date_of_an_intermediate_that_ends_first() -> None:
+    # It gave the server's own date, though senders refuse the chain once the intermediate ends.
+    sessions = [Session(HOST, "192.0.2.1", "TLSv1.3", NOW + 60 * DAY, (middle(days=30),))]
+    finding = https(D, Names(("192.0.2.1",)), sessions, NOW)
+    assert finding == Finding(
+        D,
+        Check.HTTPS,
+        Status.OK,
+        f"{HOST} (192.0.2.1): TLSv1.3, certificate valid until 2024-01-13 22:13 UTC, the "
+        'intermediate certificate "C=US, O=Let\'s Encrypt, CN=R11" it sends until 2023-12-14 '
+        "22:13 UTC",
+    )
