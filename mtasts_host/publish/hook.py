@@ -141,8 +141,10 @@ def end_started_by(thread: threading.Thread) -> None:
 def _kill(process: subprocess.Popen[bytes]) -> None:
     """End a command still running, and what it started: its session's process group."""
     if process.poll() is None:
-        # Not reaped, so its process ID, the group's, is still its own.
-        os.killpg(process.pid, signal.SIGKILL)
+        # Not reaped, so its process ID, the group's, is still its own; reaped this instant
+        # by the thread that runs it, with nothing it started left, there is no group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 
 
