@@ -50,7 +50,11 @@ class Postfix:
         """Each finished session's lines of smtpd's log, connect to disconnect, in order."""
         open_: dict[str, list[str]] = {}
         done: list[list[str]] = []
-        for line in self.log.read_text(errors="replace").splitlines():
+        try:
+            logged = self.log.read_text(errors="replace")
+        except FileNotFoundError:  # postlogd creates it with its first line, which may lag
+            return done
+        for line in logged.splitlines():
             match = _SMTPD.search(line)
             if match is None:
                 continue
