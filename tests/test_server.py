@@ -395,20 +395,24 @@ def test_reload_while_serving(write_config: WriteConfig, tmp_path: Path) -> None
 def test_unix_socket(write_config: WriteConfig, tmp_path: Path) -> None:
     path = tmp_path / "mtasts.sock"
     argv = uds_argv(write_config(), path)
-    with (
-        running_on_socket(argv, tmp_path / "server.log", path) as server,
-        socket.socket(socket.AF_UNIX) as sock,
-    ):
+    with running_on_socket(argv, tmp_path / "server.log", path) as server:
+        assert _policy_on_socket(path).endswith(BODY_D)
+    assert "Traceback" not in server.output()
+    # Ended by SIGTERM (the helper's stop), as before, but not before uvicorn removed it.
+    assert (server.process.returncode, path.exists()) == (-signal.SIGTERM, False)
+
+
+def _policy_on_socket(path: Path, headers: bytes = b"") -> bytes:
+    """The answer to a GET of mta-sts.example.com's policy over the Unix socket ``path``."""
+    with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
         sock.connect(str(path))
         sock.sendall(
             b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
-            b"Connection: close\r\n\r\n"
+            + headers
+            + b"Connection: close\r\n\r\n"
         )
-        assert read_response(sock).endswith(BODY_D)
-    assert "Traceback" not in server.output()
-    # Ended by SIGTERM (the helper's stop), as before, but not before uvicorn removed it.
-    assert (server.process.returncode, path.exists()) == (-signal.SIGTERM, False)
+        return read_response(sock)
 
 
 def test_uvicorns_own_forwarded_allow_ips_variable_is_not_read(
@@ -546,17 +550,9 @@ def test_unix_socket_trusts_the_x_forwarded_for_of_the_proxy(
     # The proxy's end of a Unix socket has no address, never one of --forwarded-allow-ips:
     # unless the socket is trusted, no access line names a sender (README, Operations).
     path = tmp_path / "mtasts.sock"
-    with (
-        running_on_socket(uds_argv(write_config(), path), tmp_path / "server.log", path) as server,
-        socket.socket(socket.AF_UNIX) as sock,
-    ):
-        sock.settimeout(10)
-        sock.connect(str(path))
-        sock.sendall(
-            b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
-            b"X-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n"
-        )
-        assert read_response(sock).endswith(BODY_D)
+    argv = uds_argv(write_config(), path)
+    with running_on_socket(argv, tmp_path / "server.log", path) as server:
+        assert _policy_on_socket(path, b"X-Forwarded-For: 203.0.113.9\r\n").endswith(BODY_D)
         wait_until(partial(logged, server, 'path="/.well-known/mta-sts.txt"'))
     assert 'client="203.0.113.9"' in server.output()
 

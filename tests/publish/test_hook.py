@@ -383,11 +383,7 @@ def test_without_a_server_the_system_resolver_finds_the_zone(
     script: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [server.address]
-    resolver.port = server.port
-    monkeypatch.setattr(dns.resolver, "default_resolver", resolver)
-    monkeypatch.setattr(authority, "NAMESERVER_PORT", server.port)
+    _resolve_at(server, monkeypatch)
     path = write(A, f"command: {script}", "server:")
     serve(host, path)
     ran = publish(path)
@@ -443,11 +439,7 @@ def test_without_a_server_a_primary_that_does_not_answer_is_passed_over(
     server.set("pub.test", "pub.test", "NS", "ns0.pub.test.", "ns1.pub.test.", "ns2.pub.test.")
     soa = "ns0.pub.test. hostmaster.pub.test. 100 3600 600 86400 60"
     server.set("pub.test", "pub.test", "SOA", soa)
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [server.address]
-    resolver.port = server.port
-    monkeypatch.setattr(dns.resolver, "default_resolver", resolver)
-    monkeypatch.setattr(authority, "NAMESERVER_PORT", server.port)
+    _resolve_at(server, monkeypatch)
     path = write(A, f"command: {script}", "server:")
     serve(host, path)
     with contextlib.ExitStack() as stack:
@@ -646,3 +638,13 @@ def test_a_record_the_environment_cannot_carry_is_named(
         "that record by hand"
     ]
     assert _calls(calls) == []
+
+
+def _resolve_at(server: Dns, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a ``server`` in the publish block: the zone's name servers are found by asking
+    ``server``, and asked on its port."""
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [server.address]
+    resolver.port = server.port
+    monkeypatch.setattr(dns.resolver, "default_resolver", resolver)
+    monkeypatch.setattr(authority, "NAMESERVER_PORT", server.port)
