@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .facts import Certificate
+from .findings import date
 
 _NAMES = {"commonName": "CN", "organizationName": "O", "countryName": "C"}
 
@@ -50,10 +51,6 @@ def verified_chain(tls: Any) -> tuple[Certificate, ...]:
     )
 
 
-def _date(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
-
-
 def _out_of_date(tls: Any, now: float) -> str | None:
     """Each certificate the server sent that is out of its dates, named, and since when or
     until when; None if none is, or Python cannot tell."""
@@ -64,17 +61,12 @@ def _out_of_date(tls: Any, now: float) -> str | None:
     for index, certificate in enumerate(connection.get_unverified_chain() or []):
         info = certificate.get_info()
         ca = _certificate(info)
-        which = (
-            "the certificate"
-            if index == 0
-            else f"the {'root' if ca.root else 'intermediate'} certificate {ca.subject!r} "
-            "that it sends"
-        )
+        which = "the certificate" if index == 0 else f"{ca.named} that it sends"
         not_before = ssl.cert_time_to_seconds(info["notBefore"])
         if ca.not_after < now:
-            found.append(f"{which} expired {_date(ca.not_after)}")
+            found.append(f"{which} expired {date(ca.not_after)}")
         elif not_before > now:
-            found.append(f"{which} is not valid before {_date(not_before)}")
+            found.append(f"{which} is not valid before {date(not_before)}")
     return "; ".join(found) or None
 
 

@@ -90,6 +90,11 @@ class Certificate:
     root: bool = False
     """Self-signed: a root the server sends too, where most send intermediates only."""
 
+    @property
+    def named(self) -> str:
+        """``the intermediate certificate 'CN=R11'``, as findings name it."""
+        return f"the {'root' if self.root else 'intermediate'} certificate {self.subject!r}"
+
 
 @dataclass(frozen=True, slots=True)
 class Session:

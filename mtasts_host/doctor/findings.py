@@ -137,5 +137,10 @@ class Report:
         }
 
 
+def date(timestamp: float) -> str:
+    """A time as findings give it: ``2026-12-05 16:10 UTC``."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+
+
 def _iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

@@ -5,13 +5,12 @@ The rules for what the TLS endpoints answer: ``https`` and ``policy`` for the po
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 from .._text import counted
 from ..policy import MAX_BODY_SIZE, Mode, policy_id
 from .facts import Failure, Fetch, Names, Session
-from .findings import Check, Finding, Status
+from .findings import Check, Finding, Status, date
 
 EXPIRY_WARNING = 14 * 86400
 """Warn this long before a certificate expires: time for one failed automatic renewal."""
@@ -37,10 +36,6 @@ _ADVICE = {
 }
 
 
-def _date(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
-
-
 def judge(session: Session, now: float) -> tuple[Status, str] | None:
     """
     A session's problem: FAIL if it has no valid TLS, WARN if it expires soon or if the server
@@ -58,8 +53,7 @@ def judge(session: Session, now: float) -> tuple[Status, str] | None:
     # An intermediate that expires breaks senders' validation as the server's own does, and
     # renewing the server's certificate does not replace it if the chain file is kept.
     soon += [
-        f"the {'root' if ca.root else 'intermediate'} certificate {ca.subject!r} that it sends "
-        f"expires {_expiry(ca.not_after, now)}: serve the CA's current "
+        f"{ca.named} that it sends expires {_expiry(ca.not_after, now)}: serve the CA's current "
         f"{'chain' if ca.root else 'intermediate'} in its place"
         for ca in session.chain
         if ca.not_after - now < EXPIRY_WARNING
@@ -70,7 +64,7 @@ def judge(session: Session, now: float) -> tuple[Status, str] | None:
 def _expiry(not_after: float, now: float) -> str:
     days = (not_after - now) / 86400
     left = "less than a day" if days < 1 else counted(round(days), "day")
-    return f"{_date(not_after)}, in {left}"
+    return f"{date(not_after)}, in {left}"
 
 
 def _unreachable(sessions: Sequence[Session]) -> bool:
@@ -89,15 +83,12 @@ def _valid_until(sessions: Sequence[Session]) -> str:
     dates = [s.not_after for s in sessions if s.not_after is not None]
     if not dates:
         return "no address checked"
-    valid = f"certificate valid until {_date(min(dates))}"
+    valid = f"certificate valid until {date(min(dates))}"
     # Where an intermediate it sends ends first, that is when senders stop accepting it.
     chain = [ca for s in sessions for ca in s.chain]
     first = min(chain, key=lambda ca: ca.not_after, default=None)
     if first is not None and first.not_after < min(dates):
-        kind = "root" if first.root else "intermediate"
-        valid += (
-            f", the {kind} certificate {first.subject!r} it sends until {_date(first.not_after)}"
-        )
+        valid += f", {first.named} it sends until {date(first.not_after)}"
     return valid
 
 
