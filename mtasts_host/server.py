@@ -5,17 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.config
-import os
 import signal
-import socket
-import stat
 import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import uvicorn
 
-from . import logs
+from . import listen, logs
 from ._problems import ConfigError
 from .app import PolicyApp, create_app
 from .options import Option, boolean, choice, port, positive_int, text
@@ -209,73 +206,10 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
 
 def _can_listen(args: argparse.Namespace) -> bool:
     """Whether ``serve`` can listen where ``args`` say; if not, one line says why."""
-    if args.uds is not None:
-        where, problem = args.uds, _unix_socket_problem(args.uds)
-    else:
-        where = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
-        problem = _address_problem(args.host, args.port)
+    where, problem = listen.problem(args.host, args.port, args.uds)
     if problem is not None:
         print(f"mtasts-host: error: cannot listen on {where}: {problem}", file=sys.stderr)
     return problem is None
-
-
-def _address_problem(host: str, port: int) -> str | None:
-    """
-    Why ``serve`` cannot listen on ``host`` and ``port`` (the port taken, the address not
-    this machine's, a name that does not resolve), or None: each address is bound as the
-    event loop binds it, then let go.
-    """
-    try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:  # a name that does not resolve
-        return exc.strerror or str(exc)
-    except UnicodeError as exc:  # a label IDNA cannot encode: "a..b", or over 63 characters
-        return f"not a host name: {exc.__cause__ or exc}"
-    for family, kind, protocol, _, address in addresses:
-        try:
-            probe = socket.socket(family, kind, protocol)
-        except OSError:  # a family this kernel lacks (IPv6): skipped, as the event loop does
-            continue
-        with probe:
-            # As the event loop: a port whose last connections are in TIME_WAIT is free, and
-            # "::" is IPv6 alone.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                return exc.strerror or str(exc)
-    return None
-
-
-def _unix_socket_problem(path: str) -> str | None:
-    """
-    Why ``serve`` must not listen on the Unix socket ``path``, or None. uvicorn checks
-    nothing: it replaces a socket another server listens on, and where it cannot bind (a
-    missing directory, a path too long, a file in the way) it ends with two tracebacks that
-    do not name the path, and deletes whatever file is there.
-    """
-    try:
-        mode: int | None = os.lstat(path).st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if mode is not None and not stat.S_ISSOCK(mode):
-        return "a file that is not a socket is there"
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            if mode is None:
-                probe.bind(path)
-                os.unlink(path)
-                return None
-            probe.connect(path)
-        except ConnectionRefusedError:
-            return None  # left by a server that was killed: uvicorn replaces it
-        except OSError as exc:
-            return exc.strerror or str(exc)
-    return "another server is listening there"
 
 
 def _run(app: PolicyApp, args: argparse.Namespace, hangups: list[int]) -> None:
