@@ -5,7 +5,8 @@ from .dnsprobe import resolver_address
 from .facts import Publishing
 from .findings import Check, Finding, Report, Status
 from .metrics import families
-from .runner import DoctorError, DoctorOptions, check, run
+from .options import DoctorError, DoctorOptions
+from .runner import check, run
 
 __all__ = [
     "Background",

@@ -16,7 +16,8 @@ from ..store import PolicyStore, Snapshot
 from .facts import Publishing
 from .findings import Report, Status
 from .metrics import FailedRuns, families
-from .runner import DoctorError, DoctorOptions, check, validate
+from .options import DoctorError, DoctorOptions, validate
+from .runner import check
 
 logger = logging.getLogger(__name__)
 _RECANCEL = 0.2

@@ -22,7 +22,8 @@ from ..store import build_snapshot
 from .background import Background
 from .dnsprobe import resolver_address
 from .ehlo import ehlo_name
-from .runner import DoctorError, DoctorOptions, run
+from .options import DoctorError, DoctorOptions
+from .runner import run
 
 logger = logging.getLogger(__name__)
 

@@ -13,57 +13,24 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import dns.resolver
-
 from .. import dns as records_to_publish
-from ..config import Config, DomainConfig
+from ..config import DomainConfig
 from ..names import STS_PREFIX, TLSRPT_PREFIX
 from ..policy import Mode
 from ..settings import txt_cname_groups
 from ..store import Snapshot
-from ..tls import sender_context
 from . import dnschecks, mxchecks, tlschecks
 from .dnsprobe import Lookup
-from .ehlo import ehlo_name, machine_name
+from .ehlo import machine_name
 from .facts import Fetch, Names, Publishing, Session
 from .findings import Finding, Report
+from .options import DoctorOptions, prepare, select
 from .records import sts_id
 from .smtpprobe import starttls
 from .tlsprobe import fetch_policy
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-
-class DoctorError(ValueError):
-    """The options cannot work: a domain not configured, a bad EHLO name, an unreadable CA
-    file, no resolver."""
-
-
-@dataclass(frozen=True, slots=True)
-class DoctorOptions:
-    """How the doctor reaches the world."""
-
-    resolver: tuple[str, int] | None = None
-    """The one DNS server for every query (see ``resolver_address``); None: the system's."""
-    ca_file: str | None = None
-    """More trust anchors (PEM) for HTTPS and SMTP, beside the system's store."""
-    https_port: int = 443
-    smtp_port: int = 25
-    timeout: float = 10.0
-    """The bound of each network step: one lookup (this machine's name too), one HTTPS
-    fetch, one SMTP dialogue."""
-    domains: tuple[str, ...] = ()
-    """Only these configured domains; all of them if empty."""
-    concurrency: int = 64
-    """Domains checked at once. A domain's own probes run at once too, so a host that never
-    answers costs one timeout, and so do as many domains as this."""
-    helo: str | None = None
-    """The name given in EHLO (``--ehlo``): a fully qualified host name or an address literal.
-    None: this machine's fully qualified name if it has one (and the resolver gives it within
-    ``timeout``), else the address literal of the doctor's end of each connection. RFC 5321
-    section 4.1.1.1 allows either, and some MX hosts refuse the bare name (a container's id)
-    that is often all a machine has."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,19 +66,6 @@ def _expected(snapshot: Snapshot) -> dict[str, _Expected]:
 def _served(fetches: Sequence[Fetch]) -> bytes | None:
     """The body the policy host serves, if any address answered 200."""
     return next((f.answer.body for f in fetches if f.answer and f.answer.status == 200), None)
-
-
-def select(config: Config, domains: Sequence[str]) -> list[str]:
-    """
-    The domains to check (see ``Config.select``).
-
-    Raises:
-        DoctorError: one of ``domains`` is not configured.
-    """
-    try:
-        return config.select(domains)
-    except ValueError as exc:
-        raise DoctorError(str(exc)) from None
 
 
 class _Shared(Generic[K, V]):
@@ -250,37 +204,6 @@ class _Run:
         return findings
 
 
-def _prepare(options: DoctorOptions) -> tuple[ssl.SSLContext, Lookup]:
-    if options.helo is not None:
-        try:
-            ehlo_name(options.helo)
-        except ValueError as exc:
-            raise DoctorError(f"--ehlo: {exc}, got {options.helo!r}") from None
-    try:
-        context = sender_context(options.ca_file)
-    except ssl.SSLError as exc:  # read, but not certificates ("[X509: ...] ... (_ssl.c:...)")
-        why = f"expected PEM certificates ({exc.reason or exc})"
-        raise DoctorError(f"--ca-file {options.ca_file}: {why}") from None
-    except OSError as exc:  # not read ("[Errno 2] ..."): the reason alone
-        raise DoctorError(f"--ca-file {options.ca_file}: {exc.strerror or exc}") from None
-    try:
-        lookup = Lookup(options.resolver, options.timeout)
-    except dns.resolver.NoResolverConfiguration:
-        raise DoctorError("no system resolver (/etc/resolv.conf): give --resolver") from None
-    return context, lookup
-
-
-def validate(options: DoctorOptions) -> None:
-    """
-    Check what can be checked before any run: the EHLO name, the CA file, and that there is
-    a resolver.
-
-    Raises:
-        DoctorError: the options cannot work; the message names the option.
-    """
-    _prepare(options)
-
-
 async def check(
     snapshot: Snapshot,
     options: DoctorOptions | None = None,
@@ -301,7 +224,7 @@ async def check(
     started = time.time()
     config = snapshot.config
     domains = select(config, options.domains)
-    context, lookup = _prepare(options)
+    context, lookup = prepare(options)
     expected = _expected(snapshot)
     helo = options.helo or await asyncio.to_thread(machine_name, options.timeout)
     run = _Run(options, lookup, context, helo)

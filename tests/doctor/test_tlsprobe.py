@@ -16,7 +16,7 @@ import trustme
 
 from mtasts_host.doctor import DoctorError, DoctorOptions
 from mtasts_host.doctor.facts import Answer, Failure, Fetch, Session
-from mtasts_host.doctor.runner import validate
+from mtasts_host.doctor.options import validate
 from mtasts_host.doctor.smtpprobe import starttls
 from mtasts_host.doctor.tlsprobe import fetch_policy
 from mtasts_host.tls import sender_context as tls_context
