@@ -94,6 +94,7 @@ def summary(config: Config, args: argparse.Namespace) -> int:
     return summary_command(
         config.reports,
         {domain: settings.policy.mode for domain, settings in config.domains.items()},
+        mx={domain: settings.policy.mx for domain, settings in config.domains.items()},
         out=sys.stdout,
         err=sys.stderr,
         domain=None if args.domain is None else domains[0],
@@ -130,6 +131,7 @@ def summary_command(
     settings: ReportsSettings,
     modes: Mapping[str, Mode],
     *,
+    mx: Mapping[str, Sequence[str]] | None = None,
     out: TextIO,
     err: TextIO,
     domain: str | None = None,
@@ -144,6 +146,8 @@ def summary_command(
     Args:
         settings: the ``reports:`` block.
         modes: the configured domains and their modes.
+        mx: their policies' ``mx`` patterns: sessions reported against other ones are left
+            out (see ``read_summaries``).
         domain: only this one (it must be configured).
         days: the period, in days up to now.
         format: ``text`` or ``json`` (``{"domains": {"<domain>": {...}}}``).
@@ -169,7 +173,7 @@ def summary_command(
             raise StoreUnavailable(f"{absent} (no report was ever stored there)")
         # No chart: the text and JSON show none.
         summaries = read_summaries(
-            store, modes, days=days, now=now, thresholds=thresholds, daily=False
+            store, modes, mx=mx, days=days, now=now, thresholds=thresholds, daily=False
         )
     except (ValueError, StoreUnavailable) as exc:
         print(f"mtasts-host: report store unavailable: {exc}", file=err)
@@ -231,6 +235,12 @@ def to_text(summaries: Mapping[str, DomainSummary]) -> str:
         if summary.failures_by_type:
             lines.append(f"  failures by type: {_counts(summary.failures_by_type)}")
             lines.append(f"  failures by MX: {_counts(summary.failures_by_mx)}")
+        older = summary.older_policy
+        if older.reports:
+            lines.append(
+                f"  older policy (other mx, not counted): {counted(older.reports, 'report')}, "
+                f"{older.successful} successful, {older.failed} failed"
+            )
         for kind, sessions in summary.other_policies.items():
             lines.append(
                 f"  {kind} policies (not counted): {counted(sessions.reports, 'report')}, "

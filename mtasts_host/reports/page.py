@@ -77,7 +77,7 @@ def page_parts(
         parts.append(f"<p class=problem>Report store unavailable: {escape(problem)}</p>")
     quiet: dict[str, list[str]] = {}
     for summary in summaries.values():
-        if summary.reports or summary.other_policies:
+        if summary.reports or summary.other_policies or summary.older_policy.reports:
             parts.append(_section(summary))
         else:
             quiet.setdefault(summary.mode.value, []).append(summary.domain)
@@ -126,6 +126,7 @@ def _section(summary: DomainSummary) -> str:
             "<h3>Reporting organizations</h3>",
             _items(summary.organizations) or "<p>none in this period</p>",
             _others(summary),
+            _older(summary),
             "</section>",
         ]
     )
@@ -172,6 +173,17 @@ def _others(summary: DomainSummary) -> str:
     return (
         "<h3>Other policies (not counted above)</h3><table><tr><th>policy type</th>"
         f"<th>reports</th><th>successful</th><th>failed</th></tr>{rows}</table>"
+    )
+
+
+def _older(summary: DomainSummary) -> str:
+    older = summary.older_policy
+    if not older.reports:
+        return ""
+    return (
+        "<h3>Older policy (other mx, not counted above)</h3><table><tr><th>reports</th>"
+        f"<th>successful</th><th>failed</th></tr><tr><td class=n>{older.reports}</td>"
+        f"<td class=n>{older.successful}</td><td class=n>{older.failed}</td></tr></table>"
     )
 
 

@@ -81,6 +81,13 @@ VERSIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE tlsrpt_reports SET contact = SUBSTR(contact, 1, 999) || '\u2026'"
         " WHERE LENGTH(contact) > 1000",
     ),
+    (
+        # Version 5: the mx patterns of the policy an sts result was reported against
+        # (rows.mx_key), so that a failure at a host since dropped from the policy stops
+        # counting. NULL where the report names none, for the reports stored before (only
+        # their raw gzip holds them) and for rows an older replica still inserts: current.
+        "ALTER TABLE tlsrpt_policies ADD COLUMN policy_mx TEXT",
+    ),
 )
 LATEST = len(VERSIONS)
 

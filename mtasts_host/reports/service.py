@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 
 import anyio
@@ -27,7 +27,7 @@ from ..store import PolicyStore, Snapshot
 from . import metrics, page, sums
 from .http import IntakeEndpoint
 from .intake import Intake
-from .rows import DAY
+from .rows import DAY, mx_key
 from .settings import DEFAULT_THRESHOLDS, ReportsSettings, Thresholds
 from .store import ReportStore, StoreUnavailable, open_store
 from .summary import TOP_MX, DomainSummary, since_day, summarize
@@ -46,6 +46,7 @@ def read_summaries(
     store: ReportStore,
     modes: Mapping[str, Mode],
     *,
+    mx: Mapping[str, Sequence[str]] | None = None,
     days: int = 30,
     now: float | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
@@ -53,16 +54,20 @@ def read_summaries(
 ) -> dict[str, DomainSummary]:
     """
     Summarise the stored reports of each configured domain (blocking); ``daily`` as for
-    ``summarize``.
+    ``summarize``. ``mx`` gives the patterns of the policy each domain serves now: the
+    sessions reported against a policy with other ``mx`` are left out (``older_policy``).
 
     Raises:
         StoreUnavailable: the store cannot be read.
     """
     today = int((time.time() if now is None else now) // DAY)
     first = since_day(today, max(days, thresholds.window_days))
-    totals = sums.totals(store, first, modes.keys())
-    failures = sums.failure_totals(store, first, modes.keys())
-    by_mx = sums.failures_by_mx(store, since_day(today, days), today, modes.keys(), TOP_MX)
+    served = {domain: mx_key(patterns) for domain, patterns in (mx or {}).items()}
+    totals = sums.totals(store, first, modes.keys(), served=served)
+    failures = sums.failure_totals(store, first, modes.keys(), served=served)
+    by_mx = sums.failures_by_mx(
+        store, since_day(today, days), today, modes.keys(), TOP_MX, served=served
+    )
     return summarize(
         modes,
         totals,
@@ -107,11 +112,14 @@ class Reports:
         self.endpoint = IntakeEndpoint(self.intake, settings.path)
         self._probing = False
 
-    def modes(self) -> dict[str, Mode]:
-        """The configured domains and their modes, as served now."""
-        return {
-            domain: served.policy.mode for domain, served in self.policies.snapshot.served.items()
-        }
+    def _served(self) -> tuple[dict[str, Mode], dict[str, tuple[str, ...]]]:
+        # One snapshot for both: a reload between two reads would pair the modes of one
+        # config with the mx of another.
+        served = self.policies.snapshot.served
+        return (
+            {domain: policy.policy.mode for domain, policy in served.items()},
+            {domain: policy.policy.mx for domain, policy in served.items()},
+        )
 
     def open(self) -> str | None:
         """
@@ -145,9 +153,15 @@ class Reports:
 
     def summaries(self, days: int = 30) -> dict[str, DomainSummary]:
         """Every configured domain's summary (blocking)."""
+        modes, mx = self._served()
         return self.intake.use(
             lambda: read_summaries(
-                self.store, self.modes(), days=days, now=self.clock(), thresholds=self.thresholds
+                self.store,
+                modes,
+                mx=mx,
+                days=days,
+                now=self.clock(),
+                thresholds=self.thresholds,
             )
         )
 

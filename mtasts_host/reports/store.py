@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from . import schema
 from .report import Report
-from .rows import report_day
+from .rows import report_day, reported_mx
 
 # Sums of counts (each up to 2**53 - 1) pass 2**63 after 1025 rows, where SQLite's integer SUM
 # fails, and so would a cast of PostgreSQL's NUMERIC sum to BIGINT. A double overflows on no
@@ -180,7 +180,7 @@ class ReportStore:
             # socket and a network's latency as many times more.
             connection.executemany(
                 "INSERT INTO tlsrpt_policies (report, position, policy_type, domain,"
-                " successful, failed) VALUES (?, ?, ?, ?, ?, ?)",
+                " successful, failed, policy_mx) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         key,
@@ -189,6 +189,7 @@ class ReportStore:
                         policy.domain,
                         policy.successful,
                         policy.failed,
+                        reported_mx(policy),
                     )
                     for n, policy in enumerate(report.policies)
                 ],

@@ -87,6 +87,9 @@ class DomainSummary:
     """One entry per day of the period, oldest first, for the chart."""
     other_policies: Mapping[str, Sessions] = field(default_factory=dict)
     """``tlsa``, ``no-policy-found`` and unknown types: stored and shown, never counted."""
+    older_policy: Sessions = Sessions()
+    """STS sessions reported against an older policy (an ``mx`` other than the one served
+    now), left out of everything above: the organisations, sessions, failures and verdict."""
 
     def to_json(self) -> dict[str, object]:
         """The keys of ``mtasts-host reports --format json``."""
@@ -100,6 +103,11 @@ class DomainSummary:
             "failures_by_mx": dict(self.failures_by_mx),
             "verdict": self.verdict.value,
             "verdict_reason": self.verdict_reason,
+            "older_policy": {
+                "reports": self.older_policy.reports,
+                "successful_sessions": self.older_policy.successful,
+                "failed_sessions": self.older_policy.failed,
+            },
             "other_policies": {
                 kind: {
                     "reports": sessions.reports,
@@ -137,7 +145,9 @@ def summarize(
         modes: the configured domains and their modes; reports for any other domain are
             left out.
         totals, failures: the store's rows from at least ``since_day(today, max(days,
-            thresholds.window_days))`` on.
+            thresholds.window_days))`` on; the totals reported against an older policy
+            (``older``) count only in ``older_policy``, and the failures and ``by_mx``
+            are read without them.
         by_mx: the store's ``TOP_MX`` hosts of each domain from ``since_day(today, days)``
             to ``today``.
         today: the current UTC day (days since 1970-01-01).
@@ -162,12 +172,22 @@ def summarize(
     no_days = _daily((), first, today) if daily else ()
     result = {}
     for domain, mode in modes.items():
-        rows = by_domain[domain]
+        # Sessions reported against an older policy are left out of all but older_policy:
+        # failures at a host since dropped from the mx are no reason to wait (the failure
+        # details and hosts come from the store without them).
+        rows = [row for row in by_domain[domain] if not row.older]
+        older = [row for row in by_domain[domain] if row.older]
         sts = [row for row in rows if row.policy_type == PolicyType.STS.value]
         period = _between(sts, first, today)
         details = _between(failed_by_domain[domain], first, today)
         recent = _between(failed_by_domain[domain], window, today)
         verdict, reason = judge(mode, _between(rows, window, today), recent, thresholds)
+        left_out = _sum(_between(older, window, today))
+        if left_out.reports and mode is not Mode.NONE:
+            reason += (
+                f"; not counted: {counted(left_out.successful + left_out.failed, 'session')}"
+                f" from {counted(left_out.reports, 'report')} against an older policy (other mx)"
+            )
         by_type = _most_first((row.result_type, row.sessions) for row in details)
         result[domain] = DomainSummary(
             domain=domain,
@@ -183,6 +203,7 @@ def summarize(
             verdict_reason=reason,
             daily=_daily(period, first, today) if period and daily else no_days,
             other_policies=_others(_between(rows, first, today)),
+            older_policy=_sum(_between(older, first, today)),
         )
     return result
 
@@ -330,6 +351,15 @@ def _daily(rows: Iterable[Totals], first: int, today: int) -> tuple[Day, ...]:
         successful[row.day] += row.successful
         failed[row.day] += row.failed
     return tuple(Day(day, successful[day], failed[day]) for day in range(first, today + 1))
+
+
+def _sum(rows: Iterable[Totals]) -> Sessions:
+    every = list(rows)
+    return Sessions(
+        sum(row.reports for row in every),
+        sum(row.successful for row in every),
+        sum(row.failed for row in every),
+    )
 
 
 def _others(rows: Iterable[Totals]) -> dict[str, Sessions]:

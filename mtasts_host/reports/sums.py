@@ -6,7 +6,7 @@ holds (reports name domains and hosts by the thousand).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .rows import FailureTotals, MxTotals, SessionCounts, Totals
@@ -24,44 +24,65 @@ from .store import (
 _CHUNK = 500
 """Domains one query names: SQLite takes at most 32,766 parameters, and a host may serve tens
 of thousands of domains."""
+_OLDER = "CASE WHEN p.policy_mx <> s.column2 THEN 1 ELSE 0 END"
+"""1 for a policy row reported against an older policy: its ``mx`` known (not NULL) and not
+the one served now (``s.column2``, NULL when unknown); else 0."""
 
 
-def totals(store: ReportStore, since_day: int, domains: Collection[str]) -> list[Totals]:
-    """Sessions of ``domains`` by domain, policy type, organisation and day, from
-    ``since_day`` on."""
+def totals(
+    store: ReportStore,
+    since_day: int,
+    domains: Collection[str],
+    *,
+    served: Mapping[str, str | None] | None = None,
+) -> list[Totals]:
+    """
+    Sessions of ``domains`` by domain, policy type, organisation and day, from
+    ``since_day`` on, and whether they were reported against an older policy.
+
+    Args:
+        served: the ``mx_key`` of the policy each domain serves now; a domain without one
+            has no older policy.
+    """
     with store.connection(write=False) as connection:
-        rows = _for_domains(
+        rows = _for_served(
             connection,
             "SELECT p.domain, p.policy_type, r.organization, r.day, COUNT(DISTINCT r.id),"
-            f" {SUCCESSFUL}, {FAILED}"
-            " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
-            " WHERE r.day >= ? AND p.domain {domains}"
-            " GROUP BY p.domain, p.policy_type, r.organization, r.day",
-            domains,
-            before=(since_day,),
+            f" {SUCCESSFUL}, {FAILED}, {_OLDER}"
+            " FROM tlsrpt_policies p JOIN {served} ON s.column1 = p.domain"
+            " JOIN tlsrpt_reports r ON r.id = p.report"
+            " WHERE r.day >= ?"
+            f" GROUP BY p.domain, p.policy_type, r.organization, r.day, {_OLDER}",
+            _served(domains, served),
+            after=(since_day,),
         )
     return [
-        Totals(domain, kind, organization, day, reports, int(successful), int(failed))
-        for domain, kind, organization, day, reports, successful, failed in rows
+        Totals(domain, kind, organization, day, reports, int(successful), int(failed), bool(older))
+        for domain, kind, organization, day, reports, successful, failed, older in rows
     ]
 
 
 def failure_totals(
-    store: ReportStore, since_day: int, domains: Collection[str]
+    store: ReportStore,
+    since_day: int,
+    domains: Collection[str],
+    *,
+    served: Mapping[str, str | None] | None = None,
 ) -> list[FailureTotals]:
     """Failed sessions of ``domains`` by domain, policy type, day and result type, from
-    ``since_day`` on."""
+    ``since_day`` on; those reported against an older policy (see ``totals``) left out."""
     with store.connection(write=False) as connection:
-        rows = _for_domains(
+        rows = _for_served(
             connection,
             f"SELECT p.domain, p.policy_type, r.day, f.result_type, {SESSIONS}"
             " FROM tlsrpt_failures f"
             " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
+            " JOIN {served} ON s.column1 = p.domain"
             " JOIN tlsrpt_reports r ON r.id = f.report"
-            " WHERE r.day >= ? AND p.domain {domains}"
+            f" WHERE r.day >= ? AND {_OLDER} = 0"
             " GROUP BY p.domain, p.policy_type, r.day, f.result_type",
-            domains,
-            before=(since_day,),
+            _served(domains, served),
+            after=(since_day,),
         )
     return [
         FailureTotals(domain, kind, day, result_type, int(sessions))
@@ -70,25 +91,35 @@ def failure_totals(
 
 
 def failures_by_mx(
-    store: ReportStore, first_day: int, last_day: int, domains: Collection[str], top: int
+    store: ReportStore,
+    first_day: int,
+    last_day: int,
+    domains: Collection[str],
+    top: int,
+    *,
+    served: Mapping[str, str | None] | None = None,
 ) -> list[MxTotals]:
     """
     The ``top`` MX hosts of each of ``domains`` with the most failed STS sessions from
-    ``first_day`` to ``last_day``, most first, then by name. Ranked by the database: a
-    report may name thousands of hosts, and only these are read.
+    ``first_day`` to ``last_day``, most first, then by name; those reported against an
+    older policy (see ``totals``) left out. Ranked by the database: a report may name
+    thousands of hosts, and only these are read.
     """
     mx = "COALESCE(f.mx, '')"
     with store.connection(write=False) as connection:
-        rows = _for_domains(
+        rows = _for_served(
             connection,
             f"SELECT domain, mx, sessions FROM (SELECT p.domain AS domain, {mx} AS mx,"
             f" {SESSIONS} AS sessions, ROW_NUMBER() OVER (PARTITION BY p.domain"
-            f" ORDER BY {SESSIONS} DESC, {mx}{store.code_point_order}) AS n{STS_FAILURES}"
-            " AND r.day BETWEEN ? AND ? AND p.domain {domains}"
+            f" ORDER BY {SESSIONS} DESC, {mx}{store.code_point_order}) AS n"
+            " FROM tlsrpt_failures f"
+            " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
+            " JOIN {served} ON s.column1 = p.domain"
+            " JOIN tlsrpt_reports r ON r.id = f.report"
+            f" WHERE p.policy_type = 'sts' AND r.day BETWEEN ? AND ? AND {_OLDER} = 0"
             f" GROUP BY p.domain, {mx}) ranked WHERE n <= ?",
-            domains,
-            before=(first_day, last_day),
-            after=(top,),
+            _served(domains, served),
+            after=(first_day, last_day, top),
         )
     return [MxTotals(domain, host, int(sessions)) for domain, host, sessions in rows]
 
@@ -161,5 +192,36 @@ def _for_domains(
         among = f"IN ({', '.join('?' * len(chunk)) or 'NULL'})"
         rows += connection.execute(
             sql.replace("{domains}", among), (*before, *chunk, *after)
+        ).fetchall()
+    return rows
+
+
+def _served(
+    domains: Collection[str], served: Mapping[str, str | None] | None
+) -> dict[str, str | None]:
+    return {domain: (served or {}).get(domain) for domain in domains}
+
+
+def _for_served(
+    connection: Connection,
+    sql: str,
+    served: Mapping[str, str | None],
+    *,
+    after: Sequence[Any] = (),
+) -> list[Any]:
+    """
+    The rows of ``sql`` whose ``{served}`` is a table ``s`` of the domains (``column1``,
+    as both databases name a VALUES list's columns) and the ``mx_key`` each serves now
+    (``column2``), a chunk at a time, as ``_for_domains``; its parameters are these pairs,
+    then ``after``.
+    """
+    names = sorted(served)
+    rows: list[Any] = []
+    for start in range(0, max(len(names), 1), _CHUNK):
+        chunk = names[start : start + _CHUNK]
+        values = ", ".join("(?, ?)" for _ in chunk) or "(NULL, NULL)"
+        pairs = [value for name in chunk for value in (name, served[name])]
+        rows += connection.execute(
+            sql.replace("{served}", f"(VALUES {values}) s"), (*pairs, *after)
         ).fetchall()
     return rows

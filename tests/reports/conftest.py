@@ -99,6 +99,31 @@ def report(
     }
 
 
+OLDER_POLICY = ["version: STSv1", "mode: testing", "mx: mail.example.com", "mx: backup.example.com"]
+"""The policy of example.com before backup.example.com was dropped from its mx."""
+
+
+def against(document: dict[str, Any], policy_string: list[str] | None) -> dict[str, Any]:
+    """``document`` reported against the policy of these lines (None: no policy-string)."""
+    policy = document["policies"][0]["policy"]
+    if policy_string is None:
+        del policy["policy-string"]
+    else:
+        policy["policy-string"] = policy_string
+    return document
+
+
+def at_backup(sessions: int) -> list[dict[str, Any]]:
+    """Failure details of certificate failures at the host the older policy still named."""
+    return [
+        {
+            "result-type": "certificate-host-mismatch",
+            "receiving-mx-hostname": "backup.example.com",
+            "failed-session-count": sessions,
+        }
+    ]
+
+
 def encode(document: dict[str, Any], *, compress: bool = True) -> bytes:
     text = json.dumps(document).encode()
     return gzip.compress(text, mtime=0) if compress else text

@@ -17,11 +17,12 @@ from mtasts_host.reports import ReportsSettings, ingest_command, open_store, sch
 from mtasts_host.reports.command import EX_UNAVAILABLE, MAX_DAYS
 from mtasts_host.reports.rows import DAY
 
-from .conftest import encode, recent, report
+from .conftest import OLDER_POLICY, against, at_backup, encode, recent, report
 from .flood import flood, name
 
 README = Path(__file__).parents[2] / "README.md"
 MODES = {"example.com": Mode.TESTING, "example.net": Mode.ENFORCE}
+MX = {"example.com": ("mail.example.com",), "example.net": ("mail.example.net",)}
 
 
 def summary(url: str, **options: object) -> tuple[int, str, str]:
@@ -78,6 +79,7 @@ def test_text_and_json(sqlite_url: str, tmp_path: Path) -> None:
                 "verdict_reason": (
                     "2 failed sessions in the last 14 days, most often certificate-expired"
                 ),
+                "older_policy": {"reports": 0, "successful_sessions": 0, "failed_sessions": 0},
                 "other_policies": {},
             }
         }
@@ -288,3 +290,50 @@ def test_the_command_the_readme_gives_the_owner_of_a_postgresql_store(
     assert open_store(postgres_url).version() == 0
     assert main([*given[1].split(), "--config", str(config)]) == 0
     assert open_store(postgres_url).version() == schema.LATEST
+
+
+def test_failures_at_a_host_dropped_from_the_mx_no_longer_hold_the_verdict(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    day = recent()
+    documents = [
+        # Before backup.example.com was dropped: its certificate failed.
+        against(
+            report(
+                organization="A", day=day - 3, successful=900, failed=100, failures=at_backup(100)
+            ),
+            OLDER_POLICY,
+        ),
+        # Since: the same mx, another mode and max_age (what enforce will change), counted.
+        against(
+            report(organization="A", day=day, successful=5000),
+            ["version: STSv1", "mode: enforce", "mx: Mail.Example.com.", "max_age: 86400"],
+        ),
+        against(report(organization="B", day=day, successful=5000), None),  # no policy-string
+    ]
+    assert ingest(sqlite_url, documents, tmp_path) == 0
+    status, out, _ = summary(sqlite_url, mx=MX, domain="example.com")
+    assert (status, out) == (
+        0,
+        "example.com (testing): ready\n"
+        "  10000 sessions from 2 organizations in the last 14 days, 0 failed (0.000%);"
+        " not counted: 1000 sessions from 1 report against an older policy (other mx)\n"
+        "  last 30 days: 2 reports from 2 organizations (A, B)\n"
+        "  sessions: 10000 successful, 0 failed\n"
+        "  older policy (other mx, not counted): 1 report, 900 successful, 100 failed\n",
+    )
+    _, out, _ = summary(sqlite_url, mx=MX, domain="example.com", format="json")
+    domain = json.loads(out)["domains"]["example.com"]
+    assert (domain["verdict"], domain["failures_by_type"], domain["failures_by_mx"]) == (
+        "ready",
+        {},
+        {},
+    )
+    assert domain["older_policy"] == {
+        "reports": 1,
+        "successful_sessions": 900,
+        "failed_sessions": 100,
+    }
+    # Without the served mx (as before), they count.
+    _, out, _ = summary(sqlite_url, domain="example.com")
+    assert out.startswith("example.com (testing): not-ready\n  100 of 11000 sessions failed")

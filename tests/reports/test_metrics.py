@@ -20,7 +20,18 @@ from mtasts_host.reports.parse import parse_report
 from mtasts_host.reports.rows import DAY
 from mtasts_host.reports.store import Connection
 
-from .conftest import NOW, REPORTS_HOST, TODAY, encode, fixture, report, reports_app
+from .conftest import (
+    NOW,
+    OLDER_POLICY,
+    REPORTS_HOST,
+    TODAY,
+    against,
+    at_backup,
+    encode,
+    fixture,
+    report,
+    reports_app,
+)
 from .flood import flood
 
 
@@ -191,3 +202,15 @@ def test_one_scrape_reads_the_domains_of_one_snapshot(reports: Reports) -> None:
     assert labels["mtasts_policy"] == {"example.com", "example.net"}
     assert labels["mtasts_tlsrpt_sessions"] == {"example.com", "example.net"}
     assert labels["mtasts_tlsrpt_last_report_timestamp_seconds"] == {"example.com", "example.net"}
+
+
+def test_sessions_reported_against_an_older_mx_still_count(
+    client: TestClient, reports: Reports
+) -> None:
+    older = report(report_id="older", successful=90, failed=4, failures=at_backup(4))
+    client.post("/tlsrpt", content=encode(against(older, OLDER_POLICY)))
+    assert reports.summaries()["example.com"].successful_sessions == 0  # left out there
+    assert scrape(reports)[4:6] == [
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="success"} 90.0',
+        'mtasts_tlsrpt_sessions_total{domain="example.com",result="certificate-host-mismatch"} 4.0',
+    ]

@@ -23,6 +23,7 @@ import trustme
 
 from mtasts_host.policy import Mode
 from mtasts_host.reports import open_store, read_summaries
+from mtasts_host.reports.summary import Sessions
 
 from ..caddy import shipped_caddy
 from ..conftest import wait_until
@@ -252,6 +253,13 @@ def test_tlsrpt_reporter_delivers_over_https_and_by_mail(
     assert https.failures_by_mx == {"mail.example.com": 2}
     assert https.organizations == ("Sender Example Inc.",)
     assert (mail.successful_sessions, mail.failed_sessions) == (3, 0)
+    # The policy-string it reports (the datagram's) is read: against the served mx, the
+    # sessions are current; once the mx changes, they were reported against an older policy.
+    served = {"example.com": ("mail.example.com",), "example.net": ("mail.example.net",)}
+    assert read_summaries(store, modes, mx=served) == summaries
+    served["example.com"] = ("mx2.example.com",)
+    changed = read_summaries(store, modes, mx=served)["example.com"]
+    assert (changed.successful_sessions, changed.older_policy) == (0, Sessions(1, 5, 2))
     reported = (base / "reportd.log").read_text()
     assert "Report delivery 1 for domain example.com succeeded" in reported
     assert "Report delivery 2 for domain example.net succeeded" in reported

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import tracemalloc
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -13,11 +14,13 @@ import pytest
 
 from mtasts_host.policy import Mode
 from mtasts_host.reports import Reports, service
+from mtasts_host.reports.page import page_parts
 from mtasts_host.reports.parse import parse_report
 from mtasts_host.reports.service import read_summaries
 from mtasts_host.reports.store import ReportStore
+from mtasts_host.reports.summary import Sessions, Verdict
 
-from .conftest import NOW, encode
+from .conftest import NOW, OLDER_POLICY, TODAY, against, at_backup, encode, report
 from .flood import flood, name
 
 
@@ -64,3 +67,29 @@ def test_readiness_asks_again_after_a_probe_that_got_no_thread(
         return busy, await reports.readiness()
 
     assert anyio.run(busy_then_idle) == (problem, None)
+
+
+def test_the_page_leaves_out_sessions_reported_against_an_older_mx(
+    store_url: str, make_reports: Callable[..., Reports]
+) -> None:
+    reports = make_reports(store_url)  # example.com in testing, mx mail.example.com only
+    older = report(
+        organization="A", day=TODAY - 2, successful=900, failed=100, failures=at_backup(100)
+    )
+    reports.intake.accept(encode(against(older, OLDER_POLICY)))
+    reports.intake.accept(encode(report(organization="A", successful=5000)))
+    reports.intake.accept(encode(report(organization="B", successful=5000)))
+    summary = reports.summaries()["example.com"]
+    assert (summary.verdict, summary.failed_sessions, dict(summary.failures_by_mx)) == (
+        Verdict.READY,
+        0,
+        {},
+    )
+    assert summary.older_policy == Sessions(1, 900, 100)
+    html = "".join(page_parts(reports.summaries(), generated=datetime.now(UTC)))
+    assert (
+        "<h3>Older policy (other mx, not counted above)</h3><table><tr><th>reports</th>"
+        "<th>successful</th><th>failed</th></tr><tr><td class=n>1</td>"
+        "<td class=n>900</td><td class=n>100</td></tr></table>"
+    ) in html
+    assert "not counted: 1000 sessions from 1 report against an older policy (other mx)" in html

@@ -19,8 +19,15 @@ import pytest
 
 from mtasts_host.reports import schema, sums
 from mtasts_host.reports.parse import CUT, parse_report
-from mtasts_host.reports.report import MAX_COUNT
-from mtasts_host.reports.rows import DAY, FailureTotals, MxTotals, Totals
+from mtasts_host.reports.report import MAX_COUNT, Report
+from mtasts_host.reports.rows import (
+    DAY,
+    MAX_MX_KEY,
+    FailureTotals,
+    MxTotals,
+    Totals,
+    report_day,
+)
 from mtasts_host.reports.sqlite import SQLiteStore
 from mtasts_host.reports.store import (
     Connection,
@@ -30,7 +37,7 @@ from mtasts_host.reports.store import (
     open_store,
 )
 
-from .conftest import NOW, TODAY, encode, fixture, report
+from .conftest import NOW, OLDER_POLICY, TODAY, against, at_backup, encode, fixture, report
 
 DOMAINS = ("example.com", "example.org", "not-configured.example")
 """The domains each test asks for: those its reports name."""
@@ -39,6 +46,49 @@ DOMAINS = ("example.com", "example.org", "not-configured.example")
 def add(store: ReportStore, document: dict[str, Any], received: float = NOW) -> Outcome:
     raw = encode(document)
     return store.add(parse_report(gzip.decompress(raw)), raw, received)
+
+
+def add_as_before(store: ReportStore, report: Report) -> None:
+    """Store a report as mtasts-host did up to schema version 4 (an old replica still does):
+    without ``policy_mx``."""
+    with store.connection() as connection:
+        (key,) = connection.execute(
+            "INSERT INTO tlsrpt_reports (organization, report_id, start_time, end_time, day,"
+            " received, contact, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                report.organization_name,
+                report.report_id,
+                int(report.start.timestamp()),
+                int(report.end.timestamp()),
+                report_day(report),
+                int(NOW),
+                report.contact_info,
+                b"",
+            ),
+        ).fetchone()
+        for n, policy in enumerate(report.policies):
+            connection.execute(
+                "INSERT INTO tlsrpt_policies (report, position, policy_type, domain,"
+                " successful, failed) VALUES (?, ?, ?, ?, ?, ?)",
+                (key, n, policy.policy_type.value, policy.domain, policy.successful, policy.failed),
+            )
+            for m, failure in enumerate(policy.failures):
+                connection.execute(
+                    "INSERT INTO tlsrpt_failures (report, policy, position, result_type,"
+                    " reported_type, mx, receiving_ip, sending_ip, sessions)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key,
+                        n,
+                        m,
+                        failure.result_type.value,
+                        failure.reported_type,
+                        failure.receiving_mx_hostname,
+                        failure.receiving_ip,
+                        failure.sending_mta_ip,
+                        failure.sessions,
+                    ),
+                )
 
 
 def test_stored_once_then_duplicate(store: ReportStore) -> None:
@@ -268,7 +318,7 @@ def test_an_old_schema_is_upgraded_and_keeps_its_reports(store: ReportStore) -> 
     try:
         schema.VERSIONS, schema.LATEST = latest[:1], 1
         old = open_store(store.url)
-        add(old, report(report_id="from-v1"))
+        add_as_before(old, parse_report(json.dumps(report(report_id="from-v1")).encode()))
         assert old.version() == 1
     finally:
         schema.VERSIONS, schema.LATEST = latest, len(latest)
@@ -299,7 +349,7 @@ def test_values_stored_before_they_were_cut_are_cut_by_the_upgrade(store: Report
     try:
         schema.VERSIONS, schema.LATEST = latest[:3], 3
         old = open_store(store.url)
-        old.add(as_once, b"", NOW)
+        add_as_before(old, as_once)
     finally:
         schema.VERSIONS, schema.LATEST = latest, len(latest)
     upgraded = open_store(store.url)
@@ -445,3 +495,104 @@ def test_concurrent_prunes_count_pruned_sessions_once(store_url: str) -> None:
     other.join(10)
     (counts,) = sums.session_counts(open_store(store_url), DOMAINS)
     assert (counts.successful, counts.failures) == (17, {"certificate-expired": 3})
+
+
+SERVED = {"example.com": "mail.example.com"}
+"""The ``mx_key`` of the policy example.com serves now: backup.example.com dropped."""
+
+
+def test_sessions_reported_against_an_older_mx_are_told_apart(store: ReportStore) -> None:
+    older = report(organization="A", successful=900, failed=100, failures=at_backup(100))
+    add(store, against(older, OLDER_POLICY))
+    add(store, report(organization="B", successful=1000))
+    day = TODAY - 1
+    totals = sums.totals(store, 0, DOMAINS, served=SERVED)
+    assert sorted(totals, key=lambda row: row.organization) == [
+        Totals("example.com", "sts", "A", day, 1, 900, 100, older=True),
+        Totals("example.com", "sts", "B", day, 1, 1000, 0),
+    ]
+    # The failures the summary shows agree with the sessions it counts.
+    assert sums.failure_totals(store, 0, DOMAINS, served=SERVED) == []
+    assert sums.failures_by_mx(store, day, day, DOMAINS, 20, served=SERVED) == []
+    # Without the served mx, nothing is older.
+    assert [row.older for row in sums.totals(store, 0, DOMAINS)] == [False, False]
+    assert len(sums.failures_by_mx(store, day, day, DOMAINS, 20)) == 1
+    # The metrics count what senders reported, whatever the policy.
+    (counts,) = sums.session_counts(store, DOMAINS)
+    assert (counts.successful, counts.failures) == (1900, {"certificate-host-mismatch": 100})
+
+
+@pytest.mark.parametrize(
+    ("policy_type", "policy_string", "stored"),
+    [
+        (
+            "sts",
+            [
+                "version: STSv1",
+                "mode: enforce",
+                "mx: Mail.Example.COM.",
+                "mx: *.example.com",
+                "mx:mail.example.com",
+                "max_age: 86400",
+            ],
+            "*.example.com mail.example.com",
+        ),
+        # Packed into one string, as some senders do TLSA policies.
+        (
+            "sts",
+            ["version: STSv1\r\nmode: testing\r\nmx: b.example\r\nmx: a.example\r\n"],
+            "a.example b.example",
+        ),
+        # International names as A-labels, as the configured mx are.
+        (
+            "sts",
+            ["mx: MX.Bu\u0308cher.example.", "mx: *.bücher.example"],
+            "*.xn--bcher-kva.example mx.xn--bcher-kva.example",
+        ),
+        ("sts", ["version: STSv1", "mode: testing", "max_age: 86400"], None),  # no mx line
+        ("sts", None, None),  # no policy-string
+        ("sts", [], None),
+        ("tlsa", ["3 1 1 0123", "mx: mail.example.com"], None),
+        ("no-policy-found", ["mx: mail.example.com"], None),
+    ],
+)
+def test_the_reported_mx_is_stored_normalised(
+    store: ReportStore, policy_type: str, policy_string: list[str] | None, stored: str | None
+) -> None:
+    add(store, against(report(policy_type=policy_type), policy_string))
+    with store.connection() as connection:
+        rows = connection.execute("SELECT policy_mx FROM tlsrpt_policies").fetchall()
+    assert [tuple(row) for row in rows] == [(stored,)]
+
+
+def test_a_huge_reported_mx_is_cut(store: ReportStore) -> None:
+    patterns = [f"mx: mx{n:06}.example.com" for n in range(10_000)]
+    add(store, against(report(), patterns))
+    with store.connection() as connection:
+        (stored,) = connection.execute("SELECT policy_mx FROM tlsrpt_policies").fetchone()
+    assert len(stored) == MAX_MX_KEY
+    assert stored.endswith(CUT)
+
+
+def test_reports_of_version_4_and_of_an_older_replica_count_as_current(store: ReportStore) -> None:
+    def parsed(organization: str) -> Report:
+        document = against(report(organization=organization, failed=5), OLDER_POLICY)
+        return parse_report(json.dumps(document).encode())
+
+    latest = schema.VERSIONS
+    try:
+        schema.VERSIONS, schema.LATEST = latest[:4], 4
+        old = open_store(store.url)
+        add_as_before(old, parsed("A"))
+        assert old.version() == 4
+    finally:
+        schema.VERSIONS, schema.LATEST = latest, len(latest)
+    upgraded = open_store(store.url)
+    assert upgraded.upgrade() == 5
+    # A replica that still runs the older version inserts as it did, without the column.
+    add_as_before(old, parsed("B"))
+    upgraded.add(parsed("C"), b"", NOW)
+    totals = sums.totals(upgraded, 0, DOMAINS, served=SERVED)
+    assert {row.organization: row.older for row in totals} == {"A": False, "B": False, "C": True}
+    failures = sums.failure_totals(upgraded, 0, DOMAINS, served=SERVED)
+    assert [row.sessions for row in failures] == [10]  # A's and B's, not C's

@@ -340,6 +340,7 @@ def test_a_domain_without_reports() -> None:
         "failures_by_mx": {},
         "verdict": "ok",
         "verdict_reason": "no failed sessions: no reports in the last 14 days",
+        "older_policy": {"reports": 0, "successful_sessions": 0, "failed_sessions": 0},
         "other_policies": {},
     }
 
@@ -381,3 +382,29 @@ def test_a_host_that_no_host_name_can_be_is_quoted() -> None:
         '"mail.example.com 999, x"': 1,
         "mail.example.com": 1,
     }
+
+
+def test_sessions_reported_against_an_older_policy_are_left_out() -> None:
+    older = [
+        Totals(D, "sts", "C", TODAY - 1, 2, 0, 500, older=True),
+        Totals(D, "sts", "D", TODAY - 20, 1, 7, 3, older=True),  # in the period, not the window
+    ]
+    totals = [sts("A"), sts("B", day=TODAY - 20), *older]
+    summary = summarize({D: Mode.TESTING}, totals, [], [], today=TODAY)[D]
+    assert (summary.reports, summary.organizations, summary.failed_sessions) == (2, ("A", "B"), 0)
+    assert summary.older_policy == Sessions(3, 7, 503)
+    assert sum(day.failed for day in summary.daily) == 0
+    assert (summary.verdict, summary.verdict_reason) == (
+        Verdict.NOT_READY,
+        "reports from 1 organization in the last 14 days, 2 needed;"
+        " not counted: 500 sessions from 2 reports against an older policy (other mx)",
+    )
+    assert summarize({D: Mode.NONE}, totals, [], [], today=TODAY)[D].verdict_reason == (
+        "mode none: no policy is in force"
+    )
+    enforced = summarize({D: Mode.ENFORCE}, totals, [], [], today=TODAY)[D]
+    assert (enforced.verdict, enforced.verdict_reason) == (
+        Verdict.OK,
+        "no failed sessions in the last 14 days: 1000 sessions from 1 organization;"
+        " not counted: 500 sessions from 2 reports against an older policy (other mx)",
+    )
