@@ -32,6 +32,9 @@ class _Log:
     def info(self, line: str) -> None:
         logger.info("publish: %s", line)
 
+    def warning(self, line: str) -> None:
+        logger.warning("publish: %s", line)
+
     def problem(self, line: str) -> None:
         # A run ended early by a reload (or by the service stopping) is no failure: what it
         # could not do, the next run does at once.

@@ -38,6 +38,11 @@ class Backend(Protocol):
         """Whether ``apply`` itself writes only if the record still holds what was read; if
         not, the caller reads it again just before."""
 
+    @property
+    def keeps_ttl(self) -> bool:
+        """Whether the DNS holds a record with the TTL ``apply`` gave it; if not (a provider's
+        minimum), a record holding the wanted value with another TTL is a warning."""
+
     def check(self, pending: Mapping[str, Sequence[Change]]) -> str | None:
         """A problem that would stop the ``pending`` changes of each zone (a key refused for
         their names), found before any waiting; None if there is none."""

@@ -34,10 +34,13 @@ OPTIONS = (
 
 
 class _Terminal:
-    """Steps on standard output, problems on standard error, one line each."""
+    """Steps on standard output, warnings and problems on standard error, one line each."""
 
     def info(self, line: str) -> None:
         print(line, flush=True)
+
+    def warning(self, line: str) -> None:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
 
     def problem(self, line: str) -> None:
         print(f"error: {line}", file=sys.stderr, flush=True)

@@ -47,6 +47,9 @@ class Hook:
     """
 
     atomic = False
+    keeps_ttl = False
+    """Providers clamp TTLs to their own limits: GoDaddy keeps 600 s at least, Gandi 300 s,
+    Cloudflare 60 s (or 300 for "auto")."""
 
     def __init__(self, argv: Sequence[str]) -> None:
         self.argv = tuple(argv)

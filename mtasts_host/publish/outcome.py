@@ -14,6 +14,9 @@ class Output(Protocol):
 
     def info(self, line: str) -> None: ...
 
+    def warning(self, line: str) -> None:
+        """Something to look at that fails nothing: a TTL the provider keeps differently."""
+
     def problem(self, line: str) -> None: ...
 
 

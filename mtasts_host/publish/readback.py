@@ -27,9 +27,10 @@ def propagated(
     where: Server, record: dns.Record, stop: threading.Event, timeout: float | None = None
 ) -> str | None:
     """
-    Read ``record`` at ``where`` until it is there, for at most ``timeout`` seconds
-    (``PROPAGATION_TIMEOUT`` by default): None once it is (or ``stop`` is set), else what
-    ``where`` holds in its place.
+    Read ``record`` at ``where`` until it holds its value, for at most ``timeout`` seconds
+    (``PROPAGATION_TIMEOUT`` by default): None once it does (or ``stop`` is set), else what
+    ``where`` holds in its place. Its TTL is not waited for: a provider may keep another
+    (its minimum) for good, which ``read_back`` tells.
     """
     timeout = PROPAGATION_TIMEOUT if timeout is None else timeout
     deadline = time.monotonic() + timeout
@@ -39,7 +40,7 @@ def propagated(
         except DnsError as exc:
             seen = f"cannot read it: {exc}"
         else:
-            if now is not None and holds(now, record):
+            if now is not None and holds(now, record, ttl=False):
                 return None
             seen = f"{now.ttl} {now.type} {now.show()}" if now else "nothing"
             seen = f"{where} still holds {seen}"
@@ -56,10 +57,13 @@ def read_back(
     zones: Mapping[str, str],
     info: Callable[[str], None],
     problem: Callable[[str], None],
+    warning: Callable[[str], None] | None = None,
 ) -> set[dns.Record]:
     """
     Read the records of ``plan`` again; report each; return those the primary holds as
-    wanted. ``where`` gives the primary of a name, ``zones`` its zone.
+    wanted. ``where`` gives the primary of a name, ``zones`` its zone. With ``warning``, a
+    record holding the wanted value with another TTL is held as wanted, and told there; without
+    it (a server that keeps the TTL an update gives), it is a problem.
     """
     settled = set()
     others: dict[str, list[Server]] = {}
@@ -75,19 +79,27 @@ def read_back(
         except DnsError as exc:
             problem(f"{record.name} {record.type}: cannot read it back: {exc}")
             continue
-        if now is None or not holds(now, record):
+        if now is None or not holds(now, record, ttl=warning is None):
             shown = f"{now.ttl} {now.type} {now.show()}" if now else "nothing"
             problem(f"{record.name} {record.type}: reads back as {shown} at {primary}")
             continue
+        if warning is not None and now.ttl != record.ttl:
+            warning(
+                f"{record.name} {record.type}: {primary} holds it with TTL {now.ttl}, not the "
+                f"{record.ttl} asked for: the provider may have a minimum (or a maximum), or "
+                f"apply it later; while they differ, each run writes it again (dns_ttl: "
+                f"{now.ttl} would match it)"
+            )
         settled.add(record)
         seen = [f"{primary}: ok"]
         for server in others[zone]:
-            seen.append(f"{server}: {_secondary(server, record, unreachable)}")
+            seen.append(f"{server}: {_secondary(server, record, now.ttl, unreachable)}")
         info(f"checked {record.name} {record.type}: {'; '.join(seen)}")
     return settled
 
 
-def _secondary(server: Server, record: dns.Record, unreachable: set[Server]) -> str:
+def _secondary(server: Server, record: dns.Record, ttl: int, unreachable: set[Server]) -> str:
+    """What ``server`` holds of ``record``, which the primary holds with ``ttl``."""
     if server in unreachable:
         return "unreachable"
     try:
@@ -99,6 +111,6 @@ def _secondary(server: Server, record: dns.Record, unreachable: set[Server]) -> 
         now = None  # records the primary no longer holds: an older version of the zone
     except DnsError as exc:
         return str(exc).removeprefix(f"{server} ")  # named once, before the colon
-    if now is not None and holds(now, record):
+    if now is not None and holds(now, record, ttl=False) and now.ttl == ttl:
         return "ok"
     return "not yet (a zone transfer may be pending)"

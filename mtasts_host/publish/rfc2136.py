@@ -62,6 +62,7 @@ class Rfc2136:
     """
 
     atomic = True
+    keeps_ttl = True
 
     def __init__(self, server: Server, key_file: str) -> None:
         self.server = server

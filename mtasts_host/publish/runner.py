@@ -139,7 +139,10 @@ class _Run:
             self.write(ready or (), written, settled)
         if written:
             done = [c for c in plan if c.record in settled]
-            settled = read_back(done, self.where, self.zones, self.output.info, self.problem)
+            warning = None if self.backend.keeps_ttl else self.output.warning
+            settled = read_back(
+                done, self.where, self.zones, self.output.info, self.problem, warning
+            )
         self.output.info(f"changed {len(written)} of {len(plan)} records")
         return Outcome(plan, tuple(self.problems), tuple(written), frozenset(settled))
 
@@ -287,9 +290,10 @@ class _Run:
         return applied.result
 
     def judge(self, change: Change, now: Current | None, why: str = "") -> Result | None:
-        """The record changed since it was read: fine if it now holds the wanted value."""
+        """The record changed since it was read: fine if it now holds the wanted value (with
+        the TTL asked for, unless the provider keeps its own: the read-back tells)."""
         record = change.record
-        if now is not None and holds(now, record):
+        if now is not None and holds(now, record, ttl=self.backend.keeps_ttl):
             self.output.info(f"already published (by another run): {_shown(record)}")
             return None
         before = change.current.show() if change.current else "nothing"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,8 +16,8 @@ import pytest
 
 from mtasts_host.config import load_config
 from mtasts_host.dns import records
-from mtasts_host.publish import authority, hook, readback
-from mtasts_host.store import build_snapshot
+from mtasts_host.publish import AutoPublisher, authority, hook, readback
+from mtasts_host.store import PolicyStore, build_snapshot
 
 from ..conftest import wait_until
 from ..knot import knot
@@ -60,6 +61,7 @@ def lines(variable):
 name = env["MTASTS_RECORD_NAME"] + "."
 type, old_type = env["MTASTS_RECORD_TYPE"], env["MTASTS_RECORD_OLD_TYPE"]
 value, ttl = env["MTASTS_RECORD_VALUE"], int(env["MTASTS_RECORD_TTL"])
+ttl = max(ttl, int(os.environ.get("MIN_TTL", "0")))  # a provider's minimum
 if os.environ.get("API") == "rrset":
     if old_type and old_type != type:
         update.delete(name, old_type)
@@ -648,3 +650,108 @@ def _resolve_at(server: Dns, monkeypatch: pytest.MonkeyPatch) -> None:
     resolver.port = server.port
     monkeypatch.setattr(dns.resolver, "default_resolver", resolver)
     monkeypatch.setattr(authority, "NAMESERVER_PORT", server.port)
+
+
+def _kept_longer(server: Dns, name: str) -> str:
+    return (
+        f"warning: {name} TXT: {server.address}:{server.port} holds it with TTL 600, not the 300 "
+        "asked for: the provider may have a minimum (or a maximum), or apply it later; while "
+        "they differ, each run writes it again (dns_ttl: 600 would match it)"
+    )
+
+
+@pytest.fixture
+def minimum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider keeps 600 s at least (GoDaddy's minimum), whatever TTL it is given; a run
+    that waited for the TTL asked for would give up after 2 s rather than 120."""
+    monkeypatch.setenv("MIN_TTL", "600")
+    monkeypatch.setattr(readback, "PROPAGATION_TIMEOUT", 2.0)
+    monkeypatch.setattr(readback, "PROPAGATION_INTERVAL", 0.1)
+
+
+@pytest.mark.usefixtures("minimum")
+def test_a_provider_that_keeps_a_longer_ttl_is_a_warning(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish, calls: Path, script: Path
+) -> None:
+    """
+    The record holds its value, which is what senders act on: the run succeeds and names the
+    TTL kept. A TTL-only difference is written again in every run, since no run can tell a
+    provider's minimum from a TTL changed by hand, until dns_ttl matches it.
+    """
+    path = write(A, f"command: {script}")
+    serve(host, path)
+    warnings = [_kept_longer(server, f"{n}.a.pub.test") for n in ("_mta-sts", "_smtp._tls")]
+    ran = publish(path)
+    assert (ran.code, ran.err.splitlines()) == (0, warnings), ran.out + ran.err
+    assert ran.lines[-1] == "changed 2 of 2 records"
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path)]
+    assert server.ttl("_mta-sts.a.pub.test") == 600
+    assert len(_calls(calls)) == 2
+
+    ran = publish(path)
+    assert (ran.code, ran.err.splitlines()) == (0, warnings), ran.out + ran.err
+    assert (
+        ran.lines[0]
+        == f'replace _mta-sts.a.pub.test 600 TXT "{_sts(path)}" -> 300 TXT "{_sts(path)}"'
+    )
+    assert [call["MTASTS_RECORD_TTL"] for call in _calls(calls)] == ["300", "300"]
+
+    path = write(A.replace("{mx", "{dns_ttl: 600, mx"), f"command: {script}")
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, ""), ran.out + ran.err
+    assert ran.lines[-1] == "changed 0 of 2 records"
+    assert _calls(calls) == []
+
+
+@pytest.mark.usefixtures("minimum")
+def test_a_record_someone_else_put_there_with_another_ttl_is_published(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish, calls: Path, script: Path
+) -> None:
+    """Another replica wrote the wanted value between this run's read and its command, and
+    the provider kept its own TTL: nothing is left to do."""
+    path = write(A, f"command: {script}")
+    serve(host, path)
+
+    def another_replica(name: str, body: bytes) -> None:
+        host.on_serve = None
+        server.set("pub.test", "_mta-sts.a.pub.test", "TXT", f'"{_sts(path)}"', ttl=600)
+
+    host.on_serve = another_replica
+    ran = publish(path)
+    warnings = [_kept_longer(server, f"{n}.a.pub.test") for n in ("_mta-sts", "_smtp._tls")]
+    assert (ran.code, ran.err.splitlines()) == (0, warnings), ran.out + ran.err
+    assert (
+        f'already published (by another run): _mta-sts.a.pub.test 300 TXT "{_sts(path)}"'
+        in ran.lines
+    )
+    assert [call["MTASTS_RECORD_NAME"] for call in _calls(calls)] == ["_smtp._tls.a.pub.test"]
+
+
+@pytest.mark.usefixtures("minimum")
+def test_serve_publishes_past_a_provider_minimum_ttl_once(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    calls: Path,
+    script: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The automatic publisher's run succeeds, with one warning per record, and is not retried."""
+    caplog.set_level(logging.INFO)
+    path = write(A, "auto: true", f"command: {script}")
+    serve(host, path)
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store, first_retry=0.1, last_retry=0.1)
+    publisher.start()
+    try:
+        wait_until(lambda: sum(publisher.runs.values()) > 0, timeout=20)
+    finally:
+        publisher.stop()
+    assert publisher.runs == {"success": 1, "failure": 0}
+    assert publisher.current() == {"a.pub.test": True}
+    assert [
+        f"warning: {r.getMessage().removeprefix('publish: ')}"
+        for r in caplog.records
+        if r.levelno >= logging.WARNING
+    ] == [_kept_longer(server, f"{n}.a.pub.test") for n in ("_mta-sts", "_smtp._tls")]
+    assert len(_calls(calls)) == 2

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from mtasts_host import dns
 from mtasts_host.publish import authority, readback
+from mtasts_host.publish.plan import Change, Wanted
+from mtasts_host.publish.query import Server
 
 from ..knot import knot
 from ..processes import free_port
@@ -88,3 +91,60 @@ def test_an_unreachable_secondary_only_informs(
     assert [line.partition(": ")[2] for line in ran.lines if line.startswith("checked ")] == [
         f"127.80.0.1:{server.port}: ok; ns2.pub.test (127.80.0.2:{port}): unreachable"
     ] * 2
+
+
+@pytest.mark.parametrize(
+    "keeps_ttl",
+    [
+        pytest.param(True, id="rfc2136"),  # the server keeps what an update gives: an error
+        pytest.param(False, id="command"),  # a provider's minimum: a warning
+    ],
+)
+def test_the_wanted_value_with_another_ttl(
+    server: Dns, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keeps_ttl: bool
+) -> None:
+    """Both servers hold the record with TTL 600, where 300 was asked for."""
+    value = "v=TLSRPTv1; rua=mailto:tlsrpt@pub.test"
+    zones = {"pub.test": zone_text("pub.test", [f'_smtp._tls.a 600 TXT "{value}"'])}
+    server.set("pub.test", "_smtp._tls.a.pub.test", "TXT", f'"{value}"', ttl=600)
+    record = dns.Record("_smtp._tls.a.pub.test", "TXT", 300, value)
+    plan = [Change(Wanted(record, ("a.pub.test",), sts=False), None)]
+    primary = Server(server.address, server.port)
+    told: dict[str, list[str]] = {"info": [], "warning": [], "problem": []}
+    warning = None if keeps_ttl else told["warning"].append
+    with secondary(tmp_path, keys, monkeypatch, zones) as port:
+        settled = readback.read_back(
+            plan,
+            lambda name: primary,
+            {record.name: "pub.test"},
+            told["info"].append,
+            told["problem"].append,
+            warning,
+        )
+    if keeps_ttl:
+        assert (settled, told) == (
+            set(),
+            {
+                "info": [],
+                "warning": [],
+                "problem": [
+                    f'_smtp._tls.a.pub.test TXT: reads back as 600 TXT "{value}" at {primary}'
+                ],
+            },
+        )
+        return
+    assert (settled, told) == (
+        {record},
+        {
+            "info": [
+                f"checked _smtp._tls.a.pub.test TXT: {primary}: ok; ns2.pub.test "
+                f"(127.80.0.2:{port}): ok"
+            ],
+            "warning": [
+                f"_smtp._tls.a.pub.test TXT: {primary} holds it with TTL 600, not the 300 asked "
+                "for: the provider may have a minimum (or a maximum), or apply it later; while "
+                "they differ, each run writes it again (dns_ttl: 600 would match it)"
+            ],
+            "problem": [],
+        },
+    )
