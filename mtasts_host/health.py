@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import sys
 from collections.abc import Mapping
 
 TIMEOUT = 2.0
 """Seconds for the whole check: Docker's own timeout is 3 s."""
-_ANY = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+_ANY = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}
 """A server listening on every address is asked on loopback."""
 
 
@@ -38,7 +39,8 @@ def connection(environ: Mapping[str, str]) -> http.client.HTTPConnection:
     uds = environ.get("MTASTS_HOST_UDS", "").strip()
     if uds:
         return _UnixConnection(uds)
-    host = environ.get("MTASTS_HOST_HOST", "").strip()
+    # The first of the addresses, as serve reads them: "0.0.0.0,::" or "0.0.0.0 ::".
+    host = next(iter(re.split(r"[\s,]+", environ.get("MTASTS_HOST_HOST", "").strip())))
     port = int(environ.get("MTASTS_HOST_PORT", "").strip() or "8080")
     return http.client.HTTPConnection(_ANY.get(host, host), port, timeout=TIMEOUT)
 

@@ -132,6 +132,8 @@ class Option(Generic[T_co]):
         shown = self.unset if shown is None else shown
         if isinstance(shown, float):
             shown = f"{shown:g}"  # 10, as the README gives it, not 10.0
+        elif isinstance(shown, tuple):
+            shown = ",".join(map(str, shown))
         default = "" if shown is None else f"default: {shown}; "
         help = f"{self.help} ({default}{self.variable})"
         # argparse sets a subcommand's defaults over what its command's parser has read.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import logging.config
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -15,15 +17,19 @@ import uvicorn
 from . import listen, logs
 from ._problems import ConfigError
 from .app import PolicyApp, create_app
-from .options import Option, boolean, choice, port, positive_int, text
+from .options import Option, boolean, choice, port, positive_int, several, text
 from .reload import Reloader
 
 logger = logging.getLogger("mtasts_host")
+_uvicorn_logger = logging.getLogger("uvicorn.error")
 
 STARTUP_FAILURE = 3
 """The exit status when the server cannot listen where it is told to: uvicorn's own."""
 GRACEFUL_SHUTDOWN = 5
 """Seconds in-flight requests get to finish on SIGTERM or SIGINT (README, Limits)."""
+
+LOOPBACK: tuple[str, ...] = ("127.0.0.1",)
+"""Where ``serve`` listens unless told: this machine alone."""
 
 CONFIG = Option("config", text, None, "the YAML file; or give it as PATH", "PATH")
 APP_OPTIONS = (
@@ -61,7 +67,14 @@ LOG_FORMAT = Option(
 
 SERVE_OPTIONS = (
     *APP_OPTIONS,
-    Option("host", text, "127.0.0.1", "address to bind", "ADDR"),
+    Option(
+        "host",
+        several(listen.address),
+        LOOPBACK,
+        "address to bind; may be given several times, or as a list: 0.0.0.0,::",
+        "ADDR",
+        repeat=True,
+    ),
     Option("port", port, 8080, "port to bind", "PORT"),
     Option("uds", text, None, "bind to this Unix socket instead", "PATH"),
     LOG_FORMAT,
@@ -166,18 +179,30 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: list[int]) -> int:
-    # Checked before the file loads, so that no "serving" line (nor the report store opened)
-    # comes before the error, and again once it has loaded, which can take seconds: before
-    # anything starts beside the server, as the publisher of a server that then could not
-    # listen (the port another mtasts-host's) wrote the DNS records of a configuration it
-    # never served.
-    if not _can_listen(args):
+    # Listening before the file loads, which can take seconds: no "serving" line (nor the
+    # report store opened) comes before the error, and nothing starts beside a server that
+    # could not listen, as the publisher of one whose port another mtasts-host had taken
+    # wrote the DNS records of a configuration it never served.
+    try:
+        sockets = listen.listening(args.host, args.port, args.uds)
+    except listen.CannotListen as exc:
+        print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return STARTUP_FAILURE
+    try:
+        return _start(args, companions, hangups, sockets)
+    finally:
+        listen.close(sockets, args.uds)
+
+
+def _start(
+    args: argparse.Namespace,
+    companions: Sequence[Companion],
+    hangups: list[int],
+    sockets: list[socket.socket],
+) -> int:
     app = build_app(args)
     if app is None:
         return 1
-    if not _can_listen(args):
-        return STARTUP_FAILURE
     started: list[Stoppable] = []
     # A SIGTERM while they start waits until each one started is known, to be stopped: one
     # raised in the middle of a start left a publisher running, unknown to the stops below.
@@ -197,22 +222,27 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
         signal.signal(signal.SIGTERM, _terminated)
         if deferred:
             raise _Terminated
-        _run(app, args, hangups)
+        _run(app, args, hangups, sockets)
     finally:
         for companion in reversed(started):
             companion.stop()
     return 0
 
 
-def _can_listen(args: argparse.Namespace) -> bool:
-    """Whether ``serve`` can listen where ``args`` say; if not, one line says why."""
-    where, problem = listen.problem(args.host, args.port, args.uds)
-    if problem is not None:
-        print(f"mtasts-host: error: cannot listen on {where}: {problem}", file=sys.stderr)
-    return problem is None
+class _Server(uvicorn.Server):
+    """uvicorn's server on the sockets of ``listen``, saying where it runs as it does alone."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.started:
+            return
+        for sock in sockets or ():
+            _uvicorn_logger.info("Uvicorn running on %s (Press CTRL+C to quit)", listen.named(sock))
 
 
-def _run(app: PolicyApp, args: argparse.Namespace, hangups: list[int]) -> None:
+def _run(
+    app: PolicyApp, args: argparse.Namespace, hangups: list[int], sockets: list[socket.socket]
+) -> None:
     reloader = app.reloader or Reloader(app.store)
 
     def reload_on_sighup(signum: int, frame: object) -> None:
@@ -222,14 +252,11 @@ def _run(app: PolicyApp, args: argparse.Namespace, hangups: list[int]) -> None:
     signal.signal(signal.SIGHUP, reload_on_sighup)
     if hangups:  # checked once the handler is in place, so that none is missed
         reloader.reload_soon()
-    uvicorn.run(
+    config = uvicorn.Config(
         # The bound method, not the app: a call to it skips the lookup of __call__ on the
         # instance, a tenth of what the app itself costs a request.
         app.__call__,
         interface="asgi3",
-        host=args.host,
-        port=args.port,
-        uds=args.uds,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=_forwarded_allow_ips(args),
         workers=1,
@@ -240,6 +267,12 @@ def _run(app: PolicyApp, args: argparse.Namespace, hangups: list[int]) -> None:
         log_config=logs.config(args.log_format),
         access_log=False,  # ours replaces uvicorn's: it names the policy domain
     )
+    server = _Server(config)
+    # What uvicorn.run does with a server of one worker, but for sockets already listening.
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=sockets)
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
 def _forwarded_allow_ips(args: argparse.Namespace) -> str:

@@ -191,7 +191,7 @@ def test_dns_hosts(write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
             {"LIMIT_CONCURRENCY": "-1"},
             "MTASTS_HOST_LIMIT_CONCURRENCY: expected a positive integer, got '-1'",
         ),
-        (["--host", ""], {}, "argument --host: expected a value, got ''"),
+        (["--host", ""], {}, "argument --host: expected at least one value, got ''"),
         (
             ["--ehlo", "vm"],
             {},

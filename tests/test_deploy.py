@@ -684,6 +684,9 @@ def test_the_image_healthcheck_asks_where_the_variables_have_the_server_listen(
     with running(argv, tmp_path / "host.log", "127.0.0.2", port):
         assert check(MTASTS_HOST_HOST="127.0.0.2", MTASTS_HOST_PORT=str(port)) == 0
         assert check(MTASTS_HOST_HOST="0.0.0.0", MTASTS_HOST_PORT=str(port)) == 1
+        # Several addresses, as serve reads them: the first is asked.
+        assert check(MTASTS_HOST_HOST="127.0.0.2,::", MTASTS_HOST_PORT=str(port)) == 0
+        assert check(MTASTS_HOST_HOST="127.0.0.2 ::", MTASTS_HOST_PORT=str(port)) == 0
 
 
 # -- Kubernetes --------------------------------------------------------------------------------

@@ -579,3 +579,161 @@ def test_a_storm_of_sighups_is_a_few_reloads(tmp_path: Path) -> None:
         assert counts[-1] <= 10, counts
         body = b"version: STSv1\r\nmode: enforce\r\nmx: mail.example.net\r\nmax_age: 604800\r\n"
         assert serves(port, body, "mta-sts.d0.example.com")
+
+
+def _free_on_both() -> int:
+    """A port free on 127.0.0.1 and on ::1."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket(socket.AF_INET6) as probe:
+            try:
+                probe.bind(("::1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no port free on both 127.0.0.1 and ::1")
+
+
+POLICY_REQUEST = (
+    b"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
+    b"Connection: close\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        pytest.param(["--host", "127.0.0.1", "--host", "::1"], {}, id="host-twice"),
+        pytest.param(["--host", "127.0.0.1,[::1]"], {}, id="a-list-bracketed"),
+        pytest.param([], {"MTASTS_HOST_HOST": "127.0.0.1, ::1"}, id="variable"),
+    ],
+)
+def test_one_process_serves_ipv4_and_ipv6(
+    write_config: WriteConfig, tmp_path: Path, argv: list[str], env: dict[str, str]
+) -> None:
+    # One address only: "::" is IPv6 alone (IPV6_V6ONLY, as the event loop binds it), so a
+    # pod on an IPv6-only cluster, or a dual-stack host, needed a process per family.
+    port = _free_on_both()
+    serve = serve_argv(write_config(), port, *argv)
+    with running(serve, tmp_path / "server.log", "127.0.0.1", port, env=env) as server:
+        for address in ("127.0.0.1", "::1"):
+            assert raw_request(port, POLICY_REQUEST, address).endswith(BODY_D)
+        wait_until(partial(logged, server, 'client="::1"'))
+    output = server.output()
+    assert f"Uvicorn running on http://127.0.0.1:{port} (Press CTRL+C to quit)\n" in output
+    assert f"Uvicorn running on http://[::1]:{port} (Press CTRL+C to quit)\n" in output
+    assert 'client="127.0.0.1"' in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("taken", "where"),
+    [
+        pytest.param(socket.AF_INET, "127.0.0.1", id="ipv4-taken"),
+        pytest.param(socket.AF_INET6, "[::1]", id="ipv6-taken"),
+    ],
+)
+def test_one_address_of_two_taken_is_one_line(
+    write_config: WriteConfig, tmp_path: Path, taken: socket.AddressFamily, where: str
+) -> None:
+    store = tmp_path / "reports.db"
+    path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{store}'}}\n")
+    port = _free_on_both()
+    with socket.socket(taken) as other:
+        other.bind((where.strip("[]"), port))
+        other.listen()
+        completed = subprocess.run(
+            serve_argv(path, port, "--host", "127.0.0.1", "--host", "::1"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert completed.returncode == 3
+    assert completed.stderr == (
+        f"mtasts-host: error: cannot listen on {where}:{port}: Address already in use\n"
+    )
+    assert not store.exists()
+    # Neither address is left taken by the server that could not listen on both.
+    for address in ("127.0.0.1", "::1"):
+        with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as sock:
+            sock.bind((address, port))
+
+
+# serve, with another server taking its port while the file loads: a server of its own (as
+# mtasts-host, nginx or uvicorn do, SO_REUSEADDR), which could while serve only checked.
+TAKEN_WHILE_LOADING = """
+import socket, sys
+from mtasts_host import cli, server
+build_app = server.build_app
+def loading(args):
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        other.bind(("127.0.0.1", args.port))
+        other.listen()
+    except OSError as exc:
+        print(exc.strerror)
+        return None  # as a configuration that does not load: ends with 1
+    server.OTHER = other
+    return build_app(args)
+server.build_app = loading
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_no_other_server_takes_the_port_while_the_file_loads(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # The port was checked, let go, and checked again once the file had loaded: by then the
+    # report store was opened (its SQLite file created), and the other server's port ended
+    # the start with 3. Now it is held from the start: the other server cannot take it.
+    store = tmp_path / "reports.db"
+    path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{store}'}}\n")
+    arguments = serve_argv(path, free_port())[3:]  # after "python -m mtasts_host"
+    completed = subprocess.run(
+        [PYTHON, "-c", TAKEN_WHILE_LOADING, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (completed.returncode, completed.stdout) == (1, "Address already in use\n")
+    assert not store.exists()
+
+
+# serve, asked for /healthz while the file loads, as a proxy or a probe may ask it.
+ASKED_WHILE_LOADING = """
+import os, signal, socket, sys, threading
+from mtasts_host import cli, server
+build_app = server.build_app
+def answer(sock):
+    with sock:
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    print(data.split(b"\\r\\n")[0].decode(), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+def loading(args):
+    sock = socket.create_connection(("127.0.0.1", args.port), timeout=30)
+    sock.sendall(b"GET /healthz HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+    threading.Thread(target=answer, args=(sock,)).start()
+    return build_app(args)
+server.build_app = loading
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_connection_while_the_file_loads_is_answered_once_it_has(
+    write_config: WriteConfig,
+) -> None:
+    arguments = serve_argv(write_config(), free_port())[3:]  # after "python -m mtasts_host"
+    completed = subprocess.run(
+        [PYTHON, "-c", ASKED_WHILE_LOADING, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (completed.returncode, completed.stdout) == (-signal.SIGTERM, "HTTP/1.1 200 OK\n")
+    assert "Traceback" not in completed.stderr

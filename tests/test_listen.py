@@ -1,0 +1,79 @@
+"""Where ``serve`` listens: its addresses parsed, its sockets bound on this machine's loopback."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from mtasts_host import listen
+
+from .processes import free_port
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("0.0.0.0", "0.0.0.0", id="ipv4"),
+        pytest.param("::", "::", id="ipv6"),
+        pytest.param("[::1]", "::1", id="bracketed-as-in-a-url"),
+        pytest.param("localhost", "localhost", id="a-name"),
+    ],
+)
+def test_an_address(text: str, expected: str) -> None:
+    assert listen.address(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("[::1", id="unclosed"),
+        pytest.param("[localhost]", id="a-name-bracketed"),
+        pytest.param("[]", id="empty-brackets"),
+    ],
+)
+def test_not_an_address(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^expected an IP address or a host name, like 0\.0\."):
+        listen.address(text)
+
+
+def test_an_address_given_twice_is_bound_once() -> None:
+    port = free_port()
+    sockets = listen.listening(("127.0.0.1", "127.0.0.1"), port, None)
+    try:
+        assert [sock.getsockname() for sock in sockets] == [("127.0.0.1", port)]
+    finally:
+        listen.close(sockets, None)
+
+
+def test_ipv6_any_is_ipv6_alone() -> None:
+    # As the event loop binds it: 0.0.0.0 may be given beside it, on the same port.
+    port = free_port()
+    sockets = listen.listening(("::", "127.0.0.1"), port, None)
+    try:
+        assert [sock.family for sock in sockets] == [socket.AF_INET6, socket.AF_INET]
+        assert sockets[0].getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+    finally:
+        listen.close(sockets, None)
+
+
+def test_an_address_that_cannot_listen_lets_go_of_those_before() -> None:
+    port = free_port()
+    with socket.socket() as other:
+        other.bind(("127.0.0.2", port))
+        other.listen()
+        with pytest.raises(listen.CannotListen) as caught:
+            listen.listening(("127.0.0.1", "127.0.0.2"), port, None)
+    assert str(caught.value) == f"cannot listen on 127.0.0.2:{port}: Address already in use"
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # free again
+
+
+def test_an_ipv4_mapped_address_says_which_to_give() -> None:
+    # It said "Invalid argument": "::" and every IPv6 address are IPv6 alone (IPV6_V6ONLY).
+    port = free_port()
+    with pytest.raises(listen.CannotListen) as caught:
+        listen.listening(("::ffff:127.0.0.1",), port, None)
+    assert str(caught.value) == (
+        f"cannot listen on [::ffff:127.0.0.1]:{port}: an IPv4-mapped address: give 127.0.0.1"
+    )
