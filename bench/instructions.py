@@ -39,7 +39,7 @@ from bench.run import (
     write_hosts,
     wrk,
 )
-from tests.processes import free_port, wait_for_port
+from tests.processes import free_port, wait_for_answer
 
 CALLS = 20_000
 """Calls of the app driven directly."""
@@ -125,7 +125,7 @@ def served(argv: Sequence[str], port: int, hosts: Path, work: Path, duration: in
         text=True,
     )
     try:
-        wait_for_port("127.0.0.1", port, process, timeout=600)  # type: ignore[arg-type]
+        wait_for_answer("127.0.0.1", port, process, timeout=600)  # type: ignore[arg-type]
         wrk(port, hosts, work, connections=16, duration=3)
         with counting(process):
             load = wrk(port, hosts, work, connections=16, duration=duration)

@@ -36,7 +36,7 @@ from bench import reload
 from mtasts_host.config import load_config
 from mtasts_host.store import build_snapshot
 from tests.nginx import nginx_argv
-from tests.processes import free_port, granian_argv, serve_argv, wait_for_port
+from tests.processes import free_port, granian_argv, serve_argv, wait_for_answer
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -90,7 +90,7 @@ def server(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port("127.0.0.1", port, process)
+        wait_for_answer("127.0.0.1", port, process)
         yield process
     finally:
         process.send_signal(signal.SIGTERM)

@@ -77,6 +77,45 @@ def wait_for_port(
     raise TimeoutError(f"nothing listens on {host}:{port}")
 
 
+def wait_for_answer(
+    host: str,
+    port: int,
+    process: subprocess.Popen[bytes] | None = None,
+    timeout: float = STARTUP_TIMEOUT,
+) -> None:
+    """
+    Wait until an HTTP server on ``host:port`` answers a request: ``mtasts-host serve``
+    listens before its file has loaded, and answers the connections of meanwhile after.
+    """
+    deadline = time.monotonic() + timeout
+    wait_for_port(host, port, process, timeout)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no answer from {host}:{port}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), left) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            if sock.recv(5) == b"HTTP/":
+                return
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before answering")
+        time.sleep(0.05)
+
+
+def _serves(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` runs ``mtasts-host serve``, which listens before its file loads."""
+    return "serve" in argv and any(Path(a).name in ("mtasts_host", "mtasts-host") for a in argv)
+
+
+def _wait_until_serving(process: Process) -> None:
+    """Until uvicorn says it runs: the file loaded and everything beside it started."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not logged(process, "Uvicorn running on"):
+        if process.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"not serving:\n{process.output()}")
+        time.sleep(0.05)
+
+
 @dataclass
 class Process:
     process: subprocess.Popen[bytes]
@@ -120,6 +159,8 @@ def running(
     server = Process(process, log, host, port)
     try:
         wait_for_port(host, port, process)
+        if _serves(argv):
+            _wait_until_serving(server)
         yield server
     finally:
         server.stop()
@@ -135,12 +176,14 @@ def running_on_socket(argv: Sequence[str], log: Path, path: Path) -> Iterator[Pr
     server = Process(process, log, str(path), 0)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        # The file alone is not enough: serve's own check binds the path for a moment
-        # before uvicorn listens there.
+        # The file alone is not enough: it is there from the bind, a moment before the
+        # listen.
         while not _accepts(path):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nothing listens on {path}")
             time.sleep(0.05)
+        if _serves(argv):
+            _wait_until_serving(server)
         yield server
     finally:
         server.stop()
