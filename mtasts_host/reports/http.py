@@ -22,15 +22,17 @@ BODY_TIMEOUT = 60.0
 """Seconds a report body may take to arrive whole: a sender posts a few KiB at once, while a
 client trickling a body would otherwise hold its bytes in memory for ever."""
 MAX_READING = 32
-"""Report bodies read at once: slow clients can hold at most this many MiB in memory; beyond
-it the intake answers 503 with Retry-After, and senders try again (RFC 8460 section 5.5)."""
+"""Reports taken in at once, from the first byte of their body to their answer: at most this
+many MiB of bodies are in memory, whether slow clients send them or fast ones wait for the
+parser, which takes one report at a time; beyond it the intake answers 503 with Retry-After,
+and senders try again (RFC 8460 section 5.5)."""
 
 
 class IntakeEndpoint:
     """
     ``POST`` a report (gzip or JSON, whatever the Content-Type) to ``path``: 201 stored,
     200 duplicate, 400 bad, 408 too slow, 413 too large, 503 store unavailable or too many
-    reports arriving at once, 405 for other methods.
+    reports being taken in at once, 405 for other methods.
 
     Args:
         intake: stores and counts the reports.
@@ -41,7 +43,7 @@ class IntakeEndpoint:
         self.intake = intake
         self.path = path
         self._reading = 0
-        """Bodies being read now (one event loop: no lock needed)."""
+        """Reports being read or parsed now (one event loop: no lock needed)."""
 
     def matches(self, scope: Scope) -> bool:
         """
@@ -63,7 +65,15 @@ class IntakeEndpoint:
         if self._reading >= MAX_READING:
             await _answer(send, 503, "too many reports arriving at once; try again later")
             return
+        # Held until the answer, not only while the body comes: read at once, bodies waited
+        # for the parser, 300 of them (one slow report ahead) holding 470 MB.
         self._reading += 1
+        try:
+            await self._take(scope, receive, send)
+        finally:
+            self._reading -= 1
+
+    async def _take(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             with anyio.fail_after(BODY_TIMEOUT):
                 body = await _read(scope, receive)
@@ -73,8 +83,6 @@ class IntakeEndpoint:
             self.intake.reject(f"the body did not arrive within {BODY_TIMEOUT:g} s")
             await _answer(send, 408, f"the report did not arrive within {BODY_TIMEOUT:g} s")
             return
-        finally:
-            self._reading -= 1
         if body is None:
             self.intake.reject(_TOO_LARGE)
             await _answer(send, 413, f"too large: {_TOO_LARGE}")

@@ -6,10 +6,10 @@ and a maildir, with the exit codes of sysexits.h that a mail server acts on.
 from __future__ import annotations
 
 import email
-import email.policy
 import os
 from collections.abc import Iterable
 from email.message import Message
+from email.policy import Compat32
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
@@ -29,8 +29,33 @@ EX_TEMPFAIL = 75
 """The store is unavailable: Postfix keeps the message and delivers it again later."""
 MAX_MESSAGE_SIZE = 64 << 20
 """Read no more of a message: its reports are at most 1 MiB each once decoded from base64."""
+MAX_PARAMETERS_HEADER = 1000
+"""Characters of a ``Content-Type`` or ``Content-Disposition`` header: real ones name a type
+and a file in a few hundred. The email package reads their parameters in time quadratic in
+their length (CPython gh-136063; Python 3.11.7 has it): 300 KB of ``;`` after a quote took a
+minute, and a message of 10 MB would take hours."""
+MAX_PARTS = 1000
+"""Lines starting with ``--``, which every MIME part but the first follows: counted before
+parsing, as the email package builds a few hundred bytes of objects for each part, and a
+million empty ones fit in 7 MB. Real reports come in two or three."""
 REPORT_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
 REPORT_SUFFIXES = (".json", ".json.gz")
+
+
+class _Policy(Compat32):
+    """``compat32``, refusing what the email package would take quadratic time to read."""
+
+    def header_source_parse(self, sourcelines: list[str]) -> tuple[str, str]:
+        name, value = super().header_source_parse(sourcelines)
+        if len(value) > MAX_PARAMETERS_HEADER and name.strip().lower() in _PARAMETERS_HEADERS:
+            raise BadReport(
+                f"a {name.strip()} header longer than {MAX_PARAMETERS_HEADER:,} characters"
+            )
+        return name, value
+
+
+_PARAMETERS_HEADERS = ("content-type", "content-disposition")
+_POLICY = _Policy()
 
 
 def reports_in(data: bytes) -> list[bytes]:
@@ -40,12 +65,15 @@ def reports_in(data: bytes) -> list[bytes]:
     ``+json``, or whose file name ends in ``.json`` or ``.json.gz``.
 
     Raises:
-        BadReport: the message's parts are nested too deeply to be read.
+        BadReport: the message has too many MIME parts, or nested too deeply, or a header
+            with parameters too long to be read.
     """
     if data.startswith(GZIP_MAGIC) or data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return [data]
+    if data.count(b"\n--") > MAX_PARTS:
+        raise BadReport(f"more than {MAX_PARTS:,} MIME parts (lines starting with --)")
     try:
-        message = email.message_from_bytes(data, policy=email.policy.compat32)
+        message = email.message_from_bytes(data, policy=_POLICY)
         parts = [part for part in message.walk() if not part.is_multipart()]
     except RecursionError:
         # The email package recurses once per level of nested parts: a thousand levels, in

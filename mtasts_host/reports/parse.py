@@ -6,7 +6,6 @@ counts matter.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import re
@@ -40,6 +39,12 @@ MAX_TEXT = 1000
 few dozen."""
 CUT = "\u2026"
 """Ends a value cut to its limit, so that it cannot pass for one sent so."""
+MAX_INTERNATIONAL = 1000
+"""Distinct international names (U-labels, or ``xn--`` A-labels to check) of one report made
+A-labels, among its ``policy-domain`` values and again among its ``receiving-mx-hostname``
+values: the idna package
+takes half a millisecond for one, and 80,000 of them, in a report of 240 KB, took 46 s of
+the GIL. Real reports name a few; any beyond are kept as written, in lower case."""
 
 
 def parse_report(data: bytes) -> Report:
@@ -68,17 +73,22 @@ def parse_report(data: bytes) -> Report:
     policies = _required(top, "policies", "")
     if not isinstance(policies, list):
         raise BadReport(f"policies: expected an array, got {_kind(policies)}")
+    # One allowance for the policy domains, one for the hosts: a report of many hosts must
+    # not leave its next policy's domain unconverted, and so uncounted.
+    domains, hosts = _HostNames(), _HostNames()
     return Report(
         organization_name=organization,
         report_id=report_id,
         start=start,
         end=end,
-        policies=tuple(_policy(entry, f"policies[{n}]") for n, entry in enumerate(policies)),
+        policies=tuple(
+            _policy(entry, f"policies[{n}]", domains, hosts) for n, entry in enumerate(policies)
+        ),
         contact_info=_optional_text(top.get("contact-info"), MAX_TEXT),
     )
 
 
-def _policy(entry: object, where: str) -> PolicyResult:
+def _policy(entry: object, where: str, domains: _HostNames, hosts: _HostNames) -> PolicyResult:
     entry = _mapping(entry, where)
     policy = _mapping(_required(entry, "policy", f"{where}."), f"{where}.policy")
     summary = _mapping(_required(entry, "summary", f"{where}."), f"{where}.summary")
@@ -95,11 +105,12 @@ def _policy(entry: object, where: str) -> PolicyResult:
         raise BadReport(f"{where}.failure-details: expected an array, got {_kind(details)}")
     return PolicyResult(
         policy_type=_POLICY_TYPES.get(kind.strip().lower(), PolicyType.OTHER),
-        domain=_domain(domain, f"{where}.policy.policy-domain"),
+        domain=_domain(domain, f"{where}.policy.policy-domain", domains),
         successful=_count(summary, "total-successful-session-count", f"{where}.summary"),
         failed=_count(summary, "total-failure-session-count", f"{where}.summary"),
         failures=tuple(
-            _failure(detail, f"{where}.failure-details[{n}]") for n, detail in enumerate(details)
+            _failure(detail, f"{where}.failure-details[{n}]", hosts)
+            for n, detail in enumerate(details)
         ),
         # Some senders pack a TLSA policy into one string; Appendix B gives mx-host as one.
         policy_strings=_strings(policy.get("policy-string")),
@@ -107,7 +118,7 @@ def _policy(entry: object, where: str) -> PolicyResult:
     )
 
 
-def _failure(detail: object, where: str) -> FailureDetail:
+def _failure(detail: object, where: str, hosts: _HostNames) -> FailureDetail:
     detail = _mapping(detail, where)
     reported = _text(_required(detail, "result-type", f"{where}."), f"{where}.result-type")
     return FailureDetail(
@@ -115,7 +126,7 @@ def _failure(detail: object, where: str) -> FailureDetail:
         reported_type=_cut(reported, MAX_TEXT),
         sessions=_count(detail, "failed-session-count", where),
         sending_mta_ip=_optional_text(detail.get("sending-mta-ip"), MAX_HOST),
-        receiving_mx_hostname=_optional_host(detail.get("receiving-mx-hostname")),
+        receiving_mx_hostname=_optional_host(detail.get("receiving-mx-hostname"), hosts),
         receiving_mx_helo=_optional_text(detail.get("receiving-mx-helo"), MAX_HOST),
         receiving_ip=_optional_text(detail.get("receiving-ip"), MAX_HOST),
         # The RFC's example says additional-info-uri where its schema says
@@ -195,10 +206,35 @@ def _optional_text(value: object, limit: int | None = None) -> str | None:
 
 
 # A report names a few hosts in up to some 100,000 failure details.
-_host_name = functools.lru_cache(maxsize=1024)(names.host_name)
+@functools.lru_cache(maxsize=1024)
+def _host_name(name: str) -> str:
+    try:
+        return names.host_name(name)
+    except ValueError:
+        return name  # kept as written
 
 
-def _optional_host(value: object) -> str | None:
+class _HostNames:
+    """
+    The names of one report's hosts as A-labels, as ``names.host_name`` makes them, or as
+    written where they are none: at most ``MAX_INTERNATIONAL`` international ones made so.
+    """
+
+    def __init__(self) -> None:
+        self._international: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        if name.isascii() and "xn--" not in name:
+            return _host_name(name)  # a regular expression's work, no IDNA
+        converted = self._international.get(name)
+        if converted is None:
+            if len(self._international) >= MAX_INTERNATIONAL:
+                return name
+            converted = self._international[name] = _host_name(name)
+        return converted
+
+
+def _optional_host(value: object, hosts: _HostNames) -> str | None:
     text = _optional_text(value)
     if text is None:
         return None
@@ -206,8 +242,7 @@ def _optional_host(value: object) -> str | None:
     if len(name) <= MAX_HOST:
         # As A-labels, like the policy's mx: "mx.bu\u0308cher.example" (decomposed) and
         # mx.bücher.example were two hosts that looked the same.
-        with contextlib.suppress(ValueError):
-            name = _host_name(name)
+        name = hosts(name)
     return _cut(name, MAX_HOST) or None
 
 
@@ -225,7 +260,7 @@ def _strings(value: object) -> tuple[str, ...]:
     return ()
 
 
-def _domain(text: str, where: str) -> str:
+def _domain(text: str, where: str, hosts: _HostNames) -> str:
     name = text.strip().lower().rstrip(".")
     if len(name) > names.MAX_NAME:
         # Refused, not cut: a report is for one policy domain (RFC 8460 section 5.1 names its
@@ -233,10 +268,9 @@ def _domain(text: str, where: str) -> str:
         raise BadReport(
             f"{where}: longer than {names.MAX_NAME} characters, the most a DNS name has"
         )
-    try:
-        return names.host_name(name)
-    except ValueError:
-        return name  # kept as written: it matches no configured domain, so is never counted
+    # One that is no host name is kept as written: it matches no configured domain, so is
+    # never counted.
+    return hosts(name)
 
 
 def _count(container: Mapping[str, Any], key: str, where: str) -> int:

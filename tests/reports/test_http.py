@@ -544,3 +544,50 @@ def test_slow_bodies_hold_a_bounded_amount_of_memory(
             assert slow == []
 
     anyio.run(main)
+
+
+def test_bodies_waiting_for_the_parser_hold_a_bounded_amount_of_memory(
+    reports: Reports,
+) -> None:
+    # Read at once, bodies waited for the parser (one report at a time) without a bound: 300
+    # of them behind one slow report held 470 MB.
+    app = reports_app(reports)
+    answers: list[Message] = []
+    read = 0
+
+    def request(body: bytes, sent: list[Message]) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def receive() -> Message:
+            nonlocal read
+            read += 1
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        async def call() -> None:
+            await app(_post(len(body)), receive, send)
+
+        return call
+
+    late: list[Message] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            for n in range(http.MAX_READING):
+                tasks.start_soon(request(encode(report(report_id=f"wait{n}")), answers))
+            while read < http.MAX_READING:
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.1)  # each is in a thread, waiting for the parser
+            tasks.start_soon(request(encode(report(report_id="late")), late))
+            try:
+                with anyio.move_on_after(10):  # before: the late one waited for the parser too
+                    while not late:
+                        await anyio.sleep(0.01)
+            finally:
+                reports.intake._parsing.release()
+
+    reports.intake._parsing.acquire()  # the parser busy with a slow report
+    anyio.run(main)
+    assert late[0]["status"] == 503  # at once
+    statuses = [m["status"] for m in answers if m["type"] == "http.response.start"]
+    assert statuses == [201] * http.MAX_READING

@@ -14,6 +14,7 @@ import pytest
 
 from mtasts_host.reports import Intake, ReportsSettings, ingest_command, mail, open_store
 from mtasts_host.reports.mail import EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, reports_in
+from mtasts_host.reports.report import BadReport
 
 from .conftest import NOW, encode, recent, report
 
@@ -194,16 +195,72 @@ def test_a_maildir_goes_past_a_malformed_file_name(
 def test_a_maildir_goes_past_parts_nested_too_deeply(sqlite_url: str, tmp_path: Path) -> None:
     # It was a RecursionError: the message stayed in new/ and stopped every later run there.
     maildir = maildir_with(tmp_path, "new", "cur", "tmp")
-    levels = range(1000)
-    poison = b"".join(
-        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n) for n in levels
-    ) + b"".join(b"--b%d--\r\n" % n for n in reversed(levels))
+    # Messages in messages: multiparts that deep have more parts than are read at all.
+    poison = b"Content-Type: message/rfc822\r\n\r\n" * 1000 + b"Subject: x\r\n\r\nx\r\n"
     (maildir / "new" / "0.host").write_bytes(poison)
     log = io.StringIO()
     assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_DATAERR
     assert sorted(path.name for path in (maildir / "cur").iterdir()) == ["0.host:2,F", "1.host:2,S"]
     assert log.getvalue().splitlines()[0] == (
         f"{maildir}/new/0.host: MIME parts nested too deeply; not read"
+    )
+
+
+# The email package reads parameters in time quadratic in the header's length: 300 KB of
+# these took a minute to read, and a message of 10 MB would take hours.
+_SEMICOLONS = ";" * 20_000
+
+
+@pytest.mark.parametrize(
+    ("headers", "message_"),
+    [
+        pytest.param(
+            f'Content-Type: multipart/mixed; boundary="{_SEMICOLONS}\r\n',
+            "a Content-Type header longer than 1,000 characters",
+            id="boundary",
+        ),
+        pytest.param(
+            "Content-Type: text/plain\r\n"
+            f'Content-Disposition: attachment; filename="{_SEMICOLONS}.json\r\n',
+            "a Content-Disposition header longer than 1,000 characters",
+            id="file-name",
+        ),
+        pytest.param(
+            f"Content-Type: text/plain{'; a=b' * 4000}\r\n",
+            "a Content-Type header longer than 1,000 characters",
+            id="many-parameters",
+        ),
+        pytest.param(
+            "Content-Type: text/plain;\r\n" + "\tname=a;\r\n" * 1000,
+            "a Content-Type header longer than 1,000 characters",
+            id="folded",
+        ),
+    ],
+)
+def test_a_header_with_parameters_too_long_to_read_is_bad(headers: str, message_: str) -> None:
+    with pytest.raises(BadReport) as raised:
+        reports_in(f"{headers}\r\n{{}}\r\n".encode())
+    assert str(raised.value) == message_
+
+
+def test_a_header_of_a_thousand_characters_is_read() -> None:
+    js = encode(report(), compress=False)
+    disposition = 'attachment; filename="' + "x" * 972 + '.json"'
+    assert len(disposition) == 1000
+    data = f"Content-Disposition: {disposition}\r\n\r\n".encode() + js
+    assert reports_in(data) == [js]
+
+
+def test_a_message_of_too_many_parts_is_bad(sqlite_url: str) -> None:
+    # A million empty parts, in 7 MB, took 350 MB to parse.
+    gz = encode(report(day=recent(), report_id="p"))
+    data = message((gz, "application/tlsrpt+gzip", "p.json.gz"))
+    assert reports_in(data) == [gz]
+    empty = data.replace(b"\r\n--", b"\r\n--===nothing\r\n\r\n" * 1000 + b"\r\n--", 1)
+    log = io.StringIO()
+    assert _ingest(sqlite_url, stdin=empty, log=log) == EX_DATAERR
+    assert log.getvalue() == (
+        "<stdin>: more than 1,000 MIME parts (lines starting with --); not read\n"
     )
 
 
