@@ -19,6 +19,25 @@ def read_file(path: str | os.PathLike[str], limit: int) -> tuple[bytes, os.stat_
         OSError: the file cannot be opened or read.
         NotAFile: ``path`` names anything but a regular file.
     """
+    fd, status = _open(path)
+    with os.fdopen(fd, "rb") as file:
+        return file.read(limit + 1), status
+
+
+def check_file(path: str | os.PathLike[str]) -> None:
+    """
+    Check that ``path`` is a regular file that can be opened, before a library that would
+    wait on a FIFO there (OpenSSL) reads it.
+
+    Raises:
+        OSError: the file cannot be opened.
+        NotAFile: ``path`` names anything but a regular file.
+    """
+    fd, _ = _open(path)
+    os.close(fd)
+
+
+def _open(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
     # O_NONBLOCK: a FIFO in place of the file must give an error, not a hang.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
@@ -29,5 +48,4 @@ def read_file(path: str | os.PathLike[str], limit: int) -> tuple[bytes, os.stat_
         # Closed here: wrapping the descriptor of a directory fails without closing it.
         os.close(fd)
         raise
-    with os.fdopen(fd, "rb") as file:
-        return file.read(limit + 1), status
+    return fd, status

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence, Set
@@ -29,6 +31,12 @@ EX_INTERRUPTED = 130
 EX_BROKEN_PIPE = 141
 """A command whose reader went away (``| head``): 128 + 13, as a shell reports a command
 that SIGPIPE ended, which Python ignores."""
+
+EX_IOERR = 74
+"""A command whose output could not be written (a full disk): sysexits.h's EX_IOERR."""
+# What writing to a file or a device fails with, as opposed to a connection's errors: the
+# commands write no file but their output.
+_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 _DNS = (
     CONFIG,
@@ -215,6 +223,7 @@ def _add(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for a usage error, but for a command
     whose ``usage_error`` says otherwise)."""
+    _fill_standard_streams()
     command: Command | None = None
     try:
         # Known arguments first: an unknown one is then the usage error of its command.
@@ -243,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Once started, uvicorn handles Ctrl-C itself: this is while the file loads.
             return serve(args, (_beside,))
         status = _run(command, args)
-        sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
+        if sys.stdout is not None:  # None: started with it closed (>&-)
+            sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
         return status
     except KeyboardInterrupt:
         # Ctrl-C: one line and the status a shell gives a command SIGINT ended, no traceback.
@@ -253,6 +263,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         # As other commands end on SIGPIPE: quietly, the output having nowhere to go.
         _discard_output()
         return EX_BROKEN_PIPE
+    except OSError as exc:
+        if exc.errno not in _WRITE_ERRORS:
+            raise
+        _discard_output()  # what is left in the buffer would fail again at exit
+        with contextlib.suppress(OSError):  # standard error may be the full one
+            print(f"mtasts-host: error: cannot write the output: {exc.strerror}", file=sys.stderr)
+        return EX_IOERR
+
+
+def _fill_standard_streams() -> None:
+    """
+    Put /dev/null where standard input, output or error is closed (``2>&-``): else the next
+    socket or file opened takes its number, and what is meant for standard error goes there,
+    or is refused (libuv, under uvicorn's uvloop, aborts closing a socket numbered 2).
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.set_inheritable(os.open(os.devnull, os.O_RDWR), True)  # the lowest free: fd
 
 
 def _check_before(parent: Command, command: Command, args: argparse.Namespace) -> None:

@@ -73,10 +73,11 @@ class Config:
     """The identity of the file as it was read (None for text parsed alone): a change made
     since, even before anything watches the file, shows as another identity."""
 
-    def select(self, given: Sequence[str]) -> list[str]:
+    def select(self, given: Sequence[str], given_as: str = "--domain") -> list[str]:
         """
         The configured domains named in ``given`` (as ``--domain`` gives them: any case,
-        U-labels too), in the file's order; every domain if ``given`` is empty.
+        U-labels too), in the file's order; every domain if ``given`` is empty. ``given_as``
+        names where they came from in the error.
 
         Raises:
             ValueError: one of them is not a configured domain; the message names it.
@@ -88,9 +89,9 @@ class Config:
             try:
                 name = names.policy_domain(text)
             except ValueError as exc:
-                raise ValueError(f"--domain {text!r}: {exc}") from None
+                raise ValueError(f"{given_as} {text!r}: {exc}") from None
             if name not in self.domains:
-                raise ValueError(f"--domain {text!r}: not configured in {self.path}")
+                raise ValueError(f"{given_as} {text!r}: not configured in {self.path}")
             wanted.add(name)
         return [domain for domain in self.domains if domain in wanted]
 

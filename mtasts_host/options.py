@@ -6,11 +6,12 @@ the same code: a bad value from either place is one usage error naming where it 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from ._digits import decimal, fraction
 
@@ -18,6 +19,8 @@ ENV_PREFIX = "MTASTS_HOST_"
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
+_FROM_ENVIRONMENT = "_from_environment"
+"""The attribute of the parsed arguments naming the variables ``resolve_all`` used."""
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -35,10 +38,10 @@ def positive_int(text: str) -> int:
 
 
 def seconds(text: str) -> float:
-    """A positive number of seconds."""
+    """A positive number of seconds, up to 365 days (see ``duration``)."""
     value = fraction(text)
-    if value is None or not 0 < value < float("inf"):
-        raise ValueError("expected a positive number of seconds")
+    if value is None or not 0 < value <= _MAX_DURATION:
+        raise ValueError(f"expected a positive number of seconds, at most {_MAX_DURATION}")
     return value
 
 
@@ -191,24 +194,49 @@ class Parser(argparse.ArgumentParser):
     """An argparse parser whose errors are one line, raised rather than printed."""
 
     choice_hint: str | None = None
-    """Added to the error for a word that is not one of its subcommands: what to type instead."""
+    """Added to the error for a file given where a subcommand goes: what to type instead."""
     usage_error = 2
     """The exit status of its errors."""
 
     def error(self, message: str) -> NoReturn:
-        # Subcommands are the only choices: every option value is parsed by a function.
-        if self.choice_hint is not None and "invalid choice" in message:
-            raise UsageError(f"{message}; {self.choice_hint}", self.usage_error)
         raise UsageError(message, self.usage_error)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # Subcommands are the only choices: every option value is parsed by a function.
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            # A mistyped subcommand ('ingset') gets argparse's error alone: the choices.
+            if self.choice_hint is None or not _path_like(value):
+                raise
+            raise UsageError(f"{exc}; {self.choice_hint}", self.usage_error) from None
+
+
+def _path_like(word: str) -> bool:
+    """Whether ``word`` looks like a file's path: it has a slash or a dot, or is a file."""
+    return "/" in word or "." in word or os.path.exists(word)
 
 
 def resolve_all(
     args: argparse.Namespace, options: Sequence[Option[object]], environ: Mapping[str, str]
 ) -> None:
     """Fill in each option that the command line left out, from the environment or default."""
+    from_environment = set()
     for option in options:
         value = getattr(args, option.dest)
         if value is None:
             setattr(args, option.dest, option.from_environment(environ))
+            if option.variable in environ:
+                from_environment.add(option.variable)
         elif option.repeat:
             setattr(args, option.dest, tuple(item for given in value for item in given))
+    setattr(args, _FROM_ENVIRONMENT, frozenset(from_environment))
+
+
+def given_as(args: argparse.Namespace, name: str) -> str:
+    """
+    How option ``name`` was given, for an error about its value found later (a domain not
+    configured): ``--<name>``, or its variable if ``resolve_all`` took it from there.
+    """
+    variable = ENV_PREFIX + name.upper().replace("-", "_")
+    return variable if variable in getattr(args, _FROM_ENVIRONMENT, ()) else f"--{name}"

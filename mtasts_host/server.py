@@ -261,7 +261,9 @@ def _run(
         forwarded_allow_ips=_forwarded_allow_ips(args),
         workers=1,
         timeout_keep_alive=args.timeout_keep_alive,
-        limit_concurrency=args.limit_concurrency,
+        # uvicorn counts the connection a request came on: at its limit N, it serves N - 1,
+        # and at 1 it answers every request 503.
+        limit_concurrency=None if args.limit_concurrency is None else args.limit_concurrency + 1,
         # In-flight requests finish; idle connections are closed; never longer than this.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         log_config=logs.config(args.log_format),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ssl
 
+from ._files import check_file
+
 
 def sender_context(ca_file: str | None = None) -> ssl.SSLContext:
     """
@@ -14,12 +16,15 @@ def sender_context(ca_file: str | None = None) -> ssl.SSLContext:
 
     Raises:
         OSError, ssl.SSLError: ``ca_file`` cannot be read or holds no certificate.
+        NotAFile: ``ca_file`` names a directory, a FIFO (which OpenSSL would wait on for a
+            writer, forever), or a device.
     """
     context = ssl.create_default_context()
     # Python 3.13 adds these two: STRICT fails certificates that senders accept (without an
     # Authority Key Identifier, say), PARTIAL_CHAIN trusts a chain that ends in no root.
     context.verify_flags &= ~(ssl.VERIFY_X509_STRICT | ssl.VERIFY_X509_PARTIAL_CHAIN)
     if ca_file is not None:
+        check_file(ca_file)
         context.load_verify_locations(cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.hostname_checks_common_name = False

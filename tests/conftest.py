@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dns.resolver
 import pytest
 from hypothesis import settings
 from starlette.testclient import TestClient
@@ -83,6 +84,20 @@ def write_config(tmp_path: Path) -> WriteConfig:
         return path
 
     return write
+
+
+@pytest.fixture
+def resolv_conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file that dnspython reads in place of /etc/resolv.conf; nothing written to it yet."""
+    path = tmp_path / "resolv.conf"
+    read = dns.resolver.BaseResolver.read_resolv_conf
+
+    def read_this(resolver: dns.resolver.BaseResolver, f: object) -> None:
+        read(resolver, path)
+
+    monkeypatch.setattr(dns.resolver.BaseResolver, "read_resolv_conf", read_this)
+    monkeypatch.setattr(dns.resolver, "default_resolver", None)  # made again, from it
+    return path
 
 
 @pytest.fixture(params=[False, True], ids=["static", "watching"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from mtasts_host.policy import policy_id
 from mtasts_host.store import Snapshot
 
 from .conftest import BODY_D, CONFIG_D, WriteConfig
-from .processes import free_port
+from .processes import free_port, serve_argv, wait_for_port
 
 BAD = """\
 domains:
@@ -452,6 +453,30 @@ def test_reports_given_a_path_says_to_give_config(
     assert err.endswith("; reports takes the configuration file as --config PATH\n")
 
 
+@pytest.mark.parametrize("word", ["ingset", "summary"], ids=["typo", "no-such-subcommand"])
+def test_reports_given_an_unknown_subcommand_lists_the_choices(
+    word: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Not the hint for a file given there: the word names none.
+    monkeypatch.chdir(tmp_path)
+    assert main(["reports", word]) == 2
+    err = capsys.readouterr().err
+    # How argparse quotes the choices depends on the Python version.
+    assert err.startswith(f"mtasts-host: error: argument subcommand: invalid choice: '{word}' ")
+    assert err.endswith(("(choose from 'ingest')\n", "(choose from ingest)\n"))
+
+
+def test_reports_given_a_file_of_a_bare_name_says_to_give_config(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(name="mtasts")
+    monkeypatch.chdir(path.parent)
+    assert main(["reports", "mtasts"]) == 2
+    assert capsys.readouterr().err.endswith(
+        "; reports takes the configuration file as --config PATH\n"
+    )
+
+
 def test_reports_config_before_ingest_is_the_config_of_ingest(
     write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -643,6 +668,25 @@ def test_a_reader_that_goes_away_is_no_traceback(write_config: WriteConfig, comm
         assert process.wait(timeout=60) == 141  # 128 + SIGPIPE, as a shell reports it
 
 
+@pytest.mark.parametrize("command", ["check", "dns"])
+def test_output_that_cannot_be_written_is_one_line(write_config: WriteConfig, command: str) -> None:
+    # `mtasts-host dns > zone.txt` on a full disk ended in an OSError traceback.
+    argv = [sys.executable, "-m", "mtasts_host", command, str(write_config())]
+    with open("/dev/full", "wb") as full:
+        ran = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, check=False)
+    assert (ran.returncode, ran.stderr) == (
+        74,
+        b"mtasts-host: error: cannot write the output: No space left on device\n",
+    )
+
+
+def test_a_closed_standard_output_is_no_traceback(write_config: WriteConfig) -> None:
+    # Started with it closed (a supervisor's `>&-`), sys.stdout is None: flushing it raised.
+    argv = ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "mtasts_host"]
+    ran = subprocess.run([*argv, "check", str(write_config())], capture_output=True, check=False)
+    assert (ran.returncode, ran.stderr) == (0, b"")
+
+
 def test_help_gives_whole_seconds_as_the_readme_does(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["doctor", "--help"])
@@ -676,3 +720,123 @@ def test_a_usage_error_of_reports_ingest_is_75_for_the_mail_system_to_retry(
     if message is not None:
         assert err == f"mtasts-host: error: {message}\n"
     assert main(["reports", *argv]) == 2  # the summary is no mail pipe
+
+
+SEARCH_A_B = (
+    "/etc/resolv.conf: a 'domain' or 'search' name is not a DNS name (A DNS label is empty)"
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param([], f"{SEARCH_A_B}; give --resolver", id="resolv-conf"),
+        # dnspython reads the host name for a resolver given its server too.
+        pytest.param(
+            ["--resolver", "127.0.0.1"],
+            "this machine's host name 'a..b' is not a DNS name (A DNS label is empty)",
+            id="host-name",
+        ),
+    ],
+)
+def test_doctor_without_a_usable_system_resolver_says_why_in_one_line(
+    write_config: WriteConfig,
+    resolv_conf: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    resolv_conf.write_text("nameserver 127.0.0.1\nsearch a..b\n")
+    if argv:
+        monkeypatch.setattr(socket, "gethostname", lambda: "a..b")
+    assert main(["doctor", str(write_config()), *argv]) == 2
+    assert capsys.readouterr() == ("", f"mtasts-host: error: {message}\n")
+
+
+def test_serve_with_the_doctor_and_no_usable_system_resolver_says_why_in_one_line(
+    write_config: WriteConfig, resolv_conf: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    resolv_conf.write_text("nameserver dns.example\n")
+    argv = ["serve", str(write_config()), "--port", str(free_port()), "--doctor-interval", "1h"]
+    before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(argv) == 2
+    finally:
+        signal.signal(signal.SIGHUP, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "mtasts-host: error: /etc/resolv.conf: nameserver dns.example is not a "
+        "dns.nameserver.Nameserver instance or text form, IP address, nor a valid https URL; "
+        "give --resolver"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "block"),
+    [
+        (["doctor"], ""),
+        (["publish"], "publish: {command: /bin/true}\n"),
+        (["reports"], "reports: {store: 'sqlite:////nonexistent/r.db'}\n"),
+    ],
+    ids=["doctor", "publish", "reports"],
+)
+def test_a_domain_not_configured_from_the_environment_names_the_variable(
+    command: list[str],
+    block: str,
+    write_config: WriteConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It said "--domain 'nope.example'" to an operator who had typed no --domain.
+    path = write_config(CONFIG_D + block)
+    monkeypatch.setenv("MTASTS_HOST_CONFIG", str(path))
+    monkeypatch.setenv("MTASTS_HOST_DOMAIN", "nope.example")
+    assert main(command) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"mtasts-host: error: MTASTS_HOST_DOMAIN 'nope.example': not configured in {path}\n",
+    )
+    assert main([*command, "--domain", "nope.example"]) == 2
+    assert capsys.readouterr().err == (
+        f"mtasts-host: error: --domain 'nope.example': not configured in {path}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv", [["doctor"], ["serve", "--doctor-interval", "1h"]], ids=["doctor", "serve"]
+)
+def test_a_ca_file_from_the_environment_that_cannot_work_names_the_variable(
+    argv: list[str],
+    write_config: WriteConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # It said "--ca-file ..." to an operator who had typed no --ca-file.
+    missing = tmp_path / "ca.pem"
+    monkeypatch.setenv("MTASTS_HOST_CA_FILE", str(missing))
+    port = ["--port", str(free_port())] if argv[0] == "serve" else []
+    before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+    try:
+        assert main([*argv, str(write_config()), *port]) == 2
+    finally:
+        signal.signal(signal.SIGHUP, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"mtasts-host: error: MTASTS_HOST_CA_FILE {missing}: No such file or directory"
+    )
+
+
+def test_serve_started_with_standard_error_closed_ends_as_sigterm_asks(
+    write_config: WriteConfig,
+) -> None:
+    # A socket took the free number 2, and libuv (uvloop) aborted as it closed it: SIGABRT.
+    port = free_port()
+    argv = ["sh", "-c", 'exec "$@" 2>&-', "sh", *serve_argv(write_config(), port)]
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) as process:
+        try:
+            wait_for_port("127.0.0.1", port, process)
+        finally:
+            process.terminate()
+        assert process.wait(timeout=30) == -signal.SIGTERM

@@ -7,14 +7,24 @@ import pytest
 from mtasts_host.options import duration, seconds
 
 
-@pytest.mark.parametrize(("text", "value"), [("2", 2.0), ("2.5", 2.5), ("0.01", 0.01)])
+@pytest.mark.parametrize(
+    ("text", "value"), [("2", 2.0), ("2.5", 2.5), ("0.01", 0.01), ("31536000", 31536000.0)]
+)
 def test_seconds(text: str, value: float) -> None:
     assert seconds(text) == value
 
 
-@pytest.mark.parametrize("text", ["", "0", "-1", " 2", "1_0", "1e3", "inf", "nan", "١٢", "2."])
-def test_seconds_are_ascii_decimal(text: str) -> None:
-    with pytest.raises(ValueError, match=r"^expected a positive number of seconds$"):
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("", "0", "-1", " 2", "1_0", "1e3", "inf", "nan", "١٢", "2."),
+        # Longer crashed the doctor: Thread.join(9223372037) raises OverflowError.
+        *("31536000.5", "9223372037", "9" * 400),
+    ],
+)
+def test_seconds_are_ascii_decimal_up_to_a_year(text: str) -> None:
+    message = r"^expected a positive number of seconds, at most 31536000$"
+    with pytest.raises(ValueError, match=message):
         seconds(text)
 
 

@@ -170,6 +170,35 @@ def test_startup_failure_is_one_line(write_config: WriteConfig, tmp_path: Path) 
     )
 
 
+def test_limit_concurrency_serves_that_many_connections(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # uvicorn counts the connection a request came on: --limit-concurrency 1 answered every
+    # request 503, and N served N - 1 connections at once.
+    port = free_port()
+    argv = serve_argv(write_config(), port, "--limit-concurrency", "1")
+    opened: list[http.client.HTTPConnection] = []
+
+    def served_on_a_connection_kept_open() -> bool:
+        # Again until served: the server may not have seen the close of the last one yet.
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        opened.append(connection)
+        connection.request("GET", POLICY_PATH, headers={"Host": "mta-sts.example.com"})
+        response = connection.getresponse()
+        return (response.status, response.read()) == (200, BODY_D)
+
+    with running(argv, tmp_path / "server.log", "127.0.0.1", port):
+        try:
+            wait_until(served_on_a_connection_kept_open)
+            # That one still open (keep-alive), a second is over the limit.
+            request = f"GET {POLICY_PATH} HTTP/1.1\r\nHost: mta-sts.example.com\r\n"
+            answer = raw_request(port, f"{request}Connection: close\r\n\r\n".encode())
+            assert answer.startswith(b"HTTP/1.1 503 ")
+        finally:
+            for connection in opened:
+                connection.close()
+
+
 _TLS_UVICORN = (
     "import sys, uvicorn; from mtasts_host import create_app; "
     "uvicorn.run(create_app(sys.argv[1]), host=sys.argv[2], port=443, "

@@ -17,7 +17,17 @@ from .._gc import collector_paused
 from ..app import PolicyApp
 from ..config import Config
 from ..metrics import collector
-from ..options import Option, UsageError, choice, duration, port, seconds, several, text
+from ..options import (
+    Option,
+    UsageError,
+    choice,
+    duration,
+    given_as,
+    port,
+    seconds,
+    several,
+    text,
+)
 from ..store import build_snapshot
 from .background import Background
 from .dnsprobe import resolver_address
@@ -120,12 +130,23 @@ def doctor(config: Config, args: argparse.Namespace) -> int:
         0 when nothing fails, 1 when a check fails, 2 when the options cannot work.
     """
     try:
+        # Here, where the error can name where the domains came from: --domain or a variable.
+        config.select(args.domain or (), given_as(args, "domain"))
+    except ValueError as exc:
+        print(f"mtasts-host: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         report = run(build_snapshot(config), _options(args, args.timeout, args.domain or ()))
     except DoctorError as exc:
-        print(f"mtasts-host: error: {exc}", file=sys.stderr)
+        print(f"mtasts-host: error: {_said(exc, args)}", file=sys.stderr)
         return 2
     print(report.to_json() if args.format == "json" else report.to_text())
     return report.exit_code()
+
+
+def _said(exc: DoctorError, args: argparse.Namespace) -> str:
+    """The error, naming the option at fault as it was given: ``--ca-file`` or its variable."""
+    return str(exc) if exc.option is None else f"{given_as(args, exc.option)} {exc.detail}"
 
 
 def _detail(background: Background) -> dict[str, object]:
@@ -143,9 +164,12 @@ def background_for(app: PolicyApp, args: argparse.Namespace) -> Background | Non
     """
     if args.doctor_interval is None:
         return None
-    background = Background(
-        app.store, _options(args, args.doctor_timeout, ()), args.doctor_interval
-    )
+    try:
+        background = Background(
+            app.store, _options(args, args.doctor_timeout, ()), args.doctor_interval
+        )
+    except DoctorError as exc:
+        raise DoctorError(_said(exc, args)) from None
     if app.registry is not None:
         app.registry.register(collector(background.collect))
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
-import dns.resolver
-
+from .._files import NotAFile
+from .._resolver import NoSystemResolver, system_resolver
 from ..config import Config
 from ..tls import sender_context
 from .dnsprobe import Lookup
@@ -17,6 +18,13 @@ from .ehlo import ehlo_name
 class DoctorError(ValueError):
     """The options cannot work: a domain not configured, a bad EHLO name, an unreadable CA
     file, no resolver."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message if option is None else f"--{option} {message}")
+        self.option = option
+        """The option whose value is at fault, if the message begins with it."""
+        self.detail = message
+        """The message without the option's name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +77,17 @@ def prepare(options: DoctorOptions) -> tuple[ssl.SSLContext, Lookup]:
         context = sender_context(options.ca_file)
     except ssl.SSLError as exc:  # read, but not certificates ("[X509: ...] ... (_ssl.c:...)")
         why = f"expected PEM certificates ({exc.reason or exc})"
-        raise DoctorError(f"--ca-file {options.ca_file}: {why}") from None
+        raise DoctorError(f"{options.ca_file}: {why}", "ca-file") from None
     except OSError as exc:  # not read ("[Errno 2] ..."): the reason alone
-        raise DoctorError(f"--ca-file {options.ca_file}: {exc.strerror or exc}") from None
+        raise DoctorError(f"{options.ca_file}: {exc.strerror or exc}", "ca-file") from None
+    except NotAFile as exc:
+        why = f"{exc}; expected a file of PEM certificates"
+        raise DoctorError(f"{options.ca_file}: {why}", "ca-file") from None
     try:
-        lookup = Lookup(options.resolver, options.timeout)
-    except dns.resolver.NoResolverConfiguration:
-        raise DoctorError("no system resolver (/etc/resolv.conf): give --resolver") from None
+        lookup = system_resolver(partial(Lookup, options.resolver, options.timeout))
+    except NoSystemResolver as exc:
+        fix = "; give --resolver" if exc.in_file else ""  # which only bypasses the file
+        raise DoctorError(f"{exc}{fix}") from None
     return context, lookup
 
 

@@ -17,6 +17,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
+from .._resolver import system_resolver
 from ..dns import STS_VERSION
 from ..names import STS_PREFIX
 from ..wire import name_text, txt_text
@@ -200,6 +201,17 @@ def _addresses(where: Server, host: str) -> list[str]:
         return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, NAMESERVER_PORT)})
     except OSError:
         return []
+
+
+def check_resolver() -> None:
+    """
+    Check that dnspython can configure the system's resolver, through which ``primary_for``
+    finds each zone's name servers: once a run, rather than failing for every name.
+
+    Raises:
+        NoSystemResolver: it cannot; the message says why.
+    """
+    system_resolver(dns.resolver.get_default_resolver)
 
 
 def primary_for(name: str, known: dict[str, Server] | None = None) -> Server:

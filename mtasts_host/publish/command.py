@@ -12,7 +12,7 @@ import sys
 
 from ..app import PolicyApp
 from ..config import Config
-from ..options import Option, boolean, several, text
+from ..options import Option, boolean, given_as, several, text
 from ..store import build_snapshot
 from .auto import AutoPublisher
 from .runner import publish as run
@@ -62,7 +62,7 @@ def publish(config: Config, args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        domains = config.select(args.domain or ())
+        domains = config.select(args.domain or (), given_as(args, "domain"))
     except ValueError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2

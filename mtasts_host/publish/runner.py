@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from .. import dns
+from .._resolver import NoSystemResolver
 from ..blocks.publish import PublishSettings
 from ..store import Snapshot
 from ..tls import sender_context
@@ -55,7 +56,9 @@ def publish(
         raise ValueError(f"{snapshot.config.path}: no publish block")
     try:
         fixed = query.server(*settings.server) if settings.server else None
-    except Unreachable as exc:
+        if fixed is None:
+            authority.check_resolver()
+    except (Unreachable, NoSystemResolver) as exc:
         output.problem(str(exc))
         return Outcome((), (str(exc),))
     backend: Backend

@@ -16,7 +16,7 @@ from .. import names
 from .._digits import decimal, fraction
 from .._text import counted, last_days, printable
 from ..config import Config
-from ..options import Option, choice, positive_int, text
+from ..options import Option, choice, given_as, positive_int, text
 from ..policy import Mode
 from . import mail
 from .intake import Intake
@@ -87,7 +87,8 @@ def summary(config: Config, args: argparse.Namespace) -> int:
         return 2
     try:
         # As doctor and publish say it, in the canonical form (any case, U-labels) too.
-        domains = config.select(() if args.domain is None else (args.domain,))
+        given = () if args.domain is None else (args.domain,)
+        domains = config.select(given, given_as(args, "domain"))
     except ValueError as exc:
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from email.policy import Compat32
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from .._files import NotAFile, read_file
 from .._text import printable
 from .body import GZIP_MAGIC, TooLarge
 from .intake import Intake
@@ -183,13 +184,14 @@ def ingest_maildir(intake: Intake, maildir: str | Path, log: TextIO) -> int:
     status = EX_OK
     for name in names:
         try:
-            data = _read(new / name)
+            # Never a FIFO's open, which waits for a writer: the run would hang there for good.
+            data, _ = read_file(new / name, MAX_MESSAGE_SIZE)
         except FileNotFoundError:
             continue  # taken by another reader meanwhile
-        except OSError as exc:
+        except (OSError, NotAFile) as exc:
             # Left in new/ and said on every run: skipped unsaid (a file of another user,
             # mode 0600), it was never read and the run still exited 0.
-            print(f"{new / name}: {exc.strerror or exc}", file=log)
+            print(f"{new / name}: {getattr(exc, 'strerror', None) or exc}", file=log)
             status = max(status, EX_NOINPUT)
             continue
         result = ingest(intake, data, str(new / name), log)

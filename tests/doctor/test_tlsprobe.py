@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import ssl
 import sys
@@ -174,6 +175,20 @@ def test_a_ca_file_without_a_certificate_is_an_option_error(tmp_path: Path) -> N
     with pytest.raises(DoctorError) as raised:
         validate(DoctorOptions(ca_file=str(path)))
     assert str(raised.value) == message
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize(
+    ("name", "what"), [("fifo.pem", "not a regular file"), ("", "a directory")], ids=["fifo", "dir"]
+)
+def test_a_ca_file_that_is_no_file_is_an_option_error(tmp_path: Path, name: str, what: str) -> None:
+    # OpenSSL opened a FIFO without a writer and waited for one: the doctor hung, silent.
+    path = tmp_path / name
+    if name:
+        os.mkfifo(path)
+    with pytest.raises(DoctorError) as raised:
+        validate(DoctorOptions(ca_file=str(path)))
+    assert str(raised.value) == f"--ca-file {path}: {what}; expected a file of PEM certificates"
 
 
 def test_an_ehlo_name_that_is_none_is_an_option_error() -> None:

@@ -788,3 +788,23 @@ def test_an_unknown_domain(write: Write, publish: Publish) -> None:
     ran = publish(path, "--domain", "b.pub.test")
     assert (ran.code, ran.out) == (2, "")
     assert ran.err == f"mtasts-host: error: --domain 'b.pub.test': not configured in {path}\n"
+
+
+def test_no_usable_system_resolver_is_one_line(
+    tmp_path: Path, publish: Publish, resolv_conf: Path
+) -> None:
+    # Without a server, the zones' name servers are found through it: it was one "zone not
+    # found" line for each record, or a traceback for a bad nameserver line.
+    resolv_conf.write_text("nameserver 127.0.0.1\nsearch a..b\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "domains:\n  a.pub.test: {mode: enforce, mx: [mx.pub.test]}\n"
+        "  b.pub.test: {mode: enforce, mx: [mx.pub.test]}\n"
+        "publish: {command: /bin/true}\n"
+    )
+    ran = publish(path, "--dry-run")
+    assert (ran.code, ran.out) == (1, "")
+    assert ran.err == (
+        "error: /etc/resolv.conf: a 'domain' or 'search' name is not a DNS name "
+        "(A DNS label is empty)\n"
+    )

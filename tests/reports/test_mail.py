@@ -301,11 +301,25 @@ def test_a_message_that_cannot_be_read_is_named_and_left_in_new(
     log = io.StringIO()
     assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_NOINPUT
     assert log.getvalue().splitlines() == [
-        f"{maildir}/new/0.host: Is a directory",
+        f"{maildir}/new/0.host: a directory",
         f"{maildir}/new/1.host: stored: report 'g' from 'Google Inc.'",
     ]
     assert [path.name for path in (maildir / "new").iterdir()] == ["0.host"]
     assert [path.name for path in (maildir / "cur").iterdir()] == ["1.host:2,S"]
+
+
+@pytest.mark.timeout(5)
+def test_a_fifo_in_new_is_named_and_left_there(sqlite_url: str, tmp_path: Path) -> None:
+    # Its open waited for a writer that never came: the run hung, and every run after it.
+    maildir = maildir_with(tmp_path, "new", "cur", "tmp")
+    os.mkfifo(maildir / "new" / "0.host")
+    log = io.StringIO()
+    assert _ingest(sqlite_url, maildir=str(maildir), log=log) == EX_NOINPUT
+    assert log.getvalue().splitlines() == [
+        f"{maildir}/new/0.host: not a regular file",
+        f"{maildir}/new/1.host: stored: report 'g' from 'Google Inc.'",
+    ]
+    assert [path.name for path in (maildir / "new").iterdir()] == ["0.host"]
 
 
 def test_a_message_taken_by_another_reader_meanwhile(
