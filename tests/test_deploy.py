@@ -1382,3 +1382,11 @@ def test_nginx_answers_conditional_requests_with_the_whole_policy(
     assert fetch(name, header) == (b"HTTP/1.1 200 OK", BODY_D)  # not cached yet
     assert fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)  # now cached
     assert fetch(name, header) == (b"HTTP/1.1 200 OK", BODY_D)
+
+
+def test_nginx_names_no_version_of_its_own(cached: Cached) -> None:
+    """nginx's own answers (here to a header too large for its buffers) give no version."""
+    status, body = cached.fetch("mta-sts.example.com", "X-Big: " + "b" * 20_000)
+    assert status.startswith(b"HTTP/1.1 400 "), body
+    assert b"<center>nginx</center>" in body
+    assert b"nginx/" not in body
