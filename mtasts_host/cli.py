@@ -283,6 +283,13 @@ def _fill_standard_streams() -> None:
             os.fstat(fd)
         except OSError:
             os.set_inheritable(os.open(os.devnull, os.O_RDWR), True)  # the lowest free: fd
+    # Closed as Python started, sys.stdout or sys.stderr is None: the reports summary's write
+    # raised AttributeError, and print(file=sys.stderr) wrote on standard output. Each is
+    # the /dev/null put there, for the whole run.
+    if sys.stdout is None:
+        sys.stdout = open(1, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115
 
 
 def _check_before(parent: Command, command: Command, args: argparse.Namespace) -> None:

@@ -39,8 +39,10 @@ def connection(environ: Mapping[str, str]) -> http.client.HTTPConnection:
     uds = environ.get("MTASTS_HOST_UDS", "").strip()
     if uds:
         return _UnixConnection(uds)
-    # The first of the addresses, as serve reads them: "0.0.0.0,::" or "0.0.0.0 ::".
-    host = next(iter(re.split(r"[\s,]+", environ.get("MTASTS_HOST_HOST", "").strip())))
+    # The first of the addresses, as serve reads them: "0.0.0.0,::" or "0.0.0.0 ::", and
+    # ",::" is "::" alone.
+    hosts = re.split(r"[\s,]+", environ.get("MTASTS_HOST_HOST", ""))
+    host = next((host for host in hosts if host), "")
     port = int(environ.get("MTASTS_HOST_PORT", "").strip() or "8080")
     return http.client.HTTPConnection(_ANY.get(host, host), port, timeout=TIMEOUT)
 

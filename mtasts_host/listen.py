@@ -29,6 +29,9 @@ def address(text: str) -> str:
     """An address to bind or a host name; an IPv6 address may be bracketed, as in a URL."""
     if text.startswith("[") and text.endswith("]") and ":" in text:
         text = text[1:-1]
+    elif text.count(":") == 1 or (text.startswith("[") and "]:" in text):
+        # Else 0.0.0.0:8080 was looked up as a name: "cannot listen on [0.0.0.0:8080]:8080".
+        raise ValueError("expected an address without a port, which --port gives")
     if not text or "[" in text or "]" in text:
         raise ValueError("expected an IP address or a host name, like 0.0.0.0 or ::")
     return text
@@ -91,13 +94,17 @@ def _sockets(host: str, port: int, bound: set[object]) -> list[socket.socket]:
     except UnicodeError as exc:  # a label IDNA cannot encode: "a..b", or over 63 characters
         raise CannotListen(where(host, port), f"not a host name: {exc.__cause__ or exc}") from None
     sockets: list[socket.socket] = []
+    lacking: OSError | None = None  # why a socket could not be made for one of them
+    listened = False  # one of them already, for a host given before
     try:
         for family, kind, protocol, _, address in addresses:
             if address[:2] in bound:  # given twice, or a name and its address
+                listened = True
                 continue
             try:
                 sock = socket.socket(family, kind, protocol)
-            except OSError:  # a family this kernel lacks (IPv6): skipped, as the event loop does
+            except OSError as exc:  # a family this kernel lacks (IPv6): skipped, as the event
+                lacking = exc  # loop does, unless the host has no other address
                 continue
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -112,6 +119,9 @@ def _sockets(host: str, port: int, bound: set[object]) -> list[socket.socket]:
     except BaseException:
         close(sockets, None)
         raise
+    if lacking is not None and not sockets and not listened:
+        # "::" on a kernel without IPv6: else the server ran, listening nowhere.
+        raise CannotListen(where(host, port), lacking.strerror or str(lacking))
     return sockets
 
 

@@ -19,7 +19,7 @@ from mtasts_host.policy import policy_id
 from mtasts_host.store import Snapshot
 
 from .conftest import BODY_D, CONFIG_D, WriteConfig
-from .processes import free_port, serve_argv, wait_for_port
+from .processes import free_port, serve_argv, wait_for_answer
 
 BAD = """\
 domains:
@@ -687,6 +687,29 @@ def test_a_closed_standard_output_is_no_traceback(write_config: WriteConfig) -> 
     assert (ran.returncode, ran.stderr) == (0, b"")
 
 
+def test_a_closed_standard_output_is_no_traceback_for_the_reports_summary(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # It wrote on sys.stdout, None then: an AttributeError traceback.
+    store = f"reports: {{store: 'sqlite:///{tmp_path / 'r.db'}', retention_days: 36500}}\n"
+    path = write_config(CONFIG_D + store)
+    assert main(["reports", "ingest", "--config", str(path), str(REPORT)]) == 0
+    argv = ["sh", "-c", 'exec "$@" >&-', "sh", sys.executable, "-m", "mtasts_host"]
+    ran = subprocess.run(
+        [*argv, "reports", "--config", str(path)], capture_output=True, check=False
+    )
+    assert (ran.returncode, ran.stderr) == (0, b"")
+
+
+def test_a_closed_standard_error_keeps_errors_out_of_the_output(write_config: WriteConfig) -> None:
+    # sys.stderr is None then, and print(file=None) prints on standard output: the error went
+    # into `dns > zone.txt`.
+    argv = ["sh", "-c", 'exec "$@" 2>&-', "sh", sys.executable, "-m", "mtasts_host"]
+    path = write_config("domains: {x: 1}\n")
+    ran = subprocess.run([*argv, "dns", str(path)], stdout=subprocess.PIPE, check=False)
+    assert (ran.returncode, ran.stdout) == (1, b"")
+
+
 def test_help_gives_whole_seconds_as_the_readme_does(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["doctor", "--help"])
@@ -831,12 +854,15 @@ def test_a_ca_file_from_the_environment_that_cannot_work_names_the_variable(
 def test_serve_started_with_standard_error_closed_ends_as_sigterm_asks(
     write_config: WriteConfig,
 ) -> None:
-    # A socket took the free number 2, and libuv (uvloop) aborted as it closed it: SIGABRT.
+    # When serve bound its port after the file loaded, a socket took the free number 2 and
+    # libuv (uvloop) aborted as it closed it: SIGABRT. Now the listening socket would take
+    # it, which uvloop serves on a copy of; /dev/null is put there first all the same (see
+    # test_a_closed_standard_error_keeps_errors_out_of_the_output), and serve still serves.
     port = free_port()
     argv = ["sh", "-c", 'exec "$@" 2>&-', "sh", *serve_argv(write_config(), port)]
     with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) as process:
         try:
-            wait_for_port("127.0.0.1", port, process)
+            wait_for_answer("127.0.0.1", port, process)
         finally:
             process.terminate()
         assert process.wait(timeout=30) == -signal.SIGTERM

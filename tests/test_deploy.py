@@ -687,6 +687,8 @@ def test_the_image_healthcheck_asks_where_the_variables_have_the_server_listen(
         # Several addresses, as serve reads them: the first is asked.
         assert check(MTASTS_HOST_HOST="127.0.0.2,::", MTASTS_HOST_PORT=str(port)) == 0
         assert check(MTASTS_HOST_HOST="127.0.0.2 ::", MTASTS_HOST_PORT=str(port)) == 0
+        # Blanks and commas before it, which serve skips: it asked 127.0.0.1.
+        assert check(MTASTS_HOST_HOST=" ,127.0.0.2,::", MTASTS_HOST_PORT=str(port)) == 0
 
 
 # -- Kubernetes --------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
+from typing import Any
 
 import pytest
 
@@ -34,6 +37,14 @@ def test_an_address(text: str, expected: str) -> None:
 )
 def test_not_an_address(text: str) -> None:
     with pytest.raises(ValueError, match=r"^expected an IP address or a host name, like 0\.0\."):
+        listen.address(text)
+
+
+@pytest.mark.parametrize("text", ["0.0.0.0:8080", "localhost:8080", "[::1]:8080"])
+def test_an_address_with_a_port_says_where_the_port_goes(text: str) -> None:
+    # 0.0.0.0:8080 was looked up as a name: "cannot listen on [0.0.0.0:8080]:8080: Name or
+    # service not known", and [::1]:8080 was "expected an IP address or a host name".
+    with pytest.raises(ValueError, match=r"^expected an address without a port, which --port"):
         listen.address(text)
 
 
@@ -77,3 +88,40 @@ def test_an_ipv4_mapped_address_says_which_to_give() -> None:
     assert str(caught.value) == (
         f"cannot listen on [::ffff:127.0.0.1]:{port}: an IPv4-mapped address: give 127.0.0.1"
     )
+
+
+def _without_ipv6(family: int = -1, *args: Any, **kwargs: Any) -> socket.socket:
+    """``socket.socket`` on a kernel without IPv6 (booted with ipv6.disable=1)."""
+    if family == socket.AF_INET6:
+        raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+    return _SOCKET(family, *args, **kwargs)
+
+
+_SOCKET = socket.socket
+
+
+def test_ipv6_alone_on_a_kernel_without_ipv6_cannot_listen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It listened on nothing: serve ran, no "Uvicorn running on" line, every connection refused.
+    monkeypatch.setattr(socket, "socket", _without_ipv6)
+    port = free_port()
+    with pytest.raises(listen.CannotListen) as caught:
+        listen.listening(("127.0.0.1", "::"), port, None)
+    assert str(caught.value) == (
+        f"cannot listen on [::]:{port}: Address family not supported by protocol"
+    )
+    with _SOCKET() as again:
+        again.bind(("127.0.0.1", port))  # the one before let go
+
+
+def test_a_name_without_its_ipv6_address_listens_on_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(socket, "socket", _without_ipv6)
+    port = free_port()
+    sockets = listen.listening(("localhost",), port, None)
+    try:
+        assert {sock.family for sock in sockets} == {socket.AF_INET}
+    finally:
+        listen.close(sockets, None)
