@@ -568,12 +568,7 @@ def test_serve_takes_doctor_options_with_the_interval_from_the_environment(
     monkeypatch.setenv("MTASTS_HOST_DOCTOR_INTERVAL", "1h")
     port = str(free_port())
     argv = ["serve", str(write_config()), "--port", port, "--ca-file", "/nonexistent/ca.pem"]
-    before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
-    try:
-        assert main(argv) == 2
-    finally:
-        signal.signal(signal.SIGHUP, before[0])
-        signal.signal(signal.SIGTERM, before[1])
+    assert _main_keeping_signals(argv) == 2
     assert (
         capsys.readouterr()
         .err.splitlines()[-1]
@@ -782,12 +777,7 @@ def test_serve_with_the_doctor_and_no_usable_system_resolver_says_why_in_one_lin
 ) -> None:
     resolv_conf.write_text("nameserver dns.example\n")
     argv = ["serve", str(write_config()), "--port", str(free_port()), "--doctor-interval", "1h"]
-    before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
-    try:
-        assert main(argv) == 2
-    finally:
-        signal.signal(signal.SIGHUP, before[0])
-        signal.signal(signal.SIGTERM, before[1])
+    assert _main_keeping_signals(argv) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         "mtasts-host: error: /etc/resolv.conf: nameserver dns.example is not a "
         "dns.nameserver.Nameserver instance or text form, IP address, nor a valid https URL; "
@@ -840,12 +830,7 @@ def test_a_ca_file_from_the_environment_that_cannot_work_names_the_variable(
     missing = tmp_path / "ca.pem"
     monkeypatch.setenv("MTASTS_HOST_CA_FILE", str(missing))
     port = ["--port", str(free_port())] if argv[0] == "serve" else []
-    before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
-    try:
-        assert main([*argv, str(write_config()), *port]) == 2
-    finally:
-        signal.signal(signal.SIGHUP, before[0])
-        signal.signal(signal.SIGTERM, before[1])
+    assert _main_keeping_signals([*argv, str(write_config()), *port]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"mtasts-host: error: MTASTS_HOST_CA_FILE {missing}: No such file or directory"
     )
@@ -866,3 +851,13 @@ def test_serve_started_with_standard_error_closed_ends_as_sigterm_asks(
         finally:
             process.terminate()
         assert process.wait(timeout=30) == -signal.SIGTERM
+
+
+def _main_keeping_signals(argv: list[str]) -> int:
+    """``main(argv)``, for a ``serve`` in this process: its signal handlers put back after."""
+    before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+    try:
+        return main(argv)
+    finally:
+        signal.signal(signal.SIGHUP, before[0])
+        signal.signal(signal.SIGTERM, before[1])

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -160,9 +160,7 @@ def test_absolute_form_uses_the_host_header(server: Process) -> None:
 
 def test_startup_failure_is_one_line(write_config: WriteConfig, tmp_path: Path) -> None:
     path = write_config("domains:\n  a.example: {mode: enforced}\n")
-    completed = subprocess.run(
-        serve_argv(path, free_port()), capture_output=True, text=True, timeout=60, check=False
-    )
+    completed = _run(serve_argv(path, free_port()))
     assert completed.returncode == 1
     assert completed.stderr == (
         f"{path}:2: domains.a.example.mode: expected one of enforce, testing, none, "
@@ -311,13 +309,7 @@ sys.exit(cli.main(sys.argv[1:]))
 def test_sigterm_while_starting_ends_the_process(write_config: WriteConfig) -> None:
     # It was lost: the server started and served on until the orchestrator killed it.
     arguments = serve_argv(write_config(), free_port())[3:]  # after "python -m mtasts_host"
-    completed = subprocess.run(
-        [PYTHON, "-c", SIGTERM_WHILE_LOADING, *arguments],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = _run([PYTHON, "-c", SIGTERM_WHILE_LOADING, *arguments])
     # Ended, not served: with 0, as a PID 1 that SIGTERM ends once serving (it is ignored
     # when raised again, once the companions have stopped).
     assert (completed.returncode, completed.stderr) == (0, "")
@@ -358,13 +350,7 @@ def test_sigterm_while_the_companions_start_stops_those_started(
     arguments = serve_argv(path, free_port(), *doctor)[3:]  # after "python -m mtasts_host"
     # A server with no zone, which answers at once: the publisher's run fails without a wait.
     with dns_server("", "127.0.0.1", port):
-        completed = subprocess.run(
-            [PYTHON, "-c", SIGTERM_WHILE_COMPANIONS_START, *arguments],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        completed = _run([PYTHON, "-c", SIGTERM_WHILE_COMPANIONS_START, *arguments])
     assert (completed.returncode, completed.stdout) == (0, "['MainThread']\n"), completed.stderr
 
 
@@ -509,9 +495,7 @@ def test_a_unix_socket_that_cannot_be_ours_is_one_line_and_touches_nothing(
         if where == "listening.sock":
             other.bind(str(path))
             other.listen()
-        completed = subprocess.run(
-            uds_argv(config, path), capture_output=True, text=True, timeout=60, check=False
-        )
+        completed = _run(uds_argv(config, path))
     assert completed.returncode == 3  # as uvicorn's when the port is taken
     # The error alone: no "serving FILE" line before it, for a server that serves nothing.
     assert completed.stderr == f"mtasts-host: error: cannot listen on {path}: {problem}\n"
@@ -537,12 +521,8 @@ def test_a_port_taken_is_one_line_and_starts_nothing_beside_the_server(
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        completed = subprocess.run(
-            serve_argv(path, port, "--doctor-interval", "1h", "--resolver", "127.0.0.1:9"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        completed = _run(
+            serve_argv(path, port, "--doctor-interval", "1h", "--resolver", "127.0.0.1:9")
         )
     assert completed.returncode == 3
     # The error alone: no "serving FILE" line, nor the doctor's or the publisher's.
@@ -564,7 +544,7 @@ def test_a_host_name_idna_refuses_is_one_line(write_config: WriteConfig, host: s
     # there, a traceback in place of the one line and exit 3 of a name that does not resolve.
     port = free_port()
     argv = serve_argv(write_config(), port, "--host", host)
-    completed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    completed = _run(argv)
     assert completed.returncode == 3
     assert "Traceback" not in completed.stderr
     assert completed.stderr.splitlines()[-1] == (
@@ -671,13 +651,7 @@ def test_one_address_of_two_taken_is_one_line(
     with socket.socket(taken) as other:
         other.bind((where.strip("[]"), port))
         other.listen()
-        completed = subprocess.run(
-            serve_argv(path, port, "--host", "127.0.0.1", "--host", "::1"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        completed = _run(serve_argv(path, port, "--host", "127.0.0.1", "--host", "::1"))
     assert completed.returncode == 3
     assert completed.stderr == (
         f"mtasts-host: error: cannot listen on {where}:{port}: Address already in use\n"
@@ -720,13 +694,7 @@ def test_no_other_server_takes_the_port_while_the_file_loads(
     store = tmp_path / "reports.db"
     path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{store}'}}\n")
     arguments = serve_argv(path, free_port())[3:]  # after "python -m mtasts_host"
-    completed = subprocess.run(
-        [PYTHON, "-c", TAKEN_WHILE_LOADING, *arguments],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = _run([PYTHON, "-c", TAKEN_WHILE_LOADING, *arguments])
     assert (completed.returncode, completed.stdout) == (1, "Address already in use\n")
     assert not store.exists()
 
@@ -757,12 +725,12 @@ def test_a_connection_while_the_file_loads_is_answered_once_it_has(
     write_config: WriteConfig,
 ) -> None:
     arguments = serve_argv(write_config(), free_port())[3:]  # after "python -m mtasts_host"
-    completed = subprocess.run(
-        [PYTHON, "-c", ASKED_WHILE_LOADING, *arguments],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = _run([PYTHON, "-c", ASKED_WHILE_LOADING, *arguments])
     assert (completed.returncode, completed.stdout) == (-signal.SIGTERM, "HTTP/1.1 200 OK\n")
     assert "Traceback" not in completed.stderr
+
+
+def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """A command run to its end (a serve that cannot start, or one a script stops), its
+    output captured."""
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
