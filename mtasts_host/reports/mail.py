@@ -39,6 +39,10 @@ MAX_PARTS = 1000
 """Lines starting with ``--``, which every MIME part but the first follows: counted before
 parsing, as the email package builds a few hundred bytes of objects for each part, and a
 million empty ones fit in 7 MB. Real reports come in two or three."""
+MAX_LINES = 100_000
+"""Lines of a message, counted before parsing: the email package keeps an object of some
+200 bytes for each, and 5 MiB of one-word header lines took 211 MB. A report of 1 MiB, the
+most one may be, is 18,000 lines of base64, or some 35,000 of JSON printed one value a line."""
 REPORT_TYPES = ("application/tlsrpt+gzip", "application/tlsrpt+json")
 REPORT_SUFFIXES = (".json", ".json.gz")
 
@@ -66,11 +70,13 @@ def reports_in(data: bytes) -> list[bytes]:
     ``+json``, or whose file name ends in ``.json`` or ``.json.gz``.
 
     Raises:
-        BadReport: the message has too many MIME parts, or nested too deeply, or a header
-            with parameters too long to be read.
+        BadReport: the message has too many lines or MIME parts, or parts nested too
+            deeply, or a header with parameters too long to be read.
     """
     if data.startswith(GZIP_MAGIC) or data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
         return [data]
+    if data.count(b"\n") > MAX_LINES:
+        raise BadReport(f"more than {MAX_LINES:,} lines")
     if data.count(b"\n--") > MAX_PARTS:
         raise BadReport(f"more than {MAX_PARTS:,} MIME parts (lines starting with --)")
     try:

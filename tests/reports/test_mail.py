@@ -13,7 +13,14 @@ from typing import TextIO
 import pytest
 
 from mtasts_host.reports import Intake, ReportsSettings, ingest_command, mail, open_store
-from mtasts_host.reports.mail import EX_DATAERR, EX_NOINPUT, EX_OK, EX_TEMPFAIL, reports_in
+from mtasts_host.reports.mail import (
+    EX_DATAERR,
+    EX_NOINPUT,
+    EX_OK,
+    EX_TEMPFAIL,
+    MAX_LINES,
+    reports_in,
+)
 from mtasts_host.reports.report import BadReport
 
 from .conftest import NOW, encode, recent, report
@@ -262,6 +269,19 @@ def test_a_message_of_too_many_parts_is_bad(sqlite_url: str) -> None:
     assert log.getvalue() == (
         "<stdin>: more than 1,000 MIME parts (lines starting with --); not read\n"
     )
+
+
+def test_a_message_of_too_many_lines_is_bad(sqlite_url: str) -> None:
+    # 5 MiB of one-word header lines took 211 MB to parse.
+    gz = encode(report(day=recent(), report_id="l"))
+    data = message((gz, "application/tlsrpt+gzip", "l.json.gz"))
+    lines = data.count(b"\n")
+    assert _ingest(sqlite_url, stdin=b"X: y\r\n" * (MAX_LINES - lines) + data) == EX_OK
+    log = io.StringIO()
+    assert _ingest(sqlite_url, stdin=b"X: y\r\n" * (MAX_LINES - lines + 1) + data, log=log) == (
+        EX_DATAERR
+    )
+    assert log.getvalue() == "<stdin>: more than 100,000 lines; not read\n"
 
 
 def maildir_with(tmp_path: Path, *subdirectories: str) -> Path:
