@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 
-from . import __version__, dns
+from . import __version__, dns, streams
 from .app import PolicyApp
 from .config import Config, ConfigError, load_config
 from .doctor import Background, Publishing
@@ -28,15 +26,6 @@ _CONFIG_ONLY = replace(CONFIG, help="the YAML file")
 
 EX_INTERRUPTED = 130
 """A command ended by Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
-EX_BROKEN_PIPE = 141
-"""A command whose reader went away (``| head``): 128 + 13, as a shell reports a command
-that SIGPIPE ended, which Python ignores."""
-
-EX_IOERR = 74
-"""A command whose output could not be written (a full disk): sysexits.h's EX_IOERR."""
-# What writing to a file or a device fails with, as opposed to a connection's errors: the
-# commands write no file but their output.
-_WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 _DNS = (
     CONFIG,
@@ -223,7 +212,7 @@ def _add(
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for a usage error, but for a command
     whose ``usage_error`` says otherwise)."""
-    _fill_standard_streams()
+    streams.fill()
     command: Command | None = None
     try:
         # Known arguments first: an unknown one is then the usage error of its command.
@@ -252,44 +241,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Once started, uvicorn handles Ctrl-C itself: this is while the file loads.
             return serve(args, (_beside,))
         status = _run(command, args)
-        if sys.stdout is not None:  # None: started with it closed (>&-)
-            sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
+        sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
         return status
     except KeyboardInterrupt:
         # Ctrl-C: one line and the status a shell gives a command SIGINT ended, no traceback.
         print("mtasts-host: interrupted", file=sys.stderr)
         return EX_INTERRUPTED
     except BrokenPipeError:
-        # As other commands end on SIGPIPE: quietly, the output having nowhere to go.
-        _discard_output()
-        return EX_BROKEN_PIPE
+        return streams.reader_gone()
     except OSError as exc:
-        if exc.errno not in _WRITE_ERRORS:
+        failed = streams.write_failed(exc)
+        if failed is None:
             raise
-        _discard_output()  # what is left in the buffer would fail again at exit
-        with contextlib.suppress(OSError):  # standard error may be the full one
-            print(f"mtasts-host: error: cannot write the output: {exc.strerror}", file=sys.stderr)
-        return EX_IOERR
-
-
-def _fill_standard_streams() -> None:
-    """
-    Put /dev/null where standard input, output or error is closed (``2>&-``): else the next
-    socket or file opened takes its number, and what is meant for standard error goes there,
-    or is refused (libuv, under uvicorn's uvloop, aborts closing a socket numbered 2).
-    """
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            os.set_inheritable(os.open(os.devnull, os.O_RDWR), True)  # the lowest free: fd
-    # Closed as Python started, sys.stdout or sys.stderr is None: the reports summary's write
-    # raised AttributeError, and print(file=sys.stderr) wrote on standard output. Each is
-    # the /dev/null put there, for the whole run.
-    if sys.stdout is None:
-        sys.stdout = open(1, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115
-    if sys.stderr is None:
-        sys.stderr = open(2, "w", errors="backslashreplace", closefd=False)  # noqa: SIM115
+        return failed
 
 
 def _check_before(parent: Command, command: Command, args: argparse.Namespace) -> None:
@@ -306,17 +270,6 @@ def _check_before(parent: Command, command: Command, args: argparse.Namespace) -
     if given:
         name = f"{args.command} {args.subcommand}"
         raise UsageError(f"{', '.join(given)}: not an option of {name}")
-
-
-def _discard_output() -> None:
-    # What is still buffered would raise again as Python flushes it at exit, with an
-    # "Exception ignored" message (see "Note on SIGPIPE" in the docs of the signal module).
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):  # a stream of no file: an in-process caller's own
-        pass
 
 
 def _run(command: Command, args: argparse.Namespace) -> int:
