@@ -363,12 +363,8 @@ def _sum(rows: Iterable[Totals]) -> Sessions:
 
 
 def _others(rows: Iterable[Totals]) -> dict[str, Sessions]:
-    others: dict[str, Sessions] = {}
+    kinds: dict[str, list[Totals]] = {}
     for row in rows:
-        if row.policy_type == PolicyType.STS.value:
-            continue
-        seen = others.get(row.policy_type, Sessions())
-        others[row.policy_type] = Sessions(
-            seen.reports + row.reports, seen.successful + row.successful, seen.failed + row.failed
-        )
-    return dict(sorted(others.items()))
+        if row.policy_type != PolicyType.STS.value:
+            kinds.setdefault(row.policy_type, []).append(row)
+    return {kind: _sum(kinds[kind]) for kind in sorted(kinds)}
