@@ -381,6 +381,25 @@ def test_reports_ingest_takes_files_or_a_maildir(
     assert capsys.readouterr().err == "mtasts-host: error: give FILEs or --maildir, not both\n"
 
 
+def test_reports_ingest_with_standard_input_it_cannot_read_keeps_the_message(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # 'reports ingest 0>file': an OSError (EBADF) traceback, and exit 1, which bounces.
+    path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{tmp_path / 'r.db'}'}}\n")
+    argv = [sys.executable, "-m", "mtasts_host", "reports", "ingest", "--config", str(path)]
+    completed = subprocess.run(
+        ["sh", "-c", f'exec "$@" 0>{tmp_path / "w"}', "sh", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (completed.returncode, completed.stderr) == (
+        75,
+        "<stdin>: cannot be read: Bad file descriptor\n",
+    )
+
+
 def test_reports_ingest_with_standard_input_closed_is_one_line(
     write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -165,7 +165,14 @@ def ingest_files(intake: Intake, paths: Iterable[str | Path], log: TextIO) -> in
 
 def ingest_stdin(intake: Intake, stdin: BinaryIO, log: TextIO) -> int:
     """Ingest one message from standard input, as Postfix's ``pipe`` delivers it."""
-    return ingest(intake, stdin.read(MAX_MESSAGE_SIZE + 1), "<stdin>", log)
+    try:
+        data = stdin.read(MAX_MESSAGE_SIZE + 1)
+    except OSError as exc:
+        # Open for writing only (0>file), or an I/O error: as a closed standard input, the
+        # mail system keeps the message and tries again (see cli).
+        print(f"<stdin>: cannot be read: {exc.strerror or exc}", file=log)
+        return EX_TEMPFAIL
+    return ingest(intake, data, "<stdin>", log)
 
 
 def ingest_maildir(intake: Intake, maildir: str | Path, log: TextIO) -> int:
