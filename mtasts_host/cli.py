@@ -191,6 +191,8 @@ def _parser() -> Parser:
                     subcommand.arguments,
                     inherited={option.dest for option in command.options},
                 )
+    # Named by its choices, as the help lists them: "required: command" named none.
+    commands.metavar = "{" + ",".join(commands.choices) + "}"
     return parser
 
 

@@ -305,7 +305,8 @@ def test_config_given_twice_differently(
 def test_no_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert capsys.readouterr().err == (
-        "mtasts-host: error: the following arguments are required: command\n"
+        "mtasts-host: error: the following arguments are required: "
+        "{serve,check,dns,doctor,publish,reports}\n"
     )
 
 
