@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import answers, ops
+from ._mount import route_path
 from .config import load_config
 from .logs import log_access
 from .metrics import MetricSource, RequestCounts
@@ -35,16 +36,6 @@ unpacks only an exact tuple on its fast path.
 CLIENT_CLOSED = 499
 """The status logged for a request the client abandoned before any answer (as nginx does)."""
 logger = logging.getLogger(__name__)
-
-
-def _route_path(scope: Scope) -> str:
-    # As Starlette's routing does: the path below the mount point, if we are mounted, cut at
-    # a "/" only (granian's --url-path-prefix / gives a root path of "/").
-    path: str = scope["path"]
-    root = scope.get("root_path")
-    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
-        return path[len(root) :]
-    return path
 
 
 class PolicyApp(Starlette):
@@ -145,7 +136,7 @@ class PolicyApp(Starlette):
             domain = answers.policy_domain(host) if host else None
             ready = None
             if domain is not None:
-                path = _route_path(scope)
+                path = route_path(scope)
                 ready = self._ready(answers.answer(self.store.snapshot, domain, path, method))
         if ready is None:  # not a policy host: the report intake, the operational endpoints
             if host is not None or scope.get("http_version") != "1.1":

@@ -5,18 +5,23 @@ same policy rules (RFC 8461 section 3.3: a plain 200 or nothing) and the same re
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import subprocess
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
 import pytest
 
+from mtasts_host.reports.rows import DAY
+
 from .conftest import BODY_D, CONFIG_D, INVALID_CONFIG, WriteConfig, wait_until
 from .processes import PYTHON, free_port, granian_argv, running
 from .rawhttp import POLICY_PATH, serves
+from .reports.conftest import encode, report
 
 SERVERS: dict[str, Callable[[int], list[str]]] = {
     "uvicorn": lambda port: [PYTHON, "-m", "uvicorn", "mtasts_host.asgi:app", "--port", str(port)],
@@ -72,6 +77,33 @@ def test_policy_rules_and_reload(server: str, write_config: WriteConfig, tmp_pat
         wait_until(lambda: "mtasts_host.reload: reloaded" in p.output())
     assert "mtasts_host.access: request " in p.output()
     assert "Traceback" not in p.output()
+
+
+@pytest.mark.parametrize(
+    ("server", "option"),
+    [
+        ("granian", ["--url-path-prefix", "/"]),  # a root path of "/"
+        ("hypercorn", ["--root-path", "/tls"]),  # a root path the intake's path starts with
+    ],
+)
+def test_the_intake_under_a_root_path(
+    server: str, option: list[str], write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # It was a 404: the root path was cut off the front of "/tlsrpt" without a "/" after it.
+    store = f"sqlite:///{tmp_path / 'reports.db'}"
+    config = write_config(CONFIG_D + f"reports: {{store: '{store}'}}\n")
+    port = free_port()
+    argv = [*SERVERS[server](port)[:-1], *option, "mtasts_host.asgi:app"]
+    env = {"MTASTS_HOST_CONFIG": str(config)}
+    # Yesterday's report: the server takes the real date, where the fixtures fix one.
+    body = encode(report(day=int(time.time() // DAY) - 1))
+    with (
+        running(argv, tmp_path / "server.log", "127.0.0.1", port, env=env),
+        contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=10)) as http_,
+    ):
+        http_.request("POST", "/tlsrpt", body, headers={"Host": "tlsrpt.example.com"})
+        response = http_.getresponse()
+        assert (response.status, response.read()) == (201, b"stored\n")
 
 
 def load(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

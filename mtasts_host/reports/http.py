@@ -9,6 +9,7 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
+from .._mount import route_path
 from ..answers import text_headers
 from .body import MAX_WIRE_SIZE, TooLarge
 from .intake import Intake
@@ -52,11 +53,7 @@ class IntakeEndpoint:
         """
         if scope["type"] != "http":
             return False
-        path: str = scope["path"]
-        root: str = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root) :]
-        return path == self.path
+        return route_path(scope) == self.path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":

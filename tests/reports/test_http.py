@@ -180,6 +180,21 @@ def test_other_paths_are_not_the_intake(client: TestClient) -> None:
     assert client.post("/tlsrpt2", content=encode(report())).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("root_path", "path"),
+    [
+        ("/", PATH),  # granian --url-path-prefix /: the path does not repeat the root
+        ("/tls", PATH),  # hypercorn --root-path /tls: nor there, and PATH starts with it
+        ("/tls", "/tls" + PATH),  # uvicorn --root-path /tls: it does
+    ],
+)
+def test_a_root_path_is_cut_at_a_slash(reports: Reports, root_path: str, path: str) -> None:
+    # It was a 404: the root path was cut off wherever the path began with it.
+    app = reports_app(reports)
+    client = TestClient(app, base_url=f"https://{REPORTS_HOST}", root_path=root_path)
+    assert client.post(path, content=encode(report())).status_code == 201
+
+
 def test_the_path_is_a_setting(make_reports: Callable[..., Reports], sqlite_url: str) -> None:
     reports = make_reports()
     reports.endpoint.path = "/v1/tls"
