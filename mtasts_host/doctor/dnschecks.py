@@ -83,9 +83,11 @@ def _ignored(txt: Txt, version: str) -> str:
     found = records.resembling(txt.records, version)
     if not found:
         return ""
+    quoted = any(record.lstrip(" \t\ufeff")[:1] in ('"', "'") for record in found)
     return (
         f"; senders ignore {', '.join(map(repr, found))} there: {version} must begin a "
         "record exactly (in this case, with nothing before it)"
+        + ("; the quotes are part of the value: enter it without them" if quoted else "")
     )
 
 
@@ -248,6 +250,14 @@ def tlsrpt(domain: str, txt: Txt, configured: Sequence[str]) -> Finding:
     if sorted(rua) != sorted(configured):
         message = f"{txt.name} sends reports to {','.join(rua)}, the config to "
         return finding(Status.WARN, message + f"{','.join(configured)}: {publish}")
+    dropped = records.reporter_drops(candidates[0])
+    if dropped is not None:
+        # Valid, but the reporter Postfix sends its TLS reports with finds no URI in it.
+        message = (
+            f"{txt.name} holds {candidates[0]!r}, which RFC 8460 allows, but Postfix's "
+            f"reporter (tlsrpt-reporter) sends no reports for it: {dropped}; "
+        )
+        return finding(Status.WARN, message + publish)
     return finding(Status.OK, f"reports go to {','.join(rua)}, as configured")
 
 

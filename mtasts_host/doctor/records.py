@@ -28,14 +28,14 @@ def selected(records: Iterable[str], version: str) -> list[str]:
 def resembling(records: Iterable[str], version: str) -> list[str]:
     """
     The records senders ignore that would count but for the case of the version, or what
-    comes before it (spaces, a byte-order mark an editor put there): the version must begin
-    the record exactly (RFC 7405 ``%s``).
+    comes before it (spaces, a byte-order mark an editor put there, quotes a DNS panel kept
+    as part of the value): the version must begin the record exactly (RFC 7405 ``%s``).
     """
     return [
         record
         for record in records
         if not record.startswith(version)
-        and record.lstrip(" \t\ufeff").lower().startswith(version.lower())
+        and record.lstrip(" \t\ufeff\"'").lower().startswith(version.lower())
     ]
 
 
@@ -103,6 +103,25 @@ def sts_id(record: str) -> str:
     first = fields.index(("id", value))
     _extensions([field for i, field in enumerate(fields) if i != first], "")
     return value
+
+
+def reporter_drops(record: str) -> str | None:
+    """
+    Why Postfix's reporter, sys4/tlsrpt-reporter, sends no reports for a ``_smtp._tls``
+    record that RFC 8460 section 3 allows; None if it sends them. It splits the record at
+    each ';', wants the version alone before the first and ``rua=`` right after it, and
+    splits the URIs at each ',' without removing spaces: a URI that begins with one has no
+    scheme it knows, and it then drops every URI of the record.
+    """
+    version, _, rest = record.partition(";")
+    if version != TLSRPT_VERSION:
+        return f"it wants nothing between {TLSRPT_VERSION} and the first ';'"
+    rua = rest.split(";")[0].strip()
+    if not rua.startswith("rua="):
+        return "it wants the rua field first"
+    if any(uri != uri.lstrip() for uri in rua.removeprefix("rua=").split(",")):
+        return "it wants no space after the commas between the URIs"
+    return None
 
 
 def _scheme_lower(uri: str) -> str:

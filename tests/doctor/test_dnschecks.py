@@ -450,6 +450,24 @@ ON_POLICY_HOST = "https://mta-sts.example.com/tlsrpt"
             id="moved-but-configured-on-a-policy-host",  # never advise moving back
         ),
         pytest.param(
+            Txt(TLSRPT, (f"v=TLSRPTv1; rua={RUA[0]}, {RUA[1]}",)),
+            RUA,
+            Status.WARN,
+            f"{TLSRPT} holds 'v=TLSRPTv1; rua={RUA[0]}, {RUA[1]}', which RFC 8460 allows, but "
+            "Postfix's reporter (tlsrpt-reporter) sends no reports for it: it wants no space "
+            f"after the commas between the URIs; publish 'v=TLSRPTv1; rua={RUA[0]},{RUA[1]}'",
+            id="spaces-postfix-drops",
+        ),
+        pytest.param(
+            Txt(TLSRPT, (f"v=TLSRPTv1; ext=1; rua={RUA[0]}",)),
+            RUA[:1],
+            Status.WARN,
+            f"{TLSRPT} holds 'v=TLSRPTv1; ext=1; rua={RUA[0]}', which RFC 8460 allows, but "
+            "Postfix's reporter (tlsrpt-reporter) sends no reports for it: it wants the rua "
+            f"field first; publish 'v=TLSRPTv1; rua={RUA[0]}'",
+            id="rua-after-an-extension-postfix-drops",
+        ),
+        pytest.param(
             Txt(TLSRPT, error="no answer within 10 s"),
             RUA,
             Status.WARN,

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
+from tlsrpt_reporter.mapping import DestinationMap, InvalidDestinationScheme
+from tlsrpt_reporter.utility import MalformedTlsrptRecordException, parse_tlsrpt_record
 
 from mtasts_host.dns import STS_VERSION, TLSRPT_VERSION
-from mtasts_host.doctor.records import resembling, selected, sts_id, tlsrpt_rua
+from mtasts_host.doctor.records import (
+    reporter_drops,
+    resembling,
+    selected,
+    sts_id,
+    tlsrpt_rua,
+)
 
 
 def test_only_records_that_begin_with_the_version_count() -> None:
@@ -20,6 +29,15 @@ def test_records_that_only_resemble_the_version_are_told_apart() -> None:
     found = ["v=STSv1; id=1", "V=STSV1; id=2", "\ufeffv=STSv1; id=3", "\t v=STSv1; id=4", "v=STS"]
     assert resembling(found, STS_VERSION) == found[1:4]
     assert resembling(["v=spf1 -all", "v=TLSRPTv1; rua=x"], TLSRPT_VERSION) == []
+
+
+def test_records_in_quotes_of_their_own_resemble_the_version() -> None:
+    # A DNS panel keeps the quotes typed into it as part of the value: senders ignore it.
+    quoted = ['"v=STSv1; id=1"', "'v=STSv1; id=2'"]
+    assert selected(quoted, STS_VERSION) == []
+    assert resembling(quoted, STS_VERSION) == quoted
+    tlsrpt = ['"v=TLSRPTv1; rua=mailto:a@b.example"']
+    assert resembling(tlsrpt, TLSRPT_VERSION) == tlsrpt
 
 
 @pytest.mark.parametrize(
@@ -137,3 +155,36 @@ def test_valid_tlsrpt_records(record: str, expected: tuple[str, ...]) -> None:
 def test_invalid_tlsrpt_records(record: str, message: str) -> None:
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         tlsrpt_rua(record)
+
+
+def _reporter_sends(record: str) -> bool:
+    """Whether tlsrpt-reporter, Postfix's reporter, finds somewhere to send a report."""
+    try:
+        uris = parse_tlsrpt_record(record)
+        return bool(DestinationMap().map_destination("example.com", uris, logging.getLogger()))
+    except (MalformedTlsrptRecordException, InvalidDestinationScheme):
+        return False
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        ("v=TLSRPTv1; rua=mailto:a@example.com,https://r.example.com/v1", None),
+        ("v=TLSRPTv1;rua=mailto:a@example.com;", None),
+        ("v=TLSRPTv1; rua=mailto:a@example.com; ext=1", None),
+        ("v=TLSRPTv1; rua=mailto:a@example.com ,mailto:b@example.com", None),
+        ("v=TLSRPTv1; rua=mailto:a@example.com, mailto:b@example.com", "no space after"),
+        ("v=TLSRPTv1; rua=mailto:a@example.com,\tmailto:b@example.com", "no space after"),
+        ("v=TLSRPTv1; ext=1; rua=mailto:a@example.com", "the rua field first"),
+        ("v=TLSRPTv1 ; rua=mailto:a@example.com", "nothing between v=TLSRPTv1 and"),
+    ],
+)
+def test_what_postfixs_reporter_drops_of_valid_records(record: str, why: str | None) -> None:
+    tlsrpt_rua(record)  # valid by RFC 8460
+    drops = reporter_drops(record)
+    assert (drops is None) == _reporter_sends(record)  # as the real reporter does
+    if why is None:
+        assert drops is None
+    else:
+        assert drops is not None
+        assert why in drops

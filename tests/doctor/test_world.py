@@ -38,6 +38,8 @@ def test_each_world_yields_exactly_its_findings(report: Report, domain: Domain) 
         ("notxt.test", "dns-txt", "no v=STSv1 TXT record at _mta-sts.notxt.test"),
         ("badid.test", "dns-txt", "its id '2024-01-01' is not 1 to 32 letters and digits"),
         ("bom.test", "dns-txt", "senders ignore '\\ufeffv=STSv1; id="),
+        ("quoted.test", "dns-txt", "senders ignore '\"v=STSv1; id="),
+        ("quoted.test", "dns-txt", "the quotes are part of the value: enter it without them"),
         ("oldid.test", "dns-id", "DNS has id=20240101T000000, but the policy changed since"),
         ("disagree.test", "dns-id", "ns2.test (127.60.0.2) answers 20240101000000, not id="),
         ("nohost.test", "https", "mta-sts.nohost.test has no address"),
@@ -63,6 +65,7 @@ def test_each_world_yields_exactly_its_findings(report: Report, domain: Domain) 
         ("mxsilent.test", "mx-tls", "mx.mxsilent.test (127.60.2.5): no greeting within 3 s"),
         ("notlsrpt.test", "tlsrpt", "publish 'v=TLSRPTv1; rua=mailto:tlsrpt@notlsrpt.test'"),
         ("twotlsrpt.test", "tlsrpt", "2 v=TLSRPTv1 records at _smtp._tls.twotlsrpt.test"),
+        ("spacedtlsrpt.test", "tlsrpt", "Postfix's reporter (tlsrpt-reporter) sends no reports"),
     ],
 )
 def test_messages_say_what_is_wrong(report: Report, domain: str, check: str, says: str) -> None:

@@ -112,6 +112,8 @@ DOMAINS = [
     Domain("badid.test", expect=FAIL_TXT, sts=['"v=STSv1; id=2024-01-01"']),
     # A byte-order mark before the record, as an editor may save it: senders ignore it.
     Domain("bom.test", expect=FAIL_TXT, sts=['"\\239\\187\\191v=STSv1; id={id}"']),
+    # The record in quotes of its own, as a DNS panel keeps the quotes typed into it.
+    Domain("quoted.test", expect=FAIL_TXT, sts=['"\\"v=STSv1; id={id}\\""']),
     Domain("oldid.test", expect={"dns-id": "fail"}, sts=['"v=STSv1; id=20240101T000000"']),
     Domain("disagree.test", expect={"dns-id": "warn"}),
     Domain("nohost.test", expect=FAIL_HTTPS, policy_host=None),
@@ -162,6 +164,14 @@ DOMAINS = [
         "{mx: [mx.difftlsrpt.test], tlsrpt_rua: [mailto:tlsrpt@difftlsrpt.test]}",
         expect={"tlsrpt": "warn"},
         tlsrpt=['"v=TLSRPTv1; rua=mailto:someone@elsewhere.test"'],
+    ),
+    # Valid by RFC 8460, but Postfix's reporter splits at ',' and keeps the space.
+    Domain(
+        "spacedtlsrpt.test",
+        "{mx: [mx.spacedtlsrpt.test], tlsrpt_rua: [mailto:a@spacedtlsrpt.test,"
+        " mailto:b@spacedtlsrpt.test]}",
+        expect={"tlsrpt": "warn"},
+        tlsrpt=['"v=TLSRPTv1; rua=mailto:a@spacedtlsrpt.test, mailto:b@spacedtlsrpt.test"'],
     ),
     # RFC 8461 section 3.2: a duplicated non-repeated field in a TXT record: the first wins.
     Domain("dupid.test", expect={"dns-txt": "fail"}, sts=['"v=STSv1; id={id}; id=other1"']),
