@@ -110,8 +110,9 @@ def reporter_drops(record: str) -> str | None:
     Why Postfix's reporter, sys4/tlsrpt-reporter, sends no reports for a ``_smtp._tls``
     record that RFC 8460 section 3 allows; None if it sends them. It splits the record at
     each ';', wants the version alone before the first and ``rua=`` right after it, and
-    splits the URIs at each ',' without removing spaces: a URI that begins with one has no
-    scheme it knows, and it then drops every URI of the record.
+    splits the URIs at each ',' without removing spaces: a URI that begins with one, or
+    whose scheme is not in lower case, has no scheme it knows, and it then drops every URI
+    of the record.
     """
     version, _, rest = record.partition(";")
     if version != TLSRPT_VERSION:
@@ -119,8 +120,11 @@ def reporter_drops(record: str) -> str | None:
     rua = rest.split(";")[0].strip()
     if not rua.startswith("rua="):
         return "it wants the rua field first"
-    if any(uri != uri.lstrip() for uri in rua.removeprefix("rua=").split(",")):
+    uris = rua.removeprefix("rua=").split(",")
+    if any(uri != uri.lstrip() for uri in uris):
         return "it wants no space after the commas between the URIs"
+    if not all(uri.startswith(("mailto:", "https:")) for uri in uris):
+        return "it wants the scheme in lower case, mailto: or https:"
     return None
 
 

@@ -177,6 +177,8 @@ def _reporter_sends(record: str) -> bool:
         ("v=TLSRPTv1; rua=mailto:a@example.com,\tmailto:b@example.com", "no space after"),
         ("v=TLSRPTv1; ext=1; rua=mailto:a@example.com", "the rua field first"),
         ("v=TLSRPTv1 ; rua=mailto:a@example.com", "nothing between v=TLSRPTv1 and"),
+        ("v=TLSRPTv1; rua=MAILTO:a@example.com", "scheme in lower case"),
+        ("v=TLSRPTv1; rua=mailto:a@example.com,HTTPS://r.example.com/v1", "scheme in lower"),
     ],
 )
 def test_what_postfixs_reporter_drops_of_valid_records(record: str, why: str | None) -> None:
