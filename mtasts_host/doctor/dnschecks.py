@@ -74,6 +74,18 @@ def dns_txt(domain: str, txt: Txt, expected: str, publishing: Publishing | None 
             f"section 3.2 has senders use the first, id={sts_id}, but some (mox) reject the "
             f"record and then ignore MTA-STS; publish {expected} alone"
         )
+    others = [record for record in txt.records if record not in candidates]
+    if others:
+        # RFC 8461 section 3.1 has senders discard them; go-mtasts (maddy) counts every TXT
+        # record at the name, and a client that joins them all reads no valid record.
+        return Finding(
+            domain,
+            Check.DNS_TXT,
+            Status.WARN,
+            f"{where}: '{candidates[0]}', beside {', '.join(map(repr, others))}: RFC 8461 "
+            "section 3.1 has senders discard other records, but some (maddy's go-mtasts) then "
+            f"see no policy; keep only {expected} at this name",
+        )
     return Finding(domain, Check.DNS_TXT, Status.OK, f"{where}: '{candidates[0]}'")
 
 

@@ -36,6 +36,7 @@ def test_each_world_yields_exactly_its_findings(report: Report, domain: Domain) 
     ("domain", "check", "says"),
     [
         ("notxt.test", "dns-txt", "no v=STSv1 TXT record at _mta-sts.notxt.test"),
+        ("beside.test", "dns-txt", "beside 'google-site-verification=x1': RFC 8461 section"),
         ("badid.test", "dns-txt", "its id '2024-01-01' is not 1 to 32 letters and digits"),
         ("bom.test", "dns-txt", "senders ignore '\\ufeffv=STSv1; id="),
         ("quoted.test", "dns-txt", "senders ignore '\"v=STSv1; id="),

@@ -76,11 +76,17 @@ DOMAINS = [
         '{mx: [mx.good.test, "*.mx.good.test"], tlsrpt_rua: [mailto:tlsrpt@good.test]}',
         mx=[("mx.good.test", MX_GOOD), ("eu.mx.good.test", MX_GOOD)],
     ),
-    # Split strings, an extension field, an unrelated record, and upper case in the MX.
+    # Split strings, an extension field, and upper case in the MX.
     Domain(
         "split.test",
-        sts=['"v=STSv1; " "id={id}; ext=1"', '"google-site-verification=x1"'],
+        sts=['"v=STSv1; " "id={id}; ext=1"'],
         mx=[("MX.Split.TEST", MX_GOOD)],
+    ),
+    # An unrelated record beside it: discarded by RFC 8461, counted by some senders.
+    Domain(
+        "beside.test",
+        expect={"dns-txt": "warn"},
+        sts=['"v=STSv1; id={id}"', '"google-site-verification=x1"'],
     ),
     # One shared _mta-sts record, in another zone (RFC 8461 section 8.2).
     Domain(
