@@ -382,42 +382,26 @@ def test_reports_ingest_takes_files_or_a_maildir(
     assert capsys.readouterr().err == "mtasts-host: error: give FILEs or --maildir, not both\n"
 
 
-def test_reports_ingest_with_standard_input_it_cannot_read_keeps_the_message(
-    write_config: WriteConfig, tmp_path: Path
+@pytest.mark.parametrize(
+    ("redirect", "said"),
+    [
+        # An AttributeError traceback.
+        ("<&-", "mtasts-host: error: standard input is closed: give FILEs or --maildir\n"),
+        # An OSError (EBADF) traceback, and exit 1, which Postfix bounces.
+        ("0>{tmp}/w", "<stdin>: cannot be read: Bad file descriptor\n"),
+    ],
+    ids=["closed", "write-only"],
+)
+def test_reports_ingest_without_a_readable_standard_input_keeps_the_message(
+    write_config: WriteConfig, tmp_path: Path, redirect: str, said: str
 ) -> None:
-    # 'reports ingest 0>file': an OSError (EBADF) traceback, and exit 1, which bounces.
     path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{tmp_path / 'r.db'}'}}\n")
     argv = [sys.executable, "-m", "mtasts_host", "reports", "ingest", "--config", str(path)]
+    shell = f'exec "$@" {redirect.format(tmp=tmp_path)}'
     completed = subprocess.run(
-        ["sh", "-c", f'exec "$@" 0>{tmp_path / "w"}', "sh", *argv],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+        ["sh", "-c", shell, "sh", *argv], capture_output=True, text=True, check=False, timeout=60
     )
-    assert (completed.returncode, completed.stderr) == (
-        75,
-        "<stdin>: cannot be read: Bad file descriptor\n",
-    )
-
-
-def test_reports_ingest_with_standard_input_closed_is_one_line(
-    write_config: WriteConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # 'reports ingest <&-': an AttributeError traceback.
-    path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{tmp_path / 'r.db'}'}}\n")
-    argv = [sys.executable, "-m", "mtasts_host", "reports", "ingest", "--config", str(path)]
-    completed = subprocess.run(
-        ["sh", "-c", 'exec "$@" <&-', "sh", *argv],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert (completed.returncode, completed.stderr) == (
-        75,
-        "mtasts-host: error: standard input is closed: give FILEs or --maildir\n",
-    )
+    assert (completed.returncode, completed.stderr) == (75, said)
 
 
 def test_doctor_exit_statuses(
