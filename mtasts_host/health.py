@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 TIMEOUT = 2.0
 """Seconds for the whole check: Docker's own timeout is 3 s."""
-_ANY = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}
+_ANY = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 """A server listening on every address is asked on loopback."""
 
 
@@ -43,6 +43,8 @@ def connection(environ: Mapping[str, str]) -> http.client.HTTPConnection:
     # ",::" is "::" alone.
     hosts = re.split(r"[\s,]+", environ.get("MTASTS_HOST_HOST", ""))
     host = next((host for host in hosts if host), "")
+    if host.startswith("[") and host.endswith("]"):  # bracketed as in a URL, as serve takes it
+        host = host[1:-1]
     port = int(environ.get("MTASTS_HOST_PORT", "").strip() or "8080")
     return http.client.HTTPConnection(_ANY.get(host, host), port, timeout=TIMEOUT)
 

@@ -6,6 +6,7 @@ line saying why it cannot listen there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import os
 import socket
@@ -114,7 +115,11 @@ def _sockets(host: str, port: int, bound: set[object]) -> list[socket.socket]:
                 sock.bind(address)
                 sock.listen(BACKLOG)
             except OSError as exc:
-                raise CannotListen(where(host, port), _bind_problem(exc, address[0])) from None
+                covered = (
+                    _covered(address[0], port, bound) if exc.errno == errno.EADDRINUSE else None
+                )
+                problem = covered or _bind_problem(exc, address[0])
+                raise CannotListen(where(host, port), problem) from None
             bound.add(address[:2])
     except BaseException:
         close(sockets, None)
@@ -123,6 +128,25 @@ def _sockets(host: str, port: int, bound: set[object]) -> list[socket.socket]:
         # "::" on a kernel without IPv6: else the server ran, listening nowhere.
         raise CannotListen(where(host, port), lacking.strerror or str(lacking))
     return sockets
+
+
+def _covered(address: object, port: int, bound: set[object]) -> str | None:
+    """
+    Why ``address`` cannot listen beside one given before on ``port``: one of them is
+    0.0.0.0 or ``::``, which holds the port on every address of its family. Else it said
+    "Address already in use", and sent the operator looking for another server.
+    """
+    for other in bound:
+        if not (isinstance(other, tuple) and other[1] == port):
+            continue
+        ours, theirs = (ipaddress.ip_address(str(a).split("%")[0]) for a in (address, other[0]))
+        if ours.version != theirs.version:
+            continue
+        if theirs.is_unspecified:
+            return f"{theirs}, given too, listens on every address: give one of them"
+        if ours.is_unspecified:
+            return f"it covers {theirs}, given too: give one of them"
+    return None
 
 
 def _bind_problem(exc: OSError, address: object) -> str:

@@ -689,6 +689,14 @@ def test_the_image_healthcheck_asks_where_the_variables_have_the_server_listen(
         assert check(MTASTS_HOST_HOST="127.0.0.2 ::", MTASTS_HOST_PORT=str(port)) == 0
         # Blanks and commas before it, which serve skips: it asked 127.0.0.1.
         assert check(MTASTS_HOST_HOST=" ,127.0.0.2,::", MTASTS_HOST_PORT=str(port)) == 0
+    # An IPv6 address bracketed as in a URL, which serve takes: it was looked up as a name.
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    argv = serve_argv(ROOT / "config.example.yaml", port, "--host", "[::1]")
+    with running(argv, tmp_path / "ipv6.log", "::1", port):
+        assert check(MTASTS_HOST_HOST="[::1]", MTASTS_HOST_PORT=str(port)) == 0
+        assert check(MTASTS_HOST_HOST="[::]", MTASTS_HOST_PORT=str(port)) == 0
 
 
 # -- Kubernetes --------------------------------------------------------------------------------

@@ -80,6 +80,36 @@ def test_an_address_that_cannot_listen_lets_go_of_those_before() -> None:
         again.bind(("127.0.0.1", port))  # free again
 
 
+@pytest.mark.parametrize(
+    ("hosts", "problem"),
+    [
+        pytest.param(
+            ("0.0.0.0", "127.0.0.1"),
+            "127.0.0.1:{port}: 0.0.0.0, given too, listens on every address: give one of them",
+            id="any-first",
+        ),
+        pytest.param(
+            ("127.0.0.1", "0.0.0.0"),
+            "0.0.0.0:{port}: it covers 127.0.0.1, given too: give one of them",
+            id="any-after",
+        ),
+        pytest.param(
+            ("::", "::1"),
+            "[::1]:{port}: ::, given too, listens on every address: give one of them",
+            id="ipv6",
+        ),
+    ],
+)
+def test_an_address_beside_the_any_address_of_its_family_says_so(
+    hosts: tuple[str, str], problem: str
+) -> None:
+    # It said "Address already in use", as for a port another server holds.
+    port = free_port()
+    with pytest.raises(listen.CannotListen) as caught:
+        listen.listening(hosts, port, None)
+    assert str(caught.value) == f"cannot listen on {problem.format(port=port)}"
+
+
 def test_an_ipv4_mapped_address_says_which_to_give() -> None:
     # It said "Invalid argument": "::" and every IPv6 address are IPv6 alone (IPV6_V6ONLY).
     port = free_port()

@@ -19,6 +19,7 @@ from mtasts_host.reports.mail import (
     EX_OK,
     EX_TEMPFAIL,
     MAX_LINES,
+    MAX_PARTS,
     reports_in,
 )
 from mtasts_host.reports.report import BadReport
@@ -282,6 +283,29 @@ def test_a_message_of_too_many_lines_is_bad(sqlite_url: str) -> None:
         EX_DATAERR
     )
     assert log.getvalue() == "<stdin>: more than 100,000 lines; not read\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        pytest.param(
+            b"X: y\r" * MAX_LINES + b"\r{}\r",
+            "more than 100,000 lines",
+            id="lines",
+        ),
+        pytest.param(
+            b"Content-Type: multipart/mixed; boundary=B\r\r" + b"--B\r\r" * MAX_PARTS + b"--B--\r",
+            "more than 1,000 MIME parts (lines starting with --)",
+            id="parts",
+        ),
+    ],
+)
+def test_lines_that_end_in_a_carriage_return_alone_count(data: bytes, problem: str) -> None:
+    # The email package ends a line at a "\r" alone too: counted as none, 5 MiB of header
+    # lines so took 216 MB, and 200,000 empty parts 110 MB.
+    with pytest.raises(BadReport) as raised:
+        reports_in(data)
+    assert str(raised.value) == problem
 
 
 def maildir_with(tmp_path: Path, *subdirectories: str) -> Path:
