@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import http.client
 import os
-import re
 import socket
 import sys
 from collections.abc import Mapping
+
+from .listen import address
+from .options import several
 
 TIMEOUT = 2.0
 """Seconds for the whole check: Docker's own timeout is 3 s."""
@@ -39,12 +41,9 @@ def connection(environ: Mapping[str, str]) -> http.client.HTTPConnection:
     uds = environ.get("MTASTS_HOST_UDS", "").strip()
     if uds:
         return _UnixConnection(uds)
-    # The first of the addresses, as serve reads them: "0.0.0.0,::" or "0.0.0.0 ::", and
-    # ",::" is "::" alone.
-    hosts = re.split(r"[\s,]+", environ.get("MTASTS_HOST_HOST", ""))
-    host = next((host for host in hosts if host), "")
-    if host.startswith("[") and host.endswith("]"):  # bracketed as in a URL, as serve takes it
-        host = host[1:-1]
+    # The first of the addresses, read as serve reads them ("0.0.0.0,::", "[::1]").
+    given = environ.get("MTASTS_HOST_HOST", "").strip()
+    host = several(address)(given)[0] if given else ""
     port = int(environ.get("MTASTS_HOST_PORT", "").strip() or "8080")
     return http.client.HTTPConnection(_ANY.get(host, host), port, timeout=TIMEOUT)
 
