@@ -120,7 +120,7 @@ class Option(Generic[T_co]):
 
     @property
     def variable(self) -> str:
-        return ENV_PREFIX + self.name.upper().replace("-", "_")
+        return variable(self.name)
 
     @property
     def dest(self) -> str:
@@ -238,5 +238,10 @@ def given_as(args: argparse.Namespace, name: str) -> str:
     How option ``name`` was given, for an error about its value found later (a domain not
     configured): ``--<name>``, or its variable if ``resolve_all`` took it from there.
     """
-    variable = ENV_PREFIX + name.upper().replace("-", "_")
-    return variable if variable in getattr(args, _FROM_ENVIRONMENT, ()) else f"--{name}"
+    named = variable(name)
+    return named if named in getattr(args, _FROM_ENVIRONMENT, ()) else f"--{name}"
+
+
+def variable(name: str) -> str:
+    """The environment variable of option ``name``: ``MTASTS_HOST_CA_FILE`` of ``ca-file``."""
+    return ENV_PREFIX + name.upper().replace("-", "_")
