@@ -139,7 +139,7 @@ def _covered(address: object, port: int, bound: set[object]) -> str | None:
     for other in bound:
         if not (isinstance(other, tuple) and other[1] == port):
             continue
-        ours, theirs = (ipaddress.ip_address(str(a).split("%")[0]) for a in (address, other[0]))
+        ours, theirs = _ip(address), _ip(other[0])
         if ours.version != theirs.version:
             continue
         if theirs.is_unspecified:
@@ -150,11 +150,16 @@ def _covered(address: object, port: int, bound: set[object]) -> str | None:
 
 
 def _bind_problem(exc: OSError, address: object) -> str:
-    mapped = isinstance(address, str) and ipaddress.ip_address(address.split("%")[0])
+    mapped = _ip(address)
     if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped is not None:
         # An IPv6 socket alone (IPV6_V6ONLY) cannot bind one: EINVAL, "Invalid argument".
         return f"an IPv4-mapped address: give {mapped.ipv4_mapped}"
     return exc.strerror or str(exc)
+
+
+def _ip(address: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The address of a socket address as getaddrinfo gives it, without its zone (%eth0)."""
+    return ipaddress.ip_address(str(address).split("%")[0])
 
 
 def _unix_socket(path: str) -> socket.socket:
