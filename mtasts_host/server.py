@@ -14,7 +14,7 @@ from typing import Protocol
 
 import uvicorn
 
-from . import listen, logs
+from . import _sigterm, listen, logs
 from ._problems import ConfigError
 from .app import PolicyApp, create_app
 from .options import Option, boolean, choice, port, positive_int, several, text
@@ -146,36 +146,24 @@ def serve(args: argparse.Namespace, companions: Sequence[Companion] = ()) -> int
     before = signal.signal(signal.SIGHUP, lambda signum, frame: hangups.append(signum))
     # SIGTERM unwinds, while the file loads as while serving: as PID 1 (in a container) a
     # process ignores a signal it has no handler for, and one that came during a long load
-    # was lost.
-    terminate = signal.signal(signal.SIGTERM, _terminated)
+    # was lost. uvicorn stops on SIGTERM, then raises it again with the handler it found in
+    # place: the default one would end the process there, before the companions are
+    # stopped, and with it a command the publisher runs, cut off in its update.
     status: int | None = 1
     try:
-        status = _serve(args, companions, hangups)
-    except _Terminated:
+        with _sigterm.unwinding():
+            status = _serve(args, companions, hangups)
+    except _sigterm.Terminated:
         status = None
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if terminate is None else terminate)
         if status != 0:
             # Nothing served, or ended: a caller of main() in-process (a test, a wrapper)
             # gets SIGHUP back as it was, not a handler that swallows it for good.
             signal.signal(signal.SIGHUP, signal.SIG_DFL if before is None else before)
     if status is None:
-        # The companions have stopped: now end as SIGTERM ends a process (unless the caller's
-        # own handler takes it, or it is ignored, as by PID 1).
-        signal.raise_signal(signal.SIGTERM)
+        _sigterm.end()  # the companions have stopped
         return 0
     return status
-
-
-class _Terminated(BaseException):
-    """SIGTERM came: unwind, so that what runs beside the server stops first."""
-
-
-def _terminated(signum: int, frame: object) -> None:
-    # uvicorn stops on SIGTERM, then raises it again with the handler it found in place: the
-    # default one would end the process there, before the companions are stopped, and with it
-    # a command the publisher runs, cut off in the middle of its update.
-    raise _Terminated
 
 
 def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: list[int]) -> int:
@@ -219,9 +207,9 @@ def _start(
             companion.stop()
         return 2
     try:
-        signal.signal(signal.SIGTERM, _terminated)
+        signal.signal(signal.SIGTERM, _sigterm.raise_terminated)
         if deferred:
-            raise _Terminated
+            raise _sigterm.Terminated
         _run(app, args, hangups, sockets)
     finally:
         for companion in reversed(started):

@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 
+from .. import _sigterm
 from ..app import PolicyApp
 from ..config import Config
 from ..options import Option, boolean, given_as, several, text
@@ -69,23 +70,13 @@ def publish(config: Config, args: argparse.Namespace) -> int:
     snapshot = build_snapshot(config)
     # SIGTERM unwinds, as Ctrl-C does: a command writing a record, in a session of its own,
     # gets its time to finish and is then ended, not left running behind.
-    before = signal.signal(signal.SIGTERM, _terminated)
     try:
-        return run(snapshot, _Terminal(), domains=domains, dry_run=args.dry_run).exit_code
-    except _Terminated:
+        with _sigterm.unwinding():
+            return run(snapshot, _Terminal(), domains=domains, dry_run=args.dry_run).exit_code
+    except _sigterm.Terminated:
         pass
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if before is None else before)
-    signal.raise_signal(signal.SIGTERM)  # now end as SIGTERM ends a process
+    _sigterm.end()
     return 128 + signal.SIGTERM  # the caller's own handler took it
-
-
-class _Terminated(BaseException):
-    """SIGTERM came during a run."""
-
-
-def _terminated(signum: int, frame: object) -> None:
-    raise _Terminated
 
 
 def start_background(app: PolicyApp, args: argparse.Namespace) -> AutoPublisher:
