@@ -130,12 +130,6 @@ def doctor(config: Config, args: argparse.Namespace) -> int:
         0 when nothing fails, 1 when a check fails, 2 when the options cannot work.
     """
     try:
-        # Here, where the error can name where the domains came from: --domain or a variable.
-        config.select(args.domain or (), given_as(args, "domain"))
-    except ValueError as exc:
-        print(f"mtasts-host: error: {exc}", file=sys.stderr)
-        return 2
-    try:
         report = run(build_snapshot(config), _options(args, args.timeout, args.domain or ()))
     except DoctorError as exc:
         print(f"mtasts-host: error: {_said(exc, args)}", file=sys.stderr)

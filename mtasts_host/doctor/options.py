@@ -62,8 +62,8 @@ def select(config: Config, domains: Sequence[str]) -> list[str]:
     """
     try:
         return config.select(domains)
-    except ValueError as exc:
-        raise DoctorError(str(exc)) from None
+    except ValueError as exc:  # "--domain 'x': ...": the option named as it was given
+        raise DoctorError(str(exc).removeprefix("--domain "), "domain") from None
 
 
 def prepare(options: DoctorOptions) -> tuple[ssl.SSLContext, Lookup]:
