@@ -176,6 +176,7 @@ def floor_argv(port: int) -> list[str]:
         "--loop",
         "uvloop",
         "--no-access-log",
+        "--no-server-header",  # as mtasts-host serve: the same header lines for both
         "--log-level",
         "warning",
     ]

@@ -60,7 +60,14 @@ def test_bytes_on_the_wire(server: Process) -> None:
     assert headers[b"content-type"] == b"text/plain; charset=utf-8"
     assert headers[b"content-length"] == str(len(BODY_D)).encode()
     assert headers[b"cache-control"] == b"max-age=60"
-    assert b"location" not in headers
+    assert headers.keys() == {
+        b"content-type",
+        b"content-length",
+        b"cache-control",
+        b"x-content-type-options",
+        b"date",  # RFC 9110 section 6.6.1: an origin server with a clock sends it
+        b"connection",  # close, as asked
+    }  # no location, and no server naming the software
     assert body == BODY_D
 
 
