@@ -17,7 +17,7 @@ from .._digits import decimal, fraction
 from .._text import counted, last_days, printable
 from ..config import Config
 from ..options import Option, choice, given_as, positive_int, text
-from ..policy import Mode
+from ..policy import Policy
 from . import mail
 from .intake import Intake
 from .service import read_summaries
@@ -94,8 +94,7 @@ def summary(config: Config, args: argparse.Namespace) -> int:
         return 2
     return summary_command(
         config.reports,
-        {domain: settings.policy.mode for domain, settings in config.domains.items()},
-        mx={domain: settings.policy.mx for domain, settings in config.domains.items()},
+        {domain: settings.policy for domain, settings in config.domains.items()},
         out=sys.stdout,
         err=sys.stderr,
         domain=None if args.domain is None else domains[0],
@@ -130,9 +129,8 @@ def ingest(config: Config, args: argparse.Namespace) -> int:
 
 def summary_command(
     settings: ReportsSettings,
-    modes: Mapping[str, Mode],
+    policies: Mapping[str, Policy],
     *,
-    mx: Mapping[str, Sequence[str]] | None = None,
     out: TextIO,
     err: TextIO,
     domain: str | None = None,
@@ -146,9 +144,8 @@ def summary_command(
 
     Args:
         settings: the ``reports:`` block.
-        modes: the configured domains and their modes.
-        mx: their policies' ``mx`` patterns: sessions reported against other ones are left
-            out (see ``read_summaries``).
+        policies: the configured domains and their policies: sessions reported against
+            other ``mx`` are left out (see ``read_summaries``).
         domain: only this one (it must be configured).
         days: the period, in days up to now.
         format: ``text`` or ``json`` (``{"domains": {"<domain>": {...}}}``).
@@ -163,10 +160,10 @@ def summary_command(
             name = names.policy_domain(domain)
         except ValueError:
             name = domain
-        if name not in modes:
+        if name not in policies:
             print(f"mtasts-host: error: --domain {domain!r}: not configured", file=err)
             return 2
-        modes = {name: modes[name]}
+        policies = {name: policies[name]}
     try:
         store = open_store(settings.store)
         absent = store.absent()
@@ -174,7 +171,7 @@ def summary_command(
             raise StoreUnavailable(f"{absent} (no report was ever stored there)")
         # No chart: the text and JSON show none.
         summaries = read_summaries(
-            store, modes, mx=mx, days=days, now=now, thresholds=thresholds, daily=False
+            store, policies, days=days, now=now, thresholds=thresholds, daily=False
         )
     except (ValueError, StoreUnavailable) as exc:
         print(f"mtasts-host: report store unavailable: {exc}", file=err)

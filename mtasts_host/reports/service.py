@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 
 import anyio
@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from .._gc import collector_paused
-from ..policy import Mode
+from ..policy import Policy
 from ..store import PolicyStore, Snapshot
 from . import metrics, page, sums
 from .http import IntakeEndpoint
@@ -44,9 +44,8 @@ READINESS_STALE = 10.0
 
 def read_summaries(
     store: ReportStore,
-    modes: Mapping[str, Mode],
+    policies: Mapping[str, Policy],
     *,
-    mx: Mapping[str, Sequence[str]] | None = None,
     days: int = 30,
     now: float | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
@@ -54,7 +53,7 @@ def read_summaries(
 ) -> dict[str, DomainSummary]:
     """
     Summarise the stored reports of each configured domain (blocking); ``daily`` as for
-    ``summarize``. ``mx`` gives the patterns of the policy each domain serves now: the
+    ``summarize``. ``policies`` are the ones the domains serve now, from one snapshot: the
     sessions reported against a policy with other ``mx`` are left out (``older_policy``).
 
     Raises:
@@ -62,14 +61,12 @@ def read_summaries(
     """
     today = int((time.time() if now is None else now) // DAY)
     first = since_day(today, max(days, thresholds.window_days))
-    served = {domain: mx_key(patterns) for domain, patterns in (mx or {}).items()}
-    totals = sums.totals(store, first, modes.keys(), served=served)
-    failures = sums.failure_totals(store, first, modes.keys(), served=served)
-    by_mx = sums.failures_by_mx(
-        store, since_day(today, days), today, modes.keys(), TOP_MX, served=served
-    )
+    served = {domain: mx_key(policy.mx) for domain, policy in policies.items()}
+    totals = sums.totals(store, first, served)
+    failures = sums.failure_totals(store, first, served)
+    by_mx = sums.failures_by_mx(store, since_day(today, days), today, served, TOP_MX)
     return summarize(
-        modes,
+        policies,
         totals,
         failures,
         by_mx,
@@ -86,8 +83,8 @@ class Reports:
 
     Args:
         settings: the ``reports:`` block.
-        policies: the served configuration: its domains and their modes, read at each use,
-            so reloads apply at once.
+        policies: the served configuration: its domains and their policies, read at each
+            use, so reloads apply at once.
         thresholds: when a ``testing`` domain is ready.
         clock: seconds since the epoch, for the tests.
 
@@ -111,15 +108,6 @@ class Reports:
         self.intake = Intake(self.store, settings.retention_days, clock=clock)
         self.endpoint = IntakeEndpoint(self.intake, settings.path)
         self._probing = False
-
-    def _served(self) -> tuple[dict[str, Mode], dict[str, tuple[str, ...]]]:
-        # One snapshot for both: a reload between two reads would pair the modes of one
-        # config with the mx of another.
-        served = self.policies.snapshot.served
-        return (
-            {domain: policy.policy.mode for domain, policy in served.items()},
-            {domain: policy.policy.mx for domain, policy in served.items()},
-        )
 
     def open(self) -> str | None:
         """
@@ -153,12 +141,12 @@ class Reports:
 
     def summaries(self, days: int = 30) -> dict[str, DomainSummary]:
         """Every configured domain's summary (blocking)."""
-        modes, mx = self._served()
+        served = self.policies.snapshot.served
+        policies = {domain: entry.policy for domain, entry in served.items()}
         return self.intake.use(
             lambda: read_summaries(
                 self.store,
-                modes,
-                mx=mx,
+                policies,
                 days=days,
                 now=self.clock(),
                 thresholds=self.thresholds,

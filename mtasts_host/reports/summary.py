@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from .._text import counted, last_days
-from ..policy import Mode
+from ..policy import Mode, Policy
 from .report import PolicyType
 from .rows import FailureTotals, MxTotals, Totals
 from .settings import DEFAULT_THRESHOLDS, Thresholds
@@ -128,7 +128,7 @@ def since_day(today: int, days: int) -> int:
 
 
 def summarize(
-    modes: Mapping[str, Mode],
+    policies: Mapping[str, Policy],
     totals: Iterable[Totals],
     failures: Iterable[FailureTotals],
     by_mx: Iterable[MxTotals],
@@ -139,11 +139,12 @@ def summarize(
     daily: bool = True,
 ) -> dict[str, DomainSummary]:
     """
-    Summarise each configured domain, in the order of ``modes``.
+    Summarise each configured domain, in the order of ``policies``.
 
     Args:
-        modes: the configured domains and their modes; reports for any other domain are
-            left out.
+        policies: the configured domains and the policies they serve; reports for any other
+            domain are left out. Only the modes are read here: the rows say which totals are
+            ``older``, as the store read them against these policies' ``mx``.
         totals, failures: the store's rows from at least ``since_day(today, max(days,
             thresholds.window_days))`` on; the totals reported against an older policy
             (``older``) count only in ``older_policy``, and the failures and ``by_mx``
@@ -156,22 +157,22 @@ def summarize(
             day of each domain with reports, which ``--days 36500`` made 1 GB for 300.
     """
     first, window = since_day(today, days), since_day(today, thresholds.window_days)
-    by_domain: dict[str, list[Totals]] = {domain: [] for domain in modes}
+    by_domain: dict[str, list[Totals]] = {domain: [] for domain in policies}
     for row in totals:
         if row.domain in by_domain:
             by_domain[row.domain].append(row)
-    failed_by_domain: dict[str, list[FailureTotals]] = {domain: [] for domain in modes}
+    failed_by_domain: dict[str, list[FailureTotals]] = {domain: [] for domain in policies}
     for failure in failures:
         if failure.domain in failed_by_domain and failure.policy_type == PolicyType.STS.value:
             failed_by_domain[failure.domain].append(failure)
-    mx_by_domain: dict[str, list[MxTotals]] = {domain: [] for domain in modes}
+    mx_by_domain: dict[str, list[MxTotals]] = {domain: [] for domain in policies}
     for host in by_mx:
         if host.domain in mx_by_domain:
             mx_by_domain[host.domain].append(host)
     # Days are values: the domains without reports (most of a large config) share theirs.
     no_days = _daily((), first, today) if daily else ()
     result = {}
-    for domain, mode in modes.items():
+    for domain, policy in policies.items():
         # Sessions reported against an older policy are left out of all but older_policy:
         # failures at a host since dropped from the mx are no reason to wait (the failure
         # details and hosts come from the store without them).
@@ -181,9 +182,9 @@ def summarize(
         period = _between(sts, first, today)
         details = _between(failed_by_domain[domain], first, today)
         recent = _between(failed_by_domain[domain], window, today)
-        verdict, reason = judge(mode, _between(rows, window, today), recent, thresholds)
+        verdict, reason = judge(policy.mode, _between(rows, window, today), recent, thresholds)
         left_out = _sum(_between(older, window, today))
-        if left_out.reports and mode is not Mode.NONE:
+        if left_out.reports and policy.mode is not Mode.NONE:
             reason += (
                 f"; not counted: {counted(left_out.successful + left_out.failed, 'session')}"
                 f" from {counted(left_out.reports, 'report')} against an older policy (other mx)"
@@ -191,7 +192,7 @@ def summarize(
         by_type = _most_first((row.result_type, row.sessions) for row in details)
         result[domain] = DomainSummary(
             domain=domain,
-            mode=mode,
+            mode=policy.mode,
             days=days,
             reports=sum(row.reports for row in period),
             organizations=_organizations(period),

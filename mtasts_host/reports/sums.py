@@ -29,20 +29,14 @@ _OLDER = "CASE WHEN p.policy_mx <> s.column2 THEN 1 ELSE 0 END"
 the one served now (``s.column2``, NULL when unknown); else 0."""
 
 
-def totals(
-    store: ReportStore,
-    since_day: int,
-    domains: Collection[str],
-    *,
-    served: Mapping[str, str | None] | None = None,
-) -> list[Totals]:
+def totals(store: ReportStore, since_day: int, served: Mapping[str, str | None]) -> list[Totals]:
     """
-    Sessions of ``domains`` by domain, policy type, organisation and day, from
+    Sessions of the ``served`` domains by domain, policy type, organisation and day, from
     ``since_day`` on, and whether they were reported against an older policy.
 
     Args:
-        served: the ``mx_key`` of the policy each domain serves now; a domain without one
-            has no older policy.
+        served: the domains, each with the ``mx_key`` of the policy it serves now; one
+            without (None) has no older policy.
     """
     with store.connection(write=False) as connection:
         rows = _for_served(
@@ -53,7 +47,7 @@ def totals(
             " JOIN tlsrpt_reports r ON r.id = p.report"
             " WHERE r.day >= ?"
             f" GROUP BY p.domain, p.policy_type, r.organization, r.day, {_OLDER}",
-            _served(domains, served),
+            served,
             after=(since_day,),
         )
     return [
@@ -63,13 +57,9 @@ def totals(
 
 
 def failure_totals(
-    store: ReportStore,
-    since_day: int,
-    domains: Collection[str],
-    *,
-    served: Mapping[str, str | None] | None = None,
+    store: ReportStore, since_day: int, served: Mapping[str, str | None]
 ) -> list[FailureTotals]:
-    """Failed sessions of ``domains`` by domain, policy type, day and result type, from
+    """Failed sessions of the ``served`` domains by domain, policy type, day and result type, from
     ``since_day`` on; those reported against an older policy (see ``totals``) left out."""
     with store.connection(write=False) as connection:
         rows = _for_served(
@@ -81,7 +71,7 @@ def failure_totals(
             " JOIN tlsrpt_reports r ON r.id = f.report"
             f" WHERE r.day >= ? AND {_OLDER} = 0"
             " GROUP BY p.domain, p.policy_type, r.day, f.result_type",
-            _served(domains, served),
+            served,
             after=(since_day,),
         )
     return [
@@ -91,16 +81,10 @@ def failure_totals(
 
 
 def failures_by_mx(
-    store: ReportStore,
-    first_day: int,
-    last_day: int,
-    domains: Collection[str],
-    top: int,
-    *,
-    served: Mapping[str, str | None] | None = None,
+    store: ReportStore, first_day: int, last_day: int, served: Mapping[str, str | None], top: int
 ) -> list[MxTotals]:
     """
-    The ``top`` MX hosts of each of ``domains`` with the most failed STS sessions from
+    The ``top`` MX hosts of each of the ``served`` domains with the most failed STS sessions from
     ``first_day`` to ``last_day``, most first, then by name; those reported against an
     older policy (see ``totals``) left out. Ranked by the database: a report may name
     thousands of hosts, and only these are read.
@@ -118,7 +102,7 @@ def failures_by_mx(
             " JOIN tlsrpt_reports r ON r.id = f.report"
             f" WHERE p.policy_type = 'sts' AND r.day BETWEEN ? AND ? AND {_OLDER} = 0"
             f" GROUP BY p.domain, {mx}) ranked WHERE n <= ?",
-            _served(domains, served),
+            served,
             after=(first_day, last_day, top),
         )
     return [MxTotals(domain, host, int(sessions)) for domain, host, sessions in rows]
@@ -194,12 +178,6 @@ def _for_domains(
             sql.replace("{domains}", among), (*before, *chunk, *after)
         ).fetchall()
     return rows
-
-
-def _served(
-    domains: Collection[str], served: Mapping[str, str | None] | None
-) -> dict[str, str | None]:
-    return {domain: (served or {}).get(domain) for domain in domains}
 
 
 def _for_served(

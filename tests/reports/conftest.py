@@ -14,7 +14,7 @@ import tempfile
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 
 from mtasts_host.app import PolicyApp
 from mtasts_host.config import parse_config
+from mtasts_host.policy import Mode, Policy
 from mtasts_host.reports import MAX_REPORT_SIZE, Reports, ReportsSettings
 from mtasts_host.reports.rows import DAY
 from mtasts_host.reports.store import ReportStore, open_store
@@ -97,6 +98,11 @@ def report(
             *copy.deepcopy(extra_policies or []),
         ],
     }
+
+
+def serving(modes: Mapping[str, Mode]) -> dict[str, Policy]:
+    """The policies of these domains, each with the one ``mx`` that ``report`` reports."""
+    return {domain: Policy(mode, (f"mail.{domain}",)) for domain, mode in modes.items()}
 
 
 OLDER_POLICY = ["version: STSv1", "mode: testing", "mx: mail.example.com", "mx: backup.example.com"]

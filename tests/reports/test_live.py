@@ -21,7 +21,7 @@ from mtasts_host.reports.rows import FailureTotals, MxTotals, Totals
 from mtasts_host.reports.summary import summarize
 
 from ..processes import Process, free_port, need, running, serve_argv
-from .conftest import CONFIG, NOW, REPORTS_HOST, TODAY, encode, recent, report
+from .conftest import CONFIG, NOW, REPORTS_HOST, TODAY, encode, recent, report, serving
 
 ROOT = Path(__file__).parent.parent.parent
 ADDRESS = "127.70.0.1"
@@ -94,7 +94,7 @@ def test_concurrent_posts_on_sqlite(server: tuple[int, str]) -> None:
     for thread in threads:
         thread.join(60)
     assert Counter(statuses) == {201: 61, 200: 11}
-    summary = read_summaries(open_store(url), {"example.com": Mode.TESTING})["example.com"]
+    summary = read_summaries(open_store(url), serving({"example.com": Mode.TESTING}))["example.com"]
     assert summary.reports == 61
     assert summary.successful_sessions == 601
 
@@ -147,7 +147,7 @@ def test_a_value_draws_nothing_outside_its_cell(tmp_path: Path) -> None:
         totals = [Totals("example.com", "sts", value, TODAY - 1, 1, 100, 3)]
         failures = [FailureTotals("example.com", "sts", TODAY - 1, "certificate-expired", 3)]
         summaries = summarize(
-            {"example.com": Mode.TESTING},
+            serving({"example.com": Mode.TESTING}),
             totals,
             failures,
             [MxTotals("example.com", value, 3)],

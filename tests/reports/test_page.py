@@ -11,7 +11,7 @@ from mtasts_host.reports.page import chart, render_page
 from mtasts_host.reports.rows import FailureTotals, MxTotals, Totals
 from mtasts_host.reports.summary import Day, summarize
 
-from .conftest import NOW, TODAY
+from .conftest import NOW, TODAY, serving
 
 EVIL = "<script>alert('x')</script>&\"'"
 
@@ -40,7 +40,7 @@ def page_with(organization: str, result_type: str, mx: str) -> str:
     ]
     failures = [FailureTotals("example.com", "sts", TODAY - 1, result_type, 3)]
     summaries = summarize(
-        {"example.com": Mode.TESTING, "example.net": Mode.ENFORCE},
+        serving({"example.com": Mode.TESTING, "example.net": Mode.ENFORCE}),
         totals,
         failures,
         [MxTotals("example.com", mx, 3)],
@@ -149,7 +149,8 @@ def test_domains_without_reports_cost_a_name_each() -> None:
         Totals("d9.example.com", "tlsa", "Google Inc.", TODAY - 1, 1, 10, 0),
     ]
     html = render_page(
-        summarize(modes, totals, [], [], today=TODAY), generated=datetime.fromtimestamp(NOW, UTC)
+        summarize(serving(modes), totals, [], [], today=TODAY),
+        generated=datetime.fromtimestamp(NOW, UTC),
     )
     assert len(html) < 250_000
     assert parse(html).tags.count("section") == 3

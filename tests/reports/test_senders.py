@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import pytest
 import trustme
 
-from mtasts_host.policy import Mode
+from mtasts_host.policy import Mode, Policy
 from mtasts_host.reports import open_store, read_summaries
 from mtasts_host.reports.summary import Sessions
 
@@ -29,7 +29,7 @@ from ..caddy import shipped_caddy
 from ..conftest import wait_until
 from ..nginx import nginx as shipped_nginx
 from ..processes import Process, free_port, need, running, wait_for_port
-from .conftest import REPORTS_HOST
+from .conftest import REPORTS_HOST, serving
 from .test_live import serving_reports
 
 ROOT = Path(__file__).parent.parent.parent
@@ -232,11 +232,11 @@ def test_tlsrpt_reporter_delivers_over_https_and_by_mail(
             [str(BIN / "tlsrpt-reportd"), "--config_file", str(config)], base / "reportd.log"
         )
         store = open_store(store_url)
-        modes = {"example.com": Mode.TESTING, "example.net": Mode.TESTING}
+        served = serving({"example.com": Mode.TESTING, "example.net": Mode.TESTING})
 
         def delivered() -> bool:
             try:
-                summaries = read_summaries(store, modes)
+                summaries = read_summaries(store, served)
             except Exception:
                 return False
             return all(summary.reports for summary in summaries.values())
@@ -246,7 +246,7 @@ def test_tlsrpt_reporter_delivers_over_https_and_by_mail(
         if reportd is not None:
             stop(reportd)
         stop(collectd)
-    summaries = read_summaries(store, modes)
+    summaries = read_summaries(store, served)
     https, mail = summaries["example.com"], summaries["example.net"]
     assert (https.successful_sessions, https.failed_sessions) == (5, 2)
     assert https.failures_by_type == {"certificate-host-mismatch": 2}
@@ -254,11 +254,10 @@ def test_tlsrpt_reporter_delivers_over_https_and_by_mail(
     assert https.organizations == ("Sender Example Inc.",)
     assert (mail.successful_sessions, mail.failed_sessions) == (3, 0)
     # The policy-string it reports (the datagram's) is read: against the served mx, the
-    # sessions are current; once the mx changes, they were reported against an older policy.
-    served = {"example.com": ("mail.example.com",), "example.net": ("mail.example.net",)}
-    assert read_summaries(store, modes, mx=served) == summaries
-    served["example.com"] = ("mx2.example.com",)
-    changed = read_summaries(store, modes, mx=served)["example.com"]
+    # sessions are current (above); once the mx changes, they were reported against an
+    # older policy.
+    moved = {**served, "example.com": Policy(Mode.TESTING, ("mx2.example.com",))}
+    changed = read_summaries(store, moved)["example.com"]
     assert (changed.successful_sessions, changed.older_policy) == (0, Sessions(1, 5, 2))
     reported = (base / "reportd.log").read_text()
     assert "Report delivery 1 for domain example.com succeeded" in reported

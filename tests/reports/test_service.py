@@ -20,7 +20,7 @@ from mtasts_host.reports.service import read_summaries
 from mtasts_host.reports.store import ReportStore
 from mtasts_host.reports.summary import Sessions, Verdict
 
-from .conftest import NOW, OLDER_POLICY, TODAY, against, at_backup, encode, report
+from .conftest import NOW, OLDER_POLICY, TODAY, against, at_backup, encode, report, serving
 from .flood import flood, name
 
 
@@ -32,7 +32,7 @@ def test_a_summary_reads_the_top_hosts_of_configured_domains_only(store: ReportS
         store.add(parse_report(gzip.decompress(raw)), raw, NOW)
     tracemalloc.start()
     try:
-        summaries = read_summaries(store, {"example.com": Mode.TESTING}, now=NOW)
+        summaries = read_summaries(store, serving({"example.com": Mode.TESTING}), now=NOW)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -41,6 +41,8 @@ from .conftest import NOW, OLDER_POLICY, TODAY, against, at_backup, encode, fixt
 
 DOMAINS = ("example.com", "example.org", "not-configured.example")
 """The domains each test asks for: those its reports name."""
+CURRENT: dict[str, str | None] = dict.fromkeys(DOMAINS)
+"""The domains, none serving a policy that reports could be older than."""
 
 
 def add(store: ReportStore, document: dict[str, Any], received: float = NOW) -> Outcome:
@@ -97,7 +99,7 @@ def test_stored_once_then_duplicate(store: ReportStore) -> None:
     assert add(store, document) is Outcome.DUPLICATE
     # Same report-id from another organisation is another report.
     assert add(store, {**document, "organization-name": "Other"}) is Outcome.STORED
-    assert len(sums.totals(store, 0, DOMAINS)) == 2
+    assert len(sums.totals(store, 0, CURRENT)) == 2
 
 
 def test_the_raw_report_is_kept_compressed(store: ReportStore) -> None:
@@ -114,21 +116,21 @@ def test_totals_and_failures(store: ReportStore) -> None:
     store.add(parse_report(text), gzip.compress(text), NOW)
     day = 19844  # 2024-05-01
     assert sorted(
-        sums.totals(store, 0, DOMAINS), key=lambda row: (row.domain, row.policy_type)
+        sums.totals(store, 0, CURRENT), key=lambda row: (row.domain, row.policy_type)
     ) == [
         Totals("example.com", "no-policy-found", "Small Sender GmbH", day, 1, 3, 0),
         Totals("example.com", "sts", "Small Sender GmbH", day, 1, 7, 5),
         Totals("not-configured.example", "sts", "Small Sender GmbH", day, 1, 999, 999),
     ]
-    assert sorted(sums.failure_totals(store, 0, DOMAINS), key=lambda row: row.result_type) == [
+    assert sorted(sums.failure_totals(store, 0, CURRENT), key=lambda row: row.result_type) == [
         FailureTotals("example.com", "sts", day, "other", 2),
         FailureTotals("example.com", "sts", day, "sts-webpki-invalid", 3),
     ]
-    assert sums.failures_by_mx(store, day, day, DOMAINS, 20) == [
+    assert sums.failures_by_mx(store, day, day, CURRENT, 20) == [
         MxTotals("example.com", "mail.example.com", 3),
         MxTotals("example.com", "", 2),
     ]
-    assert sums.totals(store, day + 1, DOMAINS) == []
+    assert sums.totals(store, day + 1, CURRENT) == []
 
 
 def test_totals_add_up_by_organisation_and_day(store: ReportStore) -> None:
@@ -136,13 +138,13 @@ def test_totals_add_up_by_organisation_and_day(store: ReportStore) -> None:
         add(store, report(organization="A", day=TODAY - 1, successful=10 + n, failed=n))
     add(store, report(organization="B", day=TODAY - 1, successful=5))
     add(store, report(organization="A", day=TODAY - 2, successful=7))
-    rows = sorted(sums.totals(store, 0, DOMAINS), key=lambda row: (row.organization, row.day))
+    rows = sorted(sums.totals(store, 0, CURRENT), key=lambda row: (row.organization, row.day))
     assert rows == [
         Totals("example.com", "sts", "A", TODAY - 2, 1, 7, 0),
         Totals("example.com", "sts", "A", TODAY - 1, 3, 33, 3),
         Totals("example.com", "sts", "B", TODAY - 1, 1, 5, 0),
     ]
-    (failures,) = sums.failure_totals(store, 0, DOMAINS)
+    (failures,) = sums.failure_totals(store, 0, CURRENT)
     assert failures.sessions == 3
 
 
@@ -164,11 +166,11 @@ def test_sums_past_64_bits_do_not_overflow(store: ReportStore) -> None:
     add(store, poison)
     add(store, report(organization="Q", successful=1000, failed=2))
     huge = pytest.approx(1025 * MAX_COUNT, rel=1e-9)
-    totals = {row.organization: row for row in sums.totals(store, 0, DOMAINS)}
+    totals = {row.organization: row for row in sums.totals(store, 0, CURRENT)}
     assert totals["P"].successful == huge
     assert totals["P"].failed == huge
     assert (totals["Q"].successful, totals["Q"].failed) == (1000, 2)  # exact
-    assert [row.sessions for row in sums.failure_totals(store, 0, DOMAINS)] == [
+    assert [row.sessions for row in sums.failure_totals(store, 0, CURRENT)] == [
         pytest.approx(1025 * MAX_COUNT + 2, rel=1e-9)
     ]
     (counts,) = sums.session_counts(store, DOMAINS)
@@ -182,8 +184,8 @@ def test_prune_removes_reports_that_ended_before(store: ReportStore) -> None:
     assert store.prune((TODAY - 300) * DAY) == 1
     assert store.raw("Google Inc.", "old") is None
     assert store.raw("Google Inc.", "new") is not None
-    assert [row.day for row in sums.totals(store, 0, DOMAINS)] == [TODAY - 1]
-    assert sums.failure_totals(store, 0, DOMAINS) == []
+    assert [row.day for row in sums.totals(store, 0, CURRENT)] == [TODAY - 1]
+    assert sums.failure_totals(store, 0, CURRENT) == []
     # A pruned report can be received again.
     assert add(store, report(report_id="old", day=TODAY - 400)) is Outcome.STORED
 
@@ -222,7 +224,7 @@ def test_nothing_is_half_written(store: ReportStore) -> None:
     with pytest.raises((StoreUnavailable, OverflowError)):
         store.add(bad, b"", NOW)
     assert store.raw("Google Inc.", "half") is None
-    assert sums.totals(store, 0, DOMAINS) == []
+    assert sums.totals(store, 0, CURRENT) == []
     assert add(store, document) is Outcome.STORED
 
 
@@ -267,7 +269,7 @@ def test_a_report_takes_as_many_statements_however_many_failure_details_it_has(
     sent.clear()
     add(store, report(report_id="hundred", failed=100, failures=failures))
     assert len(sent) == one
-    assert [row.sessions for row in sums.failure_totals(store, 0, DOMAINS)] == [101]
+    assert [row.sessions for row in sums.failure_totals(store, 0, CURRENT)] == [101]
 
 
 class _PrunedAfterTheFirst:
@@ -420,7 +422,7 @@ def test_sqlite_reads_while_another_transaction_writes(sqlite_url: str) -> None:
         writer.execute("BEGIN IMMEDIATE")
         writer.execute("DELETE FROM tlsrpt_policies")
         store.ping()
-        assert [row.successful for row in sums.totals(store, 0, DOMAINS)] == [1000]
+        assert [row.successful for row in sums.totals(store, 0, CURRENT)] == [1000]
         assert store.raw("Google Inc.", "r1") is not None
     finally:
         writer.execute("ROLLBACK")
@@ -497,7 +499,7 @@ def test_concurrent_prunes_count_pruned_sessions_once(store_url: str) -> None:
     assert (counts.successful, counts.failures) == (17, {"certificate-expired": 3})
 
 
-SERVED = {"example.com": "mail.example.com"}
+SERVED = {**CURRENT, "example.com": "mail.example.com"}
 """The ``mx_key`` of the policy example.com serves now: backup.example.com dropped."""
 
 
@@ -506,17 +508,17 @@ def test_sessions_reported_against_an_older_mx_are_told_apart(store: ReportStore
     add(store, against(older, OLDER_POLICY))
     add(store, report(organization="B", successful=1000))
     day = TODAY - 1
-    totals = sums.totals(store, 0, DOMAINS, served=SERVED)
+    totals = sums.totals(store, 0, SERVED)
     assert sorted(totals, key=lambda row: row.organization) == [
         Totals("example.com", "sts", "A", day, 1, 900, 100, older=True),
         Totals("example.com", "sts", "B", day, 1, 1000, 0),
     ]
     # The failures the summary shows agree with the sessions it counts.
-    assert sums.failure_totals(store, 0, DOMAINS, served=SERVED) == []
-    assert sums.failures_by_mx(store, day, day, DOMAINS, 20, served=SERVED) == []
+    assert sums.failure_totals(store, 0, SERVED) == []
+    assert sums.failures_by_mx(store, day, day, SERVED, 20) == []
     # Without the served mx, nothing is older.
-    assert [row.older for row in sums.totals(store, 0, DOMAINS)] == [False, False]
-    assert len(sums.failures_by_mx(store, day, day, DOMAINS, 20)) == 1
+    assert [row.older for row in sums.totals(store, 0, CURRENT)] == [False, False]
+    assert len(sums.failures_by_mx(store, day, day, CURRENT, 20)) == 1
     # The metrics count what senders reported, whatever the policy.
     (counts,) = sums.session_counts(store, DOMAINS)
     assert (counts.successful, counts.failures) == (1900, {"certificate-host-mismatch": 100})
@@ -592,7 +594,7 @@ def test_reports_of_version_4_and_of_an_older_replica_count_as_current(store: Re
     # A replica that still runs the older version inserts as it did, without the column.
     add_as_before(old, parsed("B"))
     upgraded.add(parsed("C"), b"", NOW)
-    totals = sums.totals(upgraded, 0, DOMAINS, served=SERVED)
+    totals = sums.totals(upgraded, 0, SERVED)
     assert {row.organization: row.older for row in totals} == {"A": False, "B": False, "C": True}
-    failures = sums.failure_totals(upgraded, 0, DOMAINS, served=SERVED)
+    failures = sums.failure_totals(upgraded, 0, SERVED)
     assert [row.sessions for row in failures] == [10]  # A's and B's, not C's

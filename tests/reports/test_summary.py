@@ -18,7 +18,7 @@ from mtasts_host.reports.summary import (
     summarize,
 )
 
-from .conftest import TODAY
+from .conftest import TODAY, serving
 
 D = "example.com"
 
@@ -204,7 +204,7 @@ def test_summary_counts_sts_only_and_configured_domains_only() -> None:
         FailureTotals("other.example", "sts", TODAY - 1, "certificate-expired", 999),
     ]
     by_mx = [MxTotals(D, "mail.example.com", 1), MxTotals("other.example", "", 999)]
-    summaries = summarize({D: Mode.TESTING}, totals, failures, by_mx, today=TODAY)
+    summaries = summarize(serving({D: Mode.TESTING}), totals, failures, by_mx, today=TODAY)
     assert list(summaries) == [D]
     summary = summaries[D]
     assert (summary.reports, summary.successful_sessions, summary.failed_sessions) == (1, 40, 1)
@@ -249,7 +249,7 @@ def test_an_organization_is_shown_once_as_most_of_its_reports_spell_it() -> None
         Totals(D, "sts", "b", TODAY - 1, 1, 10, 0),  # a tie: the first in code point order
         Totals(D, "sts", "B", TODAY - 2, 1, 10, 0),
     ]
-    summary = summarize({D: Mode.TESTING}, totals, [], [], today=TODAY)[D]
+    summary = summarize(serving({D: Mode.TESTING}), totals, [], [], today=TODAY)[D]
     assert summary.organizations == ("B", "Google Inc.")
     assert summary.reports == 7
     assert summary.verdict_reason == (
@@ -268,7 +268,9 @@ def test_summary_period_and_verdict_window_differ() -> None:
         failure("validation-failure", 20, day=TODAY - 20),
     ]
     by_mx = [MxTotals(D, "mail.example.com", 30), MxTotals(D, "", 20)]
-    summary = summarize({D: Mode.TESTING}, totals, failures, by_mx, today=TODAY, days=30)[D]
+    summary = summarize(serving({D: Mode.TESTING}), totals, failures, by_mx, today=TODAY, days=30)[
+        D
+    ]
     assert summary.reports == 2
     assert summary.organizations == ("A", "B")
     assert (summary.successful_sessions, summary.failed_sessions) == (150, 50)
@@ -311,25 +313,25 @@ def test_reports_of_other_policies_alone_are_named(
         Totals(D, "tlsa", "A", TODAY - 1, 1, 500, 0),
         Totals(D, "no-policy-found", "C", TODAY - 15, 1, 9, 0),  # before the window
     ]
-    summary = summarize({D: mode}, totals, [], [], today=TODAY)[D]
+    summary = summarize(serving({D: mode}), totals, [], [], today=TODAY)[D]
     assert (summary.verdict, summary.verdict_reason) == (verdict, reason)
 
 
 def test_reports_dated_after_today_count_in_no_window() -> None:
     totals = [sts("A"), sts("B", day=TODAY + 1), sts("C", day=TODAY + 356_000)]
     failures = [failure("certificate-expired", 5, day=TODAY + 1)]
-    summary = summarize({D: Mode.TESTING}, totals, failures, [], today=TODAY)[D]
+    summary = summarize(serving({D: Mode.TESTING}), totals, failures, [], today=TODAY)[D]
     assert (summary.reports, summary.organizations, summary.failures_by_type) == (1, ("A",), {})
     assert summary.verdict_reason == "reports from 1 organization in the last 14 days, 2 needed"
     assert summary.daily[-1] == Day(TODAY)
     enforced = summarize(
-        {D: Mode.ENFORCE}, [sts("A", day=TODAY + 1, failed=5)], failures, [], today=TODAY
+        serving({D: Mode.ENFORCE}), [sts("A", day=TODAY + 1, failed=5)], failures, [], today=TODAY
     )
     assert enforced[D].verdict is Verdict.OK
 
 
 def test_a_domain_without_reports() -> None:
-    summary = summarize({D: Mode.ENFORCE}, [], [], [], today=TODAY, days=7)[D]
+    summary = summarize(serving({D: Mode.ENFORCE}), [], [], [], today=TODAY, days=7)[D]
     assert summary.to_json() == {
         "mode": "enforce",
         "reports": 0,
@@ -348,7 +350,9 @@ def test_a_domain_without_reports() -> None:
 def test_failures_are_listed_most_first_then_by_name() -> None:
     failures = [failure("b", 2), failure("a", 2), failure("c", 9), failure("a", 1)]
     by_mx = [MxTotals(D, "x", 1), MxTotals(D, "mail.example.com", 13)]
-    summary = summarize({D: Mode.TESTING}, [sts("A", failed=14)], failures, by_mx, today=TODAY)[D]
+    summary = summarize(
+        serving({D: Mode.TESTING}), [sts("A", failed=14)], failures, by_mx, today=TODAY
+    )[D]
     assert list(summary.failures_by_type.items()) == [("c", 9), ("a", 3), ("b", 2)]
     assert list(summary.failures_by_mx.items()) == [("mail.example.com", 13), ("x", 1)]
 
@@ -357,7 +361,9 @@ def test_the_hosts_beyond_the_top_are_summed() -> None:
     # The store gives the top hosts only: the failure details' other sessions are theirs.
     failures = [failure("certificate-expired", 5000)]
     by_mx = [MxTotals(D, f"mx{n:02}.example.com", 10) for n in range(TOP_MX)]
-    summary = summarize({D: Mode.TESTING}, [sts("A", failed=5000)], failures, by_mx, today=TODAY)[D]
+    summary = summarize(
+        serving({D: Mode.TESTING}), [sts("A", failed=5000)], failures, by_mx, today=TODAY
+    )[D]
     assert len(summary.failures_by_mx) == TOP_MX + 1
     assert next(iter(summary.failures_by_mx.items())) == (OTHER_MX, 5000 - 10 * TOP_MX)
 
@@ -373,7 +379,9 @@ def test_a_host_that_no_host_name_can_be_is_quoted() -> None:
         MxTotals(D, '"mail.example.com"', 1),
         MxTotals(D, "mail.example.com", 1),
     ]
-    summary = summarize({D: Mode.TESTING}, [sts("A", failed=10)], failures, by_mx, today=TODAY)[D]
+    summary = summarize(
+        serving({D: Mode.TESTING}), [sts("A", failed=10)], failures, by_mx, today=TODAY
+    )[D]
     assert summary.failures_by_mx == {
         '"(other hosts)"': 3,
         OTHER_MX: 2,
@@ -390,7 +398,7 @@ def test_sessions_reported_against_an_older_policy_are_left_out() -> None:
         Totals(D, "sts", "D", TODAY - 20, 1, 7, 3, older=True),  # in the period, not the window
     ]
     totals = [sts("A"), sts("B", day=TODAY - 20), *older]
-    summary = summarize({D: Mode.TESTING}, totals, [], [], today=TODAY)[D]
+    summary = summarize(serving({D: Mode.TESTING}), totals, [], [], today=TODAY)[D]
     assert (summary.reports, summary.organizations, summary.failed_sessions) == (2, ("A", "B"), 0)
     assert summary.older_policy == Sessions(3, 7, 503)
     assert sum(day.failed for day in summary.daily) == 0
@@ -399,10 +407,10 @@ def test_sessions_reported_against_an_older_policy_are_left_out() -> None:
         "reports from 1 organization in the last 14 days, 2 needed;"
         " not counted: 500 sessions from 2 reports against an older policy (other mx)",
     )
-    assert summarize({D: Mode.NONE}, totals, [], [], today=TODAY)[D].verdict_reason == (
+    assert summarize(serving({D: Mode.NONE}), totals, [], [], today=TODAY)[D].verdict_reason == (
         "mode none: no policy is in force"
     )
-    enforced = summarize({D: Mode.ENFORCE}, totals, [], [], today=TODAY)[D]
+    enforced = summarize(serving({D: Mode.ENFORCE}), totals, [], [], today=TODAY)[D]
     assert (enforced.verdict, enforced.verdict_reason) == (
         Verdict.OK,
         "no failed sessions in the last 14 days: 1000 sessions from 1 organization;"
