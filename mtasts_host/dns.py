@@ -65,15 +65,22 @@ def txt_groups(snapshot: Snapshot) -> dict[str, str]:
     """
     served = snapshot.served
     return {
-        target: policy_id(shared_body(served[domain].body for domain in members))
+        target: policy_id(shared_body((domain, served[domain].body) for domain in members))
         for target, members in txt_cname_groups(snapshot.config.domains).items()
     }
 
 
-def shared_body(bodies: Iterable[bytes]) -> bytes:
-    """What the id of a shared ``_mta-sts`` record is computed over: the distinct policies of
-    its domains, sorted, one after another; a single policy is itself."""
-    return b"".join(sorted(set(bodies)))
+def shared_body(policies: Iterable[tuple[str, bytes]]) -> bytes:
+    """
+    What the id of a shared ``_mta-sts`` record is computed over, from each domain and its
+    policy: a single policy is itself; several are each domain's name and policy, by name.
+    Not the policies alone: two domains that swap theirs leave the same set of policies, and
+    senders would keep each one's old policy under an id that did not change.
+    """
+    pairs = sorted(policies)
+    if len({body for _, body in pairs}) == 1:
+        return pairs[0][1]
+    return b"".join(domain.encode() + b"\n" + body for domain, body in pairs)
 
 
 def to_json(snapshot: Snapshot) -> str:

@@ -82,7 +82,7 @@ def test_an_id_group_shares_one_txt_record() -> None:
     same = policy_id(config.domains["a.example"].policy.render())
     c_body = config.domains["c.example"].policy.render()
     d_body = config.domains["d.example"].policy.render()
-    mixed = policy_id(b"".join(sorted([c_body, d_body])))
+    mixed = policy_id(b"c.example\n" + c_body + b"d.example\n" + d_body)
     assert [(r.name, r.type, r.value) for r in dns.records(build_snapshot(config))] == [
         ("_mta-sts.a.example", "CNAME", "_mta-sts.provider.example"),
         ("_mta-sts.provider.example", "TXT", f"v=STSv1; id={same}"),
@@ -107,6 +107,20 @@ def test_the_group_id_changes_with_any_member() -> None:
     before = dns.txt_groups(build_snapshot(parse_config(GROUPED)))
     after = dns.txt_groups(build_snapshot(parse_config(GROUPED.replace(b"1209600", b"1209601"))))
     assert before["_mta-sts.provider.example"] == after["_mta-sts.provider.example"]
+    assert before["_mta-sts.other.example"] != after["_mta-sts.other.example"]
+
+
+def test_the_group_id_changes_when_members_swap_policies() -> None:
+    # The same set of policies, but each of c and d now serves the other's: senders that
+    # cached either one's old policy must see a new id (RFC 8461 section 3.1).
+    swapped = GROUPED.replace(b"c.example: {", b"c.example: {max_age: 1209600, ").replace(
+        b"max_age: 1209600}", b"max_age: 604800}"
+    )
+    config = parse_config(swapped)
+    assert config.domains["c.example"].policy.max_age == 1209600
+    assert config.domains["d.example"].policy.max_age == 604800
+    before = dns.txt_groups(build_snapshot(parse_config(GROUPED)))
+    after = dns.txt_groups(build_snapshot(config))
     assert before["_mta-sts.other.example"] != after["_mta-sts.other.example"]
 
 
@@ -175,8 +189,8 @@ def test_a_group_at_a_configured_domains_own_record_includes_that_domain() -> No
     # RFC 8461 section 8.2's provider serves a policy of its own at the shared name: one TXT
     # record there, whose id covers the provider's policy too.
     snapshot = build_snapshot(parse_config(ANCHORED))
-    bodies = sorted(entry.body for entry in snapshot.served.values())
-    shared = f"v=STSv1; id={policy_id(b''.join(bodies))}"
+    bodies = b"".join(d.encode() + b"\n" + e.body for d, e in sorted(snapshot.served.items()))
+    shared = f"v=STSv1; id={policy_id(bodies)}"
     assert [(r.name, r.type, r.value) for r in dns.records(snapshot)] == [
         ("_mta-sts.user.example", "CNAME", "_mta-sts.provider.example"),
         ("_mta-sts.provider.example", "TXT", shared),

@@ -58,7 +58,7 @@ def _expected(snapshot: Snapshot) -> dict[str, _Expected]:
         record = f"'{value}'" if target is None else f"a CNAME to {target}, where '{value}' is"
         group = tuple(groups.get(target or STS_PREFIX + domain, [domain]))
         body = snapshot.served[domain].body
-        announced = records_to_publish.shared_body(snapshot.served[d].body for d in group)
+        announced = records_to_publish.shared_body((d, snapshot.served[d].body) for d in group)
         result[domain] = _Expected(record, sts_id(value), body, group, announced)
     return result
 
@@ -163,9 +163,9 @@ class _Run:
             # The record's id covers every policy of the group: the body it announces is
             # served only when every member's is (RFC 8461 section 8.1).
             members = [self.policy_hosts(f"mta-sts.{member}") for member in expected.group]
-            bodies = [_served(fetched) for _, fetched in await asyncio.gather(*members)]
-            shared = [body for body in bodies if body is not None]
-            served = records_to_publish.shared_body(shared) if len(shared) == len(bodies) else None
+            fetched = [_served(answers) for _, answers in await asyncio.gather(*members)]
+            pairs = [(d, b) for d, b in zip(expected.group, fetched, strict=True) if b is not None]
+            served = records_to_publish.shared_body(pairs) if len(pairs) == len(fetched) else None
         sessions = [fetch.session for fetch in fetches]
         self._note(sessions)
         now = time.time()

@@ -207,3 +207,26 @@ def test_a_group_id_waits_until_every_member_serves_the_config(
         assert "the new body is served already" not in finding.message, finding
         assert "the TXT changed but the body did not" not in finding.message, finding
         assert "does not serve this config yet" in finding.message, finding
+
+
+# The same group, its two policies swapped in the config: the set of policies behind the
+# shared record is unchanged, but each domain's is not. Senders that cached either one's
+# policy must see a new id; until the server serves the config, it must not be published.
+def test_a_group_id_changes_when_its_members_swap_policies(world: World, tmp_path: Path) -> None:
+    hosted = "{mode: testing, mx: [mx.hosted.test],"
+    changed = (
+        config_text(DOMAINS)
+        .replace(f"hosted2.test: {hosted} max_age: 1209600,", f"hosted2.test: {hosted}")
+        .replace(f"hosted1.test: {hosted}", f"hosted1.test: {hosted} max_age: 1209600,")
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(changed)
+    snapshot = build_snapshot(load_config(path))
+    assert snapshot.served["hosted1.test"] == world.snapshot.served["hosted2.test"]
+    assert snapshot.served["hosted2.test"] == world.snapshot.served["hosted1.test"]
+    options = dataclasses.replace(world.options, domains=("hosted1.test", "hosted2.test"))
+    report = run(snapshot, options)
+    for domain in ("hosted1.test", "hosted2.test"):
+        (finding,) = [f for f in report.domains[domain] if f.check.value == "dns-id"]
+        assert finding.status is Status.FAIL, finding
+        assert "does not serve this config yet" in finding.message, finding
