@@ -47,6 +47,19 @@ def judge(session: Session, now: float) -> tuple[Status, str] | None:
     if session.failure is not None:
         status = Status.WARN if session.failure is Failure.REFUSED else Status.FAIL
         return status, f"{where}: {session.detail}; {_ADVICE[session.failure]}"
+    # Verified at its handshake, out of its dates now: a run judges a host that several
+    # domains share (an MX host, the policy hosts of a txt_cname group) with its last domain.
+    lapsed = [
+        f"{which} expired {date(not_after)}"
+        for which, not_after in (
+            ("the certificate", session.not_after),
+            *((f"{ca.named} that it sends", ca.not_after) for ca in session.chain),
+        )
+        if not_after is not None and not_after < now
+    ]
+    if lapsed:
+        detail = "; ".join(lapsed)
+        return Status.FAIL, f"{where}: {detail}, during the run; {_ADVICE[Failure.EXPIRED]}"
     soon: list[str] = []
     if session.not_after is not None and session.not_after - now < EXPIRY_WARNING:
         soon.append(f"the certificate expires {_expiry(session.not_after, now)}: renew it")

@@ -95,6 +95,27 @@ def broken(failure: Failure, detail: str, host: str = HOST) -> Session:
             ),
             id="both-expire-soon",
         ),
+        pytest.param(
+            # Verified at its handshake, expired by the time a later domain that shares the
+            # host is judged: senders refuse it now.
+            good(days=-60 / DAY),
+            (
+                Status.FAIL,
+                f"{HOST} (192.0.2.1): the certificate expired 2023-11-14 22:12 UTC, during the "
+                "run; renew the certificate, and serve the CA's current intermediate with it",
+            ),
+            id="expired-during-the-run",
+        ),
+        pytest.param(
+            Session(HOST, "192.0.2.1", "TLSv1.3", NOW + 5 * DAY, (middle(days=-60 / DAY),)),
+            (
+                Status.FAIL,
+                f"{HOST} (192.0.2.1): the intermediate certificate \"C=US, O=Let's Encrypt, "
+                'CN=R11" that it sends expired 2023-11-14 22:12 UTC, during the run; renew the '
+                "certificate, and serve the CA's current intermediate with it",
+            ),
+            id="intermediate-expired-during-the-run",
+        ),
     ],
 )
 def test_judge(session: Session, expected: tuple[Status, str] | None) -> None:
@@ -384,6 +405,25 @@ MX = "mail.example.com"
             Status.WARN,
             f"{MX} (192.0.2.1): the certificate expires 2023-11-15 22:13 UTC, in 1 day: renew it",
             id="expires-soon",
+        ),
+        pytest.param(
+            # An MX that several domains share is probed once, and judged with each.
+            Mode.ENFORCE,
+            Names(("192.0.2.1",)),
+            [good(MX, days=-60 / DAY)],
+            Status.FAIL,
+            f"{MX} (192.0.2.1): the certificate expired 2023-11-14 22:12 UTC, during the run; "
+            "renew the certificate, and serve the CA's current intermediate with it",
+            id="expired-during-the-run",
+        ),
+        pytest.param(
+            Mode.TESTING,
+            Names(("192.0.2.1",)),
+            [good(MX, days=-60 / DAY)],
+            Status.WARN,
+            f"{MX} (192.0.2.1): the certificate expired 2023-11-14 22:12 UTC, during the run; "
+            "renew the certificate, and serve the CA's current intermediate with it",
+            id="expired-during-the-run-testing",
         ),
         pytest.param(
             Mode.ENFORCE,
