@@ -139,8 +139,8 @@ class Reports:
         """``GET /reports``, for the operational hosts only, never the ``mta-sts.*`` ones."""
         return [Route("/reports", self._page, methods=["GET"])]
 
-    def summaries(self, days: int = 30) -> dict[str, DomainSummary]:
-        """Every configured domain's summary (blocking)."""
+    def summaries(self, days: int = 30, *, now: float | None = None) -> dict[str, DomainSummary]:
+        """Every configured domain's summary (blocking), as of ``now`` (default: the clock)."""
         served = self.policies.snapshot.served
         policies = {domain: entry.policy for domain, entry in served.items()}
         return self.intake.use(
@@ -148,7 +148,7 @@ class Reports:
                 self.store,
                 policies,
                 days=days,
-                now=self.clock(),
+                now=self.clock() if now is None else now,
                 thresholds=self.thresholds,
             )
         )
@@ -194,7 +194,10 @@ class Reports:
             chunks: list[bytes] = []
             pending: list[bytes] = []
             size = 0
-            for part in page.page_parts(self.summaries(), generated=generated):
+            # As of the time the page shows: read later, after midnight, its chart would end
+            # on a day that the page's own date has not reached.
+            summaries = self.summaries(now=generated.timestamp())
+            for part in page.page_parts(summaries, generated=generated):
                 pending.append(part.encode())
                 size += len(pending[-1])
                 if size >= PAGE_CHUNK:

@@ -385,6 +385,22 @@ def test_the_page_is_rendered_without_the_cyclic_collector(
     assert gc.isenabled()
 
 
+def test_the_page_shows_the_days_of_its_own_date(
+    make_reports: Callable[..., Reports],
+) -> None:
+    # The clock read for the page's date at 23:59:59.5, and again (by a summary read once a
+    # worker thread was free) after midnight: the chart ended on a day after the page's date.
+    midnight = (TODAY + 1) * DAY
+    readings: list[float] = []
+    reports = make_reports(clock=lambda: readings.pop(0) if readings else NOW)
+    client = TestClient(reports_app(reports), base_url=f"https://{REPORTS_HOST}")
+    assert post(client, encode(report()))[0] == 201
+    readings += [midnight - 0.5, midnight + 0.5]
+    html = client.get("/reports", headers=OPS).text
+    assert "MTA-STS sessions as of 2024-06-01 23:59 UTC." in html
+    assert "daily sessions of example.com, 2024-05-02 to 2024-06-01'" in html
+
+
 def test_the_page_is_sent_in_chunks(
     client: TestClient, reports: Reports, monkeypatch: pytest.MonkeyPatch
 ) -> None:
