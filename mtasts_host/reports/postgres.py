@@ -71,7 +71,13 @@ class PostgreSQLStore(ReportStore):
     def lock_schema(self, connection: Connection) -> None:
         connection.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
 
-    def lock_prune(self, connection: Connection) -> None:
+    def lock_prune(self, connection: Connection) -> bool:
         # Taken before any read: in READ COMMITTED each later statement sees what a prune
-        # that held the lock before has deleted, and adds nothing of it again.
-        connection.execute("SELECT pg_advisory_xact_lock(?)", (_PRUNE_LOCK,))
+        # that held the lock before has deleted, and adds nothing of it again. Not waited
+        # for: a replica starting up (its policies unserved until its first prune ends), or
+        # a sender whose report was just stored, waited for as long as another replica's
+        # prune of a large backlog took.
+        (taken,) = connection.execute(
+            "SELECT pg_try_advisory_xact_lock(?)", (_PRUNE_LOCK,)
+        ).fetchone()
+        return bool(taken)

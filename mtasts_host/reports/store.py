@@ -91,9 +91,11 @@ class ReportStore:
     def lock_schema(self, connection: Connection) -> None:
         """Keep other processes from upgrading the schema at the same time."""
 
-    def lock_prune(self, connection: Connection) -> None:
+    def lock_prune(self, connection: Connection) -> bool:
         """Keep other processes from pruning at the same time, until this transaction ends:
-        each would add the sessions of the same reports to the pruned totals."""
+        each would add the sessions of the same reports to the pruned totals. False if
+        another process prunes now: it removes the same reports, so this one need not."""
+        return True
 
     @contextlib.contextmanager
     def connection(self, *, write: bool = True) -> Iterator[Connection]:
@@ -232,7 +234,8 @@ class ReportStore:
             " DO UPDATE SET sessions = tlsrpt_pruned.sessions + excluded.sessions"
         )
         with self.connection() as connection:
-            self.lock_prune(connection)
+            if not self.lock_prune(connection):
+                return 0
             # Their STS sessions are kept as totals: the metrics count them for ever.
             connection.execute(
                 "INSERT INTO tlsrpt_pruned (domain, result, sessions)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import gzip
@@ -11,12 +12,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -26,13 +28,14 @@ from starlette.types import ASGIApp
 from mtasts_host.app import PolicyApp
 from mtasts_host.config import parse_config
 from mtasts_host.policy import Mode, Policy
-from mtasts_host.reports import MAX_REPORT_SIZE, Reports, ReportsSettings
+from mtasts_host.reports import MAX_REPORT_SIZE, Reports, ReportsSettings, postgres
 from mtasts_host.reports.rows import DAY
 from mtasts_host.reports.store import ReportStore, open_store
 from mtasts_host.store import PolicyStore
 
 from ..processes import missing
 
+T = TypeVar("T")
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = 1_717_243_200.0
 """2024-06-01T12:00:00Z: the tests' clock, where one is injected."""
@@ -248,6 +251,24 @@ def postgres_server() -> Iterator[str]:
             server.wait(5)
         log.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def another_replica_pruning(url: str) -> Iterator[None]:
+    """Another replica sharing the PostgreSQL store at ``url`` is in the middle of a prune
+    (of a large backlog, say): it holds the prune lock until the block ends."""
+    with psycopg.connect(url) as connection:
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (postgres._PRUNE_LOCK,))
+        yield
+
+
+def within(seconds: float, call: Callable[[], T]) -> list[T]:
+    """``[call()]`` if it returns within ``seconds``; ``[]`` if it is still waiting then."""
+    results: list[T] = []
+    thread = threading.Thread(target=lambda: results.append(call()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return results
 
 
 @pytest.fixture

@@ -17,10 +17,21 @@ from mtasts_host.reports import Reports, service
 from mtasts_host.reports.page import page_parts
 from mtasts_host.reports.parse import parse_report
 from mtasts_host.reports.service import read_summaries
-from mtasts_host.reports.store import ReportStore
+from mtasts_host.reports.store import Outcome, ReportStore
 from mtasts_host.reports.summary import Sessions, Verdict
 
-from .conftest import NOW, OLDER_POLICY, TODAY, against, at_backup, encode, report, serving
+from .conftest import (
+    NOW,
+    OLDER_POLICY,
+    TODAY,
+    against,
+    another_replica_pruning,
+    at_backup,
+    encode,
+    report,
+    serving,
+    within,
+)
 from .flood import flood, name
 
 
@@ -43,6 +54,22 @@ def test_a_summary_reads_the_top_hosts_of_configured_domains_only(store: ReportS
     assert len(summary.failures_by_mx) == 21  # the top 20, and the others
     assert summary.failures_by_mx["(other hosts)"] == 5000 - 20
     assert list(summary.failures_by_mx)[1:3] == [name("mx0-0"), name("mx0-1")]  # then by name
+
+
+def test_a_replica_does_not_wait_for_another_replicas_prune(
+    make_reports: Callable[..., Reports], postgres_url: str
+) -> None:
+    """
+    Another replica sharing the store prunes a large backlog: a replica starting meanwhile
+    served no policy, not even /healthz (so its liveness probe failed), and a sender whose
+    report it stored got no answer, until that prune ended.
+    """
+    reports = make_reports(postgres_url)
+    reports.store.upgrade()  # the tables as the other replica made them
+    with another_replica_pruning(postgres_url):
+        assert within(10, reports.open) == [None]
+        stored = within(10, lambda: reports.intake.accept(encode(report()))[0])
+        assert stored == [Outcome.STORED]
 
 
 def test_readiness_asks_again_after_a_probe_that_got_no_thread(

@@ -37,7 +37,18 @@ from mtasts_host.reports.store import (
     open_store,
 )
 
-from .conftest import NOW, OLDER_POLICY, TODAY, against, at_backup, encode, fixture, report
+from .conftest import (
+    NOW,
+    OLDER_POLICY,
+    TODAY,
+    against,
+    another_replica_pruning,
+    at_backup,
+    encode,
+    fixture,
+    report,
+    within,
+)
 
 DOMAINS = ("example.com", "example.org", "not-configured.example")
 """The domains each test asks for: those its reports name."""
@@ -491,12 +502,21 @@ def test_concurrent_prunes_count_pruned_sessions_once(store_url: str) -> None:
     assert pruned.wait(10)
     other = threading.Thread(target=second.prune, args=((TODAY - 300) * DAY,))
     other.start()
-    time.sleep(0.5)  # the second replica's prune is under way, waiting for the first
+    time.sleep(0.5)  # the second replica's prune has found the first one under way
     release.set()
     one.join(10)
     other.join(10)
     (counts,) = sums.session_counts(open_store(store_url), DOMAINS)
     assert (counts.successful, counts.failures) == (17, {"certificate-expired": 3})
+
+
+def test_a_prune_while_another_replica_prunes_is_left_to_that_one(postgres_url: str) -> None:
+    # It waited for the other's prune to end, however long that took.
+    store = open_store(postgres_url)
+    add(store, report(report_id="old", day=TODAY - 400))
+    with another_replica_pruning(postgres_url):
+        assert within(10, lambda: store.prune((TODAY - 300) * DAY)) == [0]
+    assert store.prune((TODAY - 300) * DAY) == 1
 
 
 SERVED = {**CURRENT, "example.com": "mail.example.com"}
