@@ -14,7 +14,7 @@ from .. import dns
 from ..store import PolicyStore, Snapshot
 from . import hook
 from .outcome import Outcome
-from .plan import wanted
+from .plan import Action, wanted
 from .runner import publish
 
 logger = logging.getLogger(__name__)
@@ -52,9 +52,10 @@ class AutoPublisher:
     Several replicas may do the same at once: each update is a compare-and-swap, so one
     wins and the others find nothing left to do.
 
-    ``listeners`` are called, in the publisher's thread, after each run that wrote records,
-    that failed after runs that did not, or that succeeded after runs that failed: what the
-    DNS holds, or what ``pending`` says, has changed.
+    ``listeners`` are called, in the publisher's thread, after each run that wrote records
+    (or found them written meanwhile by another replica), that failed after runs that did
+    not, or that succeeded after runs that failed: what the DNS holds, or what ``pending``
+    says, has changed.
     """
 
     def __init__(
@@ -235,6 +236,18 @@ class AutoPublisher:
                         ", ".join(f"{r.name} {r.type}" for r in outcome.written),
                         at,
                     )
-            if outcome.written or bool(failed_before) != bool(self.failed_runs):
+            if (
+                outcome.written
+                or _written_by_another(outcome)
+                or bool(failed_before) != bool(self.failed_runs)
+            ):
                 for listener in self.listeners:
                     listener()
+
+
+def _written_by_another(outcome: Outcome) -> bool:
+    """Whether records the run was to change were changed meanwhile by another writer (the
+    publisher of another replica, which won the race): the DNS holds something new all the
+    same, though this run wrote nothing."""
+    planned = {c.record for c in outcome.changes if c.action is not Action.UNCHANGED}
+    return bool(planned.intersection(outcome.settled).difference(outcome.written))

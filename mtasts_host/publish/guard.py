@@ -16,7 +16,9 @@ from .fetch import FetchError
 STREAK = 3
 """Consecutive fetches that must all give the new body. Each is a new connection, so that a
 balancer in front of several replicas shows each of them (round robin shows three replicas
-in three fetches; more replicas are still covered over the polls before the streak)."""
+in three fetches; more replicas are still covered over the polls before the streak). One
+choosing at random gives three in a row from one replica often: the fetches go on while
+the run waits for caches, and any other answer then starts again."""
 INTERVAL = 0.5
 """Seconds between fetches."""
 
@@ -47,33 +49,31 @@ def await_body(
     stop: threading.Event | None = None,
     streak: int = STREAK,
     interval: float | None = None,
+    deadline: float | None = None,
 ) -> Sighting:
     """
     Fetch ``url`` until it gives ``body`` ``streak`` times in a row, for at most ``timeout``
-    seconds. Any other answer starts the streak again: a replica or a cache still serves
-    the old body, so caches may still fill with it from that moment.
+    seconds (or until ``deadline``, a ``time.monotonic()``, if given). Any other answer
+    starts the streak again: a replica or a cache still serves the old body, so caches may
+    still fill with it from that moment.
     """
     stop = stop or threading.Event()
     interval = INTERVAL if interval is None else interval
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout if deadline is None else deadline
     seen = 0
     since = 0.0
     last = "nothing fetched"
     while True:
-        try:
-            served = fetch(url)
-        except FetchError as exc:
-            seen, last = 0, str(exc)
+        other = differs(url, body, fetch)
+        if other is None:
+            # Counted from the answer's arrival: later than the moment it left the server.
+            since = time.monotonic() if seen == 0 else since
+            seen += 1
+            if seen >= streak:
+                return Sighting(domain, url, since)
+            last = f"served {seen} of the {streak} times in a row needed"
         else:
-            if served == body:
-                # Counted from the answer's arrival: later than the moment it left the server.
-                since = time.monotonic() if seen == 0 else since
-                seen += 1
-                if seen >= streak:
-                    return Sighting(domain, url, since)
-                last = f"served {seen} of the {streak} times in a row needed"
-            else:
-                seen, last = 0, f"it serves id {policy_id(served)}"
+            seen, last = 0, other
         if time.monotonic() + interval > deadline or stop.wait(interval):
             break
     after = "before the run was stopped" if stop.is_set() else f"after {timeout:g} s"
@@ -82,6 +82,15 @@ def await_body(
         f"{after} ({last}); that id is not published"
     )
     return Sighting(domain, url, None, problem)
+
+
+def differs(url: str, body: bytes, fetch: Fetch) -> str | None:
+    """Fetch ``url`` once: None if it gives ``body``, else what it gives instead, in words."""
+    try:
+        served = fetch(url)
+    except FetchError as exc:
+        return str(exc)
+    return None if served == body else f"it serves id {policy_id(served)}"
 
 
 def url_for(template: str, domain: str) -> str:

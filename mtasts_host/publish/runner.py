@@ -102,6 +102,8 @@ class _Run:
         self.zones: dict[str, str] = {}
         self.shared: dict[str, dns.Record] = {}
         """The shared TXT record wanted at each ``txt_cname`` target."""
+        self.deadlines: dict[str, float] = {}
+        """When each domain's ``verify_timeout`` ends (``time.monotonic()``)."""
 
     def problem(self, line: str) -> None:
         self.problems.append(line)
@@ -225,6 +227,8 @@ class _Run:
         with ThreadPoolExecutor(max(1, min(_VERIFIERS, len(domains)))) as pool:
             try:
                 sightings = {s.domain: s for s in pool.map(self.sight, domains)}
+                if not self.hold(sightings, pool):
+                    return None
             except BaseException as exc:
                 # Ctrl-C, or SIGTERM to publish, reach this thread alone: the pool's end
                 # waited for its threads, which fetched on until verify_timeout.
@@ -234,26 +238,56 @@ class _Run:
         failed = {d for d, sighting in sightings.items() if sighting.served_since is None}
         for domain in failed:
             self.problem(sightings[domain].problem or f"{domain}: not verified")
-        ready = [c for c in pending if not failed.intersection(c.wanted.domains)]
-        seen = [sightings[d].served_since for c in ready if c.guarded for d in c.wanted.domains]
-        since = max((at for at in seen if at is not None), default=None)
-        if since is not None:
-            wait = since + settings.cache_wait - time.monotonic()
-            if wait > 0:
+        return [c for c in pending if not failed.intersection(c.wanted.domains)]
+
+    def hold(self, sightings: dict[str, guard.Sighting], pool: ThreadPoolExecutor) -> bool:
+        """
+        Wait until ``cache_wait`` seconds have passed since the latest streak of ``sightings``
+        began, fetching each served policy on meanwhile: three answers in a row may all have
+        come from the replicas that had reloaded (a balancer choosing at random does that
+        often), so a domain whose URL answers otherwise is awaited again, within its
+        ``verify_timeout``, and the wait counts from its new streak. False if stopped.
+        """
+        told = False
+        while True:
+            seen = [s.served_since for s in sightings.values() if s.served_since is not None]
+            wait = max(seen, default=0.0) + self.settings.cache_wait - time.monotonic()
+            if not seen or wait <= 0:
+                return True
+            if not told:
                 self.output.info(
                     f"the new policies are served; waiting {wait:.0f} s more for caches "
-                    f"(cache_wait {settings.cache_wait} s)"
+                    f"(cache_wait {self.settings.cache_wait} s)"
                 )
-                if self.stop.wait(wait):
-                    self.problem("stopped before any new id was published")
-                    return None
-        return ready
+                told = True
+            if self.stop.wait(min(guard.INTERVAL, wait)):
+                self.problem("stopped before any new id was published")
+                return False
+            served = [d for d, s in sightings.items() if s.served_since is not None]
+            again = []
+            for domain, other in zip(served, pool.map(self.differs, served), strict=True):
+                if other is not None:
+                    url = guard.url_for(self.settings.verify_url, domain)
+                    self.output.info(
+                        f"{domain}: {url} no longer serves the new policy ({other}); "
+                        "waiting for it again"
+                    )
+                    again.append(domain)
+            sightings.update((s.domain, s) for s in pool.map(self.sight, again))
 
     def sight(self, domain: str) -> guard.Sighting:
         body = self.snapshot.served[domain].body
         url = guard.url_for(self.settings.verify_url, domain)
         timeout = self.settings.verify_timeout
-        return guard.await_body(domain, url, body, self.fetcher, timeout=timeout, stop=self.stop)
+        # Seen again after a streak, a domain has what is left of its first verify_timeout.
+        deadline = self.deadlines.setdefault(domain, time.monotonic() + timeout)
+        return guard.await_body(
+            domain, url, body, self.fetcher, timeout=timeout, stop=self.stop, deadline=deadline
+        )
+
+    def differs(self, domain: str) -> str | None:
+        url = guard.url_for(self.settings.verify_url, domain)
+        return guard.differs(url, self.snapshot.served[domain].body, self.fetcher)
 
     def apply(self, change: Change) -> Result | None:
         """Step 3: one compare-and-swap; None when there was nothing left to do."""

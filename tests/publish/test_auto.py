@@ -260,6 +260,34 @@ def test_pending_and_the_listeners_tell_the_doctor_what_the_publisher_does(
     assert publisher.runs == {"success": 1, "failure": 1}
 
 
+def test_a_record_another_replica_published_meanwhile_wakes_the_doctor(
+    write: Write, host: PolicyHost, server: Dns
+) -> None:
+    """
+    Two replicas publish the same new id and this one loses the race: it writes nothing,
+    yet the DNS holds the new id now. The doctor, which the reload woke while the old id was
+    there, runs again, rather than saying for an interval that the publisher is on it.
+    """
+    path = write(A, "auto: true")
+    serve(host, path)
+    wanted = _sts(path, "a.pub.test")
+
+    def another_replica(name: str, body: bytes) -> None:
+        host.on_serve = None
+        server.set("pub.test", "_mta-sts.a.pub.test", "TXT", f'"{wanted}"', ttl=300)
+
+    host.on_serve = another_replica
+    publisher = AutoPublisher(PolicyStore(load_config(path)))
+    heard: list[list[str]] = []
+    publisher.listeners.append(lambda: heard.append(server.values("_mta-sts.a.pub.test")))
+    publisher.start()
+    try:
+        wait_until(lambda: publisher.runs["success"] == 1, timeout=10)
+    finally:
+        publisher.stop()  # the listeners, if called, have been
+    assert heard == [[wanted]]
+
+
 def test_a_reload_wakes_the_doctor_once_the_publisher_has_its_records_pending(
     write: Write, host: PolicyHost, server: Dns, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,15 +18,18 @@ import pytest
 
 from mtasts_host import dns, tsigkey
 from mtasts_host.config import load_config
+from mtasts_host.policy import policy_id
 from mtasts_host.publish import query, rfc2136
 from mtasts_host.publish.backend import Applied, Result
+from mtasts_host.publish.fetch import fetch
 from mtasts_host.publish.plan import Change, Wanted
 from mtasts_host.publish.query import Server
+from mtasts_host.publish.runner import publish as publish_records
 from mtasts_host.store import build_snapshot
 
 from ..conftest import wait_until
 from ..knot import knot
-from ..processes import free_port
+from ..processes import free_port, running, serve_argv
 from .conftest import (
     Keys,
     Publish,
@@ -38,6 +42,8 @@ from .conftest import (
 from .servers import DNS1, POLICY_HOST, ZONES, Dns, PolicyHost, keymgr, zone_text
 
 A = "a.pub.test: {mx: [mx.pub.test]}"
+REPLICAS = "127.80.1.3"
+"""Where the real replicas of a test listen."""
 FULL = """
 a.pub.test: {mx: [mx.pub.test], tlsrpt_rua: [mailto:tlsrpt@pub.test], cname: web.pub.test}
 h1.pub.test: {mx: [mx.pub.test], txt_cname: _mta-sts.provider.test}
@@ -134,6 +140,141 @@ def test_a_change_waits_for_the_new_body_and_then_cache_wait(
     assert old_body in served_before
     assert served_before[-3:] == [new_body] * 3
     assert updated >= first_new + 1.0  # cache_wait, counted from the first sight
+
+
+def _balanced(host: PolicyHost, domain: str, new: bytes, old: bytes, stale: set[int]) -> None:
+    """
+    A balancer in front of replicas of which some have not reloaded yet: the answers for
+    ``mta-sts.<domain>`` numbered in ``stale`` (from 0) come from one that serves ``old``.
+    """
+    name = f"mta-sts.{domain}"
+    answered = [0]
+    host.bodies[name] = old if 0 in stale else new
+
+    def next_answer(served: str, body: bytes) -> None:
+        if served == name:
+            answered[0] += 1
+            host.bodies[name] = old if answered[0] in stale else new
+
+    host.on_serve = next_answer
+
+
+def test_a_replica_the_streak_missed_holds_the_id_back(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """
+    The three answers in a row came from the replica that had reloaded, as a balancer
+    choosing at random often sends them, while another still serves the old policy: the id
+    is not published, as senders would cache the old policy under it (RFC 8461 section 8.1).
+    """
+    path = write(A)
+    serve(host, path)
+    assert publish(path).code == 0
+    old_body, old = host.bodies["mta-sts.a.pub.test"], server.values("_mta-sts.a.pub.test")
+    path = write("a.pub.test: {mx: [mx.pub.test], mode: testing}", "cache_wait: 1")
+    new_body = load_config(path).domains["a.pub.test"].policy.render()
+    # Every fourth answer, from the first after the streak on, is the old one: never stale
+    # for cache_wait, never published.
+    _balanced(host, "a.pub.test", new_body, old_body, set(range(3, 10_000, 4)))
+    ran = publish(path)
+    assert ran.code == 1
+    assert server.values("_mta-sts.a.pub.test") == old
+    url = "http://mta-sts.a.pub.test/.well-known/mta-sts.txt"
+    assert (
+        f"a.pub.test: {url} no longer serves the new policy (it serves id "
+        f"{policy_id(old_body)}); waiting for it again"
+    ) in ran.lines
+    (error,) = ran.err.splitlines()
+    assert error.startswith(
+        f"error: a.pub.test: the new policy (id {policy_id(new_body)}) is not served at {url} "
+        "after 3 s ("
+    )
+    assert error.endswith("); that id is not published")
+
+
+def test_a_replica_that_reloads_during_cache_wait_restarts_it(
+    write: Write,
+    host: PolicyHost,
+    server: Dns,
+    publish: Publish,
+    updates: list[tuple[float, str]],
+) -> None:
+    path = write(A)
+    serve(host, path)
+    assert publish(path).code == 0
+    old_body = host.bodies["mta-sts.a.pub.test"]
+    path = write("a.pub.test: {mx: [mx.pub.test], mode: testing}", "cache_wait: 1")
+    new_body = load_config(path).domains["a.pub.test"].policy.render()
+    # The stale replica answers twice while the publisher waits, then has reloaded.
+    _balanced(host, "a.pub.test", new_body, old_body, {3, 7})
+    updates.clear()
+    host.served.clear()
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path)]
+    ((updated, _),) = updates
+    last_old = max(at for at, _, body in host.served if body == old_body)
+    assert [body for at, _, body in host.served].count(old_body) == 2
+    # cache_wait, counted again from the first answer after the old one.
+    assert updated >= last_old + 1.0
+
+
+class _Lines:
+    """A run's output: its problems, the rest left out."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def info(self, line: str) -> None:
+        pass
+
+    def warning(self, line: str) -> None:
+        pass
+
+    def problem(self, line: str) -> None:
+        self.problems.append(line)
+
+
+def test_two_serve_replicas_one_not_reloaded_yet(write: Write, server: Dns, tmp_path: Path) -> None:
+    """
+    Two real replicas, the second not yet given the new config (its ConfigMap update comes
+    later), behind a balancer that happens to send the first three fetches to the first:
+    the id waits until the second serves the new policy too.
+    """
+    old = write(A, "cache_wait: 1").read_text()
+    new_path = write("a.pub.test: {mx: [mx.pub.test], mode: testing}", "cache_wait: 1")
+    new = new_path.read_text()
+    snapshot = build_snapshot(load_config(new_path))
+    ports = [free_port(REPLICAS), free_port(REPLICAS)]
+    configs = [tmp_path / "first" / "config.yaml", tmp_path / "second" / "config.yaml"]
+    for config, text in zip(configs, [new, old], strict=True):
+        config.parent.mkdir()
+        config.write_text(text)
+    fetched = [0]
+
+    def balancer(url: str) -> bytes:
+        # The first, the first, the first, the second, and again.
+        replica = 1 if fetched[0] % 4 == 3 else 0
+        fetched[0] += 1
+        return fetch(url, connect=(REPLICAS, ports[replica]), timeout=5)
+
+    with contextlib.ExitStack() as replicas:
+        for n, (config, port) in enumerate(zip(configs, ports, strict=True)):
+            argv = serve_argv(config, port, "--host", REPLICAS)
+            replicas.enter_context(running(argv, tmp_path / f"{n}.log", REPLICAS, port))
+        early = _Lines()
+        assert publish_records(snapshot, early, fetcher=balancer).problems
+        assert server.values("_mta-sts.a.pub.test") == []
+        assert early.problems[0].startswith(
+            f"a.pub.test: the new policy (id {snapshot.served['a.pub.test'].id}) is not served"
+        )
+        configs[1].write_text(new)
+        body = snapshot.served["a.pub.test"].body
+        url = "http://mta-sts.a.pub.test/.well-known/mta-sts.txt"
+        wait_until(lambda: fetch(url, connect=(REPLICAS, ports[1])) == body)
+        later = _Lines()
+        assert publish_records(snapshot, later, fetcher=balancer).problems == ()
+    assert server.values("_mta-sts.a.pub.test") == [_sts(new_path)]
 
 
 def test_a_body_never_served_holds_back_only_the_id(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from mtasts_host.policy import policy_id
 from mtasts_host.publish.fetch import FetchError
-from mtasts_host.publish.guard import await_body
+from mtasts_host.publish.guard import await_body, differs
 
 NEW, OLD = b"version: STSv1\r\nmode: testing\r\n", b"version: STSv1\r\nmode: enforce\r\n"
 URL = "https://mta-sts.a.example/.well-known/mta-sts.txt"
@@ -75,3 +76,24 @@ def test_a_streak_cut_short_says_how_far_it_got() -> None:
         f"a.example: the new policy (id {policy_id(NEW)}) is not served at {URL} before the "
         "run was stopped (served 2 of the 3 times in a row needed); that id is not published"
     )
+
+
+def test_a_deadline_of_an_earlier_wait_ends_this_one() -> None:
+    # Awaited again after a streak, a domain has only what is left of its verify_timeout,
+    # which the message names.
+    log: list[bytes | str] = []
+    fetch = _fetch(_script(OLD), log)
+    deadline = time.monotonic()
+    sighting = await_body("a.example", URL, NEW, fetch, timeout=120, deadline=deadline)
+    assert (sighting.served_since, log) == (None, [OLD])
+    assert sighting.problem == (
+        f"a.example: the new policy (id {policy_id(NEW)}) is not served at {URL} after "
+        f"120 s (it serves id {policy_id(OLD)}); that id is not published"
+    )
+
+
+def test_differs_says_what_is_served_instead() -> None:
+    assert differs(URL, NEW, lambda url: NEW) is None
+    assert differs(URL, NEW, lambda url: OLD) == f"it serves id {policy_id(OLD)}"
+    refused = _fetch(_script("connection refused by 127.0.0.1:443"), [])
+    assert differs(URL, NEW, refused) == "connection refused by 127.0.0.1:443"
