@@ -246,9 +246,9 @@ def create_app(
     reports = None
     if store.config.reports is not None:
         reports = Reports(store.config.reports, store)
-        problem = reports.open()  # never raises: the intake answers 503 until the store is up
-        if problem is not None:
-            logger.warning("TLS report store unavailable, intake answers 503: %s", problem)
+        # Never raises: the intake answers 503 until the store is up. A problem is logged
+        # by the intake, once, as any outage of the store is.
+        reports.open()
     return PolicyApp(
         store,
         reloader=Reloader(store) if watch else None,

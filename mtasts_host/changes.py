@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Mapping
 
+from . import dns
 from .answers import CACHE_MAX_AGE
 from .store import PolicyStore, Served, Snapshot
 
@@ -25,6 +26,36 @@ def _listing(domains: list[str], ids: Mapping[str, Served] | None) -> str:
     return ", ".join(listed) + (f" and {more} more" if more else "")
 
 
+def _records(old: Snapshot, store: PolicyStore) -> str:
+    """
+    What to add to a reload line when no policy changed: the DNS records that changed all
+    the same (a ``tlsrpt_rua``, ``cname``, ``txt_cname`` or ``dns_ttl`` edited), which
+    nothing else would tell an operator who publishes by hand to publish.
+    """
+    new = store.snapshot
+    if old.config.domains == new.config.domains:
+        return ""  # the records come from these alone: spare a large file computing them
+    before = set(dns.records(old))
+    after = list(dns.records(new))
+    wanted = list(dict.fromkeys(f"{r.name} {r.type}" for r in after if r not in before))
+    # By name: a record of another type at a name still used (a CNAME that a TXT record
+    # replaces) goes with the update; a name left without any record stays as it is.
+    names = {r.name for r in after}
+    gone = list(dict.fromkeys(f"{r.name} {r.type}" for r in before if r.name not in names))
+    text = ""
+    if wanted:
+        publish = new.config.publish
+        who = (
+            "the publisher updates them"
+            if publish is not None and publish.auto and store.publishing
+            else "publish them ('mtasts-host dns' prints them)"
+        )
+        text += f"; DNS records changed: {_listing(wanted, None)}; {who}"
+    if gone:
+        text += f"; DNS records no longer configured: {_listing(gone, None)}; delete them by hand"
+    return text
+
+
 def log_changes(old: Snapshot, store: PolicyStore) -> None:
     """Log what a successful reload changed, and what the operator has to do about it."""
     new = store.snapshot
@@ -36,7 +67,7 @@ def log_changes(old: Snapshot, store: PolicyStore) -> None:
     changed = [d for d in after if d in before and after[d].id != before[d].id]
     removed = [d for d in before if d not in after]
     if not (added or changed or removed):
-        logger.info("reloaded %s; no policy changed", new.describe())
+        logger.info("reloaded %s; no policy changed%s", new.describe(), _records(old, store))
         return
     parts = [
         f"{label} {len(items)}: {_listing(items, ids)}"

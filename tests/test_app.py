@@ -6,7 +6,9 @@ plain 200 or nothing (RFC 8461 section 3.3).
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
@@ -336,3 +338,17 @@ def test_remembered_answers_are_bounded_and_follow_reloads(
     Reloader(app.store).reload()
     assert_policy(client.get(PATH), BODY_D.replace(b"enforce", b"testing"))
     assert list(app._memo) == [b"mta-sts.example.com"]
+
+
+def test_a_report_store_down_at_start_up_is_one_line(
+    write_config: WriteConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Said by the intake, as a later outage is: not again by the app, at another level."""
+    store = tmp_path / "later" / "reports.db"
+    path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{store}'}}\n")
+    caplog.set_level(logging.INFO)
+    create_app(path, watch=False)
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "unavailable" in r.getMessage()]
+    assert said == [
+        (logging.ERROR, f"report store unavailable: {store}: unable to open database file")
+    ]

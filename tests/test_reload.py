@@ -539,6 +539,69 @@ def test_a_busy_directory_still_checks_the_file(tmp_path: Path) -> None:
         writer.join()
 
 
+RUA = "    tlsrpt_rua: mailto:tlsrpt@example.com\n"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "says"),
+    [
+        (
+            CONFIG_D,
+            CONFIG_D + RUA,
+            "; DNS records changed: _smtp._tls.example.com TXT; publish them ('mtasts-host "
+            "dns' prints them)",
+        ),
+        (
+            CONFIG_D + RUA,
+            CONFIG_D + RUA + "    dns_ttl: 300\n",
+            "; DNS records changed: _mta-sts.example.com TXT, _smtp._tls.example.com TXT; "
+            "publish them ('mtasts-host dns' prints them)",
+        ),
+        (
+            CONFIG_D + RUA,
+            CONFIG_D,
+            "; DNS records no longer configured: _smtp._tls.example.com TXT; delete them by hand",
+        ),
+        (CONFIG_D, CONFIG_D + "# a comment\n", ""),
+    ],
+    ids=["tlsrpt-rua-added", "dns-ttl-changed", "tlsrpt-rua-removed", "nothing-changed"],
+)
+def test_a_reload_that_changes_records_but_no_policy_names_them(
+    write_config: WriteConfig,
+    caplog: pytest.LogCaptureFixture,
+    before: str,
+    after: str,
+    says: str,
+) -> None:
+    """ "No policy changed" alone would tell an operator who publishes by hand that there is
+    nothing to publish, where a new _smtp._tls record, or a new TTL, waits for them."""
+    path = write_config(before)
+    reloader = make_reloader(path)
+    caplog.set_level(logging.INFO)
+    path.write_text(after)
+    assert reloader.reload() is True
+    digest = reloader.store.snapshot.digest
+    assert caplog.messages == [
+        f"reloaded {path}: 1 domain, digest {digest}; no policy changed{says}"
+    ]
+
+
+def test_with_auto_publish_changed_records_are_the_publishers(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    publish = "publish: {command: 'true', auto: true}\n"
+    path = write_config(CONFIG_D + publish)
+    reloader = make_reloader(path)
+    reloader.store.publishing = True
+    caplog.set_level(logging.INFO)
+    path.write_text(CONFIG_D + RUA + publish)
+    assert reloader.reload() is True
+    assert caplog.messages[-1].endswith(
+        "; no policy changed; DNS records changed: _smtp._tls.example.com TXT; the publisher "
+        "updates them"
+    )
+
+
 def test_a_changed_reports_block_asks_for_a_restart(
     write_config: WriteConfig, caplog: pytest.LogCaptureFixture
 ) -> None:

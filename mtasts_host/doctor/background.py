@@ -34,7 +34,8 @@ class Background:
     next run at once (but ``soonest`` seconds after the start of the one before): a removed
     or changed domain's results do not linger for an interval.
 
-    Logs one line per run, and one per finding whose status changed since the run before.
+    Logs one line per run, and one per finding whose status changed since the run before;
+    one when runs can no longer be made (not one per run), and one when they can again.
 
     Args:
         publishing: asked at the start of each run, the domains whose ``_mta-sts`` records
@@ -127,18 +128,24 @@ class Background:
         while not self._stopping.is_set():
             began = time.monotonic()
             self._wake.clear()  # a reload from now on asks for another run
+            before = self._error
             try:
                 report = asyncio.run(self._once())
             except asyncio.CancelledError:
                 return
             except DoctorError as exc:  # the options stopped working: a --ca-file removed
                 self._error = str(exc)
-                logger.error("doctor: the run failed: %s", exc)
+                # Said once, as the report store's outage is: /readyz keeps saying it.
+                if self._error != before:
+                    logger.error("doctor: the run failed: %s", exc)
             except Exception as exc:
                 self._error = f"{type(exc).__name__}: {exc}"
-                logger.exception("doctor: the run failed")
+                if self._error != before:
+                    logger.exception("doctor: the run failed")
             else:
                 self._error = None
+                if before is not None:
+                    logger.info("doctor: runs work again")
                 self._publish(report)
             self._wake.wait(max(0.0, self.interval - (time.monotonic() - began)))
             self._stopping.wait(max(0.0, self.soonest - (time.monotonic() - began)))

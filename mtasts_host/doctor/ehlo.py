@@ -41,32 +41,52 @@ def ehlo_name(text: str) -> str:
         ) from None
 
 
+class _Lookup:
+    """One ``socket.getfqdn()`` in a daemon thread, and what it found once it has."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+        self.thread = threading.Thread(target=self._look, name="mtasts-host-fqdn", daemon=True)
+        self.thread.start()
+
+    def _look(self) -> None:
+        try:
+            self.found.append(socket.getfqdn())
+        except UnicodeError:  # a host name IDNA cannot encode ("a..b"): no name
+            self.found.append("")
+
+
+_hung: _Lookup | None = None
+"""A lookup that had not answered when last waited for: the next waits for it again."""
+_lock = threading.Lock()
+
+
 def machine_name(timeout: float) -> str | None:
     """
     This machine's fully qualified name, if it has one; None if it has only a bare name (a
     container's id) or a loopback one, or if the resolver gives none within ``timeout``
     seconds. Blocking, up to ``timeout``.
     """
+    global _hung
     # getfqdn() may ask the resolver, which nothing bounds but its own settings: it runs in a
     # daemon thread, left behind if it hangs, so that it keeps neither the doctor nor the
-    # process at exit waiting.
-    found: list[str] = []
-
-    def look() -> None:
-        try:
-            found.append(socket.getfqdn())
-        except UnicodeError:  # a host name IDNA cannot encode ("a..b"): no name
-            found.append("")
-
-    lookup = threading.Thread(target=look, name="mtasts-host-fqdn", daemon=True)
-    lookup.start()
-    lookup.join(timeout)
+    # process at exit waiting. The doctor of serve asks at every run: while one lookup
+    # hangs, each run waits for it rather than leave another thread behind, and the
+    # warning comes once, not once a run.
+    with _lock:
+        lookup, again = (_hung, True) if _hung is not None else (_Lookup(), False)
+        _hung = None
+    lookup.thread.join(timeout)
+    found = lookup.found
     if not found:
-        logger.warning(
-            "doctor: no name for this machine within %g s (the resolver hangs?): EHLO gives "
-            "the address literal of each connection instead; set one with --ehlo",
-            timeout,
-        )
+        with _lock:
+            _hung = lookup
+        if not again:
+            logger.warning(
+                "doctor: no name for this machine within %g s (the resolver hangs?): EHLO "
+                "gives the address literal of each connection instead; set one with --ehlo",
+                timeout,
+            )
         return None
     name = found[0]
     try:

@@ -109,12 +109,19 @@ class AutoPublisher:
         """
         After a successful reload: log the records now pending, and publish them; publish
         too when the ``publish`` block itself changed (``auto`` turned on, another server or
-        key), which no record shows.
+        key), which no record shows. ``auto`` turned off is said too: nothing else shows it.
         """
         settings = new.config.publish
         if settings is None or not settings.auto:
             # A run in progress waits for nothing now: it ends at its next wait.
             self._abandon.set()
+            was = old.config.publish
+            if was is not None and was.auto:
+                logger.info(
+                    "publish: auto is off in %s: the DNS records are no longer published "
+                    "automatically; run 'mtasts-host publish' after each change",
+                    new.config.path,
+                )
             return
         before = set(dns.records(old))
         pending = [r for r in dns.records(new) if r not in before]

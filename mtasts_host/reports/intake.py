@@ -85,13 +85,18 @@ class Intake:
             raise BadReport("unreadable report") from exc
         reason = self._out_of_time(report)
         if reason is not None:
-            self.reject(reason)
+            # Read whole, it can be named: which sender's clock, or retries, to look at.
+            self.reject(f"report {report.report_id!r} from {report.organization_name!r}: {reason}")
             raise BadReport(reason)
         raw = data if is_gzip(data) else gzip.compress(data, mtime=0)
         outcome = self.use(lambda: self.store.add(report, raw, self.clock()))
         self.count(outcome.value)
         logger.info(
-            "%s report %r from %r", outcome.value, report.report_id, report.organization_name
+            "%s report %r from %r for %s",
+            outcome.value,
+            report.report_id,
+            report.organization_name,
+            _domains(report),
         )
         self._prune_now_and_then()
         return outcome, report
@@ -171,3 +176,18 @@ class Intake:
         if self.problem is not None:
             logger.info("report store available again")
         self.problem, self.checked_at = None, time.monotonic()
+
+
+_LISTED = 10
+"""Policy domains an intake line names; a count stands for the rest of a report's."""
+
+
+def _domains(report: Report) -> str:
+    """The policy domains of ``report``, the first ones quoted (a sender wrote them), which
+    tell the operator whose report it is: its id and organisation do not."""
+    domains = list(dict.fromkeys(policy.domain for policy in report.policies))
+    if not domains:
+        return "no policy"
+    listed = ", ".join(map(repr, domains[:_LISTED]))
+    more = len(domains) - _LISTED
+    return listed + (f" and {more} more" if more > 0 else "")

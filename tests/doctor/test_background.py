@@ -12,7 +12,16 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from mtasts_host.config import load_config
-from mtasts_host.doctor import Background, Check, DoctorError, DoctorOptions, Publishing, Status
+from mtasts_host.doctor import (
+    Background,
+    Check,
+    DoctorError,
+    DoctorOptions,
+    Publishing,
+    Report,
+    Status,
+)
+from mtasts_host.doctor import background as background_module
 from mtasts_host.reload import Reloader
 from mtasts_host.store import PolicyStore
 
@@ -204,6 +213,39 @@ def test_a_run_that_cannot_be_made_is_said_in_readyz(
     assert "last_run_error" not in background.detail()
     failed = [r for r in caplog.records if r.getMessage().startswith("doctor: the run failed")]
     assert [(r.levelno, r.exc_info) for r in failed] == [(logging.ERROR, None)]
+
+
+def test_runs_that_cannot_be_made_are_logged_once_and_again_once_they_can(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    A --ca-file gone for several runs is one error, not one a run (an interval of 15 min
+    logged it 96 times a day), and the run that works again says so.
+    """
+    caplog.set_level(logging.INFO, logger="mtasts_host.doctor")
+    runs: list[int] = []
+
+    async def check(snapshot: object, options: object, pending: object) -> Report:
+        runs.append(len(runs))
+        if len(runs) <= 3:
+            raise DoctorError("--ca-file /etc/ca.pem: No such file or directory")
+        return Report({})
+
+    monkeypatch.setattr(background_module, "check", check)
+    store = PolicyStore(world.snapshot.config)
+    background = Background(store, world.options, interval=0.01, soonest=0)
+    background.start()
+    try:
+        wait_until(lambda: len(runs) >= 5, timeout=20)
+    finally:
+        background.stop()
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert messages[:3] == [
+        (logging.ERROR, "doctor: the run failed: --ca-file /etc/ca.pem: No such file or directory"),
+        (logging.INFO, "doctor: runs work again"),
+        (logging.INFO, "doctor: 0 domains checked in 0.0 s: 0 failing, 0 warning"),
+    ]
+    assert [m for _, m in messages if "failed" in m or "again" in m] == [m for _, m in messages[:2]]
 
 
 def test_stop_ends_the_wait_for_the_soonest_next_run(world: World) -> None:

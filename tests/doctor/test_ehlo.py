@@ -81,6 +81,7 @@ def hung_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
         return "doctor.example.com"
 
     monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    monkeypatch.setattr(ehlo, "_hung", None, raising=False)  # none of it left for the next test
     yield answered
     released.set()
 
@@ -94,6 +95,29 @@ def test_machine_name_gives_up_after_the_timeout(
     assert not hung_resolver.is_set()
     assert caplog.messages == [
         "doctor: no name for this machine within 0.2 s (the resolver hangs?): EHLO gives the "
+        "address literal of each connection instead; set one with --ehlo"
+    ]
+
+
+def _lookups() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "mtasts-host-fqdn"}
+
+
+@pytest.mark.timeout(120)
+def test_a_resolver_that_keeps_hanging_is_one_warning_and_one_thread(
+    hung_resolver: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    The doctor of serve asks at every run: a warning each time, and another thread left
+    behind each time, while the resolver hung (every 15 minutes, or every 2 s).
+    """
+    before = _lookups()
+    with caplog.at_level(logging.WARNING, "mtasts_host.doctor.ehlo"):
+        for _ in range(3):
+            assert ehlo.machine_name(0.1) is None
+    assert len(_lookups() - before) == 1
+    assert caplog.messages == [
+        "doctor: no name for this machine within 0.1 s (the resolver hangs?): EHLO gives the "
         "address literal of each connection instead; set one with --ehlo"
     ]
 

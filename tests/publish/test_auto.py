@@ -207,6 +207,41 @@ def test_a_reload_that_turns_auto_off_ends_the_run(
     assert server.values("_mta-sts.a.pub.test") == []
 
 
+@pytest.mark.parametrize(
+    ("after", "said"),
+    [
+        ("publish: {command: 'true'}\n", True),
+        ("", True),  # the block removed
+        ("publish: {command: 'true', auto: true, cache_wait: 0}\n", False),
+    ],
+    ids=["auto-off", "block-removed", "auto-kept"],
+)
+def test_a_reload_that_turns_auto_off_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, after: str, said: bool
+) -> None:
+    """
+    While idle, nothing else would show it: the reload line says "no policy changed", and
+    an operator who publishes by hand from now on must know the publisher no longer does.
+    """
+    domains = f"defaults: {{mode: enforce}}\ndomains:\n  {A}\n"
+    path = tmp_path / "config.yaml"
+    path.write_text(domains + "publish: {command: 'true', auto: true}\n")
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store)
+    store.listeners.append(publisher.reloaded)
+    publisher.start = lambda: None  # type: ignore[method-assign]  # no run: no DNS here
+    caplog.set_level(logging.INFO, logger="mtasts_host.publish")
+    path.write_text(domains + after)
+    assert Reloader(store).reload()
+    expected = (
+        f"publish: auto is off in {path}: the DNS records are no longer published "
+        "automatically; run 'mtasts-host publish' after each change"
+    )
+    assert caplog.messages == (
+        [expected] if said else [f"publish: the publish block of {path} changed"]
+    )
+
+
 def test_a_failed_run_is_retried_with_backoff(
     write: Write, host: PolicyHost, server: Dns, caplog: pytest.LogCaptureFixture
 ) -> None:

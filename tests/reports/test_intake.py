@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import tracemalloc
@@ -12,9 +13,9 @@ import pytest
 from mtasts_host.reports import Intake, Outcome, open_store
 from mtasts_host.reports.body import MAX_REPORT_SIZE, MAX_REPORT_VALUES, TooLarge
 from mtasts_host.reports.parse import parse_report
-from mtasts_host.reports.report import Report
+from mtasts_host.reports.report import BadReport, Report
 
-from .conftest import NOW, encode, flood, report
+from .conftest import NOW, TODAY, encode, flood, report
 
 
 @pytest.mark.parametrize("shape", ["{}", "[]", '"ab"', "0", "1.5", "policies", "details"])
@@ -80,3 +81,38 @@ def test_one_report_is_parsed_at_a_time(sqlite_url: str, monkeypatch: pytest.Mon
         thread.join()
     assert intake.outcomes == {"stored": 4}
     assert most == 1
+
+
+def test_the_intake_line_names_the_policy_domains(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A report id and an organisation do not say whose report it is: its domains do."""
+    caplog.set_level(logging.INFO, logger="mtasts_host.reports.intake")
+    intake = Intake(open_store(sqlite_url), 400, clock=lambda: NOW)
+    extra = [report(domain=f"d{n}.example")["policies"][0] for n in range(11)]
+    # Twelve domains, one of them reported twice: ten named, two counted.
+    document = report(report_id="r1", extra_policies=[*extra, extra[0]])
+    intake.accept(encode(document))
+    intake.accept(encode(document))
+    listed = ", ".join(repr(f"d{n}.example") for n in range(9))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"stored report 'r1' from 'Google Inc.' for 'example.com', {listed} and 2 more",
+        f"duplicate report 'r1' from 'Google Inc.' for 'example.com', {listed} and 2 more",
+    ]
+
+
+def test_a_report_refused_for_its_dates_is_named_in_the_log(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Parsed whole, it can say whose report it was; the sender gets the reason alone."""
+    intake = Intake(open_store(sqlite_url), 400, clock=lambda: NOW)
+    with pytest.raises(BadReport) as caught:
+        intake.accept(encode(report(report_id="old", day=TODAY - 500)))
+    assert str(caught.value) == "the report ended more than 400 days ago"
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.WARNING,
+            "rejected a report: report 'old' from 'Google Inc.': the report ended more than "
+            "400 days ago",
+        )
+    ]
