@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,6 +39,10 @@ CLIENT_CLOSED = 499
 logger = logging.getLogger(__name__)
 
 
+class _Startable(Protocol):
+    def start(self) -> None: ...
+
+
 class PolicyApp(Starlette):
     """
     A Starlette app that answers every request for an ``mta-sts.*`` host from the store
@@ -54,6 +59,8 @@ class PolicyApp(Starlette):
         reports: TLS reports: the intake, and the ``/reports`` page, metrics and readiness,
             on the hosts that are not policy hosts only. A policy host serves the policy and
             nothing else, so reports go to a host name of their own.
+        open_reports: open the report store in a thread of its own with the app's first
+            event (``Reports.start``), as ``create_app`` does; else its first use opens it.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class PolicyApp(Starlette):
         metrics: bool = True,
         access_log: bool = True,
         reports: Reports | None = None,
+        open_reports: bool = False,
     ) -> None:
         self.store = store
         self.reloader = reloader
@@ -78,7 +86,10 @@ class PolicyApp(Starlette):
         self.details: list[ops.Detail] = []
         """What ``/readyz`` adds about the capabilities; it never changes its status."""
         self.access_log = access_log
-        self._unstarted = reloader
+        unstarted: list[_Startable] = [] if reloader is None else [reloader]
+        if reports is not None and open_reports:
+            unstarted.append(reports)
+        self._unstarted: list[_Startable] | None = unstarted or None
         self._memo: dict[bytes | None, Ready] = {}
         self._memo_for = store.snapshot
         routes = ops.routes(store, self.registry, self.details)
@@ -94,7 +105,8 @@ class PolicyApp(Starlette):
         next request or lifespan event starts watching again."""
         if self.reloader is not None:
             self.reloader.stop()
-            self._unstarted = self.reloader
+            if self._unstarted is None:
+                self._unstarted = [self.reloader]
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -105,7 +117,8 @@ class PolicyApp(Starlette):
         if self._unstarted is not None:
             # Started by the first event of any kind, not by the lifespan: a mounted app
             # never sees the lifespan (encode/starlette#649), and a forked worker gets here.
-            self._unstarted.start()
+            for unstarted in self._unstarted:
+                unstarted.start()
             self._unstarted = None
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
@@ -243,18 +256,16 @@ def create_app(
     """
     store = config if isinstance(config, PolicyStore) else PolicyStore(load_config(config))
     logger.info("serving %s", store.snapshot.describe())
-    reports = None
-    if store.config.reports is not None:
-        reports = Reports(store.config.reports, store)
-        # Never raises: the intake answers 503 until the store is up. A problem is logged
-        # by the intake, once, as any outage of the store is.
-        reports.open()
+    reports = None if store.config.reports is None else Reports(store.config.reports, store)
     return PolicyApp(
         store,
         reloader=Reloader(store) if watch else None,
         metrics=metrics,
         access_log=access_log,
         reports=reports,
+        # In the background, not here: policies are served while the store is opened, and a
+        # server that forks its workers after creating the app forks no thread's locks.
+        open_reports=True,
     )
 
 

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from mtasts_host import PolicyApp, create_app
 from mtasts_host.reload import Reloader
 
-from .conftest import BODY_D, CONFIG_D, MakeClient, WriteConfig
+from .conftest import BODY_D, CONFIG_D, MakeClient, WriteConfig, wait_until
 
 PATH = "/.well-known/mta-sts.txt"
 
@@ -347,8 +347,17 @@ def test_a_report_store_down_at_start_up_is_one_line(
     store = tmp_path / "later" / "reports.db"
     path = write_config(CONFIG_D + f"reports: {{store: 'sqlite:///{store}'}}\n")
     caplog.set_level(logging.INFO)
-    create_app(path, watch=False)
-    said = [(r.levelno, r.getMessage()) for r in caplog.records if "unavailable" in r.getMessage()]
-    assert said == [
+
+    def said() -> list[tuple[int, str]]:
+        return [(r.levelno, r.getMessage()) for r in caplog.records if "unavailable" in r.msg]
+
+    app = create_app(path, watch=False)
+    assert said() == []  # opened with the first event, in a thread of its own
+    with TestClient(app) as client:
+        client.get("/readyz", headers={"host": "localhost"})
+        wait_until(said)
+        readiness = client.get("/readyz?format=json", headers={"host": "localhost"}).json()
+    assert said() == [
         (logging.ERROR, f"report store unavailable: {store}: unable to open database file")
     ]
+    assert readiness["reports_store"] == f"{store}: unable to open database file"

@@ -15,6 +15,10 @@ except ImportError:  # pragma: no cover - the postgresql extra is not installed
 
 CONNECT_TIMEOUT = 5
 """Seconds: a sender posting a report waits no longer than that for a 503."""
+LOCK_TIMEOUT = 5.0
+"""Seconds a statement waits for a lock (another replica's schema upgrade, a ``LOCK TABLE``,
+a ``VACUUM FULL``) before the store counts as unavailable: without it, start-up, scrapes, the
+page and senders waited for as long as the lock was held."""
 _SCHEMA_LOCK = 0x746C7372  # "tlsr": one advisory lock, so replicas upgrade one at a time
 _PRUNE_LOCK = 0x746C7370  # "tlsp": replicas prune one at a time
 
@@ -62,10 +66,15 @@ class PostgreSQLStore(ReportStore):
                 if reading:
                     connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                     connection.read_only = True
+                # Local to the transaction, not a connection option: a pooler in transaction
+                # mode (PgBouncer) refuses options, and the URL's own would be replaced.
+                connection.execute(f"SET LOCAL lock_timeout = {round(LOCK_TIMEOUT * 1000)}")
                 # The connection commits when the block ends and rolls back on an error.
                 yield _Placeholders(connection)
         except psycopg.Error as exc:
-            message = " ".join(str(exc).split()) or type(exc).__name__
+            # The server's own message alone: the whole text adds the statement ("LINE 1:
+            # ...") and where it failed, which made one problem a new logged error each time.
+            message = exc.diag.message_primary or " ".join(str(exc).split()) or type(exc).__name__
             raise StoreUnavailable(f"postgresql: {message}") from exc
 
     def lock_schema(self, connection: Connection) -> None:

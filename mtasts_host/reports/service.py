@@ -40,6 +40,8 @@ PAGE_CHUNK = 256 * 1024
 """Bytes of the page sent at once, at least (a domain's section is not cut)."""
 READINESS_STALE = 10.0
 """Seconds after which ``/readyz`` asks the store again instead of telling the last news."""
+OPENING = "not checked yet: the store is being opened"
+"""What ``/readyz`` says of the store while ``start`` opens it."""
 
 
 def read_summaries(
@@ -108,6 +110,7 @@ class Reports:
         self.intake = Intake(self.store, settings.retention_days, clock=clock)
         self.endpoint = IntakeEndpoint(self.intake, settings.path)
         self._probing = False
+        self._opener: threading.Thread | None = None
 
     def open(self) -> str | None:
         """
@@ -123,6 +126,18 @@ class Reports:
         except StoreUnavailable:
             pass
         return self.intake.problem
+
+    def start(self) -> None:
+        """
+        ``open`` in a daemon thread of its own (a problem is logged by the intake, once, as
+        any outage of the store is): a server serves its policies meanwhile, however long
+        the store takes (a lock another replica holds, a server that never answers), and
+        ``/readyz`` says the store is being opened.
+        """
+        self._opener = threading.Thread(
+            target=self.open, name="mtasts-host report store", daemon=True
+        )
+        self._opener.start()
 
     def matches(self, scope: Scope) -> bool:
         """
@@ -164,6 +179,16 @@ class Reports:
         200: policies are served all the same). Asks the store again when the last news is
         stale, waiting at most ``READINESS_WAIT`` seconds for the answer.
         """
+        opener = self._opener
+        if opener is not None and opener.is_alive():
+            # Polled on the loop, not joined in a thread, which might all be taken.
+            with anyio.move_on_after(READINESS_WAIT):
+                while opener.is_alive():
+                    await anyio.sleep(0.01)
+            # Not probed meanwhile: the probe would wait for the opening, and say "ok" when
+            # its own wait ended, before the store had ever answered.
+            if opener.is_alive():
+                return OPENING
         if time.monotonic() - self.intake.checked_at > READINESS_STALE and not self._probing:
             self._probing = True
             started = threading.Event()

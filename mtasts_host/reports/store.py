@@ -74,6 +74,9 @@ class ReportStore:
         self.url = url
         self._schema_checked = False
         self._lock = threading.Lock()
+        self._checks = 0
+        """Schema checks ended, checked or not: a thread that waited for one knows it ended."""
+        self._check_failed: str | None = None
 
     def transaction(self) -> contextlib.AbstractContextManager[Connection]:
         """A connection in a transaction that commits at the end, or rolls back on error."""
@@ -107,9 +110,7 @@ class ReportStore:
                 one that writes, where the database allows it.
         """
         if not self._schema_checked:
-            with self._lock:
-                if not self._schema_checked:
-                    self.upgrade()
+            self._check_schema()
         try:
             with self.transaction() if write else self.read_transaction() as connection:
                 yield connection
@@ -118,6 +119,26 @@ class ReportStore:
             # file): the next use checks the schema again, so the tables are made again.
             self._schema_checked = False
             raise
+
+    def _check_schema(self) -> None:
+        checks = self._checks
+        with self._lock:
+            if self._schema_checked:
+                return
+            if self._checks != checks and self._check_failed is not None:
+                # Another thread checked while this one waited, and the store failed it: its
+                # answer is this one's. Each trying again in turn waited as long again (a lock
+                # another replica held, a server that never answered), a scrape queued
+                # behind four senders five times as long.
+                raise StoreUnavailable(self._check_failed)
+            self._check_failed = None
+            try:
+                self.upgrade()
+            except StoreUnavailable as exc:
+                self._check_failed = str(exc)
+                raise
+            finally:
+                self._checks += 1
 
     def upgrade(self) -> int:
         """

@@ -30,7 +30,7 @@ from mtasts_host.config import parse_config
 from mtasts_host.policy import Mode, Policy
 from mtasts_host.reports import MAX_REPORT_SIZE, Reports, ReportsSettings, postgres
 from mtasts_host.reports.rows import DAY
-from mtasts_host.reports.store import ReportStore, open_store
+from mtasts_host.reports.store import ReportStore, StoreUnavailable, open_store
 from mtasts_host.store import PolicyStore
 
 from ..processes import missing
@@ -260,6 +260,33 @@ def another_replica_pruning(url: str) -> Iterator[None]:
     with psycopg.connect(url) as connection:
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (postgres._PRUNE_LOCK,))
         yield
+
+
+@contextlib.contextmanager
+def another_replica_upgrading(url: str) -> Iterator[None]:
+    """Another replica sharing the PostgreSQL store at ``url`` is in the middle of a schema
+    upgrade (of a large store, say): it holds the schema lock until the block ends."""
+    with psycopg.connect(url) as connection:
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (postgres._SCHEMA_LOCK,))
+        yield
+
+
+@contextlib.contextmanager
+def table_locked(url: str, table: str) -> Iterator[None]:
+    """A table of the PostgreSQL store at ``url`` locked against everyone else, reading
+    included (as ``ALTER TABLE`` or ``VACUUM FULL`` lock it), until the block ends."""
+    with psycopg.connect(url) as connection:
+        connection.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")  # a name of ours
+        yield
+
+
+def unavailable(call: Callable[[], object]) -> str:
+    """Why ``call`` found the store unavailable (it must)."""
+    try:
+        call()
+    except StoreUnavailable as exc:
+        return str(exc)
+    raise AssertionError("the store was available")
 
 
 def within(seconds: float, call: Callable[[], T]) -> list[T]:

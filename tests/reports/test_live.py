@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import subprocess
 import threading
+import time
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +23,17 @@ from mtasts_host.reports.rows import FailureTotals, MxTotals, Totals
 from mtasts_host.reports.summary import summarize
 
 from ..processes import Process, free_port, need, running, serve_argv
-from .conftest import CONFIG, NOW, REPORTS_HOST, TODAY, encode, recent, report, serving
+from .conftest import (
+    CONFIG,
+    NOW,
+    REPORTS_HOST,
+    TODAY,
+    another_replica_upgrading,
+    encode,
+    recent,
+    report,
+    serving,
+)
 
 ROOT = Path(__file__).parent.parent.parent
 ADDRESS = "127.70.0.1"
@@ -38,12 +50,15 @@ CHROMIUM_FLAGS = [
 
 
 @contextlib.contextmanager
-def serving_reports(tmp_path: Path, address: str) -> Iterator[tuple[Process, str]]:
+def serving_reports(
+    tmp_path: Path, address: str, url: str | None = None
+) -> Iterator[tuple[Process, str]]:
     """
     ``mtasts-host serve`` on ``address`` with the tests' domains and a ``reports:`` block
-    whose SQLite store is in ``tmp_path``; yields the process and the store's URL.
+    whose store is ``url``, by default an SQLite file in ``tmp_path``; yields the process
+    and the store's URL.
     """
-    url = f"sqlite:///{tmp_path / 'reports.db'}"
+    url = url or f"sqlite:///{tmp_path / 'reports.db'}"
     config = tmp_path / "config.yaml"
     rua = f"defaults: {{tlsrpt_rua: ['https://{REPORTS_HOST}/tlsrpt']}}\n"
     config.write_text(rua + CONFIG + f"reports: {{store: '{url}'}}\n")
@@ -68,6 +83,35 @@ def post(port: int, body: bytes) -> int:
         return connection.getresponse().status
     finally:
         connection.close()
+
+
+def get(port: int, path: str, host: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection(ADDRESS, port, timeout=30)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_a_replica_starts_while_another_upgrades_the_schema(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # It served nothing, not even /healthz, for as long as the other replica's upgrade took.
+    with (
+        another_replica_upgrading(postgres_url),
+        serving_reports(tmp_path, ADDRESS, postgres_url) as (process, _),
+    ):
+        assert get(process.port, "/.well-known/mta-sts.txt", "mta-sts.example.com")[0] == 200
+        assert get(process.port, "/healthz", "127.0.0.1") == (200, b"ok\n")
+        for _ in range(300):  # until the opening gives up waiting for the lock
+            _, body = get(process.port, "/readyz?format=json", "127.0.0.1")
+            problem = json.loads(body)["reports_store"]
+            if problem != "not checked yet: the store is being opened":
+                break
+            time.sleep(0.1)
+        assert problem == "postgresql: canceling statement due to lock timeout"
 
 
 def test_concurrent_posts_on_sqlite(server: tuple[int, str]) -> None:

@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from starlette.testclient import TestClient
 
 from mtasts_host.app import PolicyApp
 from mtasts_host.config import parse_config
-from mtasts_host.reports import Reports
+from mtasts_host.reports import Reports, postgres
 from mtasts_host.reports.parse import parse_report
 from mtasts_host.reports.rows import DAY
 from mtasts_host.reports.store import Connection
@@ -31,6 +32,8 @@ from .conftest import (
     fixture,
     report,
     reports_app,
+    table_locked,
+    within,
 )
 from .flood import flood
 
@@ -79,6 +82,23 @@ def test_an_unavailable_store_still_gives_the_outcomes(
         'mtasts_tlsrpt_reports_total{outcome="rejected"} 0.0',
         "mtasts_tlsrpt_store_up 0.0",
     ]
+
+
+def test_a_scrape_while_a_table_is_locked_gives_the_policies_and_the_store_down(
+    make_reports: Callable[..., Reports], postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It hung for as long as the lock was held (an ALTER TABLE, a VACUUM FULL): Prometheus
+    # gave up on the scrape, and lost the policies' metrics with the reports'.
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT", 0.1)
+    reports = make_reports(postgres_url)
+    client = TestClient(reports_app(reports), base_url="http://127.0.0.1")
+    stored = client.post("/tlsrpt", content=encode(report()), headers={"host": REPORTS_HOST})
+    assert stored.status_code == 201
+    with table_locked(postgres_url, "tlsrpt_policies"):
+        (response,) = within(10, lambda: client.get("/metrics"))
+    lines = response.text.splitlines()
+    assert "mtasts_domains 2.0" in lines
+    assert "mtasts_tlsrpt_store_up 0.0" in lines
 
 
 def test_the_sessions_counter_never_goes_down_when_reports_are_pruned(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import sqlite3
+import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,9 +13,11 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
+from starlette.testclient import TestClient
 
+from mtasts_host.app import create_app
 from mtasts_host.policy import Mode
-from mtasts_host.reports import Reports, service
+from mtasts_host.reports import Reports, service, sqlite
 from mtasts_host.reports.page import page_parts
 from mtasts_host.reports.parse import parse_report
 from mtasts_host.reports.service import read_summaries
@@ -21,6 +25,7 @@ from mtasts_host.reports.store import Outcome, ReportStore
 from mtasts_host.reports.summary import Sessions, Verdict
 
 from .conftest import (
+    CONFIG,
     NOW,
     OLDER_POLICY,
     TODAY,
@@ -70,6 +75,35 @@ def test_a_replica_does_not_wait_for_another_replicas_prune(
         assert within(10, reports.open) == [None]
         stored = within(10, lambda: reports.intake.accept(encode(report()))[0])
         assert stored == [Outcome.STORED]
+
+
+def test_policies_are_served_while_the_store_is_being_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # create_app opened the store before it returned, and so before serving: a lock held
+    # elsewhere (a sqlite3 shell, another replica upgrading a PostgreSQL store, a server that
+    # never answers) kept every policy, and /healthz, waiting as long as the store did.
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT", 60.0)
+    store = tmp_path / "reports.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG + f"reports: {{store: 'sqlite:///{store}'}}\n")
+    holder = sqlite3.connect(store, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        (app,) = within(10, lambda: create_app(config, watch=False, access_log=False))
+        client = TestClient(app)
+        policy = client.get("https://mta-sts.example.com/.well-known/mta-sts.txt")
+        opening = client.get("http://127.0.0.1/readyz?format=json").json()["reports_store"]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert (policy.status_code, opening) == (200, service.OPENING)
+    for _ in range(200):  # until the opening, waiting for the lock until now, has ended
+        opened = client.get("http://127.0.0.1/readyz?format=json").json()["reports_store"]
+        if opened != service.OPENING:
+            break
+        time.sleep(0.05)
+    assert opened == "ok"
 
 
 def test_readiness_asks_again_after_a_probe_that_got_no_thread(

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from mtasts_host.reports import schema, sums
+from mtasts_host.reports import postgres, schema, sums
 from mtasts_host.reports.parse import CUT, parse_report
 from mtasts_host.reports.report import MAX_COUNT, Report
 from mtasts_host.reports.rows import (
@@ -43,10 +43,13 @@ from .conftest import (
     TODAY,
     against,
     another_replica_pruning,
+    another_replica_upgrading,
     at_backup,
     encode,
     fixture,
     report,
+    table_locked,
+    unavailable,
     within,
 )
 
@@ -517,6 +520,75 @@ def test_a_prune_while_another_replica_prunes_is_left_to_that_one(postgres_url: 
     with another_replica_pruning(postgres_url):
         assert within(10, lambda: store.prune((TODAY - 300) * DAY)) == [0]
     assert store.prune((TODAY - 300) * DAY) == 1
+
+
+LOCK_TIMEOUT = "postgresql: canceling statement due to lock timeout"
+
+
+def test_an_upgrade_by_another_replica_is_waited_for_no_longer_than_the_lock_timeout(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It was waited for however long it took: a replica starting meanwhile served no policy.
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT", 0.1)
+    store = open_store(postgres_url)
+    with another_replica_upgrading(postgres_url):
+        assert within(10, lambda: unavailable(store.upgrade)) == [LOCK_TIMEOUT]
+    assert store.upgrade() == schema.LATEST
+
+
+def test_a_locked_table_is_waited_for_no_longer_than_the_lock_timeout(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A scrape, the page and a sender's post each waited for as long as the lock was held
+    # (an ALTER TABLE, a VACUUM FULL), and each took one of the server's threads meanwhile.
+    # The message is the server's alone, without the statement that waited: each statement
+    # made one problem a new one, logged anew.
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT", 0.1)
+    store = open_store(postgres_url)
+    add(store, report(report_id="r1"))
+    with table_locked(postgres_url, "tlsrpt_policies"):
+        counting = within(10, lambda: unavailable(lambda: sums.session_counts(store, DOMAINS)))
+        adding = within(10, lambda: unavailable(lambda: add(store, report(report_id="r2"))))
+    assert (counting, adding) == ([LOCK_TIMEOUT], [LOCK_TIMEOUT])
+    assert add(store, report(report_id="r2")) is Outcome.STORED
+
+
+def test_requests_waiting_for_a_schema_check_that_fails_take_its_answer(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each tried again after the other, waiting the lock timeout each: the last of a scrape
+    # and four senders queued behind another replica's upgrade waited 25 s for its 503.
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT", 2.0)
+    store = open_store(postgres_url)
+    checks: list[None] = []
+    lock_schema = store.lock_schema
+
+    def counted(connection: Connection) -> None:
+        checks.append(None)
+        lock_schema(connection)
+
+    monkeypatch.setattr(store, "lock_schema", counted)
+    answers: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(unavailable(store.ping))) for _ in range(4)
+    ]
+    with (
+        another_replica_upgrading(postgres_url),
+        psycopg.connect(postgres_url, autocommit=True) as watcher,
+    ):
+        threads[0].start()
+        waiting = (
+            "SELECT 1 FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        while watcher.execute(waiting).fetchone() is None:  # the first waits for the lock
+            time.sleep(0.01)
+        for thread in threads[1:]:  # the others wait for the first
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert (answers, len(checks)) == ([LOCK_TIMEOUT] * 4, 1)
+    store.ping()  # and once it has ended, the next request checks again
 
 
 SERVED = {**CURRENT, "example.com": "mail.example.com"}
