@@ -74,8 +74,10 @@ def machine_name(timeout: float) -> str | None:
     # hangs, each run waits for it rather than leave another thread behind, and the
     # warning comes once, not once a run.
     with _lock:
-        lookup, again = (_hung, True) if _hung is not None else (_Lookup(), False)
-        _hung = None
+        hung, _hung = _hung, None
+        # One copied by a fork has no thread in this process to answer it: asked again.
+        again = hung is not None and (hung.thread.is_alive() or bool(hung.found))
+        lookup = hung if hung is not None and again else _Lookup()
     lookup.thread.join(timeout)
     found = lookup.found
     if not found:

@@ -84,12 +84,16 @@ def await_body(
     return Sighting(domain, url, None, problem)
 
 
-def differs(url: str, body: bytes, fetch: Fetch) -> str | None:
-    """Fetch ``url`` once: None if it gives ``body``, else what it gives instead, in words."""
+def differs(url: str, body: bytes, fetch: Fetch, *, failures: bool = True) -> str | None:
+    """
+    Fetch ``url`` once: None if it gives ``body``, else what it gives instead, in words. A
+    failed fetch gives its error, or None without ``failures``: while caches fill, one (a
+    replica restarting, a balancer's 503) leaves nothing old for a cache to keep.
+    """
     try:
         served = fetch(url)
     except FetchError as exc:
-        return str(exc)
+        return str(exc) if failures else None
     return None if served == body else f"it serves id {policy_id(served)}"
 
 

@@ -245,7 +245,7 @@ class _Run:
         Wait until ``cache_wait`` seconds have passed since the latest streak of ``sightings``
         began, fetching each served policy on meanwhile: three answers in a row may all have
         come from the replicas that had reloaded (a balancer choosing at random does that
-        often), so a domain whose URL answers otherwise is awaited again, within its
+        often), so a domain whose URL serves another body is awaited again, within its
         ``verify_timeout``, and the wait counts from its new streak. False if stopped.
         """
         told = False
@@ -287,7 +287,8 @@ class _Run:
 
     def differs(self, domain: str) -> str | None:
         url = guard.url_for(self.settings.verify_url, domain)
-        return guard.differs(url, self.snapshot.served[domain].body, self.fetcher)
+        body = self.snapshot.served[domain].body
+        return guard.differs(url, body, self.fetcher, failures=False)
 
     def apply(self, change: Change) -> Result | None:
         """Step 3: one compare-and-swap; None when there was nothing left to do."""

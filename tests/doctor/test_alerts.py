@@ -46,6 +46,7 @@ def test_rules_use_only_metrics_mtasts_host_exports(
     assert used == {
         "mtasts_doctor_check_failed_runs",
         "mtasts_certificate_expiry_timestamp_seconds",
+        "mtasts_doctor_last_run_timestamp_seconds",
         "mtasts_last_reload_failed",
         "mtasts_tlsrpt_store_up",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -120,6 +121,27 @@ def test_a_resolver_that_keeps_hanging_is_one_warning_and_one_thread(
         "doctor: no name for this machine within 0.1 s (the resolver hangs?): EHLO gives the "
         "address literal of each connection instead; set one with --ehlo"
     ]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_hung_lookup_is_not_waited_for_in_a_forked_process(
+    hung_resolver: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fork copies no thread: the child asks again, rather than wait for ever, silently,
+    for a lookup that hung in its parent and has no thread there to answer it."""
+    assert ehlo.machine_name(0.1) is None
+    monkeypatch.setattr(socket, "getfqdn", lambda: "mail.example.com")
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child's own coverage is not collected)
+        os.write(write, str(ehlo.machine_name(10.0)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answer:
+        found = answer.read().decode()
+    os.waitpid(child, 0)
+    assert found == "mail.example.com"
 
 
 @pytest.mark.timeout(120)

@@ -113,7 +113,8 @@ class PolicyHost:
     bodies: dict[str, bytes] = field(default_factory=dict)
     served: list[tuple[float, str, bytes]] = field(default_factory=list)
     on_serve: Callable[[str, bytes], None] | None = None
-    """Called before each answer with the host and the body."""
+    """Called before each answer with the host and the body; an ``OSError`` it raises makes
+    the answer a 503."""
 
     def first_served(self, host: str, body: bytes) -> float:
         """When ``body`` was first served for ``host``."""
@@ -133,7 +134,11 @@ def policy_host(address: str, port: int) -> Iterator[PolicyHost]:
                 return
             host.served.append((time.monotonic(), name, body))
             if host.on_serve is not None:
-                host.on_serve(name, body)
+                try:
+                    host.on_serve(name, body)
+                except OSError:  # a replica in trouble
+                    self.send_error(503)
+                    return
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))

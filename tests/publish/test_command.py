@@ -219,6 +219,35 @@ def test_a_replica_that_reloads_during_cache_wait_restarts_it(
     assert updated >= last_old + 1.0
 
 
+def test_an_error_during_cache_wait_is_no_old_answer(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """
+    One fetch fails while the publisher waits for caches, after the domain's
+    ``verify_timeout``: nothing old was served (no cache keeps a failed answer), so the id
+    is still published, rather than the domain awaited again with no time left.
+    """
+    path = write(A)
+    serve(host, path)
+    assert publish(path).code == 0
+    path = write(
+        "a.pub.test: {mx: [mx.pub.test], mode: testing}", "cache_wait: 6", "verify_timeout: 2"
+    )
+    serve(host, path)
+    answered = [0]
+
+    def flaky(served: str, body: bytes) -> None:
+        answered[0] += 1
+        if answered[0] == 35:  # fetched every 0.1 s: past verify_timeout, within cache_wait
+            raise ConnectionResetError("a replica restarting")  # a 503
+
+    host.on_serve = flaky
+    ran = publish(path)
+    assert answered[0] > 35
+    assert (ran.code, ran.err) == (0, "")
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path)]
+
+
 class _Lines:
     """A run's output: its problems, the rest left out."""
 

@@ -97,3 +97,4 @@ def test_differs_says_what_is_served_instead() -> None:
     assert differs(URL, NEW, lambda url: OLD) == f"it serves id {policy_id(OLD)}"
     refused = _fetch(_script("connection refused by 127.0.0.1:443"), [])
     assert differs(URL, NEW, refused) == "connection refused by 127.0.0.1:443"
+    assert differs(URL, NEW, refused, failures=False) is None
