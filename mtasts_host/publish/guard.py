@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..policy import policy_id
@@ -95,6 +95,15 @@ def differs(url: str, body: bytes, fetch: Fetch, *, failures: bool = True) -> st
     except FetchError as exc:
         return str(exc) if failures else None
     return None if served == body else f"it serves id {policy_id(served)}"
+
+
+def in_turn(domains: Sequence[str], turn: int, size: int) -> list[str]:
+    """The ``turn``-th ``size`` of ``domains`` (at most all of them), going round: while
+    caches fill, a few fetches a round find a replica still serving old policies (it serves
+    them for every domain changed) without a fetch of every domain twice a second, some
+    thousands a second on a large config."""
+    count = min(size, len(domains))
+    return [domains[(turn * size + i) % len(domains)] for i in range(count)]
 
 
 def url_for(template: str, domain: str) -> str:

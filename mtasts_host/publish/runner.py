@@ -246,9 +246,11 @@ class _Run:
         began, fetching each served policy on meanwhile: three answers in a row may all have
         come from the replicas that had reloaded (a balancer choosing at random does that
         often), so a domain whose URL serves another body is awaited again, within its
-        ``verify_timeout``, and the wait counts from its new streak. False if stopped.
+        ``verify_timeout``, and the wait counts from its new streak. A few domains a round,
+        in turn (``guard.in_turn``). False if stopped.
         """
         told = False
+        turn = 0
         while True:
             seen = [s.served_since for s in sightings.values() if s.served_since is not None]
             wait = max(seen, default=0.0) + self.settings.cache_wait - time.monotonic()
@@ -264,8 +266,10 @@ class _Run:
                 self.problem("stopped before any new id was published")
                 return False
             served = [d for d, s in sightings.items() if s.served_since is not None]
+            checked = guard.in_turn(served, turn, _VERIFIERS)
+            turn += 1
             again = []
-            for domain, other in zip(served, pool.map(self.differs, served), strict=True):
+            for domain, other in zip(checked, pool.map(self.differs, checked), strict=True):
                 if other is not None:
                     url = guard.url_for(self.settings.verify_url, domain)
                     self.output.info(

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 from mtasts_host.policy import policy_id
 from mtasts_host.publish.fetch import FetchError
-from mtasts_host.publish.guard import await_body, differs
+from mtasts_host.publish.guard import await_body, differs, in_turn
 
 NEW, OLD = b"version: STSv1\r\nmode: testing\r\n", b"version: STSv1\r\nmode: enforce\r\n"
 URL = "https://mta-sts.a.example/.well-known/mta-sts.txt"
@@ -98,3 +98,15 @@ def test_differs_says_what_is_served_instead() -> None:
     refused = _fetch(_script("connection refused by 127.0.0.1:443"), [])
     assert differs(URL, NEW, refused) == "connection refused by 127.0.0.1:443"
     assert differs(URL, NEW, refused, failures=False) is None
+
+
+def test_in_turn_goes_round_a_few_at_a_time() -> None:
+    domains = ["a", "b", "c", "d", "e"]
+    assert [in_turn(domains, turn, 2) for turn in range(4)] == [
+        ["a", "b"],
+        ["c", "d"],
+        ["e", "a"],
+        ["b", "c"],
+    ]
+    assert sorted(in_turn(domains, 7, 8)) == domains  # never a domain twice in one round
+    assert in_turn(["a"], 3, 8) == ["a"]
