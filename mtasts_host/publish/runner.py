@@ -251,6 +251,9 @@ class _Run:
         """
         told = False
         turn = 0
+        # A domain seen again has what is left of its verify_timeout, or of one from here:
+        # the first streaks of a large change can take longer than one.
+        floor = time.monotonic() + self.settings.verify_timeout
         while True:
             seen = [s.served_since for s in sightings.values() if s.served_since is not None]
             wait = max(seen, default=0.0) + self.settings.cache_wait - time.monotonic()
@@ -277,13 +280,14 @@ class _Run:
                         "waiting for it again"
                     )
                     again.append(domain)
+                    self.deadlines[domain] = max(self.deadlines[domain], floor)
             sightings.update((s.domain, s) for s in pool.map(self.sight, again))
 
     def sight(self, domain: str) -> guard.Sighting:
         body = self.snapshot.served[domain].body
         url = guard.url_for(self.settings.verify_url, domain)
         timeout = self.settings.verify_timeout
-        # Seen again after a streak, a domain has what is left of its first verify_timeout.
+        # Seen again after a streak, a domain has what is left of its deadline (see hold).
         deadline = self.deadlines.setdefault(domain, time.monotonic() + timeout)
         return guard.await_body(
             domain, url, body, self.fetcher, timeout=timeout, stop=self.stop, deadline=deadline

@@ -147,14 +147,21 @@ def _balanced(host: PolicyHost, domain: str, new: bytes, old: bytes, stale: set[
     A balancer in front of replicas of which some have not reloaded yet: the answers for
     ``mta-sts.<domain>`` numbered in ``stale`` (from 0) come from one that serves ``old``.
     """
-    name = f"mta-sts.{domain}"
-    answered = [0]
-    host.bodies[name] = old if 0 in stale else new
+    _balancing(host, {domain: (new, old, stale)})
+
+
+def _balancing(host: PolicyHost, domains: dict[str, tuple[bytes, bytes, set[int]]]) -> None:
+    """``_balanced`` for several domains at once, each with its own (new, old, stale)."""
+    answered = dict.fromkeys(domains, 0)
+    for domain, (new, old, stale) in domains.items():
+        host.bodies[f"mta-sts.{domain}"] = old if 0 in stale else new
 
     def next_answer(served: str, body: bytes) -> None:
-        if served == name:
-            answered[0] += 1
-            host.bodies[name] = old if answered[0] in stale else new
+        domain = served.removeprefix("mta-sts.")
+        if domain in domains:
+            new, old, stale = domains[domain]
+            answered[domain] += 1
+            host.bodies[served] = old if answered[domain] in stale else new
 
     host.on_serve = next_answer
 
@@ -217,6 +224,40 @@ def test_a_replica_that_reloads_during_cache_wait_restarts_it(
     assert [body for at, _, body in host.served].count(old_body) == 2
     # cache_wait, counted again from the first answer after the old one.
     assert updated >= last_old + 1.0
+
+
+def test_a_domain_seen_again_after_its_verify_timeout_has_one_from_the_wait(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """
+    a.pub.test was served at once, b.pub.test a second later; while caches fill, past
+    a's verify_timeout, a replica serves a's old policy once. a is awaited again with a
+    verify_timeout counted from the start of that wait, not with none left: the first
+    streaks of a large change take longer than one.
+    """
+    domains = "a.pub.test: {mx: [mx.pub.test]}\nb.pub.test: {mx: [mx.pub.test]}"
+    path = write(domains)
+    serve(host, path)
+    assert publish(path).code == 0
+    old = {d: host.bodies[f"mta-sts.{d}"] for d in ("a.pub.test", "b.pub.test")}
+    changed = domains.replace("]}", "], mode: testing}")
+    path = write(changed, "cache_wait: 2", "verify_timeout: 2")
+    config = load_config(path)
+    new = {d: config.domains[d].policy.render() for d in old}
+    # Fetched every 0.1 s: b's streak begins after its tenth answer, a second in; a's old
+    # answer comes ten rounds of the wait later, at least, past a's 2 s.
+    _balancing(
+        host,
+        {
+            "a.pub.test": (new["a.pub.test"], old["a.pub.test"], {12}),
+            "b.pub.test": (new["b.pub.test"], old["b.pub.test"], set(range(10))),
+        },
+    )
+    ran = publish(path)
+    assert (ran.code, ran.err) == (0, "")
+    again = [line for line in ran.lines if line.endswith("; waiting for it again")]
+    assert [line.split(":")[0] for line in again] == ["a.pub.test"]
+    assert server.values("_mta-sts.a.pub.test") == [_sts(path, "a.pub.test")]
 
 
 def test_an_error_during_cache_wait_is_no_old_answer(
