@@ -42,11 +42,16 @@ def read_response(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
-def http_get(port: int, host: str = "mta-sts.example.com") -> tuple[int, bytes]:
-    """Fetch the policy path from 127.0.0.1:port with this Host; return status and body."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def http_get(
+    port: int,
+    host: str = "mta-sts.example.com",
+    path: str = POLICY_PATH,
+    address: str = "127.0.0.1",
+) -> tuple[int, bytes]:
+    """Fetch ``path`` (the policy's) from address:port with this Host; status and body."""
+    connection = http.client.HTTPConnection(address, port, timeout=10)
     try:
-        connection.request("GET", POLICY_PATH, headers={"Host": host})
+        connection.request("GET", path, headers={"Host": host})
         response = connection.getresponse()
         return response.status, response.read()
     finally:

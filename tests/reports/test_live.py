@@ -23,6 +23,7 @@ from mtasts_host.reports.rows import FailureTotals, MxTotals, Totals
 from mtasts_host.reports.summary import summarize
 
 from ..processes import Process, free_port, need, running, serve_argv
+from ..rawhttp import http_get
 from .conftest import (
     CONFIG,
     NOW,
@@ -86,13 +87,7 @@ def post(port: int, body: bytes) -> int:
 
 
 def get(port: int, path: str, host: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection(ADDRESS, port, timeout=30)
-    try:
-        connection.request("GET", path, headers={"Host": host})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    return http_get(port, host, path, ADDRESS)
 
 
 def test_a_replica_starts_while_another_upgrades_the_schema(
