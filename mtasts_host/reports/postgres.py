@@ -67,7 +67,8 @@ class PostgreSQLStore(ReportStore):
                     connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                     connection.read_only = True
                 # Local to the transaction, not a connection option: a pooler in transaction
-                # mode (PgBouncer) refuses options, and the URL's own would be replaced.
+                # mode (PgBouncer) refuses options, and the URL's other options stay as given
+                # (a lock_timeout among them is overridden here, as the README says).
                 connection.execute(f"SET LOCAL lock_timeout = {round(LOCK_TIMEOUT * 1000)}")
                 # The connection commits when the block ends and rolls back on an error.
                 yield _Placeholders(connection)
