@@ -35,13 +35,9 @@ def _records(old: Snapshot, store: PolicyStore) -> str:
     new = store.snapshot
     if old.config.domains == new.config.domains:
         return ""  # the records come from these alone: spare a large file computing them
-    before = set(dns.records(old))
-    after = list(dns.records(new))
-    wanted = list(dict.fromkeys(f"{r.name} {r.type}" for r in after if r not in before))
-    # By name: a record of another type at a name still used (a CNAME that a TXT record
-    # replaces) goes with the update; a name left without any record stays as it is.
-    names = {r.name for r in after}
-    gone = list(dict.fromkeys(f"{r.name} {r.type}" for r in before if r.name not in names))
+    added, left = dns.compare(old, new)
+    wanted = list(dict.fromkeys(f"{r.name} {r.type}" for r in added))
+    gone = list(dict.fromkeys(f"{r.name} {r.type}" for r in left))  # left as they are
     text = ""
     if wanted:
         publish = new.config.publish

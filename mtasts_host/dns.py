@@ -58,6 +58,20 @@ def records(snapshot: Snapshot) -> Iterator[Record]:
             yield Record(TLSRPT_PREFIX + domain, "TXT", ttl, f"{TLSRPT_VERSION}; rua={rua}")
 
 
+def compare(old: Snapshot, new: Snapshot) -> tuple[list[Record], list[Record]]:
+    """
+    What a reload changes in the records: those of ``new`` that ``old`` did not have (new,
+    or with another value or TTL), and those of ``old`` at a name where ``new`` has none. A
+    record of another type at a name still used (a CNAME that a TXT record replaces) goes
+    with the update of that name.
+    """
+    before = list(records(old))
+    after = list(records(new))
+    kept, names = set(before), {record.name for record in after}
+    added = [record for record in after if record not in kept]
+    return added, [record for record in before if record.name not in names]
+
+
 def txt_groups(snapshot: Snapshot) -> dict[str, str]:
     """
     The id of each shared ``_mta-sts`` record: the policy id if its domains serve one policy,

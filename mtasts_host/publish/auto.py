@@ -123,8 +123,7 @@ class AutoPublisher:
                     new.config.path,
                 )
             return
-        before = set(dns.records(old))
-        pending = [r for r in dns.records(new) if r not in before]
+        pending, _ = dns.compare(old, new)
         if pending:
             logger.info(
                 "publish: pending after the reload of %s: %s",
