@@ -15,7 +15,8 @@ from .report import (
 from .service import Reports, read_summaries
 from .settings import ReportsSettings, Thresholds
 from .store import Outcome, ReportStore, StoreUnavailable, open_store
-from .summary import DomainSummary, Verdict, summarize
+from .summary import DomainSummary, summarize
+from .verdict import Verdict
 
 __all__ = [
     "MAX_REPORT_SIZE",

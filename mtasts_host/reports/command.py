@@ -23,7 +23,8 @@ from .intake import Intake
 from .service import read_summaries
 from .settings import DEFAULT_THRESHOLDS, ReportsSettings, Thresholds
 from .store import StoreUnavailable, open_store
-from .summary import DomainSummary, Verdict
+from .summary import DomainSummary
+from .verdict import Verdict
 
 EX_UNAVAILABLE = 69
 """``reports`` could not read the store (sysexits.h ``EX_UNAVAILABLE``)."""

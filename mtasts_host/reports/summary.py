@@ -1,24 +1,25 @@
 """
-What the stored reports say about each configured domain, and whether it is ready for
-``enforce``: pure functions of the store's totals, so every rule is tested without a store.
+What the stored reports say about each configured domain over a period, with its verdict:
+pure functions of the store's totals, so every rule is tested without a store.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .._text import counted, last_days
+from .._text import counted
 from ..policy import Mode, Policy
+from .organizations import organizations
 from .report import PolicyType
 from .rows import FailureTotals, MxTotals, Totals
+from .sessions import Sessions, most_first, other_policies, summed
 from .settings import DEFAULT_THRESHOLDS, Thresholds
+from .verdict import Verdict, judge
 
 _Row = TypeVar("_Row", Totals, FailureTotals)
 
@@ -33,35 +34,11 @@ _PLAIN_HOST = re.compile(r'[^\s,"()]+')
 """What a host name can be shown as: no blank, comma, quote or parenthesis."""
 
 
-class Verdict(enum.Enum):
-    """One word for a domain, from the STS sessions of the verdict window."""
-
-    READY = "ready"
-    """``testing``: enough organisations report, and almost nothing fails: enforce it."""
-    NOT_READY = "not-ready"
-    """``testing``: not yet; the reason says what is missing."""
-    OK = "ok"
-    """``enforce``: no failed sessions."""
-    FAILING = "failing"
-    """``enforce``: senders report failures; mail may be bouncing."""
-    NONE = "none"
-    """``none``: the policy is withdrawn; there is nothing to judge."""
-
-
 @dataclass(frozen=True, slots=True)
 class Day:
     """The STS sessions of one UTC day (days since 1970-01-01)."""
 
     day: int
-    successful: int = 0
-    failed: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Sessions:
-    """Reports and sessions of one policy type other than ``sts``, shown apart."""
-
-    reports: int = 0
     successful: int = 0
     failed: int = 0
 
@@ -87,7 +64,7 @@ class DomainSummary:
     """One entry per day of the period, oldest first, for the chart."""
     other_policies: Mapping[str, Sessions] = field(default_factory=dict)
     """``tlsa``, ``no-policy-found`` and unknown types: stored and shown, never counted."""
-    older_policy: Sessions = Sessions()
+    older_policy: Sessions = field(default_factory=Sessions)
     """STS sessions reported against an older policy (an ``mx`` other than the one served
     now), left out of everything above: the organisations, sessions, failures and verdict."""
 
@@ -183,19 +160,19 @@ def summarize(
         details = _between(failed_by_domain[domain], first, today)
         recent = _between(failed_by_domain[domain], window, today)
         verdict, reason = judge(policy.mode, _between(rows, window, today), recent, thresholds)
-        left_out = _sum(_between(older, window, today))
+        left_out = summed(_between(older, window, today))
         if left_out.reports and policy.mode is not Mode.NONE:
             reason += (
                 f"; not counted: {counted(left_out.successful + left_out.failed, 'session')}"
                 f" from {counted(left_out.reports, 'report')} against an older policy (other mx)"
             )
-        by_type = _most_first((row.result_type, row.sessions) for row in details)
+        by_type = most_first((row.result_type, row.sessions) for row in details)
         result[domain] = DomainSummary(
             domain=domain,
             mode=policy.mode,
             days=days,
             reports=sum(row.reports for row in period),
-            organizations=_organizations(period),
+            organizations=organizations(period),
             successful_sessions=sum(row.successful for row in period),
             failed_sessions=sum(row.failed for row in period),
             failures_by_type=by_type,
@@ -203,120 +180,10 @@ def summarize(
             verdict=verdict,
             verdict_reason=reason,
             daily=_daily(period, first, today) if period and daily else no_days,
-            other_policies=_others(_between(rows, first, today)),
-            older_policy=_sum(_between(older, first, today)),
+            other_policies=other_policies(_between(rows, first, today)),
+            older_policy=summed(_between(older, first, today)),
         )
     return result
-
-
-def judge(
-    mode: Mode,
-    totals: Iterable[Totals],
-    failures: Iterable[FailureTotals],
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
-) -> tuple[Verdict, str]:
-    """
-    The verdict on a domain from its totals and STS failures of the verdict window: only
-    the STS totals count; those of other policy types are named when no STS report came.
-    """
-    every = list(totals)
-    rows = [row for row in every if row.policy_type == PolicyType.STS.value]
-    window = f"the {last_days(thresholds.window_days)}"
-    no_reports = _no_reports(every, window)
-    # An organisation counts as one that saw our MX hosts: one that reported no session is
-    # no view of them, and made a single sender's view "ready".
-    organizations = len(
-        {_organization_key(row.organization) for row in rows if row.successful or row.failed}
-    )
-    silent = len({_organization_key(row.organization) for row in rows}) - organizations
-    successful = sum(row.successful for row in rows)
-    failed = sum(row.failed for row in rows)
-    sessions = successful + failed
-    if mode is Mode.NONE:
-        return Verdict.NONE, "mode none: no policy is in force"
-    if mode is Mode.ENFORCE:
-        if failed:
-            common = _most_first((row.result_type, row.sessions) for row in failures)
-            top = f", most often {next(iter(common))}" if common else ""
-            return Verdict.FAILING, f"{counted(failed, 'failed session')} in {window}{top}"
-        if not rows:
-            return Verdict.OK, f"no failed sessions: {no_reports}"
-        return Verdict.OK, (
-            f"no failed sessions in {window}: {counted(sessions, 'session')} from "
-            f"{counted(organizations, 'organization')}"
-        )
-    missing = []
-    if not rows:
-        missing.append(no_reports)
-    elif not sessions:
-        missing.append(f"no sessions reported in {window}")
-    else:
-        if organizations < thresholds.min_organizations:
-            none = f" (and {silent} with no sessions)" if silent else ""
-            missing.append(
-                f"reports from {counted(organizations, 'organization')}{none} in {window}, "
-                f"{thresholds.min_organizations} needed"
-            )
-        if failed and failed / sessions >= thresholds.max_failure_rate:
-            # A share against the share: failed >= sessions * rate rounds 100 * 0.07 up past
-            # 7, and 0 >= sessions * 0 made a rate of 0 refuse even a domain without failures.
-            missing.append(
-                f"{failed} of {counted(sessions, 'session')} failed "
-                f"({_percent(failed / sessions, 2)}) in {window}, "
-                f"under {_percent(thresholds.max_failure_rate, 2)} needed"
-            )
-    if missing:
-        return Verdict.NOT_READY, "; ".join(missing)
-    return Verdict.READY, (
-        f"{counted(sessions, 'session')} from {counted(organizations, 'organization')} "
-        f"in {window}, "
-        f"{failed} failed ({_percent(failed / sessions, 3)})"
-    )
-
-
-def _organization_key(name: str) -> str:
-    # "Google Inc." and "google  inc. " were two organisations, and one sender alone made a
-    # domain ready: case, blanks and compatibility forms (NFKC) do not tell organisations
-    # apart. Punctuation and legal suffixes do ("Google Inc" and "Google LLC"): no rule tells
-    # a suffix from a name, and anyone can post under any name anyway (RFC 8460 reports are
-    # not authenticated).
-    return " ".join(unicodedata.normalize("NFKC", name).casefold().split())
-
-
-def _organizations(rows: Iterable[Totals]) -> tuple[str, ...]:
-    # One name per organisation, as most of its reports spell it (then the first in code
-    # point order): each spelling listed would pass for an organisation of its own.
-    spellings: dict[str, Counter[str]] = {}
-    for row in rows:
-        counts = spellings.setdefault(_organization_key(row.organization), Counter())
-        counts[row.organization] += row.reports
-    names = (min(counts, key=lambda name: (-counts[name], name)) for counts in spellings.values())
-    return tuple(sorted(names))
-
-
-def _no_reports(rows: Iterable[Totals], window: str) -> str:
-    # Senders that report only no-policy-found did not find the policy: "no reports" sent
-    # the operator looking for reports that never went out.
-    others = _others(rows)
-    if not others:
-        return f"no reports in {window}"
-    kinds = ", ".join(
-        f"{kind} ({counted(sessions.reports, 'report')})" for kind, sessions in others.items()
-    )
-    return f"no reports of an sts policy in {window}, only of {kinds}"
-
-
-def _percent(share: float, decimals: int) -> str:
-    # More decimals where these would round a share to one it is not: 1 failed session of
-    # 10 million showed as 0.000%, --max-failure-rate 0.00001 as "under 0.00% needed", and
-    # all but one of 100,000 sessions failed as 100.00%.
-    shown = f"{share:.{decimals}%}"
-    while decimals < 12 and (
-        (share and shown == f"{0:.{decimals}%}") or (share != 1 and shown == f"{1:.{decimals}%}")
-    ):
-        decimals += 1
-        shown = f"{share:.{decimals}%}"
-    return shown
 
 
 def _between(rows: Iterable[_Row], first: int, today: int) -> list[_Row]:
@@ -324,19 +191,11 @@ def _between(rows: Iterable[_Row], first: int, today: int) -> list[_Row]:
     return [row for row in rows if first <= row.day <= today]
 
 
-def _most_first(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for key, count in pairs:
-        counts[key] += count
-    # Most first, then by name: the same totals always print the same way.
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
-
-
 def _hosts(rows: Iterable[MxTotals], sessions: int) -> dict[str, int]:
     pairs = [(_host(row.mx) if row.mx else UNREPORTED_MX, row.sessions) for row in rows]
     # The failure details' sessions that the top hosts leave: those of all the others.
     rest = sessions - sum(count for _, count in pairs)
-    return _most_first([*pairs, (OTHER_MX, rest)] if rest > 0 else pairs)
+    return most_first([*pairs, (OTHER_MX, rest)] if rest > 0 else pairs)
 
 
 def _host(mx: str) -> str:
@@ -352,20 +211,3 @@ def _daily(rows: Iterable[Totals], first: int, today: int) -> tuple[Day, ...]:
         successful[row.day] += row.successful
         failed[row.day] += row.failed
     return tuple(Day(day, successful[day], failed[day]) for day in range(first, today + 1))
-
-
-def _sum(rows: Iterable[Totals]) -> Sessions:
-    every = list(rows)
-    return Sessions(
-        sum(row.reports for row in every),
-        sum(row.successful for row in every),
-        sum(row.failed for row in every),
-    )
-
-
-def _others(rows: Iterable[Totals]) -> dict[str, Sessions]:
-    kinds: dict[str, list[Totals]] = {}
-    for row in rows:
-        if row.policy_type != PolicyType.STS.value:
-            kinds.setdefault(row.policy_type, []).append(row)
-    return {kind: _sum(kinds[kind]) for kind in sorted(kinds)}

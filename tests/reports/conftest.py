@@ -29,7 +29,7 @@ from mtasts_host.app import PolicyApp
 from mtasts_host.config import parse_config
 from mtasts_host.policy import Mode, Policy
 from mtasts_host.reports import MAX_REPORT_SIZE, Reports, ReportsSettings, postgres
-from mtasts_host.reports.rows import DAY
+from mtasts_host.reports.rows import DAY, FailureTotals, Totals
 from mtasts_host.reports.store import ReportStore, StoreUnavailable, open_store
 from mtasts_host.store import PolicyStore
 
@@ -106,6 +106,16 @@ def report(
 def serving(modes: Mapping[str, Mode]) -> dict[str, Policy]:
     """The policies of these domains, each with the one ``mx`` that ``report`` reports."""
     return {domain: Policy(mode, (f"mail.{domain}",)) for domain, mode in modes.items()}
+
+
+def sts(organization: str, day: int = TODAY - 1, ok: int = 1000, failed: int = 0) -> Totals:
+    """One report's STS sessions of example.com from ``organization``, as the store sums them."""
+    return Totals("example.com", "sts", organization, day, 1, ok, failed)
+
+
+def failure(kind: str, sessions: int, day: int = TODAY - 1) -> FailureTotals:
+    """Failed STS sessions of example.com of one result type on one day."""
+    return FailureTotals("example.com", "sts", day, kind, sessions)
 
 
 OLDER_POLICY = ["version: STSv1", "mode: testing", "mx: mail.example.com", "mx: backup.example.com"]

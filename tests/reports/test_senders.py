@@ -23,7 +23,7 @@ import trustme
 
 from mtasts_host.policy import Mode, Policy
 from mtasts_host.reports import open_store, read_summaries
-from mtasts_host.reports.summary import Sessions
+from mtasts_host.reports.sessions import Sessions
 
 from ..caddy import shipped_caddy
 from ..conftest import wait_until

@@ -21,8 +21,9 @@ from mtasts_host.reports import Reports, service, sqlite
 from mtasts_host.reports.page import page_parts
 from mtasts_host.reports.parse import parse_report
 from mtasts_host.reports.service import read_summaries
+from mtasts_host.reports.sessions import Sessions
 from mtasts_host.reports.store import Outcome, ReportStore
-from mtasts_host.reports.summary import Sessions, Verdict
+from mtasts_host.reports.verdict import Verdict
 
 from .conftest import (
     CONFIG,
