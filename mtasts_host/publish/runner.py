@@ -7,7 +7,6 @@ each update a compare-and-swap.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -20,6 +19,7 @@ from ..tls import sender_context
 from . import authority, guard, query
 from .backend import Backend, Result
 from .fetch import fetch
+from .hold import VERIFIERS, Hold
 from .hook import Hook
 from .outcome import Outcome, Output
 from .plan import Action, Change, Current, Wanted, holds, ordered, wanted
@@ -28,8 +28,6 @@ from .readback import propagated, read_back
 from .rfc2136 import Rfc2136
 
 _FETCH_TIMEOUT = 10.0
-_VERIFIERS = 8
-"""Domains whose policies are checked at once."""
 
 
 def publish(
@@ -88,13 +86,12 @@ class _Run:
         fetcher: guard.Fetch,
         stop: threading.Event,
     ) -> None:
-        self.snapshot = snapshot
         self.settings = settings
         self.output = output
         self.backend = backend
         self.fixed = fixed
-        self.fetcher = fetcher
         self.stop = stop
+        self.hold = Hold(snapshot, settings, fetcher, stop)
         self.problems: list[str] = []
         self.servers: dict[str, Server] = {}
         self.primaries: dict[str, Server] = {}
@@ -102,8 +99,6 @@ class _Run:
         self.zones: dict[str, str] = {}
         self.shared: dict[str, dns.Record] = {}
         """The shared TXT record wanted at each ``txt_cname`` target."""
-        self.deadlines: dict[str, float] = {}
-        """When each domain's ``verify_timeout`` ends (``time.monotonic()``)."""
 
     def problem(self, line: str) -> None:
         self.problems.append(line)
@@ -224,10 +219,10 @@ class _Run:
             self.output.info(
                 f"waiting for the new policies of {', '.join(domains)} to be served at {url}"
             )
-        with ThreadPoolExecutor(max(1, min(_VERIFIERS, len(domains)))) as pool:
+        with ThreadPoolExecutor(max(1, min(VERIFIERS, len(domains)))) as pool:
             try:
-                sightings = {s.domain: s for s in pool.map(self.sight, domains)}
-                if not self.hold(sightings, pool):
+                sightings = {s.domain: s for s in pool.map(self.hold.sight, domains)}
+                if not self.hold.wait(sightings, pool, self.output.info, self.problem):
                     return None
             except BaseException as exc:
                 # Ctrl-C, or SIGTERM to publish, reach this thread alone: the pool's end
@@ -239,64 +234,6 @@ class _Run:
         for domain in failed:
             self.problem(sightings[domain].problem or f"{domain}: not verified")
         return [c for c in pending if not failed.intersection(c.wanted.domains)]
-
-    def hold(self, sightings: dict[str, guard.Sighting], pool: ThreadPoolExecutor) -> bool:
-        """
-        Wait until ``cache_wait`` seconds have passed since the latest streak of ``sightings``
-        began, fetching each served policy on meanwhile: three answers in a row may all have
-        come from the replicas that had reloaded (a balancer choosing at random does that
-        often), so a domain whose URL serves another body is awaited again, within its
-        ``verify_timeout``, and the wait counts from its new streak. A few domains a round,
-        in turn (``guard.in_turn``). False if stopped.
-        """
-        told = False
-        turn = 0
-        # A domain seen again has what is left of its verify_timeout, or of one from here:
-        # the first streaks of a large change can take longer than one.
-        floor = time.monotonic() + self.settings.verify_timeout
-        while True:
-            seen = [s.served_since for s in sightings.values() if s.served_since is not None]
-            wait = max(seen, default=0.0) + self.settings.cache_wait - time.monotonic()
-            if not seen or wait <= 0:
-                return True
-            if not told:
-                self.output.info(
-                    f"the new policies are served; waiting {wait:.0f} s more for caches "
-                    f"(cache_wait {self.settings.cache_wait} s)"
-                )
-                told = True
-            if self.stop.wait(min(guard.INTERVAL, wait)):
-                self.problem("stopped before any new id was published")
-                return False
-            served = [d for d, s in sightings.items() if s.served_since is not None]
-            checked = guard.in_turn(served, turn, _VERIFIERS)
-            turn += 1
-            again = []
-            for domain, other in zip(checked, pool.map(self.differs, checked), strict=True):
-                if other is not None:
-                    url = guard.url_for(self.settings.verify_url, domain)
-                    self.output.info(
-                        f"{domain}: {url} no longer serves the new policy ({other}); "
-                        "waiting for it again"
-                    )
-                    again.append(domain)
-                    self.deadlines[domain] = max(self.deadlines[domain], floor)
-            sightings.update((s.domain, s) for s in pool.map(self.sight, again))
-
-    def sight(self, domain: str) -> guard.Sighting:
-        body = self.snapshot.served[domain].body
-        url = guard.url_for(self.settings.verify_url, domain)
-        timeout = self.settings.verify_timeout
-        # Seen again after a streak, a domain has what is left of its deadline (see hold).
-        deadline = self.deadlines.setdefault(domain, time.monotonic() + timeout)
-        return guard.await_body(
-            domain, url, body, self.fetcher, timeout=timeout, stop=self.stop, deadline=deadline
-        )
-
-    def differs(self, domain: str) -> str | None:
-        url = guard.url_for(self.settings.verify_url, domain)
-        body = self.snapshot.served[domain].body
-        return guard.differs(url, body, self.fetcher, failures=False)
 
     def apply(self, change: Change) -> Result | None:
         """Step 3: one compare-and-swap; None when there was nothing left to do."""
