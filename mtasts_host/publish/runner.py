@@ -138,11 +138,15 @@ class _Run:
             ready = self.verify([c for c in pending if c.guarded])
             self.write(ready or (), written, settled)
         if written:
-            done = [c for c in plan if c.record in settled]
+            # What this run changed, or found changed by another: step 1 has just read the
+            # rest, and reading every record of thousands of domains again, at every name
+            # server, for one change would keep an automatic run busy for minutes.
+            done = [c for c in pending if c.record in settled]
             warning = None if self.backend.keeps_ttl else self.output.warning
-            settled = read_back(
+            checked = read_back(
                 done, self.where, self.zones, self.output.info, self.problem, warning
             )
+            settled = settled.difference(c.record for c in done) | checked
         self.output.info(f"changed {len(written)} of {len(plan)} records")
         return Outcome(plan, tuple(self.problems), tuple(written), frozenset(settled))
 
