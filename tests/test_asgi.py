@@ -20,7 +20,7 @@ from mtasts_host.reports.rows import DAY
 
 from .conftest import BODY_D, CONFIG_D, INVALID_CONFIG, WriteConfig, wait_until
 from .processes import PYTHON, free_port, granian_argv, running
-from .rawhttp import POLICY_PATH, serves
+from .rawhttp import POLICY_PATH, raw_request, serves
 from .reports.conftest import encode, report
 
 SERVERS: dict[str, Callable[[int], list[str]]] = {
@@ -53,13 +53,40 @@ def request(port: int, method: str, path: str, host: str) -> http.client.HTTPRes
     return response
 
 
+def whole_policy(port: int, **headers: str) -> tuple[int, str | None, str | None, bytes]:
+    """GET the policy of mta-sts.example.com: status, Content-Type, Content-Length, body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", POLICY_PATH, headers={"Host": "mta-sts.example.com", **headers})
+        response = connection.getresponse()
+        body = response.read()
+        return (
+            response.status,
+            response.getheader("content-type"),
+            response.getheader("content-length"),
+            body,
+        )
+    finally:
+        connection.close()
+
+
 @pytest.mark.parametrize("server", SERVERS)
 def test_policy_rules_and_reload(server: str, write_config: WriteConfig, tmp_path: Path) -> None:
     config = write_config()
     port = free_port()
     env = {"MTASTS_HOST_CONFIG": str(config)}
     with running(SERVERS[server](port), tmp_path / "server.log", "127.0.0.1", port, env=env) as p:
-        assert serves(port, BODY_D)
+        # The notes' tests 1, 17 and 18: the whole policy as a plain 200, whatever the request
+        # asks of the server.
+        policy = (200, "text/plain; charset=utf-8", str(len(BODY_D)), BODY_D)
+        for headers in (
+            {},
+            {"Range": "bytes=0-5"},
+            {"If-None-Match": "*"},
+            {"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"},
+            {"If-Match": '"x"'},
+        ):
+            assert whole_policy(port, **headers) == policy, headers
         head = request(port, "HEAD", POLICY_PATH, "mta-sts.example.com")
         assert (head.status, head.getheader("content-length")) == (200, str(len(BODY_D)))
         refused = request(port, "POST", POLICY_PATH, "mta-sts.example.com")
@@ -77,6 +104,21 @@ def test_policy_rules_and_reload(server: str, write_config: WriteConfig, tmp_pat
         wait_until(lambda: "mtasts_host.reload: reloaded" in p.output())
     assert "mtasts_host.access: request " in p.output()
     assert "Traceback" not in p.output()
+
+
+# A policy request in HTTP/1.1 without Host (README, "What is served"): uvicorn passes it on
+# (the app's 400), h11 under hypercorn refuses it itself, granian makes it an empty Host.
+NO_HOST_STATUSES = {"uvicorn": b"400", "granian": b"404", "hypercorn": b"400"}
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_request_without_host(server: str, write_config: WriteConfig, tmp_path: Path) -> None:
+    port = free_port()
+    env = {"MTASTS_HOST_CONFIG": str(write_config())}
+    request = f"GET {POLICY_PATH} HTTP/1.1\r\nConnection: close\r\n\r\n".encode()
+    with running(SERVERS[server](port), tmp_path / "server.log", "127.0.0.1", port, env=env):
+        status = raw_request(port, request).split(b"\r\n", 1)[0]
+    assert status.split(b" ")[1] == NO_HOST_STATUSES[server], status
 
 
 @pytest.mark.parametrize(

@@ -1214,8 +1214,8 @@ def test_caddy_gets_no_certificate_for_a_name_that_only_normalises_to_a_policy_h
 
 
 Fetch = Callable[..., tuple[bytes, bytes]]
-"""GET the policy of a policy host through nginx, with any more header lines: the status line
-and the body."""
+"""GET the policy (or ``path=``) of a policy host through nginx, with any more header lines:
+the status line and the body."""
 
 
 class Cached(NamedTuple):
@@ -1246,15 +1246,13 @@ def cached(write_config: WriteConfig, tmp_path: Path) -> Iterator[Cached]:
     ca.configure_trust(context)
     upstream, port = free_port(), free_port(CACHE_ADDRESS)
 
-    def fetch(name: str, *headers: str) -> tuple[bytes, bytes]:
+    def fetch(name: str, *headers: str, path: str = POLICY_PATH) -> tuple[bytes, bytes]:
         lines = "".join(f"{header}\r\n" for header in headers)
         with (
             socket.create_connection((CACHE_ADDRESS, port), timeout=10) as sock,
             context.wrap_socket(sock, server_hostname=name) as tls,
         ):
-            request = (
-                f"GET {POLICY_PATH} HTTP/1.1\r\nHost: {name}\r\n{lines}Connection: close\r\n\r\n"
-            )
+            request = f"GET {path} HTTP/1.1\r\nHost: {name}\r\n{lines}Connection: close\r\n\r\n"
             tls.sendall(request.encode())
             head, _, body = read_until_closed(tls).partition(b"\r\n\r\n")
             return head.split(b"\r\n")[0], body
@@ -1392,6 +1390,30 @@ def test_nginx_answers_conditional_requests_with_the_whole_policy(
     assert fetch(name, header) == (b"HTTP/1.1 200 OK", BODY_D)  # not cached yet
     assert fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)  # now cached
     assert fetch(name, header) == (b"HTTP/1.1 200 OK", BODY_D)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # nginx's $uri merges slashes and resolves dot segments, but passes the path on as
+        # sent, and the app answers that path: a 404, as in test_app
+        "/.well-known//mta-sts.txt",
+        "//.well-known/mta-sts.txt",
+        "/.well-known/./mta-sts.txt",
+        "/x/../.well-known/mta-sts.txt",
+    ],
+)
+def test_nginx_answers_another_form_of_the_path_as_the_app_does(cached: Cached, path: str) -> None:
+    """
+    A path that is the policy's only once normalised gets the app's 404, whether nginx has
+    the policy in its cache or not: never the policy some of the time.
+    """
+    fetch = cached.fetch
+    name = "mta-sts.example.com"
+    assert fetch(name, path=path)[0] == b"HTTP/1.1 404 Not Found"  # the policy not cached yet
+    assert fetch(name) == (b"HTTP/1.1 200 OK", BODY_D)  # now cached
+    assert fetch(name, path=path)[0] == b"HTTP/1.1 404 Not Found"
+    assert fetch(name, path=POLICY_PATH + "?x=1") == (b"HTTP/1.1 200 OK", BODY_D)
 
 
 def test_nginx_names_no_version_of_its_own(cached: Cached) -> None:
