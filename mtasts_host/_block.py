@@ -16,7 +16,7 @@ _NONE: frozenset[str] = frozenset()  # one for all: each empty frozenset() is a 
 
 
 def unknown_key(key: str, valid: Sequence[str]) -> str:
-    close = [k for k in valid if key.startswith(k) or k.startswith(key)]
+    close = [k for k in valid if key and (key.startswith(k) or k.startswith(key))]
     close = close or difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown key {key!r}{hint} (expected one of: {', '.join(valid)})"

@@ -62,10 +62,20 @@ def string(node: _yaml.Node, expected: str) -> str:
     return node.text
 
 
+def _quoted(node: _yaml.Node, expected: str) -> Invalid:
+    """
+    A number or a boolean in quotes, which YAML reads as a string: "got '86400'" alone reads
+    as the very integer expected.
+    """
+    return Invalid(f"expected {expected}, got the string {got(node)} (remove the quotes)")
+
+
 def integer(node: _yaml.Node, low: int, high: int) -> int:
     expected = f"an integer {low}..{high}"
-    if not (isinstance(node, _yaml.Scalar) and node.plain and _DIGITS.fullmatch(node.text)):
+    if not (isinstance(node, _yaml.Scalar) and _DIGITS.fullmatch(node.text)):
         raise Invalid(f"expected {expected}, got {got(node)}")
+    if not node.plain:
+        raise _quoted(node, expected)
     value = decimal(node.text, low, high)
     if value is None:
         raise Invalid(f"expected {expected}, got {node.text!r}")
@@ -103,8 +113,10 @@ def _items(node: _yaml.Node, at: At, item: Callable[[_yaml.Node], T]) -> list[tu
 
 def boolean(node: _yaml.Node, at: At) -> bool:
     """``true`` or ``false`` (YAML 1.1's ``yes``, ``no``, ``on``, ``off`` too), unquoted."""
-    if isinstance(node, _yaml.Scalar) and node.plain:
+    if isinstance(node, _yaml.Scalar):
         word = node.text.lower()
+        if word in ("true", "yes", "on", "false", "no", "off") and not node.plain:
+            raise _quoted(node, "true or false")
         if word in ("true", "yes", "on"):
             return True
         if word in ("false", "no", "off"):

@@ -38,6 +38,13 @@ class YAMLProblem(Exception):
         self.column = column
 
 
+class NotYAML(YAMLProblem):
+    """
+    The text is not YAML: what was read before the fault may be its artefact (a key missing
+    its ':' makes the next line part of the value before it), so nothing else is told.
+    """
+
+
 @dataclass(slots=True)
 class Scalar:
     line: int
@@ -74,6 +81,10 @@ _SEQUENCE_START = yaml.SequenceStartEvent
 _BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 
+_CANNOT_START = "found character that cannot start any token"
+_NO_COLON = "could not find expected ':'"
+
+
 def _line_of(before: str) -> int:
     """The line, as libyaml counts lines, that follows the text ``before``."""
     return len(_BREAK.findall(before)) + 1
@@ -93,8 +104,12 @@ class Document:
     """
 
     def __init__(self, data: bytes) -> None:
+        encoding = _wide_encoding(data[:4])
+        if encoding is not None:
+            raise YAMLProblem(f"{encoding} text; expected UTF-8 (save the file as UTF-8)", 1)
         try:
-            self._text = data.decode("utf-8")
+            # Without its byte order mark, which libyaml skips: its marks count from after it.
+            self._text = data.decode("utf-8").removeprefix("\ufeff")
         except UnicodeDecodeError as exc:
             line = _line_of(data[: exc.start].decode("utf-8"))
             raise YAMLProblem(f"not UTF-8 text (byte 0x{data[exc.start]:02x})", line) from None
@@ -123,17 +138,28 @@ class Document:
     def _problem(self, exc: yaml.YAMLError) -> YAMLProblem:
         """What a parser error says, where it happened."""
         if isinstance(exc, yaml.MarkedYAMLError):
-            mark = exc.problem_mark or exc.context_mark
-            message = " ".join(part for part in (exc.context, exc.problem) if part)
+            mark, context, problem = exc.problem_mark, exc.context_mark, exc.problem
             if mark is None:  # pragma: no cover - libyaml marks every error
-                return YAMLProblem(message)
-            return YAMLProblem(message, mark.line + 1, mark.column + 1)
+                return NotYAML(" ".join(part for part in (exc.context, problem) if part))
+            if problem == _CANNOT_START:
+                # libyaml leaves out the character that PyYAML's own scanner names.
+                character = self._text[mark.index : mark.index + 1]
+                problem = f"found character {character!r} that cannot start any token"
+                if character == "\t":
+                    problem += "; indent with spaces, not tabs"
+            if context is not None and (problem == _NO_COLON or mark.index >= len(self._text)):
+                # libyaml marks where it gave up: for a key without its ':' the line after it,
+                # for a quote or bracket left open the end of the file. The fault is where
+                # the key, the quote or the bracket starts.
+                mark = context
+            message = " ".join(part for part in (exc.context, problem) if part)
+            return NotYAML(message, mark.line + 1, mark.column + 1)
         if isinstance(exc, yaml.reader.ReaderError):
             # libyaml counts the position in bytes of UTF-8, not in characters.
             line = _line_of(self._text.encode()[: exc.position].decode("utf-8", "replace"))
             message = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
-            return YAMLProblem(message, line)
-        return YAMLProblem(str(exc))  # pragma: no cover - every parser error above is caught
+            return NotYAML(message, line)
+        return NotYAML(str(exc))  # pragma: no cover - every parser error above is caught
 
     def is_mapping(self) -> bool:
         """Whether the next node is a mapping."""
@@ -218,6 +244,22 @@ class Document:
         event = self._next()
         if not isinstance(event, yaml.StreamEndEvent):
             raise YAMLProblem("expected a single YAML document", _line(event))
+
+
+def _wide_encoding(start: bytes) -> str | None:
+    """
+    UTF-16 or UTF-32, told by the first bytes as YAML tells them (YAML 1.2 section 5.2): a
+    byte order mark, or the zero bytes around the first character, which is ASCII.
+    """
+    if start.startswith((b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
+        return "UTF-32"
+    if start.startswith((b"\xfe\xff", b"\xff\xfe")):
+        return "UTF-16"
+    if len(start) == 4 and (start[:3] == b"\x00\x00\x00" or start[1:] == b"\x00\x00\x00"):
+        return "UTF-32"
+    if len(start) >= 2 and (start[0] == 0) != (start[1] == 0):
+        return "UTF-16"
+    return None
 
 
 def _unsupported(event: yaml.Event) -> YAMLProblem:

@@ -142,6 +142,8 @@ def parse_config(
             with collector_paused():
                 domains = reader.read(_yaml.Document(data))
         except _yaml.YAMLProblem as exc:
+            if isinstance(exc, _yaml.NotYAML):
+                problems.errors.clear()
             problems.error(exc.line, "", exc.message, exc.column)
     problems.raise_errors()
     return Config(

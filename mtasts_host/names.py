@@ -19,6 +19,11 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _RECORD_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 MAX_NAME = 253
 """The longest DNS name, in characters, without its trailing dot (RFC 1035 section 2.3.4)."""
+_MAX_TEXT = 4 * MAX_NAME
+"""The longest text read as a name. Unicode normalisation can make a name shorter (a letter
+and two accents composed into one code point, some code points dropped), but not four times
+shorter; and a regular expression or IDNA over a value of megabytes took seconds and
+gigabytes, at every reload."""
 _MAX_POLICY_DOMAIN = MAX_NAME - len(STS_PREFIX)
 """The longest policy domain whose ``_mta-sts`` record is a DNS name: 244 characters."""
 # Two or more ASCII labels, the last not all digits (that would be an IP address).
@@ -36,6 +41,8 @@ def host_name(text: str) -> str:
         ValueError: the text is not a host name; the message says what was expected.
     """
     name = text[:-1] if text.endswith(".") else text
+    if len(name) > _MAX_TEXT:
+        raise ValueError(f"name is {len(name)} characters long, at most {MAX_NAME} allowed")
     if _PLAIN_NAME.fullmatch(name) and len(name) <= MAX_NAME:
         name = name.lower()
         if "xn--" not in name:
@@ -49,8 +56,12 @@ def host_name(text: str) -> str:
     labels = name.split(".")
     if len(labels) < 2 or not all(labels):
         raise ValueError("expected a fully qualified host name like 'mail.example.com'")
-    if labels[-1].isdigit() or ":" in name:
+    if labels[-1].isdigit():
         raise ValueError("expected a host name, not an IP address")
+    if ":" in name:
+        # A port or a URL: an IPv6 address with a dot ends in digits, and one without a dot is
+        # no fully qualified name.
+        raise ValueError("expected a host name alone, without a port or a URL scheme")
     for label in labels:
         if not _LABEL.fullmatch(label):
             raise ValueError(
@@ -77,6 +88,8 @@ def dns_name(text: str) -> str:
         ValueError: the text is not such a name.
     """
     name = (text[:-1] if text.endswith(".") else text).lower()
+    if len(name) > _MAX_TEXT:
+        raise ValueError(f"name is {len(name)} characters long, at most {MAX_NAME} allowed")
     if not name.isascii():
         name = ".".join(_a_label(label) for label in name.split("."))
     labels = name.split(".")

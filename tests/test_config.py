@@ -109,7 +109,15 @@ def test_null_domain_takes_defaults() -> None:
         ("mode: none, max_age: yes", "max_age: expected an integer 0..31557600, got 'yes'"),
         ("mode: none, max_age: true", "max_age: expected an integer 0..31557600, got 'true'"),
         ("mode: none, max_age: 1d", "max_age: expected an integer 0..31557600, got '1d'"),
-        ("mode: none, max_age: '86400'", "max_age: expected an integer 0..31557600, got '86400'"),
+        (  # "got '86400'" read as a number
+            "mode: none, max_age: '86400'",
+            "max_age: expected an integer 0..31557600, got the string '86400' (remove the quotes)",
+        ),
+        (
+            'mode: none, dns_ttl: "60"',
+            "dns_ttl: expected an integer 0..2147483647, got the string '60' (remove the quotes)",
+        ),
+        ("mode: none, max_age: '1d'", "max_age: expected an integer 0..31557600, got '1d'"),
         ("mode: none, max_age: 0x10", "max_age: expected an integer 0..31557600, got '0x10'"),
         ("mode: none, max_age: 010", "max_age: expected an integer 0..31557600, got '010'"),
         ("mode: none, max_age: 1_000", "max_age: expected an integer 0..31557600, got '1_000'"),
@@ -207,6 +215,12 @@ def test_invalid_field(fields: str, message: str) -> None:
         ),
         (".".join(["a" * 63] * 4), "name is 255 characters long, at most 253 allowed"),
         ("192.0.2.1", "expected a host name, not an IP address"),
+        ("'::ffff:192.0.2.1'", "expected a host name, not an IP address"),
+        ("'mail.example.com:25'", "expected a host name alone, without a port or a URL scheme"),
+        (
+            "'https://mail.example.com'",
+            "expected a host name alone, without a port or a URL scheme",
+        ),
         ("'2001:db8::1'", "expected a fully qualified host name like 'mail.example.com'"),
         ("''", "expected a fully qualified host name like 'mail.example.com'"),
         ("localhost", "expected a fully qualified host name like 'mail.example.com'"),
@@ -337,6 +351,14 @@ def test_unknown_domain_key(key: str, hint: str) -> None:
     ]
 
 
+def test_an_empty_key_gets_no_hint() -> None:
+    # Every key starts with "": the first in the list was suggested.
+    assert errors(one_domain("mode: none, '': 1")) == [
+        "config.yaml:2: domains.example.com.: unknown key '' (expected one of: version, mode, "
+        "mx, max_age, cname, txt_cname, tlsrpt_rua, dns_ttl)"
+    ]
+
+
 def test_unknown_top_level_key() -> None:
     assert errors("domain:\n  example.com: {mode: none}\n") == [
         "config.yaml:1: domain: unknown key 'domain'; did you mean 'domains'? (expected one of: "
@@ -389,14 +411,19 @@ def test_every_error_is_reported() -> None:
             "domains: {a.example: {mode: none}}\n---\nb: 2\n",
             "config.yaml:2: expected a single YAML document",
         ),
-        (
+        (  # located at the brace left open, not at the end of the file
             "domains: {a.example: {mode: none}\n",
-            "config.yaml:2:1: while parsing a flow mapping did not find expected ',' or '}'",
+            "config.yaml:1:10: while parsing a flow mapping did not find expected ',' or '}'",
         ),
         (
             "domains:\n\ta: 1\n",
-            "config.yaml:2:1: while scanning for the next token found "
-            "character that cannot start any token",
+            "config.yaml:2:1: while scanning for the next token found character '\\t' that "
+            "cannot start any token; indent with spaces, not tabs",
+        ),
+        (
+            "domains:\n  a.example: {mode: @none}\n",
+            "config.yaml:2:21: while scanning for the next token found character '@' that "
+            "cannot start any token",
         ),
         (
             "domains: !!python/object:os.system 1\n",
@@ -429,6 +456,19 @@ def test_binary_garbage(write_config: WriteConfig) -> None:
     assert str(info.value) == f"{path}:3: not UTF-8 text (byte 0xff)"
 
 
+@pytest.mark.parametrize(
+    "encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+)
+def test_utf_16_or_32_is_named(encoding: str) -> None:
+    # It was "not UTF-8 text (byte 0xff)", and without a byte order mark "unacceptable
+    # character #x0000: control characters are not allowed".
+    with pytest.raises(ConfigError) as info:
+        parse_config(one_domain("mode: none").encode(encoding), "config.yaml")
+    assert str(info.value) == (
+        f"config.yaml:1: UTF-{encoding[4:6]} text; expected UTF-8 (save the file as UTF-8)"
+    )
+
+
 def test_control_characters(write_config: WriteConfig) -> None:
     path = write_config("domains:\n")
     path.write_bytes(b"domains:\n  a.example: {mode: none}\x00\n")
@@ -456,6 +496,58 @@ def test_a_line_break_in_a_key_stays_escaped_on_the_error_line() -> None:
         "config.yaml:3: domains.x.com\\n/tmp/fake.yaml:1: injected: expected a plain domain "
         "name like 'example.com', got 'x.com\\n/tmp/fake.yaml:1: injected'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (  # the next line was read as the rest of the key: not "domains: expected a mapping"
+            "domains:\n  example.com\n    mode: enforce\n",
+            "config.yaml:3:9: mapping values are not allowed in this context",
+        ),
+        (  # ...nor "domains.a.example: expected a mapping, got 'mode:enforce mx'"
+            "domains:\n  a.example:\n    mode:enforce\n    mx: [a.example]\n",
+            "config.yaml:4:7: mapping values are not allowed in this context",
+        ),
+    ],
+    ids=["key-without-colon", "value-without-space"],
+)
+def test_a_syntax_error_is_reported_alone(text: str, message: str) -> None:
+    # What was read before it may be its artefact; a reload logs the first error only.
+    assert errors(text) == [message]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (  # libyaml marks the line after the key
+            "domains:\n  a.example: {mode: none}\n  b.example\n  c.example: {mode: none}\n",
+            "config.yaml:3:3: while scanning a simple key could not find expected ':'",
+        ),
+        (  # libyaml marks the end of the file
+            'domains:\n  a.example: {mode: "none}\n  b.example: {mode: none}\n',
+            "config.yaml:2:21: while scanning a quoted scalar found unexpected end of stream",
+        ),
+        (
+            "domains:\n  a.example: {mode: none, mx: [a.example\n\n# end\n",
+            "config.yaml:2:31: while parsing a flow sequence did not find expected ',' or ']'",
+        ),
+        (  # after a byte order mark, which libyaml leaves out of its count
+            '\ufeffdomains:\n  a.example: {mode: "none}',
+            "config.yaml:2:21: while scanning a quoted scalar found unexpected end of stream",
+        ),
+        (  # a line of blanks is not the end of the file
+            "domains:\n  a.example:\n    mode: none\n    mx: a.example\n\t\n",
+            "config.yaml:5:1: while scanning a plain scalar found a tab character that violates "
+            "indentation",
+        ),
+    ],
+    ids=["key-without-colon", "quote-left-open", "bracket-left-open", "bom", "blanks-after"],
+)
+def test_a_syntax_error_is_located_where_it_starts(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text.encode(), "config.yaml")  # not dedented: that drops a line of blanks
+    assert str(info.value) == message
 
 
 def test_alias_bomb_is_refused_at_once(write_config: WriteConfig) -> None:
@@ -503,15 +595,36 @@ def test_millions_of_items_are_refused_at_once(text: str, messages: list[str]) -
 
 
 @pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("mx", "a." * 100_000 + "com!"),
+        ("cname", "a." * 100_000 + "com!"),
+        ("txt_cname", "ü." * 100_000 + "com"),
+    ],
+    ids=["mx", "cname", "txt_cname"],
+)
+def test_a_name_far_too_long_is_refused_by_its_length(key: str, name: str) -> None:
+    # It was read label by label: 20 MB took 2 GB and 10 s through a regular expression, or
+    # 50 s through IDNA, at every reload.
+    found = errors(one_domain(f"mode: none, {key}: '{name}'"))
+    index = "[0]" if key == "mx" else ""
+    assert [line.partition(", got ")[0] for line in found] == [
+        f"config.yaml:2: domains.example.com.{key}{index}: name is {len(name)} characters long, "
+        "at most 253 allowed"
+    ]
+
+
+@pytest.mark.parametrize(
     "keys",
     [
         2000,
-        1000,  # and then the syntax error: one error too many, found outside the reader
+        1000,  # and then the alias: one error too many, found outside the reader
     ],
 )
 def test_errors_stop_at_a_thousand(keys: int) -> None:
     # Each bad item is one error: 32 MiB of them would take minutes and gigabytes to list.
-    text = one_domain("mode: none") + "".join(f"k{i}: 1\n" for i in range(keys)) + "]\n"
+    text = one_domain("mode: none") + "".join(f"k{i}: 1\n" for i in range(keys - 1))
+    text += f"k{keys - 1}: *a\n"
     found = errors(text)
     assert len(found) == 1001
     assert found[-2] == (
@@ -803,6 +916,11 @@ def test_publish_block(tmp_path: Path) -> None:
             "verify_timeout: expected an integer 1..86400, got '0'",
         ),
         ("{command: 'true', auto: maybe}", "auto: expected true or false, got 'maybe'"),
+        (
+            "{command: 'true', auto: 'true'}",
+            "auto: expected true or false, got the string 'true' (remove the quotes)",
+        ),
+        ("{command: 'true', auto: 'maybe'}", "auto: expected true or false, got 'maybe'"),
         (
             "{command: 'true', ca_file: /nonexistent.pem}",
             "ca_file: no readable file there, got '/nonexistent.pem'",

@@ -90,6 +90,22 @@ def test_invalid_file_keeps_the_last_good_policies(
     assert caplog.records[0].levelno == logging.ERROR
 
 
+def test_a_syntax_error_is_the_error_logged(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A key missing its ':' made "domains" a string: that was the error logged and shown.
+    path = write_config()
+    reloader = make_reloader(path)
+    path.write_text("domains:\n  example.com\n    mode: enforce\n")
+    assert reloader.reload() is False
+    assert body(reloader) == BODY_D
+    problem = f"{path}:3:9: mapping values are not allowed in this context"
+    assert reloader.store.status.last_error == problem
+    assert caplog.messages == [
+        f"reload of {path} rejected, still serving the last good policies: {problem}"
+    ]
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
