@@ -61,7 +61,7 @@ class SessionCounts:
     successful: int
     failures: dict[str, int]
     last_received: int | None
-    """None when every report of the domain has been pruned."""
+    """None when the only reports of the domain were pruned before schema version 6."""
 
 
 def report_day(report: Report) -> int:

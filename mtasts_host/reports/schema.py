@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .store import Connection
 
+REPORT_DAY = "(SELECT r.day FROM tlsrpt_reports r WHERE r.id = tlsrpt_policies.report)"
+"""The day of a ``tlsrpt_policies`` row: its report's."""
+
 # {id} is the auto-numbered primary key, {blob} the binary type, of each database.
 VERSIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -87,6 +90,40 @@ VERSIONS: tuple[tuple[str, ...], ...] = (
         # counting. NULL where the report names none, for the reports stored before (only
         # their raw gzip holds them) and for rows an older replica still inserts: current.
         "ALTER TABLE tlsrpt_policies ADD COLUMN policy_mx TEXT",
+    ),
+    (
+        # Version 6: every STS session ever stored, by domain and result ("success" or a
+        # result type), added to as each report is stored, and when the domain's last report
+        # was received ("success" rows only): a scrape summed every row of the reports
+        # instead, 46 s on PostgreSQL and minutes on SQLite for a year of 5,000 domains. It
+        # starts as the pruned totals and the stored reports' sums; tlsrpt_pruned is no
+        # longer read, nor written but by a replica of an earlier version still running.
+        """CREATE TABLE tlsrpt_counted (
+            domain TEXT NOT NULL,
+            result TEXT NOT NULL,
+            sessions DOUBLE PRECISION NOT NULL,
+            received BIGINT,
+            PRIMARY KEY (domain, result)
+        )""",
+        "INSERT INTO tlsrpt_counted (domain, result, sessions, received)"
+        " SELECT domain, result, SUM(sessions), MAX(received) FROM ("
+        " SELECT domain, result, sessions, CAST(NULL AS BIGINT) AS received FROM tlsrpt_pruned"
+        " UNION ALL SELECT p.domain, 'success', CAST(p.successful AS DOUBLE PRECISION),"
+        " r.received FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report"
+        " WHERE p.policy_type = 'sts'"
+        " UNION ALL SELECT p.domain, f.result_type, CAST(f.sessions AS DOUBLE PRECISION),"
+        " CAST(NULL AS BIGINT) FROM tlsrpt_failures f"
+        " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
+        " WHERE p.policy_type = 'sts'"
+        ") stored GROUP BY domain, result",
+        # And the day of each policy result, its report's, so that a summary reads the rows
+        # of its days alone: it read every row of its domains, a year's, and looked up each
+        # one's report, 36 s on PostgreSQL and minutes on SQLite for 5,000 domains. NULL in the
+        # rows a replica of an earlier version still inserts, until a prune dates them.
+        "ALTER TABLE tlsrpt_policies ADD COLUMN day INTEGER",
+        f"UPDATE tlsrpt_policies SET day = {REPORT_DAY}",
+        "CREATE INDEX tlsrpt_policies_day ON tlsrpt_policies (domain, day)",
+        "CREATE INDEX tlsrpt_policies_undated ON tlsrpt_policies (report) WHERE day IS NULL",
     ),
 )
 LATEST = len(VERSIONS)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from . import schema
-from .report import Report
+from .report import PolicyType, Report
 from .rows import report_day, reported_mx
 
 # Sums of counts (each up to 2**53 - 1) pass 2**63 after 1025 rows, where SQLite's integer SUM
@@ -23,18 +23,23 @@ SUCCESSFUL = "SUM(CAST(p.successful AS DOUBLE PRECISION))"
 FAILED = "SUM(CAST(p.failed AS DOUBLE PRECISION))"
 SESSIONS = "SUM(CAST(f.sessions AS DOUBLE PRECISION))"
 SUCCESS = "success"
-"""The ``tlsrpt_pruned`` result of successful sessions; failures carry their result type."""
-STS_POLICIES = (
-    " FROM tlsrpt_policies p JOIN tlsrpt_reports r ON r.id = p.report WHERE p.policy_type = 'sts'"
+"""The ``tlsrpt_counted`` result of successful sessions; failures carry their result type."""
+_COUNT = (
+    "INSERT INTO tlsrpt_counted (domain, result, sessions, received) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (domain, result) DO UPDATE SET"
+    " sessions = tlsrpt_counted.sessions + excluded.sessions,"
+    " received = CASE WHEN tlsrpt_counted.received IS NULL"
+    " OR excluded.received > tlsrpt_counted.received"
+    " THEN excluded.received ELSE tlsrpt_counted.received END"
 )
-"""The STS policy results of the reports, for the sessions counted for ever."""
-STS_FAILURES = (
-    " FROM tlsrpt_failures f"
-    " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
-    " JOIN tlsrpt_reports r ON r.id = f.report"
-    " WHERE p.policy_type = 'sts'"
-)
-"""Their failure details, likewise."""
+"""Add a report's STS sessions of one domain and result to those counted for ever."""
+
+
+PRUNE_BATCH = 10_000
+"""Reports a prune deletes in one transaction, or a few more (those ending at the same time go
+together): SQLite lets one transaction write at a time, and the 1.8 million reports of 5,000
+domains' 120 days deleted in one (``retention_days`` lowered, a store back from a long
+outage) held every sender's report back past the 10 s a writer waits: a 503 each."""
 
 
 class StoreUnavailable(Exception):
@@ -96,8 +101,9 @@ class ReportStore:
 
     def lock_prune(self, connection: Connection) -> bool:
         """Keep other processes from pruning at the same time, until this transaction ends:
-        each would add the sessions of the same reports to the pruned totals. False if
-        another process prunes now: it removes the same reports, so this one need not."""
+        each would delete the same reports (and a replica of an earlier version add their
+        sessions to its pruned totals twice). False if another process prunes now: it
+        removes the same reports, so this one need not."""
         return True
 
     @contextlib.contextmanager
@@ -197,13 +203,13 @@ class ReportStore:
             ).fetchone()
             if row is None:
                 return Outcome.DUPLICATE
-            key = row[0]
+            key, day = row[0], report_day(report)
             # Each table's rows at once: one by one, the 120,000 failure details of a report
             # at the size limits were as many round trips to PostgreSQL, 10 s on a local
             # socket and a network's latency as many times more.
             connection.executemany(
                 "INSERT INTO tlsrpt_policies (report, position, policy_type, domain,"
-                " successful, failed, policy_mx) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " successful, failed, policy_mx, day) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         key,
@@ -213,6 +219,7 @@ class ReportStore:
                         policy.successful,
                         policy.failed,
                         reported_mx(policy),
+                        day,
                     )
                     for n, policy in enumerate(report.policies)
                 ],
@@ -237,6 +244,7 @@ class ReportStore:
                     for m, failure in enumerate(policy.failures)
                 ],
             )
+            connection.executemany(_COUNT, _counted(report, int(received)))
         return Outcome.STORED
 
     def raw(self, organization: str, report_id: str) -> bytes | None:
@@ -249,42 +257,66 @@ class ReportStore:
         return None if row is None else bytes(row[0])
 
     def prune(self, before: float) -> int:
-        """Delete the reports whose date range ended before ``before``; return how many."""
-        upsert = (
-            " ON CONFLICT (domain, result)"
-            " DO UPDATE SET sessions = tlsrpt_pruned.sessions + excluded.sessions"
-        )
-        with self.connection() as connection:
-            if not self.lock_prune(connection):
-                return 0
-            # Their STS sessions are kept as totals: the metrics count them for ever.
-            connection.execute(
-                "INSERT INTO tlsrpt_pruned (domain, result, sessions)"
-                f" SELECT p.domain, '{SUCCESS}', {SUCCESSFUL}{STS_POLICIES}"
-                " AND r.end_time < ? GROUP BY p.domain" + upsert,
-                (int(before),),
-            )
-            connection.execute(
-                "INSERT INTO tlsrpt_pruned (domain, result, sessions)"
-                f" SELECT p.domain, f.result_type, {SESSIONS}{STS_FAILURES}"
-                " AND r.end_time < ? GROUP BY p.domain, f.result_type" + upsert,
-                (int(before),),
-            )
-            # Children first: SQLite enforces ON DELETE CASCADE only when asked to.
-            connection.execute(
-                "DELETE FROM tlsrpt_failures WHERE report IN"
-                " (SELECT id FROM tlsrpt_reports WHERE end_time < ?)",
-                (int(before),),
-            )
-            connection.execute(
-                "DELETE FROM tlsrpt_policies WHERE report IN"
-                " (SELECT id FROM tlsrpt_reports WHERE end_time < ?)",
-                (int(before),),
-            )
-            cursor = connection.execute(
-                "DELETE FROM tlsrpt_reports WHERE end_time < ?", (int(before),)
-            )
-            return int(cursor.rowcount)
+        """
+        Delete the reports whose date range ended before ``before``, the oldest first, some
+        ``PRUNE_BATCH`` in each transaction; return how many. Their STS sessions stay
+        counted (``tlsrpt_counted``): the metrics count them for ever.
+        """
+        removed, first = 0, True
+        while True:
+            with self.connection() as connection:
+                if not self.lock_prune(connection):
+                    return removed
+                if first:
+                    # The rows a replica of an earlier version inserted without their day,
+                    # which the summaries read by: they count from now on.
+                    connection.execute(
+                        f"UPDATE tlsrpt_policies SET day = {schema.REPORT_DAY} WHERE day IS NULL"
+                    )
+                    first = False
+                last = connection.execute(
+                    "SELECT end_time FROM tlsrpt_reports WHERE end_time < ?"
+                    " ORDER BY end_time LIMIT 1 OFFSET ?",
+                    (int(before), PRUNE_BATCH - 1),
+                ).fetchone()
+                # Up to the batch's last end time, those ending with it too (a day's reports
+                # end at the same midnight); the rest at once, if it is no more than a batch.
+                ended = ("end_time <= ?", last[0]) if last else ("end_time < ?", int(before))
+                # Children first: SQLite enforces ON DELETE CASCADE only when asked to.
+                for table in ("tlsrpt_failures", "tlsrpt_policies"):
+                    connection.execute(
+                        f"DELETE FROM {table} WHERE report IN"
+                        f" (SELECT id FROM tlsrpt_reports WHERE {ended[0]})",
+                        (ended[1],),
+                    )
+                cursor = connection.execute(
+                    f"DELETE FROM tlsrpt_reports WHERE {ended[0]}", (ended[1],)
+                )
+                removed += int(cursor.rowcount)
+            if last is None:
+                return removed
+
+
+def _counted(report: Report, received: int) -> list[tuple[str, str, float, int | None]]:
+    """
+    The rows ``_COUNT`` adds for ``report``: its STS sessions by domain and result, the
+    "success" ones with when it was received. In the order of their keys, so that two
+    reports stored at once lock the rows they share in the same order (PostgreSQL would
+    otherwise end one of them as a deadlock).
+    """
+    sessions: dict[tuple[str, str], float] = {}
+    for policy in report.policies:
+        if policy.policy_type is not PolicyType.STS:
+            continue
+        key = (policy.domain, SUCCESS)
+        sessions[key] = sessions.get(key, 0.0) + policy.successful
+        for failure in policy.failures:
+            key = (policy.domain, failure.result_type.value)
+            sessions[key] = sessions.get(key, 0.0) + failure.sessions
+    return [
+        (domain, result, count, received if result == SUCCESS else None)
+        for (domain, result), count in sorted(sessions.items())
+    ]
 
 
 def open_store(url: str) -> ReportStore:

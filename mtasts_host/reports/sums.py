@@ -10,16 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from .rows import FailureTotals, MxTotals, SessionCounts, Totals
-from .store import (
-    FAILED,
-    SESSIONS,
-    STS_FAILURES,
-    STS_POLICIES,
-    SUCCESS,
-    SUCCESSFUL,
-    Connection,
-    ReportStore,
-)
+from .store import FAILED, SESSIONS, SUCCESS, SUCCESSFUL, Connection, ReportStore
 
 _CHUNK = 500
 """Domains one query names: SQLite takes at most 32,766 parameters, and a host may serve tens
@@ -41,12 +32,12 @@ def totals(store: ReportStore, since_day: int, served: Mapping[str, str | None])
     with store.connection(write=False) as connection:
         rows = _for_served(
             connection,
-            "SELECT p.domain, p.policy_type, r.organization, r.day, COUNT(DISTINCT r.id),"
+            "SELECT p.domain, p.policy_type, r.organization, p.day, COUNT(DISTINCT p.report),"
             f" {SUCCESSFUL}, {FAILED}, {_OLDER}"
             " FROM tlsrpt_policies p JOIN {served} ON s.column1 = p.domain"
             " JOIN tlsrpt_reports r ON r.id = p.report"
-            " WHERE r.day >= ?"
-            f" GROUP BY p.domain, p.policy_type, r.organization, r.day, {_OLDER}",
+            " WHERE p.day >= ?"
+            f" GROUP BY p.domain, p.policy_type, r.organization, p.day, {_OLDER}",
             served,
             after=(since_day,),
         )
@@ -64,13 +55,12 @@ def failure_totals(
     with store.connection(write=False) as connection:
         rows = _for_served(
             connection,
-            f"SELECT p.domain, p.policy_type, r.day, f.result_type, {SESSIONS}"
+            f"SELECT p.domain, p.policy_type, p.day, f.result_type, {SESSIONS}"
             " FROM tlsrpt_failures f"
             " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
             " JOIN {served} ON s.column1 = p.domain"
-            " JOIN tlsrpt_reports r ON r.id = f.report"
-            f" WHERE r.day >= ? AND {_OLDER} = 0"
-            " GROUP BY p.domain, p.policy_type, r.day, f.result_type",
+            f" WHERE p.day >= ? AND {_OLDER} = 0"
+            " GROUP BY p.domain, p.policy_type, p.day, f.result_type",
             served,
             after=(since_day,),
         )
@@ -99,8 +89,7 @@ def failures_by_mx(
             " FROM tlsrpt_failures f"
             " JOIN tlsrpt_policies p ON p.report = f.report AND p.position = f.policy"
             " JOIN {served} ON s.column1 = p.domain"
-            " JOIN tlsrpt_reports r ON r.id = f.report"
-            f" WHERE p.policy_type = 'sts' AND r.day BETWEEN ? AND ? AND {_OLDER} = 0"
+            f" WHERE p.policy_type = 'sts' AND p.day BETWEEN ? AND ? AND {_OLDER} = 0"
             f" GROUP BY p.domain, {mx}) ranked WHERE n <= ?",
             served,
             after=(first_day, last_day, top),
@@ -111,39 +100,24 @@ def failures_by_mx(
 def session_counts(store: ReportStore, domains: Collection[str]) -> list[SessionCounts]:
     """
     Every STS session of ``domains`` ever stored, by domain and result, for the metrics:
-    those of pruned reports included, so that the counts never go down.
+    those of pruned reports included, so that the counts never go down. Read from the
+    totals the store keeps as it stores reports: a row or so per domain and result, however
+    many reports there are.
     """
     with store.connection(write=False) as connection:
-        pruned = _for_domains(
+        rows = _for_domains(
             connection,
-            "SELECT domain, result, sessions FROM tlsrpt_pruned WHERE domain {domains}",
-            domains,
-        )
-        sums = _for_domains(
-            connection,
-            f"SELECT p.domain, {SUCCESSFUL}, MAX(r.received){STS_POLICIES}"
-            " AND p.domain {domains} GROUP BY p.domain",
-            domains,
-        )
-        failed = _for_domains(
-            connection,
-            f"SELECT p.domain, f.result_type, {SESSIONS}{STS_FAILURES}"
-            " AND p.domain {domains} GROUP BY p.domain, f.result_type",
+            "SELECT domain, result, sessions, received FROM tlsrpt_counted WHERE domain {domains}",
             domains,
         )
     successes: dict[str, float] = {}
     last_received: dict[str, int | None] = {}
     failures: dict[str, dict[str, float]] = {}
-    for domain, successful, last in sums:
-        successes[domain], last_received[domain] = successful, last
-    for domain, result_type, sessions in failed:
-        failures.setdefault(domain, {})[result_type] = sessions
-    for domain, result, sessions in pruned:
+    for domain, result, sessions, received in rows:
         if result == SUCCESS:
-            successes[domain] = successes.get(domain, 0) + sessions
+            successes[domain], last_received[domain] = sessions, received
         else:
-            counts = failures.setdefault(domain, {})
-            counts[result] = counts.get(result, 0) + sessions
+            failures.setdefault(domain, {})[result] = sessions
     return [
         SessionCounts(
             domain,

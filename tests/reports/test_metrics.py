@@ -94,7 +94,7 @@ def test_a_scrape_while_a_table_is_locked_gives_the_policies_and_the_store_down(
     client = TestClient(reports_app(reports), base_url="http://127.0.0.1")
     stored = client.post("/tlsrpt", content=encode(report()), headers={"host": REPORTS_HOST})
     assert stored.status_code == 201
-    with table_locked(postgres_url, "tlsrpt_policies"):
+    with table_locked(postgres_url, "tlsrpt_counted"):
         (response,) = within(10, lambda: client.get("/metrics"))
     lines = response.text.splitlines()
     assert "mtasts_domains 2.0" in lines
@@ -155,14 +155,14 @@ def test_the_sessions_counter_never_goes_down_when_a_replica_prunes_during_a_scr
     pruned: list[int] = []
 
     class _PruneInBetween:
-        """The scrape's connection: another replica prunes once it has read the pruned totals."""
+        """The scrape's connection: another replica prunes once it has read the totals."""
 
         def __init__(self, connection: Connection) -> None:
             self.connection = connection
 
         def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
             result = self.connection.execute(sql, params)
-            if "tlsrpt_pruned" in sql and not pruned:
+            if "tlsrpt_counted" in sql and not pruned:
                 pruned.append(replica.intake.prune())
             return result
 
@@ -197,6 +197,10 @@ def test_result_types_this_version_does_not_know_count_as_one_other_series(
     with reports.store.connection() as connection:
         connection.execute(
             "UPDATE tlsrpt_failures SET result_type = ? WHERE result_type = ?",
+            ("tlsa-required-by-a-newer-rfc", "tlsa-invalid"),
+        )
+        connection.execute(  # and counted them as such
+            "UPDATE tlsrpt_counted SET result = ? WHERE result = ?",
             ("tlsa-required-by-a-newer-rfc", "tlsa-invalid"),
         )
     assert [line for line in scrape(reports) if "sessions_total" in line] == [
