@@ -85,6 +85,8 @@ class PolicyApp(Starlette):
         )
         self.details: list[ops.Detail] = []
         """What ``/readyz`` adds about the capabilities; it never changes its status."""
+        self.rendered_metrics: list[ops.Rendered] = []
+        """Metric families that capabilities render themselves, once for many scrapes."""
         self.access_log = access_log
         unstarted: list[_Startable] = [] if reloader is None else [reloader]
         if reports is not None and open_reports:
@@ -92,7 +94,7 @@ class PolicyApp(Starlette):
         self._unstarted: list[_Startable] | None = unstarted or None
         self._memo: dict[bytes | None, Ready] = {}
         self._memo_for = store.snapshot
-        routes = ops.routes(store, self.registry, self.details)
+        routes = ops.routes(store, self.registry, self.details, self.rendered_metrics)
         if reports is not None:
             routes += reports.routes()
             self.details.append(_reports_detail(reports))
@@ -270,7 +272,7 @@ def create_app(
 
 
 def _reports_detail(reports: Reports) -> ops.Detail:
-    async def detail() -> dict[str, object]:
+    async def detail(as_json: bool) -> dict[str, object]:
         return {"reports_store": await reports.readiness() or "ok"}
 
     return detail

@@ -78,8 +78,9 @@ def _readyz_body(detail: Mapping[str, object], as_json: bool) -> bytes:
 _PROBES = 4
 """``/readyz`` answers rendered at once, in threads beside the worker threads of requests."""
 
-Detail = Callable[[], Awaitable[Mapping[str, object]]]
-"""Something a capability adds to ``/readyz``: keys and values, never its status."""
+Detail = Callable[[bool], Awaitable[Mapping[str, object]]]
+"""Something a capability adds to ``/readyz``: keys and values, never its status. Given
+whether the answer is JSON, which may list what the text, the answer probes read, counts."""
 
 
 def _report_hosts(config: Config) -> frozenset[str]:
@@ -120,20 +121,28 @@ def _certificate_name(text: str) -> str | None:
     return _host_name(text) if text.isascii() else None
 
 
-def _render(registry: CollectorRegistry) -> bytes:
+Rendered = Callable[[], bytes]
+"""A capability's metric families, in the text format, as it has rendered them last."""
+
+
+def _render(registry: CollectorRegistry, rendered: Sequence[Rendered] = ()) -> bytes:
     # Without the collector: the hundreds of thousands of objects a scrape of a large config
     # makes would start full collections, each holding the GIL, and so the event loop, for
     # 100 to 300 ms at 100,000 domains.
     with collector_paused():
-        return exposition.generate_latest(registry)
+        return b"".join([exposition.generate_latest(registry), *(text() for text in rendered)])
 
 
 def routes(
-    store: PolicyStore, registry: CollectorRegistry | None, details: Sequence[Detail] = ()
+    store: PolicyStore,
+    registry: CollectorRegistry | None,
+    details: Sequence[Detail] = (),
+    rendered: Sequence[Rendered] = (),
 ) -> list[BaseRoute]:
     """
     The routes for ``/healthz``, ``/readyz``, ``/tls-allowed`` and, if on, ``/metrics``.
-    ``details`` is read at each ``/readyz``, so capabilities may add to it later.
+    ``details`` is read at each ``/readyz``, and ``rendered`` (follows the registry's
+    families) at each scrape, so capabilities may add to them later.
     """
 
     probes = anyio.CapacityLimiter(_PROBES)
@@ -156,11 +165,11 @@ def routes(
             "last_error": status.last_error,
             "last_error_at": _iso(status.last_error_at),
         }
-        for extra in details:
-            detail.update(await extra())
         as_json = request.query_params.get("format") == "json" or "json" in request.headers.get(
             "accept", ""
         )
+        for extra in details:
+            detail.update(await extra(as_json))
         # Off the loop: the doctor's problems make this large for large configs. With threads
         # of its own, so that a probe never waits for requests holding the others.
         body = await anyio.to_thread.run_sync(_readyz_body, detail, as_json, limiter=probes)
@@ -199,7 +208,7 @@ def routes(
 
         async def metrics(request: Request) -> Response:
             # Rendering a series per domain takes a while for large configs: off the loop.
-            body = await run_in_threadpool(_render, registry)
+            body = await run_in_threadpool(_render, registry, rendered)
             return Response(body, media_type=exposition.CONTENT_TYPE_LATEST)
 
         result.append(Route("/metrics", metrics, methods=["GET"]))

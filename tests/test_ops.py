@@ -198,7 +198,7 @@ class _Watched(dict[str, object]):
 def test_readyz_is_rendered_without_the_cyclic_collector(write_config: WriteConfig) -> None:
     app = create_app(write_config(), watch=False)
 
-    async def detail() -> dict[str, object]:
+    async def detail(as_json: bool) -> dict[str, object]:
         return {"watched": _Watched(problems=[])}
 
     app.details.append(detail)
