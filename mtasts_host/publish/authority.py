@@ -27,6 +27,11 @@ from .query import DnsError, Server, Unreachable, ask
 
 NAMESERVER_PORT = 53
 """Where the zone's other name servers answer."""
+READERS = 16
+"""Records read at once, before a run's updates (step 1) and after (step 4): a run reads
+every record of every domain, several queries each, and one at a time from a primary 30 ms
+away 5,000 domains took 25 minutes. Reads need no order (the updates keep theirs), and 16
+queries at once are nothing to knot or BIND."""
 
 
 class Occupied(DnsError):
@@ -83,7 +88,7 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
     nothing of the kind.
 
     Raises:
-        DnsError: the server refused or failed.
+        DnsError: the server refused or failed, or answered without authority.
         Occupied: (for a wanted CNAME) the name holds records of other types, such as the
             A record of a policy host.
     """
@@ -97,6 +102,9 @@ def read(where: Server, name: str, rdtype: str, timeout: float | None = None) ->
     for rrset in response.answer:
         type = dns.rdatatype.to_text(rrset.rdtype)
         if rrset.name == owner and type in (rdtype, "CNAME"):
+            if not response.flags & dns.flags.AA:
+                # A cache's copy (a resolver named as the server), not the zone's record.
+                raise DnsError(f"{where} does not answer for {name} {rdtype} with authority")
             if occupants.synthesised(where, name, rdtype, occupants.own(response, name), timeout):
                 break  # a wildcard's answer: the name holds nothing of its own
             # Sorted: servers may give an RRset's records in any order, another each time

@@ -32,6 +32,9 @@ class _Log:
     def info(self, line: str) -> None:
         logger.info("publish: %s", line)
 
+    def unchanged(self, line: str) -> None:
+        logger.debug("publish: %s", line)
+
     def warning(self, line: str) -> None:
         logger.warning("publish: %s", line)
 

@@ -40,6 +40,9 @@ class _Terminal:
     def info(self, line: str) -> None:
         print(line, flush=True)
 
+    def unchanged(self, line: str) -> None:
+        print(line, flush=True)
+
     def warning(self, line: str) -> None:
         print(f"warning: {line}", file=sys.stderr, flush=True)
 

@@ -14,6 +14,11 @@ class Output(Protocol):
 
     def info(self, line: str) -> None: ...
 
+    def unchanged(self, line: str) -> None:
+        """A record of the plan the DNS already holds: a line of its own on the terminal;
+        inside ``serve``, the count in the run's last line says it (thousands of domains
+        made thousands of such lines at each start and reload)."""
+
     def warning(self, line: str) -> None:
         """Something to look at that fails nothing: a TTL the provider keeps differently."""
 

@@ -10,11 +10,16 @@ from dataclasses import dataclass
 
 import dns.exception
 import dns.flags
+import dns.inet
 import dns.message
 import dns.query
 
 TIMEOUT = 5.0
 """Seconds for one query."""
+ATTEMPTS = 3
+"""Datagrams sent for one query within its timeout, as a resolver retransmits: a run of
+thousands of domains asks tens of thousands of questions, and one datagram lost on the way
+to a remote primary failed the whole run (and the next, and the one after)."""
 
 
 class DnsError(Exception):
@@ -59,7 +64,8 @@ def server(host: str, port: int) -> Server:
 def ask(where: Server, name: str, rdtype: str, timeout: float | None = None) -> dns.message.Message:
     """
     One query to ``where``, without recursion, over UDP (TCP if truncated), for at most
-    ``timeout`` seconds (``TIMEOUT`` by default).
+    ``timeout`` seconds (``TIMEOUT`` by default), sent ``ATTEMPTS`` times in that time if
+    unanswered.
 
     Raises:
         Unreachable: no answer in time, or the connection was refused.
@@ -68,14 +74,23 @@ def ask(where: Server, name: str, rdtype: str, timeout: float | None = None) -> 
     query = dns.message.make_query(name, rdtype)
     query.flags &= ~dns.flags.RD
     try:
-        response, _ = dns.query.udp_with_fallback(
-            query, where.address, timeout=timeout, port=where.port
-        )
-    except dns.exception.Timeout:
-        raise Unreachable(f"server {where} unreachable: no answer within {timeout:g} s") from None
-    except (OSError, dns.exception.DNSException) as exc:
+        # One socket for every attempt: a late answer to the first still counts.
+        udp = socket.socket(dns.inet.af_for_address(where.address), socket.SOCK_DGRAM)
+    except OSError as exc:
         raise Unreachable(f"server {where} unreachable: {reason(exc)}") from None
-    return response
+    with udp:
+        udp.setblocking(False)
+        for _ in range(ATTEMPTS):
+            try:
+                response, _ = dns.query.udp_with_fallback(
+                    query, where.address, timeout / ATTEMPTS, where.port, udp_sock=udp
+                )
+            except dns.exception.Timeout:
+                continue
+            except (OSError, dns.exception.DNSException) as exc:
+                raise Unreachable(f"server {where} unreachable: {reason(exc)}") from None
+            return response
+    raise Unreachable(f"server {where} unreachable: no answer within {timeout:g} s")
 
 
 def reason(exc: Exception) -> str:

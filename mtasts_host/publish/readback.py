@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from .. import dns
 from . import authority
@@ -65,36 +66,55 @@ def read_back(
     record holding the wanted value with another TTL is held as wanted, and told there; without
     it (a server that keeps the TTL an update gives), it is a problem.
     """
-    settled = set()
     others: dict[str, list[Server]] = {}
-    unreachable: set[Server] = set()
     for change in plan:
+        zone = zones[change.record.name]
+        if zone not in others:
+            others[zone] = authority.nameservers(where(change.record.name), zone)
+    unreachable: set[Server] = set()
+
+    def check(change: Change) -> tuple[bool, list[tuple[Callable[[str], None], str]]]:
+        """Whether the primary holds the record as wanted, and what to say, in order."""
         record = change.record
         primary = where(record.name)
-        zone = zones[record.name]
-        if zone not in others:
-            others[zone] = authority.nameservers(primary, zone)
         try:
             now = authority.read(primary, record.name, record.type)
         except DnsError as exc:
-            problem(f"{record.name} {record.type}: cannot read it back: {exc}")
-            continue
+            return False, [(problem, f"{record.name} {record.type}: cannot read it back: {exc}")]
         if now is None or not holds(now, record, ttl=warning is None):
             shown = f"{now.ttl} {now.type} {now.show()}" if now else "nothing"
-            problem(f"{record.name} {record.type}: reads back as {shown} at {primary}")
-            continue
+            return False, [
+                (problem, f"{record.name} {record.type}: reads back as {shown} at {primary}")
+            ]
+        said: list[tuple[Callable[[str], None], str]] = []
         if warning is not None and now.ttl != record.ttl:
-            warning(
-                f"{record.name} {record.type}: {primary} holds it with TTL {now.ttl}, not the "
-                f"{record.ttl} asked for: the provider may have a minimum (or a maximum), or "
-                f"apply it later; while they differ, each run writes it again (dns_ttl: "
-                f"{now.ttl} would match it)"
+            said.append(
+                (
+                    warning,
+                    f"{record.name} {record.type}: {primary} holds it with TTL {now.ttl}, not "
+                    f"the {record.ttl} asked for: the provider may have a minimum (or a "
+                    f"maximum), or apply it later; while they differ, each run writes it again "
+                    f"(dns_ttl: {now.ttl} would match it)",
+                )
             )
-        settled.add(record)
         seen = [f"{primary}: ok"]
-        for server in others[zone]:
+        for server in others[zones[record.name]]:
             seen.append(f"{server}: {_secondary(server, record, now.ttl, unreachable)}")
-        info(f"checked {record.name} {record.type}: {'; '.join(seen)}")
+        said.append((info, f"checked {record.name} {record.type}: {'; '.join(seen)}"))
+        return True, said
+
+    settled = set()
+    # Several at once, as step 1 reads, and told in order: a change to thousands of domains
+    # is read back at the primary and at every other name server.
+    with ThreadPoolExecutor(max(1, min(authority.READERS, len(plan)))) as pool:
+        try:
+            for change, (held, said) in zip(plan, pool.map(check, plan), strict=True):
+                for tell, line in said:
+                    tell(line)
+                if held:
+                    settled.add(change.record)
+        finally:
+            pool.shutdown(cancel_futures=True)  # Ctrl-C: the records not yet read are not
     return settled
 
 

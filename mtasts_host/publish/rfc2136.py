@@ -35,6 +35,12 @@ _NOWHERE = {
     "CNAME": "mtasts-host-may-this-key-update-this-name.invalid",  # RFC 2606: never resolves
 }
 
+_CHECKED_AT_ONCE = 50
+"""Changes named in one such update: a DNS message holds 65,535 octets (RFC 1035 section
+4.2.2), and a change to a thousand domains of one zone (new defaults) named in one did not
+fit, failing every run with "the dns message is too big". 50 changes of the longest names
+(255 octets, two types each) take half of it."""
+
 
 _TSIG_ERRORS: dict[type[dns.tsig.PeerError], str] = {
     # knot answers so to a key it knows but whose ACL does not grant the records, and both
@@ -78,18 +84,19 @@ class Rfc2136:
         """
         for zone, changes in pending.items():
             origin = dns.name.from_text(zone)
-            try:
-                update = dns.update.UpdateMessage(origin, keyring=self._key())
-            except (ValueError, dns.exception.DNSException) as exc:
-                return f"TSIG key file {self.key_file}: {exc}"
-            update.present(origin, "SOA")
-            for change in changes:
-                name = dns.name.from_text(change.record.name)
-                for type in _types_written(change):
-                    update.delete(name, rdata(type, _NOWHERE[type]))
-            applied = self._send(update, zone)
-            if applied.result is not Result.DONE:
-                return applied.message
+            for start in range(0, max(1, len(changes)), _CHECKED_AT_ONCE):
+                try:
+                    update = dns.update.UpdateMessage(origin, keyring=self._key())
+                except (ValueError, dns.exception.DNSException) as exc:
+                    return f"TSIG key file {self.key_file}: {exc}"
+                update.present(origin, "SOA")
+                for change in changes[start : start + _CHECKED_AT_ONCE]:
+                    name = dns.name.from_text(change.record.name)
+                    for type in _types_written(change):
+                        update.delete(name, rdata(type, _NOWHERE[type]))
+                applied = self._send(update, zone)
+                if applied.result is not Result.DONE:
+                    return applied.message
         return None
 
     def apply(self, change: Change, zone: str) -> Applied:

@@ -105,6 +105,8 @@ class _Run:
         self.output.problem(line)
 
     def where(self, name: str) -> Server:
+        # Called by the readers of step 1 at once: two may look up one zone's name servers
+        # at the same time, and either's answer is right.
         if self.fixed is not None:
             return self.fixed
         if name not in self.servers:
@@ -189,24 +191,61 @@ class _Run:
         return False
 
     def read(self, items: Iterable[Wanted]) -> list[Change] | None:
-        """Step 1: the plan, one line per record; None if the server is unreachable."""
-        changes = []
-        for item in items:
-            name, type = item.record.name, item.record.type
+        """Step 1: the plan, one line per record, in order; None if the server is
+        unreachable, or the run is stopped."""
+        items = list(items)
+        changes: list[Change] = []
+        with ThreadPoolExecutor(max(1, min(authority.READERS, len(items)))) as pool:
             try:
-                where = self.where(name)
-                if name not in self.zones:
-                    self.zones[name] = authority.zone_of(where, name)
-                change = Change(item, authority.read(where, name, type))
-            except Unreachable as exc:
-                self.problem(str(exc))
-                return None
-            except DnsError as exc:
-                self.problem(str(exc))
-                continue
-            changes.append(change)
-            self.output.info(change.line())
+                for item, found in zip(items, pool.map(self.read_one, items), strict=True):
+                    if self.stop.is_set():
+                        self.problem(
+                            f"stopped after reading {len(changes)} of {len(items)} records"
+                        )
+                        return None
+                    if isinstance(found, Unreachable):
+                        self.problem(str(found))
+                        return None
+                    if isinstance(found, DnsError):
+                        self.problem(str(found))
+                        continue
+                    change = Change(item, found)
+                    changes.append(change)
+                    if change.action is Action.UNCHANGED:
+                        self.output.unchanged(change.line())
+                    else:
+                        self.output.info(change.line())
+            finally:
+                # Ended early (unreachable, stopped, Ctrl-C): the records not yet asked for
+                # are not; those being read finish within a query's timeout.
+                pool.shutdown(cancel_futures=True)
         return changes
+
+    def read_one(self, item: Wanted) -> Current | DnsError | None:
+        """What the server holds for one record, or why it cannot tell; in a reader thread.
+        The zone is asked for only if the record is to change: of thousands of domains, most
+        are not, and the SOA lookup was two queries of each record's five."""
+        name, type = item.record.name, item.record.type
+        if self.stop.is_set():
+            return None  # not shown: the run ends before this record's line
+        try:
+            where = self.where(name)
+            try:
+                found = authority.read(where, name, type)
+            except Unreachable:
+                raise
+            except DnsError:
+                self.zone(where, name)  # a zone the server does not hold says more
+                raise
+            if Change(item, found).action is not Action.UNCHANGED:
+                self.zone(where, name)
+            return found
+        except DnsError as exc:
+            return exc
+
+    def zone(self, where: Server, name: str) -> None:
+        if name not in self.zones:
+            self.zones[name] = authority.zone_of(where, name)
 
     def verify(self, pending: Sequence[Change]) -> list[Change] | None:
         """

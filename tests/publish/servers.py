@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import socket
 import subprocess
 import threading
 import time
@@ -29,6 +30,8 @@ DNS1 = "127.80.0.1"
 DNS2 = "127.80.0.2"
 """A second name server of the zones, which never gets the updates."""
 POLICY_HOST = "127.80.1.1"
+RELAY = "127.80.1.4"
+"""A lossy path to DNS1."""
 ZONES = ("pub.test", "provider.test")
 
 
@@ -158,3 +161,93 @@ def policy_host(address: str, port: int) -> Iterator[PolicyHost]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@dataclass
+class Relay:
+    """
+    A UDP path to a DNS server that loses datagrams: the first query for each question in
+    ``lose`` (``name TYPE``) is dropped, as a packet lost on the way to a remote primary.
+    Counts the queries passed on and the most it held at once, waiting for an answer.
+    """
+
+    address: str
+    port: int
+    lose: set[str] = field(default_factory=set)
+    lost: list[str] = field(default_factory=list)
+    asked: list[str] = field(default_factory=list)
+    """Every question passed on, as ``name TYPE``."""
+    passed: int = 0
+    in_flight: int = 0
+    most_in_flight: int = 0
+    authoritative: bool = True
+    """False: the AA bit is cleared in every answer, as in a resolver's copy from its cache."""
+    delay: float = 0.0
+    """Seconds each answer takes on the way back."""
+    hold: int = 1
+    """Answers are held back until this many queries wait (or 0.2 s has passed, less than
+    an attempt of the tests' queries): a reader that asks one at a time is seen to,
+    however fast the server."""
+
+
+@contextlib.contextmanager
+def relay(address: str, port: int, to: tuple[str, int]) -> Iterator[Relay]:
+    path = Relay(address, port)
+    lock = threading.Condition()
+    stopping = threading.Event()
+    forwarders: list[threading.Thread] = []
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind((address, port))
+    listener.settimeout(0.1)
+
+    def forward(data: bytes, client: tuple[str, int]) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream:
+            upstream.settimeout(10)
+            upstream.sendto(data, to)
+            try:
+                answer = upstream.recv(65535)
+            except OSError:
+                answer = None
+        if answer is not None and not path.authoritative:
+            answer = answer[:2] + bytes([answer[2] & ~0x04]) + answer[3:]  # AA: RFC 1035 4.1.1
+        time.sleep(path.delay)
+        with lock:
+            lock.wait_for(lambda: path.in_flight >= path.hold, timeout=0.2)
+            path.in_flight -= 1
+            lock.notify_all()
+        if answer is not None:
+            listener.sendto(answer, client)
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                data, client = listener.recvfrom(65535)
+            except TimeoutError:
+                continue
+            question = dns.message.from_wire(data).question[0]
+            asked = f"{question.name.to_text(omit_final_dot=True)} "
+            asked += dns.rdatatype.to_text(question.rdtype)
+            with lock:
+                if asked in path.lose:
+                    path.lose.discard(asked)
+                    path.lost.append(asked)
+                    continue
+                path.passed += 1
+                path.asked.append(asked)
+                path.in_flight += 1
+                path.most_in_flight = max(path.most_in_flight, path.in_flight)
+                lock.notify_all()
+            forwarding = threading.Thread(target=forward, args=(data, client), daemon=True)
+            forwarding.start()
+            forwarders.append(forwarding)
+
+    thread = threading.Thread(target=serve, name="relay", daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        stopping.set()
+        thread.join(5)
+        for forwarding in forwarders:
+            forwarding.join(10)  # answers late, to a client gone: not to a closed socket
+        listener.close()

@@ -94,6 +94,44 @@ def test_publishes_at_start_and_after_each_reload(
     assert messages.index(pending[0]) < messages.index(published[1])
 
 
+def test_records_left_as_they_are_are_counted_not_listed(
+    write: Write, host: PolicyHost, server: Dns, caplog: pytest.LogCaptureFixture
+) -> None:
+    """
+    A reload that changes one domain of many logs that domain's record and one count, not a
+    line for each record the DNS already holds (thousands for a mail provider, at each start
+    and reload). The terminal's plan still lists them all.
+    """
+    caplog.set_level(logging.INFO, logger="mtasts_host.publish")
+    many = "\n".join(f"d{i}.pub.test: {{mx: [mx.pub.test]}}" for i in range(20))
+    path = write(f"{A}\n{many}", "auto: true")
+    serve(host, path)
+    store = PolicyStore(load_config(path))
+    publisher = AutoPublisher(store)
+    store.listeners.append(publisher.reloaded)
+    publisher.start()
+    try:
+        # The first run's last line comes after its count of successes.
+        wait_until(lambda: any(" published at " in m for m in caplog.messages), timeout=20)
+        caplog.clear()
+        path = write(f"a.pub.test: {{mx: [mx2.pub.test]}}\n{many}", "auto: true")
+        serve(host, path)
+        assert Reloader(store).reload()
+        wait_until(lambda: any(" published at " in m for m in caplog.messages), timeout=20)
+    finally:
+        publisher.stop()
+    assert [m.split()[1] for m in caplog.messages] == [
+        "pending",
+        "replace",
+        "waiting",
+        "published",
+        "checked",
+        "changed",
+        "_mta-sts.a.pub.test",
+    ]
+    assert "publish: changed 1 of 21 records" in caplog.messages
+
+
 def test_no_publish_metrics_unless_auto(write: Write) -> None:
     # Without auto: true nothing reads the DNS: a 0 would alert on every hand-published id.
     path = write(A)

@@ -317,6 +317,9 @@ class _Lines:
     def info(self, line: str) -> None:
         pass
 
+    def unchanged(self, line: str) -> None:
+        pass
+
     def warning(self, line: str) -> None:
         pass
 
@@ -543,6 +546,18 @@ def test_an_hmac_md5_key_signs(
 def test_the_first_update_changes_nothing(write: Write, server: Dns, keys: Keys) -> None:
     """knot grants the first update to the updater key, and it changes nothing."""
     first_update_changes_nothing(write(FULL), server, keys.good)
+
+
+def test_the_first_update_of_thousands_of_records_fits(server: Dns, keys: Keys) -> None:
+    """A change to every domain of a mail provider (new defaults) names thousands of records
+    of one zone, more than one DNS message holds: the server is sent several."""
+    changes = [
+        Change(Wanted(dns.Record(f"_mta-sts.d{i}.pub.test", "TXT", 300, "v"), ("d",), True), None)
+        for i in range(2000)
+    ]
+    backend = rfc2136.Rfc2136(Server(server.address, server.port), str(keys.good))
+    assert backend.check({"pub.test": changes}) is None
+    assert server.serial("pub.test") == 1
 
 
 def test_a_record_changed_behind_its_back_is_not_overwritten(
