@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import http.client
 import json
@@ -118,6 +119,31 @@ def test_readyz_reads_the_findings_off_the_event_loop(
     assert on_loop == [False, False]
 
 
+@contextlib.contextmanager
+def _serving(
+    report: Report, write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestClient]:
+    """An app of ``serve --doctor-interval 1h`` whose doctor has made a run finding ``report``."""
+
+    async def check(snapshot: object, options: object, pending: object) -> Report:
+        return report
+
+    monkeypatch.setattr(background_module, "check", check)
+    args = _parser().parse_args(["serve", "--doctor-interval", "1h"])
+    args.config = str(write_config(CONFIG_D))
+    resolve_all(args, _SERVE, {"MTASTS_HOST_RESOLVER": "127.0.0.1:9"})
+    app = create_app(args.config, watch=False)
+    background = command.background_for(app, args)
+    assert background is not None
+    background.start()
+    try:
+        wait_until(lambda: background.latest is report, timeout=20)
+        with TestClient(app, base_url=f"http://{OPS}") as client:
+            yield client
+    finally:
+        background.stop()
+
+
 def test_readyz_lists_the_problems_in_json_only(
     write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,26 +158,11 @@ def test_readyz_lists_the_problems_in_json_only(
         summaries.append(self)
         return summary(self)
 
-    async def check(snapshot: object, options: object, pending: object) -> Report:
-        return report
-
     monkeypatch.setattr(Report, "summary", counted)
-    monkeypatch.setattr(background_module, "check", check)
-    args = _parser().parse_args(["serve", "--doctor-interval", "1h"])
-    args.config = str(write_config(CONFIG_D))
-    resolve_all(args, _SERVE, {"MTASTS_HOST_RESOLVER": "127.0.0.1:9"})
-    app = create_app(args.config, watch=False)
-    background = command.background_for(app, args)
-    assert background is not None
-    background.start()
-    try:
-        wait_until(lambda: background.latest is report, timeout=20)
-        with TestClient(app, base_url=f"http://{OPS}") as client:
-            text = client.get("/readyz").text
-            ready = client.get("/readyz?format=json").json()
-            assert client.get("/readyz").text == text
-    finally:
-        background.stop()
+    with _serving(report, write_config, monkeypatch) as client:
+        text = client.get("/readyz").text
+        ready = client.get("/readyz?format=json").json()
+        assert client.get("/readyz").text == text
     line = next(line for line in text.splitlines() if line.startswith("doctor: "))
     assert json.loads(line.removeprefix("doctor: ")) == {
         "interval_seconds": 3600.0,
@@ -186,24 +197,9 @@ def test_metrics_render_the_findings_once_a_run(
         rendered.append(report)
         return families(report, {})
 
-    async def check(snapshot: object, options: object, pending: object) -> Report:
-        return report
-
     monkeypatch.setattr(background_module, "families", counted)
-    monkeypatch.setattr(background_module, "check", check)
-    args = _parser().parse_args(["serve", "--doctor-interval", "1h"])
-    args.config = str(write_config(CONFIG_D))
-    resolve_all(args, _SERVE, {"MTASTS_HOST_RESOLVER": "127.0.0.1:9"})
-    app = create_app(args.config, watch=False)
-    background = command.background_for(app, args)
-    assert background is not None
-    background.start()
-    try:
-        wait_until(lambda: background.latest is report, timeout=20)
-        with TestClient(app, base_url=f"http://{OPS}") as client:
-            scrapes = [client.get("/metrics").text for _ in range(3)]
-    finally:
-        background.stop()
+    with _serving(report, write_config, monkeypatch) as client:
+        scrapes = [client.get("/metrics").text for _ in range(3)]
     sample = 'mtasts_doctor_check{check="dns-txt",domain="example.com"} 2.0\n'
     assert all(sample in scrape and "mtasts_domains 1.0" in scrape for scrape in scrapes)
     assert rendered == [report]
