@@ -197,19 +197,18 @@ class _Run:
         changes: list[Change] = []
         with ThreadPoolExecutor(max(1, min(authority.READERS, len(items)))) as pool:
             try:
-                for item, found in zip(items, pool.map(self.read_one, items), strict=True):
-                    if self.stop.is_set():
+                for change in pool.map(self.read_one, items):
+                    if change is None or self.stop.is_set():
                         self.problem(
                             f"stopped after reading {len(changes)} of {len(items)} records"
                         )
                         return None
-                    if isinstance(found, Unreachable):
-                        self.problem(str(found))
+                    if isinstance(change, Unreachable):
+                        self.problem(str(change))
                         return None
-                    if isinstance(found, DnsError):
-                        self.problem(str(found))
+                    if isinstance(change, DnsError):
+                        self.problem(str(change))
                         continue
-                    change = Change(item, found)
                     changes.append(change)
                     if change.action is Action.UNCHANGED:
                         self.output.unchanged(change.line())
@@ -221,25 +220,26 @@ class _Run:
                 pool.shutdown(cancel_futures=True)
         return changes
 
-    def read_one(self, item: Wanted) -> Current | DnsError | None:
-        """What the server holds for one record, or why it cannot tell; in a reader thread.
-        The zone is asked for only if the record is to change: of thousands of domains, most
-        are not, and the SOA lookup was two queries of each record's five."""
+    def read_one(self, item: Wanted) -> Change | DnsError | None:
+        """One record's change, from what the server holds, or why it cannot tell; None once
+        the run is stopped. In a reader thread. The zone is asked for only if the record is
+        to change: of thousands of domains, most are not, and the SOA lookup was two queries
+        of each record's five."""
         name, type = item.record.name, item.record.type
         if self.stop.is_set():
             return None  # not shown: the run ends before this record's line
         try:
             where = self.where(name)
             try:
-                found = authority.read(where, name, type)
+                change = Change(item, authority.read(where, name, type))
             except Unreachable:
                 raise
             except DnsError:
                 self.zone(where, name)  # a zone the server does not hold says more
                 raise
-            if Change(item, found).action is not Action.UNCHANGED:
+            if change.action is not Action.UNCHANGED:
                 self.zone(where, name)
-            return found
+            return change
         except DnsError as exc:
             return exc
 
