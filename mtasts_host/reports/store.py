@@ -262,18 +262,17 @@ class ReportStore:
         ``PRUNE_BATCH`` in each transaction; return how many. Their STS sessions stay
         counted (``tlsrpt_counted``): the metrics count them for ever.
         """
-        removed, first = 0, True
+        removed = 0
         while True:
             with self.connection() as connection:
                 if not self.lock_prune(connection):
                     return removed
-                if first:
-                    # The rows a replica of an earlier version inserted without their day,
-                    # which the summaries read by: they count from now on.
-                    connection.execute(
-                        f"UPDATE tlsrpt_policies SET day = {schema.REPORT_DAY} WHERE day IS NULL"
-                    )
-                    first = False
+                # The rows a replica of an earlier version inserted without their day, which
+                # the summaries read by: they count from now on (an index of them alone makes
+                # this nothing to ask when there are none).
+                connection.execute(
+                    f"UPDATE tlsrpt_policies SET day = {schema.REPORT_DAY} WHERE day IS NULL"
+                )
                 last = connection.execute(
                     "SELECT end_time FROM tlsrpt_reports WHERE end_time < ?"
                     " ORDER BY end_time LIMIT 1 OFFSET ?",
@@ -281,17 +280,15 @@ class ReportStore:
                 ).fetchone()
                 # Up to the batch's last end time, those ending with it too (a day's reports
                 # end at the same midnight); the rest at once, if it is no more than a batch.
-                ended = ("end_time <= ?", last[0]) if last else ("end_time < ?", int(before))
+                ended, bound = ("end_time <= ?", last[0]) if last else ("end_time < ?", int(before))
                 # Children first: SQLite enforces ON DELETE CASCADE only when asked to.
                 for table in ("tlsrpt_failures", "tlsrpt_policies"):
                     connection.execute(
                         f"DELETE FROM {table} WHERE report IN"
-                        f" (SELECT id FROM tlsrpt_reports WHERE {ended[0]})",
-                        (ended[1],),
+                        f" (SELECT id FROM tlsrpt_reports WHERE {ended})",
+                        (bound,),
                     )
-                cursor = connection.execute(
-                    f"DELETE FROM tlsrpt_reports WHERE {ended[0]}", (ended[1],)
-                )
+                cursor = connection.execute(f"DELETE FROM tlsrpt_reports WHERE {ended}", (bound,))
                 removed += int(cursor.rowcount)
             if last is None:
                 return removed
