@@ -4,7 +4,7 @@ The application for any ASGI server, configured from ``MTASTS_HOST_CONFIG`` and 
 ``WATCH``, and ``LOG_FORMAT`` for mtasts-host's own lines where the server leaves them
 unhandled)::
 
-    uvicorn mtasts_host.asgi:app
+    uvicorn mtasts_host.asgi:app --no-access-log
     granian --interface asgi mtasts_host.asgi:app
 
 Importing this module loads the configuration; a bad one ends the process with the same

@@ -12,6 +12,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from . import logs
 from .store import PolicyStore, Snapshot
 
 UNKNOWN = "_unknown_"
@@ -99,6 +100,14 @@ class _Collector:
         for domain, entry in served.items():
             info.add_metric([domain], {"mode": entry.policy.mode.value, "id": entry.id})
         yield info
+        lost = logs.dropped()
+        if lost is not None:
+            yield CounterMetricFamily(
+                "mtasts_log_lines_dropped",
+                "Log lines dropped because stderr was not read fast enough, or could not be "
+                "written.",
+                value=lost,
+            )
         # Given the snapshot read above: each reading the store's, a reload between the two
         # reads gave one scrape the policies of one config and the reports of another's domains.
         for source in self.sources:

@@ -156,6 +156,7 @@ def serve(args: argparse.Namespace, companions: Sequence[Companion] = ()) -> int
     except _sigterm.Terminated:
         status = None
     finally:
+        logs.close_all()  # the last lines written, before SIGTERM ends the process
         if status != 0:
             # Nothing served, or ended: a caller of main() in-process (a test, a wrapper)
             # gets SIGHUP back as it was, not a handler that swallows it for good.
@@ -174,6 +175,7 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
     try:
         sockets = listen.listening(args.host, args.port, args.uds)
     except listen.CannotListen as exc:
+        logs.flush_all()  # the lines logged before come first
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         return STARTUP_FAILURE
     try:
@@ -202,6 +204,7 @@ def _start(
             if companion is not None:
                 started.append(companion)
     except ValueError as exc:
+        logs.flush_all()
         print(f"mtasts-host: error: {exc}", file=sys.stderr)
         for companion in reversed(started):
             companion.stop()
@@ -254,7 +257,7 @@ def _run(
         limit_concurrency=None if args.limit_concurrency is None else args.limit_concurrency + 1,
         # In-flight requests finish; idle connections are closed; never longer than this.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
-        log_config=logs.config(args.log_format),
+        log_config=None,  # serve's own, in place: configured again, its writer would restart
         access_log=False,  # ours replaces uvicorn's: it names the policy domain
         # No "server: uvicorn": it names the software to anyone asking, and a proxy that
         # names itself and passes it on (Caddy) sends two lines of a field that is no list.
@@ -284,6 +287,7 @@ def _forwarded_allow_ips(args: argparse.Namespace) -> str:
 def print_problems(exc: ConfigError, *, every: bool) -> None:
     """Print the first (or every) problem of ``exc`` to stderr, one line each."""
     problems = exc.problems if every else exc.problems[:1]
+    logs.flush_all()
     for problem in problems:
         print(problem, file=sys.stderr)
     if len(exc.problems) > len(problems):
