@@ -46,10 +46,21 @@ class ConfigError(Exception):
     the message is one line per problem.
     """
 
-    def __init__(self, path: str, problems: list[Problem]) -> None:
+    def __init__(self, path: str, problems: list[Problem], *, stopped: bool = False) -> None:
         super().__init__("\n".join(str(problem) for problem in problems))
         self.path = path
         self.problems = tuple(problems)
+        self.stopped = stopped
+        """More errors were found than kept: the last problem says so, and is none of them."""
+
+    def more(self, shown: int) -> str | None:
+        """How many errors there are beyond the first ``shown`` problems, in words (None for
+        none): the notice that reading stopped is no error, and stands for some more."""
+        errors = len(self.problems) - self.stopped
+        more = errors - min(shown, errors)
+        if self.stopped:
+            return f"over {more} more"
+        return f"{more} more" if more else None
 
 
 MAX_PROBLEMS = 1000
@@ -95,4 +106,4 @@ class Problems:
             if self.stopped:
                 message = f"more than {MAX_PROBLEMS} errors; stopped looking for more"
                 errors.append(Problem(self.path, None, "", message))
-            raise ConfigError(self.path, errors)
+            raise ConfigError(self.path, errors, stopped=self.stopped)

@@ -200,12 +200,12 @@ class Reloader:
                 old = self.store.replace(config)
             except ConfigError as exc:
                 self.store.reject(str(exc.problems[0]))
-                more = len(exc.problems) - 1
+                more = exc.more(1)
                 logger.error(
                     "reload of %s rejected, still serving the last good policies: %s%s",
                     self.path,
                     exc.problems[0],
-                    f" (and {more} more)" if more else "",
+                    f" (and {more})" if more else "",
                 )
                 return False
             except Exception:

@@ -290,6 +290,6 @@ def print_problems(exc: ConfigError, *, every: bool) -> None:
     logs.flush_all()
     for problem in problems:
         print(problem, file=sys.stderr)
-    if len(exc.problems) > len(problems):
-        more = len(exc.problems) - len(problems)
-        print(f"... and {more} more; run 'mtasts-host check' to see them", file=sys.stderr)
+    more = exc.more(len(problems))
+    if more is not None:
+        print(f"... and {more}; run 'mtasts-host check' to see them", file=sys.stderr)

@@ -110,6 +110,20 @@ def test_serve_refuses_a_bad_config_in_one_line(
     ]
 
 
+@pytest.mark.parametrize(("domains", "more"), [(1000, "999 more"), (1001, "over 999 more")])
+def test_the_errors_not_shown_are_counted_without_the_notice_that_reading_stopped(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str], domains: int, more: str
+) -> None:
+    # "and 1000 more" of 1,000 errors: the notice after them was counted as one.
+    path = write_config(
+        "domains:\n" + "".join(f"  d{i}.example: {{mode: x}}\n" for i in range(domains))
+    )
+    assert main(["serve", "--config", str(path)]) == 1
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        f"... and {more}; run 'mtasts-host check' to see them"
+    ]
+
+
 @pytest.mark.parametrize(
     ("config", "argv", "status"),
     [

@@ -10,6 +10,7 @@ import pytest
 
 from mtasts_host import ConfigError, Mode, Policy, load_config
 from mtasts_host.blocks import PublishSettings, ReportsSettings
+from mtasts_host.blocks.publish import MAX_COMMAND
 from mtasts_host.config import DomainConfig, parse_config
 
 from .conftest import CONFIG_D, WriteConfig
@@ -915,6 +916,11 @@ def test_publish_block(tmp_path: Path) -> None:
             "{command: 'true', verify_timeout: 0}",
             "verify_timeout: expected an integer 1..86400, got '0'",
         ),
+        (
+            # shlex reads a command in time quadratic in its length: 1 MiB took four minutes.
+            f"{{command: 'true {'x' * (MAX_COMMAND - 4)}'}}",
+            "command: expected a command line of at most 131,072 characters, got 131,073",
+        ),
         ("{command: 'true', auto: maybe}", "auto: expected true or false, got 'maybe'"),
         (
             "{command: 'true', auto: 'true'}",
@@ -1019,3 +1025,10 @@ def test_a_file_that_fails_to_read_is_a_config_error() -> None:
     with pytest.raises(ConfigError) as info:
         load_config("/proc/self/mem")
     assert str(info.value) == "/proc/self/mem: input/output error"
+
+
+def test_the_longest_command_is_read() -> None:
+    text = CONFIG_D + f"publish: {{command: 'true {'x' * (MAX_COMMAND - 5)}'}}\n"
+    publish = parse_config(text.encode()).publish
+    assert publish is not None
+    assert publish.command == ("true", "x" * (MAX_COMMAND - 5))

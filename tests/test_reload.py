@@ -90,6 +90,24 @@ def test_invalid_file_keeps_the_last_good_policies(
     assert caplog.records[0].levelno == logging.ERROR
 
 
+@pytest.mark.parametrize(
+    ("domains", "more"), [(2, " (and 1 more)"), (1001, " (and over 999 more)")]
+)
+def test_the_errors_beyond_the_first_are_counted(
+    write_config: WriteConfig, caplog: pytest.LogCaptureFixture, domains: int, more: str
+) -> None:
+    path = write_config()
+    reloader = make_reloader(path)
+    path.write_text(
+        "domains:\n" + "".join(f"  d{i}.example: {{mode: x}}\n" for i in range(domains))
+    )
+    assert reloader.reload() is False
+    problem = f"{path}:2: domains.d0.example.mode: expected one of enforce, testing, none, got 'x'"
+    assert caplog.messages == [
+        f"reload of {path} rejected, still serving the last good policies: {problem}{more}"
+    ]
+
+
 def test_a_syntax_error_is_the_error_logged(
     write_config: WriteConfig, caplog: pytest.LogCaptureFixture
 ) -> None:

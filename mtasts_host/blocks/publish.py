@@ -16,6 +16,10 @@ DEFAULT_VERIFY_URL = "https://mta-sts.{domain}/.well-known/mta-sts.txt"
 DEFAULT_CACHE_WAIT = 60
 """Seconds: the proxies' cache lifetime, the ``max-age`` the app's answers carry."""
 DEFAULT_VERIFY_TIMEOUT = 120
+MAX_COMMAND = 131_072
+"""The longest ``command``, in characters: as long as the longest one argument Linux runs
+(``MAX_ARG_STRLEN``), an ``sh -c`` script too. ``shlex.split`` takes time quadratic in the
+length: 256 KiB took 4 s, and 1 MiB four minutes, at every reload."""
 _PUBLISH_KEYS = (
     "server",
     "tsig_key_file",
@@ -107,6 +111,10 @@ def _key_file(node: _yaml.Node, at: _fields.At) -> str:
 
 def _command(node: _yaml.Node, at: _fields.At) -> tuple[str, ...]:
     text = _fields.string(node, "a command")
+    if len(text) > MAX_COMMAND:
+        raise _fields.Invalid(
+            f"expected a command line of at most {MAX_COMMAND:,} characters, got {len(text):,}"
+        )
     try:
         argv = tuple(shlex.split(text))
     except ValueError as exc:

@@ -78,13 +78,15 @@ def _unchecked() -> ssl.SSLContext:
     return context
 
 
-async def dated(
+async def unverified(
     connect: Callable[[], Awaitable[asyncio.StreamWriter]], host: str, timeout: float
-) -> str | None:
+) -> tuple[str | None, float | None]:
     """
-    Which certificates of the chain are out of their dates, once a handshake failed for it:
-    OpenSSL does not say which, so a second connection, which verifies nothing, looks. None
-    if it cannot tell (the connection failed, or no certificate sent is out of its dates).
+    Once a handshake failed verification, a second connection, which verifies nothing,
+    looks at the certificates: which of them are out of their dates (OpenSSL does not say
+    which; None if none is, or it cannot tell), and when the chain expires, the earliest of
+    the server's certificate and the intermediates it sends (None if it cannot tell): an
+    expired or self-signed certificate still expires, and its expiry is still wanted.
 
     Args:
         connect: opens the connection, up to where TLS starts.
@@ -94,9 +96,22 @@ async def dated(
         async with asyncio.timeout(timeout):
             writer = await connect()
             await writer.start_tls(_unchecked(), server_hostname=host)
-            return _out_of_date(writer.get_extra_info("ssl_object"), time.time())
+            tls = writer.get_extra_info("ssl_object")
+            return _out_of_date(tls, time.time()), _expiry(tls)
     except (TimeoutError, OSError, EOFError, ValueError, asyncio.LimitOverrunError):
-        return None
+        return None, None
     finally:
         if writer is not None:
             writer.transport.abort()
+
+
+def _expiry(tls: Any) -> float | None:
+    """The earliest end of the server's certificate and of the CA certificates it sends
+    (roots aside, which no chain needs), or the server's alone where Python cannot tell."""
+    connection = _connection(tls)
+    if connection is None:
+        certificate = tls.getpeercert()
+        return ssl.cert_time_to_seconds(certificate["notAfter"]) if certificate else None
+    sent = [_certificate(c.get_info()) for c in connection.get_unverified_chain() or []]
+    ends = [c.not_after for c in sent[1:] if not c.root]
+    return min([sent[0].not_after, *ends]) if sent else None

@@ -100,7 +100,8 @@ class Certificate:
 class Session:
     """
     A TLS connection to one address for one host name: the negotiated version and when the
-    certificate, which verified, expires; or why there is no such session.
+    certificate, which verified, expires; or why there is no such session, with when the
+    certificate expires all the same if one was sent that failed verification.
     """
 
     host: str

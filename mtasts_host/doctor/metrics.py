@@ -34,7 +34,7 @@ def families(report: Report | None, failed_runs: FailedRuns | None = None) -> It
     expiry = GaugeMetricFamily(
         "mtasts_certificate_expiry_timestamp_seconds",
         "When the certificate of a policy host or MX host expires (the earliest, if its "
-        "addresses differ), for certificates that verified in the doctor's last run.",
+        "addresses differ), for certificates seen in the doctor's last run, verified or not.",
         labels=["host"],
     )
     last_run = GaugeMetricFamily(

@@ -11,10 +11,9 @@ import re
 import ssl
 
 from ..names import is_address
-from .chain import dated
 from .ehlo import address_literal
 from .facts import Failure, Session
-from .tlsprobe import BROKEN, DATED, classify, handshake, untangle
+from .tlsprobe import BROKEN, classify, failed, handshake, untangle
 
 _MAX_LINE = 512
 """The longest reply line RFC 5321 section 4.5.3.1.5 allows, CRLF included: what is kept of
@@ -170,12 +169,12 @@ async def starttls(
     except BROKEN as exc:
         untangle(exc)
         failure, detail = classify(exc, host, address, port)
-        if failure in DATED and name is not None:
-            again = name
-            detail = (
-                await dated(lambda: _to_starttls(address, port, again), host, timeout) or detail
-            )
-        return refused(failure, detail)
+        if name is None:
+            return refused(failure, detail)
+        again = name
+        return await failed(
+            failure, detail, host, address, timeout, lambda: _to_starttls(address, port, again)
+        )
     finally:
         if writer is not None:
             writer.transport.abort()

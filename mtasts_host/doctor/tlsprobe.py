@@ -2,7 +2,7 @@
 TLS connections, with asyncio: the handshake and what its failures mean, and the policy
 fetched over HTTPS (the SMTP dialogue up to STARTTLS is in ``smtpprobe``). Each probe is
 bounded by one timeout as a whole (and one more for a second look at a chain out of its
-dates, ``chain.dated``), and returns what it saw, never raises.
+dates, ``chain.unverified``), and returns what it saw, never raises.
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import errno
 import ipaddress
 import ssl
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .. import __version__
 from ..policy import MAX_BODY_SIZE
-from .chain import dated, verified_chain
+from .chain import unverified, verified_chain
 from .facts import Answer, Failure, Fetch, Session
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -42,9 +43,11 @@ _MAX_HEAD = 65536
 _NO_ROUTE = (errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EHOSTUNREACH)
 _CHAIN = "a certificate of the chain (the server's or an intermediate)"
 """OpenSSL does not say which certificate of the chain failed its dates: the server's own,
-or an intermediate it sends (an old one left in the chain file). ``chain.dated`` looks."""
+or an intermediate it sends (an old one left in the chain file). ``chain.unverified`` looks."""
 DATED = (Failure.EXPIRED, Failure.NOT_YET_VALID)
-"""Failures that ``chain.dated`` can name the certificate of."""
+"""Failures that ``chain.unverified`` can name the certificate of."""
+UNVERIFIED = frozenset({*_VERIFY_FAILURES.values(), Failure.INVALID})
+"""Failures of a certificate that was sent: ``chain.unverified`` reads when it expires."""
 
 
 @dataclass
@@ -109,6 +112,24 @@ def _session(host: str, address: str, writer: asyncio.StreamWriter) -> Session:
     return Session(host, address, tls.version() or "", not_after, verified_chain(tls))
 
 
+async def failed(
+    failure: Failure,
+    detail: str,
+    host: str,
+    address: str,
+    timeout: float,
+    connect: Callable[[], Awaitable[asyncio.StreamWriter]],
+) -> Session:
+    """The session of a failed handshake: for a certificate that failed verification, when
+    it expires, and which certificate is out of its dates, from a second look."""
+    if failure not in UNVERIFIED:
+        return Session(host, address, failure=failure, detail=detail)
+    dated, not_after = await unverified(connect, host, timeout)
+    if failure in DATED and dated is not None:
+        detail = dated
+    return Session(host, address, not_after=not_after, failure=failure, detail=detail)
+
+
 async def handshake(
     writer: asyncio.StreamWriter, host: str, address: str, context: ssl.SSLContext
 ) -> Session:
@@ -149,9 +170,9 @@ async def fetch_policy(
     except BROKEN as exc:
         untangle(exc)
         failure, detail = classify(exc, host, address, port)
-        if failure in DATED:
-            detail = await dated(lambda: _connect(address, port), host, timeout) or detail
-        return Fetch(Session(host, address, failure=failure, detail=detail))
+        return Fetch(
+            await failed(failure, detail, host, address, timeout, lambda: _connect(address, port))
+        )
     finally:
         if writer is not None:
             writer.transport.abort()

@@ -34,6 +34,8 @@ class Hold:
         self.stop = stop
         self.deadlines: dict[str, float] = {}
         """When each domain's ``verify_timeout`` ends (``time.monotonic()``)."""
+        self.began: dict[str, float] = {}
+        """When the wait for each domain began (``time.monotonic()``)."""
 
     def sight(self, domain: str) -> guard.Sighting:
         """Wait until ``domain``'s new policy is served (``guard.await_body``)."""
@@ -41,9 +43,17 @@ class Hold:
         url = guard.url_for(self.settings.verify_url, domain)
         timeout = self.settings.verify_timeout
         # Seen again after a streak, a domain has what is left of its deadline (see wait).
-        deadline = self.deadlines.setdefault(domain, time.monotonic() + timeout)
+        began = self.began.setdefault(domain, time.monotonic())
+        deadline = self.deadlines.setdefault(domain, began + timeout)
         return guard.await_body(
-            domain, url, body, self.fetcher, timeout=timeout, stop=self.stop, deadline=deadline
+            domain,
+            url,
+            body,
+            self.fetcher,
+            timeout=timeout,
+            stop=self.stop,
+            deadline=deadline,
+            began=began,
         )
 
     def wait(

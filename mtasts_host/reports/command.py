@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from typing import BinaryIO, TextIO
@@ -114,11 +115,14 @@ def ingest(config: Config, args: argparse.Namespace) -> int:
     if args.files and args.maildir:
         print("mtasts-host: error: give FILEs or --maildir, not both", file=sys.stderr)
         return EX_TEMPFAIL
-    if not (args.files or args.maildir) and sys.stdin is None:
+    if (not (args.files or args.maildir) or "-" in args.files) and sys.stdin is None:
         print(
             "mtasts-host: error: standard input is closed: give FILEs or --maildir", file=sys.stderr
         )
         return EX_TEMPFAIL
+    # The intake's log lines are serve's: here each report has a line of its own, which
+    # Python's last-resort handler printed a second time, bare (a traceback for a store error).
+    logging.getLogger(Intake.__module__).addHandler(logging.NullHandler())
     return ingest_command(
         config.reports,
         files=args.files,
@@ -191,7 +195,8 @@ def ingest_command(
 ) -> int:
     """
     ``mtasts-host reports ingest``: store the reports in files, in a maildir's ``new/``, or
-    else in the one message on standard input (as Postfix's ``pipe`` delivers it).
+    else in the one message on standard input (as Postfix's ``pipe`` delivers it), which a FILE
+    ``-`` also names.
 
     Returns:
         0 when stored or duplicate, 65 (``EX_DATAERR``) for a message without a report or
@@ -207,7 +212,7 @@ def ingest_command(
     if maildir is not None:
         return mail.ingest_maildir(intake, maildir, log)
     if files:
-        return mail.ingest_files(intake, files, log)
+        return mail.ingest_files(intake, files, log, stdin)
     return mail.ingest_stdin(intake, stdin, log)
 
 

@@ -146,13 +146,21 @@ def ingest(intake: Intake, data: bytes, name: str, log: TextIO) -> int:
     return status
 
 
-def ingest_files(intake: Intake, paths: Iterable[str | Path], log: TextIO) -> int:
+def ingest_files(
+    intake: Intake, paths: Iterable[str | Path], log: TextIO, stdin: BinaryIO | None = None
+) -> int:
     """
     Ingest files; return the worst exit code (``EX_TEMPFAIL`` stops at once, ``EX_NOINPUT``
-    for a file that cannot be read).
+    for a file that cannot be read). A path ``-`` is the message on ``stdin``, as for
+    ``cat``; it is read once.
     """
     status = EX_OK
     for path in paths:
+        if str(path) == "-" and stdin is not None:
+            status = max(status, ingest_stdin(intake, stdin, log))
+            if status == EX_TEMPFAIL:
+                break
+            continue
         try:
             data = _read(Path(path))
         except OSError as exc:

@@ -312,3 +312,36 @@ def test_options_that_cannot_work_fail_at_once(world: World) -> None:
         Background(
             PolicyStore(world.snapshot.config), DoctorOptions(ca_file="/nonexistent.pem"), 60
         )
+
+
+def test_the_expiry_of_a_certificate_that_fails_verification_and_only_of_configured_hosts(
+    world: World, tmp_path: Path
+) -> None:
+    # An expired or misnamed certificate had no series: the alert kept the last expiry seen
+    # for a week, for a host removed from the config as well.
+    path = tmp_path / "config.yaml"
+    names = ("good.test", "expired.test", "wrongname.test", "mxexpired.test")
+    path.write_text(config_text([d for d in DOMAINS if d.name in names]))
+    store = PolicyStore(load_config(path))
+    background = Background(store, world.options, interval=3600, soonest=0)
+    background.start()
+    try:
+        wait_until(lambda: background.latest is not None, timeout=20)
+        first = background.latest
+        assert first is not None
+        now = time.time()
+        expiry = first.certificates
+        assert expiry["mta-sts.expired.test"] < now < expiry["mta-sts.good.test"]
+        assert expiry["mx.mxexpired.test"] < now
+        assert expiry["mta-sts.wrongname.test"] > now
+        assert 'expiry_timestamp_seconds{host="mta-sts.expired.test"}' in scrape(background)
+        path.write_text(config_text([d for d in DOMAINS if d.name == "good.test"]))
+        assert Reloader(store).reload()
+        background.run_soon()
+        wait_until(lambda: background.latest is not first, timeout=20)
+    finally:
+        background.stop()
+    metrics = scrape(background)
+    assert 'expiry_timestamp_seconds{host="mta-sts.good.test"}' in metrics
+    assert "expired.test" not in metrics
+    assert "wrongname.test" not in metrics

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -216,6 +217,34 @@ def test_a_replica_the_streak_missed_holds_the_id_back(
         "after 3 s ("
     )
     assert error.endswith("); that id is not published")
+
+
+def test_a_wait_again_past_verify_timeout_says_how_long_it_was(
+    write: Write, host: PolicyHost, server: Dns, publish: Publish
+) -> None:
+    """
+    A first streak that took most of verify_timeout, then a replica still serving the old
+    policy: the domain is awaited again for a verify_timeout from the cache wait's start,
+    which the message gave as "after 6 s" all the same.
+    """
+    path = write(A)
+    serve(host, path)
+    assert publish(path).code == 0
+    old_body = host.bodies["mta-sts.a.pub.test"]
+    path = write(
+        "a.pub.test: {mx: [mx.pub.test], mode: testing}", "cache_wait: 1", "verify_timeout: 6"
+    )
+    new_body = load_config(path).domains["a.pub.test"].policy.render()
+    # 20 old answers, 0.1 s apart (at least 2 s), then the streak, then every fourth old:
+    # 23 fetches in 6 s leave each a generous time on a loaded machine.
+    _balanced(host, "a.pub.test", new_body, old_body, {*range(20), *range(23, 10_000, 4)})
+    ran = publish(path)
+    assert ran.code == 1
+    (error,) = ran.err.splitlines()
+    waited = re.fullmatch(r"error: a\.pub\.test: .* is not served at \S+ after (\d+) s \(.*", error)
+    assert waited is not None, error
+    # At least the first streak (2.2 s) and a verify_timeout (6 s) after it.
+    assert int(waited[1]) >= 8
 
 
 def test_a_replica_that_reloads_during_cache_wait_restarts_it(

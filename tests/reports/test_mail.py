@@ -7,6 +7,8 @@ import email.message
 import email.policy
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TextIO
 
@@ -432,4 +434,60 @@ def test_a_report_from_the_future_is_a_data_error(sqlite_url: str) -> None:
     assert (
         log.getvalue()
         == f"<stdin>: bad report: the report ends more than a day from now, at {end}\n"
+    )
+
+
+def _run_ingest(tmp_path: Path, store: str, argv: list[str], stdin: bytes) -> tuple[int, str]:
+    """``mtasts-host reports ingest`` as a mail filter runs it: its own process, a pipe."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"domains:\n  example.com: {{mode: testing, mx: mail.example.com}}\n"
+        f"reports: {{store: '{store}'}}\n"
+    )
+    command = [sys.executable, "-m", "mtasts_host", "reports", "ingest", "--config", str(config)]
+    completed = subprocess.run(
+        [*command, *argv], input=stdin, capture_output=True, check=False, timeout=60
+    )
+    return completed.returncode, completed.stderr.decode()
+
+
+def test_a_store_outage_and_a_rejected_report_are_one_line_each(tmp_path: Path) -> None:
+    # Python's last-resort handler printed the intake's log line before the command's own.
+    outage = f"sqlite:///{tmp_path / 'no-such-directory' / 'r.db'}"
+    data = encode(report(day=recent(), report_id="r1"))
+    status, said = _run_ingest(tmp_path, outage, ["-"], data)
+    assert (status, said.count("\n")) == (EX_TEMPFAIL, 1)
+    assert said.startswith("<stdin>: report store unavailable: ")
+    store = f"sqlite:///{tmp_path / 'r.db'}"
+    bad = encode({"report-id": "x"}, compress=False)
+    status, said = _run_ingest(tmp_path, store, [], bad)
+    assert (status, said) == (EX_DATAERR, "<stdin>: bad report: organization-name: missing\n")
+    status, said = _run_ingest(tmp_path, store, [], b"Subject: hello\r\n\r\nno report\r\n")
+    expected = "<stdin>: no TLS report (application/tlsrpt+gzip or +json) found\n"
+    assert (status, said) == (EX_DATAERR, expected)
+
+
+@pytest.mark.parametrize("form", ["json", "gzip", "message"])
+def test_a_file_named_dash_is_standard_input(tmp_path: Path, form: str) -> None:
+    document = report(day=recent(), report_id="piped")
+    data = {
+        "json": encode(document, compress=False),
+        "gzip": encode(document),
+        "message": message((encode(document), "application/tlsrpt+gzip", "r.json.gz")),
+    }[form]
+    store = f"sqlite:///{tmp_path / 'r.db'}"
+    other = tmp_path / "other.json"
+    other.write_bytes(encode(report(day=recent(), report_id="file"), compress=False))
+    status, said = _run_ingest(tmp_path, store, [str(other), "-"], data)
+    assert (status, said.splitlines()) == (
+        EX_OK,
+        [
+            f"{other}: stored: report 'file' from 'Google Inc.'",
+            "<stdin>: stored: report 'piped' from 'Google Inc.'",
+        ],
+    )
+    status, said = _run_ingest(tmp_path, store, ["-"], data)
+    assert (status, said) == (
+        EX_OK,
+        "<stdin>: duplicate, already stored: report 'piped' from 'Google Inc.'\n",
     )
