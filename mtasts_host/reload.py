@@ -73,6 +73,9 @@ class Reloader:
         # since is seen by the first check.
         self._signature = store.config.read_from
         self._lock = threading.Lock()
+        # Not the reloads' lock: the first request starts watching, on the event loop, and
+        # must not wait for a reload (one SIGHUP asked for during start-up) to read the file.
+        self._starting = threading.Lock()
         self._wanted = False
         """A reload asked for by ``reload_soon`` has not started reading yet."""
         self._stop = threading.Event()
@@ -82,7 +85,7 @@ class Reloader:
         """Start watching; calls while it watches do nothing. After ``stop`` it starts
         again: a host app's lifespan may run more than once in a process (a test client
         per test, a server restarted in the same process)."""
-        with self._lock:
+        with self._starting:
             if self._thread is not None and not self._stop.is_set():
                 return
             self._stop = stop = threading.Event()

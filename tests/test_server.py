@@ -298,6 +298,49 @@ def test_sighup_while_starting_reloads_once_started(
     assert "Traceback" not in server.output()
 
 
+# The same, watching the file (the default), with that reload held until the test lets it go:
+# a large file takes seconds to load again.
+SIGHUP_WHILE_LOADING_HELD = """
+import os, pathlib, signal, sys, time
+from mtasts_host import cli, reload, server
+build_app = server.build_app
+load_config = reload.load_config
+gate = pathlib.Path(sys.argv.pop(1))
+def loading(args):
+    app = build_app(args)
+    path = pathlib.Path(args.config)
+    path.write_text(path.read_text().replace("604800", "604801"))
+    os.kill(os.getpid(), signal.SIGHUP)
+    return app
+def held(path, previous=None):
+    while not gate.exists():
+        time.sleep(0.01)
+    return load_config(path, previous)
+server.build_app = loading
+reload.load_config = held
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sighup_while_starting_serves_while_that_reload_runs(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    # Starting to watch waited for the reload the signal asked for: the first request, and
+    # uvicorn's start-up, waited for the whole file to load a second time.
+    path = write_config()
+    port = free_port()
+    gate = tmp_path / "gate"
+    arguments = serve_argv(path, port)[3:]  # after "python -m mtasts_host"
+    argv = [PYTHON, "-c", SIGHUP_WHILE_LOADING_HELD, str(gate), *arguments]
+    with running(argv, tmp_path / "server.log", "127.0.0.1", port) as server:
+        assert serves(port, BODY_D)  # the file as loaded at start-up, while the reload waits
+        wait_until(partial(logged, server, "Uvicorn running on"))
+        assert ": reloaded " not in server.output()
+        gate.touch()
+        wait_until(partial(serves, port, BODY_D.replace(b"604800", b"604801")))
+    assert "Traceback" not in server.output()
+
+
 # serve as PID 1 in a container, which ignores a signal it has no handler for (simulated
 # here by a SIGTERM ignored from the start), sent SIGTERM while the file is being loaded.
 SIGTERM_WHILE_LOADING = """
