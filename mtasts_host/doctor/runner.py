@@ -9,7 +9,8 @@ import asyncio
 import functools
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -69,17 +70,45 @@ def _served(fetches: Sequence[Fetch]) -> bytes | None:
 
 
 class _Shared(Generic[K, V]):
-    """Each key's lookup or probe runs once per run, however many domains ask for it."""
+    """
+    Each key's lookup or probe runs once per run, however many domains ask for it. Once it
+    has run, its result alone is kept, not its task; and a key that ``uses`` counts is
+    forgotten once as many domains have released it, so that what a run holds is bounded by
+    the domains checked at once and by what they share (MX hosts), not by every domain.
+    """
 
-    def __init__(self, make: Callable[[K], Coroutine[Any, Any, V]]) -> None:
+    def __init__(
+        self, make: Callable[[K], Coroutine[Any, Any, V]], uses: Counter[K] | None = None
+    ) -> None:
         self._make = make
-        self._tasks: dict[K, asyncio.Task[V]] = {}
+        self._uses: Counter[K] = uses or Counter()
+        self._running: dict[K, asyncio.Task[V]] = {}
+        self._found: dict[K, V] = {}
 
-    def __call__(self, key: K) -> asyncio.Task[V]:
-        task = self._tasks.get(key)
+    def __call__(self, key: K) -> asyncio.Future[V]:
+        if key in self._found:
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(self._found[key])
+            return future
+        task = self._running.get(key)
         if task is None:
-            task = self._tasks[key] = asyncio.ensure_future(self._make(key))
+            task = self._running[key] = asyncio.ensure_future(self._make(key))
+            task.add_done_callback(functools.partial(self._done, key))
         return task
+
+    def _done(self, key: K, task: asyncio.Task[V]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._found[key] = task.result()
+            del self._running[key]
+
+    def release(self, keys: Iterable[K]) -> None:
+        """A domain is done with ``keys``: each is forgotten once no domain counted on to ask
+        for it is left (at once if none was)."""
+        for key in keys:
+            self._uses[key] -= 1
+            if self._uses[key] <= 0:
+                del self._uses[key]
+                self._found.pop(key, None)
 
 
 async def _starttls(
@@ -90,7 +119,7 @@ async def _starttls(
 
 
 async def _policy_host(
-    addresses: _Shared[str, Names],
+    addresses: Callable[[str], Awaitable[Names]],
     options: DoctorOptions,
     context: ssl.SSLContext,
     host: str,
@@ -105,22 +134,45 @@ async def _policy_host(
     return found, tuple(fetches)
 
 
+def _policy_hosts(domain: str, expected: _Expected) -> set[str]:
+    """The policy hosts the checks of ``domain`` fetch from: its own, and its group's."""
+    return {f"mta-sts.{member}" for member in (domain, *expected.group)}
+
+
+def _sts_name(domain: str, settings: DomainConfig) -> str:
+    """Where the ``_mta-sts`` record of ``domain`` is, its ``txt_cname`` followed."""
+    return settings.txt_cname or STS_PREFIX + domain
+
+
 class _Run:
     def __init__(
-        self, options: DoctorOptions, lookup: Lookup, context: ssl.SSLContext, helo: str | None
+        self,
+        options: DoctorOptions,
+        lookup: Lookup,
+        context: ssl.SSLContext,
+        helo: str | None,
+        domains: Iterable[tuple[str, DomainConfig, _Expected]],
     ) -> None:
         self.options = options
         self.lookup = lookup
         self.context = context
         self.helo = helo
+        # The MX hosts and their addresses are shared by any number of domains, and kept for
+        # the run; the policy hosts and each record's authoritative answers are a domain's
+        # own, or its group's, and forgotten once the domains that ask for them are done.
+        hosts: Counter[str] = Counter()
+        records: Counter[str] = Counter()
+        for domain, settings, expected in domains:
+            hosts.update(_policy_hosts(domain, expected))
+            records[_sts_name(domain, settings)] += 1
         self.addresses = _Shared(lookup.addresses)
-        self.authorities = _Shared(lookup.authorities)
+        self.authorities = _Shared(lookup.authorities, records)
         # Functions of their own, not methods: a _Shared holding a bound method of the run
         # would make the run, and every task and result it keeps, a reference cycle that
         # only the cyclic collector frees, all at once after a run of every domain.
         self.smtp = _Shared(functools.partial(_starttls, options, context, helo))
         self.policy_hosts = _Shared(
-            functools.partial(_policy_host, self.addresses, options, context)
+            functools.partial(_policy_host, lookup.addresses, options, context), hosts
         )
         self.certificates: dict[str, float] = {}
 
@@ -201,6 +253,10 @@ class _Run:
                 ),
                 dnschecks.tlsrpt(domain, await tlsrpt_task, settings.tlsrpt_rua),
             ]
+        self.policy_hosts.release(_policy_hosts(domain, expected))
+        self.authorities.release(
+            {_sts_name(domain, settings), *([txt.target] if published else [])}
+        )
         return findings
 
 
@@ -227,7 +283,13 @@ async def check(
     context, lookup = prepare(options)
     expected = _expected(snapshot)
     helo = options.helo or await asyncio.to_thread(machine_name, options.timeout)
-    run = _Run(options, lookup, context, helo)
+    run = _Run(
+        options,
+        lookup,
+        context,
+        helo,
+        ((domain, config.domains[domain], expected[domain]) for domain in domains),
+    )
     results: dict[str, tuple[Finding, ...]] = {}
     queue = iter(domains)
     pending = publishing or {}
