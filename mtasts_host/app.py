@@ -142,8 +142,7 @@ class PolicyApp(Starlette):
             # The hot path: answers memoised per snapshot and Host header, since almost every
             # request is this one, and most Host headers come again and again.
             if self.store.snapshot is not self._memo_for:
-                self._memo = {}
-                self._memo_for = self.store.snapshot
+                self._new_snapshot()
             ready = self._memo.get(host)
             if ready is None:
                 ready = self._remember(host)
@@ -151,8 +150,10 @@ class PolicyApp(Starlette):
             domain = answers.policy_domain(host) if host else None
             ready = None
             if domain is not None:
+                if self.store.snapshot is not self._memo_for:
+                    self._new_snapshot()
                 path = route_path(scope)
-                ready = self._ready(answers.answer(self.store.snapshot, domain, path, method))
+                ready = self._ready(answers.answer(self._memo_for, domain, path, method))
         if ready is None:  # not a policy host: the report intake, the operational endpoints
             if host is not None or scope.get("http_version") != "1.1":
                 reports = self.reports
@@ -176,6 +177,16 @@ class PolicyApp(Starlette):
         await send({"type": "http.response.body", "body": body})
         if self.access_log:
             log_access(scope, start, status, len(body), domain)
+
+    def _new_snapshot(self) -> None:
+        """Forget the answers remembered for the snapshot before, and the request counters
+        of the domains it served that the new one does not."""
+        self._memo = {}
+        self._memo_for = snapshot = self.store.snapshot
+        # Here, in the event loop, where counters are made: in another thread, a counter made
+        # meanwhile for a domain the new snapshot serves could be forgotten while a
+        # remembered answer still adds to it.
+        self.requests.retain(snapshot.served)
 
     def _ready(self, answer: answers.Answer) -> Ready:
         """``answer`` with the counter it adds to."""
