@@ -270,37 +270,9 @@ def test_sighup_reloads(write_config: WriteConfig, tmp_path: Path) -> None:
 
 
 # serve, with the file changed and SIGHUP sent while it is still being loaded at start-up,
-# which takes seconds for a large file.
+# which takes seconds for a large file; the reload the signal asks for is held until the
+# gate file (the script's first argument) exists: a large file takes seconds to load again.
 SIGHUP_WHILE_LOADING = """
-import os, pathlib, signal, sys
-from mtasts_host import cli, server
-build_app = server.build_app
-def loading(args):
-    app = build_app(args)
-    path = pathlib.Path(args.config)
-    path.write_text(path.read_text().replace("604800", "604801"))
-    os.kill(os.getpid(), signal.SIGHUP)
-    return app
-server.build_app = loading
-sys.exit(cli.main(sys.argv[1:]))
-"""
-
-
-def test_sighup_while_starting_reloads_once_started(
-    write_config: WriteConfig, tmp_path: Path
-) -> None:
-    path = write_config()
-    port = free_port()
-    arguments = serve_argv(path, port, "--no-watch")[3:]  # after "python -m mtasts_host"
-    argv = [PYTHON, "-c", SIGHUP_WHILE_LOADING, *arguments]
-    with running(argv, tmp_path / "server.log", "127.0.0.1", port) as server:
-        wait_until(partial(serves, port, BODY_D.replace(b"604800", b"604801")))
-    assert "Traceback" not in server.output()
-
-
-# The same, watching the file (the default), with that reload held until the test lets it go:
-# a large file takes seconds to load again.
-SIGHUP_WHILE_LOADING_HELD = """
 import os, pathlib, signal, sys, time
 from mtasts_host import cli, reload, server
 build_app = server.build_app
@@ -322,16 +294,31 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+def _sighup_while_loading(path: Path, port: int, gate: Path, *options: str) -> list[str]:
+    arguments = serve_argv(path, port, *options)[3:]  # after "python -m mtasts_host"
+    return [PYTHON, "-c", SIGHUP_WHILE_LOADING, str(gate), *arguments]
+
+
+def test_sighup_while_starting_reloads_once_started(
+    write_config: WriteConfig, tmp_path: Path
+) -> None:
+    port = free_port()
+    gate = tmp_path / "gate"
+    gate.touch()
+    argv = _sighup_while_loading(write_config(), port, gate, "--no-watch")
+    with running(argv, tmp_path / "server.log", "127.0.0.1", port) as server:
+        wait_until(partial(serves, port, BODY_D.replace(b"604800", b"604801")))
+    assert "Traceback" not in server.output()
+
+
 def test_sighup_while_starting_serves_while_that_reload_runs(
     write_config: WriteConfig, tmp_path: Path
 ) -> None:
-    # Starting to watch waited for the reload the signal asked for: the first request, and
-    # uvicorn's start-up, waited for the whole file to load a second time.
-    path = write_config()
+    # Starting to watch (the default) waited for the reload the signal asked for: the first
+    # request, and uvicorn's start-up, waited for the whole file to load a second time.
     port = free_port()
     gate = tmp_path / "gate"
-    arguments = serve_argv(path, port)[3:]  # after "python -m mtasts_host"
-    argv = [PYTHON, "-c", SIGHUP_WHILE_LOADING_HELD, str(gate), *arguments]
+    argv = _sighup_while_loading(write_config(), port, gate)
     with running(argv, tmp_path / "server.log", "127.0.0.1", port) as server:
         assert serves(port, BODY_D)  # the file as loaded at start-up, while the reload waits
         wait_until(partial(logged, server, "Uvicorn running on"))
