@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 from .names import POLICY_HOST_PREFIX, STS_PREFIX, TLSRPT_PREFIX
 from .policy import policy_id
-from .settings import txt_cname_groups
+from .settings import txt_cname_groups, txt_record
 from .store import Snapshot
 from .wire import txt_strings
 
@@ -43,7 +43,7 @@ def records(snapshot: Snapshot) -> Iterator[Record]:
         own = STS_PREFIX + domain
         if settings.txt_cname is not None:
             yield Record(own, "CNAME", ttl, settings.txt_cname)
-        txt = settings.txt_cname or own
+        txt = txt_record(domain, settings)
         if txt not in written:
             written.add(txt)
             sts_id = groups.get(txt) or snapshot.served[domain].id

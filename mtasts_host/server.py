@@ -175,8 +175,7 @@ def _serve(args: argparse.Namespace, companions: Sequence[Companion], hangups: l
     try:
         sockets = listen.listening(args.host, args.port, args.uds)
     except listen.CannotListen as exc:
-        logs.flush_all()  # the lines logged before come first
-        print(f"mtasts-host: error: {exc}", file=sys.stderr)
+        _error(exc)
         return STARTUP_FAILURE
     try:
         return _start(args, companions, hangups, sockets)
@@ -204,8 +203,7 @@ def _start(
             if companion is not None:
                 started.append(companion)
     except ValueError as exc:
-        logs.flush_all()
-        print(f"mtasts-host: error: {exc}", file=sys.stderr)
+        _error(exc)
         for companion in reversed(started):
             companion.stop()
         return 2
@@ -282,6 +280,11 @@ def _forwarded_allow_ips(args: argparse.Namespace) -> str:
     if allowed is None:
         return "*" if args.uds is not None else "127.0.0.1,::1"
     return allowed
+
+
+def _error(exc: Exception) -> None:
+    logs.flush_all()  # the lines logged before come first
+    print(f"mtasts-host: error: {exc}", file=sys.stderr)
 
 
 def print_problems(exc: ConfigError, *, every: bool) -> None:

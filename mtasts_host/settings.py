@@ -108,6 +108,11 @@ class DomainConfig:
     section 8.2): the domains pointing at one name form a group with one policy id."""
 
 
+def txt_record(name: str, settings: DomainConfig) -> str:
+    """Where the ``_mta-sts`` TXT record of domain ``name`` is: its ``txt_cname``, or its own."""
+    return settings.txt_cname or names.STS_PREFIX + name
+
+
 def txt_cname_groups(domains: Mapping[str, DomainConfig]) -> dict[str, list[str]]:
     """
     The domains that share each ``_mta-sts`` record, by the ``txt_cname`` they point at. A

@@ -18,7 +18,7 @@ from .. import dns as records_to_publish
 from ..config import DomainConfig
 from ..names import STS_PREFIX, TLSRPT_PREFIX
 from ..policy import Mode
-from ..settings import txt_cname_groups
+from ..settings import txt_cname_groups, txt_record
 from ..store import Snapshot
 from . import dnschecks, mxchecks, tlschecks
 from .dnsprobe import Lookup
@@ -55,9 +55,9 @@ def _expected(snapshot: Snapshot) -> dict[str, _Expected]:
     result = {}
     for domain, settings in snapshot.config.domains.items():
         target = settings.txt_cname
-        value = txt[target or STS_PREFIX + domain]
+        value = txt[txt_record(domain, settings)]
         record = f"'{value}'" if target is None else f"a CNAME to {target}, where '{value}' is"
-        group = tuple(groups.get(target or STS_PREFIX + domain, [domain]))
+        group = tuple(groups.get(txt_record(domain, settings), [domain]))
         body = snapshot.served[domain].body
         announced = records_to_publish.shared_body((d, snapshot.served[d].body) for d in group)
         result[domain] = _Expected(record, sts_id(value), body, group, announced)
@@ -139,11 +139,6 @@ def _policy_hosts(domain: str, expected: _Expected) -> set[str]:
     return {f"mta-sts.{member}" for member in (domain, *expected.group)}
 
 
-def _sts_name(domain: str, settings: DomainConfig) -> str:
-    """Where the ``_mta-sts`` record of ``domain`` is, its ``txt_cname`` followed."""
-    return settings.txt_cname or STS_PREFIX + domain
-
-
 class _Run:
     def __init__(
         self,
@@ -164,7 +159,7 @@ class _Run:
         records: Counter[str] = Counter()
         for domain, settings, expected in domains:
             hosts.update(_policy_hosts(domain, expected))
-            records[_sts_name(domain, settings)] += 1
+            records[txt_record(domain, settings)] += 1
         self.addresses = _Shared(lookup.addresses)
         self.authorities = _Shared(lookup.authorities, records)
         # Functions of their own, not methods: a _Shared holding a bound method of the run
@@ -255,7 +250,7 @@ class _Run:
             ]
         self.policy_hosts.release(_policy_hosts(domain, expected))
         self.authorities.release(
-            {_sts_name(domain, settings), *([txt.target] if published else [])}
+            {txt_record(domain, settings), *([txt.target] if published else [])}
         )
         return findings
 
