@@ -180,15 +180,7 @@ def test_session_counts_read_the_totals_kept_not_the_reports(store: ReportStore)
     for n in range(3):
         add(store, report(report_id=f"r{n}", successful=10, failed=n))
     store.ping()
-    sent: list[str] = []
-    begin = store.read_transaction
-
-    @contextlib.contextmanager
-    def counting() -> Iterator[Connection]:
-        with begin() as connection:
-            yield _Counting(connection, sent)
-
-    store.read_transaction = counting  # type: ignore[method-assign]
+    sent = _statements(store, "read_transaction")
     (counts,) = sums.session_counts(store, DOMAINS)
     assert (counts.successful, counts.failures) == (30, {"certificate-expired": 3})
     assert {table for sql in sent for table in re.findall(r"tlsrpt_\w+", sql)} == {"tlsrpt_counted"}
@@ -396,19 +388,25 @@ class _Counting:
         return self.connection.executemany(sql, params)
 
 
-def test_a_report_takes_as_many_statements_however_many_failure_details_it_has(
-    store: ReportStore,
-) -> None:
-    store.ping()
+def _statements(store: ReportStore, transaction: str) -> list[str]:
+    """The statements sent from now on in the store's ``transaction`` (the method's name)."""
     sent: list[str] = []
-    begin = store.transaction
+    begin = getattr(store, transaction)
 
     @contextlib.contextmanager
     def counting() -> Iterator[Connection]:
         with begin() as connection:
             yield _Counting(connection, sent)
 
-    store.transaction = counting  # type: ignore[method-assign]
+    setattr(store, transaction, counting)
+    return sent
+
+
+def test_a_report_takes_as_many_statements_however_many_failure_details_it_has(
+    store: ReportStore,
+) -> None:
+    store.ping()
+    sent = _statements(store, "transaction")
     failures = [
         {
             "result-type": "certificate-expired",
