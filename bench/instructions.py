@@ -9,7 +9,8 @@ what cache misses and mispredicted branches cost.
 - served: each server under uvicorn, as `bench.run` runs it (10,000 domains, requests over
   1,000 of them, keep-alive, 16 connections), counted only while wrk runs, after a warm-up.
 - the app alone: the ASGI callable driven directly with the same requests, no server, no
-  event loop: what the app itself adds.
+  event loop: what the app itself adds, reusing its messages as under `serve`, and sending
+  new ones for each answer as an app embedded in another does.
 
 Needs valgrind (Debian package valgrind). Usage, from the project root:
 python -m bench.instructions [--duration SECONDS]
@@ -53,7 +54,9 @@ if target == "floor":
     from bench.floor import app
 else:
     from mtasts_host.app import create_app
-    app = create_app(target, watch=False, access_log=False).__call__
+    policies = create_app(target, watch=False, access_log=False)
+    policies.reuse_messages = sys.argv[4] == "reuse"
+    app = policies.__call__
 hosts = [line.encode() for line in open(sys.argv[2]).read().split()]
 scopes = [
     {"type": "http", "method": "GET", "path": PATH, "root_path": "", "headers": [(b"host", h)]}
@@ -137,12 +140,13 @@ def served(argv: Sequence[str], port: int, hosts: Path, work: Path, duration: in
     return counted(out) / load.requests
 
 
-def alone(target: str, hosts: Path, work: Path) -> float:
-    """Instructions a call of the app costs, driven directly (``target``: floor or a config)."""
+def alone(target: str, hosts: Path, work: Path, messages: str = "new") -> float:
+    """Instructions a call of the app costs, driven directly (``target``: floor or a config;
+    ``messages``: reuse or new)."""
     out = work / "callgrind.alone"
     for old in work.glob(out.name + "*"):
         old.unlink()
-    argv = [PYTHON, "-c", _DRIVE, target, str(hosts), str(CALLS)]
+    argv = [PYTHON, "-c", _DRIVE, target, str(hosts), str(CALLS), messages]
     with subprocess.Popen(
         callgrind(argv, out),
         cwd=ROOT,
@@ -185,9 +189,13 @@ def main() -> None:
                 served(floor_argv(ports[0]), ports[0], hosts, work, args.duration),
                 served(mtasts_argv(config, ports[1]), ports[1], hosts, work, args.duration),
             ),
-            "the app alone, driven directly": (
-                alone("floor", hosts, work),
-                alone(str(config), hosts, work),
+            "the app alone, driven directly, as under serve": (
+                floor := alone("floor", hosts, work),
+                alone(str(config), hosts, work, "reuse"),
+            ),
+            "the same, new messages for each answer (embedded)": (
+                floor,
+                alone(str(config), hosts, work, "new"),
             ),
         }
     for name, (floor, ours) in figures.items():

@@ -28,12 +28,15 @@ _MEMO_SIZE = 65_536
 _MEMO_HOST_SIZE = 300
 """The longest Host header remembered: a policy host name (at most 252 bytes), a port, and
 room to spare."""
-Ready = tuple[int, answers.Headers, bytes, str | None, list[int]]
+Ready = tuple[Message, Message, str | None, list[int]]
 """
-An answer as the hot path takes it: status, headers, body, policy domain, and the counter of
-such answers (see ``RequestCounts``). A plain tuple, not an ``Answer``: the interpreter
-unpacks only an exact tuple on its fast path.
+An answer as the hot path takes it: its two ASGI messages (the start, with the status and
+headers, and the body), the policy domain, and the counter of such answers (see
+``RequestCounts``). A plain tuple, not a NamedTuple: the interpreter unpacks only an exact
+tuple on its fast path.
 """
+_NO_BODY: Message = {"type": "http.response.body", "body": b""}
+"""The body message of every answer to a HEAD, when messages are reused."""
 CLIENT_CLOSED = 499
 """The status logged for a request the client abandoned before any answer (as nginx does)."""
 logger = logging.getLogger(__name__)
@@ -88,11 +91,22 @@ class PolicyApp(Starlette):
         self.rendered_metrics: list[ops.Rendered] = []
         """Metric families that capabilities render themselves, once for many scrapes."""
         self.access_log = access_log
+        self.reuse_messages = False
+        """
+        Send the same message objects for every request a remembered answer answers rather
+        than new ones: for a server that only reads them, with nothing between it and the
+        app, as under ``serve``. Building them was a third of the app's cost of a policy
+        request. A host app's middleware changes them in place (Starlette's GZipMiddleware
+        replaces the body, MutableHeaders appends to the headers), so off by default.
+        """
         unstarted: list[_Startable] = [] if reloader is None else [reloader]
         if reports is not None and open_reports:
             unstarted.append(reports)
         self._unstarted: list[_Startable] | None = unstarted or None
         self._memo: dict[bytes | None, Ready] = {}
+        self._starts: dict[tuple[int, answers.Headers], Message] = {}
+        """One start message for each status and headers: few, since answers of one length
+        share their headers."""
         self._memo_for = store.snapshot
         routes = ops.routes(store, self.registry, self.details, self.rendered_metrics)
         if reports is not None:
@@ -165,18 +179,19 @@ class PolicyApp(Starlette):
             # RFC 9112 section 3.2: an HTTP/1.1 request without Host is a 400 (h11 refuses
             # it itself, httptools passes it on). HTTP/1.0 has no Host to miss: a 404 there.
             ready = self._ready(answers.NO_HOST)
-        status, headers, body, domain, counter = ready
+        start_message, body_message, domain, counter = ready
         counter[0] += 1
-        # A list of its own for each answer: a host app's middleware changes the headers in
-        # place (Starlette's MutableHeaders appends to them: GZipMiddleware's Vary, a
-        # BaseHTTPMiddleware's response.headers[...]), which a tuple refuses and which must
-        # not reach the remembered answer.
-        await send({"type": "http.response.start", "status": status, "headers": [*headers]})
-        if method == "HEAD":
-            body = b""
-        await send({"type": "http.response.body", "body": body})
+        if self.reuse_messages:
+            await send(start_message)
+            await send(_NO_BODY if method == "HEAD" else body_message)
+        else:
+            # New messages, and a list of headers of its own, for each answer: what a host
+            # app's middleware changes in place must not reach the remembered answer.
+            await send({**start_message, "headers": [*start_message["headers"]]})
+            await send({**body_message, "body": b""} if method == "HEAD" else {**body_message})
         if self.access_log:
-            log_access(scope, start, status, len(body), domain)
+            sent = 0 if method == "HEAD" else len(body_message["body"])
+            log_access(scope, start, start_message["status"], sent, domain)
 
     def _new_snapshot(self) -> None:
         """Forget the answers remembered for the snapshot before, and the request counters
@@ -189,9 +204,17 @@ class PolicyApp(Starlette):
         self.requests.retain(snapshot.served)
 
     def _ready(self, answer: answers.Answer) -> Ready:
-        """``answer`` with the counter it adds to."""
+        """``answer`` as its messages, with the counter it adds to."""
         status, headers, body, domain = answer
-        return status, headers, body, domain, self.requests.counter(domain, status)
+        start_message = self._starts.get((status, headers))
+        if start_message is None:
+            start_message = self._starts[status, headers] = {
+                "type": "http.response.start",
+                "status": status,
+                "headers": headers,
+            }
+        body_message = {"type": "http.response.body", "body": body}
+        return start_message, body_message, domain, self.requests.counter(domain, status)
 
     def _remember(self, host: bytes | None) -> Ready | None:
         """

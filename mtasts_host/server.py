@@ -241,6 +241,8 @@ def _run(
     signal.signal(signal.SIGHUP, reload_on_sighup)
     if hangups:  # checked once the handler is in place, so that none is missed
         reloader.reload_soon()
+    # uvicorn only reads the messages it is sent, and nothing stands between it and the app.
+    app.reuse_messages = True
     config = uvicorn.Config(
         # The bound method, not the app: a call to it skips the lookup of __call__ on the
         # instance, a tenth of what the app itself costs a request.

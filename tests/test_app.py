@@ -5,6 +5,7 @@ plain 200 or nothing (RFC 8461 section 3.3).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Host, Mount, Route
 from starlette.testclient import TestClient
+from starlette.types import Message
 
 from mtasts_host import PolicyApp, create_app
 from mtasts_host.reload import Reloader
@@ -338,6 +340,49 @@ def test_remembered_answers_are_bounded_and_follow_reloads(
     Reloader(app.store).reload()
     assert_policy(client.get(PATH), BODY_D.replace(b"enforce", b"testing"))
     assert list(app._memo) == [b"mta-sts.example.com"]
+
+
+def _sent(app: PolicyApp, method: str, host: bytes = b"mta-sts.example.com") -> list[Message]:
+    """The messages ``app`` sends to answer one request, as a server gets them."""
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": method, "path": PATH, "headers": [(b"host", host)]}
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+@pytest.mark.parametrize("host", [b"mta-sts.example.com", b"mta-sts.unknown.test"])
+def test_reused_messages_answer_as_new_ones_do(write_config: WriteConfig, host: bytes) -> None:
+    # serve's setting: the same message objects for every request a remembered answer
+    # answers, with the same content as the new ones an embedded app sends.
+    path = write_config()
+    fresh, reusing = create_app(path, watch=False), create_app(path, watch=False)
+    reusing.reuse_messages = True
+    for method in ("GET", "HEAD", "GET", "POST", "HEAD"):
+        new, reused = _sent(fresh, method, host), _sent(reusing, method, host)
+        # The reused start carries the answer's tuple of headers, which uvicorn copies.
+        assert [
+            {**m, "headers": list(m["headers"])} if "headers" in m else m for m in reused
+        ] == new
+    first, again = _sent(reusing, "GET"), _sent(reusing, "GET")
+    assert all(a is b for a, b in zip(first, again, strict=True))
+
+
+def test_new_messages_are_the_answers_own(write_config: WriteConfig) -> None:
+    # A host app's middleware changes what it is sent in place; the next answer is whole.
+    app = create_app(write_config(), watch=False)
+    start, body = _sent(app, "GET")
+    start["headers"].append((b"vary", b"accept-encoding"))
+    body["body"] = b"compressed"
+    start, body = _sent(app, "GET")
+    assert (b"vary", b"accept-encoding") not in start["headers"]
+    assert body["body"] == BODY_D
 
 
 def test_a_report_store_down_at_start_up_is_one_line(

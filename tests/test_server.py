@@ -71,6 +71,31 @@ def test_bytes_on_the_wire(server: Process) -> None:
     assert body == BODY_D
 
 
+def test_answers_on_one_connection_are_each_whole(server: Process) -> None:
+    # serve sends the same messages for every request a remembered answer answers: GET and
+    # HEAD of a policy, and of a host without one, in turn on one connection, each answered
+    # as on a connection of its own.
+    hosts = (b"mta-sts.example.com", b"mta-sts.example.org", b"mta-sts.unknown.test")
+    alone = {host: get(server, host).replace(b"connection: close\r\n", b"") for host in hosts}
+    asked = [(method, host) for _ in range(3) for method in (b"GET", b"HEAD") for host in hosts]
+    expected = b"".join(
+        alone[host] if method == b"GET" else alone[host].partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
+        for method, host in asked
+    )
+    requests = b"".join(
+        method + b" " + POLICY_PATH.encode() + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
+        for method, host in asked
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(requests)
+        received = b""
+        while len(received) < len(expected):
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert received == expected
+
+
 def test_unknown_host_on_the_wire(server: Process) -> None:
     assert get(server, b"mta-sts.unknown.test").startswith(b"HTTP/1.1 404 ")
 
