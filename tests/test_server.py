@@ -46,9 +46,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
     assert "Traceback" not in process.output()
 
 
-def get(server: Process, host: bytes, target: bytes = b"/.well-known/mta-sts.txt") -> bytes:
-    request = b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
-    return raw_request(server.port, request)
+def http_request(
+    method: bytes, host: bytes, target: bytes = POLICY_PATH.encode(), *, close: bool = False
+) -> bytes:
+    """One request as its bytes; with ``close``, the last on its connection."""
+    last = b"Connection: close\r\n" if close else b""
+    return method + b" " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n" + last + b"\r\n"
+
+
+def get(server: Process, host: bytes, target: bytes = POLICY_PATH.encode()) -> bytes:
+    return raw_request(server.port, http_request(b"GET", host, target, close=True))
 
 
 def test_bytes_on_the_wire(server: Process) -> None:
@@ -82,12 +89,8 @@ def test_answers_on_one_connection_are_each_whole(server: Process) -> None:
         alone[host] if method == b"GET" else alone[host].partition(b"\r\n\r\n")[0] + b"\r\n\r\n"
         for method, host in asked
     )
-    requests = b"".join(
-        method + b" " + POLICY_PATH.encode() + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n"
-        for method, host in asked
-    )
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(requests)
+        sock.sendall(b"".join(http_request(method, host) for method, host in asked))
         received = b""
         while len(received) < len(expected):
             chunk = sock.recv(65536)

@@ -54,10 +54,10 @@ def _expected(snapshot: Snapshot) -> dict[str, _Expected]:
     groups = txt_cname_groups(snapshot.config.domains)
     result = {}
     for domain, settings in snapshot.config.domains.items():
-        target = settings.txt_cname
-        value = txt[txt_record(domain, settings)]
+        target, name = settings.txt_cname, txt_record(domain, settings)
+        value = txt[name]
         record = f"'{value}'" if target is None else f"a CNAME to {target}, where '{value}' is"
-        group = tuple(groups.get(txt_record(domain, settings), [domain]))
+        group = tuple(groups.get(name, [domain]))
         body = snapshot.served[domain].body
         announced = records_to_publish.shared_body((d, snapshot.served[d].body) for d in group)
         result[domain] = _Expected(record, sts_id(value), body, group, announced)
